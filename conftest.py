@@ -1,0 +1,79 @@
+"""Backend fixtures: every core test runs once on the compiled module (id ``c``) and once on its
+pure-Python twin (id ``py``).
+
+The compiled modules are imported directly, so a build that lacks one fails loudly instead of
+quietly testing the twin twice. ``--no-c-extensions`` skips the ``c`` leg, for pure installs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-c-extensions",
+        action="store_true",
+        default=False,
+        help="skip the compiled backend (for a pure-Python install)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import fastpool
+
+    return f"fastpool backend in use by the facades: {fastpool.implementation()}"
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param("c", marks=pytest.mark.c_extension), "py"],
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``"c"`` or ``"py"``: the backend a core test runs on."""
+    if request.param == "c" and request.config.getoption("--no-c-extensions"):
+        pytest.skip("--no-c-extensions given")
+    return str(request.param)
+
+
+def _core(name: str, backend: str) -> ModuleType:
+    return importlib.import_module(f"fastpool.{name}_{backend}")
+
+
+@pytest.fixture(scope="session")
+def lru_module(backend: str) -> ModuleType:
+    return _core("_lru", backend)
+
+
+@pytest.fixture(scope="session")
+def lru_cls(lru_module: ModuleType) -> type:
+    return lru_module.LRUMap  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def hostqueue_module(backend: str) -> ModuleType:
+    return _core("_hostqueue", backend)
+
+
+@pytest.fixture(scope="session")
+def hostqueue_cls(hostqueue_module: ModuleType) -> type:
+    return hostqueue_module.HostQueue  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def prefix_module(backend: str) -> ModuleType:
+    return _core("_prefix", backend)
+
+
+@pytest.fixture(scope="session")
+def router_cls(prefix_module: ModuleType) -> type:
+    return prefix_module.PrefixRouter  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def http11(backend: str) -> ModuleType:
+    """The ``_http11`` core module of the backend under test."""
+    return _core("_http11", backend)

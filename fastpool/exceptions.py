@@ -1,0 +1,88 @@
+"""fastpool's exceptions: one hierarchy, compatible with the urllib3 exceptions requests catches.
+
+Every error fastpool raises derives from :class:`FastpoolError`. Where urllib3 has a counterpart
+that requests maps to one of its own exceptions, ours subclasses it too, so code written against
+urllib3 or requests catches ours unchanged.
+
+Messages that both backends of a core raise are constants here, so the compiled module and its
+pure twin cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from urllib3 import exceptions as _u3
+
+# --- messages shared by the compiled cores and their twins -------------------------------------
+MSG_NOT_INT = "{name} must be an int, got {type}"
+MSG_NEGATIVE = "{name} must be >= 0, got {value}"
+MSG_NOT_STR = "{name} must be a str, got {type}"
+MSG_NOT_CALLABLE = "{name} must be callable or None, got {type}"
+MSG_POOL_CLOSED = "Pool is closed."
+MSG_POOL_TIMEOUT = (
+    "Timed out after {timeout} s waiting for a free connection "
+    "(all {limit} connections of this pool are in use)"
+)
+MSG_POOL_EMPTY_NOWAIT = (
+    "No free connection and waiting is disabled (all {limit} connections of this pool are in use)"
+)
+MSG_NO_MATCH = "No connection adapters were found for {url!r}"
+
+
+class FastpoolError(Exception):
+    """Base class of every exception fastpool raises."""
+
+
+class _PoolErrorMixin:
+    """urllib3's PoolError takes ``(pool, message)`` and prefixes the message with the pool.
+
+    The cores do not know their pool, so ours take ``(message, pool=None)`` and print just the
+    message; ``pool`` is kept for urllib3 compatibility.
+    """
+
+    pool: object
+
+    def __init__(self, message: str, pool: object = None) -> None:
+        self.pool = pool
+        Exception.__init__(self, message)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (self.__class__, (str(self), None))
+
+
+class PoolTimeoutError(_PoolErrorMixin, FastpoolError, _u3.EmptyPoolError):
+    """No connection became free within the pool timeout (blocking mode or a hard limit)."""
+
+
+class PoolClosedError(_PoolErrorMixin, FastpoolError, _u3.ClosedPoolError):
+    """The pool was closed: it hands out no more connections."""
+
+
+class NoMatchError(FastpoolError, LookupError):
+    """No mounted prefix matches the URL (requests raises ``InvalidSchema`` for this)."""
+
+
+class InvalidRequestError(FastpoolError, ValueError):
+    """A request cannot be written as given: a bad method, target or header.
+
+    Raised before anything is sent, for example for CR, LF or NUL in a header value.
+    """
+
+
+class ProtocolError(FastpoolError, _u3.ProtocolError):
+    """The server broke HTTP/1.1: the connection is closed and never reused."""
+
+
+class InvalidResponseError(ProtocolError):
+    """A malformed response: status line, header line, framing or chunk."""
+
+
+class ResponseHeadTooLarge(InvalidResponseError):
+    """The response head exceeded the byte or header-count limit (a guard against hostile servers)."""
+
+
+class InvalidChunkError(InvalidResponseError):
+    """A malformed chunk size, chunk terminator or trailer in a chunked body."""
+
+
+class IncompleteResponseError(ProtocolError):
+    """The connection closed before the response (head or body) was complete."""
