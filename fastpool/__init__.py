@@ -1,13 +1,43 @@
-"""fastpool: fast, observable, thread-safe HTTP connection pooling for requests users and crawlers."""
+"""fastpool: fast, observable, thread-safe HTTP connection pooling for requests users and crawlers.
+
+The public names are imported lazily, so ``import fastpool`` stays cheap and the pool layer
+(``PoolManager``) never imports requests.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from ._compat import IMPLEMENTATION
 
 __version__ = "0.1.0"
-__all__ = ("__version__", "implementation")
+
+# public name -> module that defines it
+_LAZY = {
+    "PoolManager": "fastpool.poolmanager",
+    "ProxyManager": "fastpool.poolmanager",
+    "proxy_from_url": "fastpool.poolmanager",
+    "HTTPAdapter": "fastpool.adapters",
+    "Session": "fastpool.sessions",
+}
+
+__all__ = ("__version__", "implementation", *_LAZY)
 
 
 def implementation() -> str:
     """Return the active core backend: ``"cython"`` (compiled) or ``"python"`` (pure twins)."""
     return IMPLEMENTATION
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastpool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
