@@ -26,6 +26,10 @@ MSG_POOL_EMPTY_NOWAIT = (
     "No free connection and waiting is disabled (all {limit} connections of this pool are in use)"
 )
 MSG_NO_MATCH = "No connection adapters were found for {url!r}"
+MSG_NOT_POSITIVE = "{name} must be >= 1 or None, got {value}"
+MSG_NOT_NUMBER = "{name} must be an int or float or None, got {type}"
+MSG_NAN = "{name} must not be NaN"
+MSG_CHECKIN_UNMATCHED = "checkin without a matching checkout"
 
 
 class FastpoolError(Exception):
