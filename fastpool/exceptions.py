@@ -90,3 +90,29 @@ class InvalidChunkError(InvalidResponseError):
 
 class IncompleteResponseError(ProtocolError):
     """The connection closed before the response (head or body) was complete."""
+
+
+# --- messages of the _http11 core (request-head writer, response-head parser, chunked decoder) --
+MSG_HTTP_NOT_STR_OR_BYTES = "{name} must be str or bytes, got {type}"
+MSG_HTTP_NOT_BUFFER = "{name} must be bytes, bytearray or memoryview, got {type}"
+MSG_HTTP_NOT_POSITIVE = "{name} must be > 0, got {value}"
+MSG_HTTP_NOT_PAIR = "headers must be (name, value) pairs, got {type}"
+MSG_HTTP_BAD_METHOD = "method {method!r} is not an HTTP token"
+MSG_HTTP_EMPTY_TARGET = "request target must not be empty"
+MSG_HTTP_BAD_TARGET = "request target {target!r} contains a control character, space or DEL"
+MSG_HTTP_BAD_HEADER_NAME = "header name {name!r} is not an HTTP token"
+MSG_HTTP_BAD_HEADER_VALUE = "header {name!r} value contains CR/LF/NUL"
+MSG_HTTP_HEADER_NOT_LATIN1 = "header {name!r} value is not encodable in latin-1"
+MSG_HTTP_HEAD_TOO_LARGE = "response head larger than max_head_bytes={limit} bytes"
+MSG_HTTP_TOO_MANY_HEADERS = "response head has more than max_headers={limit} header lines"
+MSG_HTTP_BAD_STATUS_LINE = "invalid HTTP/1.x status line: {line!r}"
+MSG_HTTP_BAD_HEADER_LINE = "invalid response header line: {line!r}"
+MSG_HTTP_HEADER_NAME_SPACE = "whitespace between header name and colon: {line!r}"
+MSG_HTTP_BAD_CHAR = "forbidden character {char!r} in response head line: {line!r}"
+MSG_HTTP_BAD_CONTENT_LENGTH = "invalid Content-Length: {value!r}"
+MSG_HTTP_BAD_TRANSFER_ENCODING = "invalid Transfer-Encoding: {value!r}"
+MSG_HTTP_BAD_CHUNK_SIZE = "invalid chunk size line: {line!r}"
+MSG_HTTP_CHUNK_LINE_TOO_LONG = "chunk size line longer than max_line_bytes={limit} bytes"
+MSG_HTTP_CHUNK_NO_CRLF = "chunk data not followed by CRLF: {got!r}"
+MSG_HTTP_TRAILERS_TOO_LARGE = "chunked trailers larger than max_trailer_bytes={limit} bytes"
+MSG_HTTP_BAD_TRAILER = "invalid chunked trailer line: {line!r}"
