@@ -1,0 +1,185 @@
+"""Fixtures for the local test servers in ``tests/servers.py`` (real sockets on 127.0.0.0/8).
+
+Servers whose counters a test reads are function-scoped, so ``connections``/``requests`` count
+that test only; the TLS material is built once per session. Every server fixture fails the test
+if a server handler crashed (``server.errors``), so a broken script cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from typing import Callable, Union
+
+import pytest
+import trustme
+from servers import AppServer, FaultServer, Handler, ProxyServer, _Server
+
+#: Every loopback address the server certificates are valid for (127.0.0.1 ... 127.0.0.16).
+LOOPBACK_HOSTS = tuple(f"127.0.0.{i}" for i in range(1, 17))
+
+TLSArg = Union[bool, ssl.SSLContext, None]
+
+
+def _server_context(ca: trustme.CA, *identities: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*identities).configure_cert(context)
+    return context
+
+
+class _Servers:
+    """Starts servers for one test and stops them (and checks their handlers) afterwards."""
+
+    def __init__(self) -> None:
+        self.started: list[_Server] = []
+
+    def start(self, server: _Server) -> _Server:
+        self.started.append(server.start())
+        return server
+
+    def close(self) -> None:
+        for server in self.started:
+            server.stop()
+        errors = [text for server in self.started for text in server.errors]
+        if errors:
+            pytest.fail("a test server handler failed:\n" + "\n".join(errors))
+
+
+@pytest.fixture
+def _servers() -> Iterator[_Servers]:
+    servers = _Servers()
+    yield servers
+    servers.close()
+
+
+# --- TLS material ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """The trusted test CA (trustme); its PEM is ``ca_bundle``."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of the trusted CA's PEM file, for ``verify=``/``ca_certs=``."""
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def server_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """Server-side context with a cert for ``localhost`` and 127.0.0.1-127.0.0.16."""
+    return _server_context(tls_ca, "localhost", *LOOPBACK_HOSTS)
+
+
+@pytest.fixture(scope="session")
+def untrusted_ca() -> trustme.CA:
+    """A second CA that nothing trusts, for bad-certificate tests."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def untrusted_ssl_context(untrusted_ca: trustme.CA) -> ssl.SSLContext:
+    """Server-side context whose cert (right hosts) is signed by ``untrusted_ca``."""
+    return _server_context(untrusted_ca, "localhost", *LOOPBACK_HOSTS)
+
+
+@pytest.fixture(scope="session")
+def wrong_host_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """Server-side context, trusted CA, but a cert only for ``wrong.example``."""
+    return _server_context(tls_ca, "wrong.example")
+
+
+@pytest.fixture(scope="session")
+def client_cert(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a PEM with a client certificate and its key (for ``cert=``), signed by tls_ca."""
+    path = tmp_path_factory.mktemp("tls") / "client.pem"
+    tls_ca.issue_cert("client@fastpool.test").private_key_and_cert_chain_pem.write_to_path(
+        str(path)
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def mtls_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """Server-side context that requires a client certificate signed by ``tls_ca``."""
+    context = _server_context(tls_ca, "localhost", *LOOPBACK_HOSTS)
+    context.verify_mode = ssl.CERT_REQUIRED
+    tls_ca.configure_trust(context)
+    return context
+
+
+# --- servers -----------------------------------------------------------------------------------
+ServerFactory = Callable[..., AppServer]
+
+
+@pytest.fixture
+def server_factory(_servers: _Servers, server_ssl_context: ssl.SSLContext) -> ServerFactory:
+    """``server_factory(host="127.0.0.1", tls=False)`` -> a started AppServer, stopped after
+    the test. ``tls=True`` uses the trusted server cert; an ``ssl.SSLContext`` is used as is.
+    """
+
+    def make(host: str = "127.0.0.1", tls: TLSArg = False) -> AppServer:
+        context: ssl.SSLContext | None
+        context = server_ssl_context if tls is True else (tls or None)
+        return _servers.start(AppServer(host, tls=context))  # type: ignore[return-value]
+
+    return make
+
+
+@pytest.fixture
+def app_server(server_factory: ServerFactory) -> AppServer:
+    """A plain-HTTP AppServer on 127.0.0.1 for this test."""
+    return server_factory()
+
+
+@pytest.fixture
+def https_server(server_factory: ServerFactory) -> AppServer:
+    """An HTTPS AppServer on 127.0.0.1 with a cert from ``tls_ca`` (see ``ca_bundle``)."""
+    return server_factory(tls=True)
+
+
+@pytest.fixture
+def untrusted_https_server(
+    server_factory: ServerFactory, untrusted_ssl_context: ssl.SSLContext
+) -> AppServer:
+    """An HTTPS AppServer whose cert is signed by ``untrusted_ca``: verification must fail."""
+    return server_factory(tls=untrusted_ssl_context)
+
+
+@pytest.fixture
+def mtls_server(server_factory: ServerFactory, mtls_ssl_context: ssl.SSLContext) -> AppServer:
+    """An HTTPS AppServer that requires the ``client_cert``."""
+    return server_factory(tls=mtls_ssl_context)
+
+
+@pytest.fixture
+def fault_server_factory(
+    _servers: _Servers, server_ssl_context: ssl.SSLContext
+) -> Callable[..., FaultServer]:
+    """``fault_server_factory(handler, host="127.0.0.1", tls=False)`` -> a started FaultServer
+    running ``handler(conn)`` per connection (see ``servers.close_after``/``send_raw``).
+    """
+
+    def make(handler: Handler, host: str = "127.0.0.1", tls: TLSArg = False) -> FaultServer:
+        context = server_ssl_context if tls is True else (tls or None)
+        return _servers.start(FaultServer(handler, host, tls=context))  # type: ignore[return-value]
+
+    return make
+
+
+@pytest.fixture
+def proxy_server_factory(_servers: _Servers) -> Callable[..., ProxyServer]:
+    """``proxy_server_factory(host="127.0.0.1", auth=None)`` -> a started ProxyServer."""
+
+    def make(host: str = "127.0.0.1", auth: tuple[str, str] | None = None) -> ProxyServer:
+        return _servers.start(ProxyServer(host, auth=auth))  # type: ignore[return-value]
+
+    return make
+
+
+@pytest.fixture
+def proxy_server(proxy_server_factory: Callable[..., ProxyServer]) -> ProxyServer:
+    """A forward proxy on 127.0.0.1 without authentication."""
+    return proxy_server_factory()
