@@ -28,8 +28,11 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ("MAX_HOLD_SECONDS", "LocalServer", "LocalServers", "ServerProcess")
 
@@ -56,7 +59,7 @@ _REASONS = {
 
 
 class _Request:
-    __slots__ = ("method", "path", "query", "keep_alive")
+    __slots__ = ("keep_alive", "method", "path", "query")
 
     def __init__(self, method: str, path: str, query: str, keep_alive: bool) -> None:
         self.method = method
@@ -99,7 +102,7 @@ class LocalServer:
         """The base URL, ``"http://HOST:PORT"``."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> LocalServer:
+    def start(self) -> Self:
         """Start accepting connections in a daemon thread; returns ``self``."""
         self._acceptor.start()
         return self
@@ -131,7 +134,7 @@ class LocalServer:
         if self._acceptor.is_alive():
             self._acceptor.join(timeout=5)
 
-    def __enter__(self) -> LocalServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -339,7 +342,7 @@ class LocalServers:
         for server in self.servers:
             server.reset_counts()
 
-    def start(self) -> LocalServers:
+    def start(self) -> Self:
         """Start every server; returns ``self``."""
         for server in self.servers:
             server.start()
@@ -350,7 +353,7 @@ class LocalServers:
         for server in self.servers:
             server.close()
 
-    def __enter__(self) -> LocalServers:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -388,7 +391,7 @@ class ServerProcess:
         if self._proc.stdout is not None:
             self._proc.stdout.close()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

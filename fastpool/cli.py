@@ -1,0 +1,606 @@
+"""The ``fastpool`` command: ``demo``, ``get URL...``, ``crawl FILE`` and ``bench``.
+
+Exit status: 0 on success; 1 when some URL failed (``get``/``crawl``), the demo saw counts that
+differ from the article, or an unexpected error happened; 2 for bad usage; 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable
+from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+
+from . import __version__, implementation
+from .demo import (
+    PoolLog,
+    Style,
+    _fastpool_name,
+    format_seconds,
+    run_demo,
+    run_throughput,
+)
+
+__all__ = ("FetchReport", "build_parser", "fetch_urls", "main", "make_session", "read_url_file")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+# --- argument types ------------------------------------------------------------------------------
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _thread_list(text: str) -> tuple[int, ...]:
+    parse = _int_at_least(1)
+    counts = tuple(parse(part) for part in text.split(",") if part.strip())
+    if not counts:
+        raise argparse.ArgumentTypeError("expected thread counts such as 1,8")
+    return counts
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def make_session(
+    client: str = "fastpool",
+    pool_connections: int = 10,
+    pool_maxsize: int = 10,
+    pool_block: bool = False,
+    max_retries: int = 0,
+) -> tuple[requests.Session, str]:
+    """Build the session ``get``/``crawl`` use; returns ``(session, description)``.
+
+    ``client`` (default ``"fastpool"``) is ``"fastpool"`` (fastpool.Session with
+    fastpool.HTTPAdapter, each falling back to requests' when not available) or ``"requests"``
+    (requests.Session with the stock HTTPAdapter). The pool options are those of
+    ``requests.adapters.HTTPAdapter`` and have its defaults.
+    """
+    session_cls: type[requests.Session] = requests.Session
+    adapter_cls: type[requests.adapters.HTTPAdapter] = requests.adapters.HTTPAdapter
+    if client == "fastpool":
+        # Each falls back to requests' class while fastpool's is missing (the description
+        # returned says which ones were used).
+        session_cls = _fastpool_name("Session") or session_cls
+        adapter_cls = _fastpool_name("HTTPAdapter") or adapter_cls
+    elif client != "requests":
+        raise ValueError(f"client must be 'fastpool' or 'requests', got {client!r}")
+    session = session_cls()
+    for prefix in ("http://", "https://"):
+        session.mount(
+            prefix,
+            adapter_cls(
+                pool_connections=pool_connections,
+                pool_maxsize=pool_maxsize,
+                max_retries=max_retries,
+                pool_block=pool_block,
+            ),
+        )
+    return session, f"{_qualname(session_cls)} + {_qualname(adapter_cls)}"
+
+
+def _qualname(cls: type) -> str:
+    # fastpool's public names live at the top level; requests' are shown where they are defined.
+    module = "fastpool" if cls.__module__.startswith("fastpool") else cls.__module__
+    return f"{module}.{cls.__name__}"
+
+
+# --- fetching many URLs --------------------------------------------------------------------------
+
+
+@dataclass
+class FetchReport:
+    """The outcome of :func:`fetch_urls`."""
+
+    urls: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (url, "Kind: detail")
+    bytes_received: int = 0
+    seconds: float = 0.0
+    connections_started: int = 0
+    connections_discarded: int = 0
+    started_per_host: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def responses(self) -> int:
+        """URLs that got an HTTP response (any status)."""
+        return sum(self.statuses.values())
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"Kind: detail"`` for a failed request, short enough for one line."""
+    kind = type(exc).__name__
+    text = str(exc)
+    match = _ERRNO.search(text)
+    if match:
+        detail = match.group(1).strip()
+    elif "Read timed out" in text:
+        detail = "read timed out"
+    elif "timed out" in text:
+        detail = "timed out"
+    else:
+        detail = text.splitlines()[0] if text else ""
+        if len(detail) > 100:
+            detail = detail[:97] + "..."
+    return f"{kind}: {detail}" if detail else kind
+
+
+def error_kind(described: str) -> str:
+    """The kind of a :func:`describe_error` text: the class, plus the reason for socket errors."""
+    kind, _, detail = described.partition(": ")
+    socket_kinds = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "SSLError", "ProxyError")
+    if kind in socket_kinds and detail and len(detail) <= 40:
+        return f"{kind} ({detail})"
+    return kind
+
+
+class Progress:
+    """A one-line progress bar on ``stream`` (stderr), drawn only when ``enabled`` and at most
+    ten times a second. :meth:`message` prints a line above it."""
+
+    def __init__(self, stream: IO[str], total: int, enabled: bool) -> None:
+        self.stream = stream
+        self.total = total
+        self.enabled = enabled
+        self.done = 0
+        self.errors = 0
+        self._started = time.perf_counter()
+        self._drawn = 0.0
+        self._lock = threading.Lock()
+
+    def advance(self, failed: bool) -> None:
+        """Count one finished URL."""
+        with self._lock:
+            self.done += 1
+            self.errors += failed
+            now = time.perf_counter()
+            if self.enabled and (now - self._drawn >= 0.1 or self.done == self.total):
+                self._drawn = now
+                self._draw(now)
+
+    def message(self, line: str, stream: IO[str] | None = None) -> None:
+        """Write ``line`` (to ``stream``, default the bar's) without garbling the bar."""
+        with self._lock:
+            self._clear()
+            target = stream or self.stream
+            target.write(line + "\n")
+            target.flush()
+            if self.enabled and self.done:
+                self._draw(time.perf_counter())
+
+    def close(self) -> None:
+        """Remove the bar."""
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def _draw(self, now: float) -> None:
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        rate = self.done / max(now - self._started, 1e-9)
+        bar = "#" * filled + "-" * (width - filled)
+        errors = f"  {self.errors} errors" if self.errors else ""
+        line = f"\r[{bar}] {self.done}/{self.total}  {rate:,.0f}/s{errors}"
+        self.stream.write(line + "\033[K")
+        self.stream.flush()
+
+
+def fetch_urls(
+    session: requests.Session,
+    urls: Sequence[str],
+    threads: int = 8,
+    timeout: float = 10.0,
+    progress: Progress | None = None,
+    on_response: Callable[[str, requests.Response], None] | None = None,
+    on_error: Callable[[str, str], None] | None = None,
+) -> FetchReport:
+    """GET every URL with ``threads`` (default 8) threads sharing ``session``; ``timeout``
+    (default 10 s) applies to connect and to each read. A URL that fails (invalid, unreachable,
+    timed out) is recorded and reported through ``on_error(url, "Kind: detail")``; the run
+    carries on. Bodies are read fully and dropped."""
+    report = FetchReport(urls=len(urls))
+    lock = threading.Lock()
+    position = [0]
+
+    def next_url() -> str | None:
+        with lock:
+            if position[0] >= len(urls):
+                return None
+            url = urls[position[0]]
+            position[0] += 1
+            return url
+
+    def worker() -> None:
+        while (url := next_url()) is not None:
+            try:
+                response = session.get(url, timeout=timeout)
+                size = len(response.content)
+            except Exception as exc:  # noqa: BLE001 - a failure is a per-URL result, the run goes on
+                described = describe_error(exc)
+                with lock:
+                    report.errors[error_kind(described)] += 1
+                    report.failed.append((url, described))
+                if on_error is not None:
+                    on_error(url, described)
+                failed = True
+            else:
+                with lock:
+                    report.statuses[response.status_code] += 1
+                    report.bytes_received += size
+                if on_response is not None:
+                    on_response(url, response)
+                failed = False
+            if progress is not None:
+                progress.advance(failed)
+
+    with PoolLog() as log:
+        started = time.perf_counter()
+        workers = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, threads))]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+        report.seconds = time.perf_counter() - started
+    report.connections_started = log.started
+    report.connections_discarded = log.discarded
+    report.started_per_host = log.started_per_host()
+    return report
+
+
+def count_hosts(urls: Iterable[str]) -> int:
+    """Distinct (scheme, host, port) origins among the valid http(s) URLs."""
+    origins = set()
+    for url in urls:
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        except ValueError:
+            continue
+        if parts.scheme.lower() in _DEFAULT_PORTS and parts.hostname:
+            origins.add((parts.scheme.lower(), parts.hostname, port))
+    return len(origins)
+
+
+def advice(report: FetchReport, hosts: int, args: argparse.Namespace) -> list[str]:
+    """Suggestions where the numbers make them obvious."""
+    tips = []
+    if hosts > args.pool_connections and report.connections_started > hosts:
+        tips.append(
+            f"{hosts} hosts but --pool-connections {args.pool_connections}: pools were evicted "
+            f"and connections re-opened; try --pool-connections {hosts}."
+        )
+    if report.connections_discarded:
+        tips.append(
+            f"{report.connections_discarded} connections were discarded because the pool was "
+            f"full (--pool-maxsize {args.pool_maxsize} < --threads {args.threads}); "
+            f"try --pool-maxsize {args.threads}."
+        )
+    timeouts = sum(n for kind, n in report.errors.items() if "Timeout" in kind)
+    if timeouts:
+        tips.append(f"{timeouts} requests timed out after {args.timeout:g} s; try a larger --timeout.")
+    connect_errors = sum(n for kind, n in report.errors.items() if kind.startswith("Connection"))
+    if connect_errors and args.max_retries == 0:
+        tips.append(
+            "connection errors are not retried by default; --max-retries N retries "
+            "failed connects (never requests that reached the server)."
+        )
+    return tips
+
+
+def print_summary(
+    out: IO[str],
+    style: Style,
+    report: FetchReport,
+    args: argparse.Namespace,
+    client: str,
+    hosts: int,
+) -> None:
+    """The summary after ``get``/``crawl``: statuses, errors, throughput, connections, advice."""
+    rate = report.urls / report.seconds if report.seconds > 0 else 0.0
+    out.write(
+        style.bold(f"fetched {report.urls} URLs")
+        + f" in {format_seconds(report.seconds)} with {args.threads} threads ({client})\n"
+    )
+    rows = [("throughput", f"{rate:,.1f} URLs/s, {_format_bytes(report.bytes_received)} received")]
+    statuses = ", ".join(f"{code} x {n}" for code, n in sorted(report.statuses.items()))
+    rows.append(("status", statuses or "none"))
+    errors = [f"{n} x {kind}" for kind, n in report.errors.most_common()] or ["none"]
+    rows += [("errors" if i == 0 else "", text) for i, text in enumerate(errors)]
+    started = report.connections_started
+    connections = f"{started} started for {hosts} host{'' if hosts == 1 else 's'}"
+    if started and report.responses:
+        connections += f" ({report.responses / started:.1f} responses per connection)"
+    connections += f", {report.connections_discarded} discarded because the pool was full"
+    rows.append(("connections", connections))
+    tips = advice(report, hosts, args)
+    rows += [("advice" if i == 0 else "", style.yellow(tip)) for i, tip in enumerate(tips)]
+    for label, text in rows:
+        out.write(f"  {label:<13}{text}\n")
+
+
+def _format_bytes(size: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size:.1f} GiB"
+
+
+def read_url_file(stream: IO[str]) -> list[str]:
+    """URLs one per line; blank lines and lines starting with ``#`` are ignored."""
+    urls = []
+    for line in stream:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            urls.append(text)
+    return urls
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    style = Style.for_stream(out, args.color)
+    surprises = run_demo(out, style, quick=args.quick, throughput=not args.no_throughput)
+    return 1 if surprises else 0
+
+
+def _cmd_fetch(urls: list[str], args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if not urls:
+        err.write("fastpool: error: no URLs to fetch\n")
+        return 2
+    session, client = make_session(
+        args.client, args.pool_connections, args.pool_maxsize, args.pool_block, args.max_retries
+    )
+    out_style = Style.for_stream(out, args.color)
+    err_style = Style.for_stream(err, args.color)
+    show_bar = bool(getattr(err, "isatty", lambda: False)()) and not args.no_progress
+    progress = Progress(err, len(urls), show_bar)
+
+    def on_error(url: str, described: str) -> None:
+        progress.message(f"{err_style.red('error')} {url}: {described}")
+
+    def on_response(url: str, response: requests.Response) -> None:
+        if args.verbose:
+            size = _format_bytes(len(response.content))
+            progress.message(f"{response.status_code} {size:>10}  {url}", out)
+
+    try:
+        report = fetch_urls(
+            session, urls, args.threads, args.timeout, progress, on_response, on_error
+        )
+    finally:
+        progress.close()
+        session.close()
+    print_summary(out, out_style, report, args, client, count_hosts(urls))
+    return 1 if report.failed else 0
+
+
+def _cmd_get(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    return _cmd_fetch(list(args.urls), args, out, err)
+
+
+def _cmd_crawl(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.file == "-":
+        urls = read_url_file(sys.stdin)
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as stream:
+                urls = read_url_file(stream)
+        except OSError as exc:
+            err.write(f"fastpool crawl: error: cannot read {args.file}: {exc.strerror or exc}\n")
+            return 2
+    return _cmd_fetch(urls, args, out, err)
+
+
+def _cmd_bench(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    style = Style.for_stream(out, args.color)
+    out.write(
+        style.bold("fastpool bench")
+        + f" - backend: {implementation()}; up to {args.requests:,} GETs of {args.size} B per "
+        f"row, at most {args.seconds:g} s each, server in a child process\n"
+    )
+    run_throughput(out, style, args.requests, args.seconds, args.threads, f"/bytes/{args.size}")
+    out.write("   " + style.dim("one run: indicative; use bench/ for medians") + "\n")
+    return 0
+
+
+# --- the parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fastpool`` argument parser with its four sub-commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour output: auto (default: on a terminal, unless NO_COLOR is set), always, never",
+    )
+
+    fetch = argparse.ArgumentParser(add_help=False)
+    fetch.add_argument(
+        "--threads", "-t", type=_int_at_least(1), default=8, help="concurrent requests (default 8)"
+    )
+    fetch.add_argument(
+        "--pool-connections",
+        type=_int_at_least(1),
+        default=10,
+        help="host pools kept per adapter (default 10, as requests)",
+    )
+    fetch.add_argument(
+        "--pool-maxsize",
+        type=_int_at_least(1),
+        default=10,
+        help="idle connections kept per host (default 10, as requests)",
+    )
+    fetch.add_argument(
+        "--pool-block",
+        action="store_true",
+        help="wait for a free connection instead of opening extra ones",
+    )
+    fetch.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        help="connect and read timeout in seconds (default 10)",
+    )
+    fetch.add_argument(
+        "--max-retries",
+        type=_int_at_least(0),
+        default=0,
+        help="retries of failed connects (default 0, as requests)",
+    )
+    fetch.add_argument(
+        "--client",
+        choices=("fastpool", "requests"),
+        default="fastpool",
+        help="fastpool (default) or requests' stock Session and adapter",
+    )
+    fetch.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="print a line for every response, not just for errors",
+    )
+    fetch.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is only shown when stderr is a terminal)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="fastpool",
+        description="fastpool: fast, observable HTTP connection pooling for requests users.",
+        epilog="Run 'fastpool COMMAND --help' for a command's options.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"fastpool {__version__} (backend: {implementation()})",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="replay 'pool_connections and pool_maxsize' on a local server, stock vs fastpool",
+        description="Replay the article's pooling experiments on an embedded loopback server "
+        "with requests' stock HTTPAdapter and fastpool's side by side, then compare throughput.",
+    )
+    demo.add_argument("--quick", action="store_true", help="a short throughput part")
+    demo.add_argument("--no-throughput", action="store_true", help="skip the throughput part")
+    demo.set_defaults(handler=_cmd_demo)
+
+    get = commands.add_parser(
+        "get",
+        parents=[common, fetch],
+        help="fetch URLs concurrently and summarise",
+        description="GET every URL concurrently, then print status counts, errors by kind, "
+        "throughput, connections and advice. Failed URLs are reported one by one on stderr; "
+        "the exit status is 1 if any failed.",
+    )
+    get.add_argument("urls", nargs="+", metavar="URL", help="http:// or https:// URLs")
+    get.set_defaults(handler=_cmd_get)
+
+    crawl = commands.add_parser(
+        "crawl",
+        parents=[common, fetch],
+        help="fetch the URLs listed in a file concurrently and summarise",
+        description="Like 'get', with URLs read one per line from FILE ('-' for stdin); "
+        "blank lines and lines starting with # are ignored.",
+    )
+    crawl.add_argument("file", metavar="FILE", help="a file of URLs, or - for stdin")
+    crawl.set_defaults(handler=_cmd_crawl)
+
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="a quick side-by-side throughput run on a local server",
+        description="requests.Session vs fastpool on an embedded loopback server (in a child "
+        "process), bounded in requests and seconds. Indicative only: use bench/ for medians.",
+    )
+    bench.add_argument(
+        "--requests", type=_int_at_least(1), default=2000, help="requests per row (default 2000)"
+    )
+    bench.add_argument(
+        "--seconds", type=_positive_float, default=2.0, help="time limit per row (default 2)"
+    )
+    bench.add_argument(
+        "--threads",
+        type=_thread_list,
+        default=(1, 8),
+        help="comma-separated thread counts (default 1,8)",
+    )
+    bench.add_argument(
+        "--size",
+        type=_int_at_least(0),
+        default=1024,
+        help="response body size in bytes (default 1024)",
+    )
+    bench.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None
+) -> int:
+    """Run the ``fastpool`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit
+    status. ``out``/``err`` default to stdout/stderr."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    handler: Any = args.handler
+    try:
+        return int(handler(args, out, err))
+    except KeyboardInterrupt:
+        err.write("fastpool: interrupted\n")
+        return 130
+    except Exception as exc:
+        if os.environ.get("FASTPOOL_TRACEBACK"):
+            raise
+        err.write(f"fastpool {args.command}: error: {type(exc).__name__}: {exc}\n")
+        err.write("(set FASTPOOL_TRACEBACK=1 to see the traceback)\n")
+        return 1
