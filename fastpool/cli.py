@@ -216,7 +216,7 @@ class Progress:
         filled = width * self.done // max(self.total, 1)
         rate = self.done / max(now - self._started, 1e-9)
         bar = "#" * filled + "-" * (width - filled)
-        errors = f"  {self.errors} errors" if self.errors else ""
+        errors = f"  {self.errors} error{'' if self.errors == 1 else 's'}" if self.errors else ""
         line = f"\r[{bar}] {self.done}/{self.total}  {rate:,.0f}/s{errors}"
         self.stream.write(line + "\033[K")
         self.stream.flush()
@@ -314,7 +314,9 @@ def advice(report: FetchReport, hosts: int, args: argparse.Namespace) -> list[st
         )
     timeouts = sum(n for kind, n in report.errors.items() if "Timeout" in kind)
     if timeouts:
-        tips.append(f"{timeouts} requests timed out after {args.timeout:g} s; try a larger --timeout.")
+        tips.append(
+            f"{timeouts} requests timed out after {args.timeout:g} s; try a larger --timeout."
+        )
     connect_errors = sum(n for kind, n in report.errors.items() if kind.startswith("Connection"))
     if connect_errors and args.max_retries == 0:
         tips.append(

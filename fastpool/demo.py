@@ -517,9 +517,10 @@ def run_throughput(
 
 def _print_outcomes(out: IO[str], style: Style, outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
-        out.write(f"   {style.bold(outcome.label)} log:\n")
+        out.write(f"   {style.bold(outcome.label + ' HTTPAdapter')} logged:\n")
         for line in outcome.log_lines:
-            out.write("     " + style.dim(line) + "\n")
+            shown = style.yellow(line) if line.startswith("WARNING") else style.dim(line)
+            out.write("     " + shown + "\n")
         for error in outcome.errors:
             out.write("     " + style.red("error: " + error) + "\n")
     rows = [
@@ -565,6 +566,7 @@ def run_demo(
         hosts = servers.urls
         where = "separate ports on 127.0.0.1" if servers.fallback else "distinct loopback hosts"
         out.write(f"   local servers ({where}): A = {hosts[0]}, B = {hosts[1]}\n")
+        out.write("   (plain HTTP where the article used HTTPS: the pooling is the same)\n")
         for number, experiment in enumerate(EXPERIMENTS, 1):
             out.write("\n" + style.bold(f"{number}. {experiment.title}") + "\n")
             out.write("   " + style.dim(experiment.code) + "\n")
@@ -589,7 +591,7 @@ def run_demo(
                         + "\n"
                     )
     if throughput:
-        total, seconds = (300, 1.0) if quick else (3000, 4.0)
+        total, seconds = (300, 1.0) if quick else (3000, 3.0)
         out.write("\n" + style.bold("Throughput") + f": up to {total:,} GETs of 1 KiB per row ")
         out.write(f"(at most {seconds:g} s each), one shared session, server in a child process\n")
         run_throughput(out, style, total, seconds)

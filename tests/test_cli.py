@@ -250,7 +250,7 @@ def test_progress_bar_only_on_a_terminal(app_server: Any) -> None:
     out, err = io.StringIO(), TTYBuffer()
     assert cli.main(["get", "--threads", "1", *urls], out=out, err=err) == 1
     text = err.getvalue()
-    assert "\r[" in text and "] 6/6" in text and "1 errors" in text
+    assert "\r[" in text and "] 6/6" in text and "1 error\033[K" in text
     assert text.endswith("\r\033[K")  # the bar is erased at the end
     assert "ConnectionError: Connection refused" in text
 
