@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Callable, Generic, TypeVar
 
 from .exceptions import MSG_NEGATIVE, MSG_NOT_CALLABLE, MSG_NOT_INT
 
@@ -212,4 +213,3 @@ class LRUMap(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} len={len(self)} maxsize={self._maxsize}>"
-
