@@ -28,6 +28,7 @@ from .demo import (
     _fastpool_name,
     format_seconds,
     run_demo,
+    run_in_threads,
     run_throughput,
 )
 
@@ -272,11 +273,7 @@ def fetch_urls(
 
     with PoolLog() as log:
         started = time.perf_counter()
-        workers = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, threads))]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
+        run_in_threads([worker] * max(1, threads))
         report.seconds = time.perf_counter() - started
     report.connections_started = log.started
     report.connections_discarded = log.discarded

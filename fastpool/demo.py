@@ -9,6 +9,7 @@ captured with a logging handler, so the numbers mean the same thing for both ada
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -37,6 +38,7 @@ __all__ = (
     "adapter_classes",
     "run_demo",
     "run_experiment",
+    "run_in_threads",
     "run_throughput",
     "session_factories",
 )
@@ -260,8 +262,12 @@ class Experiment:
     explain: str
 
 
-def _in_threads(send: Callable[[str], None], urls: list[str]) -> None:
-    threads = [threading.Thread(target=send, args=(url,)) for url in urls]
+def run_in_threads(calls: list[Callable[[], None]]) -> None:
+    """Run each call in its own (daemon) thread and wait for all; a single call runs here."""
+    if len(calls) == 1:
+        calls[0]()
+        return
+    threads = [threading.Thread(target=call, daemon=True) for call in calls]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -276,7 +282,8 @@ def _two_rounds_of_two(send: Callable[[str], None], base: str) -> None:
     # (the article relied on real network latency for that).
     for _ in range(2):
         key = f"round{next(_round_keys)}"
-        _in_threads(send, [f"{base}/hold?key={key}&n=2"] * 2)
+        url = f"{base}/hold?key={key}&n=2"
+        run_in_threads([functools.partial(send, url)] * 2)
 
 
 def _pool_connections(n: int) -> Callable[..., None]:
@@ -400,6 +407,7 @@ class Throughput:
     requests: int
     seconds: float
     errors: int
+    failure: str = ""  # why the client could not be measured at all
 
     @property
     def per_second(self) -> float:
@@ -416,14 +424,21 @@ def measure(
     label: str = "",
 ) -> Throughput:
     """Send up to ``total`` GETs of ``url`` from ``threads`` threads sharing one session, for
-    at most ``max_seconds``; returns what was completed (bounded in count and time)."""
-    session = factory()
+    at most ``max_seconds``; returns what was completed (bounded in count and time). A client
+    that cannot even be set up (session or warm-up fails) gives a result with ``failure`` set."""
     lock = threading.Lock()
     done = [0, 0]  # responses, errors
     budget = [total]
     try:
-        for _ in range(min(20, total)):  # warm-up: connections and caches
-            session.get(url, timeout=10).close()
+        session = factory()
+    except Exception as exc:  # noqa: BLE001 - shown in its row; the other clients still run
+        return Throughput(label, threads, 0, 0.0, 0, _short_failure(exc))
+    try:
+        try:
+            for _ in range(min(20, total)):  # warm-up: connections and caches
+                session.get(url, timeout=10).close()
+        except Exception as exc:  # noqa: BLE001 - as above
+            return Throughput(label, threads, 0, 0.0, 0, _short_failure(exc))
         deadline = time.perf_counter() + max_seconds
 
         def worker() -> None:
@@ -441,22 +456,16 @@ def measure(
                     done[outcome] += 1
 
         started = time.perf_counter()
-        _in_threads_call(worker, threads)
+        run_in_threads([worker] * threads)
         seconds = time.perf_counter() - started
     finally:
         session.close()
     return Throughput(label, threads, done[0], seconds, done[1])
 
 
-def _in_threads_call(target: Callable[[], None], count: int) -> None:
-    if count == 1:
-        target()
-        return
-    threads = [threading.Thread(target=target) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+def _short_failure(exc: BaseException) -> str:
+    text = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    return text if len(text) <= 70 else text[:67] + "..."
 
 
 @contextmanager
@@ -503,7 +512,7 @@ def run_throughput(
                 str(result.requests),
                 f"{result.per_second:,.0f}",
                 f"x{ratio:.2f}",
-                str(result.errors) if result.errors else "",
+                result.failure or (str(result.errors) if result.errors else ""),
             ]
         )
     headers = ["client", "threads", "requests", "req/s", "vs requests", "errors"]

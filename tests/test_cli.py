@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -386,11 +387,21 @@ def test_demo_colour_and_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bench_as_module() -> None:
     result = run_module("bench", "--requests", "40", "--seconds", "0.5", "--threads", "1,2")
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines() if "requests.Session" in line]
-    labels = [label for label, _ in demo.session_factories()]
-    assert len(rows) == 2 * len(labels)
-    assert any(row[:3] == ["requests.Session", "1", "40"] for row in rows)
-    assert any(row[:3] == ["requests.Session", "2", "40"] for row in rows)
+    rows = [line.strip() for line in result.stdout.splitlines() if line.startswith("   ")]
+    for label, _ in demo.session_factories():
+        for threads in (1, 2):
+            assert any(re.match(rf"{re.escape(label)}\s+{threads}\s+\d+", row) for row in rows)
+    assert re.search(r"requests\.Session\s+1\s+40\s+[\d,]+\s+x1\.00", result.stdout)
+    assert re.search(r"requests\.Session\s+2\s+40\s+[\d,]+\s+x1\.00", result.stdout)
+
+
+def test_a_client_that_fails_is_reported_in_its_row(two_hosts: LocalServers) -> None:
+    def broken() -> requests.Session:
+        raise RuntimeError("no such client")
+
+    url = two_hosts.urls[0] + "/"
+    result = demo.measure(broken, url, threads=2, total=5, max_seconds=5, label="broken")
+    assert (result.requests, result.failure) == (0, "failed: RuntimeError: no such client")
 
 
 def test_measure_is_bounded_in_count(two_hosts: LocalServers) -> None:
