@@ -1,0 +1,493 @@
+"""One connection: a TCP socket (optionally TLS, optionally through a proxy) that writes a request
+and reads a response head through the ``_http11`` core.
+
+The names and the constructor mirror urllib3's ``HTTPConnection``/``HTTPSConnection``; the
+engine underneath is fastpool's own: no http.client, one ``sendall`` for a head and a small
+body, ``recv_into`` a preallocated buffer for the response head.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import typing
+from http.client import RemoteDisconnected
+from typing import Any, Iterable, Mapping
+
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProxyError,
+)
+from urllib3.util.request import SKIP_HEADER, SKIPPABLE_HEADERS, body_to_chunks
+from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
+
+from . import __version__
+from ._http11 import parse_response_head, write_request_head
+from .exceptions import IncompleteResponseError
+
+if typing.TYPE_CHECKING:
+    from ._http11_py import ResponseHead
+
+__all__ = (
+    "HTTPConnection",
+    "HTTPSConnection",
+    "ProxyConfig",
+    "default_user_agent",
+    "port_by_scheme",
+)
+
+port_by_scheme = {"http": 80, "https": 443}
+
+#: The User-Agent sent when the caller gives none (urllib3 sends ``python-urllib3/<version>``).
+default_user_agent = f"fastpool/{__version__}"
+
+# Writing the head and a body this small in one sendall saves a syscall and a TCP segment.
+_COALESCE_BODY_BYTES = 16384
+
+
+class ProxyConfig(typing.NamedTuple):
+    """Proxy settings that change how a connection is made (urllib3's ``ProxyConfig``)."""
+
+    ssl_context: ssl.SSLContext | None = None
+    use_forwarding_for_https: bool = False
+    assert_hostname: None | str | typing.Literal[False] = None
+    assert_fingerprint: str | None = None
+
+
+def _resolve_timeout(timeout: Any) -> float | None:
+    if timeout is _DEFAULT_TIMEOUT:
+        return socket.getdefaulttimeout()
+    return typing.cast("float | None", timeout)
+
+
+class HTTPConnection:
+    """One HTTP/1.1 connection to ``host:port`` (urllib3's ``HTTPConnection`` contract).
+
+    :param host: the server (or, with ``proxy``, the proxy is dialed instead).
+    :param port: default 80.
+    :param timeout: the connect timeout in seconds (``None`` waits forever; default: the socket
+        module's default timeout). The pool sets the read timeout separately.
+    :param source_address: ``(host, port)`` to bind before connecting (default ``None``).
+    :param socket_options: ``(level, option, value)`` triples set before connecting (default
+        TCP_NODELAY on, like urllib3).
+    :param blocksize: receive buffer size and file-body chunk size (default 16384).
+    :param proxy: a parsed proxy URL (``urllib3.util.Url``) or ``None``.
+    :param proxy_config: a :class:`ProxyConfig` or ``None``.
+    """
+
+    default_port: typing.ClassVar[int] = 80
+    scheme: typing.ClassVar[str] = "http"
+    #: urllib3's default: disable Nagle so small requests go out at once.
+    default_socket_options: typing.ClassVar[list[tuple[int, int, int | bytes]]] = [
+        (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    ]
+
+    is_verified: bool = False
+    proxy_is_verified: bool | None = None
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        timeout: Any = _DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        blocksize: int = 16384,
+        socket_options: list[tuple[int, int, int | bytes]] | None = default_socket_options,  # noqa: B006
+        proxy: Any = None,
+        proxy_config: ProxyConfig | None = None,
+    ) -> None:
+        if not isinstance(blocksize, int) or isinstance(blocksize, bool):
+            raise TypeError(f"blocksize must be an int, got {type(blocksize).__name__}")
+        if blocksize < 1:
+            raise ValueError(f"blocksize must be >= 1, got {blocksize}")
+        self.host = host
+        self.port = port if port is not None else self.default_port
+        self.timeout = timeout
+        self.source_address = source_address
+        self.socket_options = socket_options
+        self.blocksize = blocksize
+        self.proxy = proxy
+        self.proxy_config = proxy_config
+        self.sock: socket.socket | None = None
+        self.has_connected_to_proxy = False
+        #: True once any byte of the current request was handed to the socket.
+        self.request_started = False
+        #: Requests answered on this connection (0: fresh).
+        self.requests = 0
+        self._tunnel_host: str | None = None
+        self._tunnel_port: int | None = None
+        self._tunnel_headers: Mapping[str, str] = {}
+        self._sock_timeout: object = object()  # what settimeout() was last called with
+        self._buffer = bytearray(max(blocksize, 65536))
+        self._view = memoryview(self._buffer)
+        self._rest = b""  # bytes received past the last response head, for the body reader
+        self._poller: Any = None
+        self.last_used = 0.0
+
+    # --- connecting -------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.host}:{self.port} connected={self.sock is not None}>"
+
+    def __str__(self) -> str:
+        # urllib3 exceptions print the connection object; keep it short and useful.
+        return f"{type(self).__name__}(host={self.host!r}, port={self.port!r})"
+
+    @property
+    def is_closed(self) -> bool:
+        """True before ``connect()`` and after ``close()``."""
+        return self.sock is None
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the socket is open and the peer has not closed it or sent stray bytes."""
+        if self.sock is None:
+            return False
+        return not self._readable_now()
+
+    def _readable_now(self) -> bool:
+        # An idle keep-alive socket is readable only when the server closed it (EOF) or broke
+        # the protocol by sending unasked bytes: either way it must not be reused.
+        if self._rest:
+            return True
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self.sock, select.POLLIN | select.POLLPRI)  # type: ignore[arg-type]
+        return bool(poller.poll(0))
+
+    def set_tunnel(
+        self,
+        host: str,
+        port: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        scheme: str = "http",
+    ) -> None:
+        """Tunnel through the proxy at ``self.host:self.port`` to ``host:port`` with CONNECT."""
+        self._tunnel_host = host
+        self._tunnel_port = port
+        self._tunnel_headers = headers or {}
+
+    def _dial(self, host: str, port: int) -> socket.socket:
+        timeout = _resolve_timeout(self.timeout)
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise NameResolutionError(host, self, e) from e  # type: ignore[arg-type]
+        last: OSError | None = None
+        for family, type_, proto, _, addr in infos:
+            sock = socket.socket(family, type_, proto)
+            try:
+                if self.socket_options:
+                    for opt in self.socket_options:
+                        sock.setsockopt(*opt)
+                sock.settimeout(timeout)
+                if self.source_address:
+                    sock.bind(self.source_address)
+                sock.connect(addr)
+            except socket.timeout as e:
+                sock.close()
+                raise ConnectTimeoutError(
+                    self,
+                    f"Connection to {host} timed out. (connect timeout={timeout})",
+                ) from e
+            except OSError as e:
+                sock.close()
+                last = e
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            self._sock_timeout = timeout
+            return sock
+        assert last is not None
+        raise NewConnectionError(
+            self, f"Failed to establish a new connection: {last}"  # type: ignore[arg-type]
+        ) from last
+
+    def connect(self) -> None:
+        """Open the socket (to the proxy when one is set, then the CONNECT tunnel)."""
+        self.sock = self._dial(self.host, self.port)
+        self._rest = b""
+        self._poller = None
+        if self.proxy is not None:
+            self.has_connected_to_proxy = True
+        if self._tunnel_host is not None:
+            self._tunnel()
+
+    def _tunnel(self) -> None:
+        host, port = self._tunnel_host, self._tunnel_port
+        assert host is not None
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        headers: list[tuple[str, str]] = [("Host", authority)]
+        headers.extend(self._tunnel_headers.items())
+        self._send(write_request_head("CONNECT", authority, headers))
+        head = self.read_response_head("CONNECT")
+        if not 200 <= head.status < 300:
+            self.close()
+            text = f"{head.status} {head.reason}".strip()
+            err = OSError(f"Tunnel connection failed: {text}")
+            raise ProxyError("Unable to connect to proxy", err)
+        if self._rest:
+            self.close()
+            raise ProxyError(
+                "Unable to connect to proxy",
+                OSError("proxy sent bytes after its CONNECT answer"),
+            )
+
+    def close(self) -> None:
+        """Close the socket; the connection may be connected again later (urllib3 semantics)."""
+        sock, self.sock = self.sock, None
+        self._rest = b""
+        self._poller = None
+        self.has_connected_to_proxy = False
+        self.request_started = False
+        if sock is not None:
+            sock.close()
+
+    def settimeout(self, timeout: float | None) -> None:
+        """Set the socket timeout (skips the call when it is unchanged)."""
+        if timeout is not self._sock_timeout and self.sock is not None:
+            self.sock.settimeout(timeout)
+            self._sock_timeout = timeout
+
+    # --- writing ------------------------------------------------------------------------------
+    def _send(self, data: bytes | memoryview) -> None:
+        assert self.sock is not None
+        self.request_started = True
+        self.sock.sendall(data)
+
+    def _host_header(self) -> str:
+        host = self._tunnel_host if self._tunnel_host is not None else self.host
+        port = self._tunnel_port if self._tunnel_host is not None else self.port
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        if port == port_by_scheme.get(self.scheme) or port is None:
+            return host
+        return f"{host}:{port}"
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        chunked: bool = False,
+    ) -> None:
+        """Write one request: the head from ``_http11`` and the body (urllib3's body rules).
+
+        Sized bodies (bytes, str, buffers) get Content-Length; file-likes and iterables are
+        sent chunked unless the caller set Content-Length or Transfer-Encoding; ``chunked=True``
+        forces chunked encoding. Header values of ``SKIP_HEADER`` suppress the default Host,
+        User-Agent or Accept-Encoding header.
+        """
+        if self.sock is None:
+            self.connect()
+        pairs: list[tuple[str, str]] = []
+        has_host = has_ua = has_length = has_te = False
+        if headers:
+            for name, value in headers.items():
+                lname = name.lower()
+                if lname == "host":
+                    has_host = True
+                elif lname == "user-agent":
+                    has_ua = True
+                elif lname == "content-length":
+                    has_length = True
+                elif lname == "transfer-encoding":
+                    has_te = True
+                if value == SKIP_HEADER:
+                    if lname not in SKIPPABLE_HEADERS:
+                        raise ValueError(
+                            f"urllib3.util.SKIP_HEADER only supports {sorted(SKIPPABLE_HEADERS)}"
+                        )
+                    continue
+                pairs.append((name, value))
+        if not has_host:
+            if url[:1] != "/" and "://" in url:
+                # absolute-form through a forwarding proxy: Host names the origin
+                authority = url.split("/", 3)[2].rpartition("@")[2]
+                pairs.insert(0, ("Host", authority))
+            else:
+                pairs.insert(0, ("Host", self._host_header()))
+        if not has_ua:
+            pairs.append(("User-Agent", default_user_agent))
+
+        if body is None and not chunked:
+            chunks: Iterable[Any] | None = None
+            if not has_length and not has_te and method.upper() not in _NO_BODY_METHODS:
+                pairs.append(("Content-Length", "0"))
+        else:
+            chunks, content_length = body_to_chunks(body, method, self.blocksize)
+            if chunked:
+                if not has_te:
+                    pairs.append(("Transfer-Encoding", "chunked"))
+            elif has_length:
+                chunked = False
+            elif has_te:
+                chunked = True
+            elif content_length is None:
+                if chunks is not None:
+                    chunked = True
+                    pairs.append(("Transfer-Encoding", "chunked"))
+            else:
+                pairs.append(("Content-Length", str(content_length)))
+
+        head = write_request_head(method, url, pairs)
+        self.request_started = False
+        if chunks is None:
+            self._send(head)
+            return
+        if not chunked and type(chunks) is tuple and len(chunks) == 1:
+            data = chunks[0]
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            if len(data) <= _COALESCE_BODY_BYTES:
+                self._send(head + bytes(data))
+                return
+        self._send(head)
+        sendall = self.sock.sendall  # type: ignore[union-attr]
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if isinstance(chunk, str):
+                chunk = chunk.encode("utf-8")
+            if chunked:
+                sendall(b"%x\r\n%b\r\n" % (len(chunk), bytes(chunk)))
+            else:
+                sendall(chunk)
+        if chunked:
+            sendall(b"0\r\n\r\n")
+
+    # --- reading ------------------------------------------------------------------------------
+    def read_response_head(
+        self, method: str, max_head_bytes: int = 65536, max_headers: int = 100
+    ) -> ResponseHead:
+        """Receive and parse the next response head; leftover bytes stay for the body reader.
+
+        Raises ``IncompleteResponseError`` (a ProtocolError) when the peer closes first, and
+        the ``_http11`` errors for malformed or oversized heads. Socket errors propagate.
+        """
+        sock = self.sock
+        assert sock is not None
+        data: bytes | bytearray = self._rest
+        self._rest = b""
+        if data:
+            parsed = parse_response_head(data, method, max_head_bytes, max_headers)
+            if parsed is not None:
+                head, used = parsed
+                self._rest = bytes(data[used:])
+                return head
+        view = self._view
+        while True:
+            n = sock.recv_into(view)
+            if not n:
+                if data:
+                    raise IncompleteResponseError(
+                        "Connection closed in the middle of the response head"
+                    )
+                # http.client's exception: urllib3 reports it as ProtocolError("Connection
+                # aborted.", RemoteDisconnected(...)), and so does our pool.
+                raise RemoteDisconnected("Remote end closed connection without response")
+            if not data:
+                # The common case: the whole head arrives in one segment, parse in place.
+                parsed = parse_response_head(view[:n], method, max_head_bytes, max_headers)
+                if parsed is not None:
+                    head, used = parsed
+                    if used < n:
+                        self._rest = bytes(view[used:n])
+                    return head
+                data = bytearray(view[:n])
+            else:
+                data += view[:n]  # type: ignore[operator]
+                parsed = parse_response_head(data, method, max_head_bytes, max_headers)
+                if parsed is not None:
+                    head, used = parsed
+                    self._rest = bytes(data[used:])
+                    return head
+
+    def take_rest(self) -> bytes:
+        """Return (and forget) the bytes received past the response head."""
+        rest, self._rest = self._rest, b""
+        return rest
+
+    def give_back(self, data: bytes) -> None:
+        """Keep bytes the body reader received past the end of its body (pipelining guard)."""
+        self._rest = data + self._rest
+
+
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
+class HTTPSConnection(HTTPConnection):
+    """An HTTP/1.1 connection over TLS (urllib3's ``HTTPSConnection`` contract).
+
+    The TLS settings arrive prepared by the pool as one ``ssl_context`` (built once per pool
+    key, verification on by default) plus the per-connection checks:
+
+    :param ssl_context: the context to wrap the socket with (required).
+    :param server_hostname: the SNI and hostname-check name (default: ``host``).
+    :param assert_hostname: a name to check the certificate against instead of the host, or
+        ``False`` to skip the hostname check (default ``None``).
+    :param assert_fingerprint: a hex SHA-1/SHA-256 certificate fingerprint to pin (default
+        ``None``).
+    """
+
+    default_port: typing.ClassVar[int] = 443
+    scheme: typing.ClassVar[str] = "https"
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        assert_hostname: None | str | typing.Literal[False] = None,
+        assert_fingerprint: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(host, port, **kw)
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.assert_hostname = assert_hostname
+        self.assert_fingerprint = assert_fingerprint
+
+    def connect(self) -> None:
+        """Dial (through the proxy tunnel if set) and complete the TLS handshake."""
+        super().connect()
+        assert self.sock is not None
+        if self.proxy is not None and self._tunnel_host is None:
+            # An HTTPS URL through a forwarding proxy without CONNECT is not TLS to the origin.
+            return
+        target = self._tunnel_host if self._tunnel_host is not None else self.host
+        sni = self.server_hostname or target
+        sock = self.sock
+        try:
+            self.sock = self.ssl_context.wrap_socket(sock, server_hostname=sni.strip("[]"))
+            cert_der = self.sock.getpeercert(binary_form=True)
+            if self.assert_fingerprint:
+                from urllib3.util.ssl_ import assert_fingerprint
+
+                assert_fingerprint(cert_der, self.assert_fingerprint)
+            elif (
+                self.ssl_context.verify_mode != ssl.CERT_NONE
+                and not self.ssl_context.check_hostname
+                and self.assert_hostname is not False
+            ):
+                from urllib3.util.ssl_match_hostname import match_hostname
+
+                cert = self.sock.getpeercert()
+                match_hostname(cert, self.assert_hostname or sni.strip("[]"))  # type: ignore[arg-type]
+        except BaseException:
+            self.sock = None
+            sock.close()
+            raise
+        self._poller = None
+        self.is_verified = self.ssl_context.verify_mode == ssl.CERT_REQUIRED or bool(
+            self.assert_fingerprint
+        )

@@ -1,0 +1,765 @@
+"""HostPool: the connections of one origin (scheme, host, port, TLS and proxy settings).
+
+:class:`HTTPConnectionPool` and :class:`HTTPSConnectionPool` mirror urllib3's classes of the
+same names: constructor, ``urlopen``/``request``, retries through urllib3's ``Retry``, timeouts
+through its ``Timeout``, the same log lines and exceptions. Underneath, connections are checked
+out of and back into the compiled ``HostQueue`` and spoken to by fastpool's own engine.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+import sys
+import typing
+import warnings
+from http.client import RemoteDisconnected
+from typing import Any, Mapping
+
+from urllib3._collections import HTTPHeaderDict
+from urllib3._request_methods import RequestMethods
+from urllib3.connectionpool import _normalize_host
+from urllib3.exceptions import (
+    ClosedPoolError,
+    EmptyPoolError,
+    HostChangedError,
+    InsecureRequestWarning,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.exceptions import HTTPError as _U3HTTPError
+from urllib3.exceptions import ProtocolError as _U3ProtocolError
+from urllib3.exceptions import TimeoutError as _U3TimeoutError
+from urllib3.util.proxy import connection_requires_http_tunnel
+from urllib3.util.request import set_file_position
+from urllib3.util.retry import Retry
+from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
+from urllib3.util.ssl_match_hostname import CertificateError
+from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
+from urllib3.util.url import _encode_target, parse_url
+
+from ._hostqueue import HostQueue
+from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
+from .exceptions import ProtocolError
+from .response import HTTPResponse
+
+__all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_from_url")
+
+log = logging.getLogger("fastpool.connectionpool")
+
+# Requests a stale keep-alive connection may be retried with once, transparently (no body,
+# a method without side effects): the server closed the idle connection as we reused it.
+_REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_STALE_ERRORS = (RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_URL_CACHE_SIZE = 256
+
+
+def _resolve(timeout: Any) -> float | None:
+    if timeout is _DEFAULT_TIMEOUT:
+        return socket.getdefaulttimeout()
+    return typing.cast("float | None", timeout)
+
+
+def _wrap_proxy_error(err: Exception) -> ProxyError:
+    new = ProxyError("Unable to connect to proxy", err)
+    new.__cause__ = err
+    return new
+
+
+class HTTPConnectionPool(RequestMethods):
+    """Thread-safe connection pool for one host (urllib3's ``HTTPConnectionPool``).
+
+    :param host: the host, e.g. ``"localhost"``.
+    :param port: the port (``None``: the scheme's default).
+    :param timeout: a float or ``urllib3.util.Timeout`` for each request (default: the socket
+        default timeout).
+    :param maxsize: how many idle connections are kept for reuse (default 1).
+    :param block: at most ``maxsize`` connections open at once, waiting for a free one
+        (default ``False``: more are opened, and discarded on return when the pool is full).
+    :param headers: headers sent with every request unless ``headers`` are given.
+    :param retries: the default ``Retry`` (or int/bool); ``None`` means ``Retry.DEFAULT``.
+    :param \\**conn_kw: passed to each new connection (``source_address``, ``socket_options``,
+        ``blocksize`` ...).
+    """
+
+    scheme = "http"
+    ConnectionCls: type[HTTPConnection] = HTTPConnection
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        timeout: Any = _DEFAULT_TIMEOUT,
+        maxsize: int = 1,
+        block: bool = False,
+        headers: Mapping[str, str] | None = None,
+        retries: Retry | bool | int | None = None,
+        _proxy: Any = None,
+        _proxy_headers: Mapping[str, str] | None = None,
+        _proxy_config: Any = None,
+        **conn_kw: Any,
+    ) -> None:
+        if not host:
+            raise LocationValueError("No host specified.")
+        self.host = _normalize_host(host, scheme=self.scheme)
+        self.port = port
+        self._tunnel_host = self.host.lower()
+        RequestMethods.__init__(self, headers)
+        if not isinstance(timeout, Timeout):
+            timeout = Timeout.from_float(timeout)
+        if retries is None:
+            retries = Retry.DEFAULT
+        self.timeout = timeout
+        self.retries = retries
+        self.block = block
+        self.pool = HostQueue(maxsize, block)
+        self.proxy = _proxy
+        self.proxy_headers = _proxy_headers or {}
+        self.proxy_config = _proxy_config
+        self.num_connections = 0
+        self.num_requests = 0
+        self.conn_kw = conn_kw
+        if self.proxy:
+            self.conn_kw.setdefault("socket_options", [])
+            self.conn_kw["proxy"] = self.proxy
+            self.conn_kw["proxy_config"] = self.proxy_config
+        # The common case, a Timeout without ``total``, needs no per-request Timeout object.
+        self._fixed_timeouts: tuple[float | None, float | None] | None = None
+        if timeout.total is None:
+            self._fixed_timeouts = (_resolve(timeout.connect_timeout), _resolve(timeout.read_timeout))
+        self._same_host_cache: dict[str, bool] = {}
+        self._target_cache: dict[str, tuple[str, str | None]] = {}
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}(host={self.host!r}, port={self.port!r})"
+
+    def __repr__(self) -> str:
+        return f"<{self} {self.pool!r}>"
+
+    def __enter__(self) -> HTTPConnectionPool:
+        return self
+
+    def __exit__(self, *exc: object) -> typing.Literal[False]:
+        self.close()
+        return False
+
+    # --- connections --------------------------------------------------------------------------
+    def _new_conn(self) -> HTTPConnection:
+        """Return a fresh, not yet connected connection (logs like urllib3)."""
+        self.num_connections += 1
+        log.debug(
+            "Starting new HTTP connection (%d): %s:%s",
+            self.num_connections,
+            self.host,
+            self.port or "80",
+        )
+        return self._make_conn()
+
+    def _make_conn(self) -> HTTPConnection:
+        host, port = self.host, self.port
+        if self.proxy is not None and self.proxy.host is not None:
+            host, port = self.proxy.host, self.proxy.port
+        return self.ConnectionCls(host, port, timeout=self.timeout.connect_timeout, **self.conn_kw)
+
+    def _get_conn(self, timeout: float | None = None) -> HTTPConnection:
+        """Check a connection out: an idle one if any (checked for liveness), else a new one.
+
+        Blocks up to ``timeout`` seconds when ``block`` is set and every connection is in use
+        (then raises ``EmptyPoolError``); raises ``ClosedPoolError`` after ``close()``.
+        """
+        conn = self.pool.checkout(timeout)
+        try:
+            if conn is None:
+                return self._new_conn()
+            if not conn.is_connected:
+                log.debug("Resetting dropped connection: %s", self.host)
+                conn.close()
+            return typing.cast(HTTPConnection, conn)
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            self.pool.checkin(None)
+            raise
+
+    def _put_conn(self, conn: HTTPConnection | None) -> None:
+        """Check a connection (or ``None``: just the slot) back in; close what is not kept."""
+        if self.pool.checkin(conn) or conn is None:
+            return
+        if not self.pool.closed:
+            log.warning(
+                "Connection pool is full, discarding connection: %s. Connection pool size: %s",
+                self.host,
+                self.pool.idle,
+            )
+        conn.close()
+
+    def _validate_conn(self, conn: HTTPConnection) -> None:
+        """Called before a request on a connection: connects a closed one."""
+        if conn.sock is None:
+            conn.connect()
+
+    def _prepare_proxy(self, conn: HTTPConnection) -> None:
+        pass
+
+    def close(self) -> None:
+        """Close the idle connections and disable the pool; in-flight ones close on return."""
+        for conn in self.pool.close():
+            conn.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return bool(self.pool.closed)
+
+    def is_same_host(self, url: str) -> bool:
+        """Whether ``url`` (absolute, or a path) belongs to this pool's origin."""
+        if url.startswith("/"):
+            return True
+        cached = self._same_host_cache.get(url)
+        if cached is not None:
+            return cached
+        scheme, _, host, port, *_ = parse_url(url)
+        scheme = scheme or "http"
+        if host is not None:
+            host = _normalize_host(host, scheme=scheme)
+        if self.port and not port:
+            port = port_by_scheme.get(scheme)
+        elif not self.port and port == port_by_scheme.get(scheme):
+            port = None
+        same = (scheme, host, port) == (self.scheme, self.host, self.port)
+        if len(self._same_host_cache) >= _URL_CACHE_SIZE:
+            self._same_host_cache.clear()
+        self._same_host_cache[url] = same
+        return same
+
+    def _target(self, url: str) -> tuple[str, str | None]:
+        # urllib3 re-encodes the target on every call; the answer depends only on the URL.
+        cached = self._target_cache.get(url)
+        if cached is not None:
+            return cached
+        if url.startswith("/"):
+            result: tuple[str, str | None] = (_encode_target(url), None)
+        else:
+            parsed = parse_url(url)
+            result = (parsed.url, parsed.scheme)
+        if len(self._target_cache) >= _URL_CACHE_SIZE:
+            self._target_cache.clear()
+        self._target_cache[url] = result
+        return result
+
+    # --- one request --------------------------------------------------------------------------
+    def _make_request(
+        self,
+        conn: HTTPConnection,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        retries: Retry | None,
+        timeout: Any,
+        chunked: bool,
+        preload_content: bool,
+        decode_content: bool,
+        enforce_content_length: bool = True,
+    ) -> HTTPResponse:
+        """Send one request on ``conn`` and return the response (the body not yet read)."""
+        self.num_requests += 1
+        fixed = self._fixed_timeouts
+        if timeout is _DEFAULT_TIMEOUT and fixed is not None:
+            connect_timeout, read_timeout = fixed
+            timeout_obj = None
+        else:
+            timeout_obj = self._get_timeout(timeout)
+            timeout_obj.start_connect()
+            connect_timeout = _resolve(timeout_obj.connect_timeout)
+            read_timeout = None
+        conn.timeout = connect_timeout
+        reused = conn.sock is not None
+        try:
+            try:
+                self._validate_conn(conn)
+            except (socket.timeout, ssl.SSLError) as e:
+                self._raise_timeout(e, url, connect_timeout)
+                raise
+        except (OSError, _U3TimeoutError, ssl.SSLError, CertificateError, SSLError) as e:
+            new_e: Exception = e
+            if isinstance(e, (ssl.SSLError, CertificateError)):
+                new_e = SSLError(e)
+            if conn.proxy is not None and not conn.has_connected_to_proxy:
+                new_e = _wrap_proxy_error(new_e)
+            raise new_e from e
+        conn.settimeout(connect_timeout)
+        replay = reused and body is None and method in _REPLAYABLE_METHODS
+        while True:
+            try:
+                conn.request(method, url, body=body, headers=headers, chunked=chunked)
+            except BrokenPipeError:
+                # The server may answer and then close; its answer is still readable.
+                pass
+            except OSError as e:
+                if e.errno != errno.EPROTOTYPE and e.errno != errno.ECONNRESET:
+                    raise
+            if timeout_obj is not None:
+                read_timeout = _resolve(timeout_obj.read_timeout)
+            if read_timeout == 0:
+                raise ReadTimeoutError(self, url, f"Read timed out. (read timeout={read_timeout})")
+            conn.settimeout(read_timeout)
+            try:
+                head = conn.read_response_head(method)
+                break
+            except _STALE_ERRORS:
+                if not replay:
+                    raise
+                # An idle connection the server closed as we reused it: dial once more.
+                replay = False
+                log.debug("Resetting dropped connection: %s", self.host)
+                conn.close()
+                conn.timeout = connect_timeout
+                self._validate_conn(conn)
+                conn.settimeout(connect_timeout)
+            except (socket.timeout, ssl.SSLError, BlockingIOError) as e:
+                self._raise_timeout(e, url, read_timeout)
+                raise
+            except ProtocolError as e:
+                # A malformed or oversized head: urllib3's shape, with our precise cause.
+                raise ProtocolError("Connection aborted.", e) from e
+        response = HTTPResponse(
+            head,
+            conn,
+            self,
+            request_method=method,
+            request_url=url,
+            retries=retries,
+            preload_content=False,
+            decode_content=decode_content,
+            enforce_content_length=enforce_content_length,
+        )
+        return response
+
+    def _log_response(self, method: str, url: str, response: HTTPResponse) -> None:
+        log.debug(
+            '%s://%s:%s "%s %s %s" %s %s',
+            self.scheme,
+            self.host,
+            self.port,
+            method,
+            url,
+            response.version_string,
+            response.status,
+            response.length_remaining,
+        )
+
+    def _get_timeout(self, timeout: Any) -> Timeout:
+        if timeout is _DEFAULT_TIMEOUT:
+            return self.timeout.clone()
+        if isinstance(timeout, Timeout):
+            return timeout.clone()
+        return Timeout.from_float(timeout)
+
+    def _raise_timeout(self, err: BaseException, url: str, timeout_value: Any) -> None:
+        if isinstance(err, socket.timeout) or (
+            isinstance(err, OSError) and err.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+        ):
+            raise ReadTimeoutError(
+                self, url, f"Read timed out. (read timeout={timeout_value})"
+            ) from err
+
+    def urlopen(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retries: Retry | bool | int | None = None,
+        redirect: bool = True,
+        assert_same_host: bool = True,
+        timeout: Any = _DEFAULT_TIMEOUT,
+        pool_timeout: float | None = None,
+        release_conn: bool | None = None,
+        chunked: bool = False,
+        body_pos: Any = None,
+        preload_content: bool = True,
+        decode_content: bool = True,
+        **response_kw: Any,
+    ) -> HTTPResponse:
+        """Check a connection out, send the request, and return the response (urllib3 semantics).
+
+        Retries, redirects (same host), ``Retry-After`` and the error types follow urllib3's
+        ``HTTPConnectionPool.urlopen``. The connection returns to the pool when the body has
+        been read to its end (at once with ``preload_content=True``), or when the response is
+        released or closed. Differences: the response always owns its connection until its
+        body ends (``release_conn`` only matters to urllib3's own bookkeeping), and a request
+        without a body on a reused connection that the server had closed is sent once more on
+        a new connection, without counting as a retry.
+        """
+        url, destination_scheme = self._target(url)
+        if headers is None:
+            headers = self.headers
+        if not isinstance(retries, Retry):
+            retries = Retry.from_int(retries, redirect=redirect, default=self.retries)
+        if release_conn is None:
+            release_conn = preload_content
+        if assert_same_host and not self.is_same_host(url):
+            raise HostChangedError(self, url, retries)
+        http_tunnel_required = self.proxy is not None and connection_requires_http_tunnel(
+            self.proxy, self.proxy_config, destination_scheme
+        )
+        if self.proxy is not None and not http_tunnel_required and self.proxy_headers:
+            # Forwarding proxy: it gets the proxy headers with the request.
+            merged = HTTPHeaderDict(headers)
+            merged.update(self.proxy_headers)
+            headers = merged
+        if body is not None or body_pos is not None:
+            body_pos = set_file_position(body, body_pos)
+
+        conn: HTTPConnection | None = None
+        response: HTTPResponse | None = None
+        owned = False  # do we hold a slot that nobody else will give back?
+        clean_exit = False
+        err: BaseException | None = None
+        try:
+            conn = self._get_conn(timeout=pool_timeout)
+            owned = True
+            if http_tunnel_required and conn.sock is None:
+                try:
+                    self._prepare_proxy(conn)
+                except (ssl.SSLError, OSError) as e:
+                    self._raise_timeout(e, self.proxy.url, conn.timeout)
+                    raise
+            response = self._make_request(
+                conn,
+                method,
+                url,
+                body,
+                headers,
+                retries,
+                timeout,
+                chunked,
+                preload_content,
+                decode_content,
+                **response_kw,
+            )
+            owned = False  # the response gives the slot back when its body ends
+            if preload_content:
+                response._body = response.read(decode_content=decode_content)
+            self._log_response(method, url, response)
+            clean_exit = True
+        except EmptyPoolError:
+            clean_exit = True
+            raise
+        except (
+            _U3TimeoutError,
+            OSError,
+            _U3ProtocolError,
+            ssl.SSLError,
+            SSLError,
+            CertificateError,
+            ProxyError,
+        ) as e:
+            new_e: Exception = e
+            if isinstance(e, (ssl.SSLError, CertificateError)):
+                new_e = SSLError(e)
+            if (
+                isinstance(new_e, (OSError, NewConnectionError, _U3TimeoutError, SSLError))
+                and conn is not None
+                and conn.proxy is not None
+                and not conn.has_connected_to_proxy
+            ):
+                new_e = _wrap_proxy_error(new_e)
+            elif isinstance(new_e, OSError):
+                new_e = ProtocolError("Connection aborted.", new_e)
+            retries = retries.increment(
+                method, url, error=new_e, _pool=self, _stacktrace=sys.exc_info()[2]
+            )
+            retries.sleep()
+            err = e
+        finally:
+            if not clean_exit:
+                if response is not None:
+                    response._abandon()
+                elif owned:
+                    try:
+                        if conn is not None:
+                            conn.close()
+                    finally:
+                        self.pool.checkin(None)
+                conn = None
+
+        if conn is None:
+            log.warning("Retrying (%r) after connection broken by '%r': %s", retries, err, url)
+            return self.urlopen(
+                method,
+                url,
+                body,
+                headers,
+                retries,
+                redirect,
+                assert_same_host,
+                timeout=timeout,
+                pool_timeout=pool_timeout,
+                release_conn=release_conn,
+                chunked=chunked,
+                body_pos=body_pos,
+                preload_content=preload_content,
+                decode_content=decode_content,
+                **response_kw,
+            )
+        assert response is not None
+
+        status = response.status
+        if redirect and status in response.REDIRECT_STATUSES:
+            redirect_location = response.get_redirect_location()
+            if redirect_location:
+                return self._follow_redirect(
+                    response, method, url, body, headers, retries, redirect, assert_same_host,
+                    timeout, pool_timeout, release_conn, chunked, body_pos, preload_content,
+                    decode_content, redirect_location, response_kw,
+                )
+        # Retry-After only matters for the statuses urllib3 honours it on: skip the lookup.
+        has_retry_after = status in Retry.RETRY_AFTER_STATUS_CODES and bool(
+            response.headers.get("Retry-After")
+        )
+        if retries.is_retry(method, status, has_retry_after):
+            try:
+                retries = retries.increment(method, url, response=response, _pool=self)
+            except MaxRetryError:
+                if retries.raise_on_status:
+                    response.drain_conn()
+                    raise
+                return response
+            response.drain_conn()
+            retries.sleep(response)
+            log.debug("Retry: %s", url)
+            return self.urlopen(
+                method,
+                url,
+                body,
+                headers,
+                retries=retries,
+                redirect=redirect,
+                assert_same_host=assert_same_host,
+                timeout=timeout,
+                pool_timeout=pool_timeout,
+                release_conn=release_conn,
+                chunked=chunked,
+                body_pos=body_pos,
+                preload_content=preload_content,
+                decode_content=decode_content,
+                **response_kw,
+            )
+        return response
+
+    def _follow_redirect(
+        self,
+        response: HTTPResponse,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Any,
+        retries: Retry,
+        redirect: bool,
+        assert_same_host: bool,
+        timeout: Any,
+        pool_timeout: Any,
+        release_conn: Any,
+        chunked: bool,
+        body_pos: Any,
+        preload_content: bool,
+        decode_content: bool,
+        redirect_location: str,
+        response_kw: dict[str, Any],
+    ) -> HTTPResponse:
+        if response.status == 303:
+            method = "GET"
+            body = None
+            headers = HTTPHeaderDict(headers)._prepare_for_method_change()
+        if retries.remove_headers_on_redirect and not self.is_same_host(redirect_location):
+            new_headers = dict(headers) if not isinstance(headers, HTTPHeaderDict) else headers.copy()
+            for header in headers:
+                if header.lower() in retries.remove_headers_on_redirect:
+                    new_headers.pop(header, None)
+            headers = new_headers
+        try:
+            retries = retries.increment(method, url, response=response, _pool=self)
+        except MaxRetryError:
+            if retries.raise_on_redirect:
+                response.drain_conn()
+                raise
+            return response
+        response.drain_conn()
+        retries.sleep_for_retry(response)
+        log.debug("Redirecting %s -> %s", url, redirect_location)
+        return self.urlopen(
+            method,
+            redirect_location,
+            body,
+            headers,
+            retries=retries,
+            redirect=redirect,
+            assert_same_host=assert_same_host,
+            timeout=timeout,
+            pool_timeout=pool_timeout,
+            release_conn=release_conn,
+            chunked=chunked,
+            body_pos=body_pos,
+            preload_content=preload_content,
+            decode_content=decode_content,
+            **response_kw,
+        )
+
+
+class HTTPSConnectionPool(HTTPConnectionPool):
+    """:class:`HTTPConnectionPool` over TLS (urllib3's ``HTTPSConnectionPool``).
+
+    Certificate verification is on by default (``cert_reqs`` ``CERT_REQUIRED`` with hostname
+    checking). One ``SSLContext`` is built per pool from ``cert_reqs``, ``ca_certs``,
+    ``ca_cert_dir``, ``ca_cert_data``, ``cert_file``/``key_file``/``key_password``,
+    ``ssl_version``, ``ssl_minimum_version``/``ssl_maximum_version`` (or a given
+    ``ssl_context``) and shared by its connections. ``assert_hostname``,
+    ``assert_fingerprint`` and ``server_hostname`` work as in urllib3.
+    """
+
+    scheme = "https"
+    ConnectionCls: type[HTTPConnection] = HTTPSConnection
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        timeout: Any = _DEFAULT_TIMEOUT,
+        maxsize: int = 1,
+        block: bool = False,
+        headers: Mapping[str, str] | None = None,
+        retries: Retry | bool | int | None = None,
+        _proxy: Any = None,
+        _proxy_headers: Mapping[str, str] | None = None,
+        key_file: str | None = None,
+        cert_file: str | None = None,
+        cert_reqs: int | str | None = None,
+        key_password: str | None = None,
+        ca_certs: str | None = None,
+        ssl_version: int | str | None = None,
+        ssl_minimum_version: ssl.TLSVersion | None = None,
+        ssl_maximum_version: ssl.TLSVersion | None = None,
+        assert_hostname: str | typing.Literal[False] | None = None,
+        assert_fingerprint: str | None = None,
+        ca_cert_dir: str | None = None,
+        **conn_kw: Any,
+    ) -> None:
+        self.ssl_context: ssl.SSLContext | None = conn_kw.pop("ssl_context", None)
+        self.ca_cert_data = conn_kw.pop("ca_cert_data", None)
+        self.server_hostname = conn_kw.pop("server_hostname", None)
+        super().__init__(
+            host, port, timeout, maxsize, block, headers, retries, _proxy, _proxy_headers,
+            **conn_kw,
+        )
+        self.key_file = key_file
+        self.cert_file = cert_file
+        self.cert_reqs = cert_reqs
+        self.key_password = key_password
+        self.ca_certs = ca_certs
+        self.ca_cert_dir = ca_cert_dir
+        self.ssl_version = ssl_version
+        self.ssl_minimum_version = ssl_minimum_version
+        self.ssl_maximum_version = ssl_maximum_version
+        self.assert_hostname = assert_hostname
+        self.assert_fingerprint = assert_fingerprint
+        self._context: ssl.SSLContext | None = None
+
+    def _build_context(self) -> ssl.SSLContext:
+        """The pool's one SSLContext, with urllib3's defaults and rules."""
+        context = self.ssl_context
+        default_context = context is None
+        if context is None:
+            context = create_urllib3_context(
+                ssl_version=resolve_ssl_version(self.ssl_version),
+                ssl_minimum_version=self.ssl_minimum_version,
+                ssl_maximum_version=self.ssl_maximum_version,
+                cert_reqs=resolve_cert_reqs(self.cert_reqs),
+            )
+        verify_mode = resolve_cert_reqs(self.cert_reqs)
+        if verify_mode == ssl.CERT_NONE:
+            context.check_hostname = False
+        context.verify_mode = verify_mode
+        if self.assert_fingerprint or self.assert_hostname or self.assert_hostname is False:
+            context.check_hostname = False  # checked by the connection instead
+        if self.ca_certs or self.ca_cert_dir or self.ca_cert_data:
+            context.load_verify_locations(self.ca_certs, self.ca_cert_dir, self.ca_cert_data)
+        elif default_context:
+            context.load_default_certs()
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file, self.key_password)
+        try:
+            context.set_alpn_protocols(["http/1.1"])
+        except NotImplementedError:  # pragma: no cover - very old OpenSSL
+            pass
+        return context
+
+    def _make_conn(self) -> HTTPConnection:
+        context = self._context
+        if context is None:
+            context = self._context = self._build_context()
+        host, port = self.host, self.port
+        if self.proxy is not None and self.proxy.host is not None:
+            host, port = self.proxy.host, self.proxy.port
+        return HTTPSConnection(
+            host,
+            port,
+            ssl_context=context,
+            server_hostname=self.server_hostname,
+            assert_hostname=self.assert_hostname,
+            assert_fingerprint=self.assert_fingerprint,
+            timeout=self.timeout.connect_timeout,
+            **self.conn_kw,
+        )
+
+    def _new_conn(self) -> HTTPConnection:
+        self.num_connections += 1
+        log.debug(
+            "Starting new HTTPS connection (%d): %s:%s",
+            self.num_connections,
+            self.host,
+            self.port or "443",
+        )
+        return self._make_conn()
+
+    def _prepare_proxy(self, conn: HTTPConnection) -> None:
+        """Open the CONNECT tunnel through the proxy, then TLS to the origin."""
+        conn.set_tunnel(self._tunnel_host, self.port or 443, self.proxy_headers)
+        conn.connect()
+
+    def _validate_conn(self, conn: HTTPConnection) -> None:
+        if conn.sock is None:
+            conn.connect()
+            if not conn.is_verified and not conn.proxy_is_verified:
+                warnings.warn(
+                    f"Unverified HTTPS request is being made to host '{conn.host}'. "
+                    "Adding certificate verification is strongly advised. See: "
+                    "https://urllib3.readthedocs.io/en/latest/advanced-usage.html"
+                    "#tls-warnings",
+                    InsecureRequestWarning,
+                    stacklevel=2,
+                )
+
+
+#: Another name for the pool of one origin, as the design documents call it.
+HostPool = HTTPConnectionPool
+
+
+def connection_from_url(url: str, **kw: Any) -> HTTPConnectionPool:
+    """Return a pool for the origin of ``url`` (``kw`` go to the pool's constructor)."""
+    scheme, _, host, port, *_ = parse_url(url)
+    scheme = scheme or "http"
+    port = port or port_by_scheme.get(scheme, 80)
+    if scheme == "https":
+        return HTTPSConnectionPool(host, port=port, **kw)  # type: ignore[arg-type]
+    return HTTPConnectionPool(host, port=port, **kw)  # type: ignore[arg-type]
+
+
+_ = _U3HTTPError  # kept importable for callers that catch it via this module

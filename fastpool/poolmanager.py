@@ -1,0 +1,390 @@
+"""PoolManager: pool key -> HostPool through the compiled LRUMap; cross-host redirects; proxies.
+
+:class:`PoolManager`, :class:`ProxyManager` and :func:`proxy_from_url` mirror urllib3's names,
+signatures and pool-key rules (every setting that changes a connection is part of the key, so
+a connection made with verification off never serves a request with verification on).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import typing
+from typing import Any, Mapping
+from urllib.parse import urljoin
+
+from urllib3._collections import HTTPHeaderDict
+from urllib3._request_methods import RequestMethods
+from urllib3.exceptions import (
+    LocationValueError,
+    MaxRetryError,
+    ProxySchemeUnknown,
+    ProxySchemeUnsupported,
+    URLSchemeUnknown,
+)
+from urllib3.poolmanager import SSL_KEYWORDS, PoolKey, _default_key_normalizer
+from urllib3.util.proxy import connection_requires_http_tunnel
+from urllib3.util.retry import Retry
+from urllib3.util.url import parse_url
+
+from ._lru import LRUMap
+from .connection import ProxyConfig, port_by_scheme
+from .pool import HTTPConnectionPool, HTTPSConnectionPool
+from .response import HTTPResponse
+
+__all__ = ("PoolKey", "PoolManager", "ProxyManager", "key_fn_by_scheme", "proxy_from_url")
+
+log = logging.getLogger("fastpool.poolmanager")
+
+_DEFAULT_BLOCKSIZE = 16384
+_CACHE_SIZE = 1024
+
+#: scheme -> callable(request_context) -> pool key (urllib3's key rules and PoolKey fields).
+key_fn_by_scheme = {
+    "http": functools.partial(_default_key_normalizer, PoolKey),
+    "https": functools.partial(_default_key_normalizer, PoolKey),
+}
+
+#: scheme -> pool class.
+pool_classes_by_scheme: dict[str, type[HTTPConnectionPool]] = {
+    "http": HTTPConnectionPool,
+    "https": HTTPSConnectionPool,
+}
+
+
+def _close_pool(pool: HTTPConnectionPool) -> None:
+    pool.close()
+
+
+class PoolManager(RequestMethods):
+    """Requests to any origin, with one pool per origin and settings (urllib3's ``PoolManager``).
+
+    :param num_pools: how many pools to keep; the least recently used one is closed when a new
+        one is needed (default 10). Its idle connections close at once; connections in use
+        close when their response ends.
+    :param headers: headers sent with every request unless ``headers`` are given.
+    :param \\**connection_pool_kw: passed to each new pool (``maxsize``, ``block``,
+        ``timeout``, ``retries``, TLS settings ...).
+    """
+
+    proxy: Any = None
+    proxy_config: ProxyConfig | None = None
+
+    def __init__(
+        self, num_pools: int = 10, headers: Mapping[str, str] | None = None, **connection_pool_kw: Any
+    ) -> None:
+        super().__init__(headers)
+        if "retries" in connection_pool_kw:
+            retries = connection_pool_kw["retries"]
+            if not isinstance(retries, Retry):
+                connection_pool_kw = connection_pool_kw.copy()
+                connection_pool_kw["retries"] = Retry.from_int(retries)
+        self.connection_pool_kw = connection_pool_kw
+        self.pools = LRUMap(num_pools, dispose_func=_close_pool)
+        self.pool_classes_by_scheme = pool_classes_by_scheme
+        self.key_fn_by_scheme = key_fn_by_scheme.copy()
+        self._lock = threading.Lock()  # only the create-a-pool path takes it
+        # (scheme, host, port, pool_kwargs items) -> (pool key, request context)
+        self._key_cache: dict[Any, Any] = {}
+        # absolute URL -> (scheme, host, port, what to send as the request target)
+        self._url_cache: dict[str, tuple[str, str, int | None, str]] = {}
+
+    def __enter__(self) -> PoolManager:
+        return self
+
+    def __exit__(self, *exc: object) -> typing.Literal[False]:
+        self.clear()
+        return False
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
+        """Create the pool for one key (override point, as in urllib3)."""
+        pool_cls = self.pool_classes_by_scheme[scheme]
+        if request_context is None:
+            request_context = self.connection_pool_kw.copy()
+        else:
+            request_context = dict(request_context)
+        if request_context.get("blocksize") is None:
+            request_context["blocksize"] = _DEFAULT_BLOCKSIZE
+        for key in ("scheme", "host", "port"):
+            request_context.pop(key, None)
+        if scheme == "http":
+            for kw in SSL_KEYWORDS:
+                request_context.pop(kw, None)
+        return pool_cls(host, port, **request_context)
+
+    def clear(self) -> None:
+        """Close and forget every pool (responses in flight finish; their connections close)."""
+        self.pools.clear()
+        self._key_cache.clear()
+
+    def connection_from_host(
+        self,
+        host: str | None,
+        port: int | None = None,
+        scheme: str | None = "http",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        """The pool for ``scheme://host:port`` with ``pool_kwargs`` merged over the defaults."""
+        if not host:
+            raise LocationValueError("No host specified.")
+        scheme = scheme or "http"
+        try:
+            cache_key: Any = (scheme, host, port, tuple(pool_kwargs.items()) if pool_kwargs else None)
+            hash(cache_key)
+        except TypeError:
+            cache_key = None
+        if cache_key is not None:
+            cached = self._key_cache.get(cache_key)
+            if cached is not None:
+                pool = self.pools.get(cached[0])
+                if pool is not None:
+                    return typing.cast(HTTPConnectionPool, pool)
+                return self.connection_from_pool_key(cached[0], dict(cached[1]))
+        request_context = self._merge_pool_kwargs(pool_kwargs)
+        request_context["scheme"] = scheme
+        if not port:
+            port = port_by_scheme.get(scheme.lower(), 80)
+        request_context["port"] = port
+        request_context["host"] = host
+        scheme_l = scheme.lower()
+        key_fn = self.key_fn_by_scheme.get(scheme_l)
+        if not key_fn:
+            raise URLSchemeUnknown(scheme_l)
+        pool_key = key_fn(request_context)
+        if cache_key is not None:
+            if len(self._key_cache) >= _CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[cache_key] = (pool_key, dict(request_context))
+        return self.connection_from_pool_key(pool_key, request_context=request_context)
+
+    def connection_from_context(self, request_context: dict[str, Any]) -> HTTPConnectionPool:
+        """The pool for a request context (a dict with at least ``scheme``, ``host``, ``port``)."""
+        if "strict" in request_context:
+            request_context.pop("strict")
+        scheme = request_context["scheme"].lower()
+        key_fn = self.key_fn_by_scheme.get(scheme)
+        if not key_fn:
+            raise URLSchemeUnknown(scheme)
+        return self.connection_from_pool_key(key_fn(request_context), request_context=request_context)
+
+    def connection_from_pool_key(
+        self, pool_key: Any, request_context: dict[str, Any]
+    ) -> HTTPConnectionPool:
+        """The pool stored under ``pool_key``, created from ``request_context`` if missing."""
+        pool = self.pools.get(pool_key)
+        if pool is not None:
+            return typing.cast(HTTPConnectionPool, pool)
+        with self._lock:
+            pool = self.pools.get(pool_key)
+            if pool is not None:
+                return typing.cast(HTTPConnectionPool, pool)
+            scheme = request_context["scheme"].lower()
+            pool = self._new_pool(
+                scheme, request_context["host"], request_context["port"], request_context
+            )
+            self.pools[pool_key] = pool
+        return typing.cast(HTTPConnectionPool, pool)
+
+    def connection_from_url(self, url: str, pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
+        """The pool for the origin of ``url``."""
+        u = parse_url(url)
+        return self.connection_from_host(u.host, port=u.port, scheme=u.scheme, pool_kwargs=pool_kwargs)
+
+    def _merge_pool_kwargs(self, override: dict[str, Any] | None) -> dict[str, Any]:
+        base = self.connection_pool_kw.copy()
+        if override:
+            for key, value in override.items():
+                if value is None:
+                    base.pop(key, None)
+                else:
+                    base[key] = value
+        return base
+
+    def _proxy_requires_url_absolute_form(self, scheme: str | None) -> bool:
+        if self.proxy is None:
+            return False
+        return not connection_requires_http_tunnel(self.proxy, self.proxy_config, scheme)
+
+    def _split_url(self, url: str) -> tuple[str, str, int | None, str]:
+        cached = self._url_cache.get(url)
+        if cached is not None:
+            return cached
+        u = parse_url(url)
+        if u.scheme is None:
+            import warnings
+
+            warnings.warn(
+                "URLs without a scheme (ie 'https://') are deprecated and will raise an error "
+                "in urllib3 v3.0. To avoid this FutureWarning ensure all URLs "
+                "start with 'https://' or 'http://'. Read more in this issue: "
+                "https://github.com/urllib3/urllib3/issues/2920",
+                category=FutureWarning,
+                stacklevel=3,
+            )
+        if not u.host:
+            raise LocationValueError("No host specified.")
+        scheme = u.scheme or "http"
+        target = url if self._proxy_requires_url_absolute_form(u.scheme) else u.request_uri
+        result = (scheme, u.host, u.port, target)
+        if len(self._url_cache) >= _CACHE_SIZE:
+            self._url_cache.clear()
+        self._url_cache[url] = result
+        return result
+
+    def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        fields: Any = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        **urlopen_kw: Any,
+    ) -> HTTPResponse:
+        """Make a request (urllib3's ``RequestMethods.request``: ``fields``, ``json``, ``body``)."""
+        if body is None and fields is None and json is None:
+            # The common case straight to urlopen; the same result as RequestMethods.request.
+            return self.urlopen(
+                method.upper(), url, headers=self.headers if headers is None else headers, **urlopen_kw
+            )
+        return typing.cast(
+            HTTPResponse,
+            super().request(method, url, body=body, fields=fields, headers=headers, json=json, **urlopen_kw),
+        )
+
+    def urlopen(  # type: ignore[override]
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> HTTPResponse:
+        """Send a request to the absolute ``url`` through the right pool; follows redirects
+        across hosts (urllib3's ``PoolManager.urlopen``)."""
+        scheme, host, port, target = self._split_url(url)
+        conn = self.connection_from_host(host, port=port, scheme=scheme)
+        kw["assert_same_host"] = False
+        kw["redirect"] = False
+        if "headers" not in kw:
+            kw["headers"] = self.headers
+        response = conn.urlopen(method, target, **kw)
+
+        if not (redirect and response.status in response.REDIRECT_STATUSES):
+            return response
+        redirect_location = response.get_redirect_location()
+        if not redirect_location:
+            return response
+        redirect_location = urljoin(url, redirect_location)
+        if response.status == 303:
+            method = "GET"
+            kw["body"] = None
+            kw["headers"] = HTTPHeaderDict(kw["headers"])._prepare_for_method_change()
+        retries = kw.get("retries", response.retries)
+        if not isinstance(retries, Retry):
+            retries = Retry.from_int(retries, redirect=redirect)
+        if retries.remove_headers_on_redirect and not conn.is_same_host(redirect_location):
+            old = kw["headers"]
+            new_headers = old.copy() if hasattr(old, "copy") else dict(old)
+            for header in old:
+                if header.lower() in retries.remove_headers_on_redirect:
+                    new_headers.pop(header, None)
+            kw["headers"] = new_headers
+        try:
+            retries = retries.increment(method, url, response=response, _pool=conn)
+        except MaxRetryError:
+            if retries.raise_on_redirect:
+                response.drain_conn()
+                raise
+            return response
+        kw["retries"] = retries
+        kw["redirect"] = redirect
+        log.info("Redirecting %s -> %s", url, redirect_location)
+        response.drain_conn()
+        return self.urlopen(method, redirect_location, **kw)
+
+
+class ProxyManager(PoolManager):
+    """A :class:`PoolManager` that sends every request through one proxy (urllib3's
+    ``ProxyManager``): absolute-form requests for ``http://`` URLs, a CONNECT tunnel for
+    ``https://`` URLs.
+
+    :param proxy_url: the proxy, ``http://[user:pass@]host:port``.
+    :param proxy_headers: headers for the proxy (e.g. ``Proxy-Authorization``): sent with
+        each forwarded request, or once with CONNECT.
+    :param proxy_ssl_context, use_forwarding_for_https, proxy_assert_hostname,
+        proxy_assert_fingerprint: urllib3's HTTPS-proxy settings, accepted for signature
+        compatibility; fastpool does not speak TLS to a proxy yet (an ``https://`` proxy
+        raises ``ProxySchemeUnsupported``).
+    """
+
+    def __init__(
+        self,
+        proxy_url: str,
+        num_pools: int = 10,
+        headers: Mapping[str, str] | None = None,
+        proxy_headers: Mapping[str, str] | None = None,
+        proxy_ssl_context: Any = None,
+        use_forwarding_for_https: bool = False,
+        proxy_assert_hostname: None | str | typing.Literal[False] = None,
+        proxy_assert_fingerprint: str | None = None,
+        **connection_pool_kw: Any,
+    ) -> None:
+        if isinstance(proxy_url, HTTPConnectionPool):
+            proxy_url = f"{proxy_url.scheme}://{proxy_url.host}:{proxy_url.port}"
+        proxy = parse_url(proxy_url)
+        if proxy.scheme not in ("http", "https"):
+            raise ProxySchemeUnknown(proxy.scheme)
+        if proxy.scheme == "https":
+            raise ProxySchemeUnsupported(
+                "fastpool does not support HTTPS proxies (TLS to the proxy) yet; "
+                "use an http:// proxy URL"
+            )
+        if not proxy.port:
+            proxy = proxy._replace(port=port_by_scheme.get(proxy.scheme, 80))
+        self.proxy = proxy
+        self.proxy_headers = proxy_headers or {}
+        self.proxy_ssl_context = proxy_ssl_context
+        self.proxy_config = ProxyConfig(
+            proxy_ssl_context, use_forwarding_for_https, proxy_assert_hostname, proxy_assert_fingerprint
+        )
+        connection_pool_kw["_proxy"] = self.proxy
+        connection_pool_kw["_proxy_headers"] = self.proxy_headers
+        connection_pool_kw["_proxy_config"] = self.proxy_config
+        super().__init__(num_pools, headers, **connection_pool_kw)
+
+    def connection_from_host(
+        self,
+        host: str | None,
+        port: int | None = None,
+        scheme: str | None = "http",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        """``https``: a pool per origin (tunnelled); ``http``: the proxy's own pool."""
+        if scheme == "https":
+            return super().connection_from_host(host, port, scheme, pool_kwargs=pool_kwargs)
+        return super().connection_from_host(
+            self.proxy.host, self.proxy.port, self.proxy.scheme, pool_kwargs=pool_kwargs
+        )
+
+    def _set_proxy_headers(self, url: str, headers: Mapping[str, str] | None = None) -> Mapping[str, str]:
+        headers_ = {"Accept": "*/*"}
+        netloc = parse_url(url).netloc
+        if netloc:
+            headers_["Host"] = netloc
+        if headers:
+            headers_.update(headers)
+        return headers_
+
+    def urlopen(  # type: ignore[override]
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> HTTPResponse:
+        """Same as the pool's ``urlopen``; ``url`` must be absolute."""
+        u = parse_url(url)
+        if not connection_requires_http_tunnel(self.proxy, self.proxy_config, u.scheme):
+            headers = kw.get("headers", self.headers)
+            kw["headers"] = self._set_proxy_headers(url, headers)
+        return super().urlopen(method, url, redirect=redirect, **kw)
+
+
+def proxy_from_url(url: str, **kw: Any) -> ProxyManager:
+    """``ProxyManager(proxy_url=url, **kw)``."""
+    return ProxyManager(proxy_url=url, **kw)

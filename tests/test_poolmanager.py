@@ -1,0 +1,290 @@
+"""PoolManager / ProxyManager against real local servers: reuse, pools per host, LRU eviction,
+pool keys, HTTPS verification, proxies, redirects, retries and the urllib3 log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+
+import pytest
+import urllib3
+from urllib3.exceptions import MaxRetryError, ProxyError, SSLError
+from urllib3.util.retry import Retry
+
+from fastpool.poolmanager import PoolManager, ProxyManager, proxy_from_url
+
+
+def _echo(response: urllib3.BaseHTTPResponse) -> dict:  # type: ignore[type-arg]
+    return json.loads(response.data)  # type: ignore[no-any-return]
+
+
+def _assert_idle(pm: PoolManager) -> None:
+    for pool in pm.pools.values():
+        assert pool.pool.in_use == 0, pool
+
+
+def test_keep_alive_reuses_one_connection(app_server):
+    with PoolManager() as pm:
+        for i in range(20):
+            r = pm.request("GET", f"{app_server.url}/bytes/{i * 10}")
+            assert r.status == 200 and len(r.data) == i * 10
+        assert app_server.connections == 1
+        assert app_server.requests == 20
+        _assert_idle(pm)
+
+
+def test_one_pool_per_origin(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    with PoolManager() as pm:
+        for _ in range(3):
+            assert pm.request("GET", a.url + "/bytes/5").status == 200
+            assert pm.request("GET", b.url + "/bytes/5").status == 200
+        assert len(pm.pools) == 2
+        assert (a.connections, b.connections) == (1, 1)
+
+
+def test_lru_eviction_closes_idle_at_once_and_in_flight_survives(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    pm = PoolManager(num_pools=1)
+    assert pm.request("GET", a.url + "/bytes/3").status == 200
+    pool_a = pm.connection_from_url(a.url)
+    # a response in flight on A (body not read yet) ...
+    streaming = pm.request("GET", a.url + "/bytes/200000", preload_content=False)
+    assert pool_a.pool.in_use == 1
+    # ... survives the eviction of A's pool by B
+    assert pm.request("GET", b.url + "/bytes/3").status == 200
+    assert len(pm.pools) == 1
+    assert pool_a.closed
+    assert pool_a.pool.idle == 0
+    assert len(streaming.read()) == 200000
+    # the in-flight connection was closed on return, not kept
+    assert pool_a.pool.in_use == 0 and pool_a.pool.idle == 0
+    # and A again means a new pool and a new connection
+    assert pm.request("GET", a.url + "/bytes/3").status == 200
+    assert a.connections == 2
+    pm.clear()
+
+
+def test_article_pool_connections_counts(server_factory, caplog):
+    """The article's first scenario: pool_connections=1 vs 2, three requests over two hosts."""
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    caplog.set_level(logging.DEBUG, logger="fastpool")
+    for num_pools, expected in ((1, 3), (2, 2)):
+        caplog.clear()
+        with PoolManager(num_pools=num_pools) as pm:
+            for server in (a, b, a):
+                pm.request("GET", server.url + "/bytes/10")
+        starts = [r for r in caplog.records if r.getMessage().startswith("Starting new HTTP")]
+        assert len(starts) == expected
+        assert starts[0].getMessage() == f"Starting new HTTP connection (1): 127.0.0.2:{a.port}"
+
+
+def test_log_lines_match_urllib3(app_server, caplog):
+    def lines(manager_cls, logger):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger=logger):
+            pm = manager_cls()
+            pm.request("GET", app_server.url + "/bytes/10")
+            pm.request("GET", app_server.url + "/bytes/10", preload_content=False).read()
+            pm.clear()
+        return [
+            (r.levelname, r.getMessage())
+            for r in caplog.records
+            if r.name.endswith("connectionpool")
+        ]
+
+    assert lines(PoolManager, "fastpool") == lines(urllib3.PoolManager, "urllib3")
+
+
+def test_pool_key_separates_settings(https_server, ca_bundle):
+    with PoolManager(ca_certs=ca_bundle) as pm:
+        url = https_server.url + "/bytes/4"
+        assert pm.request("GET", url).status == 200
+        verified = pm.connection_from_url(url)
+        unverified = pm.connection_from_url(url, pool_kwargs={"cert_reqs": "CERT_NONE"})
+        assert unverified is not verified
+        with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+            assert unverified.urlopen("GET", "/bytes/4").status == 200
+        # CVE-2024-35195: the verified pool never got the unverified connection
+        assert verified.pool.idle == 1 and unverified.pool.idle == 1
+        assert verified.urlopen("GET", "/bytes/4").status == 200
+        other = pm.connection_from_url(url, pool_kwargs={"ca_certs": None})
+        assert other is not verified
+        assert pm.connection_from_url(url) is verified
+
+
+def test_https_verified_with_ca(https_server, ca_bundle):
+    with PoolManager(ca_certs=ca_bundle) as pm:
+        r = pm.request("GET", https_server.url + "/bytes/100")
+        assert r.status == 200 and len(r.data) == 100
+        pm.request("GET", https_server.url + "/bytes/100")
+        assert https_server.connections == 1
+
+
+def test_https_bad_ca_is_sslerror(untrusted_https_server, ca_bundle):
+    with PoolManager(ca_certs=ca_bundle, retries=False) as pm:
+        with pytest.raises(SSLError):
+            pm.request("GET", untrusted_https_server.url + "/bytes/1")
+        _assert_idle(pm)
+    with PoolManager(ca_certs=ca_bundle, retries=1) as pm:
+        with pytest.raises(MaxRetryError) as info:
+            pm.request("GET", untrusted_https_server.url + "/bytes/1")
+        assert isinstance(info.value.reason, SSLError)
+        _assert_idle(pm)
+
+
+def test_https_hostname_mismatch(server_factory, wrong_host_ssl_context, ca_bundle):
+    server = server_factory(tls=wrong_host_ssl_context)
+    with PoolManager(ca_certs=ca_bundle, retries=False) as pm:
+        with pytest.raises(SSLError):
+            pm.request("GET", server.url + "/bytes/1")
+    # assert_hostname names the certificate's host instead
+    with PoolManager(ca_certs=ca_bundle, assert_hostname="wrong.example") as pm:
+        assert pm.request("GET", server.url + "/bytes/1").status == 200
+
+
+def test_https_client_cert(mtls_server, ca_bundle, client_cert):
+    with PoolManager(ca_certs=ca_bundle, cert_file=client_cert) as pm:
+        assert pm.request("GET", mtls_server.url + "/bytes/3").status == 200
+
+
+def test_https_user_ssl_context(https_server, ca_bundle):
+    ctx = ssl.create_default_context(cafile=ca_bundle)
+    with PoolManager(ssl_context=ctx) as pm:
+        assert pm.request("GET", https_server.url + "/bytes/3").data == b"abc"
+
+
+def test_redirect_across_hosts_strips_authorization(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    target = f"{b.url}/echo"
+    with PoolManager() as pm:
+        r = pm.request(
+            "GET",
+            f"{a.url}/redirect-to?url={target}",
+            headers={"Authorization": "secret", "X-Keep": "1"},
+        )
+        names = [k.lower() for k, _ in _echo(r)["headers"]]
+        assert "authorization" not in names and "x-keep" in names
+
+
+def test_redirect_limit(app_server):
+    with PoolManager() as pm:
+        with pytest.raises(MaxRetryError):
+            pm.request("GET", app_server.url + "/redirect/5", retries=Retry(redirect=2))
+        r = pm.request("GET", app_server.url + "/redirect/5", redirect=False)
+        assert r.status == 302
+        _assert_idle(pm)
+
+
+def test_303_turns_post_into_get(app_server):
+    with PoolManager() as pm:
+        r = pm.request(
+            "POST",
+            f"{app_server.url}/redirect-to?url=/echo&status_code=303",
+            body=b"payload",
+        )
+        data = _echo(r)
+        assert data["method"] == "GET" and data["body"] == ""
+
+
+def test_status_retry_with_retry_after(app_server):
+    retries = Retry(total=2, status_forcelist=[503], backoff_factor=0)
+    with PoolManager() as pm:
+        with pytest.raises(MaxRetryError):
+            pm.request("GET", app_server.url + "/status/503", retries=retries)
+        assert app_server.requests == 3
+        _assert_idle(pm)
+
+
+def test_fields_and_json(app_server):
+    with PoolManager() as pm:
+        data = _echo(pm.request("GET", app_server.url + "/echo", fields={"a": "1", "b": "x y"}))
+        assert data["query"] == "a=1&b=x+y"
+        data = _echo(pm.request("POST", app_server.url + "/echo", json={"k": [1, 2]}))
+        assert json.loads(data["body"]) == {"k": [1, 2]}
+        data = _echo(pm.request("POST", app_server.url + "/echo", fields={"f": "v"}))
+        assert "multipart/form-data" in dict(data["headers"])["Content-Type"]
+
+
+def test_threads_share_pool(app_server):
+    with PoolManager(maxsize=4) as pm:
+        errors = []
+
+        def work() -> None:
+            try:
+                for _ in range(20):
+                    assert pm.request("GET", app_server.url + "/bytes/50").status == 200
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
+        assert app_server.requests == 80
+        assert app_server.connections <= 4
+        _assert_idle(pm)
+
+
+def test_proxy_absolute_form(app_server, proxy_server):
+    with ProxyManager(proxy_server.url) as pm:
+        r = pm.request("GET", app_server.url + "/echo")
+        assert r.status == 200
+        assert proxy_server.request_lines[0] == f"GET {app_server.url}/echo HTTP/1.1"
+        assert _echo(r)["path"] == "/echo"
+
+
+def test_proxy_connect_for_https(https_server, proxy_server, ca_bundle):
+    with proxy_from_url(proxy_server.url, ca_certs=ca_bundle) as pm:
+        for _ in range(3):
+            r = pm.request("GET", https_server.url + "/bytes/10")
+            assert r.status == 200 and len(r.data) == 10
+        assert proxy_server.request_lines == [f"CONNECT 127.0.0.1:{https_server.port} HTTP/1.1"]
+        assert https_server.connections == 1
+
+
+def test_proxy_auth(app_server, https_server, proxy_server_factory, ca_bundle):
+    proxy = proxy_server_factory(auth=("u", "p"))
+    auth = urllib3.make_headers(proxy_basic_auth="u:p")
+    with ProxyManager(proxy.url, proxy_headers=auth, ca_certs=ca_bundle) as pm:
+        assert pm.request("GET", app_server.url + "/bytes/3").status == 200
+        assert pm.request("GET", https_server.url + "/bytes/3").status == 200
+    with ProxyManager(proxy.url, ca_certs=ca_bundle, retries=False) as pm:
+        assert pm.request("GET", app_server.url + "/bytes/3").status == 407
+        with pytest.raises(ProxyError) as info:
+            pm.request("GET", https_server.url + "/bytes/3")
+        assert "407" in str(info.value.original_error)
+        _assert_idle(pm)
+
+
+def test_https_proxy_is_refused_clearly():
+    with pytest.raises(urllib3.exceptions.ProxySchemeUnsupported):
+        ProxyManager("https://127.0.0.1:1")
+
+
+def test_url_cache_follows_pool_eviction(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    pm = PoolManager(num_pools=1)
+    url = a.url + "/bytes/1"
+    pm.request("GET", url)
+    pool = pm.connection_from_url(url)
+    pm.request("GET", b.url + "/bytes/1")
+    pm.request("GET", url)  # a cached URL must not reach the evicted, closed pool
+    assert pm.connection_from_url(url) is not pool
+    pm.clear()
+
+
+def test_lru_order_kept_on_repeated_urls(server_factory):
+    a, b, c = (server_factory(f"127.0.0.{i}") for i in (2, 3, 4))
+    with PoolManager(num_pools=2) as pm:
+        pm.request("GET", a.url + "/bytes/1")
+        pm.request("GET", b.url + "/bytes/1")
+        pm.request("GET", a.url + "/bytes/1")  # A is now the most recently used
+        pool_a = pm.connection_from_url(a.url)
+        pm.request("GET", c.url + "/bytes/1")  # evicts B, not A
+        assert not pool_a.closed
+        assert a.connections == 1
