@@ -348,6 +348,9 @@ def print_summary(
         connections += f" ({report.responses / started:.1f} responses per connection)"
     connections += f", {report.connections_discarded} discarded because the pool was full"
     rows.append(("connections", connections))
+    if args.verbose and report.started_per_host:
+        per_host = sorted(report.started_per_host.items(), key=lambda item: (-item[1], item[0]))
+        rows += [("", f"{n} x {host}") for host, n in per_host[:20]]
     tips = advice(report, hosts, args)
     rows += [("advice" if i == 0 else "", style.yellow(tip)) for i, tip in enumerate(tips)]
     for label, text in rows:

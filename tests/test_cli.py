@@ -156,6 +156,7 @@ def test_get_all_good_exits_zero_and_verbose_lists_each(app_server: Any) -> None
     # One thread, one host: one connection, and the summary counts it as the server saw it.
     assert app_server.connections == 1
     assert "1 started for 1 host (3.0 responses per connection)" in out
+    assert f"               1 x 127.0.0.1:{app_server.port}\n" in out
 
 
 def test_get_as_module(app_server: Any) -> None:
