@@ -20,7 +20,7 @@ import requests
 import requests.adapters
 
 import fastpool
-from fastpool import cli, demo
+from fastpool import _localserver, cli, demo
 from fastpool._localserver import MAX_HOLD_SECONDS, LocalServer, LocalServers, ServerProcess
 
 # The directory fastpool was imported from (source tree or site-packages), for subprocesses.
@@ -478,6 +478,25 @@ def test_local_servers_are_distinct_hosts() -> None:
         for url in servers.urls:
             requests.get(url + "/")
         assert servers.connections() == 3
+
+
+def test_local_servers_fall_back_to_ports_on_127_0_0_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on macOS, where only 127.0.0.1 is configured: binding 127.0.0.3 fails.
+    real = _localserver.LocalServer
+
+    def only_some_addresses(host: str = "127.0.0.1", port: int = 0) -> LocalServer:
+        if host not in ("127.0.0.1", "127.0.0.2"):
+            raise OSError(99, "Cannot assign requested address")
+        return real(host, port)
+
+    monkeypatch.setattr(_localserver, "LocalServer", only_some_addresses)
+    with LocalServers(3) as servers:
+        assert servers.fallback
+        assert all(url.startswith("http://127.0.0.1:") for url in servers.urls)
+        assert len(set(servers.urls)) == 3
+        for url in servers.urls:
+            assert requests.get(url + "/").status_code == 200
+        assert [server.connections for server in servers.servers] == [1, 1, 1]
 
 
 @pytest.mark.parametrize(("count", "error"), [(0, ValueError), (251, ValueError), ("2", TypeError)])
