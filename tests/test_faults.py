@@ -1,0 +1,329 @@
+"""Hostile and broken servers (the scripted FaultServer): each failure is a clear error, the
+broken connection is never reused, and the pool's accounting is back to zero afterwards."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from servers import close_after, send_raw
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    IncompleteRead,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.util.timeout import Timeout
+
+from fastpool.connection import HTTPConnection
+from fastpool.exceptions import InvalidChunkError, InvalidResponseError, ResponseHeadTooLarge
+from fastpool.pool import HTTPConnectionPool
+from fastpool.poolmanager import PoolManager
+
+
+def _settled(pool: HTTPConnectionPool) -> None:
+    """Nothing leaked: no slot is held, and idle connections have nothing unread."""
+    assert pool.pool.in_use == 0
+    assert pool.pool.open == pool.pool.idle <= max(pool.pool.maxsize, 1)
+    for _ in range(pool.pool.idle):
+        conn = pool.pool.checkout(0)
+        assert conn.sock is not None and not conn._rest
+        pool.pool.checkin(conn)
+
+
+def _pool(server, **kw) -> HTTPConnectionPool:  # type: ignore[no-untyped-def]
+    kw.setdefault("retries", False)
+    return HTTPConnectionPool(server.host, server.port, **kw)
+
+
+def _wait_closed_by_peer(pool: HTTPConnectionPool) -> None:
+    deadline = time.monotonic() + 5
+    conn = pool.pool.checkout(0)
+    try:
+        while conn.is_connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        pool.pool.checkin(conn)
+
+
+def test_server_closed_idle_connection_is_replaced_silently(fault_server_factory):
+    server = fault_server_factory(close_after(1))
+    with _pool(server) as pool:
+        assert pool.request("GET", "/").data == b"ok"
+        _wait_closed_by_peer(pool)
+        assert pool.request("GET", "/").data == b"ok"
+        assert server.connections == 2
+        _settled(pool)
+
+
+@pytest.mark.parametrize("how", ["wait", "reset"])
+def test_stale_connection_race_is_retried_once_for_get(fault_server_factory, how):
+    # The server reads the next request and closes (or resets) without answering: the race
+    # between an idle close and our reuse. A GET without a body is sent again, once.
+    server = fault_server_factory(close_after(1, how=how))
+    with _pool(server) as pool:
+        assert pool.request("GET", "/").data == b"ok"
+        if how == "reset":
+            _wait_closed_by_peer(pool)
+        assert pool.request("GET", "/").data == b"ok"
+        assert server.connections == 2
+        _settled(pool)
+
+
+def test_stale_connection_not_replayed_for_post(fault_server_factory):
+    server = fault_server_factory(close_after(1, how="wait"))
+    with _pool(server) as pool:
+        assert pool.request("POST", "/", body=b"x").data == b"ok"
+        with pytest.raises(ProtocolError) as info:
+            pool.request("POST", "/", body=b"x")
+        assert "Connection aborted." in str(info.value)
+        _settled(pool)
+
+
+def test_remote_disconnected_on_fresh_connection(fault_server_factory):
+    server = fault_server_factory(close_after(0, how="wait"))
+    with _pool(server) as pool:
+        with pytest.raises(ProtocolError, match="Remote end closed connection without response"):
+            pool.request("GET", "/")
+        _settled(pool)
+
+
+def test_truncated_body(fault_server_factory):
+    server = fault_server_factory(send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
+    with _pool(server) as pool:
+        with pytest.raises(ProtocolError) as info:
+            pool.request("GET", "/")
+        assert isinstance(info.value.args[1], IncompleteRead)
+        assert "IncompleteRead(3 bytes read, 7 more expected)" in str(info.value)
+        _settled(pool)
+        # streamed: the error comes from read()
+        r = pool.request("GET", "/", preload_content=False)
+        assert pool.pool.in_use == 1
+        with pytest.raises(ProtocolError):
+            r.read()
+        _settled(pool)
+
+
+def test_truncated_body_not_enforced(fault_server_factory):
+    server = fault_server_factory(send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
+    with _pool(server) as pool:
+        r = pool.urlopen("GET", "/", enforce_content_length=False)
+        assert r.data == b"abc"
+        _settled(pool)
+
+
+def test_bad_chunk(fault_server_factory):
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n"
+    server = fault_server_factory(send_raw(raw))
+    with _pool(server) as pool:
+        with pytest.raises(InvalidChunkError):
+            pool.request("GET", "/")
+        _settled(pool)
+
+
+def test_chunked_body_cut_short(fault_server_factory):
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    server = fault_server_factory(send_raw(raw))
+    with _pool(server) as pool:
+        with pytest.raises(ProtocolError, match="Response ended prematurely"):
+            pool.request("GET", "/")
+        _settled(pool)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"SPDY/3 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+    ],
+    ids=["status", "version", "conflicting-length", "header-name"],
+)
+def test_malformed_head(fault_server_factory, raw):
+    server = fault_server_factory(send_raw(raw))
+    with _pool(server) as pool:
+        with pytest.raises(ProtocolError) as info:
+            pool.request("GET", "/")
+        assert info.value.args[0] == "Connection aborted."
+        assert isinstance(info.value.args[1], InvalidResponseError)
+        _settled(pool)
+
+
+def test_oversized_head(fault_server_factory):
+    raw = b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n"
+    server = fault_server_factory(send_raw(raw))
+    with _pool(server) as pool:
+        with pytest.raises(ProtocolError) as info:
+            pool.request("GET", "/")
+        assert isinstance(info.value.args[1], ResponseHeadTooLarge)
+        _settled(pool)
+
+
+def test_malformed_head_retried_then_maxretry(fault_server_factory):
+    server = fault_server_factory(send_raw(b"HTTP/1.1 abc\r\n\r\n"))
+    with _pool(server, retries=2) as pool:
+        with pytest.raises(MaxRetryError) as info:
+            pool.request("GET", "/")
+        assert isinstance(info.value.reason, ProtocolError)
+        assert server.connections == 3
+        _settled(pool)
+
+
+def test_read_timeout(fault_server_factory):
+    def stall(conn):  # type: ignore[no-untyped-def]
+        conn.read_request()
+        conn.stall(2)
+
+    server = fault_server_factory(stall)
+    with _pool(server, timeout=Timeout(connect=5, read=0.2)) as pool:
+        with pytest.raises(ReadTimeoutError, match=r"read timeout=0.2"):
+            pool.request("GET", "/")
+        _settled(pool)
+
+
+def test_read_timeout_in_body(fault_server_factory):
+    def stall(conn):  # type: ignore[no-untyped-def]
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        conn.stall(2)
+
+    server = fault_server_factory(stall)
+    with _pool(server, timeout=0.2) as pool:
+        r = pool.request("GET", "/", preload_content=False)
+        with pytest.raises(ReadTimeoutError):
+            r.read()
+        _settled(pool)
+
+
+def test_refused_connection():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    pool = HTTPConnectionPool("127.0.0.1", port, retries=False)
+    with pytest.raises(NewConnectionError, match="Failed to establish a new connection"):
+        pool.request("GET", "/")
+    _settled(pool)
+    with pytest.raises(MaxRetryError) as info:
+        pool.request("GET", "/", retries=1)
+    assert isinstance(info.value.reason, NewConnectionError)
+    _settled(pool)
+
+
+def test_connect_timeout():
+    # A listener that never accepts, with its backlog full: further SYNs are dropped, so the
+    # connect hangs until the timeout (loopback only).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.05)
+        pool = HTTPConnectionPool("127.0.0.1", port, retries=False, timeout=Timeout(connect=0.2))
+        start = time.monotonic()
+        with pytest.raises(ConnectTimeoutError) as info:
+            pool.request("GET", "/")
+        assert not isinstance(info.value, NewConnectionError)
+        assert time.monotonic() - start < 5
+        _settled(pool)
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+class _InterruptingSocket:
+    """A real socket whose reads raise KeyboardInterrupt after ``after`` calls."""
+
+    def __init__(self, sock: socket.socket, after: int) -> None:
+        self._sock = sock
+        self._after = after
+
+    def _tick(self) -> None:
+        self._after -= 1
+        if self._after < 0:
+            raise KeyboardInterrupt
+
+    def recv_into(self, *args):  # type: ignore[no-untyped-def]
+        self._tick()
+        return self._sock.recv_into(*args)
+
+    def recv(self, *args):  # type: ignore[no-untyped-def]
+        self._tick()
+        return self._sock.recv(*args)
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self._sock, name)
+
+
+def _interrupting_pool(server, after: int) -> HTTPConnectionPool:  # type: ignore[no-untyped-def]
+    class Conn(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            self.sock = _InterruptingSocket(self.sock, after)  # type: ignore[assignment,arg-type]
+
+    pool = _pool(server)
+    pool.ConnectionCls = Conn
+    return pool
+
+
+def test_keyboard_interrupt_in_head_read_frees_the_slot(app_server):
+    with _interrupting_pool(app_server, after=0) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            pool.request("GET", "/bytes/10")
+        _settled(pool)
+        assert pool.pool.idle == 0
+
+
+def test_keyboard_interrupt_in_body_read_frees_the_slot(app_server):
+    with _interrupting_pool(app_server, after=1) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            pool.request("GET", "/bytes/300000")
+        _settled(pool)
+        r = None
+    with _interrupting_pool(app_server, after=1) as pool:
+        r = pool.request("GET", "/bytes/300000", preload_content=False)
+        with pytest.raises(KeyboardInterrupt):
+            r.read()
+        _settled(pool)
+        r.release_conn()  # harmless twice
+        r.close()
+        _settled(pool)
+
+
+def test_blocking_pool_timeout_leaks_nothing(app_server):
+    from urllib3.exceptions import EmptyPoolError
+
+    with _pool(app_server, maxsize=1, block=True) as pool:
+        held = pool.request("GET", "/bytes/100000", preload_content=False)
+        with pytest.raises(EmptyPoolError):
+            pool.request("GET", "/bytes/1", pool_timeout=0.05)
+        held.release_conn()
+        _settled(pool)
+        assert pool.request("GET", "/bytes/1").status == 200
+        _settled(pool)
+
+
+def test_pool_usable_after_every_failure(fault_server_factory):
+    responses = iter([b"HTTP/1.1 abc\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+
+    def handler(conn):  # type: ignore[no-untyped-def]
+        if conn.read_request() is not None:
+            conn.send(next(responses))
+
+    server = fault_server_factory(handler)
+    with PoolManager(retries=False) as pm:
+        with pytest.raises(ProtocolError):
+            pm.request("GET", server.url + "/")
+        assert pm.request("GET", server.url + "/").data == b"ok"
+        _settled(pm.connection_from_url(server.url))
