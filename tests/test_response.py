@@ -1,0 +1,229 @@
+"""HTTPResponse: framing, streaming, decoding, the connection's return, and the urllib3/requests
+compatibility surface."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+
+import brotli
+import pytest
+import requests.cookies
+import zstandard
+from servers import pattern_bytes, send_raw
+from urllib3.exceptions import DecodeError
+
+from fastpool.pool import HTTPConnectionPool
+
+
+def _raw(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
+    head = f"HTTP/1.1 {status}\r\n" + "".join(h + "\r\n" for h in headers)
+    if not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers):
+        head += f"Content-Length: {len(body)}\r\n"
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+@pytest.fixture
+def pool(app_server):  # type: ignore[no-untyped-def]
+    with HTTPConnectionPool(app_server.host, app_server.port, retries=False) as p:
+        yield p
+    assert p.pool.in_use == 0
+
+
+def test_preloaded_body_releases_connection(pool):
+    r = pool.request("GET", "/bytes/1000")
+    assert r.data == pattern_bytes(1000)
+    assert r.connection is None and pool.pool.idle == 1
+    assert r.closed and r.tell() == 1000 and r.length_remaining == 0
+    assert r.version == 11 and r.version_string == "HTTP/1.1" and r.reason == "OK"
+
+
+@pytest.mark.parametrize("path", ["/bytes/70000", "/chunked/70000?chunk=3000", "/no-length?n=70000"])
+def test_read_amt_returns_exact_sizes(pool, path):
+    r = pool.request("GET", path, preload_content=False)
+    assert pool.pool.in_use == 1
+    parts = []
+    while True:
+        part = r.read(4096)
+        if not part:
+            break
+        assert len(part) == 4096 or len(b"".join(parts)) + len(part) == 70000
+        parts.append(part)
+    assert b"".join(parts) == pattern_bytes(70000)
+    assert pool.pool.in_use == 0
+    assert r.read() == b"" and r.closed
+
+
+@pytest.mark.parametrize("path", ["/bytes/100000", "/chunked/100000", "/stream/50"])
+def test_stream_and_reuse(pool, app_server, path):
+    for _ in range(2):
+        r = pool.request("GET", path, preload_content=False)
+        chunks = list(r.stream(10000))
+        assert all(0 < len(c) <= 10000 for c in chunks)
+        assert pool.pool.in_use == 0
+    if path.startswith("/bytes"):
+        assert b"".join(chunks) == pattern_bytes(100000)
+    assert app_server.connections == 1
+
+
+def test_readinto_and_read1(pool):
+    r = pool.request("GET", "/bytes/50000", preload_content=False)
+    buf = bytearray(20000)
+    assert r.readinto(buf) == 20000 and bytes(buf) == pattern_bytes(50000)[:20000]
+    one = r.read1(100000)
+    assert 0 < len(one) <= 30000
+    rest = r.read()
+    assert bytes(buf) + one + rest == pattern_bytes(50000)
+    # io wrappers work on it
+    r = pool.request("GET", "/stream/3", preload_content=False)
+    r.auto_close = False  # as with urllib3: io wrappers need it
+    lines = list(io.BufferedReader(r, 64))  # type: ignore[arg-type]
+    assert len(lines) == 3
+
+
+def test_chunked_trailers_and_keep_alive(pool, app_server):
+    for _ in range(3):
+        assert pool.request("GET", "/chunked/1000?chunk=7").data == pattern_bytes(1000)
+    assert app_server.connections == 1
+
+
+@pytest.mark.parametrize("method,path", [("HEAD", "/bytes/100"), ("GET", "/status/204"), ("GET", "/status/304")])
+def test_no_body_responses(pool, app_server, method, path):
+    for _ in range(2):
+        r = pool.request(method, path, preload_content=False)
+        assert r.read() == b""
+        assert pool.pool.in_use == 0  # released without reading anything
+    assert app_server.connections == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_decoding(pool, encoding):
+    r = pool.request("GET", "/" + encoding)
+    assert r.data == f'{{"encoding": "{encoding}", "method": "GET"}}'.encode()
+    raw = pool.request("GET", "/" + encoding, decode_content=False).data
+    assert raw != r.data and len(raw) > 0
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_decoding_streamed_small_reads(pool, encoding):
+    r = pool.request("GET", "/" + encoding, preload_content=False)
+    data = b"".join(r.stream(3))
+    assert data == f'{{"encoding": "{encoding}", "method": "GET"}}'.encode()
+
+
+def _compress(coding: str, data: bytes) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    if coding == "raw-deflate":
+        c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return c.compress(data) + c.flush()
+    if coding == "br":
+        return brotli.compress(data)
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def test_multiple_codings_and_raw_deflate(fault_server_factory):
+    body = pattern_bytes(5000)
+    encoded = _compress("zstd", _compress("br", _compress("gzip", body)))
+    server = fault_server_factory(send_raw(_raw(encoded, "Content-Encoding: gzip, br, zstd")))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        assert p.request("GET", "/").data == body
+    raw_deflate = _compress("raw-deflate", body)
+    server = fault_server_factory(send_raw(_raw(raw_deflate, "Content-Encoding: deflate")))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        assert p.request("GET", "/").data == body
+    two_members = gzip.compress(b"abc") + gzip.compress(b"def")
+    server = fault_server_factory(send_raw(_raw(two_members, "Content-Encoding: gzip")))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        assert p.request("GET", "/").data == b"abcdef"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_bad_encoded_data_is_decode_error(fault_server_factory, coding):
+    server = fault_server_factory(send_raw(_raw(b"\x00not compressed at all" * 3, f"Content-Encoding: {coding}")))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        with pytest.raises(DecodeError, match=f"content-encoding: {coding}"):
+            p.request("GET", "/")
+        assert p.pool.in_use == 0
+
+
+def test_unknown_coding_passes_through(fault_server_factory):
+    server = fault_server_factory(send_raw(_raw(b"as is", "Content-Encoding: x-unknown")))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        assert p.request("GET", "/").data == b"as is"
+
+
+def test_close_unfinished_closes_connection(pool, app_server):
+    r = pool.request("GET", "/bytes/1000000", preload_content=False)
+    r.read(10)
+    r.close()
+    assert r.closed and pool.pool.in_use == 0 and pool.pool.idle == 0
+    assert pool.request("GET", "/bytes/5").status == 200
+    assert app_server.connections == 2
+
+
+def test_close_drains_small_buffered_remainder(pool, app_server):
+    r = pool.request("GET", "/bytes/2000", preload_content=False)
+    r.read(10)
+    r.close()  # the remainder already arrived: drained, connection reused
+    assert pool.pool.idle == 1
+    pool.request("GET", "/bytes/5")
+    assert app_server.connections == 1
+
+
+def test_release_conn_is_idempotent(pool):
+    r = pool.request("GET", "/bytes/1000000", preload_content=False)
+    r.release_conn()
+    r.release_conn()
+    assert pool.pool.in_use == 0
+    r = pool.request("GET", "/bytes/10")
+    r.release_conn()
+    r.release_conn()
+    assert pool.pool.in_use == 0 and pool.pool.idle == 1
+
+
+def test_drain_conn_keeps_connection(pool, app_server):
+    r = pool.request("GET", "/chunked/300000", preload_content=False)
+    r.drain_conn()
+    assert pool.pool.idle == 1
+    pool.request("GET", "/bytes/1")
+    assert app_server.connections == 1
+
+
+def test_headers_and_compat_surface(pool):
+    r = pool.request("GET", "/headers")
+    assert r.headers.getlist("X-Dup") == ["a", "b"]
+    assert r.headers["x-dup"] == "a, b"
+    assert r.headers.get("X-Empty") == ""
+    assert r.getheader("x-dup") == "a, b" and r.info() is r.headers
+    msg = r._original_response.msg
+    assert len(msg.get_all("Set-Cookie")) == 2
+    assert msg.get_all("X-Missing", []) == []
+    assert r.geturl() == "/headers" and r.get_redirect_location() is False
+
+
+def test_requests_cookie_extraction(pool):
+    r = pool.request("GET", "/cookies/set?a=1&b=2", redirect=False)
+    assert r.status == 302 and r.get_redirect_location() == "/cookies"
+    jar = requests.cookies.RequestsCookieJar()
+    req = requests.Request("GET", f"http://{pool.host}:{pool.port}/cookies/set").prepare()
+    requests.cookies.extract_cookies_to_jar(jar, req, r)
+    assert dict(jar) == {"a": "1", "b": "2"}
+
+
+def test_http10_response_not_reused(pool, app_server):
+    r = pool.request("GET", "/http10")
+    assert r.version == 10 and r.version_string == "HTTP/1.0"
+    pool.request("GET", "/bytes/1")
+    assert app_server.connections == 2
+
+
+def test_extra_bytes_after_body_prevent_reuse(fault_server_factory):
+    raw = _raw(b"ok") + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    server = fault_server_factory(send_raw(raw, then="keep"))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        assert p.request("GET", "/").data == b"ok"
+        assert p.pool.idle == 0 and p.pool.in_use == 0
