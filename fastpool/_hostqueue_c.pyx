@@ -150,22 +150,27 @@ cdef class HostQueue:
         :class:`~fastpool.exceptions.PoolClosedError` when the queue is (or gets) closed.
         """
         cdef double seconds = _wait_seconds(timeout)
-        cdef _Waiter waiter
+        cdef _Waiter waiter = None
         # critical part: no GIL release from here to the return or the wait
-        if self._closed:
-            raise PoolClosedError(MSG_POOL_CLOSED)
-        if self._idle:
-            self._in_use += 1
-            self._reused += 1
-            return self._idle.pop()
-        # No idle connection here, so in_use is the open count.
-        if self._cap < 0 or self._in_use < self._cap:
-            self._in_use += 1
-            self._created += 1
-            return None
-        if seconds == 0.0:
-            raise PoolTimeoutError(MSG_POOL_EMPTY_NOWAIT.format(limit=self._cap))
-        waiter = _Waiter()
+        while True:
+            if self._closed:
+                raise PoolClosedError(MSG_POOL_CLOSED)
+            if self._idle:
+                self._in_use += 1
+                self._reused += 1
+                return self._idle.pop()
+            # No idle connection here, so in_use is the open count.
+            if self._cap < 0 or self._in_use < self._cap:
+                self._in_use += 1
+                self._created += 1
+                return None
+            if seconds == 0.0:
+                raise PoolTimeoutError(MSG_POOL_EMPTY_NOWAIT.format(limit=self._cap))
+            if waiter is not None:
+                break
+            # Allocating the waiter may run the cyclic GC, whose finalizers may release the
+            # GIL and let a checkin in: so look again before queueing it.
+            waiter = _Waiter()
         self._waiters.append(waiter)
         self._n_waiters += 1
         self._wait_count += 1
