@@ -1,0 +1,251 @@
+"""HTTPConnectionPool: urllib3's pool semantics (block, maxsize, discard-on-full, logs, retries,
+same-host rules, close), request bodies, and the pool counters."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import uuid
+
+import pytest
+import urllib3
+from urllib3.exceptions import (
+    ClosedPoolError,
+    EmptyPoolError,
+    HostChangedError,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+)
+from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
+
+from fastpool.pool import HTTPConnectionPool, HTTPSConnectionPool, connection_from_url
+
+
+def _echo(r) -> dict:  # type: ignore[no-untyped-def]
+    return json.loads(r.data)  # type: ignore[no-any-return]
+
+
+def _two_rounds_of_two_threads(pool, server) -> None:  # type: ignore[no-untyped-def]
+    """The article's threaded scenario: two concurrent requests, twice (a /hold barrier makes
+    both requests of a round overlap, so both need a connection at the same time)."""
+    for _ in range(2):
+        key = uuid.uuid4().hex
+        threads = [
+            threading.Thread(target=pool.request, args=("GET", f"/hold?key={key}&n=2"))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+
+
+@pytest.mark.parametrize("maxsize,connections,warnings", [(1, 3, 2), (2, 2, 0)])
+def test_article_threads_same_counts_and_lines_as_urllib3(
+    server_factory, caplog, maxsize, connections, warnings
+):
+    results = {}
+    for name, cls, logger in (
+        ("urllib3", urllib3.HTTPConnectionPool, "urllib3"),
+        ("fastpool", HTTPConnectionPool, "fastpool"),
+    ):
+        server = server_factory()
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger=logger):
+            pool = cls(server.host, server.port, maxsize=maxsize, block=False)
+            _two_rounds_of_two_threads(pool, server)
+            pool.close()
+        lines = sorted(
+            (r.levelname, r.getMessage().replace(str(server.port), "PORT"))
+            for r in caplog.records
+            if r.name.endswith("connectionpool") and "/hold" not in r.getMessage()
+        )
+        results[name] = (server.connections, lines)
+    assert results["fastpool"] == results["urllib3"]
+    assert results["fastpool"][0] == connections
+    full = [m for level, m in results["fastpool"][1] if level == "WARNING"]
+    assert len(full) == warnings
+    if warnings:
+        assert full[0] == (
+            "Connection pool is full, discarding connection: 127.0.0.1. Connection pool size: 1"
+        )
+
+
+def test_block_true_caps_connections(app_server):
+    with HTTPConnectionPool(app_server.host, app_server.port, maxsize=2, block=True) as pool:
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(10):
+                    assert pool.request("GET", "/bytes/10").status == 200
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
+        assert app_server.connections <= 2
+        assert pool.pool.in_use == 0
+
+
+def test_block_true_pool_timeout(app_server):
+    with HTTPConnectionPool(app_server.host, app_server.port, maxsize=1, block=True) as pool:
+        held = pool.request("GET", "/bytes/100000", preload_content=False)
+        with pytest.raises(EmptyPoolError):
+            pool.urlopen("GET", "/bytes/1", pool_timeout=0.05)
+        held.read()
+        assert pool.request("GET", "/bytes/1").status == 200
+
+
+def test_counters_and_dropped_connection_log(fault_server_factory, caplog):
+    from servers import close_after
+
+    server = fault_server_factory(close_after(1))
+    with HTTPConnectionPool(server.host, server.port) as pool:
+        pool.request("GET", "/")
+        conn = pool.pool.checkout(0)
+        deadline = __import__("time").monotonic() + 5
+        while conn.is_connected and __import__("time").monotonic() < deadline:
+            pass
+        pool.pool.checkin(conn)
+        with caplog.at_level(logging.DEBUG, logger="fastpool"):
+            pool.request("GET", "/")
+        assert "Resetting dropped connection: 127.0.0.1" in caplog.messages
+        # urllib3 reconnects the same connection object: no "Starting new" and no new number
+        assert pool.num_connections == 1 and pool.num_requests == 2
+
+
+def test_close_semantics(app_server):
+    pool = HTTPConnectionPool(app_server.host, app_server.port)
+    r = pool.request("GET", "/bytes/100000", preload_content=False)
+    pool.close()
+    assert pool.closed
+    with pytest.raises(ClosedPoolError):
+        pool.request("GET", "/bytes/1")
+    assert len(r.read()) == 100000  # the response in flight finishes
+    assert pool.pool.in_use == 0 and pool.pool.idle == 0
+    pool.close()  # idempotent
+
+
+def test_same_host_rules(app_server):
+    pool = HTTPConnectionPool(app_server.host, app_server.port)
+    assert pool.is_same_host("/x")
+    assert pool.is_same_host(f"http://127.0.0.1:{app_server.port}/x")
+    assert not pool.is_same_host(f"https://127.0.0.1:{app_server.port}/x")
+    assert not pool.is_same_host("http://127.0.0.2:1/x")
+    with pytest.raises(HostChangedError):
+        pool.urlopen("GET", "http://127.0.0.2:1/x")
+    assert HTTPConnectionPool("example.com").is_same_host("http://example.com:80/")
+    with pytest.raises(LocationValueError):
+        HTTPConnectionPool("")
+
+
+def test_default_and_request_headers(app_server):
+    with HTTPConnectionPool(app_server.host, app_server.port, headers={"X-Pool": "1"}) as pool:
+        names = [k for k, _ in _echo(pool.request("GET", "/echo"))["headers"]]
+        assert "X-Pool" in names and "User-Agent" in names and "Host" in names
+        names = [k for k, _ in _echo(pool.request("GET", "/echo", headers={"X-Req": "2"}))["headers"]]
+        assert "X-Req" in names and "X-Pool" not in names  # urllib3: replaces, not merges
+        skip = {"User-Agent": urllib3.util.SKIP_HEADER}
+        names = [k for k, _ in _echo(pool.request("GET", "/echo", headers=skip))["headers"]]
+        assert "User-Agent" not in names
+
+
+@pytest.mark.parametrize(
+    "body,expect_te",
+    [
+        (b"bytes body", False),
+        ("str body é", False),
+        (bytearray(b"buffer"), False),
+        (io.BytesIO(b"file body"), True),
+        (iter([b"it", b"er", b"able"]), True),
+        (b"x" * 100000, False),
+    ],
+    ids=["bytes", "str", "buffer", "file", "iterable", "large"],
+)
+def test_request_bodies(app_server, body, expect_te):
+    expected = body if isinstance(body, (bytes, bytearray)) else None
+    with HTTPConnectionPool(app_server.host, app_server.port) as pool:
+        data = _echo(pool.request("POST", "/echo", body=body))
+        headers = {k.lower(): v for k, v in data["headers"]}
+        assert ("transfer-encoding" in headers) is expect_te
+        assert ("content-length" in headers) is not expect_te
+        if expected is not None:
+            assert data["body"].encode("latin-1") == bytes(expected)
+        elif isinstance(body, str):
+            assert data["body"].encode("latin-1") == body.encode("utf-8")
+
+
+def test_forced_chunked_and_empty_post(app_server):
+    with HTTPConnectionPool(app_server.host, app_server.port) as pool:
+        data = _echo(pool.urlopen("POST", "/echo", body=b"abc", chunked=True))
+        assert data["body"] == "abc"
+        assert ("Transfer-Encoding", "chunked") in [tuple(h) for h in data["headers"]]
+        data = _echo(pool.urlopen("POST", "/echo"))
+        assert ("Content-Length", "0") in [tuple(h) for h in data["headers"]]
+
+
+def test_file_body_rewound_on_redirect(app_server):
+    with HTTPConnectionPool(app_server.host, app_server.port) as pool:
+        body = io.BytesIO(b"payload")
+        r = pool.urlopen("PUT", "/redirect-to?url=/echo&status_code=307", body=body)
+        assert _echo(r)["body"] == "payload"
+
+
+def test_connect_retries_then_max_retry_error():
+    pool = HTTPConnectionPool("127.0.0.1", 9)  # discard port: nothing listens on loopback
+    with pytest.raises(MaxRetryError) as info:
+        pool.request("GET", "/", retries=Retry(connect=2, backoff_factor=0))
+    assert isinstance(info.value.reason, NewConnectionError)
+    assert pool.num_connections == 3 and pool.pool.in_use == 0
+
+
+def test_timeout_total(fault_server_factory):
+    def stall(conn):  # type: ignore[no-untyped-def]
+        conn.read_request()
+        conn.stall(2)
+
+    server = fault_server_factory(stall)
+    with HTTPConnectionPool(server.host, server.port, retries=False) as pool:
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+            pool.request("GET", "/", timeout=Timeout(total=0.2))
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+            pool.request("GET", "/", timeout=0.1)
+        assert pool.pool.in_use == 0
+
+
+def test_https_pool_and_connection_from_url(https_server, ca_bundle):
+    pool = connection_from_url(https_server.url, ca_certs=ca_bundle)
+    assert isinstance(pool, HTTPSConnectionPool)
+    assert pool.request("GET", "/bytes/3").data == b"abc"
+    conn = pool.pool.checkout(0)
+    assert conn.is_verified
+    pool.pool.checkin(conn)
+    pool.close()
+
+
+def test_https_fingerprint_pinning(https_server, tls_ca, ca_bundle):
+    import hashlib
+    import ssl
+
+    pem = ssl.get_server_certificate((https_server.host, https_server.port))
+    fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    ok = HTTPSConnectionPool(
+        https_server.host, https_server.port, cert_reqs="CERT_NONE", assert_fingerprint=fingerprint
+    )
+    assert ok.request("GET", "/bytes/1").status == 200
+    bad = HTTPSConnectionPool(
+        https_server.host, https_server.port, cert_reqs="CERT_NONE",
+        assert_fingerprint="00" * 32, retries=False,
+    )  # fmt: skip
+    with pytest.raises(urllib3.exceptions.SSLError):
+        bad.request("GET", "/bytes/1")
+    assert bad.pool.in_use == 0
