@@ -12,6 +12,7 @@ wrap it for free-threaded CPython. Waiters block on their own lock outside a cri
 """
 
 cimport cython
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.math cimport isnan
 
 from _thread import TIMEOUT_MAX, allocate_lock
@@ -28,6 +29,7 @@ from .exceptions import (
     MSG_POOL_CLOSED,
     MSG_POOL_EMPTY_NOWAIT,
     MSG_POOL_TIMEOUT,
+    MSG_TOO_LARGE,
     PoolClosedError,
     PoolTimeoutError,
 )
@@ -42,6 +44,7 @@ cdef enum:
     _CLOSED = 2
 
 cdef double _TIMEOUT_MAX = TIMEOUT_MAX
+_SIZE_MAX = PY_SSIZE_T_MAX
 
 
 @cython.final
@@ -65,6 +68,8 @@ cdef Py_ssize_t _check_size(str name, object value) except -1:
         raise TypeError(MSG_NOT_INT.format(name=name, type=type(value).__name__))
     if value < 0:
         raise ValueError(MSG_NEGATIVE.format(name=name, value=value))
+    if value > _SIZE_MAX:  # counts are C ssize_t here
+        raise ValueError(MSG_TOO_LARGE.format(name=name, max=_SIZE_MAX, value=value))
     return value
 
 

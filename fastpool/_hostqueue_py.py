@@ -13,6 +13,7 @@ critical part, and are served first-in first-out by ``checkin`` handing its slot
 from __future__ import annotations
 
 import math
+import sys
 from _thread import TIMEOUT_MAX, LockType, allocate_lock
 from collections import deque
 from time import monotonic
@@ -28,6 +29,7 @@ from .exceptions import (
     MSG_POOL_CLOSED,
     MSG_POOL_EMPTY_NOWAIT,
     MSG_POOL_TIMEOUT,
+    MSG_TOO_LARGE,
     PoolClosedError,
     PoolTimeoutError,
 )
@@ -39,6 +41,8 @@ __all__ = ("HostQueue",)
 _WAITING = 0
 _SERVED = 1
 _CLOSED = 2
+
+_SIZE_MAX = sys.maxsize
 
 
 class _Waiter:
@@ -58,6 +62,8 @@ def _check_size(name: str, value: object) -> int:
         raise TypeError(MSG_NOT_INT.format(name=name, type=type(value).__name__))
     if value < 0:
         raise ValueError(MSG_NEGATIVE.format(name=name, value=value))
+    if value > _SIZE_MAX:  # the compiled twin counts in a C ssize_t
+        raise ValueError(MSG_TOO_LARGE.format(name=name, max=_SIZE_MAX, value=value))
     return value
 
 

@@ -30,6 +30,7 @@ MSG_NOT_POSITIVE = "{name} must be >= 1 or None, got {value}"
 MSG_NOT_NUMBER = "{name} must be an int or float or None, got {type}"
 MSG_NAN = "{name} must not be NaN"
 MSG_CHECKIN_UNMATCHED = "checkin without a matching checkout"
+MSG_TOO_LARGE = "{name} must be <= {max}, got {value}"
 
 
 class FastpoolError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -39,6 +40,7 @@ from fastpool.exceptions import (
     MSG_POOL_CLOSED,
     MSG_POOL_EMPTY_NOWAIT,
     MSG_POOL_TIMEOUT,
+    MSG_TOO_LARGE,
     FastpoolError,
     PoolClosedError,
     PoolTimeoutError,
@@ -449,6 +451,15 @@ def test_maxsize_must_not_be_negative(hostqueue_cls: type) -> None:
     with pytest.raises(ValueError) as info:
         hostqueue_cls(maxsize=-1)
     assert str(info.value) == MSG_NEGATIVE.format(name="maxsize", value=-1)
+
+
+@pytest.mark.parametrize("name", ["maxsize", "limit"])
+def test_sizes_must_fit_a_ssize_t(hostqueue_cls: type, name: str) -> None:
+    value = sys.maxsize + 1
+    with pytest.raises(ValueError) as info:
+        hostqueue_cls(**{name: value})
+    assert str(info.value) == MSG_TOO_LARGE.format(name=name, max=sys.maxsize, value=value)
+    assert getattr(hostqueue_cls(**{name: sys.maxsize}), name) == sys.maxsize
 
 
 @pytest.mark.parametrize("limit", [0, -1])
