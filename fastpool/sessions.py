@@ -1,0 +1,560 @@
+"""fastpool.Session: a thread-safe :class:`requests.Session` that is several times faster.
+
+Where the time of ``requests.Session.get`` goes, besides the transport: reading the environment
+(``getproxies`` walks ``os.environ`` twice, several times per request; the netrc file is looked
+for and parsed every time), merging settings through generic helpers, and preparing the request.
+This module keeps requests' algorithms and their answers, and removes the repetition:
+
+* the environment is read once into an :class:`~fastpool._environment.Environment` snapshot
+  (per-host answers cached); :meth:`Session.refresh_environment` takes a new one;
+* ``prepare_request`` takes a fast route for the common shapes of each part (plain http(s) URLs,
+  dict headers and params, no body, an empty cookie jar) and calls requests' own code for
+  every part it cannot be sure of, in requests' order;
+* ``mount``/``get_adapter`` go through the compiled :class:`~fastpool._prefix.PrefixRouter`.
+
+The differential tests (tests/test_session_diff.py) hold the PreparedRequest and the send
+arguments to those of ``requests.Session`` for the same input and environment.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from http.cookiejar import CookieJar
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlparse
+
+import requests
+import requests.adapters
+from requests.auth import _basic_auth_str
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
+from requests.exceptions import InvalidSchema
+from requests.models import PreparedRequest, Request, RequestEncodingMixin
+from requests.sessions import merge_hooks, merge_setting
+from requests.structures import CaseInsensitiveDict
+from requests.utils import check_header_validity, get_auth_from_url
+
+from ._environment import Environment
+from ._prefix import PrefixRouter
+from .exceptions import MSG_NO_MATCH, NoMatchError
+
+if TYPE_CHECKING:
+    from requests.adapters import BaseAdapter
+    from requests.models import Response
+
+__all__ = (
+    "DEFAULT_ADAPTER",
+    "DEFAULT_POOL_CONNECTIONS",
+    "DEFAULT_POOL_MAXSIZE",
+    "Session",
+    "ThreadSafeCookieJar",
+)
+
+#: The adapter class a new Session mounts for ``https://`` and ``http://``.
+DEFAULT_ADAPTER: type[requests.adapters.HTTPAdapter] = requests.adapters.HTTPAdapter
+
+#: Host pools an adapter keeps (an LRU): room for a crawler's working set of hosts.
+DEFAULT_POOL_CONNECTIONS = 256
+
+#: Idle connections a host pool keeps: 64 threads on one host never see "pool is full".
+DEFAULT_POOL_MAXSIZE = 64
+
+
+class _Router(Protocol):
+    def match(self, url: str) -> Any: ...
+
+
+# --- thread-safe cookies -------------------------------------------------------------------------
+class ThreadSafeCookieJar(RequestsCookieJar):
+    """A :class:`~requests.cookies.RequestsCookieJar` that many threads may use at once.
+
+    ``http.cookiejar`` locks its writes (``set_cookie``, ``extract_cookies``, ``clear``) and
+    ``add_cookie_header``, but not iteration, which every ``RequestsCookieJar`` read and every
+    jar merge uses; a write during a merge raises "dictionary changed size during iteration".
+    Here iteration walks a snapshot taken under the jar's own lock. Pickles like its base.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        with self._cookies_lock:
+            return iter(list(CookieJar.__iter__(self)))
+
+    def copy(self) -> ThreadSafeCookieJar:
+        """Return a copy of this jar (also a ``ThreadSafeCookieJar``)."""
+        new_jar = ThreadSafeCookieJar()
+        new_jar.set_policy(self.get_policy())
+        new_jar.update(self)
+        return new_jar
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._cookies_lock:
+            state = self.__dict__.copy()
+            state["_cookies"] = {
+                domain: {path: dict(names) for path, names in paths.items()}
+                for domain, paths in self._cookies.items()  # type: ignore[attr-defined]
+            }
+        state.pop("_cookies_lock")
+        return state
+
+
+def _jar_is_empty(jar: object) -> bool:
+    # Only for the jars we know; anything else takes requests' merge.
+    known = type(jar) in (ThreadSafeCookieJar, RequestsCookieJar)
+    return known and not jar._cookies  # type: ignore[attr-defined]
+
+
+# --- adapters: requests' OrderedDict, with a router kept in step ---------------------------------
+class _ScanRouter:
+    """requests' own lookup: the first prefix, in mount order, that starts the URL."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, items: Iterable[tuple[str, Any]]) -> None:
+        self._entries = tuple((prefix.lower(), adapter) for prefix, adapter in items)
+
+    def match(self, url: str) -> Any:
+        lowered = url.lower()
+        for prefix, adapter in self._entries:
+            if lowered.startswith(prefix):
+                return adapter
+        raise NoMatchError(MSG_NO_MATCH.format(url=url))
+
+
+def _build_router(items: list[tuple[str, Any]]) -> _Router:
+    router: PrefixRouter[Any] = PrefixRouter()
+    for prefix, adapter in items:
+        router.mount(prefix, adapter)
+    # The router orders prefixes the way Session.mount does. A dict changed behind mount's back
+    # (adapters[k] = v) can hold another order; then requests' scan is the answer.
+    if [prefix for prefix, _ in router.items()] != [prefix for prefix, _ in items]:
+        return _ScanRouter(items)
+    return router
+
+
+class _AdapterMap(OrderedDict):  # type: ignore[type-arg]
+    """``Session.adapters``: the OrderedDict requests users read and write, plus its router.
+
+    Every change goes through the map's lock and drops the router; the next lookup builds a new
+    one. Lookups read the current router without a lock, so a mount during traffic is safe.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock = threading.RLock()
+        self._router: _Router | None = None
+        super().__init__(*args, **kwargs)
+
+    def router(self) -> _Router:
+        router: _Router | None = self._router
+        if router is None:
+            with self._lock:
+                router = self._router
+                if router is None:
+                    router = self._router = _build_router(list(self.items()))
+        return router
+
+    def values_snapshot(self) -> list[Any]:
+        with self._lock:
+            return list(self.values())
+
+    def __reduce__(self) -> Any:
+        # Pickle as the plain OrderedDict requests has; the Session wraps it again.
+        return (OrderedDict, (list(self.items()),))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        with self._lock:
+            super().__setitem__(key, value)
+            self._router = None
+
+    def __delitem__(self, key: str) -> None:
+        with self._lock:
+            super().__delitem__(key)
+            self._router = None
+
+    def pop(self, *args: Any) -> Any:
+        with self._lock:
+            self._router = None
+            return super().pop(*args)
+
+    def popitem(self, last: bool = True) -> tuple[str, Any]:
+        with self._lock:
+            self._router = None
+            return super().popitem(last)
+
+    def clear(self) -> None:
+        with self._lock:
+            super().clear()
+            self._router = None
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            super().update(*args, **kwargs)
+            self._router = None
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            self._router = None
+            return super().setdefault(key, default)
+
+    def move_to_end(self, key: str, last: bool = True) -> None:
+        with self._lock:
+            super().move_to_end(key, last)
+            self._router = None
+
+    def __ior__(self, other: Any) -> _AdapterMap:  # type: ignore[misc]  # noqa: PYI034
+        self.update(other)
+        return self
+
+
+# --- the fast route for URLs ---------------------------------------------------------------------
+# A plain http(s) URL that requests' prepare_url returns unchanged: lower-case scheme and host, a
+# port without leading zeros, no userinfo, fragment or percent sign, a path without dot segments
+# and with only the characters both urllib3 and requote_uri leave alone. Anything else goes to
+# requests' prepare_url.
+_PATH_CHARS = r"A-Za-z0-9\-._~!$&'()*+,;=:@/"
+_FAST_URL = re.compile(
+    r"(https?)://([a-z0-9\-][a-z0-9.\-]*)(?::([1-9][0-9]{0,4}))?"
+    rf"(/[{_PATH_CHARS}]*)?(?:\?([{_PATH_CHARS}?]+))?\Z"
+)
+
+
+def _fast_url(url: str, enc_params: str) -> str | None:
+    match = _FAST_URL.match(url)
+    if match is None:
+        return None
+    scheme, host, port, path, query = match.groups()
+    if path is None:
+        path = "/"
+    elif "/." in path:  # maybe a dot segment, which urllib3 removes
+        return None
+    if port is None:
+        origin = f"{scheme}://{host}"
+    elif int(port) > 65535:
+        return None
+    else:
+        origin = f"{scheme}://{host}:{port}"
+    if enc_params:
+        query = f"{query}&{enc_params}" if query else enc_params
+    if query:
+        return f"{origin}{path}?{query}"
+    return f"{origin}{path}"
+
+
+# urlencode's output (what _encode_params returns for a dict) that requote_uri leaves unchanged.
+_PLAIN_PARAMS = re.compile(r"[A-Za-z0-9_.\-~%+=&]*\Z")
+
+_EMPTY_BODY_TYPES = (type(None), dict, list, tuple, str, bytes)
+_HEADER_CACHE_SIZE = 1024
+_NO_BODY_METHODS = ("GET", "HEAD")
+
+
+def _merge_scalar(request_setting: Any, session_setting: Any) -> Any:
+    """``merge_setting`` for values that are not both mappings, without its generic helpers."""
+    if session_setting is None:
+        return request_setting
+    if request_setting is None:
+        return session_setting
+    if isinstance(request_setting, Mapping) and isinstance(session_setting, Mapping):
+        return merge_setting(request_setting, session_setting)
+    return request_setting
+
+
+def _merge_dicts(request_setting: Any, session_setting: Any) -> Any:
+    """``merge_setting`` (OrderedDict result) with a fast route for two plain dicts."""
+    if type(request_setting) is dict and type(session_setting) is dict:
+        merged: OrderedDict[Any, Any] = OrderedDict(session_setting)
+        merged.update(request_setting)
+        for key in [k for k, v in merged.items() if v is None]:
+            del merged[key]
+        return merged
+    return merge_setting(request_setting, session_setting)
+
+
+class Session(requests.Session):
+    """A :class:`requests.Session` that many threads may share, and several times faster.
+
+    The whole requests API is here (verbs, ``request``, ``headers``, ``auth``, ``cookies``,
+    ``params``, ``proxies``, ``verify``, ``cert``, ``stream``, ``hooks``, ``trust_env``,
+    ``max_redirects``, ``mount``, ``get_adapter``, ``close``, the context manager, pickling),
+    and every request is prepared and sent with the settings requests would give it.
+
+    Default adapters: ``https://`` and ``http://`` each get
+    ``DEFAULT_ADAPTER(pool_connections=256, pool_maxsize=64)`` (requests mounts 10 and 10).
+    ``pool_maxsize=64`` keeps the connections of up to 64 threads on one host, so a threaded
+    crawler never sees "Connection pool is full, discarding connection" and never churns
+    connections; ``pool_connections=256`` keeps the pools of 256 hosts per scheme before the
+    least recently used one is closed. Idle pools cost a few kilobytes each; the adapter does
+    not block (``pool_block=False``), as in requests. Pass ``pool_connections``/``pool_maxsize``
+    to change them, or ``mount`` your own adapters.
+
+    The environment: with ``trust_env`` (the default) the proxy variables (``getproxies``,
+    ``no_proxy``), the netrc file and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` are read once,
+    on the first request, and reused. Call :meth:`refresh_environment` after changing
+    ``os.environ`` or the netrc file while the Session lives.
+
+    Thread safety (a contract): one Session may be shared by many threads, each calling the
+    verbs, ``request``, ``send``, ``mount``, ``get_adapter`` and ``close`` at any time.
+
+    * cookies: the Session's jar is a :class:`ThreadSafeCookieJar`; cookies set by responses
+      on any thread all reach it. Assign another jar to ``cookies`` and its safety is its own.
+    * mounts: ``mount`` and changes to ``adapters`` are serialised; a lookup sees either the old
+      or the new set of mounts, never a half-changed one. Requests already sent keep their
+      adapter.
+    * ``close`` during traffic closes the adapters' idle connections; requests in flight finish
+      or fail with a clear connection error, and later requests open new connections.
+    * the settings (``headers``, ``params``, ``auth``, ``proxies``, ``verify`` ...) are read by
+      every request: change them before sharing the Session, or replace them whole (assignment
+      is atomic), rather than mutating them while other threads send.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool_connections: int = DEFAULT_POOL_CONNECTIONS,
+        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+    ) -> None:
+        self._init_state()
+        super().__init__()
+        self.cookies = ThreadSafeCookieJar()
+        self.adapters = _AdapterMap()
+        self.mount(
+            "https://",
+            DEFAULT_ADAPTER(pool_connections=pool_connections, pool_maxsize=pool_maxsize),
+        )
+        self.mount(
+            "http://",
+            DEFAULT_ADAPTER(pool_connections=pool_connections, pool_maxsize=pool_maxsize),
+        )
+
+    def _init_state(self) -> None:
+        self._environment: Environment | None = None
+        self._environment_lock = threading.Lock()
+        # (name, value) pairs already checked by check_header_validity: a pure function
+        self._valid_headers: dict[tuple[str, str], bool] = {}
+
+    # --- adapters ---------------------------------------------------------------------------
+    @property
+    def adapters(self) -> _AdapterMap:
+        """The mounted adapters, an OrderedDict in lookup order (longest prefix first)."""
+        return self._adapters
+
+    @adapters.setter
+    def adapters(self, value: Mapping[str, BaseAdapter]) -> None:
+        self._adapters = value if type(value) is _AdapterMap else _AdapterMap(value)
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Register ``adapter`` for URLs starting with ``prefix`` (case-insensitive).
+
+        Longer prefixes are tried first, as in requests. Safe while other threads send.
+        """
+        adapters = self.adapters
+        with adapters._lock:
+            adapters[prefix] = adapter
+            for key in [k for k in adapters if len(k) < len(prefix)]:
+                adapters[key] = adapters.pop(key)
+            adapters.router()
+
+    def get_adapter(self, url: str) -> BaseAdapter:
+        """Return the adapter for ``url``; raise ``requests.exceptions.InvalidSchema`` if none."""
+        try:
+            return self.adapters.router().match(url)  # type: ignore[no-any-return]
+        except NoMatchError:
+            raise InvalidSchema(MSG_NO_MATCH.format(url=url)) from None
+
+    def close(self) -> None:
+        """Close every mounted adapter (their pools and idle connections)."""
+        for adapter in self.adapters.values_snapshot():
+            adapter.close()
+
+    # --- environment ------------------------------------------------------------------------
+    def environment(self) -> Environment:
+        """The environment snapshot in use, read now if this is the first use."""
+        env = self._environment
+        if env is None:
+            with self._environment_lock:
+                env = self._environment
+                if env is None:
+                    env = self._environment = Environment()
+        return env
+
+    def refresh_environment(self) -> None:
+        """Read the environment again: proxies, ``no_proxy``, netrc, CA-bundle variables.
+
+        Call it after changing ``os.environ`` or the netrc file while this Session is in use;
+        requests already being prepared keep the snapshot they started with.
+        """
+        self._environment = Environment()
+
+    # --- preparation --------------------------------------------------------------------------
+    def prepare_request(self, request: Request) -> PreparedRequest:
+        """Build the :class:`~requests.PreparedRequest` requests would build for ``request``."""
+        url = request.url
+        method = request.method
+
+        # cookies (requests: merge the request's cookies into a copy of the session's jar)
+        request_cookies = request.cookies
+        if not request_cookies and _jar_is_empty(self.cookies):
+            merged_cookies: CookieJar | None = None
+        else:
+            cookies = request_cookies or {}
+            if not isinstance(cookies, CookieJar):
+                cookies = cookiejar_from_dict(cookies)
+            merged_cookies = merge_cookies(
+                merge_cookies(RequestsCookieJar(), self.cookies), cookies
+            )
+
+        auth = request.auth
+        if self.trust_env and not auth and not self.auth:
+            auth = self.environment().netrc_auth(url)  # type: ignore[arg-type]
+
+        method = method.upper()  # type: ignore[union-attr]
+        files, data, json = request.files, request.data, request.json
+        headers, fresh_headers = self._merge_headers(request.headers)
+        params = _merge_dicts(request.params, self.params)
+        auth = _merge_scalar(auth, self.auth)
+        hooks = merge_hooks(request.hooks, self.hooks)
+
+        p = PreparedRequest()
+        p.prepare_method(method)
+
+        fast_url = None
+        if type(url) is str and type(params) is OrderedDict:
+            enc_params = RequestEncodingMixin._encode_params(params) if params else ""
+            if _PLAIN_PARAMS.match(enc_params):
+                fast_url = _fast_url(url, enc_params)
+        if fast_url is not None:
+            p.url = fast_url
+        else:
+            p.prepare_url(url, params)  # type: ignore[arg-type]
+
+        if fresh_headers:
+            self._prepare_headers(p, headers)
+        else:
+            p.prepare_headers(headers)
+
+        if merged_cookies is None:
+            p._cookies = RequestsCookieJar()
+        else:
+            p.prepare_cookies(merged_cookies)
+
+        if not files and json is None and type(data) in _EMPTY_BODY_TYPES and not data:
+            # prepare_body with nothing to send: no body, Content-Length: 0 where one may be
+            if p.method not in _NO_BODY_METHODS and p.headers.get("Content-Length") is None:
+                p.headers["Content-Length"] = "0"
+        else:
+            p.prepare_body(data, files, json)
+
+        # A fast URL has no userinfo, so without auth prepare_auth would do nothing.
+        if auth is not None or fast_url is None:
+            p.prepare_auth(auth, url)  # type: ignore[arg-type]
+        p.prepare_hooks(hooks)
+        return p
+
+    def _merge_headers(self, request_headers: Any) -> tuple[Any, bool]:
+        """merge_setting for headers; True with a new CaseInsensitiveDict made here."""
+        session_headers = self.headers
+        if type(session_headers) is CaseInsensitiveDict and isinstance(
+            request_headers, (dict, CaseInsensitiveDict)
+        ):
+            # merge_setting(request_headers, session_headers, dict_class=CaseInsensitiveDict)
+            merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+            merged._store = session_headers._store.copy()
+            for name, value in request_headers.items():
+                merged[name] = value
+            store = merged._store
+            for key in [k for k, (_, v) in store.items() if v is None]:
+                del store[key]
+            return merged, True
+        return merge_setting(
+            request_headers, session_headers, dict_class=CaseInsensitiveDict
+        ), False
+
+    def _prepare_headers(self, p: PreparedRequest, headers: CaseInsensitiveDict[Any]) -> None:
+        # prepare_headers checks every header and copies them into a new CaseInsensitiveDict;
+        # ours is new already. Checks of str pairs are remembered.
+        valid = self._valid_headers
+        for pair in headers._store.values():
+            if type(pair[0]) is not str:
+                p.prepare_headers(headers)  # bytes names are converted: requests' way
+                return
+            if pair not in valid:
+                check_header_validity(pair)
+                if type(pair[1]) is str:
+                    if len(valid) >= _HEADER_CACHE_SIZE:
+                        valid.clear()
+                    valid[pair] = True
+        p.headers = headers
+
+    # --- environment settings -----------------------------------------------------------------
+    def merge_environment_settings(
+        self,
+        url: str,
+        proxies: dict[str, str] | None,
+        stream: Any,
+        verify: Any,
+        cert: Any,
+    ) -> dict[str, Any]:
+        """requests' ``merge_environment_settings``, reading the environment snapshot."""
+        if self.trust_env:
+            env = self.environment()
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            env_proxies = env.environ_proxies(url, no_proxy)
+            if proxies is not None:
+                for key, value in env_proxies.items():
+                    proxies.setdefault(key, value)
+            if verify is True or verify is None:
+                verify = env.ca_bundle or verify
+        return {
+            "proxies": _merge_dicts(proxies, self.proxies),
+            "stream": _merge_scalar(stream, self.stream),
+            "verify": _merge_scalar(verify, self.verify),
+            "cert": _merge_scalar(cert, self.cert),
+        }
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        """Send a PreparedRequest (requests' ``send``; proxies from the snapshot)."""
+        if "proxies" not in kwargs and not isinstance(request, Request):
+            kwargs["proxies"] = self._resolve_proxies(request.url, self.proxies)  # type: ignore[arg-type]
+        return super().send(request, **kwargs)
+
+    def _resolve_proxies(self, url: str, proxies: dict[str, str] | None) -> dict[str, str]:
+        # requests.utils.resolve_proxies(request, proxies, self.trust_env) on the snapshot
+        if self.trust_env:
+            return self.environment().resolve_proxies(url, proxies)
+        return (proxies if proxies is not None else {}).copy()
+
+    def rebuild_proxies(
+        self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
+    ) -> dict[str, str]:
+        """requests' ``rebuild_proxies`` (on redirects), reading the environment snapshot."""
+        headers = prepared_request.headers
+        url: str = prepared_request.url  # type: ignore[assignment]
+        new_proxies = self._resolve_proxies(url, proxies)
+        scheme = urlparse(url).scheme
+
+        if "Proxy-Authorization" in headers:
+            del headers["Proxy-Authorization"]
+        try:
+            username, password = get_auth_from_url(new_proxies[scheme])
+        except KeyError:
+            username, password = None, None
+        # as in requests: never on a TLS tunnel, where the header could leak
+        if not scheme.startswith("https") and username and password:
+            headers["Proxy-Authorization"] = _basic_auth_str(username, password)
+        return new_proxies
+
+    def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
+        """requests' ``rebuild_auth`` (on redirects), reading the netrc file once."""
+        headers = prepared_request.headers
+        url: str = prepared_request.url  # type: ignore[assignment]
+        original_url: str = response.request.url  # type: ignore[assignment]
+        if "Authorization" in headers and self.should_strip_auth(original_url, url):
+            del headers["Authorization"]
+        new_auth = self.environment().netrc_auth(url) if self.trust_env else None
+        if new_auth is not None:
+            prepared_request.prepare_auth(new_auth)
+
+    # --- pickling -----------------------------------------------------------------------------
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._init_state()
+        super().__setstate__(state)

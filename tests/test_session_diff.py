@@ -1,0 +1,475 @@
+"""fastpool.Session against requests.Session: the same PreparedRequest, the same send arguments.
+
+Both sessions get a recording adapter mounted for every URL; it records what the Session hands
+it (the PreparedRequest and the send keyword arguments) and answers 200 without sending, so the
+environment may name proxies that do not exist. The environment (proxy variables, no_proxy, a
+netrc file through ``$NETRC``, the CA-bundle variables) is set before both sessions are made.
+Redirect handling (rebuild_proxies, rebuild_auth) is compared on a real local server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.models import PreparedRequest, Response
+from requests.structures import CaseInsensitiveDict
+
+import fastpool
+
+# Every variable a Session reads; cleared around each case so the machine's own do not leak in.
+ENV_NAMES = (
+    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+    "no_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC", "REQUEST_METHOD",
+)  # fmt: skip
+
+NETRC_TEXT = """\
+machine example.com login alice password s3cret
+machine 127.0.0.1 login local password pw1
+machine only-account.test account acct password pw2
+default login anon password anonpw
+"""
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str], netrc_text: str | None, tmp_dir: str) -> Iterator[None]:
+    """Set exactly ``env`` (and a netrc file through $NETRC when given), restore afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ENV_NAMES:
+            mp.delenv(name, raising=False)
+        mp.setenv("HOME", tmp_dir)  # no ~/.netrc of the machine's
+        for name, value in env.items():
+            mp.setenv(name, value)
+        if netrc_text is not None:
+            path = os.path.join(tmp_dir, "netrc")
+            with open(path, "w") as f:
+                f.write(netrc_text)
+            mp.setenv("NETRC", path)
+        yield
+
+
+class Recorder(BaseAdapter):
+    """Records ``send`` calls and answers an empty 200 without touching the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[PreparedRequest, dict[str, Any]]] = []
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+        self.calls.append((request, kwargs))
+        response = Response()
+        response.status_code = 200
+        response.headers = CaseInsensitiveDict()
+        response._content = b""
+        response.url = request.url  # type: ignore[assignment]
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingHTTPAdapter(HTTPAdapter):
+    """The stock adapter, recording what each ``send`` was given (real sockets)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[PreparedRequest, dict[str, Any]]] = []
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+        self.calls.append((request.copy(), dict(kwargs)))
+        return super().send(request, **kwargs)
+
+
+def cookie_list(jar: Any) -> Any:
+    if jar is None:
+        return None
+    return (
+        type(jar).__name__,
+        sorted((c.name, c.value, c.domain, c.path) for c in jar),
+    )
+
+
+def prepared_view(p: PreparedRequest) -> tuple[Any, ...]:
+    """What the contract compares: method, URL, headers in order, body, cookies, hooks."""
+    return (
+        p.method,
+        p.url,
+        list(p.headers.items()),
+        p.body,
+        cookie_list(p._cookies),
+        {k: len(v) for k, v in p.hooks.items()},
+        type(p.headers).__name__,
+    )
+
+
+def outcome(func: Any) -> tuple[str, Any]:
+    try:
+        return ("ok", func())
+    except Exception as exc:  # noqa: BLE001 - the same exception type and text is the expected outcome
+        return ("raised", (type(exc).__name__, str(exc)))
+
+
+def session_pair(configure: Any = None) -> tuple[requests.Session, fastpool.Session]:
+    ours, theirs = fastpool.Session(), requests.Session()
+    for session in (theirs, ours):
+        session.adapters.clear()
+        session.mount("", Recorder())  # every URL, even "mailto:"
+        if configure is not None:
+            configure(session)
+    return theirs, ours
+
+
+def sent(session: requests.Session) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    recorder = session.get_adapter("http://x")
+    return [(prepared_view(p), kwargs) for p, kwargs in recorder.calls]  # type: ignore[attr-defined]
+
+
+def run_both(
+    kwargs: dict[str, Any], configure: Any = None, method: str = "GET", url: str = ""
+) -> tuple[Any, Any]:
+    theirs, ours = session_pair(configure)
+    results = []
+    for session in (theirs, ours):
+        result = outcome(lambda s=session: s.request(method, url, **kwargs))
+        status = result[1].status_code if result[0] == "ok" else result[1]
+        results.append((status, sent(session)))
+    return results[0], results[1]
+
+
+# --- the environment matrix -------------------------------------------------------------------
+ENVIRONMENTS: list[dict[str, str]] = [
+    {},
+    {"http_proxy": "http://proxy.test:3128", "https_proxy": "http://user:pw@proxy.test:3129"},
+    {"HTTP_PROXY": "http://upper.test:1", "http_proxy": "http://lower.test:2"},
+    {"ALL_PROXY": "socks5://all.test:1080"},
+    {"http_proxy": "http://p.test:1", "no_proxy": "localhost,.example.com,127.0.0.1"},
+    {"https_proxy": "http://p.test:1", "NO_PROXY": "10.0.0.0/8, 192.168.1.0/24"},
+    {"http_proxy": "http://p.test:1", "https_proxy": "http://p.test:2", "no_proxy": "*"},
+    {"http_proxy": "http://p.test:1", "no_proxy": "example.com:8080,sub.example.org"},
+    {"http_proxy": "http://p.test:1", "no_proxy": "", "NO_PROXY": "example.com"},
+    {"http_proxy": "http://p.test:1", "REQUEST_METHOD": "GET"},  # CGI: HTTP_PROXY ignored
+    {"HTTP_PROXY": "http://cgi.test:1", "REQUEST_METHOD": "GET"},
+    {"REQUESTS_CA_BUNDLE": "/tmp/requests-ca.pem"},
+    {"CURL_CA_BUNDLE": "/tmp/curl-ca.pem"},
+    {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "/tmp/curl-ca.pem"},
+]
+
+URLS = [
+    "http://example.com/",
+    "https://example.com/path?q=1",
+    "http://example.com:8080/x",
+    "http://sub.example.com/",
+    "https://sub.example.org/a",
+    "http://127.0.0.1:5000/",
+    "http://10.1.2.3/",
+    "http://192.168.1.77:81/",
+    "http://localhost/",
+    "http://[::1]:8080/",
+    "http://only-account.test/",
+    "http://alice:pw@example.com/",
+    "mailto:someone@example.com",
+]
+
+REQUEST_KWARGS: list[dict[str, Any]] = [
+    {},
+    {"proxies": {"http": "http://explicit.test:9"}},
+    {"proxies": {"no_proxy": "example.com"}},
+    {"proxies": {"no_proxy": ""}},
+    {"proxies": {"http://example.com": "http://per-host.test:1", "all": "http://all.test:2"}},
+    {"verify": False},
+    {"verify": "/tmp/explicit-ca.pem"},
+    {"verify": True, "cert": ("/tmp/c.pem", "/tmp/k.pem")},
+    {"auth": ("explicit", "auth")},
+    {"stream": True, "timeout": 3},
+    {"allow_redirects": False},
+]
+
+
+def configure_session(kind: str) -> Any:
+    def configure(session: requests.Session) -> None:
+        if kind == "trust_env_off":
+            session.trust_env = False
+        elif kind == "session_proxies":
+            session.proxies = {"https": "http://session.test:1", "no_proxy": "localhost"}
+        elif kind == "session_auth":
+            session.auth = ("session", "auth")
+        elif kind == "session_verify":
+            session.verify = "/tmp/session-ca.pem"
+
+    return configure
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    env=st.sampled_from(ENVIRONMENTS),
+    netrc=st.sampled_from([None, NETRC_TEXT, "machine broken login", ""]),
+    url=st.sampled_from(URLS),
+    kwargs=st.sampled_from(REQUEST_KWARGS),
+    session_kind=st.sampled_from(
+        ["plain", "trust_env_off", "session_proxies", "session_auth", "session_verify"]
+    ),
+)
+def test_environment_matrix_matches_requests(
+    tmp_path_factory: pytest.TempPathFactory,
+    env: dict[str, str],
+    netrc: str | None,
+    url: str,
+    kwargs: dict[str, Any],
+    session_kind: str,
+) -> None:
+    tmp_dir = str(tmp_path_factory.mktemp("env"))
+    with environment(env, netrc, tmp_dir):
+        theirs, ours = run_both(dict(kwargs), configure_session(session_kind), url=url)
+    assert ours == theirs
+
+
+def test_send_without_proxies_resolves_them_like_requests(tmp_path: Any) -> None:
+    env = {"http_proxy": "http://p.test:1", "no_proxy": "skip.test"}
+    with environment(env, None, str(tmp_path)):
+        theirs, ours = session_pair()
+        for session in (theirs, ours):
+            for url in ("http://a.test/", "http://skip.test/"):
+                session.send(session.prepare_request(requests.Request("GET", url)))
+        assert sent(ours) == sent(theirs)
+        assert sent(ours)[0][1]["proxies"] == {"http": "http://p.test:1"}
+
+
+def test_environment_is_read_once_and_refreshed_on_request(tmp_path: Any) -> None:
+    with environment({"http_proxy": "http://first.test:1"}, None, str(tmp_path)):
+        _, ours = session_pair()
+        ours.get("http://a.test/")
+        os.environ["http_proxy"] = "http://second.test:2"
+        ours.get("http://a.test/")
+        ours.refresh_environment()
+        ours.get("http://a.test/")
+        proxies = [kwargs["proxies"]["http"] for _, kwargs in sent(ours)]
+    assert proxies == ["http://first.test:1", "http://first.test:1", "http://second.test:2"]
+
+
+def test_netrc_file_is_parsed_once(tmp_path: Any) -> None:
+    with environment({}, NETRC_TEXT, str(tmp_path)):
+        _, ours = session_pair()
+        ours.get("http://example.com/")
+        os.remove(os.environ["NETRC"])  # the snapshot holds the parsed file
+        ours.get("http://example.com/")
+        headers = [dict(view[2]).get("Authorization") for view, _ in sent(ours)]
+    assert headers[0] == headers[1] == requests.auth._basic_auth_str("alice", "s3cret")
+
+
+# --- request preparation over a broad corpus ----------------------------------------------------
+HOSTS = st.sampled_from([
+    "example.com", "EXAMPLE.com", "127.0.0.1", "[::1]", "bücher.example", "xn--bcher-kva.example",
+    "*bad.example", ".dot.example", "a..b", "host_name.test", "", "user:pw@example.com",
+    "例え.テスト", "localhost.",
+])  # fmt: skip
+PORTS = st.sampled_from(["", ":80", ":8080", ":080", ":65535", ":65536", ":", ":0", ":x"])
+SEGMENT = st.text(
+    alphabet=st.sampled_from(list("aZ09-._~!$&'()*+,;=:@%2f /?#\\\"<>^`{|}é€\t")),
+    max_size=6,
+)
+PATHS = st.lists(
+    st.one_of(SEGMENT, st.sampled_from([".", "..", "%41", "%2F", "%zz", "%", "a%20b"])),
+    max_size=4,
+).map(lambda parts: "/" + "/".join(parts) if parts else "")
+QUERIES = st.one_of(st.just(""), st.builds(lambda s: "?" + s, SEGMENT))
+FRAGMENTS = st.one_of(st.just(""), st.builds(lambda s: "#" + s, SEGMENT))
+SCHEMES = st.sampled_from(["http://", "https://", "HTTP://", "HtTpS://", "ftp://", "", "  http://"])
+URL_TEXT = st.builds(
+    lambda *parts: "".join(parts), SCHEMES, HOSTS, PORTS, PATHS, QUERIES, FRAGMENTS
+)
+
+PARAMS = st.one_of(
+    st.none(),
+    st.just({}),
+    st.dictionaries(st.sampled_from(["a", "b", "é", "x y", "k&v"]), st.one_of(
+        st.none(), st.sampled_from(["1", "two words", "ü", "", "=&?"]),
+        st.lists(st.sampled_from(["1", "2", "ß"]), max_size=2)), max_size=3),
+    st.sampled_from(["raw=1&x", b"bytes=1", [("l", "1"), ("l", "2")]]),
+)  # fmt: skip
+HEADER_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(["v", "text/html", " lead", "trail ", "a\r\nb", "é", "", b"bytes"]),
+)
+HEADERS = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.sampled_from(["X-A", "x-a", "Accept", "user-agent", "Content-Type", "Content-Length",
+                         "Cookie", "Authorization", "Bad Name", b"X-Bytes"]),
+        HEADER_VALUES, max_size=4),
+    st.builds(CaseInsensitiveDict, st.dictionaries(st.sampled_from(["X-C", "Accept"]),
+                                                   st.sampled_from(["1", "2"]), max_size=2)),
+)  # fmt: skip
+DATA = st.sampled_from([
+    None, {}, [], "", b"", {"f": "1", "g": ["a", "b"]}, [("k", "v")], "raw text", b"raw bytes",
+    "ü-text",
+])  # fmt: skip
+JSON = st.sampled_from([None, {"j": [1, 2]}, [], "s", 0])
+COOKIES = st.sampled_from([None, {}, {"c1": "v1"}, {"c1": "v1", "c2": "v2"}])
+AUTH = st.sampled_from([None, ("u", "p"), ("ü", "p"), ("", "")])
+METHODS = st.sampled_from(["GET", "get", "POST", "HEAD", "PUT", "delete", "OPTIONS", "PATCH"])
+
+
+def session_config(session_headers: Any, session_params: Any, session_cookie: bool) -> Any:
+    def configure(session: requests.Session) -> None:
+        if session_headers is not None:
+            session.headers.update(session_headers)
+        if session_params is not None:
+            session.params = session_params
+        if session_cookie:
+            session.cookies.set("sess", "1", domain="example.com")
+            session.cookies.set("everywhere", "2")
+
+    return configure
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=METHODS,
+    url=URL_TEXT,
+    params=PARAMS,
+    headers=HEADERS,
+    data=DATA,
+    json=JSON,
+    cookies=COOKIES,
+    auth=AUTH,
+    session_headers=st.sampled_from([None, {"X-Session": "s"}, {"Accept": None}]),
+    session_params=st.sampled_from([None, {"sp": "1"}]),
+    session_cookie=st.booleans(),
+)
+def test_prepared_requests_match_requests(
+    tmp_path_factory: pytest.TempPathFactory,
+    method: str,
+    url: str,
+    params: Any,
+    headers: Any,
+    data: Any,
+    json: Any,
+    cookies: Any,
+    auth: Any,
+    session_headers: Any,
+    session_params: Any,
+    session_cookie: bool,
+) -> None:
+    kwargs = {"params": params, "headers": headers, "data": data, "json": json,
+              "cookies": cookies, "auth": auth}  # fmt: skip
+    configure = session_config(session_headers, session_params, session_cookie)
+    with environment({}, None, str(tmp_path_factory.mktemp("prep"))):
+        theirs, ours = run_both(kwargs, configure, method=method, url=url)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com",
+        "http://example.com/a/b?c=d",
+        "https://example.com:8443/a;b/c,d@e?f=g/h?i",
+        "http://example.com/a/./b/../c",
+        "http://example.com/.well-known/x",
+        "http://Example.COM/A",
+        "http://example.com/%7Euser?%41=%2f",
+        "http://example.com/?",
+        "http://example.com/p?q#frag",
+        "http://example.com:0/",
+        "http://example.com:00080/",
+        "http://example.com/ü?ä=ö",
+        "http://bücher.example/",
+        "https://example.com?x=1",
+        b"http://example.com/bytes",
+    ],
+)
+@pytest.mark.parametrize("params", [None, {"a": "1", "b": ["x", "y z"]}, "s=1"])
+def test_url_normalisation_matches_requests(tmp_path: Any, url: Any, params: Any) -> None:
+    with environment({}, None, str(tmp_path)):
+        theirs, ours = run_both({"params": params}, url=url)
+    assert ours == theirs
+
+
+def test_hooks_and_request_objects_match_requests(tmp_path: Any) -> None:
+    def hook(r: Any, **kwargs: Any) -> Any:
+        return r
+
+    with environment({}, None, str(tmp_path)):
+        theirs, ours = session_pair(lambda s: s.hooks["response"].append(hook))
+        for session in (theirs, ours):
+            request = requests.Request("POST", "http://example.com/", hooks={"response": [hook]})
+            session.send(session.prepare_request(request))
+        assert sent(ours) == sent(theirs)
+
+
+# --- adapters: the same answer as requests for every mount set and URL ---------------------------
+PREFIX = st.text(alphabet=st.sampled_from(list("hHtTpPsS:/aA.İ")), max_size=9)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    mounts=st.lists(st.tuples(PREFIX, st.integers(0, 5)), max_size=8),
+    edits=st.lists(st.tuples(st.sampled_from(["set", "del", "move"]), PREFIX), max_size=3),
+    urls=st.lists(st.text(alphabet=st.sampled_from(list("hHtTpPsS:/aA.İi̇")), max_size=12),
+                  min_size=1, max_size=6),
+)  # fmt: skip
+def test_get_adapter_matches_requests(
+    mounts: list[tuple[str, int]], edits: list[tuple[str, str]], urls: list[str]
+) -> None:
+    theirs, ours = requests.Session(), fastpool.Session()
+    for session in (theirs, ours):
+        session.adapters.clear()
+        for prefix, value in mounts:
+            session.mount(prefix, value)  # type: ignore[arg-type]
+        # direct changes to the OrderedDict, behind mount's back, as users do
+        for action, prefix in edits:
+            if action == "set":
+                session.adapters[prefix] = 9  # type: ignore[assignment]
+            elif action == "del":
+                session.adapters.pop(prefix, None)
+            elif prefix in session.adapters:
+                session.adapters.move_to_end(prefix, last=False)  # type: ignore[attr-defined]
+    assert list(ours.adapters.items()) == list(theirs.adapters.items())
+    for url in urls:
+        assert outcome(lambda u=url: ours.get_adapter(u)) == outcome(
+            lambda u=url: theirs.get_adapter(u)
+        )
+
+
+# --- redirects on a real server: rebuild_auth, rebuild_proxies, cookies --------------------------
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        # a proxy the local hosts bypass (a CIDR no_proxy entry)
+        {"http_proxy": "http://127.0.0.9:9", "no_proxy": "127.0.0.0/8"},
+    ],
+)
+@pytest.mark.parametrize("netrc", [None, NETRC_TEXT])
+def test_redirects_match_requests(
+    server_factory: Any, tmp_path: Any, env: dict[str, str], netrc: str | None
+) -> None:
+    first, second = server_factory("127.0.0.1"), server_factory("127.0.0.2")
+    urls = [
+        f"{first.url}/redirect/3",
+        f"{first.url}/redirect-to?url={second.url}/echo",
+        f"{first.url}/cookies/set?a=1&b=2",
+        f"{first.url}/redirect-to?url=/echo&status_code=307",
+    ]
+    with environment(env, netrc, str(tmp_path)):
+        sessions = (requests.Session(), fastpool.Session())
+        results = []
+        for session in sessions:
+            recorder = RecordingHTTPAdapter()
+            session.mount("http://", recorder)
+            bodies = []
+            for url in urls:
+                response = session.post(url, data=b"payload", headers={"Authorization": "x"})
+                bodies.append((response.status_code, response.url, len(response.history)))
+            views = [(prepared_view(p), sorted(k.items())) for p, k in recorder.calls]
+            results.append((bodies, views, cookie_list(session.cookies)[1]))
+            session.close()
+    assert results[1] == results[0]
