@@ -7,11 +7,13 @@ state machine over the compiled module, the pure twin and a small LifoQueue-base
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -97,6 +99,18 @@ def start_waiter(q: Any, timeout: float | None = WAIT) -> Waiter:
     waiter.start()
     wait_until(lambda: q.waiters == before + 1)
     return waiter
+
+
+@contextlib.contextmanager
+def alarm(handler: Callable[[int, Any], None], seconds: float = 0.05) -> Iterator[None]:
+    """Run ``handler`` in the main thread after ``seconds``, interrupting what blocks there."""
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def fill(q: Any, *names: str) -> list[Conn]:
@@ -317,14 +331,8 @@ def test_interrupted_waiter_passes_its_slot_on(hostqueue_cls: type) -> None:
         assert q.checkin(a) is True  # handed to the waiter below
         raise Interrupt
 
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        with pytest.raises(Interrupt):
-            q.checkout(WAIT)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    with alarm(handler), pytest.raises(Interrupt):
+        q.checkout(WAIT)
     assert (q.waiters, q.in_use, q.idle) == (0, 0, 1)  # not leaked: back on the idle stack
     assert q.checkout(0) is a
 
@@ -336,14 +344,8 @@ def test_interrupted_waiter_leaves_the_line(hostqueue_cls: type) -> None:
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        with pytest.raises(KeyboardInterrupt):
-            q.checkout(WAIT)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    with alarm(handler), pytest.raises(KeyboardInterrupt):
+        q.checkout(WAIT)
     assert (q.waiters, q.in_use) == (0, 1)
     assert q.checkin(None) is False
     assert q.in_use == 0
