@@ -1,0 +1,807 @@
+# cython: language_level=3, embedsignature=True
+"""HTTP/1.1 wire format, compiled: request heads, response heads, chunks.
+
+The compiled twin of ``_http11_py`` (read its docstring for the rules and every choice): the
+same names, results, exceptions and messages. It scans the buffer with C pointers and builds
+header strings straight from it (latin-1), without regular expressions.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.string cimport memchr, memcmp, memcpy
+
+from .exceptions import (
+    MSG_HTTP_BAD_CHAR,
+    MSG_HTTP_BAD_CHUNK_SIZE,
+    MSG_HTTP_BAD_CONTENT_LENGTH,
+    MSG_HTTP_BAD_HEADER_LINE,
+    MSG_HTTP_BAD_HEADER_NAME,
+    MSG_HTTP_BAD_HEADER_VALUE,
+    MSG_HTTP_BAD_METHOD,
+    MSG_HTTP_BAD_STATUS_LINE,
+    MSG_HTTP_BAD_TARGET,
+    MSG_HTTP_BAD_TRAILER,
+    MSG_HTTP_BAD_TRANSFER_ENCODING,
+    MSG_HTTP_CHUNK_LINE_TOO_LONG,
+    MSG_HTTP_CHUNK_NO_CRLF,
+    MSG_HTTP_EMPTY_TARGET,
+    MSG_HTTP_HEAD_TOO_LARGE,
+    MSG_HTTP_HEADER_NAME_SPACE,
+    MSG_HTTP_HEADER_NOT_LATIN1,
+    MSG_HTTP_NOT_BUFFER,
+    MSG_HTTP_NOT_PAIR,
+    MSG_HTTP_NOT_POSITIVE,
+    MSG_HTTP_NOT_STR_OR_BYTES,
+    MSG_HTTP_TOO_MANY_HEADERS,
+    MSG_HTTP_TRAILERS_TOO_LARGE,
+    MSG_NOT_INT,
+    MSG_NOT_STR,
+    InvalidChunkError,
+    InvalidRequestError,
+    InvalidResponseError,
+    ResponseHeadTooLarge,
+)
+
+cdef extern from "Python.h":
+    enum: PyUnicode_1BYTE_KIND
+    int PyUnicode_READY(object o) except -1
+    int PyUnicode_KIND(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+__all__ = ("ChunkedDecoder", "ResponseHead", "parse_response_head", "write_request_head")
+
+#: Error messages show at most this many bytes of the offending line.
+SHOW_BYTES = 80
+#: Content-Length and chunk sizes must stay below this (what a C ``int64`` holds).
+MAX_SIZE = 2**63 - 1
+
+cdef Py_ssize_t _SHOW = 80
+cdef unsigned long long _MAX_SIZE = 0x7FFFFFFFFFFFFFFFULL
+
+# Byte classes, filled in once at import.
+cdef unsigned char _IS_TOKEN[256]
+cdef unsigned char _IS_BAD_IN_HEADER[256]  # control characters but HT, and DEL
+cdef signed char _HEX_VALUE[256]
+
+
+cdef void _init_tables():
+    cdef int c
+    for c in range(256):
+        _IS_TOKEN[c] = 0
+        _IS_BAD_IN_HEADER[c] = 1 if (c < 0x20 and c != 0x09) or c == 0x7F else 0
+        _HEX_VALUE[c] = -1
+    for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        _IS_TOKEN[c] = 1
+    for c in range(10):
+        _HEX_VALUE[0x30 + c] = c
+    for c in range(6):
+        _HEX_VALUE[0x61 + c] = 10 + c
+        _HEX_VALUE[0x41 + c] = 10 + c
+
+
+_init_tables()
+
+
+cdef inline bytes _show(const unsigned char* line, Py_ssize_t length):
+    """The offending line as received, cut short, for an error message."""
+    return PyBytes_FromStringAndSize(<const char*>line, length if length < _SHOW else _SHOW)
+
+
+cdef inline str _latin1(const unsigned char* p, Py_ssize_t length):
+    return PyUnicode_DecodeLatin1(<const char*>p, length, NULL)
+
+
+cdef object _check_limit(str name, object value):
+    if type(value) is not int:
+        raise TypeError(MSG_NOT_INT.format(name=name, type=type(value).__name__))
+    if value <= 0:
+        raise ValueError(MSG_HTTP_NOT_POSITIVE.format(name=name, value=value))
+    return value
+
+
+cdef Py_ssize_t _clamp(object value):
+    """A positive int limit as a Py_ssize_t (a bigger limit is no limit)."""
+    if value > PY_SSIZE_T_MAX:
+        return PY_SSIZE_T_MAX
+    return value
+
+
+cdef inline bint _token(const unsigned char* p, Py_ssize_t length) noexcept:
+    cdef Py_ssize_t i
+    if length == 0:
+        return False
+    for i in range(length):
+        if not _IS_TOKEN[p[i]]:
+            return False
+    return True
+
+
+cdef inline bint _lower_equals(const unsigned char* p, Py_ssize_t length, const char* word,
+                               Py_ssize_t word_length) noexcept:
+    """ASCII case-insensitive comparison with a lowercase ``word``."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    if length != word_length:
+        return False
+    for i in range(length):
+        c = p[i]
+        if 0x41 <= c <= 0x5A:
+            c += 0x20
+        if c != <unsigned char>word[i]:
+            return False
+    return True
+
+
+cdef inline bint _is_ows(unsigned char c) noexcept:
+    return c == 0x20 or c == 0x09
+
+
+# --- request head ------------------------------------------------------------------------------
+
+
+cdef object _as_str(str name, object value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return (<bytes>value).decode("latin-1")
+    raise TypeError(MSG_HTTP_NOT_STR_OR_BYTES.format(name=name, type=type(value).__name__))
+
+
+cdef inline bint _part(object value, const unsigned char** data, Py_ssize_t* length) except -1:
+    """Point at ``value``'s latin-1 bytes; False for a str beyond latin-1."""
+    if isinstance(value, bytes):
+        data[0] = <const unsigned char*>PyBytes_AS_STRING(value)
+        length[0] = len(<bytes>value)
+        return True
+    PyUnicode_READY(value)
+    if PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND:
+        return False
+    data[0] = <const unsigned char*>PyUnicode_DATA(value)
+    length[0] = PyUnicode_GET_LENGTH(value)
+    return True
+
+
+def write_request_head(method, target, headers):
+    """Return the request head ``b"METHOD target HTTP/1.1\\r\\nName: value\\r\\n...\\r\\n\\r\\n"``.
+
+    ``headers`` is an iterable of ``(name, value)`` pairs (a list of tuples, a dict's
+    ``.items()``); order and duplicates are kept. Names and values may be str (encoded latin-1,
+    as http.client does) or bytes. Raises :class:`~fastpool.exceptions.InvalidRequestError`,
+    naming the field, for a method that is not a token, an empty target or one with a control
+    character, space or DEL, a header name that is not a token, a header value with CR, LF or
+    NUL (stricter than http.client, which lets obs-fold through) or one not encodable in
+    latin-1; ``TypeError`` for a part that is neither str nor bytes. Nothing is returned then.
+    """
+    cdef const unsigned char* p = NULL
+    cdef Py_ssize_t n = 0, i, k, total
+    cdef Py_ssize_t method_length, target_length
+    cdef const unsigned char* method_data
+    cdef const unsigned char* target_data
+    cdef object pair, name, value, not_latin1 = None
+    cdef bytes result
+    cdef char* out
+
+    if not isinstance(method, (str, bytes)):
+        _as_str("method", method)
+    if not isinstance(target, (str, bytes)):
+        _as_str("target", target)
+    if not _part(method, &method_data, &method_length) or not _token(method_data, method_length):
+        raise InvalidRequestError(MSG_HTTP_BAD_METHOD.format(method=_as_str("method", method)))
+    if not _part(target, &target_data, &target_length):
+        raise InvalidRequestError(MSG_HTTP_BAD_TARGET.format(target=target))
+    if target_length == 0:
+        raise InvalidRequestError(MSG_HTTP_EMPTY_TARGET)
+    for i in range(target_length):
+        if not 0x21 <= target_data[i] <= 0x7E:
+            raise InvalidRequestError(MSG_HTTP_BAD_TARGET.format(target=_as_str("target", target)))
+
+    if type(headers) is not list and type(headers) is not tuple:
+        headers = list(headers)
+    total = method_length + 1 + target_length + 11 + 2
+    # Pass 1: validate every pair and size the result; nothing is built on a bad header.
+    for pair in headers:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(MSG_HTTP_NOT_PAIR.format(type=type(pair).__name__))
+        name = pair[0]
+        value = pair[1]
+        if not isinstance(name, (str, bytes)):
+            _as_str("header name", name)
+        if not _part(name, &p, &n) or not _token(p, n):
+            raise InvalidRequestError(MSG_HTTP_BAD_HEADER_NAME.format(name=_as_str("", name)))
+        total += n + 4
+        if not isinstance(value, (str, bytes)):
+            _as_str(f"header {_as_str('', name)!r} value", value)
+        if _part(value, &p, &n):
+            for i in range(n):
+                if p[i] == 0x0D or p[i] == 0x0A or p[i] == 0:
+                    raise InvalidRequestError(
+                        MSG_HTTP_BAD_HEADER_VALUE.format(name=_as_str("", name))
+                    )
+            total += n
+        else:
+            if "\r" in value or "\n" in value or "\x00" in value:
+                raise InvalidRequestError(MSG_HTTP_BAD_HEADER_VALUE.format(name=_as_str("", name)))
+            if not_latin1 is None:
+                not_latin1 = name
+    if not_latin1 is not None:
+        raise InvalidRequestError(MSG_HTTP_HEADER_NOT_LATIN1.format(name=_as_str("", not_latin1)))
+
+    # Pass 2: copy.
+    result = PyBytes_FromStringAndSize(NULL, total)
+    out = PyBytes_AS_STRING(result)
+    memcpy(out, method_data, method_length)
+    k = method_length
+    out[k] = b" "
+    k += 1
+    memcpy(out + k, target_data, target_length)
+    k += target_length
+    memcpy(out + k, b" HTTP/1.1\r\n", 11)
+    k += 11
+    for pair in headers:
+        _part(pair[0], &p, &n)
+        memcpy(out + k, p, n)
+        k += n
+        out[k] = b":"
+        out[k + 1] = b" "
+        k += 2
+        _part(pair[1], &p, &n)
+        memcpy(out + k, p, n)
+        k += n
+        out[k] = b"\r"
+        out[k + 1] = b"\n"
+        k += 2
+    out[k] = b"\r"
+    out[k + 1] = b"\n"
+    return result
+
+
+# --- response head -----------------------------------------------------------------------------
+
+
+cdef class ResponseHead:
+    """A parsed response head (read-only).
+
+    ``version`` is 10 or 11; ``status`` an int; ``reason`` a str (maybe ``""``); ``headers`` a
+    list of ``(name, value)`` str pairs, latin-1 decoded, in order with duplicates, names as
+    received and values without surrounding whitespace; ``keep_alive`` tells whether the
+    connection may be reused after this response's body; ``framing`` is ``"none"``,
+    ``"length"``, ``"chunked"`` or ``"close"`` (read until the server closes);
+    ``content_length`` is the body length when framing is ``"length"``, else None.
+    """
+
+    cdef readonly int version
+    cdef readonly int status
+    cdef readonly str reason
+    cdef readonly list headers
+    cdef readonly bint keep_alive
+    cdef readonly str framing
+    cdef readonly object content_length
+
+    def __init__(self, int version, int status, str reason, list headers, bint keep_alive,
+                 str framing, content_length):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.framing = framing
+        self.content_length = content_length
+
+    def __repr__(self):
+        return (
+            f"<ResponseHead HTTP/{self.version // 10}.{self.version % 10} {self.status} "
+            f"{self.reason!r} framing={self.framing!r} "
+            f"content_length={self.content_length!r} keep_alive={self.keep_alive!r} "
+            f"headers={len(self.headers)}>"
+        )
+
+
+cdef Py_ssize_t _find_head_end(const unsigned char* buf, Py_ssize_t start,
+                               Py_ssize_t stop) noexcept:
+    """The index just past the blank line ending the head at ``start``, or -1 (within stop)."""
+    cdef const unsigned char* lf
+    cdef Py_ssize_t i = start
+    while i < stop:
+        lf = <const unsigned char*>memchr(buf + i, b"\n", stop - i)
+        if lf == NULL:
+            return -1
+        i = lf - buf
+        if i + 1 < stop and buf[i + 1] == b"\n":
+            return i + 2
+        if i + 2 < stop and buf[i + 1] == b"\r" and buf[i + 2] == b"\n":
+            return i + 3
+        i += 1
+    return -1
+
+
+cdef Py_ssize_t _line_end(const unsigned char* buf, Py_ssize_t start, Py_ssize_t stop) noexcept:
+    """The end of the line at ``start`` without its LF and one CR before it."""
+    cdef const unsigned char* lf = <const unsigned char*>memchr(buf + start, b"\n", stop - start)
+    cdef Py_ssize_t end = stop if lf == NULL else lf - buf
+    if end > start and buf[end - 1] == b"\r":
+        end -= 1
+    return end
+
+
+cdef inline bint _digit(unsigned char c) noexcept:
+    return 0x30 <= c <= 0x39
+
+
+cdef unsigned long long _content_length(list values) except? 0:
+    cdef unsigned long long result = 0, number
+    cdef bint seen = False
+    cdef Py_ssize_t i, n, j, e, digits
+    cdef const unsigned char* p
+    for value in values:
+        p = <const unsigned char*>PyUnicode_DATA(value)
+        n = PyUnicode_GET_LENGTH(value)
+        i = 0
+        while True:
+            # one comma-separated element: OWS digits OWS
+            while i < n and _is_ows(p[i]):
+                i += 1
+            j = i
+            while j < n and p[j] == b"0":
+                j += 1
+            e = j
+            number = 0
+            while e < n and _digit(p[e]):
+                if e - j < 19:
+                    number = number * 10 + (p[e] - 0x30)
+                e += 1
+            digits = e - j
+            ok = e > i and digits <= 19 and number <= _MAX_SIZE and (not seen or number == result)
+            while e < n and _is_ows(p[e]):
+                e += 1
+            if not ok or (e < n and p[e] != b","):
+                raise InvalidResponseError(
+                    MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values))
+                )
+            result = number
+            seen = True
+            if e == n:
+                break
+            i = e + 1
+    return result
+
+
+cdef ResponseHead _frame(int version, int status, str reason, list headers, str request_method):
+    """Decide keep-alive and body framing (RFC 9112 sections 6.3 and 9.3)."""
+    cdef bint close = False, keep_alive_token = False, keep_alive, chunked = False
+    cdef list lengths = None, codings = None
+    cdef Py_ssize_t n, i, j, e, last_start = 0, last_end = 0
+    cdef const unsigned char* p
+    cdef ResponseHead head
+    cdef str framing
+    for name, value in headers:
+        n = PyUnicode_GET_LENGTH(name)
+        if n != 10 and n != 14 and n != 17:
+            continue
+        p = <const unsigned char*>PyUnicode_DATA(name)
+        if _lower_equals(p, n, b"connection", 10):
+            p = <const unsigned char*>PyUnicode_DATA(value)
+            n = PyUnicode_GET_LENGTH(value)
+            i = 0
+            while i <= n:
+                e = i
+                while e < n and p[e] != b",":
+                    e += 1
+                j = e
+                while i < j and _is_ows(p[i]):
+                    i += 1
+                while j > i and _is_ows(p[j - 1]):
+                    j -= 1
+                if _lower_equals(p + i, j - i, b"close", 5):
+                    close = True
+                elif _lower_equals(p + i, j - i, b"keep-alive", 10):
+                    keep_alive_token = True
+                i = e + 1
+        elif _lower_equals(p, n, b"content-length", 14):
+            if lengths is None:
+                lengths = []
+            lengths.append(value)
+        elif _lower_equals(p, n, b"transfer-encoding", 17):
+            if codings is None:
+                codings = []
+            codings.append(value)
+    keep_alive = not close and (version == 11 or keep_alive_token)
+    content_length = None
+    if status == 101:
+        framing = "none"
+        keep_alive = False
+    elif request_method == "HEAD" or status < 200 or status == 204 or status == 304:
+        framing = "none"
+    elif request_method == "CONNECT" and status < 300:
+        framing = "none"
+        keep_alive = True  # the tunnel takes over the socket
+    elif codings is not None:
+        # the last non-empty coding across all Transfer-Encoding values
+        for value in codings:
+            p = <const unsigned char*>PyUnicode_DATA(value)
+            n = PyUnicode_GET_LENGTH(value)
+            i = 0
+            while i <= n:
+                e = i
+                while e < n and p[e] != b",":
+                    e += 1
+                j = e
+                while i < j and _is_ows(p[i]):
+                    i += 1
+                while j > i and _is_ows(p[j - 1]):
+                    j -= 1
+                if j > i:
+                    chunked = _lower_equals(p + i, j - i, b"chunked", 7)
+                    last_end = 1
+                i = e + 1
+        if not last_end:
+            raise InvalidResponseError(
+                MSG_HTTP_BAD_TRANSFER_ENCODING.format(value=", ".join(codings))
+            )
+        if chunked:
+            framing = "chunked"
+            if lengths is not None or version == 10:
+                keep_alive = False  # framing the server may not mean: never reuse
+        else:
+            framing = "close"
+    elif lengths is not None:
+        framing = "length"
+        content_length = _content_length(lengths)
+    else:
+        framing = "close"
+    if framing == "close":
+        keep_alive = False
+    head = ResponseHead.__new__(ResponseHead)
+    head.version = version
+    head.status = status
+    head.reason = reason
+    head.headers = headers
+    head.keep_alive = keep_alive
+    head.framing = framing
+    head.content_length = content_length
+    return head
+
+
+cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
+                              str request_method, Py_ssize_t max_headers):
+    """Parse one complete head ``buf[start:end]`` (which ends with its blank line)."""
+    cdef Py_ssize_t i, line, stop, colon, v, w
+    cdef const unsigned char* p
+    cdef int version, status
+    cdef list headers = []
+    cdef str reason
+    # status line
+    stop = _line_end(buf, start, end)
+    p = buf + start
+    for i in range(stop - start):
+        if p[i] == 0 or p[i] == b"\r":
+            raise InvalidResponseError(
+                MSG_HTTP_BAD_CHAR.format(char=chr(p[i]), line=_show(p, stop - start))
+            )
+    if (
+        stop - start < 12
+        or memcmp(p, b"HTTP/1.", 7) != 0
+        or (p[7] != b"0" and p[7] != b"1")
+        or p[8] != b" "
+        or not (0x31 <= p[9] <= 0x39)
+        or not _digit(p[10])
+        or not _digit(p[11])
+        or (stop - start > 12 and p[12] != b" ")
+    ):
+        raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(p, stop - start)))
+    version = 11 if p[7] == b"1" else 10
+    status = (p[9] - 0x30) * 100 + (p[10] - 0x30) * 10 + (p[11] - 0x30)
+    reason = _latin1(p + 13, stop - start - 13) if stop - start > 13 else ""
+    # header lines, up to the blank line
+    line = start + (memchr(p, b"\n", end - start) - <void*>p) + 1
+    while True:
+        stop = _line_end(buf, line, end)
+        if stop == line:
+            break
+        p = buf + line
+        for i in range(stop - line):
+            if _IS_BAD_IN_HEADER[p[i]]:
+                raise InvalidResponseError(
+                    MSG_HTTP_BAD_CHAR.format(char=chr(p[i]), line=_show(p, stop - line))
+                )
+        if p[0] == b" " or p[0] == b"\t":  # obs-fold
+            if not headers:
+                raise InvalidResponseError(
+                    MSG_HTTP_BAD_HEADER_LINE.format(line=_show(p, stop - line))
+                )
+            name, value = headers[-1]
+            folded = _latin1(p, stop - line).strip(" \t")
+            headers[-1] = (name, (value + " " + folded).strip(" \t"))
+        else:
+            colon = 0
+            while colon < stop - line and p[colon] != b":":
+                colon += 1
+            if colon == 0 or colon == stop - line:
+                raise InvalidResponseError(
+                    MSG_HTTP_BAD_HEADER_LINE.format(line=_show(p, stop - line))
+                )
+            if _is_ows(p[colon - 1]):
+                raise InvalidResponseError(
+                    MSG_HTTP_HEADER_NAME_SPACE.format(line=_show(p, stop - line))
+                )
+            if not _token(p, colon):
+                raise InvalidResponseError(
+                    MSG_HTTP_BAD_HEADER_LINE.format(line=_show(p, stop - line))
+                )
+            if len(headers) == max_headers:
+                raise ResponseHeadTooLarge(MSG_HTTP_TOO_MANY_HEADERS.format(limit=max_headers))
+            v = colon + 1
+            w = stop - line
+            while v < w and _is_ows(p[v]):
+                v += 1
+            while w > v and _is_ows(p[w - 1]):
+                w -= 1
+            headers.append((_latin1(p, colon), _latin1(p + v, w - v)))
+        # next line: skip the LF (memchr cannot fail inside a complete head)
+        line = (<const unsigned char*>memchr(buf + stop, b"\n", end - stop) - buf) + 1
+    return _frame(version, status, reason, headers, request_method)
+
+
+def parse_response_head(data, request_method="GET", max_head_bytes=65536, max_headers=100):
+    """Parse the response head at the start of ``data``; None if it is not complete yet.
+
+    Returns ``(head, consumed)``: ``consumed`` counts the bytes up to and including the head's
+    blank line. 1xx interim responses (but 101) are skipped, their bytes counted in
+    ``consumed``. ``request_method`` (default ``"GET"``) matters for HEAD and CONNECT.
+    Raises :class:`~fastpool.exceptions.ResponseHeadTooLarge` when the heads do not end within
+    ``max_head_bytes`` (default 65536) bytes or one has more than ``max_headers`` (default 100)
+    header lines, and :class:`~fastpool.exceptions.InvalidResponseError` for a malformed head.
+    """
+    cdef Py_buffer view
+    cdef const unsigned char* buf
+    cdef Py_ssize_t size, stop, start, end, seen, limit, header_limit
+    cdef ResponseHead head
+    _check_limit("max_head_bytes", max_head_bytes)
+    _check_limit("max_headers", max_headers)
+    if not isinstance(request_method, str):
+        raise TypeError(
+            MSG_NOT_STR.format(name="request_method", type=type(request_method).__name__)
+        )
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+    limit = _clamp(max_head_bytes)
+    header_limit = _clamp(max_headers)
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        buf = <const unsigned char*>view.buf
+        size = view.len
+        stop = size if size < limit else limit
+        start = 0
+        while True:
+            # Fail fast on what cannot become a status line (HTTP/0.9, another protocol).
+            seen = stop - start if stop - start < 7 else 7
+            if memcmp(buf + start, b"HTTP/1.", seen) != 0:
+                raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(
+                    line=_show(buf + start, _line_end(buf, start, stop) - start)
+                ))
+            end = _find_head_end(buf, start, stop)
+            if end < 0:
+                if size >= limit:
+                    raise ResponseHeadTooLarge(MSG_HTTP_HEAD_TOO_LARGE.format(limit=max_head_bytes))
+                return None
+            head = _parse_head(buf, start, end, request_method, header_limit)
+            if head.status >= 200 or head.status == 101:
+                return head, end
+            start = end
+    finally:
+        PyBuffer_Release(&view)
+
+
+# --- chunked body ------------------------------------------------------------------------------
+
+cdef enum:
+    _SIZE, _DATA, _DATA_END, _TRAILER, _DONE
+
+
+cdef class ChunkedDecoder:
+    """Decode a ``Transfer-Encoding: chunked`` body fed in pieces of any size.
+
+    :meth:`feed` returns the body bytes found in each piece. ``done`` turns True after the
+    last chunk and the trailers' blank line; ``trailers`` holds the trailer fields as
+    ``(name, value)`` str pairs; ``unused`` the bytes fed after the end. Chunk extensions are
+    ignored. A chunk-size line may be at most ``max_line_bytes`` (default 65536) bytes, the
+    trailer section at most ``max_trailer_bytes`` (default 65536) bytes; beyond that, and for a
+    malformed size, a missing CRLF after chunk data or a bad trailer line,
+    :class:`~fastpool.exceptions.InvalidChunkError` is raised.
+    """
+
+    cdef object _max_line_obj
+    cdef object _max_trailer_obj
+    cdef Py_ssize_t _max_line
+    cdef Py_ssize_t _max_trailer
+    cdef int _state
+    cdef long long _remaining  # body bytes left in this chunk, or CRLF bytes left after it
+    cdef bytes _partial  # an incomplete size or trailer line
+    cdef Py_ssize_t _trailer_bytes
+    cdef list _trailers
+    cdef bytes _unused
+    cdef bytes _line_out  # the line _line() took last
+
+    def __init__(self, max_line_bytes=65536, max_trailer_bytes=65536):
+        self._max_line_obj = _check_limit("max_line_bytes", max_line_bytes)
+        self._max_trailer_obj = _check_limit("max_trailer_bytes", max_trailer_bytes)
+        self._max_line = _clamp(max_line_bytes)
+        self._max_trailer = _clamp(max_trailer_bytes)
+        self._state = _SIZE
+        self._remaining = 0
+        self._partial = b""
+        self._trailer_bytes = 0
+        self._trailers = []
+        self._unused = b""
+
+    @property
+    def done(self):
+        """True once the last chunk and the trailer section have been read."""
+        return self._state == _DONE
+
+    @property
+    def trailers(self):
+        """The trailer fields, ``(name, value)`` str pairs in order."""
+        return self._trailers
+
+    @property
+    def unused(self):
+        """Bytes fed after the end of the body (the next response, or garbage)."""
+        return self._unused
+
+    cdef Py_ssize_t _line(self, const unsigned char* data, Py_ssize_t pos, Py_ssize_t size,
+                          Py_ssize_t limit, object too_long) except -2:
+        """Take one CRLF line from ``data[pos:size]`` (joined with a held partial one).
+
+        Sets ``self._line_out`` (without CRLF) and returns the next pos, or -1 if the line is not
+        complete. ``limit`` bounds the line with its CRLF.
+        """
+        cdef Py_ssize_t held = len(self._partial)
+        cdef Py_ssize_t window = limit - held
+        cdef const unsigned char* lf
+        cdef const unsigned char* p
+        cdef Py_ssize_t n, i
+        if window > size - pos:
+            window = size - pos
+        lf = <const unsigned char*>memchr(data + pos, b"\n", window) if window > 0 else NULL
+        if lf == NULL:
+            if held + size - pos >= limit:
+                raise InvalidChunkError(too_long.format(limit=(
+                    self._max_line_obj if self._state == _SIZE else self._max_trailer_obj
+                )))
+            self._partial += PyBytes_FromStringAndSize(<const char*>data + pos, size - pos)
+            return -1
+        whole = PyBytes_FromStringAndSize(<const char*>data + pos, lf - (data + pos))
+        if held:
+            whole = self._partial + whole
+            self._partial = b""
+        p = <const unsigned char*>PyBytes_AS_STRING(whole)
+        n = len(whole)
+        ok = n > 0 and p[n - 1] == b"\r"
+        if ok:
+            for i in range(n - 1):
+                if p[i] == b"\r":
+                    ok = False
+                    break
+        if not ok:
+            raise InvalidChunkError(
+                (MSG_HTTP_BAD_CHUNK_SIZE if self._state == _SIZE else MSG_HTTP_BAD_TRAILER).format(
+                    line=whole[:_SHOW]
+                )
+            )
+        self._line_out = whole[:n - 1]
+        return lf - data + 1
+
+    cdef unsigned long long _chunk_size(self, bytes line) except? 0:
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(line)
+        cdef Py_ssize_t n = len(line), i = 0, j
+        cdef unsigned long long size = 0
+        while i < n and p[i] == b"0":
+            i += 1
+        j = i
+        while j < n and _HEX_VALUE[p[j]] >= 0:
+            if j - i < 16:
+                size = size * 16 + _HEX_VALUE[p[j]]
+            j += 1
+        if j == 0 or j - i > 16 or (j < n and p[j] != b";") or size > _MAX_SIZE:
+            raise InvalidChunkError(MSG_HTTP_BAD_CHUNK_SIZE.format(line=line[:_SHOW]))
+        return size
+
+    cdef int _trailer(self, bytes line) except -1:
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(line)
+        cdef Py_ssize_t n = len(line), colon = 0, i, v, w
+        while colon < n and p[colon] != b":":
+            colon += 1
+        ok = 0 < colon < n and _token(p, colon)
+        if ok:
+            for i in range(n):
+                if _IS_BAD_IN_HEADER[p[i]]:
+                    ok = False
+                    break
+        if not ok:
+            raise InvalidChunkError(MSG_HTTP_BAD_TRAILER.format(line=line[:_SHOW]))
+        v = colon + 1
+        w = n
+        while v < w and _is_ows(p[v]):
+            v += 1
+        while w > v and _is_ows(p[w - 1]):
+            w -= 1
+        self._trailers.append((_latin1(p, colon), _latin1(p + v, w - v)))
+        return 0
+
+    def feed(self, data):
+        """Decode the next piece of the body; return the body bytes it holds (maybe ``b""``)."""
+        cdef Py_buffer view
+        cdef const unsigned char* buf
+        cdef Py_ssize_t pos = 0, size, take, start
+        cdef unsigned long long chunk
+        cdef bytes line = b""
+        cdef list out = None
+        cdef bytes piece = b""
+        cdef int pieces = 0
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            buf = <const unsigned char*>view.buf
+            size = view.len
+            if self._state == _DONE:
+                self._unused += PyBytes_FromStringAndSize(<const char*>buf, size)
+                return b""
+            while pos < size:
+                if self._state == _DATA:
+                    take = size - pos
+                    if self._remaining < take:
+                        take = <Py_ssize_t>self._remaining
+                    if pieces == 1:
+                        out = [piece]
+                    piece = PyBytes_FromStringAndSize(<const char*>buf + pos, take)
+                    if pieces >= 1:
+                        out.append(piece)
+                    pieces += 1
+                    pos += take
+                    self._remaining -= take
+                    if self._remaining == 0:
+                        self._state = _DATA_END
+                        self._remaining = 2
+                elif self._state == _SIZE:
+                    pos = self._line(buf, pos, size, self._max_line,
+                                     MSG_HTTP_CHUNK_LINE_TOO_LONG)
+                    line = self._line_out
+                    if pos < 0:
+                        break
+                    chunk = self._chunk_size(line)
+                    if chunk:
+                        self._state = _DATA
+                        self._remaining = chunk
+                    else:
+                        self._state = _TRAILER
+                elif self._state == _DATA_END:
+                    if buf[pos] != (0x0D if self._remaining == 2 else 0x0A):  # CR, then LF
+                        raise InvalidChunkError(MSG_HTTP_CHUNK_NO_CRLF.format(
+                            got=PyBytes_FromStringAndSize(<const char*>buf + pos, 1)
+                        ))
+                    pos += 1
+                    self._remaining -= 1
+                    if self._remaining == 0:
+                        self._state = _SIZE
+                else:  # _TRAILER
+                    start = pos - len(self._partial)
+                    pos = self._line(buf, pos, size, self._max_trailer - self._trailer_bytes,
+                                     MSG_HTTP_TRAILERS_TOO_LARGE)
+                    line = self._line_out
+                    if pos < 0:
+                        break
+                    self._trailer_bytes += pos - start
+                    if not line:
+                        self._state = _DONE
+                        self._unused = PyBytes_FromStringAndSize(<const char*>buf + pos, size - pos)
+                        break
+                    self._trailer(line)
+        finally:
+            PyBuffer_Release(&view)
+        if pieces > 1:
+            return b"".join(out)
+        return piece

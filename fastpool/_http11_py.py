@@ -1,0 +1,632 @@
+"""HTTP/1.1 wire format, pure-Python twin of ``_http11_c``: request heads, response heads, chunks.
+
+Three jobs, no I/O:
+
+* :func:`write_request_head` validates and serialises ``METHOD target HTTP/1.1`` plus headers.
+* :func:`parse_response_head` parses a response head from the start of a buffer and decides how
+  the body is framed (RFC 9112 section 6.3) and whether the connection may be reused.
+* :class:`ChunkedDecoder` decodes a ``Transfer-Encoding: chunked`` body fed in pieces.
+
+Choices where the RFCs leave room, or where http.client, llhttp (httptools) and h11 differ:
+
+* Request header values with CR, LF or NUL are rejected (http.client allows obs-fold there).
+* Response heads may end their lines with a bare LF as well as CRLF (http.client and h11 accept
+  it; llhttp in its default strict mode does not). A bare CR is an error.
+* A response header line starting with SP/HT (obs-fold) is joined to the previous value with
+  one space (RFC 9112 5.2: a user agent MUST replace obs-fold with SP; h11 does the same,
+  llhttp rejects it). Before the first header it is an error.
+* Header names must be tokens; whitespace before the colon is an error. Header values may hold
+  HT and obs-text (0x80-0xFF) but no other control character and no DEL (llhttp rejects them,
+  h11 lets them through). The reason phrase may hold anything but NUL and CR.
+* Only ``HTTP/1.0`` and ``HTTP/1.1`` are accepted (both oracles let ``HTTP/2.0`` through), and
+  the status must be 100..999 (llhttp accepts 0xx). Empty lines before the status line are an
+  error (llhttp skips them). A buffer that cannot start with ``HTTP/1.`` fails at once, without
+  waiting for the whole head.
+* 1xx interim responses other than 101 are parsed, then skipped. ``max_head_bytes`` bounds the
+  bytes of all heads together (interim and final), so a stream of 1xx cannot grow the buffer.
+  ``max_headers`` bounds each head's header fields (obs-fold lines do not count).
+* 101 Switching Protocols is final with framing ``"none"`` and ``keep_alive`` False: there is
+  no HTTP body (http.client reads none either) and the socket now speaks another protocol.
+* Content-Length: every value of every Content-Length header, comma lists included, must be a
+  decimal integer below 2**63 and all must be equal (``"5, 5"`` is 5, ``"05"`` is 5; h11 agrees,
+  llhttp rejects lists). Its value is not checked where framing ignores it (HEAD, 1xx, 204, 304,
+  2xx to CONNECT, or with a Transfer-Encoding).
+* Transfer-Encoding ending in ``chunked`` (case-insensitive, empty list elements ignored) wins
+  over Content-Length, but then the connection is not reused (smuggling guard; llhttp rejects the
+  pair, h11 accepts it). The same holds for chunked in an HTTP/1.0 response (RFC 9112 6.1).
+  Other codings mean read-to-close (h11 rejects them). A Transfer-Encoding with no coding at all
+  is an error.
+* Chunked bodies are strict, as both oracles are: every line ends in CRLF, the size is hex
+  digits with nothing between them and ``;`` or CRLF, sizes must be below 2**63, and trailers may
+  not use obs-fold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final, Union
+
+from .exceptions import (
+    MSG_HTTP_BAD_CHAR,
+    MSG_HTTP_BAD_CHUNK_SIZE,
+    MSG_HTTP_BAD_CONTENT_LENGTH,
+    MSG_HTTP_BAD_HEADER_LINE,
+    MSG_HTTP_BAD_HEADER_NAME,
+    MSG_HTTP_BAD_HEADER_VALUE,
+    MSG_HTTP_BAD_METHOD,
+    MSG_HTTP_BAD_STATUS_LINE,
+    MSG_HTTP_BAD_TARGET,
+    MSG_HTTP_BAD_TRAILER,
+    MSG_HTTP_BAD_TRANSFER_ENCODING,
+    MSG_HTTP_CHUNK_LINE_TOO_LONG,
+    MSG_HTTP_CHUNK_NO_CRLF,
+    MSG_HTTP_EMPTY_TARGET,
+    MSG_HTTP_HEAD_TOO_LARGE,
+    MSG_HTTP_HEADER_NAME_SPACE,
+    MSG_HTTP_HEADER_NOT_LATIN1,
+    MSG_HTTP_NOT_BUFFER,
+    MSG_HTTP_NOT_PAIR,
+    MSG_HTTP_NOT_POSITIVE,
+    MSG_HTTP_NOT_STR_OR_BYTES,
+    MSG_HTTP_TOO_MANY_HEADERS,
+    MSG_HTTP_TRAILERS_TOO_LARGE,
+    MSG_NOT_INT,
+    MSG_NOT_STR,
+    InvalidChunkError,
+    InvalidRequestError,
+    InvalidResponseError,
+    ResponseHeadTooLarge,
+)
+
+__all__ = ("ChunkedDecoder", "ResponseHead", "parse_response_head", "write_request_head")
+
+Buffer = Union[bytes, bytearray, memoryview]
+HeaderPart = Union[str, bytes]
+
+#: Error messages show at most this many bytes of the offending line.
+SHOW_BYTES: Final = 80
+#: Content-Length and chunk sizes must stay below this (what a C ``int64`` holds).
+MAX_SIZE: Final = 2**63 - 1
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET_BAD = re.compile(r"[^\x21-\x7e]")
+_VALUE_BAD = re.compile(r"[\r\n\x00]")
+# In a response header line: every control character but HT, and DEL (CR here is a bare CR).
+_LINE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# The same over a whole head, whose lines end in LF (after CRLF became LF).
+_HEAD_BAD = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_STATUS_BAD = re.compile(r"[\x00\r]")
+_DIGITS = frozenset("0123456789")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_STATUS_PREFIX: Final = b"HTTP/1."
+
+
+def _show(line: str) -> bytes:
+    """The offending line as received, cut short, for an error message."""
+    return line[:SHOW_BYTES].encode("latin-1")
+
+
+def _check_limit(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(MSG_NOT_INT.format(name=name, type=type(value).__name__))
+    if value <= 0:
+        raise ValueError(MSG_HTTP_NOT_POSITIVE.format(name=name, value=value))
+    return value
+
+
+# --- request head ------------------------------------------------------------------------------
+
+
+def _as_str(name: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    raise TypeError(MSG_HTTP_NOT_STR_OR_BYTES.format(name=name, type=type(value).__name__))
+
+
+def write_request_head(
+    method: HeaderPart, target: HeaderPart, headers: Iterable[tuple[HeaderPart, HeaderPart]]
+) -> bytes:
+    """Return the request head ``b"METHOD target HTTP/1.1\\r\\nName: value\\r\\n...\\r\\n\\r\\n"``.
+
+    ``headers`` is an iterable of ``(name, value)`` pairs (a list of tuples, a dict's
+    ``.items()``); order and duplicates are kept. Names and values may be str (encoded latin-1,
+    as http.client does) or bytes. Raises :class:`~fastpool.exceptions.InvalidRequestError`,
+    naming the field, for a method that is not a token, an empty target or one with a control
+    character, space or DEL, a header name that is not a token, a header value with CR, LF or
+    NUL (stricter than http.client, which lets obs-fold through) or one not encodable in
+    latin-1; ``TypeError`` for a part that is neither str nor bytes. Nothing is returned then.
+    """
+    method_s = _as_str("method", method)
+    target_s = _as_str("target", target)
+    if _TOKEN.fullmatch(method_s) is None:
+        raise InvalidRequestError(MSG_HTTP_BAD_METHOD.format(method=method_s))
+    if not target_s:
+        raise InvalidRequestError(MSG_HTTP_EMPTY_TARGET)
+    if _TARGET_BAD.search(target_s) is not None:
+        raise InvalidRequestError(MSG_HTTP_BAD_TARGET.format(target=target_s))
+    parts = [method_s, " ", target_s, " HTTP/1.1\r\n"]
+    for pair in headers:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(MSG_HTTP_NOT_PAIR.format(type=type(pair).__name__))
+        name = _as_str("header name", pair[0])
+        if _TOKEN.fullmatch(name) is None:
+            raise InvalidRequestError(MSG_HTTP_BAD_HEADER_NAME.format(name=name))
+        value = _as_str(f"header {name!r} value", pair[1])
+        if _VALUE_BAD.search(value) is not None:
+            raise InvalidRequestError(MSG_HTTP_BAD_HEADER_VALUE.format(name=name))
+        parts += (name, ": ", value, "\r\n")
+    parts.append("\r\n")
+    text = "".join(parts)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        pass
+    # Name the culprit: method, target and header names are ASCII, so it is a value.
+    for i in range(4, len(parts) - 1, 4):
+        try:
+            parts[i + 2].encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidRequestError(MSG_HTTP_HEADER_NOT_LATIN1.format(name=parts[i])) from None
+    raise AssertionError(
+        "unreachable: a part failed to encode but none is found"
+    )  # pragma: no cover
+
+
+# --- response head -----------------------------------------------------------------------------
+
+
+class ResponseHead:
+    """A parsed response head (read-only).
+
+    ``version`` is 10 or 11; ``status`` an int; ``reason`` a str (maybe ``""``); ``headers`` a
+    list of ``(name, value)`` str pairs, latin-1 decoded, in order with duplicates, names as
+    received and values without surrounding whitespace; ``keep_alive`` tells whether the
+    connection may be reused after this response's body; ``framing`` is ``"none"``,
+    ``"length"``, ``"chunked"`` or ``"close"`` (read until the server closes);
+    ``content_length`` is the body length when framing is ``"length"``, else None.
+    """
+
+    __slots__ = (
+        "_content_length",
+        "_framing",
+        "_headers",
+        "_keep_alive",
+        "_reason",
+        "_status",
+        "_version",
+    )
+
+    def __init__(
+        self,
+        version: int,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        keep_alive: bool,
+        framing: str,
+        content_length: int | None,
+    ) -> None:
+        self._version = version
+        self._status = status
+        self._reason = reason
+        self._headers = headers
+        self._keep_alive = keep_alive
+        self._framing = framing
+        self._content_length = content_length
+
+    @property
+    def version(self) -> int:
+        """10 for HTTP/1.0, 11 for HTTP/1.1."""
+        return self._version
+
+    @property
+    def status(self) -> int:
+        """The status code, 100..999."""
+        return self._status
+
+    @property
+    def reason(self) -> str:
+        """The reason phrase, maybe ``""``."""
+        return self._reason
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """``(name, value)`` pairs in order, duplicates kept."""
+        return self._headers
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection may be reused after this response's body."""
+        return self._keep_alive
+
+    @property
+    def framing(self) -> str:
+        """``"none"``, ``"length"``, ``"chunked"`` or ``"close"``."""
+        return self._framing
+
+    @property
+    def content_length(self) -> int | None:
+        """The body length when ``framing == "length"``, else None."""
+        return self._content_length
+
+    def __repr__(self) -> str:
+        return (
+            f"<ResponseHead HTTP/{self._version // 10}.{self._version % 10} {self._status} "
+            f"{self._reason!r} framing={self._framing!r} "
+            f"content_length={self._content_length!r} keep_alive={self._keep_alive!r} "
+            f"headers={len(self._headers)}>"
+        )
+
+
+def _find_head_end(data: bytes, start: int, limit: int) -> int:
+    """The index just past the blank line ending the head at ``start``, or -1 (within limit)."""
+    crlf = data.find(b"\n\r\n", start, limit)
+    lf = data.find(b"\n\n", start, limit if crlf < 0 else crlf + 1)
+    if lf >= 0:
+        return lf + 2
+    return -1 if crlf < 0 else crlf + 3
+
+
+def _first_line(data: bytes, start: int, stop: int) -> str:
+    end = data.find(b"\n", start, stop)
+    line = data[start : stop if end < 0 else end]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    return line.decode("latin-1")
+
+
+def _parse_status_line(line: str) -> tuple[int, int, str]:
+    if (
+        len(line) < 12
+        or not line.startswith("HTTP/1.")
+        or line[7] not in "01"
+        or line[8] != " "
+        or line[9] not in "123456789"
+        or line[10] not in _DIGITS
+        or line[11] not in _DIGITS
+        or (len(line) > 12 and line[12] != " ")
+    ):
+        raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(line)))
+    return (11 if line[7] == "1" else 10), int(line[9:12]), line[13:]
+
+
+def _connection_tokens(value: str) -> tuple[bool, bool]:
+    close = keep_alive = False
+    for token in value.split(","):
+        token = token.strip(" \t").lower()
+        if token == "close":
+            close = True
+        elif token == "keep-alive":
+            keep_alive = True
+    return close, keep_alive
+
+
+def _content_length(values: list[str]) -> int:
+    result = -1
+    for value in values:
+        for element in value.split(","):
+            element = element.strip(" \t")
+            digits = element.lstrip("0")
+            if not element or not _DIGITS.issuperset(element) or len(digits) > 19:
+                result = -2
+                break
+            number = int(digits or "0")
+            if number > MAX_SIZE or (result >= 0 and number != result):
+                result = -2
+                break
+            result = number
+        if result == -2:
+            raise InvalidResponseError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
+    return result
+
+
+def _parse_head(text: str, request_method: str, max_headers: int) -> ResponseHead:
+    """Parse one complete head: ``text`` is latin-1, ends with its blank line."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    del lines[-2:]  # the blank line's two empty pieces
+    # One regex over the whole head; only a head with a suspicious byte is checked line by line.
+    suspicious = _HEAD_BAD.search(text) is not None
+    status_line = lines[0]
+    if suspicious:
+        bad = _STATUS_BAD.search(status_line)
+        if bad is not None:
+            raise InvalidResponseError(
+                MSG_HTTP_BAD_CHAR.format(char=bad.group(), line=_show(status_line))
+            )
+    version, status, reason = _parse_status_line(status_line)
+    headers: list[tuple[str, str]] = []
+    for i in range(1, len(lines)):
+        line = lines[i]
+        if suspicious:
+            bad = _LINE_BAD.search(line)
+            if bad is not None:
+                raise InvalidResponseError(
+                    MSG_HTTP_BAD_CHAR.format(char=bad.group(), line=_show(line))
+                )
+        if line[0] in " \t":  # obs-fold
+            if not headers:
+                raise InvalidResponseError(MSG_HTTP_BAD_HEADER_LINE.format(line=_show(line)))
+            name, value = headers[-1]
+            headers[-1] = (name, (value + " " + line.strip(" \t")).strip(" \t"))
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            raise InvalidResponseError(MSG_HTTP_BAD_HEADER_LINE.format(line=_show(line)))
+        if line[colon - 1] in " \t":
+            raise InvalidResponseError(MSG_HTTP_HEADER_NAME_SPACE.format(line=_show(line)))
+        if _TOKEN.fullmatch(line, 0, colon) is None:
+            raise InvalidResponseError(MSG_HTTP_BAD_HEADER_LINE.format(line=_show(line)))
+        if len(headers) == max_headers:
+            raise ResponseHeadTooLarge(MSG_HTTP_TOO_MANY_HEADERS.format(limit=max_headers))
+        headers.append((line[:colon], line[colon + 1 :].strip(" \t")))
+    return _frame(version, status, reason, headers, request_method)
+
+
+def _frame(
+    version: int, status: int, reason: str, headers: list[tuple[str, str]], request_method: str
+) -> ResponseHead:
+    """Decide keep-alive and body framing (RFC 9112 sections 6.3 and 9.3)."""
+    close = keep_alive_token = False
+    lengths: list[str] = []
+    codings: list[str] = []
+    for name, value in headers:
+        size = len(name)
+        if size == 10 and name.lower() == "connection":
+            c, k = _connection_tokens(value)
+            close |= c
+            keep_alive_token |= k
+        elif size == 14 and name.lower() == "content-length":
+            lengths.append(value)
+        elif size == 17 and name.lower() == "transfer-encoding":
+            codings.append(value)
+    keep_alive = not close and (version == 11 or keep_alive_token)
+    content_length: int | None = None
+    if status == 101:
+        framing = "none"
+        keep_alive = False
+    elif request_method == "HEAD" or status < 200 or status == 204 or status == 304:
+        framing = "none"
+    elif request_method == "CONNECT" and status < 300:
+        framing = "none"
+        keep_alive = True  # the tunnel takes over the socket
+    elif codings:
+        last = ""
+        for value in codings:
+            for coding in value.split(","):
+                coding = coding.strip(" \t")
+                if coding:
+                    last = coding
+        if not last:
+            raise InvalidResponseError(
+                MSG_HTTP_BAD_TRANSFER_ENCODING.format(value=", ".join(codings))
+            )
+        if last.lower() == "chunked":
+            framing = "chunked"
+            if lengths or version == 10:
+                keep_alive = False  # framing the server may not mean: never reuse
+        else:
+            framing = "close"
+    elif lengths:
+        framing = "length"
+        content_length = _content_length(lengths)
+    else:
+        framing = "close"
+    if framing == "close":
+        keep_alive = False
+    return ResponseHead(version, status, reason, headers, keep_alive, framing, content_length)
+
+
+def parse_response_head(
+    data: Buffer,
+    request_method: str = "GET",
+    max_head_bytes: int = 65536,
+    max_headers: int = 100,
+) -> tuple[ResponseHead, int] | None:
+    """Parse the response head at the start of ``data``; None if it is not complete yet.
+
+    Returns ``(head, consumed)``: ``consumed`` counts the bytes up to and including the head's
+    blank line. 1xx interim responses (but 101) are skipped, their bytes counted in
+    ``consumed``. ``request_method`` (default ``"GET"``) matters for HEAD and CONNECT.
+    Raises :class:`~fastpool.exceptions.ResponseHeadTooLarge` when the heads do not end within
+    ``max_head_bytes`` (default 65536) bytes or one has more than ``max_headers`` (default 100)
+    header lines, and :class:`~fastpool.exceptions.InvalidResponseError` for a malformed head.
+    """
+    max_head_bytes = _check_limit("max_head_bytes", max_head_bytes)
+    max_headers = _check_limit("max_headers", max_headers)
+    if not isinstance(request_method, str):
+        raise TypeError(
+            MSG_NOT_STR.format(name="request_method", type=type(request_method).__name__)
+        )
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+        data = bytes(data[:max_head_bytes])
+    size = len(data)
+    stop = min(size, max_head_bytes)
+    start = 0
+    while True:
+        # Fail fast on what cannot become a status line (HTTP/0.9, another protocol).
+        seen = min(stop - start, len(_STATUS_PREFIX))
+        if data[start : start + seen] != _STATUS_PREFIX[:seen]:
+            line = _first_line(data, start, stop)
+            raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(line)))
+        end = _find_head_end(data, start, stop)
+        if end < 0:
+            if size >= max_head_bytes:
+                raise ResponseHeadTooLarge(MSG_HTTP_HEAD_TOO_LARGE.format(limit=max_head_bytes))
+            return None
+        head = _parse_head(data[start:end].decode("latin-1"), request_method, max_headers)
+        if head._status >= 200 or head._status == 101:
+            return head, end
+        start = end
+
+
+# --- chunked body ------------------------------------------------------------------------------
+
+_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+
+
+class ChunkedDecoder:
+    """Decode a ``Transfer-Encoding: chunked`` body fed in pieces of any size.
+
+    :meth:`feed` returns the body bytes found in each piece. ``done`` turns True after the
+    last chunk and the trailers' blank line; ``trailers`` holds the trailer fields as
+    ``(name, value)`` str pairs; ``unused`` the bytes fed after the end. Chunk extensions are
+    ignored. A chunk-size line may be at most ``max_line_bytes`` (default 65536) bytes, the
+    trailer section at most ``max_trailer_bytes`` (default 65536) bytes; beyond that, and for a
+    malformed size, a missing CRLF after chunk data or a bad trailer line,
+    :class:`~fastpool.exceptions.InvalidChunkError` is raised.
+    """
+
+    __slots__ = (
+        "_max_line",
+        "_max_trailer",
+        "_partial",
+        "_remaining",
+        "_state",
+        "_trailer_bytes",
+        "_trailers",
+        "_unused",
+    )
+
+    def __init__(self, max_line_bytes: int = 65536, max_trailer_bytes: int = 65536) -> None:
+        self._max_line = _check_limit("max_line_bytes", max_line_bytes)
+        self._max_trailer = _check_limit("max_trailer_bytes", max_trailer_bytes)
+        self._state = _SIZE
+        self._remaining = 0  # body bytes left in this chunk, or CRLF bytes left after it
+        self._partial = b""  # an incomplete size or trailer line
+        self._trailer_bytes = 0
+        self._trailers: list[tuple[str, str]] = []
+        self._unused = b""
+
+    @property
+    def done(self) -> bool:
+        """True once the last chunk and the trailer section have been read."""
+        return self._state == _DONE
+
+    @property
+    def trailers(self) -> list[tuple[str, str]]:
+        """The trailer fields, ``(name, value)`` str pairs in order."""
+        return self._trailers
+
+    @property
+    def unused(self) -> bytes:
+        """Bytes fed after the end of the body (the next response, or garbage)."""
+        return self._unused
+
+    def _line(self, data: bytes, pos: int, limit: int, too_long: str) -> tuple[bytes, int]:
+        """Take one CRLF line from ``data[pos:]`` (joined with a held partial one).
+
+        Returns ``(line without CRLF, next pos)``, or ``(b"", -1)`` if the line is not complete.
+        ``limit`` bounds the line with its CRLF.
+        """
+        lf = data.find(b"\n", pos, pos + limit - len(self._partial))
+        if lf < 0:
+            if len(self._partial) + len(data) - pos >= limit:
+                raise InvalidChunkError(too_long)
+            self._partial += data[pos:]
+            return b"", -1
+        line = data[pos:lf]
+        if self._partial:
+            line = self._partial + line
+            self._partial = b""
+        if not line.endswith(b"\r") or b"\r" in line[:-1]:
+            raise InvalidChunkError(
+                (MSG_HTTP_BAD_CHUNK_SIZE if self._state == _SIZE else MSG_HTTP_BAD_TRAILER).format(
+                    line=line[:SHOW_BYTES]
+                )
+            )
+        return line[:-1], lf + 1
+
+    def _chunk_size(self, line: bytes) -> int:
+        n = len(line)
+        i = 0
+        while i < n and line[i] in _HEX:
+            i += 1
+        digits = line[:i].lstrip(b"0")
+        if i == 0 or len(digits) > 16 or (i < n and line[i] != 0x3B):  # 0x3B is ";"
+            raise InvalidChunkError(MSG_HTTP_BAD_CHUNK_SIZE.format(line=line[:SHOW_BYTES]))
+        size = int(digits or b"0", 16)
+        if size > MAX_SIZE:
+            raise InvalidChunkError(MSG_HTTP_BAD_CHUNK_SIZE.format(line=line[:SHOW_BYTES]))
+        return size
+
+    def _trailer(self, line: bytes) -> None:
+        text = line.decode("latin-1")
+        colon = text.find(":")
+        if (
+            colon <= 0
+            or _TOKEN.fullmatch(text, 0, colon) is None
+            or _LINE_BAD.search(text) is not None
+        ):
+            raise InvalidChunkError(MSG_HTTP_BAD_TRAILER.format(line=line[:SHOW_BYTES]))
+        self._trailers.append((text[:colon], text[colon + 1 :].strip(" \t")))
+
+    def feed(self, data: Buffer) -> bytes:
+        """Decode the next piece of the body; return the body bytes it holds (maybe ``b""``)."""
+        if type(data) is not bytes:
+            if not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+            data = bytes(data)
+        if self._state == _DONE:
+            self._unused += data
+            return b""
+        out: list[bytes] = []
+        pos = 0
+        size = len(data)
+        while pos < size:
+            state = self._state
+            if state == _DATA:
+                take = min(self._remaining, size - pos)
+                out.append(data[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _DATA_END
+                    self._remaining = 2
+            elif state == _SIZE:
+                line, pos = self._line(
+                    data,
+                    pos,
+                    self._max_line,
+                    MSG_HTTP_CHUNK_LINE_TOO_LONG.format(limit=self._max_line),
+                )
+                if pos < 0:
+                    break
+                chunk = self._chunk_size(line)
+                if chunk:
+                    self._state = _DATA
+                    self._remaining = chunk
+                else:
+                    self._state = _TRAILER
+            elif state == _DATA_END:
+                if data[pos] != (0x0D if self._remaining == 2 else 0x0A):  # CR, then LF
+                    raise InvalidChunkError(MSG_HTTP_CHUNK_NO_CRLF.format(got=data[pos : pos + 1]))
+                pos += 1
+                self._remaining -= 1
+                if self._remaining == 0:
+                    self._state = _SIZE
+            else:  # _TRAILER
+                start = pos - len(self._partial)
+                line, pos = self._line(
+                    data,
+                    pos,
+                    self._max_trailer - self._trailer_bytes,
+                    MSG_HTTP_TRAILERS_TOO_LARGE.format(limit=self._max_trailer),
+                )
+                if pos < 0:
+                    break
+                self._trailer_bytes += pos - start
+                if not line:
+                    self._state = _DONE
+                    self._unused = data[pos:]
+                    break
+                self._trailer(line)
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
