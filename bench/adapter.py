@@ -1,0 +1,178 @@
+"""fastpool.HTTPAdapter against requests' stock HTTPAdapter, on nginx over loopback.
+
+Three scenarios, each run with both adapters in the same process, interleaved, repeated; the
+table shows medians and the ratio stock time / fastpool time (higher is better for fastpool):
+
+- ``session.get``: a ``requests.Session`` with the adapter mounted, one thread, keep-alive,
+  ``GET /100b`` (target: ratio >= 1.35);
+- ``adapter.send``: ``adapter.send(prepared)`` and reading the body, nothing else (target >= 3);
+- ``32 threads``: 32 threads sharing one Session with default pool sizes, one host: throughput
+  (target: no lower than stock) and the TCP connections nginx accepted (target: the same).
+
+Run ``python bench/adapter.py [--requests N] [--repeats R]``; the pytest-benchmark versions are
+in ``bench/test_bench_adapter.py``. On a shared machine the figures are indicative only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+import requests.adapters
+
+if __name__ == "__main__":  # run from a source checkout: import this tree's fastpool
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import fastpool
+
+ADAPTERS: dict[str, type[requests.adapters.HTTPAdapter]] = {
+    "stock": requests.adapters.HTTPAdapter,
+    "fastpool": fastpool.HTTPAdapter,
+}
+THREADS = 32
+_JOIN_SECONDS = 60.0
+
+
+def make_session(adapter: requests.adapters.HTTPAdapter) -> requests.Session:
+    """A Session with ``adapter`` mounted for http and https (environment ignored)."""
+    session = requests.Session()
+    session.trust_env = False  # the same for both adapters, and no per-request env lookups
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def session_get(session: requests.Session, url: str) -> Callable[[], None]:
+    """One ``session.get(url)`` (the body is read, so the connection goes back to the pool)."""
+
+    def run() -> None:
+        session.get(url).content  # noqa: B018 - reading the body is the point
+
+    return run
+
+
+def adapter_send(adapter: requests.adapters.HTTPAdapter, url: str) -> Callable[[], None]:
+    """One ``adapter.send(prepared)`` plus reading the body, as Session.send does."""
+    with make_session(adapter) as session:
+        prepared = session.prepare_request(requests.Request("GET", url))
+
+    def run() -> None:
+        adapter.send(prepared).content  # noqa: B018 - reading the body releases the connection
+
+    return run
+
+
+def per_request(run: Callable[[], None], n: int) -> float:
+    """Seconds per call of ``run`` over ``n`` calls."""
+    started = time.perf_counter()
+    for _ in range(n):
+        run()
+    return (time.perf_counter() - started) / n
+
+
+def threaded(session: requests.Session, url: str, n: int, threads: int = THREADS) -> float:
+    """Seconds per request for ``threads`` threads doing ``n`` GETs each on one shared Session."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        try:
+            start.wait(_JOIN_SECONDS)
+            for _ in range(n):
+                session.get(url).content  # noqa: B018
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    start.wait(_JOIN_SECONDS)
+    started = time.perf_counter()
+    for thread in pool:
+        thread.join(_JOIN_SECONDS)
+    elapsed = time.perf_counter() - started
+    if errors or any(thread.is_alive() for thread in pool):
+        raise RuntimeError(f"threaded run failed: {errors[:1] or 'a thread did not finish'}")
+    return elapsed / (n * threads)
+
+
+def measure(nginx: Any, n: int = 2000, repeats: int = 5) -> list[dict[str, Any]]:
+    """Run the three scenarios against ``nginx`` (bench/nginx_server.NginxServer); one row each
+    with median seconds per request per adapter and the stock/fastpool ratio."""
+    url = nginx.http_url + "/100b"
+    rows = []
+    for scenario in ("session.get", "adapter.send"):
+        runs: dict[str, Callable[[], None]] = {}
+        for name, cls in ADAPTERS.items():
+            adapter = cls()
+            if scenario == "session.get":
+                runs[name] = session_get(make_session(adapter), url)
+            else:
+                runs[name] = adapter_send(adapter, url)
+            per_request(runs[name], 50)  # warm up: connect, fill caches
+        times: dict[str, list[float]] = {name: [] for name in ADAPTERS}
+        for _ in range(repeats):
+            for name, run in runs.items():  # interleaved, so both meet the same noise
+                times[name].append(per_request(run, n))
+        rows.append(_row(scenario, times))
+    times = {name: [] for name in ADAPTERS}
+    connections: dict[str, int] = {}
+    for name, cls in ADAPTERS.items():
+        before = nginx.connections()
+        with make_session(cls()) as session:
+            for _ in range(repeats):
+                times[name].append(threaded(session, url, max(1, n // THREADS)))
+        connections[name] = nginx.connections() - before
+    rows.append({**_row(f"{THREADS} threads", times), "connections": connections})
+    return rows
+
+
+def _row(scenario: str, times: dict[str, list[float]]) -> dict[str, Any]:
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {"scenario": scenario, **medians, "ratio": medians["stock"] / medians["fastpool"]}
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of :func:`measure`'s rows (microseconds per request)."""
+    lines = [
+        "| scenario | stock µs/req | fastpool µs/req | stock/fastpool | connections (s, f) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        conns = row.get("connections")
+        conn_text = f"{conns['stock']}, {conns['fastpool']}" if conns else ""
+        lines.append(
+            f"| {row['scenario']} | {row['stock'] * 1e6:.1f} | {row['fastpool'] * 1e6:.1f} "
+            f"| {row['ratio']:.2f}x | {conn_text} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start nginx, measure, print the table (``--requests``, ``--repeats``)."""
+    from nginx_server import RUN_ROOT, NginxServer  # bench/ is on sys.path when run as a script
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per repeat (default 2000)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats (default 5)")
+    args = parser.parse_args(argv)
+    # 32 threads over pool_maxsize=10 discard connections: one warning each, for both adapters.
+    for logger in ("urllib3", "fastpool"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
+    with NginxServer(RUN_ROOT / "nginx-adapter-bench", hosts=0) as nginx:
+        rows = measure(nginx, args.requests, args.repeats)
+    print(f"fastpool {fastpool.__version__} ({fastpool.implementation()} core), "
+          f"requests {requests.__version__}; medians of {args.repeats} repeats")  # fmt: skip
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

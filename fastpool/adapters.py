@@ -1,0 +1,447 @@
+"""fastpool's transport adapter: a drop-in for :class:`requests.adapters.HTTPAdapter`.
+
+``HTTPAdapter`` keeps requests' adapter contract (signature, defaults, pickling, every
+overridable hook) and drives fastpool's :class:`~fastpool.poolmanager.PoolManager` instead of
+urllib3's. Errors reach the user as the same ``requests.exceptions`` classes as with the stock
+adapter, and responses are the same :class:`requests.Response` objects.
+
+``send`` has two routes to the same result:
+
+* the *general* route calls the overridable hooks exactly as the stock adapter does
+  (``get_connection_with_tls_context``, ``cert_verify``, ``request_url``, ``add_headers``,
+  ``build_response``). It serves proxies, client certificates, CA paths, subclasses that
+  override a hook, and anything else unusual;
+* the *fast* route serves the common case (no proxy, ``verify`` True or False, no client
+  certificate, hooks not overridden). It skips the repeated URL parsing, pool-key building and
+  ``Timeout`` construction of the stock route and builds the ``Response`` directly. The
+  differential tests (tests/test_adapter_diff.py) hold both routes to the stock adapter's output.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import TYPE_CHECKING, Any
+
+import requests.adapters as _stock
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.exceptions import (
+    ConnectionError,
+    ConnectTimeout,
+    InvalidHeader,
+    InvalidURL,
+    ProxyError,
+    ReadTimeout,
+    RetryError,
+    SSLError,
+    Timeout,
+)
+from requests.models import Response
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_auth_from_url, get_encoding_from_headers, select_proxy
+from urllib3 import exceptions as _u3
+from urllib3.util import Timeout as TimeoutSauce
+
+from .poolmanager import PoolManager, proxy_from_url
+
+if TYPE_CHECKING:
+    from requests.models import PreparedRequest
+
+__all__ = ("HTTPAdapter", "PoolTimeout")
+
+DEFAULT_POOLSIZE = _stock.DEFAULT_POOLSIZE
+DEFAULT_RETRIES = _stock.DEFAULT_RETRIES
+DEFAULT_POOLBLOCK = _stock.DEFAULT_POOLBLOCK
+DEFAULT_POOL_TIMEOUT = None
+
+MSG_BAD_TIMEOUT_TUPLE = (
+    "Invalid timeout {timeout}. Pass a (connect, read) timeout tuple, "
+    "or a single float to set both timeouts to the same value."
+)
+
+# The hooks whose stock behaviour the fast route reproduces; a subclass overriding any of them
+# gets the general route, so its override is honoured.
+_FAST_ROUTE_HOOKS = (
+    "send",
+    "get_connection_with_tls_context",
+    "build_connection_pool_key_attributes",
+    "cert_verify",
+    "request_url",
+    "add_headers",
+    "build_response",
+)
+
+# Response.elapsed until Session.send sets it (timedelta is immutable, so one is shared).
+_ZERO = datetime.timedelta(0)
+
+# Bounds on the fast route's small caches (origin -> pool key parts; timeout -> Timeout).
+_ORIGIN_CACHE_SIZE = 256
+_TIMEOUT_CACHE_SIZE = 32
+
+
+class PoolTimeout(ConnectionError, Timeout):
+    """No pooled connection became free within ``pool_timeout`` (only with ``pool_block=True``).
+
+    A :class:`requests.exceptions.ConnectionError` like every failure to get a connection, and a
+    :class:`requests.exceptions.Timeout` (as :class:`~requests.exceptions.ConnectTimeout` is),
+    so code that retries on timeouts retries on this too: nothing was sent to the server.
+    """
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _check_pool_timeout(value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"pool_timeout must be a number or None, got {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"pool_timeout must be >= 0 or None, got {value}")
+
+
+def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseException | None:
+    """Map an exception from ``urlopen`` to what the stock adapter raises; None: re-raise as is.
+
+    The order of the checks is the stock adapter's, so an exception that is several things at
+    once (fastpool's classes subclass urllib3's) maps the same way.
+    """
+    if isinstance(err, (_u3.ProtocolError, OSError)):
+        return ConnectionError(err, request=request)
+    if isinstance(err, _u3.MaxRetryError):
+        reason = err.reason
+        if isinstance(reason, _u3.ConnectTimeoutError) and not isinstance(
+            reason, _u3.NewConnectionError
+        ):
+            return ConnectTimeout(err, request=request)
+        if isinstance(reason, _u3.ResponseError):
+            return RetryError(err, request=request)
+        if isinstance(reason, _u3.ProxyError):
+            return ProxyError(err, request=request)
+        if isinstance(reason, _u3.SSLError):
+            return SSLError(err, request=request)
+        return ConnectionError(err, request=request)
+    if isinstance(err, _u3.ClosedPoolError):
+        return ConnectionError(err, request=request)
+    # Ours: stock never bounds the wait, so urllib3's EmptyPoolError escaped it unmapped.
+    if isinstance(err, _u3.EmptyPoolError):
+        return PoolTimeout(err, request=request)
+    if isinstance(err, _u3.ProxyError):
+        return ProxyError(err)  # stock passes no request here
+    if isinstance(err, _u3.SSLError):
+        return SSLError(err, request=request)
+    if isinstance(err, _u3.ReadTimeoutError):
+        return ReadTimeout(err, request=request)
+    if isinstance(err, _u3.InvalidHeader):
+        return InvalidHeader(err, request=request)
+    return None
+
+
+def _resolve_timeout(timeout: Any) -> TimeoutSauce:
+    """The stock adapter's reading of ``timeout``: a float, a (connect, read) tuple or a Timeout."""
+    if isinstance(timeout, tuple):
+        try:
+            connect, read = timeout
+        except ValueError:
+            raise ValueError(MSG_BAD_TIMEOUT_TUPLE.format(timeout=timeout))
+        return TimeoutSauce(connect=connect, read=read)
+    if isinstance(timeout, TimeoutSauce):
+        return timeout
+    return TimeoutSauce(connect=timeout, read=timeout)
+
+
+def _split_url(url: str) -> tuple[str, str] | None:
+    """Split a prepared URL into its origin (``scheme://netloc``) and its ``path_url``.
+
+    Returns None where the quick split might disagree with ``PreparedRequest.path_url``
+    (urllib.parse) so the caller takes the general route.
+    """
+    start = url.find("://")
+    if start <= 0:
+        return None
+    slash = url.find("/", start + 3)
+    if slash < 0:
+        return None
+    origin = url[:slash]
+    if "?" in origin or "#" in origin or "@" in origin:
+        return None
+    path = url[slash:]
+    hash_at = path.find("#")
+    if hash_at >= 0:
+        path = path[:hash_at]
+    path = path.removesuffix("?")
+    # urlsplit strips these anywhere and leading/trailing blanks; let it handle such URLs.
+    if "\t" in url or "\r" in url or "\n" in url or url[-1] <= " " or url[0] <= " ":
+        return None
+    return origin, path
+
+
+class HTTPAdapter(_stock.HTTPAdapter):
+    """A drop-in for :class:`requests.adapters.HTTPAdapter` on fastpool's connection pools.
+
+    Mount it like the stock adapter::
+
+        >>> import requests, fastpool
+        >>> s = requests.Session()
+        >>> s.mount("https://", fastpool.HTTPAdapter(pool_maxsize=32))
+
+    :param pool_connections: how many per-host pools to keep (least recently used go first).
+        Default 10.
+    :param pool_maxsize: how many connections each host pool keeps for reuse. Default 10.
+    :param max_retries: an int or a :class:`urllib3.util.Retry`; as in requests, an int retries
+        only failed DNS lookups, connects and connect timeouts. Default 0.
+    :param pool_block: when a host pool has ``pool_maxsize`` connections in use, wait for one
+        (True) or open an extra one that is discarded after use (False). Default False.
+    :param pool_timeout: keyword-only. With ``pool_block=True``, how many seconds to wait for a
+        free connection before raising :class:`PoolTimeout`. Default None: wait as long as it
+        takes, as the stock adapter does.
+    """
+
+    __attrs__ = [*_stock.HTTPAdapter.__attrs__, "_pool_timeout"]  # noqa: RUF012 - as stock
+
+    _pool_timeout: float | None
+
+    def __init__(
+        self,
+        pool_connections: int = DEFAULT_POOLSIZE,
+        pool_maxsize: int = DEFAULT_POOLSIZE,
+        max_retries: Any = DEFAULT_RETRIES,
+        pool_block: bool = DEFAULT_POOLBLOCK,
+        *,
+        pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
+    ) -> None:
+        _check_count("pool_connections", pool_connections)
+        _check_count("pool_maxsize", pool_maxsize)
+        _check_pool_timeout(pool_timeout)
+        self._pool_timeout = pool_timeout
+        self._reset_fast_route()
+        super().__init__(pool_connections, pool_maxsize, max_retries, pool_block)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._pool_timeout = DEFAULT_POOL_TIMEOUT  # a state pickled by an older version
+        self._reset_fast_route()
+        super().__setstate__(state)
+
+    def _reset_fast_route(self) -> None:
+        cls = type(self)
+        self._fast_route = all(
+            getattr(cls, hook) is getattr(HTTPAdapter, hook) for hook in _FAST_ROUTE_HOOKS
+        )
+        self._origins: dict[str, dict[str, Any]] = {}
+        self._timeouts: dict[tuple[type, Any], TimeoutSauce] = {}
+
+    @property
+    def pool_timeout(self) -> float | None:
+        """Seconds to wait for a free connection with ``pool_block=True``; None waits forever."""
+        return self._pool_timeout
+
+    def init_poolmanager(
+        self,
+        connections: int,
+        maxsize: int,
+        block: bool = DEFAULT_POOLBLOCK,
+        **pool_kwargs: Any,
+    ) -> None:
+        """Create :attr:`poolmanager`, a :class:`fastpool.PoolManager` (only for subclasses)."""
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        # fastpool's PoolManager has urllib3's interface without subclassing it.
+        self.poolmanager = PoolManager(  # type: ignore[assignment]
+            num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """Return the manager for ``proxy`` (only for subclasses), creating it on first use.
+
+        HTTP(S) proxies get fastpool's ProxyManager; ``socks`` proxies get urllib3's
+        SOCKSProxyManager exactly as with the stock adapter (``InvalidSchema`` without PySocks).
+        """
+        manager = self.proxy_manager.get(proxy)
+        if manager is not None:
+            return manager
+        if proxy.lower().startswith("socks"):
+            username, password = get_auth_from_url(proxy)
+            # stock's own name: urllib3's manager, or its stand-in raising InvalidSchema
+            manager = _stock.SOCKSProxyManager(  # type: ignore[attr-defined]
+                proxy,
+                username=username,
+                password=password,
+                num_pools=self._pool_connections,
+                maxsize=self._pool_maxsize,
+                block=self._pool_block,
+                **proxy_kwargs,
+            )
+        else:
+            manager = proxy_from_url(
+                proxy,
+                proxy_headers=self.proxy_headers(proxy),
+                num_pools=self._pool_connections,
+                maxsize=self._pool_maxsize,
+                block=self._pool_block,
+                **proxy_kwargs,
+            )
+        self.proxy_manager[proxy] = manager
+        return manager
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> Response:
+        """Send a :class:`requests.PreparedRequest` and return a :class:`requests.Response`.
+
+        The parameters and their defaults are the stock adapter's: ``stream`` (False),
+        ``timeout`` (None: a float, a ``(connect, read)`` tuple or a urllib3 ``Timeout``),
+        ``verify`` (True, or a CA bundle file or directory), ``cert`` (None, a client certificate
+        path or ``(cert, key)``), ``proxies`` (None).
+        """
+        fast = None
+        if self._fast_route and cert is None and (verify is True or verify is False):
+            fast = self._fast_target(request, timeout, verify, proxies)
+        if fast is None:
+            conn, url, resolved_timeout = self._general_target(
+                request, stream, timeout, verify, cert, proxies
+            )
+        else:
+            conn, url, resolved_timeout = fast
+        body = request.body
+        try:
+            resp = conn.urlopen(
+                method=request.method,
+                url=url,
+                body=body,
+                headers=request.headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=self.max_retries,
+                timeout=resolved_timeout,
+                pool_timeout=self._pool_timeout,
+                chunked=not (body is None or "Content-Length" in request.headers),
+            )
+        except Exception as err:
+            mapped = _to_requests_error(err, request)
+            if mapped is None:
+                raise
+            raise mapped
+        if fast is None:
+            return self.build_response(request, resp)
+        return self._fast_response(request, resp)
+
+    def _general_target(
+        self,
+        request: PreparedRequest,
+        stream: bool,
+        timeout: Any,
+        verify: Any,
+        cert: Any,
+        proxies: dict[str, str] | None,
+    ) -> tuple[Any, str, TimeoutSauce]:
+        """Pool, request target and timeout through the overridable hooks, as stock does."""
+        try:
+            conn = self.get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        except _u3.LocationValueError as e:
+            raise InvalidURL(e, request=request)
+        self.cert_verify(conn, request.url, verify, cert)  # type: ignore[arg-type]
+        url = self.request_url(request, proxies)
+        self.add_headers(
+            request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+        )
+        return conn, url, _resolve_timeout(timeout)
+
+    def _fast_target(
+        self,
+        request: PreparedRequest,
+        timeout: Any,
+        verify: bool,
+        proxies: dict[str, str] | None,
+    ) -> tuple[Any, str, TimeoutSauce] | None:
+        """The general route's answer without its repeated parsing; None: take that route."""
+        url = request.url
+        manager_type: type = type(self.poolmanager)
+        if type(url) is not str or manager_type is not PoolManager:
+            return None
+        if proxies and select_proxy(url, proxies):
+            return None
+        split = _split_url(url)
+        if split is None:
+            return None
+        origin, path = split
+        host_params = self._origins.get(origin)
+        if host_params is None:
+            host_params = self._host_params(request, origin)
+            if host_params is None:
+                return None
+        resolved_timeout = self._timeout_for(timeout)
+        conn = self.poolmanager.connection_from_host(
+            **host_params,
+            pool_kwargs={"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"},
+        )
+        self.cert_verify(conn, url, verify, None)
+        return conn, path, resolved_timeout
+
+    def _host_params(self, request: PreparedRequest, origin: str) -> dict[str, Any] | None:
+        try:
+            host_params, _ = self.build_connection_pool_key_attributes(request, True, None)
+        except ValueError:
+            return None  # the general route raises the stock InvalidURL
+        if not host_params["host"]:
+            return None
+        if len(self._origins) >= _ORIGIN_CACHE_SIZE:
+            self._origins.clear()
+        self._origins[origin] = host_params
+        return host_params
+
+    def _timeout_for(self, timeout: Any) -> TimeoutSauce:
+        if isinstance(timeout, TimeoutSauce):
+            return timeout
+        key = (type(timeout), timeout)
+        try:
+            resolved = self._timeouts.get(key)
+        except TypeError:  # unhashable: let the stock reading complain or cope
+            return _resolve_timeout(timeout)
+        if resolved is None:
+            resolved = _resolve_timeout(timeout)
+            if len(self._timeouts) >= _TIMEOUT_CACHE_SIZE:
+                self._timeouts.clear()
+            self._timeouts[key] = resolved
+        return resolved
+
+    def _fast_response(self, request: PreparedRequest, resp: Any) -> Response:
+        """What :meth:`build_response` returns, built with fewer steps."""
+        raw_headers = resp.headers
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        # What CaseInsensitiveDict(raw_headers) stores: one entry per name, repeats joined.
+        store = {name.lower(): (name, raw_headers[name]) for name in raw_headers}
+        headers._store = store  # type: ignore[assignment]
+        response = Response.__new__(Response)
+        cookies = RequestsCookieJar()
+        response.__dict__.update(
+            _content=False,
+            _content_consumed=False,
+            _next=None,
+            status_code=resp.status,
+            headers=headers,
+            raw=resp,
+            url=request.url,
+            encoding=get_encoding_from_headers(headers),
+            history=[],
+            reason=resp.reason,
+            cookies=cookies,
+            elapsed=_ZERO,
+            request=request,
+            connection=self,
+        )
+        if "set-cookie" in headers._store or "set-cookie2" in headers._store:
+            extract_cookies_to_jar(cookies, request, resp)
+        return response

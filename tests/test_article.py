@@ -1,0 +1,215 @@
+"""The scenarios of "Requests' secret: pool_connections and pool_maxsize"
+(/work/shared/reference/requests-pooling-article.txt), run on local servers.
+
+Each test runs the same scenario once with the stock ``requests.adapters.HTTPAdapter`` and once
+with ``fastpool.HTTPAdapter`` and asserts that both open the same connections (counted by the
+servers) and log the same texts (stock under ``urllib3.connectionpool``, ours under
+``fastpool.connectionpool``). The article's numbers are asserted too, so that the comparison
+cannot pass by both sides doing nothing. Threaded steps meet at the server's ``/hold`` barrier,
+so two requests are really in flight together and the counts are deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+import requests
+import requests.adapters
+
+import fastpool
+from fastpool._localserver import LocalServers
+
+_LOGGERS = {
+    requests.adapters.HTTPAdapter: "urllib3.connectionpool",
+    fastpool.HTTPAdapter: "fastpool.connectionpool",
+}
+_THREAD_JOIN_SECONDS = 10.0
+
+
+@dataclass
+class Outcome:
+    """What a scenario did: log records (level, text) and connections accepted per host."""
+
+    logs: list[tuple[str, str]]
+    connections: list[int]
+
+    def texts(self, level: str) -> list[str]:
+        return [text for lvl, text in self.logs if lvl == level]
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._lock2 = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock2:
+            self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def two_servers() -> Iterator[LocalServers]:
+    with LocalServers(2) as servers:
+        yield servers
+
+
+@pytest.fixture
+def two_hosts(two_servers: Any) -> Iterator[Any]:
+    """Two local servers acting as two hosts (127.0.0.2 and 127.0.0.3), counters at zero."""
+    two_servers.reset_counts()
+    yield two_servers
+
+
+def run(adapter_cls: type, servers: Any, scenario: Callable[[type, Any], None]) -> Outcome:
+    """Run ``scenario(adapter_cls, servers)``; return its connection logs and counts."""
+    servers.reset_counts()
+    name = _LOGGERS[adapter_cls]
+    logger = logging.getLogger(name)
+    handler = _Capture()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        scenario(adapter_cls, servers)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    logs = [(r.levelname, r.getMessage()) for r in handler.records if r.name == name]
+    return Outcome(logs, [server.connections for server in servers.servers])
+
+
+def both(servers: Any, scenario: Callable[[type, Any], None]) -> Outcome:
+    """Run a scenario with both adapters; assert equal logs (as multisets) and counts."""
+    stock = run(requests.adapters.HTTPAdapter, servers, scenario)
+    ours = run(fastpool.HTTPAdapter, servers, scenario)
+    assert ours.connections == stock.connections
+    assert Counter(ours.logs) == Counter(stock.logs)
+    return stock
+
+
+def _threaded_gets(session: requests.Session, urls: list[str]) -> None:
+    """GET every URL from its own thread, all at once; re-raise the first failure."""
+    errors: list[BaseException] = []
+
+    def get(url: str) -> None:
+        try:
+            response = session.get(url, timeout=10)
+            assert response.status_code == 200, response.text
+        except Exception as exc:  # noqa: BLE001 - reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=get, args=(url,)) for url in urls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(_THREAD_JOIN_SECONDS)
+        assert not thread.is_alive(), "a request thread did not finish"
+    if errors:
+        raise errors[0]
+
+
+def _starting(outcome: Outcome) -> list[str]:
+    return [text for text in outcome.texts("DEBUG") if text.startswith("Starting new")]
+
+
+def _full(outcome: Outcome) -> list[str]:
+    return [text for text in outcome.texts("WARNING") if "pool is full" in text]
+
+
+# --- pool_connections ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pool_connections", "expected"), [(1, [2, 1]), (2, [1, 1])])
+def test_pool_connections_over_two_hosts(
+    two_hosts: Any, pool_connections: int, expected: list[int]
+) -> None:
+    """Three GETs: host A, host B, host A. One cached pool forgets A; two remember it."""
+    a, b = two_hosts.urls
+
+    def scenario(adapter_cls: type, servers: Any) -> None:
+        with requests.Session() as session:
+            session.mount("http://", adapter_cls(pool_connections=pool_connections))
+            for url in (a, b, a):
+                assert session.get(url + "/", timeout=10).status_code == 200
+
+    outcome = both(two_hosts, scenario)
+    assert outcome.connections == expected
+    assert len(_starting(outcome)) == sum(expected)
+    assert len([t for t in outcome.texts("DEBUG") if '"GET / HTTP/1.1" 200' in t]) == 3
+
+
+# --- pool_maxsize with threads -------------------------------------------------------------------
+
+
+def _two_rounds(maxsize: int, key: str) -> Callable[[type, Any], None]:
+    def scenario(adapter_cls: type, servers: Any) -> None:
+        host = servers.urls[1]
+        with requests.Session() as session:
+            session.mount("https://", adapter_cls())  # the article's unused default mount
+            session.mount("http://", adapter_cls(pool_connections=1, pool_maxsize=maxsize))
+            # Two requests in flight together, twice: the barrier releases both at once.
+            _threaded_gets(session, [f"{host}/hold?key={key}-1&n=2"] * 2)
+            _threaded_gets(session, [f"{host}/hold?key={key}-2&n=2"] * 2)
+
+    return scenario
+
+
+def test_pool_maxsize_two_keeps_both_connections(two_hosts: Any) -> None:
+    """pool_maxsize=2: two threads open two connections, the next two threads reuse them."""
+    outcome = both(two_hosts, _two_rounds(2, "max2"))
+    assert outcome.connections == [0, 2]
+    assert len(_starting(outcome)) == 2
+    assert _full(outcome) == []
+
+
+def test_pool_maxsize_one_discards_with_warning(two_hosts: Any) -> None:
+    """pool_maxsize=1: the second connection is discarded ("Connection pool is full"), so the
+    second round opens a new one and discards again."""
+    outcome = both(two_hosts, _two_rounds(1, "max1"))
+    assert outcome.connections == [0, 3]
+    assert len(_starting(outcome)) == 3
+    host = two_hosts.servers[1].host
+    assert (
+        _full(outcome)
+        == [f"Connection pool is full, discarding connection: {host}. Connection pool size: 1"] * 2
+    )
+
+
+# --- adapters mounted on different prefixes are independent --------------------------------------
+
+
+def test_longer_prefix_gets_its_own_adapter(two_hosts: Any) -> None:
+    """``http://`` has pool_maxsize=2, a longer ``http://host-b`` prefix has pool_maxsize=1.
+
+    Host A through the short prefix keeps both connections; host B through the long prefix
+    discards one, each round, exactly as if it were alone.
+    """
+    a, b = two_hosts.urls
+
+    def scenario(adapter_cls: type, servers: Any) -> None:
+        with requests.Session() as session:
+            session.mount("http://", adapter_cls(pool_connections=1, pool_maxsize=2))
+            session.mount(b, adapter_cls(pool_connections=1, pool_maxsize=1))
+            assert (
+                session.get_adapter(b + "/").poolmanager
+                is not session.get_adapter(a + "/").poolmanager
+            )
+            for round_ in (1, 2):
+                _threaded_gets(session, [f"{a}/hold?key=pa{round_}&n=2"] * 2)
+                _threaded_gets(session, [f"{b}/hold?key=pb{round_}&n=2"] * 2)
+
+    outcome = both(two_hosts, scenario)
+    assert outcome.connections == [2, 3]
+    host_b = two_hosts.servers[1].host
+    assert (
+        _full(outcome)
+        == [f"Connection pool is full, discarding connection: {host_b}. Connection pool size: 1"]
+        * 2
+    )
