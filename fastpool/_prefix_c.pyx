@@ -4,6 +4,11 @@
 Same observable behaviour and the same radix tree as the pure twin ``_prefix_py.PrefixRouter``
 (the typed source of truth; read its docstring for the semantics and why ranking uses the
 original prefix length). Here the match walk reads the lower-cased URL in C.
+
+No lock: each call holds the GIL throughout, and while a mount or unmount has the tree in an
+intermediate state (an edge being split or folded) it runs no Python code: objects that could
+start the cyclic GC are allocated before the tree is touched, and only strings are created
+in between. Prefixes and URLs are expected to be plain ``str``.
 """
 
 cimport cython
@@ -213,7 +218,9 @@ cdef class PrefixRouter:
 
     cdef list _ordered(self):
         # requests' Session.adapters order: longest first, ties in mount order (sorted is stable).
-        return sorted(self._entries.values(), key=_by_length)
+        cdef list entries = list(self._entries.values())
+        entries.sort(key=_by_length)
+        return entries
 
     def prefixes(self):
         """The mounted prefixes in requests' ``Session.adapters`` order."""
@@ -225,8 +232,11 @@ cdef class PrefixRouter:
 
     def clear(self):
         """Unmount every prefix."""
-        self._entries = {}
-        self._root = _Node("")
+        # Both allocated first: an allocation may start the GC, whose finalizers may match.
+        cdef dict entries = {}
+        cdef _Node root = _Node("")
+        self._entries = entries
+        self._root = root
 
     @classmethod
     def __class_getitem__(cls, item):

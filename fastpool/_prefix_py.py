@@ -18,6 +18,7 @@ The compiled ``_prefix_c.PrefixRouter`` behaves the same; this module is the typ
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Generic, TypeVar
 
 from .exceptions import MSG_NO_MATCH, MSG_NOT_STR, NoMatchError
@@ -95,25 +96,29 @@ class PrefixRouter(Generic[V]):
     mounted.
     """
 
-    __slots__ = ("_entries", "_root", "_seq")
+    __slots__ = ("_entries", "_lock", "_root", "_seq")
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry[V]] = {}  # exact prefix -> entry, in mount order
         self._root: _Node[V] = _Node("")
         self._seq = itertools.count()
+        # A split or a fold passes through states a concurrent walk must not see. (The compiled
+        # router needs no lock: no Python code runs while its tree is inconsistent.)
+        self._lock = threading.Lock()
 
     def mount(self, prefix: str, value: V) -> None:
         """Route URLs starting with ``prefix`` (any case) to ``value``; TypeError unless a str."""
         _check_str("prefix", prefix)
-        entry = self._entries.get(prefix)
-        if entry is not None:
-            entry.value = value  # as requests: the prefix keeps its place
-            return
-        entry = _Entry(prefix, value, next(self._seq))
-        node = self._node_for(entry.lowered)
-        node.entries.append(entry)
-        node.rank_entries()
-        self._entries[prefix] = entry
+        with self._lock:
+            entry = self._entries.get(prefix)
+            if entry is not None:
+                entry.value = value  # as requests: the prefix keeps its place
+                return
+            entry = _Entry(prefix, value, next(self._seq))
+            node = self._node_for(entry.lowered)
+            node.entries.append(entry)
+            node.rank_entries()
+            self._entries[prefix] = entry
 
     def _node_for(self, lowered: str) -> _Node[V]:
         """The node whose path is ``lowered``, splitting an edge or adding a leaf as needed."""
@@ -139,9 +144,15 @@ class PrefixRouter(Generic[V]):
     def unmount(self, prefix: str) -> V:
         """Remove the exact ``prefix`` and return its value; KeyError if it is not mounted."""
         _check_str("prefix", prefix)
-        entry = self._entries.pop(prefix, None)
-        if entry is None:
-            raise KeyError(prefix)
+        with self._lock:
+            entry = self._entries.pop(prefix, None)
+            if entry is None:
+                raise KeyError(prefix)
+            self._remove(entry)
+        return entry.value
+
+    def _remove(self, entry: _Entry[V]) -> None:
+        """Take ``entry`` off its node and prune the nodes left without a purpose."""
         # The path from the root to the entry's node, to prune what is left empty.
         path = [self._root]
         pos = 0
@@ -163,24 +174,24 @@ class PrefixRouter(Generic[V]):
                 parent.children[node.label[0]] = child
                 break
             del parent.children[node.label[0]]
-        return entry.value
 
     def match(self, url: str) -> V:
         """The value of the first prefix requests would pick for ``url``; NoMatchError if none."""
         _check_str("url", url)
         lowered = url.lower()
         end = len(lowered)
-        node = self._root
-        best = node.best
         pos = 0
-        while pos < end:
-            child = node.children.get(lowered[pos])
-            if child is None or not lowered.startswith(child.label, pos):
-                break
-            node = child
-            pos += len(child.label)
-            if node.best is not None and node.best.beats(best):
-                best = node.best
+        with self._lock:
+            node = self._root
+            best = node.best
+            while pos < end:
+                child = node.children.get(lowered[pos])
+                if child is None or not lowered.startswith(child.label, pos):
+                    break
+                node = child
+                pos += len(child.label)
+                if node.best is not None and node.best.beats(best):
+                    best = node.best
         if best is None:
             raise NoMatchError(MSG_NO_MATCH.format(url=url))
         return best.value
@@ -200,7 +211,9 @@ class PrefixRouter(Generic[V]):
 
     def _ordered(self) -> list[_Entry[V]]:
         # requests' Session.adapters order: longest first, ties in mount order (sorted is stable).
-        return sorted(self._entries.values(), key=lambda entry: -entry.length)
+        with self._lock:
+            entries = list(self._entries.values())
+        return sorted(entries, key=lambda entry: -entry.length)
 
     def prefixes(self) -> list[str]:
         """The mounted prefixes in requests' ``Session.adapters`` order."""
@@ -212,8 +225,9 @@ class PrefixRouter(Generic[V]):
 
     def clear(self) -> None:
         """Unmount every prefix."""
-        self._entries = {}
-        self._root = _Node("")
+        with self._lock:
+            self._entries = {}
+            self._root = _Node("")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} len={len(self._entries)}>"

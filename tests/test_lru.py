@@ -6,9 +6,11 @@ from __future__ import annotations
 import gc
 import importlib
 import itertools
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -392,7 +394,16 @@ def test_generic_alias(lru_cls: type) -> None:
 # --- threads ------------------------------------------------------------------------------------
 
 
-def test_threads_hammering_one_map(lru_cls: type) -> None:
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads far more often than the default 5 ms, to shake out races."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def test_threads_hammering_one_map(lru_cls: type, fast_switching: None) -> None:
     threads_n, ops_n, maxsize = 4, 3000, 8
     disposed: list[tuple[int, int]] = []
     m = lru_cls(maxsize, disposed.append)

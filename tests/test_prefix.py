@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib
 import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -224,6 +228,74 @@ def test_ten_thousand_mounts_match_like_a_linear_scan(router_cls: type) -> None:
             url = "HTTPS://nowhere.example/"
         first = next(p for p in ranked if url.lower().startswith(p.lower()))
         assert router.match(url) == router.get(first)
+
+
+# --- threads ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads far more often than the default 5 ms, to shake out races."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def test_matches_stay_right_while_another_thread_remounts(
+    router_cls: type, fast_switching: None
+) -> None:
+    # The churn prefixes split and fold the edges on the stable prefixes' paths but never beat
+    # them, so every match must keep returning the stable answer.
+    stable = [("https://", "tls"), ("https://api.example.com/", "api"), ("http://", "plain")]
+    churn = ["https://api.ex", "https://api.exz", "https://b", "HTTPS://API.EXAMPLE.COM/V", "h"]
+    expected = {
+        "https://api.example.com/x": "api",
+        "HTTPS://API.EXAMPLE.COM/": "api",
+        "https://api.eq": "tls",
+        "http://x": "plain",
+    }
+    router = router_with(router_cls, stable)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    deadline = time.monotonic() + 10
+
+    def remount() -> None:
+        try:
+            for i in range(20_000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    break
+                prefix = churn[i % len(churn)]
+                if prefix in router:
+                    router.unmount(prefix)
+                else:
+                    router.mount(prefix, "churn")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            for _ in range(5_000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    break
+                for url, value in expected.items():
+                    got = router.match(url)
+                    assert got == value, (url, got)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            stop.set()
+
+    workers = [threading.Thread(target=remount)] + [threading.Thread(target=read) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers[1:]:
+        worker.join(30)
+    stop.set()
+    workers[0].join(30)
+    assert not any(worker.is_alive() for worker in workers)
+    assert errors == []
+    for url, value in expected.items():
+        assert router.match(url) == value
 
 
 # --- state machine: compiled vs pure vs requests.Session ---------------------------------------
