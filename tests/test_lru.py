@@ -550,7 +550,7 @@ class LRUComparison(RuleBasedStateMachine):
     @invariant()
     def same_state(self) -> None:
         c, py, ref = self.maps["c"], self.maps["py"], self.maps["ref"]
-        assert c.keys() == py.keys()
+        assert c.keys() == py.keys() == list(ref._container)  # recency order, not just the set
         assert set(c.keys()) == ref.keys()
         assert c.values() == py.values() == list(ref._container.values())
         assert len(c) == len(py) == len(ref) <= c.maxsize
