@@ -9,6 +9,7 @@ import itertools
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -354,6 +355,30 @@ def test_finalizer_of_an_evicted_value_runs_after_the_state_is_final(lru_cls: ty
     m.clear()
     gc.collect()
     assert seen == [["b"], ["b"], []]
+
+
+class _Tracked:
+    """A value a weak reference can watch."""
+
+
+def test_no_reference_cycles(lru_cls: type) -> None:
+    # The linked list must not keep nodes alive by itself: with the cyclic GC off, dropping
+    # the map (or an entry) frees the values at once.
+    gc.disable()
+    try:
+        m = lru_cls(3)
+        values = [_Tracked() for _ in range(5)]
+        refs = [weakref.ref(value) for value in values]
+        for i, value in enumerate(values):
+            m[i] = value
+        del value, values
+        assert [ref() is None for ref in refs] == [True, True, False, False, False]
+        m.pop(3)
+        assert refs[3]() is None
+        del m
+        assert all(ref() is None for ref in refs)
+    finally:
+        gc.enable()
 
 
 # --- snapshots ----------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import random
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,6 +175,28 @@ def test_repr_and_generic_alias(router_cls: type) -> None:
     router = router_with(router_cls, [("http://", 1), ("https://", 2)])
     assert repr(router) == "<PrefixRouter len=2>"
     assert router_cls[int] is not None
+
+
+class _Tracked:
+    """A value a weak reference can watch."""
+
+
+def test_no_reference_cycles(router_cls: type) -> None:
+    # With the cyclic GC off, unmounting or dropping the router frees the values at once.
+    gc.disable()
+    try:
+        router = router_cls()
+        values = [_Tracked() for _ in range(4)]
+        refs = [weakref.ref(value) for value in values]
+        for prefix, value in zip(["http://", "https://", "https://a/", "https://a/b/"], values):
+            router.mount(prefix, value)
+        del value, values
+        router.unmount("https://a/")
+        assert refs[2]() is None
+        del router
+        assert all(ref() is None for ref in refs)
+    finally:
+        gc.enable()
 
 
 # --- Unicode: lower() changes lengths and depends on context -------------------------------------
