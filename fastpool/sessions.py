@@ -37,6 +37,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import check_header_validity, get_auth_from_url
 
 from ._environment import Environment
+from .adapters import HTTPAdapter
 from ._prefix import PrefixRouter
 from .exceptions import MSG_NO_MATCH, NoMatchError
 
@@ -53,7 +54,7 @@ __all__ = (
 )
 
 #: The adapter class a new Session mounts for ``https://`` and ``http://``.
-DEFAULT_ADAPTER: type[requests.adapters.HTTPAdapter] = requests.adapters.HTTPAdapter
+DEFAULT_ADAPTER: type[requests.adapters.HTTPAdapter] = HTTPAdapter
 
 #: Host pools an adapter keeps (an LRU): room for a crawler's working set of hosts.
 DEFAULT_POOL_CONNECTIONS = 256

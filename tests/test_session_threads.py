@@ -61,6 +61,7 @@ def host_queues(session: Session) -> Iterator[Any]:
 
 
 def assert_accounting_at_zero(session: Session) -> None:
+    """No connection of any pool still counted in use (all responses were read)."""
     if DEFAULT_ADAPTER.__module__.startswith("requests"):
         return  # the stock adapter has no HostQueue to read
     queues = list(host_queues(session))
@@ -93,8 +94,8 @@ def test_64_threads_share_one_session(app_server: Any, caplog: pytest.LogCapture
     # pool_maxsize=64: no connection was discarded and no more opened than threads
     assert [r for r in caplog.records if "pool is full" in r.getMessage()] == []
     assert app_server.connections <= THREADS
-    session.close()
     assert_accounting_at_zero(session)
+    session.close()
 
 
 def test_mount_during_traffic_is_safe(app_server: Any) -> None:
@@ -126,6 +127,7 @@ def test_mount_during_traffic_is_safe(app_server: Any) -> None:
     assert errors == []
     assert list(session.adapters)[:1] == [f"{base}/echo"]  # the longest prefix stays first
     assert session.get_adapter(f"{base}/echo") in spare
+    assert_accounting_at_zero(session)
     session.close()
     for adapter in spare:
         adapter.close()
@@ -164,8 +166,8 @@ def test_close_during_traffic_fails_clearly_and_recovers(app_server: Any) -> Non
     assert errors == []
     # afterwards the session works as before: nothing was corrupted
     assert session.get(f"{base}/echo?after=1", timeout=TIMEOUT).json()["query"] == "after=1"
-    session.close()
     assert_accounting_at_zero(session)
+    session.close()
 
 
 def test_cookie_jar_reads_while_threads_write() -> None:
