@@ -37,8 +37,8 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import check_header_validity, get_auth_from_url
 
 from ._environment import Environment
-from .adapters import HTTPAdapter
 from ._prefix import PrefixRouter
+from .adapters import HTTPAdapter
 from .exceptions import MSG_NO_MATCH, NoMatchError
 
 if TYPE_CHECKING:
