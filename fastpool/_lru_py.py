@@ -33,7 +33,7 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def check_maxsize(maxsize: object) -> int:
+def _check_maxsize(maxsize: object) -> int:
     """Return ``maxsize`` as an int, or raise TypeError/ValueError naming it."""
     if isinstance(maxsize, bool) or not isinstance(maxsize, int):
         raise TypeError(MSG_NOT_INT.format(name="maxsize", type=type(maxsize).__name__))
@@ -42,7 +42,7 @@ def check_maxsize(maxsize: object) -> int:
     return int(maxsize)
 
 
-def check_dispose_func(dispose_func: object) -> None:
+def _check_dispose_func(dispose_func: object) -> None:
     """Raise TypeError naming ``dispose_func`` unless it is callable or None."""
     if dispose_func is not None and not callable(dispose_func):
         raise TypeError(
@@ -90,8 +90,8 @@ class LRUMap(Generic[K, V]):
     _maxsize: int
 
     def __init__(self, maxsize: int = 10, dispose_func: Callable[[V], None] | None = None) -> None:
-        self._maxsize = check_maxsize(maxsize)
-        check_dispose_func(dispose_func)
+        self._maxsize = _check_maxsize(maxsize)
+        _check_dispose_func(dispose_func)
         self._dispose_func = dispose_func
         self._container = OrderedDict()
         # Not reentrant: nothing under the lock calls back into user code.
@@ -109,7 +109,7 @@ class LRUMap(Generic[K, V]):
 
     @dispose_func.setter
     def dispose_func(self, dispose_func: Callable[[V], None] | None) -> None:
-        check_dispose_func(dispose_func)
+        _check_dispose_func(dispose_func)
         self._dispose_func = dispose_func
 
     def _dispose(self, value: V) -> None:
