@@ -31,10 +31,10 @@ if __name__ == "__main__" or "--child" in sys.argv:  # a source checkout: this t
     sys.path.insert(0, str(HERE.parent))
     sys.path.insert(0, str(HERE))
 
-import urllib3  # noqa: E402
+import urllib3
 
-import fastpool  # noqa: E402
-from fastpool.poolmanager import PoolManager  # noqa: E402
+import fastpool
+from fastpool.poolmanager import PoolManager
 
 CASES = [("http", "/100b"), ("http", "/64k"), ("https", "/100b"), ("https", "/64k")]
 _CHILD_TIMEOUT = 300.0
@@ -132,7 +132,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         + (" pure µs |" if pure else "")
         + " urllib3/fastpool | fastpool/floor |"
         + (" urllib3/pure |" if pure else ""),
-        "|---|---:|---:|---:|" + ("---:|" if pure else "") + "---:|---:|" + ("---:|" if pure else ""),
+        "|---|---:|---:|---:|"
+        + ("---:|" if pure else "")
+        + "---:|---:|"
+        + ("---:|" if pure else ""),
     ]
     for r in rows:
         line = f"| {r['case']} | {r['urllib3'] * 1e6:.1f} | {r['fastpool'] * 1e6:.1f} | "

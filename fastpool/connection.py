@@ -12,9 +12,11 @@ import select
 import socket
 import ssl
 import typing
+from collections.abc import Iterable, Mapping
 from http.client import RemoteDisconnected
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+from urllib3._base_connection import ProxyConfig
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NameResolutionError,
@@ -22,7 +24,7 @@ from urllib3.exceptions import (
     ProxyError,
 )
 from urllib3.util.request import SKIP_HEADER, SKIPPABLE_HEADERS, body_to_chunks
-from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from . import __version__
 from ._http11 import parse_response_head, write_request_head
@@ -46,15 +48,6 @@ default_user_agent = f"fastpool/{__version__}"
 
 # Writing the head and a body this small in one sendall saves a syscall and a TCP segment.
 _COALESCE_BODY_BYTES = 16384
-
-
-class ProxyConfig(typing.NamedTuple):
-    """Proxy settings that change how a connection is made (urllib3's ``ProxyConfig``)."""
-
-    ssl_context: ssl.SSLContext | None = None
-    use_forwarding_for_https: bool = False
-    assert_hostname: None | str | typing.Literal[False] = None
-    assert_fingerprint: str | None = None
 
 
 def _resolve_timeout(timeout: Any) -> float | None:
@@ -96,7 +89,7 @@ class HTTPConnection:
         timeout: Any = _DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
         blocksize: int = 16384,
-        socket_options: list[tuple[int, int, int | bytes]] | None = default_socket_options,  # noqa: B006
+        socket_options: list[tuple[int, int, int | bytes]] | None = default_socket_options,
         proxy: Any = None,
         proxy_config: ProxyConfig | None = None,
     ) -> None:
@@ -205,7 +198,8 @@ class HTTPConnection:
             return sock
         assert last is not None
         raise NewConnectionError(
-            self, f"Failed to establish a new connection: {last}"  # type: ignore[arg-type]
+            self,  # type: ignore[arg-type]
+            f"Failed to establish a new connection: {last}",
         ) from last
 
     def connect(self) -> None:
@@ -403,7 +397,7 @@ class HTTPConnection:
                     return head
                 data = bytearray(view[:n])
             else:
-                data += view[:n]  # type: ignore[operator]
+                data += view[:n]
                 parsed = parse_response_head(data, method, max_head_bytes, max_headers)
                 if parsed is not None:
                     head, used = parsed

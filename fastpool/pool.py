@@ -15,14 +15,14 @@ import ssl
 import sys
 import typing
 import warnings
+from collections.abc import Mapping
 from http.client import RemoteDisconnected
-from typing import Any, Mapping
+from typing import Any
 
 from urllib3._collections import HTTPHeaderDict
 from urllib3._request_methods import RequestMethods
 from urllib3.connectionpool import _normalize_host
 from urllib3.exceptions import (
-    ClosedPoolError,
     EmptyPoolError,
     HostChangedError,
     InsecureRequestWarning,
@@ -48,6 +48,9 @@ from ._hostqueue import HostQueue
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
 from .exceptions import ProtocolError
 from .response import HTTPResponse
+
+if typing.TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_from_url")
 
@@ -115,7 +118,7 @@ class HTTPConnectionPool(RequestMethods):
             timeout = Timeout.from_float(timeout)
         if retries is None:
             retries = Retry.DEFAULT
-        self.timeout = timeout
+        self.timeout: Timeout = timeout
         self.retries = retries
         self.block = block
         self.pool = HostQueue(maxsize, block)
@@ -132,17 +135,25 @@ class HTTPConnectionPool(RequestMethods):
         # The common case, a Timeout without ``total``, needs no per-request Timeout object.
         self._fixed_timeouts: tuple[float | None, float | None] | None = None
         if timeout.total is None:
-            self._fixed_timeouts = (_resolve(timeout.connect_timeout), _resolve(timeout.read_timeout))
+            self._fixed_timeouts = (
+                _resolve(timeout.connect_timeout),
+                _resolve(timeout.read_timeout),
+            )
         self._same_host_cache: dict[str, bool] = {}
         self._target_cache: dict[str, tuple[str, str | None]] = {}
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(host={self.host!r}, port={self.port!r})"
 
+    @property
+    def _u3_self(self) -> Any:
+        # urllib3's exceptions and Retry are typed for its own ConnectionPool; ours quacks alike.
+        return self
+
     def __repr__(self) -> str:
         return f"<{self} {self.pool!r}>"
 
-    def __enter__(self) -> HTTPConnectionPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> typing.Literal[False]:
@@ -308,7 +319,9 @@ class HTTPConnectionPool(RequestMethods):
             if timeout_obj is not None:
                 read_timeout = _resolve(timeout_obj.read_timeout)
             if read_timeout == 0:
-                raise ReadTimeoutError(self, url, f"Read timed out. (read timeout={read_timeout})")
+                raise ReadTimeoutError(
+                    self._u3_self, url, f"Read timed out. (read timeout={read_timeout})"
+                )
             conn.settimeout(read_timeout)
             try:
                 head = conn.read_response_head(method)
@@ -367,7 +380,7 @@ class HTTPConnectionPool(RequestMethods):
             isinstance(err, OSError) and err.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
         ):
             raise ReadTimeoutError(
-                self, url, f"Read timed out. (read timeout={timeout_value})"
+                self._u3_self, url, f"Read timed out. (read timeout={timeout_value})"
             ) from err
 
     def urlopen(  # type: ignore[override]
@@ -406,7 +419,7 @@ class HTTPConnectionPool(RequestMethods):
         if release_conn is None:
             release_conn = preload_content
         if assert_same_host and not self.is_same_host(url):
-            raise HostChangedError(self, url, retries)
+            raise HostChangedError(self._u3_self, url, retries)
         http_tunnel_required = self.proxy is not None and connection_requires_http_tunnel(
             self.proxy, self.proxy_config, destination_scheme
         )
@@ -475,7 +488,7 @@ class HTTPConnectionPool(RequestMethods):
             elif isinstance(new_e, OSError):
                 new_e = ProtocolError("Connection aborted.", new_e)
             retries = retries.increment(
-                method, url, error=new_e, _pool=self, _stacktrace=sys.exc_info()[2]
+                method, url, error=new_e, _pool=self._u3_self, _stacktrace=sys.exc_info()[2]
             )
             retries.sleep()
             err = e
@@ -517,9 +530,23 @@ class HTTPConnectionPool(RequestMethods):
             redirect_location = response.get_redirect_location()
             if redirect_location:
                 return self._follow_redirect(
-                    response, method, url, body, headers, retries, redirect, assert_same_host,
-                    timeout, pool_timeout, release_conn, chunked, body_pos, preload_content,
-                    decode_content, redirect_location, response_kw,
+                    response,
+                    method,
+                    url,
+                    body,
+                    headers,
+                    retries,
+                    redirect,
+                    assert_same_host,
+                    timeout,
+                    pool_timeout,
+                    release_conn,
+                    chunked,
+                    body_pos,
+                    preload_content,
+                    decode_content,
+                    redirect_location,
+                    response_kw,
                 )
         # Retry-After only matters for the statuses urllib3 honours it on: skip the lookup.
         has_retry_after = status in Retry.RETRY_AFTER_STATUS_CODES and bool(
@@ -527,7 +554,7 @@ class HTTPConnectionPool(RequestMethods):
         )
         if retries.is_retry(method, status, has_retry_after):
             try:
-                retries = retries.increment(method, url, response=response, _pool=self)
+                retries = retries.increment(method, url, response=response, _pool=self._u3_self)
             except MaxRetryError:
                 if retries.raise_on_status:
                     response.drain_conn()
@@ -580,13 +607,15 @@ class HTTPConnectionPool(RequestMethods):
             body = None
             headers = HTTPHeaderDict(headers)._prepare_for_method_change()
         if retries.remove_headers_on_redirect and not self.is_same_host(redirect_location):
-            new_headers = dict(headers) if not isinstance(headers, HTTPHeaderDict) else headers.copy()
+            new_headers = (
+                dict(headers) if not isinstance(headers, HTTPHeaderDict) else headers.copy()
+            )
             for header in headers:
                 if header.lower() in retries.remove_headers_on_redirect:
                     new_headers.pop(header, None)
             headers = new_headers
         try:
-            retries = retries.increment(method, url, response=response, _pool=self)
+            retries = retries.increment(method, url, response=response, _pool=self._u3_self)
         except MaxRetryError:
             if retries.raise_on_redirect:
                 response.drain_conn()
@@ -656,7 +685,15 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         self.ca_cert_data = conn_kw.pop("ca_cert_data", None)
         self.server_hostname = conn_kw.pop("server_hostname", None)
         super().__init__(
-            host, port, timeout, maxsize, block, headers, retries, _proxy, _proxy_headers,
+            host,
+            port,
+            timeout,
+            maxsize,
+            block,
+            headers,
+            retries,
+            _proxy,
+            _proxy_headers,
             **conn_kw,
         )
         self.key_file = key_file

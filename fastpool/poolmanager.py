@@ -11,7 +11,8 @@ import functools
 import logging
 import threading
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urljoin
 
 from urllib3._collections import HTTPHeaderDict
@@ -32,6 +33,9 @@ from ._lru import LRUMap
 from .connection import ProxyConfig, port_by_scheme
 from .pool import HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
+
+if typing.TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ("PoolKey", "PoolManager", "ProxyManager", "key_fn_by_scheme", "proxy_from_url")
 
@@ -72,7 +76,10 @@ class PoolManager(RequestMethods):
     proxy_config: ProxyConfig | None = None
 
     def __init__(
-        self, num_pools: int = 10, headers: Mapping[str, str] | None = None, **connection_pool_kw: Any
+        self,
+        num_pools: int = 10,
+        headers: Mapping[str, str] | None = None,
+        **connection_pool_kw: Any,
     ) -> None:
         super().__init__(headers)
         if "retries" in connection_pool_kw:
@@ -81,7 +88,7 @@ class PoolManager(RequestMethods):
                 connection_pool_kw = connection_pool_kw.copy()
                 connection_pool_kw["retries"] = Retry.from_int(retries)
         self.connection_pool_kw = connection_pool_kw
-        self.pools = LRUMap(num_pools, dispose_func=_close_pool)
+        self.pools: LRUMap[Any, HTTPConnectionPool] = LRUMap(num_pools, dispose_func=_close_pool)
         self.pool_classes_by_scheme = pool_classes_by_scheme
         self.key_fn_by_scheme = key_fn_by_scheme.copy()
         self._lock = threading.Lock()  # only the create-a-pool path takes it
@@ -90,7 +97,7 @@ class PoolManager(RequestMethods):
         # absolute URL -> (scheme, host, port, what to send as the request target)
         self._url_cache: dict[str, tuple[str, str, int | None, str]] = {}
 
-    def __enter__(self) -> PoolManager:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> typing.Literal[False]:
@@ -132,7 +139,12 @@ class PoolManager(RequestMethods):
             raise LocationValueError("No host specified.")
         scheme = scheme or "http"
         try:
-            cache_key: Any = (scheme, host, port, tuple(pool_kwargs.items()) if pool_kwargs else None)
+            cache_key: Any = (
+                scheme,
+                host,
+                port,
+                tuple(pool_kwargs.items()) if pool_kwargs else None,
+            )
             hash(cache_key)
         except TypeError:
             cache_key = None
@@ -141,7 +153,7 @@ class PoolManager(RequestMethods):
             if cached is not None:
                 pool = self.pools.get(cached[0])
                 if pool is not None:
-                    return typing.cast(HTTPConnectionPool, pool)
+                    return pool
                 return self.connection_from_pool_key(cached[0], dict(cached[1]))
         request_context = self._merge_pool_kwargs(pool_kwargs)
         request_context["scheme"] = scheme
@@ -168,7 +180,9 @@ class PoolManager(RequestMethods):
         key_fn = self.key_fn_by_scheme.get(scheme)
         if not key_fn:
             raise URLSchemeUnknown(scheme)
-        return self.connection_from_pool_key(key_fn(request_context), request_context=request_context)
+        return self.connection_from_pool_key(
+            key_fn(request_context), request_context=request_context
+        )
 
     def connection_from_pool_key(
         self, pool_key: Any, request_context: dict[str, Any]
@@ -176,22 +190,26 @@ class PoolManager(RequestMethods):
         """The pool stored under ``pool_key``, created from ``request_context`` if missing."""
         pool = self.pools.get(pool_key)
         if pool is not None:
-            return typing.cast(HTTPConnectionPool, pool)
+            return pool
         with self._lock:
             pool = self.pools.get(pool_key)
             if pool is not None:
-                return typing.cast(HTTPConnectionPool, pool)
+                return pool
             scheme = request_context["scheme"].lower()
             pool = self._new_pool(
                 scheme, request_context["host"], request_context["port"], request_context
             )
             self.pools[pool_key] = pool
-        return typing.cast(HTTPConnectionPool, pool)
+        return pool
 
-    def connection_from_url(self, url: str, pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
+    def connection_from_url(
+        self, url: str, pool_kwargs: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
         """The pool for the origin of ``url``."""
         u = parse_url(url)
-        return self.connection_from_host(u.host, port=u.port, scheme=u.scheme, pool_kwargs=pool_kwargs)
+        return self.connection_from_host(
+            u.host, port=u.port, scheme=u.scheme, pool_kwargs=pool_kwargs
+        )
 
     def _merge_pool_kwargs(self, override: dict[str, Any] | None) -> dict[str, Any]:
         base = self.connection_pool_kw.copy()
@@ -234,7 +252,7 @@ class PoolManager(RequestMethods):
         self._url_cache[url] = result
         return result
 
-    def request(  # type: ignore[override]
+    def request(
         self,
         method: str,
         url: str,
@@ -248,11 +266,16 @@ class PoolManager(RequestMethods):
         if body is None and fields is None and json is None:
             # The common case straight to urlopen; the same result as RequestMethods.request.
             return self.urlopen(
-                method.upper(), url, headers=self.headers if headers is None else headers, **urlopen_kw
+                method.upper(),
+                url,
+                headers=self.headers if headers is None else headers,
+                **urlopen_kw,
             )
         return typing.cast(
             HTTPResponse,
-            super().request(method, url, body=body, fields=fields, headers=headers, json=json, **urlopen_kw),
+            super().request(
+                method, url, body=body, fields=fields, headers=headers, json=json, **urlopen_kw
+            ),
         )
 
     def urlopen(  # type: ignore[override]
@@ -289,7 +312,9 @@ class PoolManager(RequestMethods):
                     new_headers.pop(header, None)
             kw["headers"] = new_headers
         try:
-            retries = retries.increment(method, url, response=response, _pool=conn)
+            retries = retries.increment(
+                method, url, response=response, _pool=typing.cast(Any, conn)
+            )
         except MaxRetryError:
             if retries.raise_on_redirect:
                 response.drain_conn()
@@ -344,7 +369,10 @@ class ProxyManager(PoolManager):
         self.proxy_headers = proxy_headers or {}
         self.proxy_ssl_context = proxy_ssl_context
         self.proxy_config = ProxyConfig(
-            proxy_ssl_context, use_forwarding_for_https, proxy_assert_hostname, proxy_assert_fingerprint
+            proxy_ssl_context,
+            use_forwarding_for_https,
+            proxy_assert_hostname,
+            proxy_assert_fingerprint,
         )
         connection_pool_kw["_proxy"] = self.proxy
         connection_pool_kw["_proxy_headers"] = self.proxy_headers
@@ -365,7 +393,9 @@ class ProxyManager(PoolManager):
             self.proxy.host, self.proxy.port, self.proxy.scheme, pool_kwargs=pool_kwargs
         )
 
-    def _set_proxy_headers(self, url: str, headers: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    def _set_proxy_headers(
+        self, url: str, headers: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
         headers_ = {"Accept": "*/*"}
         netloc = parse_url(url).netloc
         if netloc:

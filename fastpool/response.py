@@ -7,15 +7,18 @@ the connection goes back to its pool exactly when the body has been read to its 
 
 from __future__ import annotations
 
+import importlib
 import io
 import socket
 import ssl
 import typing
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from urllib3._collections import HTTPHeaderDict
-from urllib3.exceptions import DecodeError, IncompleteRead, ReadTimeoutError
+from urllib3.exceptions import DecodeError, HTTPError, IncompleteRead, ReadTimeoutError
+from urllib3.response import BaseHTTPResponse
 
 from ._http11 import ChunkedDecoder
 from .exceptions import IncompleteResponseError, ProtocolError
@@ -24,14 +27,16 @@ if typing.TYPE_CHECKING:
     from ._http11_py import ResponseHead
     from .connection import HTTPConnection
 
-try:
-    import brotli
-except ImportError:  # pragma: no cover - optional
-    brotli = None
-try:
-    import zstandard
-except ImportError:  # pragma: no cover - optional
-    zstandard = None
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - optional codecs
+        return None
+
+
+brotli = _optional("brotli")
+zstandard = _optional("zstandard")
 
 __all__ = ("HTTPResponse",)
 
@@ -144,7 +149,11 @@ class _MultiDecoder:
         return data
 
 
-_DECODERS: dict[str, Any] = {"gzip": _GzipDecoder, "x-gzip": _GzipDecoder, "deflate": _DeflateDecoder}
+_DECODERS: dict[str, Any] = {
+    "gzip": _GzipDecoder,
+    "x-gzip": _GzipDecoder,
+    "deflate": _DeflateDecoder,
+}
 if brotli is not None:
     _DECODERS["br"] = _BrotliDecoder
 if zstandard is not None:
@@ -202,8 +211,8 @@ class _OriginalResponse:
         return self._response.closed
 
 
-class HTTPResponse(io.IOBase):
-    """A streamed HTTP response (urllib3's ``BaseHTTPResponse`` contract).
+class HTTPResponse(BaseHTTPResponse):
+    """A streamed HTTP response: a urllib3 ``BaseHTTPResponse`` (requests' ``Response.raw``).
 
     Created by the pool from a parsed response head and the connection it arrived on.
 
@@ -220,8 +229,8 @@ class HTTPResponse(io.IOBase):
         (default ``True``).
     """
 
-    CONTENT_DECODERS = list(_DECODERS)
-    REDIRECT_STATUSES = [301, 302, 303, 307, 308]
+    CONTENT_DECODERS = list(_DECODERS)  # noqa: RUF012 - urllib3's public, mutable lists
+    REDIRECT_STATUSES = [301, 302, 303, 307, 308]  # noqa: RUF012
 
     def __init__(
         self,
@@ -246,7 +255,8 @@ class HTTPResponse(io.IOBase):
         self._pool = pool
         self._request_method = request_method
         self._request_url = request_url
-        self.retries = retries
+        self._retries = None
+        self.retries = retries  # urllib3: a redirect history moves ``url`` to the last location
         self.decode_content = decode_content
         self.enforce_content_length = enforce_content_length
         self.auto_close = auto_close
@@ -257,8 +267,8 @@ class HTTPResponse(io.IOBase):
         self._fp_bytes_read = 0
         self._rest = connection.take_rest() if connection is not None else b""
         self._chunks: Any = None
-        self._decoder: Any = None
-        self._decoder_ready = False
+        self._content_decoder: Any = None
+        self._content_decoder_ready = False
         self._decoded = b""  # decoded bytes a read(amt) did not return yet
         self._surplus = b""  # framed body bytes a read(amt) did not return yet
         self._body: bytes | None = None
@@ -297,7 +307,7 @@ class HTTPResponse(io.IOBase):
         self._headers = value if isinstance(value, HTTPHeaderDict) else HTTPHeaderDict(value)
 
     @property
-    def version_string(self) -> str:
+    def version_string(self) -> str:  # type: ignore[override]
         """``"HTTP/1.1"`` or ``"HTTP/1.0"``."""
         return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
 
@@ -311,7 +321,7 @@ class HTTPResponse(io.IOBase):
         return b""
 
     @property
-    def connection(self) -> HTTPConnection | None:
+    def connection(self) -> HTTPConnection | None:  # type: ignore[override]
         """The connection the body is read from; ``None`` once it went back to the pool."""
         return self._connection
 
@@ -359,7 +369,7 @@ class HTTPResponse(io.IOBase):
         return True
 
     @property
-    def closed(self) -> bool:  # type: ignore[override]
+    def closed(self) -> bool:
         """True after ``close()`` or, with ``auto_close``, once the body was read to its end."""
         if not self.auto_close:
             return self._closed
@@ -372,7 +382,9 @@ class HTTPResponse(io.IOBase):
     def fileno(self) -> int:
         conn = self._connection
         if conn is None or conn.sock is None:
-            raise OSError("The file-like object this HTTPResponse is wrapped around has no file descriptor")
+            raise OSError(
+                "The file-like object this HTTPResponse is wrapped around has no file descriptor"
+            )
         return conn.sock.fileno()
 
     def flush(self) -> None:
@@ -389,6 +401,15 @@ class HTTPResponse(io.IOBase):
                     self._abandon()
         if not self.auto_close:
             io.IOBase.close(self)
+
+    def shutdown(self) -> None:
+        """Shut the socket down, so a read blocked in another thread returns (urllib3 2.3)."""
+        conn = self._connection
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def release_conn(self) -> None:
         """Give the connection back: reused if the body is complete, closed otherwise.
@@ -407,13 +428,16 @@ class HTTPResponse(io.IOBase):
         try:
             while not self._done:
                 self._read_raw(None)
-        except Exception:
+        except (HTTPError, OSError):
             self._abandon()
         self._decoded = b""
 
     # --- reading ------------------------------------------------------------------------------
     def read(
-        self, amt: int | None = None, decode_content: bool | None = None, cache_content: bool = False
+        self,
+        amt: int | None = None,
+        decode_content: bool | None = None,
+        cache_content: bool = False,
     ) -> bytes:
         """Read up to ``amt`` bytes (all of the body when ``None``), decoded by default.
 
@@ -434,7 +458,7 @@ class HTTPResponse(io.IOBase):
                 return data
             return self._read_raw(amt) if amt else b""
         if amt is None:
-            data = self._decoded + self._decode(self._read_raw(None), decoder, flush=True)
+            data = self._decoded + self._decode_with(self._read_raw(None), decoder, flush=True)
             self._decoded = b""
             if cache_content:
                 self._body = data
@@ -443,7 +467,7 @@ class HTTPResponse(io.IOBase):
             return b""
         while len(self._decoded) < amt and (not self._done or self._surplus):
             raw = self._read_raw(max(amt, 8192))
-            self._decoded += self._decode(raw, decoder, flush=self._done and not self._surplus)
+            self._decoded += self._decode_with(raw, decoder, flush=self._done and not self._surplus)
         data = self._decoded[:amt]
         self._decoded = self._decoded[amt:]
         return data
@@ -452,7 +476,7 @@ class HTTPResponse(io.IOBase):
         if amt is None:
             data = self._decoded + more(None)
             self._decoded = b""
-            return data
+            return typing.cast(bytes, data)
         data, self._decoded = self._decoded[:amt], self._decoded[amt:]
         return data
 
@@ -461,12 +485,14 @@ class HTTPResponse(io.IOBase):
         if decode_content is None:
             decode_content = self.decode_content
         if self._decoded:
-            return self._take_decoded(amt if amt is not None and amt >= 0 else len(self._decoded), None)
+            return self._take_decoded(
+                amt if amt is not None and amt >= 0 else len(self._decoded), None
+            )
         raw = self._read_raw(amt if amt is not None and amt >= 0 else _RECV_SIZE, once=True)
         decoder = self._get_decoder() if decode_content else None
         if decoder is None:
             return raw
-        data = self._decode(raw, decoder, flush=self._done)
+        data = self._decode_with(raw, decoder, flush=self._done)
         if amt is not None and amt >= 0 and len(data) > amt:
             data, self._decoded = data[:amt], data[amt:]
         return data
@@ -478,14 +504,18 @@ class HTTPResponse(io.IOBase):
         view[: len(data)] = data
         return len(data)
 
-    def stream(self, amt: int | None = 2**16, decode_content: bool | None = None) -> Iterator[bytes]:
+    def stream(
+        self, amt: int | None = 2**16, decode_content: bool | None = None
+    ) -> Iterator[bytes]:
         """Yield the body in pieces of up to ``amt`` bytes (default 64 KiB) until it ends."""
         while not self._done or self._decoded or self._surplus:
             data = self.read(amt=amt, decode_content=decode_content)
             if data:
                 yield data
 
-    def read_chunked(self, amt: int | None = None, decode_content: bool | None = None) -> Iterator[bytes]:
+    def read_chunked(
+        self, amt: int | None = None, decode_content: bool | None = None
+    ) -> Iterator[bytes]:
         """urllib3 compatibility: like :meth:`stream` (chunk boundaries are not preserved)."""
         return self.stream(amt, decode_content)
 
@@ -509,14 +539,14 @@ class HTTPResponse(io.IOBase):
 
     # --- decoding -----------------------------------------------------------------------------
     def _get_decoder(self) -> Any:
-        if not self._decoder_ready:
-            self._decoder_ready = True
+        if not self._content_decoder_ready:
+            self._content_decoder_ready = True
             encoding = self.headers.get("content-encoding")
             if encoding:
-                self._decoder = _make_decoder(encoding)
-        return self._decoder
+                self._content_decoder = _make_decoder(encoding)
+        return self._content_decoder
 
-    def _decode(self, data: bytes, decoder: Any, flush: bool) -> bytes:
+    def _decode_with(self, data: bytes, decoder: Any, flush: bool) -> bytes:
         try:
             if data:
                 data = decoder.decompress(data)
@@ -618,7 +648,7 @@ class HTTPResponse(io.IOBase):
     def _premature_end(self, got: int) -> None:
         if self.enforce_content_length:
             # urllib3 wraps http.client's IncompleteRead in a ProtocolError with this text
-            err = IncompleteRead(self._fp_bytes_read + got, self.length_remaining)
+            err = IncompleteRead(self._fp_bytes_read + got, self.length_remaining or 0)
             self._abandon()
             raise IncompleteResponseError(f"Connection broken: {err!r}", err)
         self._abandon()
@@ -724,6 +754,5 @@ class HTTPResponse(io.IOBase):
             finally:
                 if self._connection is not None and self._connection.sock is not None:
                     sock.settimeout(old)
-        except Exception:
+        except (HTTPError, OSError):
             self._abandon()
-

@@ -152,7 +152,9 @@ def test_default_and_request_headers(app_server):
     with HTTPConnectionPool(app_server.host, app_server.port, headers={"X-Pool": "1"}) as pool:
         names = [k for k, _ in _echo(pool.request("GET", "/echo"))["headers"]]
         assert "X-Pool" in names and "User-Agent" in names and "Host" in names
-        names = [k for k, _ in _echo(pool.request("GET", "/echo", headers={"X-Req": "2"}))["headers"]]
+        names = [
+            k for k, _ in _echo(pool.request("GET", "/echo", headers={"X-Req": "2"}))["headers"]
+        ]
         assert "X-Req" in names and "X-Pool" not in names  # urllib3: replaces, not merges
         skip = {"User-Agent": urllib3.util.SKIP_HEADER}
         names = [k for k, _ in _echo(pool.request("GET", "/echo", headers=skip))["headers"]]

@@ -137,9 +137,8 @@ def test_https_bad_ca_is_sslerror(untrusted_https_server, ca_bundle):
 
 def test_https_hostname_mismatch(server_factory, wrong_host_ssl_context, ca_bundle):
     server = server_factory(tls=wrong_host_ssl_context)
-    with PoolManager(ca_certs=ca_bundle, retries=False) as pm:
-        with pytest.raises(SSLError):
-            pm.request("GET", server.url + "/bytes/1")
+    with PoolManager(ca_certs=ca_bundle, retries=False) as pm, pytest.raises(SSLError):
+        pm.request("GET", server.url + "/bytes/1")
     # assert_hostname names the certificate's host instead
     with PoolManager(ca_certs=ca_bundle, assert_hostname="wrong.example") as pm:
         assert pm.request("GET", server.url + "/bytes/1").status == 200

@@ -39,7 +39,9 @@ def test_preloaded_body_releases_connection(pool):
     assert r.version == 11 and r.version_string == "HTTP/1.1" and r.reason == "OK"
 
 
-@pytest.mark.parametrize("path", ["/bytes/70000", "/chunked/70000?chunk=3000", "/no-length?n=70000"])
+@pytest.mark.parametrize(
+    "path", ["/bytes/70000", "/chunked/70000?chunk=3000", "/no-length?n=70000"]
+)
 def test_read_amt_returns_exact_sizes(pool, path):
     r = pool.request("GET", path, preload_content=False)
     assert pool.pool.in_use == 1
@@ -88,7 +90,9 @@ def test_chunked_trailers_and_keep_alive(pool, app_server):
     assert app_server.connections == 1
 
 
-@pytest.mark.parametrize("method,path", [("HEAD", "/bytes/100"), ("GET", "/status/204"), ("GET", "/status/304")])
+@pytest.mark.parametrize(
+    "method,path", [("HEAD", "/bytes/100"), ("GET", "/status/204"), ("GET", "/status/304")]
+)
 def test_no_body_responses(pool, app_server, method, path):
     for _ in range(2):
         r = pool.request(method, path, preload_content=False)
@@ -143,7 +147,9 @@ def test_multiple_codings_and_raw_deflate(fault_server_factory):
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
 def test_bad_encoded_data_is_decode_error(fault_server_factory, coding):
-    server = fault_server_factory(send_raw(_raw(b"\x00not compressed at all" * 3, f"Content-Encoding: {coding}")))
+    server = fault_server_factory(
+        send_raw(_raw(b"\x00not compressed at all" * 3, f"Content-Encoding: {coding}"))
+    )
     with HTTPConnectionPool(server.host, server.port, retries=False) as p:
         with pytest.raises(DecodeError, match=f"content-encoding: {coding}"):
             p.request("GET", "/")
