@@ -115,7 +115,7 @@ class HTTPConnection:
         self._tunnel_port: int | None = None
         self._tunnel_headers: Mapping[str, str] = {}
         self._sock_timeout: object = object()  # what settimeout() was last called with
-        self._buffer = bytearray(max(blocksize, 65536))
+        self._buffer = bytearray(blocksize)  # response heads are received into this
         self._view = memoryview(self._buffer)
         self._rest = b""  # bytes received past the last response head, for the body reader
         self._poller: Any = None

@@ -285,6 +285,11 @@ class HTTPConnectionPool(RequestMethods):
         if timeout is _DEFAULT_TIMEOUT and fixed is not None:
             connect_timeout, read_timeout = fixed
             timeout_obj = None
+        elif type(timeout) is Timeout and timeout.total is None:
+            # Without ``total`` the two timeouts are fixed values: no clone, no clock.
+            connect_timeout = _resolve(timeout.connect_timeout)
+            read_timeout = _resolve(timeout.read_timeout)
+            timeout_obj = None
         else:
             timeout_obj = self._get_timeout(timeout)
             timeout_obj.start_connect()

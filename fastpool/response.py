@@ -43,6 +43,8 @@ __all__ = ("HTTPResponse",)
 # Draining a remainder this small on close() is cheaper than a new connection.
 _DRAIN_LIMIT = 65536
 _RECV_SIZE = 65536
+# A Content-Length body is read into one buffer of its size up to this, in pieces beyond.
+_PREALLOC_LIMIT = 4 * 1024 * 1024
 
 
 # --- content decoding ---------------------------------------------------------------------------
@@ -619,6 +621,15 @@ class HTTPResponse(BaseHTTPResponse):
                 self._rest = b""
                 self._consumed_length(len(rest))
                 return rest
+        if want > _PREALLOC_LIMIT and not once:
+            # Never trust a huge Content-Length with one allocation: grow with what arrives.
+            pieces = []
+            while self.length_remaining:
+                pieces.append(self._read_length(sock, min(want, _PREALLOC_LIMIT), False))
+                want -= len(pieces[-1])
+                if not want:
+                    break
+            return b"".join(pieces)
         buf = bytearray(want)
         got = len(rest)
         if got:
@@ -634,7 +645,7 @@ class HTTPResponse(BaseHTTPResponse):
                 break
         if got < want and not once:
             self._consumed_length(got)
-            self._premature_end(got)
+            self._premature_end()
             return bytes(view[:got])
         self._consumed_length(got)
         return bytes(buf) if got == want else bytes(view[:got])
@@ -645,10 +656,11 @@ class HTTPResponse(BaseHTTPResponse):
         if remaining == 0:
             self._finish()
 
-    def _premature_end(self, got: int) -> None:
+    def _premature_end(self) -> None:
         if self.enforce_content_length:
             # urllib3 wraps http.client's IncompleteRead in a ProtocolError with this text
-            err = IncompleteRead(self._fp_bytes_read + got, self.length_remaining or 0)
+            remaining = self.length_remaining or 0
+            err = IncompleteRead((self._head.content_length or 0) - remaining, remaining)
             self._abandon()
             raise IncompleteResponseError(f"Connection broken: {err!r}", err)
         self._abandon()

@@ -327,3 +327,26 @@ def test_pool_usable_after_every_failure(fault_server_factory):
             pm.request("GET", server.url + "/")
         assert pm.request("GET", server.url + "/").data == b"ok"
         _settled(pm.connection_from_url(server.url))
+
+
+def test_huge_content_length_is_not_preallocated(fault_server_factory):
+    # A hostile Content-Length of 1 TB with 5 bytes of body: a clean IncompleteRead, no
+    # MemoryError from allocating the announced size.
+    server = fault_server_factory(
+        send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\nhello")
+    )
+    with _pool(server) as pool:
+        with pytest.raises(ProtocolError) as info:
+            pool.request("GET", "/")
+        assert "IncompleteRead(5 bytes read, 999999999995 more expected)" in str(info.value)
+        _settled(pool)
+
+
+def test_body_larger_than_one_buffer(fault_server_factory):
+    body = bytes(range(256)) * (5 * 4096 + 3)  # a little over 5 MiB
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    server = fault_server_factory(send_raw(head + body, then="keep"))
+    with _pool(server) as pool:
+        assert pool.request("GET", "/").data == body
+        _settled(pool)
+        assert pool.pool.idle == 1
