@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import requests.adapters as _stock
@@ -40,6 +41,7 @@ from requests.models import Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_auth_from_url, get_encoding_from_headers, select_proxy
 from urllib3 import exceptions as _u3
+from urllib3._collections import HTTPHeaderDict
 from urllib3.util import Timeout as TimeoutSauce
 
 from .poolmanager import PoolManager, proxy_from_url
@@ -160,8 +162,11 @@ def _split_url(url: str) -> tuple[str, str] | None:
     Returns None where the quick split might disagree with ``PreparedRequest.path_url``
     (urllib.parse) so the caller takes the general route.
     """
+    # urlsplit strips these anywhere and leading/trailing blanks; let it handle such URLs.
+    if not url or "\t" in url or "\r" in url or "\n" in url or url[-1] <= " " or url[0] <= " ":
+        return None
     start = url.find("://")
-    if start <= 0:
+    if url[:start].lower() not in ("http", "https"):
         return None
     slash = url.find("/", start + 3)
     if slash < 0:
@@ -173,10 +178,8 @@ def _split_url(url: str) -> tuple[str, str] | None:
     hash_at = path.find("#")
     if hash_at >= 0:
         path = path[:hash_at]
-    path = path.removesuffix("?")
-    # urlsplit strips these anywhere and leading/trailing blanks; let it handle such URLs.
-    if "\t" in url or "\r" in url or "\n" in url or url[-1] <= " " or url[0] <= " ":
-        return None
+    if path.find("?") == len(path) - 1:  # an empty query: path_url drops its "?"
+        path = path[:-1]
     return origin, path
 
 
@@ -419,11 +422,19 @@ class HTTPAdapter(_stock.HTTPAdapter):
 
     def _fast_response(self, request: PreparedRequest, resp: Any) -> Response:
         """What :meth:`build_response` returns, built with fewer steps."""
+        # The store CaseInsensitiveDict(resp.headers) builds: lower name -> (name, value), the
+        # values of a repeated header joined with ", " (as HTTPHeaderDict.__getitem__ joins).
         raw_headers = resp.headers
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-        # What CaseInsensitiveDict(raw_headers) stores: one entry per name, repeats joined.
-        store = {name.lower(): (name, raw_headers[name]) for name in raw_headers}
-        headers._store = store  # type: ignore[assignment]
+        if type(raw_headers) is HTTPHeaderDict:
+            # Its own layout, lower name -> [name as first seen, value, ...], read directly.
+            store = OrderedDict(
+                (key, (values[0], values[1] if len(values) == 2 else ", ".join(values[1:])))
+                for key, values in raw_headers._container.items()
+            )
+        else:
+            store = OrderedDict((name.lower(), (name, raw_headers[name])) for name in raw_headers)
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+        headers._store = store
         response = Response.__new__(Response)
         cookies = RequestsCookieJar()
         response.__dict__.update(

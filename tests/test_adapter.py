@@ -16,11 +16,13 @@ from typing import Any, Callable
 import pytest
 import requests
 import requests.adapters
+from hypothesis import given
+from hypothesis import strategies as st
 from servers import AppServer
 from urllib3.util import Retry
 
 import fastpool
-from fastpool.adapters import HTTPAdapter, PoolTimeout
+from fastpool.adapters import HTTPAdapter, PoolTimeout, _split_url
 
 STOCK = requests.adapters.HTTPAdapter
 _JOIN_SECONDS = 10.0
@@ -459,3 +461,38 @@ def test_shared_adapter_across_threads(app_server: AppServer) -> None:
     assert app_server.requests == 100
     assert app_server.connections <= 4
     adapter.close()
+
+
+# --- the fast route's URL split ------------------------------------------------------------------
+
+_URL_TEXT = st.text(
+    alphabet=st.sampled_from(list("aZ09/?#;=&%:@.-_~ !$'()*+,[]\t\n\r\u00e9\u2603")), max_size=20
+)
+
+
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP", "hTTps", "ftp", "1http"]),
+    netloc=st.sampled_from(["h.example", "H.Example:8080", "127.0.0.1:1", "[::1]:80", "u:p@h"]),
+    rest=_URL_TEXT,
+)
+def test_split_url_agrees_with_path_url(scheme: str, netloc: str, rest: str) -> None:
+    """Where the quick split answers, it says what PreparedRequest.path_url and urlsplit say."""
+    from urllib.parse import urlsplit
+
+    request = requests.PreparedRequest()
+    request.url = f"{scheme}://{netloc}/{rest}"
+    split = _split_url(request.url)
+    if split is None:
+        return  # declined: the general route answers
+    origin, path = split
+    assert path == request.path_url
+    parts = urlsplit(request.url)
+    assert origin == f"{parts.scheme and request.url[: len(parts.scheme)]}://{parts.netloc}"
+
+
+@given(rest=_URL_TEXT)
+def test_split_url_serves_prepared_urls(rest: str) -> None:
+    """URLs that requests prepared (quoted) are always served by the quick split."""
+    request = requests.Request("GET", "http://h.example:81/" + rest.strip()).prepare()
+    assert request.url is not None
+    assert _split_url(request.url) == ("http://h.example:81", request.path_url)

@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
 import requests
 import requests.adapters
+from servers import AppServer
 
 import fastpool
-from fastpool._localserver import LocalServers
 
 _LOGGERS = {
     requests.adapters.HTTPAdapter: "urllib3.connectionpool",
@@ -54,17 +53,45 @@ class _Capture(logging.Handler):
             self.records.append(record)
 
 
-@pytest.fixture(scope="module")
-def two_servers() -> Iterator[LocalServers]:
-    with LocalServers(2) as servers:
-        yield servers
+@dataclass
+class Hosts:
+    """Two AppServers on 127.0.0.2 and 127.0.0.3: two "hosts" for the article's examples."""
+
+    servers: list[AppServer]
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def reset_counts(self) -> None:
+        for server in self.servers:
+            server.reset_counts()
 
 
 @pytest.fixture
-def two_hosts(two_servers: Any) -> Iterator[Any]:
-    """Two local servers acting as two hosts (127.0.0.2 and 127.0.0.3), counters at zero."""
-    two_servers.reset_counts()
-    yield two_servers
+def two_hosts(server_factory: Callable[..., AppServer]) -> Hosts:
+    """Two plain-HTTP hosts."""
+    return Hosts([server_factory("127.0.0.2"), server_factory("127.0.0.3")])
+
+
+@pytest.fixture
+def two_tls_hosts(
+    server_factory: Callable[..., AppServer], monkeypatch: pytest.MonkeyPatch
+) -> Hosts:
+    """Two HTTPS hosts with certificates from the test CA (pass ``verify=ca_bundle``)."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # would override verify
+        monkeypatch.delenv(name, raising=False)
+    return Hosts([server_factory("127.0.0.2", tls=True), server_factory("127.0.0.3", tls=True)])
+
+
+def _key(adapter_cls: type, name: str) -> str:
+    # The server counts /hold arrivals per key forever: each run needs its own keys
+    # (run() takes the suffix out of the log texts again, so the two runs compare equal).
+    return name + _run_suffix(adapter_cls)
+
+
+def _run_suffix(adapter_cls: type) -> str:
+    return f"-{adapter_cls.__module__}"
 
 
 def run(adapter_cls: type, servers: Any, scenario: Callable[[type, Any], None]) -> Outcome:
@@ -81,7 +108,10 @@ def run(adapter_cls: type, servers: Any, scenario: Callable[[type, Any], None]) 
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
-    logs = [(r.levelname, r.getMessage()) for r in handler.records if r.name == name]
+    suffix = _run_suffix(adapter_cls)
+    logs = [
+        (r.levelname, r.getMessage().replace(suffix, "")) for r in handler.records if r.name == name
+    ]
     return Outcome(logs, [server.connections for server in servers.servers])
 
 
@@ -94,13 +124,13 @@ def both(servers: Any, scenario: Callable[[type, Any], None]) -> Outcome:
     return stock
 
 
-def _threaded_gets(session: requests.Session, urls: list[str]) -> None:
+def _threaded_gets(session: requests.Session, urls: list[str], **kwargs: Any) -> None:
     """GET every URL from its own thread, all at once; re-raise the first failure."""
     errors: list[BaseException] = []
 
     def get(url: str) -> None:
         try:
-            response = session.get(url, timeout=10)
+            response = session.get(url, timeout=10, **kwargs)
             assert response.status_code == 200, response.text
         except Exception as exc:  # noqa: BLE001 - reported below, in the test's thread
             errors.append(exc)
@@ -128,7 +158,7 @@ def _full(outcome: Outcome) -> list[str]:
 
 @pytest.mark.parametrize(("pool_connections", "expected"), [(1, [2, 1]), (2, [1, 1])])
 def test_pool_connections_over_two_hosts(
-    two_hosts: Any, pool_connections: int, expected: list[int]
+    two_hosts: Hosts, pool_connections: int, expected: list[int]
 ) -> None:
     """Three GETs: host A, host B, host A. One cached pool forgets A; two remember it."""
     a, b = two_hosts.urls
@@ -137,12 +167,12 @@ def test_pool_connections_over_two_hosts(
         with requests.Session() as session:
             session.mount("http://", adapter_cls(pool_connections=pool_connections))
             for url in (a, b, a):
-                assert session.get(url + "/", timeout=10).status_code == 200
+                assert session.get(url + "/bytes/10", timeout=10).status_code == 200
 
     outcome = both(two_hosts, scenario)
     assert outcome.connections == expected
     assert len(_starting(outcome)) == sum(expected)
-    assert len([t for t in outcome.texts("DEBUG") if '"GET / HTTP/1.1" 200' in t]) == 3
+    assert len([t for t in outcome.texts("DEBUG") if '"GET /bytes/10 HTTP/1.1" 200' in t]) == 3
 
 
 # --- pool_maxsize with threads -------------------------------------------------------------------
@@ -155,13 +185,14 @@ def _two_rounds(maxsize: int, key: str) -> Callable[[type, Any], None]:
             session.mount("https://", adapter_cls())  # the article's unused default mount
             session.mount("http://", adapter_cls(pool_connections=1, pool_maxsize=maxsize))
             # Two requests in flight together, twice: the barrier releases both at once.
-            _threaded_gets(session, [f"{host}/hold?key={key}-1&n=2"] * 2)
-            _threaded_gets(session, [f"{host}/hold?key={key}-2&n=2"] * 2)
+            for round_ in (1, 2):
+                hold = f"{host}/hold?key={_key(adapter_cls, f'{key}-{round_}')}&n=2"
+                _threaded_gets(session, [hold] * 2)
 
     return scenario
 
 
-def test_pool_maxsize_two_keeps_both_connections(two_hosts: Any) -> None:
+def test_pool_maxsize_two_keeps_both_connections(two_hosts: Hosts) -> None:
     """pool_maxsize=2: two threads open two connections, the next two threads reuse them."""
     outcome = both(two_hosts, _two_rounds(2, "max2"))
     assert outcome.connections == [0, 2]
@@ -169,7 +200,7 @@ def test_pool_maxsize_two_keeps_both_connections(two_hosts: Any) -> None:
     assert _full(outcome) == []
 
 
-def test_pool_maxsize_one_discards_with_warning(two_hosts: Any) -> None:
+def test_pool_maxsize_one_discards_with_warning(two_hosts: Hosts) -> None:
     """pool_maxsize=1: the second connection is discarded ("Connection pool is full"), so the
     second round opens a new one and discards again."""
     outcome = both(two_hosts, _two_rounds(1, "max1"))
@@ -185,31 +216,28 @@ def test_pool_maxsize_one_discards_with_warning(two_hosts: Any) -> None:
 # --- adapters mounted on different prefixes are independent --------------------------------------
 
 
-def test_longer_prefix_gets_its_own_adapter(two_hosts: Any) -> None:
-    """``http://`` has pool_maxsize=2, a longer ``http://host-b`` prefix has pool_maxsize=1.
+def test_longer_prefix_gets_its_own_adapter(two_tls_hosts: Hosts, ca_bundle: str) -> None:
+    """The article's last example, over HTTPS with the test CA: ``https://`` has
+    pool_maxsize=2, a longer ``https://host-b`` prefix has pool_maxsize=1.
 
     Host A through the short prefix keeps both connections; host B through the long prefix
-    discards one, each round, exactly as if it were alone.
+    discards one each round, exactly as if it were alone.
     """
-    a, b = two_hosts.urls
+    a, b = two_tls_hosts.urls
 
     def scenario(adapter_cls: type, servers: Any) -> None:
         with requests.Session() as session:
-            session.mount("http://", adapter_cls(pool_connections=1, pool_maxsize=2))
+            session.mount("https://", adapter_cls(pool_connections=1, pool_maxsize=2))
             session.mount(b, adapter_cls(pool_connections=1, pool_maxsize=1))
-            assert (
-                session.get_adapter(b + "/").poolmanager
-                is not session.get_adapter(a + "/").poolmanager
-            )
+            assert session.get_adapter(b + "/") is not session.get_adapter(a + "/")
             for round_ in (1, 2):
-                _threaded_gets(session, [f"{a}/hold?key=pa{round_}&n=2"] * 2)
-                _threaded_gets(session, [f"{b}/hold?key=pb{round_}&n=2"] * 2)
+                for host, name in ((a, "a"), (b, "b")):
+                    hold = f"{host}/hold?key={_key(adapter_cls, f'{name}{round_}')}&n=2"
+                    _threaded_gets(session, [hold] * 2, verify=ca_bundle)
 
-    outcome = both(two_hosts, scenario)
+    outcome = both(two_tls_hosts, scenario)
     assert outcome.connections == [2, 3]
-    host_b = two_hosts.servers[1].host
-    assert (
-        _full(outcome)
-        == [f"Connection pool is full, discarding connection: {host_b}. Connection pool size: 1"]
-        * 2
-    )
+    assert all(text.startswith("Starting new HTTPS") for text in _starting(outcome))
+    host_b = two_tls_hosts.servers[1].host
+    full = f"Connection pool is full, discarding connection: {host_b}. Connection pool size: 1"
+    assert _full(outcome) == [full] * 2
