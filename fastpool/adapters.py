@@ -62,9 +62,9 @@ MSG_BAD_TIMEOUT_TUPLE = (
 )
 
 # The hooks whose stock behaviour the fast route reproduces; a subclass overriding any of them
-# gets the general route, so its override is honoured.
+# gets the general route, so its override is honoured. (Overriding ``send`` to wrap
+# ``super().send`` is common and changes none of them, so it keeps the fast route.)
 _FAST_ROUTE_HOOKS = (
-    "send",
     "get_connection_with_tls_context",
     "build_connection_pool_key_attributes",
     "cert_verify",

@@ -438,6 +438,26 @@ def test_fast_route_is_taken_for_the_common_case(
     assert general == [app_server.url + "/bytes/1"]
 
 
+def test_subclass_wrapping_send_keeps_the_fast_route(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common recipe "a default timeout" overrides send only: still honoured, still fast."""
+    seen: list[Any] = []
+
+    class DefaultTimeout(HTTPAdapter):
+        def send(self, request: Any, **kwargs: Any) -> requests.Response:
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = 7
+            seen.append(kwargs["timeout"])
+            return super().send(request, **kwargs)
+
+    adapter = DefaultTimeout()
+    monkeypatch.setattr(adapter, "_general_target", None)  # calling it would fail the test
+    with _session(adapter) as session:
+        assert session.get(app_server.url + "/bytes/3").content == b"abc"
+    assert seen == [7]
+
+
 def test_shared_adapter_across_threads(app_server: AppServer) -> None:
     """One adapter, four threads (each with its own Session): no errors, at most 4 connections."""
     adapter = HTTPAdapter(pool_maxsize=4)

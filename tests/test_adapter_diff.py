@@ -374,7 +374,9 @@ def test_stream_raw_read_and_stream(env: Env) -> None:
         r = s.get(e.app.url + "/bytes/1000", stream=True)
         head = r.raw.read(10)
         rest = b"".join(r.raw.stream(300))
-        values = (head, rest, r.raw.status, r.raw.reason, r.raw.version, r.raw.closed)
+        raw = r.raw
+        values = (head, rest, raw.status, raw.reason, raw.version, raw.closed, raw.decode_content)
+        raw.release_conn()
         r.close()
         again = s.get(e.app.url + "/bytes/3")  # the connection went back to the pool
         return values, again.content
@@ -393,6 +395,15 @@ def test_stream_unread_then_closed_does_not_reuse(env: Env) -> None:
 
     out = differential(call, env)
     assert out["connections"] == [2, 0, 0]
+
+
+def test_raw_data_with_stream_false(env: Env) -> None:
+    def call(s: requests.Session, e: Env) -> Any:
+        r = s.get(e.app.url + "/bytes/20")
+        return r.content, r.raw.data, r.raw.closed, r.raw.tell()
+
+    out = differential(call, env)
+    assert out["value"][0] == pattern_bytes(20)
 
 
 def test_raw_headers_getlist(env: Env) -> None:
