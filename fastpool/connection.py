@@ -24,6 +24,7 @@ from urllib3.exceptions import (
     ProxyError,
 )
 from urllib3.util.request import SKIP_HEADER, SKIPPABLE_HEADERS, body_to_chunks
+from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from . import __version__
@@ -37,6 +38,7 @@ __all__ = (
     "HTTPConnection",
     "HTTPSConnection",
     "ProxyConfig",
+    "build_ssl_context",
     "default_user_agent",
     "port_by_scheme",
 )
@@ -119,7 +121,7 @@ class HTTPConnection:
         self._view = memoryview(self._buffer)
         self._rest = b""  # bytes received past the last response head, for the body reader
         self._poller: Any = None
-        self.last_used = 0.0
+        self._host_value: tuple[str | None, str] | None = None
 
     # --- connecting -------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -255,6 +257,14 @@ class HTTPConnection:
         self.sock.sendall(data)
 
     def _host_header(self) -> str:
+        cached = self._host_value
+        if cached is not None and cached[0] == self._tunnel_host:
+            return cached[1]
+        value = self._compute_host_header()
+        self._host_value = (self._tunnel_host, value)
+        return value
+
+    def _compute_host_header(self) -> str:
         host = self._tunnel_host if self._tunnel_host is not None else self.host
         port = self._tunnel_port if self._tunnel_host is not None else self.port
         if ":" in host and not host.startswith("["):
@@ -417,13 +427,81 @@ class HTTPConnection:
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
+def build_ssl_context(
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    cert_reqs: int | str | None = None,
+    ca_certs: str | None = None,
+    ca_cert_dir: str | None = None,
+    ca_cert_data: str | bytes | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    key_password: str | None = None,
+    ssl_version: int | str | None = None,
+    ssl_minimum_version: ssl.TLSVersion | None = None,
+    ssl_maximum_version: ssl.TLSVersion | None = None,
+    assert_hostname: None | str | typing.Literal[False] = None,
+    assert_fingerprint: str | None = None,
+) -> ssl.SSLContext:
+    """An SSLContext set up by urllib3's rules (built once per pool, shared by its connections).
+
+    Without ``ssl_context`` a new one comes from urllib3's ``create_urllib3_context`` (TLS 1.2+,
+    its ciphers). ``cert_reqs`` (default ``CERT_REQUIRED``: verification on) is applied to a
+    given context too, as urllib3 does. ``ca_certs``/``ca_cert_dir``/``ca_cert_data`` are
+    loaded, else the system's default CAs (for a context built here). ``cert_file``,
+    ``key_file`` and ``key_password`` load a client certificate. ``assert_hostname`` or
+    ``assert_fingerprint`` turn the built-in hostname check off: the connection checks them.
+    """
+    context = ssl_context
+    if context is None:
+        context = create_urllib3_context(
+            ssl_version=resolve_ssl_version(ssl_version),
+            ssl_minimum_version=ssl_minimum_version,
+            ssl_maximum_version=ssl_maximum_version,
+            cert_reqs=resolve_cert_reqs(cert_reqs),
+        )
+    verify_mode = resolve_cert_reqs(cert_reqs)
+    if verify_mode == ssl.CERT_NONE:
+        context.check_hostname = False
+    context.verify_mode = verify_mode
+    if assert_fingerprint or assert_hostname or assert_hostname is False:
+        context.check_hostname = False  # checked by the connection instead
+    if ca_certs or ca_cert_dir or ca_cert_data:
+        context.load_verify_locations(ca_certs, ca_cert_dir, ca_cert_data)
+    elif ssl_context is None:
+        context.load_default_certs()
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file, key_password)
+    try:
+        context.set_alpn_protocols(["http/1.1"])
+    except NotImplementedError:  # pragma: no cover - very old OpenSSL
+        pass
+    return context
+
+
+_TLS_SETTINGS = (
+    "cert_reqs",
+    "ca_certs",
+    "ca_cert_dir",
+    "ca_cert_data",
+    "cert_file",
+    "key_file",
+    "key_password",
+    "ssl_version",
+    "ssl_minimum_version",
+    "ssl_maximum_version",
+)
+
+
 class HTTPSConnection(HTTPConnection):
     """An HTTP/1.1 connection over TLS (urllib3's ``HTTPSConnection`` contract).
 
-    The TLS settings arrive prepared by the pool as one ``ssl_context`` (built once per pool
-    key, verification on by default) plus the per-connection checks:
+    Pools hand every connection one prepared ``ssl_context`` (see :func:`build_ssl_context`).
+    Standalone, the connection takes urllib3's TLS arguments (``cert_reqs``, ``ca_certs``,
+    ``ca_cert_dir``, ``ca_cert_data``, ``cert_file``, ``key_file``, ``key_password``,
+    ``ssl_version``, ``ssl_minimum_version``, ``ssl_maximum_version``; verification on by
+    default) and builds its context from them, starting from ``ssl_context`` if given.
 
-    :param ssl_context: the context to wrap the socket with (required).
     :param server_hostname: the SNI and hostname-check name (default: ``host``).
     :param assert_hostname: a name to check the certificate against instead of the host, or
         ``False`` to skip the hostname check (default ``None``).
@@ -439,13 +517,21 @@ class HTTPSConnection(HTTPConnection):
         host: str,
         port: int | None = None,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         assert_hostname: None | str | typing.Literal[False] = None,
         assert_fingerprint: str | None = None,
         **kw: Any,
     ) -> None:
+        tls = {name: kw.pop(name) for name in _TLS_SETTINGS if name in kw}
         super().__init__(host, port, **kw)
+        if ssl_context is None or any(value is not None for value in tls.values()):
+            ssl_context = build_ssl_context(
+                ssl_context,
+                assert_hostname=assert_hostname,
+                assert_fingerprint=assert_fingerprint,
+                **tls,
+            )
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.assert_hostname = assert_hostname

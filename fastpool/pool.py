@@ -39,13 +39,12 @@ from urllib3.exceptions import TimeoutError as _U3TimeoutError
 from urllib3.util.proxy import connection_requires_http_tunnel
 from urllib3.util.request import set_file_position
 from urllib3.util.retry import Retry
-from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
 from urllib3.util.ssl_match_hostname import CertificateError
 from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
 from urllib3.util.url import _encode_target, parse_url
 
 from ._hostqueue import HostQueue
-from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
+from .connection import HTTPConnection, HTTPSConnection, build_ssl_context, port_by_scheme
 from .exceptions import ProtocolError
 from .response import HTTPResponse
 
@@ -716,32 +715,21 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 
     def _build_context(self) -> ssl.SSLContext:
         """The pool's one SSLContext, with urllib3's defaults and rules."""
-        context = self.ssl_context
-        default_context = context is None
-        if context is None:
-            context = create_urllib3_context(
-                ssl_version=resolve_ssl_version(self.ssl_version),
-                ssl_minimum_version=self.ssl_minimum_version,
-                ssl_maximum_version=self.ssl_maximum_version,
-                cert_reqs=resolve_cert_reqs(self.cert_reqs),
-            )
-        verify_mode = resolve_cert_reqs(self.cert_reqs)
-        if verify_mode == ssl.CERT_NONE:
-            context.check_hostname = False
-        context.verify_mode = verify_mode
-        if self.assert_fingerprint or self.assert_hostname or self.assert_hostname is False:
-            context.check_hostname = False  # checked by the connection instead
-        if self.ca_certs or self.ca_cert_dir or self.ca_cert_data:
-            context.load_verify_locations(self.ca_certs, self.ca_cert_dir, self.ca_cert_data)
-        elif default_context:
-            context.load_default_certs()
-        if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file, self.key_password)
-        try:
-            context.set_alpn_protocols(["http/1.1"])
-        except NotImplementedError:  # pragma: no cover - very old OpenSSL
-            pass
-        return context
+        return build_ssl_context(
+            self.ssl_context,
+            cert_reqs=self.cert_reqs,
+            ca_certs=self.ca_certs,
+            ca_cert_dir=self.ca_cert_dir,
+            ca_cert_data=self.ca_cert_data,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            key_password=self.key_password,
+            ssl_version=self.ssl_version,
+            ssl_minimum_version=self.ssl_minimum_version,
+            ssl_maximum_version=self.ssl_maximum_version,
+            assert_hostname=self.assert_hostname,
+            assert_fingerprint=self.assert_fingerprint,
+        )
 
     def _make_conn(self) -> HTTPConnection:
         context = self._context

@@ -543,7 +543,11 @@ class HTTPResponse(BaseHTTPResponse):
     def _get_decoder(self) -> Any:
         if not self._content_decoder_ready:
             self._content_decoder_ready = True
-            encoding = self.headers.get("content-encoding")
+            # Scan the parsed head rather than build the header dict nobody may ask for.
+            codings = [
+                v for k, v in self._head.headers if len(k) == 16 and k.lower() == "content-encoding"
+            ]
+            encoding = ", ".join(codings)
             if encoding:
                 self._content_decoder = _make_decoder(encoding)
         return self._content_decoder

@@ -174,3 +174,19 @@ def test_tunnel(https_server, proxy_server, ca_bundle):
     assert conn.has_connected_to_proxy
     assert proxy_server.request_lines == [f"CONNECT 127.0.0.1:{https_server.port} HTTP/1.1"]
     conn.close()
+
+
+def test_https_connection_takes_urllib3_tls_arguments(https_server, ca_bundle, client_cert):
+    conn = HTTPSConnection(https_server.host, https_server.port, ca_certs=ca_bundle, timeout=5)
+    assert conn.ssl_context.verify_mode == ssl.CERT_REQUIRED and conn.ssl_context.check_hostname
+    conn.request("GET", "/bytes/1")
+    assert conn.read_response_head("GET").status == 200
+    conn.close()
+    # verification is on by default: the system CAs do not know the test CA
+    default = HTTPSConnection(https_server.host, https_server.port, timeout=5)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        default.connect()
+    off = HTTPSConnection(https_server.host, https_server.port, cert_reqs="CERT_NONE", timeout=5)
+    off.connect()
+    assert not off.is_verified
+    off.close()
