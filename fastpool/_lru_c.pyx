@@ -82,15 +82,20 @@ cdef class LRUMap:
     cdef object _maxsize        # maxsize as given (an int of any size)
     cdef object _dispose_func
 
+    def __cinit__(self, *args, **kwargs):
+        # The structure exists even if __init__ is skipped (LRUMap.__new__), so no C-level
+        # access ever meets a None.
+        self._map = {}
+        self._root = _Node()
+        self._root.prev = self._root.next = <PyObject*>self._root
+        self._maxsize = 0
+
     def __init__(self, maxsize=10, dispose_func=None):
         maxsize = _check_maxsize(maxsize)
         _check_dispose_func(dispose_func)
         self._maxsize = maxsize
         self._limit = PY_SSIZE_T_MAX if maxsize > PY_SSIZE_T_MAX else maxsize
         self._dispose_func = dispose_func
-        self._map = {}
-        self._root = _Node()
-        self._root.prev = self._root.next = <PyObject*>self._root
 
     @property
     def maxsize(self):

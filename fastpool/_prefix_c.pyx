@@ -100,7 +100,8 @@ cdef class PrefixRouter:
     cdef _Node _root
     cdef unsigned long long _seq
 
-    def __init__(self):
+    def __cinit__(self):
+        # In __cinit__, so the tree exists even if __init__ is skipped (PrefixRouter.__new__).
         self._entries = {}
         self._root = _Node("")
         self._seq = 0
