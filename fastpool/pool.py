@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import sys
+import threading
 import typing
 import warnings
 from collections.abc import Mapping
@@ -54,6 +55,9 @@ if typing.TYPE_CHECKING:
 __all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_from_url")
 
 log = logging.getLogger("fastpool.connectionpool")
+
+# Per thread: is this thread inside a HostQueue call right now? (see _release_from_finalizer)
+_in_queue = threading.local()
 
 # Requests a stale keep-alive connection may be retried with once, transparently (no body,
 # a method without side effects): the server closed the idle connection as we reused it.
@@ -121,6 +125,7 @@ class HTTPConnectionPool(RequestMethods):
         self.retries = retries
         self.block = block
         self.pool = HostQueue(maxsize, block)
+        self._deferred: list[None] = []  # slots of collected responses, released soon
         self.proxy = _proxy
         self.proxy_headers = _proxy_headers or {}
         self.proxy_config = _proxy_config
@@ -183,7 +188,15 @@ class HTTPConnectionPool(RequestMethods):
         Blocks up to ``timeout`` seconds when ``block`` is set and every connection is in use
         (then raises ``EmptyPoolError``); raises ``ClosedPoolError`` after ``close()``.
         """
-        conn = self.pool.checkout(timeout)
+        if self._deferred:
+            self._release_deferred()
+        _in_queue.busy = True
+        try:
+            conn = self.pool.checkout(timeout)
+        finally:
+            _in_queue.busy = False
+            if self._deferred:
+                self._release_deferred()
         try:
             if conn is None:
                 return self._new_conn()
@@ -194,12 +207,19 @@ class HTTPConnectionPool(RequestMethods):
         except BaseException:
             if conn is not None:
                 conn.close()
-            self.pool.checkin(None)
+            self._put_conn(None)
             raise
 
     def _put_conn(self, conn: HTTPConnection | None) -> None:
         """Check a connection (or ``None``: just the slot) back in; close what is not kept."""
-        if self.pool.checkin(conn) or conn is None:
+        _in_queue.busy = True
+        try:
+            kept = self.pool.checkin(conn)
+        finally:
+            _in_queue.busy = False
+            if self._deferred:
+                self._release_deferred()
+        if kept or conn is None:
             return
         if not self.pool.closed:
             log.warning(
@@ -208,6 +228,26 @@ class HTTPConnectionPool(RequestMethods):
                 self.pool.idle,
             )
         conn.close()
+
+    def _release_from_finalizer(self) -> None:
+        """Give back the slot of a response garbage-collected with its body unread.
+
+        The collector can run a finalizer in the middle of this thread's own checkout or
+        checkin: re-entering the queue there could deadlock the pure twin's lock or interleave
+        the compiled critical part, so the slot is then released right after that call.
+        """
+        if getattr(_in_queue, "busy", False):
+            self._deferred.append(None)
+        else:
+            self._put_conn(None)
+
+    def _release_deferred(self) -> None:
+        while self._deferred:
+            try:
+                self._deferred.pop()
+            except IndexError:  # another thread took it
+                return
+            self._put_conn(None)
 
     def _validate_conn(self, conn: HTTPConnection) -> None:
         """Called before a request on a connection: connects a closed one."""
@@ -505,7 +545,7 @@ class HTTPConnectionPool(RequestMethods):
                         if conn is not None:
                             conn.close()
                     finally:
-                        self.pool.checkin(None)
+                        self._put_conn(None)
                 conn = None
 
         if conn is None:

@@ -743,6 +743,20 @@ class HTTPResponse(BaseHTTPResponse):
             if pool is not None:
                 pool._put_conn(None)
 
+    def __del__(self) -> None:
+        # A response dropped with its body unread: close the socket, give the slot back.
+        # (Not io.IOBase's close(): that could drain, and must not re-enter the queue.)
+        conn = self.__dict__.get("_connection")
+        if conn is None:
+            return
+        self._connection = None
+        try:
+            conn.close()
+        finally:
+            pool = self._pool
+            if pool is not None:
+                pool._release_from_finalizer()
+
     def _drain_cheaply(self) -> None:
         # Only a Content-Length remainder that already sits in our buffer, or arrives without
         # waiting, is drained: close() must never block on a slow server.

@@ -251,3 +251,32 @@ def test_https_fingerprint_pinning(https_server, tls_ca, ca_bundle):
     with pytest.raises(urllib3.exceptions.SSLError):
         bad.request("GET", "/bytes/1")
     assert bad.pool.in_use == 0
+
+
+def test_dropped_unread_response_gives_its_slot_back(app_server):
+    import gc
+
+    with HTTPConnectionPool(app_server.host, app_server.port, maxsize=1, block=True) as pool:
+        r = pool.request("GET", "/bytes/300000", preload_content=False)
+        assert pool.pool.in_use == 1
+        cycle = [r]
+        cycle.append(cycle)  # only the cycle collector frees it
+        del r, cycle
+        gc.collect()
+        assert pool.pool.in_use == 0
+        assert pool.request("GET", "/bytes/3", pool_timeout=1).data == b"abc"
+
+
+def test_finalizer_inside_a_queue_call_defers_the_release(app_server):
+    from fastpool import pool as pool_module
+
+    with HTTPConnectionPool(app_server.host, app_server.port, maxsize=1, block=True) as pool:
+        r = pool.request("GET", "/bytes/300000", preload_content=False)
+        pool_module._in_queue.busy = True  # as if the collector ran during a checkin
+        try:
+            r.__del__()
+            assert pool.pool.in_use == 1 and pool._deferred == [None]
+        finally:
+            pool_module._in_queue.busy = False
+        assert pool.request("GET", "/bytes/3", pool_timeout=1).data == b"abc"
+        assert pool.pool.in_use == 0 and not pool._deferred
