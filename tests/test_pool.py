@@ -83,7 +83,7 @@ def test_block_true_caps_connections(app_server):
             try:
                 for _ in range(10):
                     assert pool.request("GET", "/bytes/10").status == 200
-            except BaseException as e:  # pragma: no cover - reported below
+            except BaseException as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
         threads = [threading.Thread(target=work) for _ in range(6)]

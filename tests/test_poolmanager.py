@@ -215,7 +215,7 @@ def test_threads_share_pool(app_server):
             try:
                 for _ in range(20):
                     assert pm.request("GET", app_server.url + "/bytes/50").status == 200
-            except Exception as e:  # pragma: no cover - reported below
+            except Exception as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
         threads = [threading.Thread(target=work) for _ in range(4)]
