@@ -287,3 +287,81 @@ def test_lru_order_kept_on_repeated_urls(server_factory):
         pm.request("GET", c.url + "/bytes/1")  # evicts B, not A
         assert not pool_a.closed
         assert a.connections == 1
+
+
+ROUTES = [
+    ("GET", "/bytes/1000"),
+    ("GET", "/chunked/5000"),
+    ("GET", "/stream/5"),
+    ("GET", "/gzip"),
+    ("GET", "/deflate"),
+    ("GET", "/br"),
+    ("GET", "/zstd"),
+    ("HEAD", "/bytes/10"),
+    ("GET", "/status/204"),
+    ("GET", "/status/304"),
+    ("GET", "/status/404"),
+    ("GET", "/redirect/3"),
+    ("GET", "/no-length?n=3000"),
+    ("GET", "/http10"),
+    ("GET", "/close"),
+    ("GET", "/headers"),
+    ("GET", "/cookies/set?a=1"),
+    ("DELETE", "/echo"),
+    ("PUT", "/echo"),
+]
+
+
+def _comparable_headers(response) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(k.lower(), v) for k, v in response.headers.items() if k.lower() != "date"]
+
+
+@pytest.mark.parametrize("method,path", ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
+@pytest.mark.parametrize("preload", [True, False], ids=["preload", "stream"])
+def test_differential_against_urllib3(app_server, method, path, preload):
+    """The same request through urllib3 and fastpool: the same status, headers and body."""
+    if path == "/zstd" and not urllib3.response.HAS_ZSTD:
+        pytest.skip("this urllib3 does not decode zstd (fastpool does, with zstandard)")
+    results = []
+    for manager in (urllib3.PoolManager(), PoolManager()):
+        with manager:
+            r = manager.request(
+                method, app_server.url + path, preload_content=preload, headers={"X-T": "1"}
+            )
+            body = r.data if preload else b"".join(r.stream(7))
+            results.append((r.status, r.reason, r.version, _comparable_headers(r), body))
+    if path in ("/redirect/3", "/headers") or path.startswith(("/echo", "/cookies")):
+        # these bodies echo the request headers, which name the client: compare the rest
+        results = [
+            (s, rs, v, [x for x in h if x[0] != "content-length"], len(b) > 0)
+            for s, rs, v, h, b in results
+        ]
+    assert results[0] == results[1]
+
+
+FAULTS = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    b"",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
+]
+
+
+@pytest.mark.parametrize("raw", FAULTS, ids=["truncated", "chunked-cut", "no-answer", "bad-gzip"])
+def test_differential_faults(fault_server_factory, raw):
+    """The same broken answer: urllib3 and fastpool raise the same urllib3 exception class."""
+    from servers import send_raw
+
+    server = fault_server_factory(send_raw(raw))
+    kinds = []
+    for manager in (urllib3.PoolManager(retries=False), PoolManager(retries=False)):
+        with manager, pytest.raises(urllib3.exceptions.HTTPError) as info:
+            manager.request("GET", server.url + "/")
+        kinds.append(
+            next(
+                c
+                for c in type(info.value).__mro__
+                if c.__module__.startswith("urllib3") and c is not Exception
+            )
+        )
+    assert kinds[0] is kinds[1]
