@@ -73,6 +73,11 @@ _FAST_ROUTE_HOOKS = (
     "build_response",
 )
 
+# What build_connection_pool_key_attributes gives for verify True / False without a cert
+# (never mutated: the pool manager copies what it keeps).
+_VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_REQUIRED"}
+_NO_VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_NONE"}
+
 # Response.elapsed until Session.send sets it (timedelta is immutable, so one is shared).
 _ZERO = datetime.timedelta(0)
 
@@ -385,13 +390,13 @@ class HTTPAdapter(_stock.HTTPAdapter):
             host_params = self._host_params(request, origin)
             if host_params is None:
                 return None
-        resolved_timeout = self._timeout_for(timeout)
         conn = self.poolmanager.connection_from_host(
             **host_params,
-            pool_kwargs={"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"},
+            pool_kwargs=_VERIFY_POOL_KWARGS if verify else _NO_VERIFY_POOL_KWARGS,
         )
         self.cert_verify(conn, url, verify, None)
-        return conn, path, resolved_timeout
+        # After the connection hooks, as stock reads it: the same error first on bad input.
+        return conn, path, self._timeout_for(timeout)
 
     def _host_params(self, request: PreparedRequest, origin: str) -> dict[str, Any] | None:
         try:
