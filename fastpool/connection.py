@@ -122,6 +122,8 @@ class HTTPConnection:
         self._rest = b""  # bytes received past the last response head, for the body reader
         self._poller: Any = None
         self._host_value: tuple[str | None, str] | None = None
+        #: The context for TLS to an ``https://`` proxy (prepared by the pool, or built once).
+        self.proxy_ssl_context: ssl.SSLContext | None = None
 
     # --- connecting -------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -206,13 +208,47 @@ class HTTPConnection:
 
     def connect(self) -> None:
         """Open the socket (to the proxy when one is set, then the CONNECT tunnel)."""
+        self._connect_transport()
+        self.has_connected_to_proxy = self.proxy is not None
+
+    def _connect_transport(self) -> None:
         self.sock = self._dial(self.host, self.port)
         self._rest = b""
         self._poller = None
-        if self.proxy is not None:
-            self.has_connected_to_proxy = True
         if self._tunnel_host is not None:
+            if getattr(self.proxy, "scheme", None) == "https":
+                self._connect_tls_proxy()
+            # Until here a failure is the proxy's (urllib3 reports it as a ProxyError).
+            self.has_connected_to_proxy = True
             self._tunnel()
+
+    def _connect_tls_proxy(self) -> None:
+        """TLS to an ``https://`` proxy, verified by the proxy's own settings."""
+        context = self.proxy_ssl_context
+        if context is None:
+            config = self.proxy_config
+            context = build_ssl_context(
+                config.ssl_context if config else None,
+                assert_hostname=config.assert_hostname if config else None,
+                assert_fingerprint=config.assert_fingerprint if config else None,
+            )
+            self.proxy_ssl_context = context
+        config = self.proxy_config
+        sock = self.sock
+        assert sock is not None
+        try:
+            self.sock = _wrap_and_verify(
+                sock,
+                context,
+                self.host,
+                config.assert_hostname if config else None,
+                config.assert_fingerprint if config else None,
+            )
+        except BaseException:
+            self.sock = None
+            sock.close()
+            raise
+        self.proxy_is_verified = context.verify_mode == ssl.CERT_REQUIRED
 
     def _tunnel(self) -> None:
         host, port = self._tunnel_host, self._tunnel_port
@@ -479,6 +515,106 @@ def build_ssl_context(
     return context
 
 
+def _wrap_and_verify(
+    sock: Any,
+    context: ssl.SSLContext,
+    server_hostname: str,
+    assert_hostname: None | str | typing.Literal[False],
+    assert_fingerprint: str | None,
+) -> Any:
+    """TLS over ``sock`` (over a TLS socket too: an origin through an https proxy's tunnel),
+    then urllib3's extra checks: a pinned fingerprint, or ``assert_hostname``."""
+    name = server_hostname.strip("[]")
+    if isinstance(sock, (ssl.SSLSocket, _TLSInTLS)):
+        tls: Any = _TLSInTLS(sock, context, name)
+    else:
+        tls = context.wrap_socket(sock, server_hostname=name)
+    if assert_fingerprint:
+        from urllib3.util.ssl_ import assert_fingerprint as check_fingerprint
+
+        check_fingerprint(tls.getpeercert(binary_form=True), assert_fingerprint)
+    elif (
+        context.verify_mode != ssl.CERT_NONE
+        and not context.check_hostname
+        and assert_hostname is not False
+    ):
+        from urllib3.util.ssl_match_hostname import match_hostname
+
+        match_hostname(tls.getpeercert(), assert_hostname or name)
+    return tls
+
+
+class _TLSInTLS:
+    """A TLS session inside another (``https://`` proxy, CONNECT tunnel, then the origin):
+    an ``ssl.SSLObject`` whose records travel through the outer TLS socket. It offers the
+    few socket methods the engine uses."""
+
+    def __init__(self, outer: Any, context: ssl.SSLContext, server_hostname: str) -> None:
+        self._outer = outer
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
+        )
+        self._run(self._tls.do_handshake)
+
+    def _run(self, operation: Any, *args: Any) -> Any:
+        while True:
+            try:
+                result = operation(*args)
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self._outer.recv(65536)
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+                continue
+            self._flush()
+            return result
+
+    def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            self._outer.sendall(data)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        try:
+            return int(self._run(self._tls.read, nbytes or len(buffer), buffer))
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return 0  # like SSLSocket's suppress_ragged_eofs
+
+    def recv(self, bufsize: int) -> bytes:
+        try:
+            return bytes(self._run(self._tls.read, bufsize))
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return b""
+
+    def sendall(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            sent = self._run(self._tls.write, view)
+            view = view[sent:]
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return self._tls.getpeercert(binary_form)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._outer.settimeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return typing.cast("float | None", self._outer.gettimeout())
+
+    def fileno(self) -> int:
+        return int(self._outer.fileno())
+
+    def shutdown(self, how: int) -> None:
+        self._outer.shutdown(how)
+
+    def close(self) -> None:
+        self._outer.close()
+
+
 _TLS_SETTINGS = (
     "cert_reqs",
     "ca_certs",
@@ -538,31 +674,19 @@ class HTTPSConnection(HTTPConnection):
         self.assert_fingerprint = assert_fingerprint
 
     def connect(self) -> None:
-        """Dial (through the proxy tunnel if set) and complete the TLS handshake."""
-        super().connect()
-        assert self.sock is not None
-        if self.proxy is not None and self._tunnel_host is None:
-            # An HTTPS URL through a forwarding proxy without CONNECT is not TLS to the origin.
-            return
-        target = self._tunnel_host if self._tunnel_host is not None else self.host
-        sni = self.server_hostname or target
+        """Dial (through the proxy, and its tunnel if set) and complete the TLS handshake."""
+        self._connect_transport()
         sock = self.sock
+        assert sock is not None
+        target = self._tunnel_host if self._tunnel_host is not None else self.host
         try:
-            self.sock = self.ssl_context.wrap_socket(sock, server_hostname=sni.strip("[]"))
-            cert_der = self.sock.getpeercert(binary_form=True)
-            if self.assert_fingerprint:
-                from urllib3.util.ssl_ import assert_fingerprint
-
-                assert_fingerprint(cert_der, self.assert_fingerprint)
-            elif (
-                self.ssl_context.verify_mode != ssl.CERT_NONE
-                and not self.ssl_context.check_hostname
-                and self.assert_hostname is not False
-            ):
-                from urllib3.util.ssl_match_hostname import match_hostname
-
-                cert = self.sock.getpeercert()
-                match_hostname(cert, self.assert_hostname or sni.strip("[]"))  # type: ignore[arg-type]
+            self.sock = _wrap_and_verify(
+                sock,
+                self.ssl_context,
+                self.server_hostname or target,
+                self.assert_hostname,
+                self.assert_fingerprint,
+            )
         except BaseException:
             self.sock = None
             sock.close()
@@ -571,3 +695,7 @@ class HTTPSConnection(HTTPConnection):
         self.is_verified = self.ssl_context.verify_mode == ssl.CERT_REQUIRED or bool(
             self.assert_fingerprint
         )
+        if self.proxy is not None:
+            if self._tunnel_host is None:  # forwarding: this TLS session is with the proxy
+                self.proxy_is_verified = self.is_verified
+            self.has_connected_to_proxy = True

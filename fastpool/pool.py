@@ -752,6 +752,7 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         self.assert_hostname = assert_hostname
         self.assert_fingerprint = assert_fingerprint
         self._context: ssl.SSLContext | None = None
+        self._proxy_ssl_context: ssl.SSLContext | None = None
 
     def _build_context(self) -> ssl.SSLContext:
         """The pool's one SSLContext, with urllib3's defaults and rules."""
@@ -778,7 +779,7 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         host, port = self.host, self.port
         if self.proxy is not None and self.proxy.host is not None:
             host, port = self.proxy.host, self.proxy.port
-        return HTTPSConnection(
+        conn = HTTPSConnection(
             host,
             port,
             ssl_context=context,
@@ -788,6 +789,26 @@ class HTTPSConnectionPool(HTTPConnectionPool):
             timeout=self.timeout.connect_timeout,
             **self.conn_kw,
         )
+        if self.proxy is not None and self.proxy.scheme == "https":
+            conn.proxy_ssl_context = self._proxy_context()
+        return conn
+
+    def _proxy_context(self) -> ssl.SSLContext:
+        """The one context for TLS to an ``https://`` proxy: the ProxyManager's
+        ``proxy_ssl_context`` or urllib3's default, with this pool's CA settings."""
+        context = self._proxy_ssl_context
+        if context is None:
+            config = self.proxy_config
+            context = self._proxy_ssl_context = build_ssl_context(
+                config.ssl_context if config else None,
+                cert_reqs=self.cert_reqs,
+                ca_certs=self.ca_certs,
+                ca_cert_dir=self.ca_cert_dir,
+                ca_cert_data=self.ca_cert_data,
+                assert_hostname=config.assert_hostname if config else None,
+                assert_fingerprint=config.assert_fingerprint if config else None,
+            )
+        return context
 
     def _new_conn(self) -> HTTPConnection:
         self.num_connections += 1

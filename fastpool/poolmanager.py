@@ -21,7 +21,6 @@ from urllib3.exceptions import (
     LocationValueError,
     MaxRetryError,
     ProxySchemeUnknown,
-    ProxySchemeUnsupported,
     URLSchemeUnknown,
 )
 from urllib3.poolmanager import SSL_KEYWORDS, PoolKey, _default_key_normalizer
@@ -332,13 +331,15 @@ class ProxyManager(PoolManager):
     ``ProxyManager``): absolute-form requests for ``http://`` URLs, a CONNECT tunnel for
     ``https://`` URLs.
 
-    :param proxy_url: the proxy, ``http://[user:pass@]host:port``.
+    :param proxy_url: the proxy, ``http[s]://[user:pass@]host:port``.
     :param proxy_headers: headers for the proxy (e.g. ``Proxy-Authorization``): sent with
         each forwarded request, or once with CONNECT.
-    :param proxy_ssl_context, use_forwarding_for_https, proxy_assert_hostname,
-        proxy_assert_fingerprint: urllib3's HTTPS-proxy settings, accepted for signature
-        compatibility; fastpool does not speak TLS to a proxy yet (an ``https://`` proxy
-        raises ``ProxySchemeUnsupported``).
+    :param proxy_ssl_context: the SSLContext for TLS to an ``https://`` proxy (default: one
+        built with the pools' CA settings, verification on).
+    :param use_forwarding_for_https: send ``https://`` URLs to an ``https://`` proxy in
+        absolute form instead of a tunnel (the proxy sees the requests; default ``False``).
+    :param proxy_assert_hostname, proxy_assert_fingerprint: check the proxy's certificate
+        against this name or pinned fingerprint instead.
     """
 
     def __init__(
@@ -358,11 +359,6 @@ class ProxyManager(PoolManager):
         proxy = parse_url(proxy_url)
         if proxy.scheme not in ("http", "https"):
             raise ProxySchemeUnknown(proxy.scheme)
-        if proxy.scheme == "https":
-            raise ProxySchemeUnsupported(
-                "fastpool does not support HTTPS proxies (TLS to the proxy) yet; "
-                "use an http:// proxy URL"
-            )
         if not proxy.port:
             proxy = proxy._replace(port=port_by_scheme.get(proxy.scheme, 80))
         self.proxy = proxy

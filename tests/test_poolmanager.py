@@ -260,9 +260,50 @@ def test_proxy_auth(app_server, https_server, proxy_server_factory, ca_bundle):
         _assert_idle(pm)
 
 
-def test_https_proxy_is_refused_clearly():
-    with pytest.raises(urllib3.exceptions.ProxySchemeUnsupported):
-        ProxyManager("https://127.0.0.1:1")
+@pytest.fixture
+def https_proxy(server_ssl_context):  # type: ignore[no-untyped-def]
+    """A forward proxy reached over TLS (its certificate from the test CA)."""
+    from servers import ProxyServer
+
+    proxy = ProxyServer()
+    proxy.tls = server_ssl_context
+    with proxy:
+        yield proxy
+    assert not proxy.errors
+
+
+def test_https_proxy_forwards_http(app_server, https_proxy, ca_bundle):
+    with ProxyManager(https_proxy.url, ca_certs=ca_bundle) as pm:
+        for _ in range(2):
+            assert _echo(pm.request("GET", app_server.url + "/echo"))["path"] == "/echo"
+        assert https_proxy.request_lines[0] == f"GET {app_server.url}/echo HTTP/1.1"
+        assert https_proxy.connections == 1
+
+
+def test_https_proxy_tunnels_https_tls_in_tls(https_server, https_proxy, ca_bundle):
+    with ProxyManager(https_proxy.url, ca_certs=ca_bundle) as pm:
+        for size in (10, 100000, 10):
+            r = pm.request("GET", f"{https_server.url}/bytes/{size}")
+            assert r.status == 200 and len(r.data) == size
+        r = pm.request("GET", f"{https_server.url}/chunked/50000", preload_content=False)
+        assert len(b"".join(r.stream(1000))) == 50000
+        assert https_proxy.request_lines == [f"CONNECT 127.0.0.1:{https_server.port} HTTP/1.1"]
+        assert https_server.connections == 1
+        conn = pm.connection_from_url(https_server.url).pool.checkout(0)
+        assert conn.is_verified and conn.proxy_is_verified
+        pm.connection_from_url(https_server.url).pool.checkin(conn)
+
+
+def test_https_proxy_certificate_is_verified(https_server, untrusted_ssl_context, ca_bundle):
+    from servers import ProxyServer
+
+    proxy = ProxyServer()
+    proxy.tls = untrusted_ssl_context
+    with proxy, ProxyManager(proxy.url, ca_certs=ca_bundle, retries=False) as pm:
+        with pytest.raises(ProxyError) as info:  # as urllib3: a failure to reach the proxy
+            pm.request("GET", https_server.url + "/bytes/1")
+        assert isinstance(info.value.original_error, SSLError)
+        _assert_idle(pm)
 
 
 def test_url_cache_follows_pool_eviction(server_factory):
