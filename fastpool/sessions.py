@@ -22,6 +22,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
 from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
@@ -29,10 +30,16 @@ from urllib.parse import urlparse
 import requests
 import requests.adapters
 from requests.auth import _basic_auth_str
-from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
+from requests.cookies import (
+    RequestsCookieJar,
+    cookiejar_from_dict,
+    extract_cookies_to_jar,
+    merge_cookies,
+)
 from requests.exceptions import InvalidSchema
+from requests.hooks import dispatch_hook
 from requests.models import PreparedRequest, Request, RequestEncodingMixin
-from requests.sessions import merge_hooks, merge_setting
+from requests.sessions import merge_hooks, merge_setting, preferred_clock
 from requests.structures import CaseInsensitiveDict
 from requests.utils import check_header_validity, get_auth_from_url
 
@@ -99,10 +106,12 @@ class ThreadSafeCookieJar(RequestsCookieJar):
         return state
 
 
+_KNOWN_JARS = (ThreadSafeCookieJar, RequestsCookieJar)
+
+
 def _jar_is_empty(jar: object) -> bool:
     # Only for the jars we know; anything else takes requests' merge.
-    known = type(jar) in (ThreadSafeCookieJar, RequestsCookieJar)
-    return known and not jar._cookies  # type: ignore[attr-defined]
+    return type(jar) in _KNOWN_JARS and not jar._cookies  # type: ignore[attr-defined]
 
 
 # --- adapters: requests' OrderedDict, with a router kept in step ---------------------------------
@@ -513,10 +522,65 @@ class Session(requests.Session):
         }
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        """Send a PreparedRequest (requests' ``send``; proxies from the snapshot)."""
-        if "proxies" not in kwargs and not isinstance(request, Request):
+        """Send a PreparedRequest: requests' ``send``, step for step.
+
+        Proxies come from the environment snapshot; a response without ``Set-Cookie`` skips
+        the cookie machinery (it would store nothing); a response that is no redirect skips
+        the redirect generator (it would yield nothing).
+        """
+        kwargs.setdefault("stream", self.stream)
+        kwargs.setdefault("verify", self.verify)
+        kwargs.setdefault("cert", self.cert)
+        if "proxies" not in kwargs:
             kwargs["proxies"] = self._resolve_proxies(request.url, self.proxies)  # type: ignore[arg-type]
-        return super().send(request, **kwargs)
+        if isinstance(request, Request):
+            raise ValueError("You can only send PreparedRequests.")  # noqa: TRY004 - as requests
+
+        allow_redirects = kwargs.pop("allow_redirects", True)
+        stream = kwargs.get("stream")
+        hooks = request.hooks
+        adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
+        start = preferred_clock()
+        r = adapter.send(request, **kwargs)
+        r.elapsed = timedelta(seconds=preferred_clock() - start)
+        r = dispatch_hook("response", hooks, r, **kwargs)
+
+        if r.history:  # hooks may have made history: keep its cookies too
+            for resp in r.history:
+                self._extract_cookies(resp.request, resp.raw)
+        self._extract_cookies(request, r.raw)
+
+        history: list[Response] = []
+        if allow_redirects and (
+            type(self).resolve_redirects is not requests.Session.resolve_redirects
+            or self.get_redirect_target(r) is not None
+        ):
+            history = list(self.resolve_redirects(r, request, **kwargs))
+        if history:
+            history.insert(0, r)
+            r = history.pop()
+            r.history = history
+        if not allow_redirects:
+            try:
+                r._next = next(self.resolve_redirects(r, request, yield_requests=True, **kwargs))  # type: ignore[assignment]
+            except StopIteration:
+                pass
+        if not stream:
+            r.content  # noqa: B018 - reads the body, as requests does
+        return r
+
+    def _extract_cookies(self, request: PreparedRequest, raw: Any) -> None:
+        # extract_cookies_to_jar(self.cookies, request, raw), minus the work for a response
+        # without Set-Cookie on a jar we know (it would only stamp the jar's clock).
+        original = getattr(raw, "_original_response", None)
+        if not original:
+            return
+        jar = self.cookies
+        if type(jar) in _KNOWN_JARS:
+            msg = original.msg
+            if not msg.get_all("Set-Cookie") and not msg.get_all("Set-Cookie2"):
+                return
+        extract_cookies_to_jar(jar, request, raw)
 
     def _resolve_proxies(self, url: str, proxies: dict[str, str] | None) -> dict[str, str]:
         # requests.utils.resolve_proxies(request, proxies, self.trust_env) on the snapshot

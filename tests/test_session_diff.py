@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from http.cookiejar import CookieJar
 from typing import Any
 
 import pytest
@@ -473,3 +474,31 @@ def test_redirects_match_requests(
             results.append((bodies, views, cookie_list(session.cookies)[1]))
             session.close()
     assert results[1] == results[0]
+
+
+# --- send: cookies from plain responses, hooks, the Request guard ------------------------------
+def test_cookies_hooks_and_send_guard_match_requests(app_server: Any) -> None:
+    set_cookie = f"{app_server.url}/response-headers?Set-Cookie=plain%3D1%3B%20Path%3D/"
+
+    def hook(response: Any, **kwargs: Any) -> Any:
+        response.hooked = True
+        return response
+
+    results = []
+    for make in (requests.Session, fastpool.Session):
+        with make() as session:
+            plain = session.get(set_cookie)
+            hooked = session.get(f"{app_server.url}/redirect/2", hooks={"response": hook})
+            not_followed = session.get(f"{app_server.url}/redirect/1", allow_redirects=False)
+            custom = make()
+            custom.cookies = CookieJar()  # not a jar fastpool knows: requests' own extraction
+            custom.get(set_cookie)
+            custom.close()
+            guard = outcome(lambda s=session: s.send(requests.Request("GET", app_server.url)))
+            results.append((
+                plain.status_code, cookie_list(session.cookies)[1], cookie_list(custom.cookies)[1],
+                [r.status_code for r in hooked.history], getattr(hooked, "hooked", False),
+                not_followed.next.url if not_followed.next else None, guard,
+            ))  # fmt: skip
+    assert results[1] == results[0]
+    assert results[0][1] == [("plain", "1", "127.0.0.1", "/")]
