@@ -10,7 +10,6 @@ captured with a logging handler, so the numbers mean the same thing for both ada
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import os
 import textwrap
@@ -241,6 +240,7 @@ class Outcome:
     discarded: int  # "Connection pool is full, discarding connection" records
     seconds: float
     log_lines: list[str] = field(default_factory=list)
+    loggers: list[str] = field(default_factory=list)  # the loggers the lines came from
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -274,15 +274,12 @@ def run_in_threads(calls: list[Callable[[], None]]) -> None:
         thread.join()
 
 
-_round_keys = itertools.count(1)
-
-
 def _two_rounds_of_two(send: Callable[[str], None], base: str) -> None:
     # /hold makes both requests of a round wait for each other, so both are in flight together
-    # (the article relied on real network latency for that).
-    for _ in range(2):
-        key = f"round{next(_round_keys)}"
-        url = f"{base}/hold?key={key}&n=2"
+    # (the article relied on real network latency for that). A key is free again once its round
+    # is over, so every run uses the same URLs and the logs of two adapters compare line by line.
+    for round_number in (1, 2):
+        url = f"{base}/hold?key=round{round_number}&n=2"
         run_in_threads([functools.partial(send, url)] * 2)
 
 
@@ -391,6 +388,7 @@ def run_experiment(
         discarded=log.discarded,
         seconds=seconds,
         log_lines=lines,
+        loggers=sorted({record.name for record in log.records}),
         errors=errors,
     )
 
@@ -526,12 +524,19 @@ def run_throughput(
 
 def _print_outcomes(out: IO[str], style: Style, outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
-        out.write(f"   {style.bold(outcome.label + ' HTTPAdapter')} logged:\n")
+        source = f" ({', '.join(outcome.loggers)})" if outcome.loggers else ""
+        out.write(f"   {style.bold(outcome.label + ' HTTPAdapter')} logged{source}:\n")
         for line in outcome.log_lines:
             shown = style.yellow(line) if line.startswith("WARNING") else style.dim(line)
             out.write("     " + shown + "\n")
         for error in outcome.errors:
             out.write("     " + style.red("error: " + error) + "\n")
+    if len(outcomes) > 1:
+        # Threads may interleave differently, so compare the lines regardless of order.
+        same = all(sorted(o.log_lines) == sorted(outcomes[0].log_lines) for o in outcomes)
+        verdict = "the same log lines" if same else "different log lines"
+        out.write("   " + style.dim(f"({' and '.join(o.label for o in outcomes)} wrote {verdict})"))
+        out.write("\n")
     rows = [
         [o.label, str(o.opened), str(o.reused), str(o.discarded), format_seconds(o.seconds)]
         for o in outcomes

@@ -368,6 +368,10 @@ def test_demo_quick_as_module() -> None:
     assert "adapter   opened  reused  discarded" in out
     assert "Throughput" in out and "requests.Session" in out and "x1.00" in out
     assert "note:" not in out
+    if demo._fastpool_name("HTTPAdapter") is not None:
+        assert out.count("(requests and fastpool wrote the same log lines)") == len(
+            demo.EXPERIMENTS
+        )
     assert "\033[" not in out
     assert result.stderr == ""
 
