@@ -7,10 +7,10 @@ slower. ``python bench/cores_lru_prefix.py`` prints the same comparison as a rat
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from cores_lru_prefix import EVICT_KEYS, backends, lru_evict_env, lru_get_env
+from cores_lru_prefix import EVICT_KEYS, EVICT_STMT, backends, lru_evict_env, lru_get_env, unrolled
 from urllib3._collections import RecentlyUsedContainer
 
 IMPLEMENTATIONS = {"urllib3": RecentlyUsedContainer, **dict(backends("_lru", "LRUMap"))}
@@ -24,22 +24,18 @@ def lru_impl(request: pytest.FixtureRequest) -> type:
     return IMPLEMENTATIONS[request.param]
 
 
+OPS = 100  # operations per benchmarked call: divide the times shown by this
+
+
 def test_get_hit(benchmark: Any, lru_impl: type) -> None:
+    """100 hits (``m[key]``) per call."""
     env = lru_get_env(lru_impl)
-    get: Callable[[Any], Any] = env["m"].__getitem__
-    value = benchmark(get, env["key"])
-    assert value is get(env["key"])
+    benchmark(unrolled("m[key]", env, OPS))
+    assert len(env["m"]) == 10
 
 
 def test_put_evicts(benchmark: Any, lru_impl: type) -> None:
+    """110 puts per call, each of a new key that evicts the oldest (10 x EVICT_STMT)."""
     env = lru_evict_env(lru_impl)
-    m, value = env["m"], env["v"]
-    keys = [env[f"k{i}"] for i in range(EVICT_KEYS)]
-
-    def put_cycle() -> None:
-        # maxsize + 1 keys in order: every put inserts a new key and evicts the oldest.
-        for key in keys:
-            m[key] = value
-
-    benchmark(put_cycle)
-    assert len(m) == 10
+    benchmark(unrolled(EVICT_STMT, env, OPS // EVICT_KEYS))
+    assert len(env["m"]) == 10
