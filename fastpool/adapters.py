@@ -44,6 +44,7 @@ from urllib3 import exceptions as _u3
 from urllib3._collections import HTTPHeaderDict
 from urllib3.util import Timeout as TimeoutSauce
 
+from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER
 from .poolmanager import PoolManager, proxy_from_url
 
 if TYPE_CHECKING:
@@ -97,18 +98,20 @@ class PoolTimeout(ConnectionError, Timeout):
 
 def _check_count(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise TypeError(MSG_NOT_INT.format(name=name, type=type(value).__name__))
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+        raise ValueError(MSG_NEGATIVE.format(name=name, value=value))
 
 
 def _check_pool_timeout(value: object) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"pool_timeout must be a number or None, got {type(value).__name__}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"pool_timeout must be >= 0 or None, got {value}")
+        raise TypeError(MSG_NOT_NUMBER.format(name="pool_timeout", type=type(value).__name__))
+    if math.isnan(value):
+        raise ValueError(MSG_NAN.format(name="pool_timeout"))
+    if value < 0:
+        raise ValueError(MSG_NEGATIVE.format(name="pool_timeout", value=value))
 
 
 def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseException | None:
