@@ -15,6 +15,7 @@ import datetime
 import gzip
 import io
 import json
+import pickle
 import socket
 import threading
 import warnings
@@ -646,6 +647,32 @@ def test_https_ca_directory(env: Env, tmp_path: Any) -> None:
     subprocess.run(args, check=True, capture_output=True)
     out = differential(lambda s, e: s.get(e.tls.url + "/echo", verify=str(tmp_path)), env)
     assert out["status"] == 200
+
+
+def test_https_default_verify_trusting_the_test_ca(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify=True (the fast route on https) with requests' default bundle pointed at the test
+    CA, the way certifi's bundle would trust a public server."""
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", env.ca)
+
+    def call(s: requests.Session, e: Env) -> Any:
+        s.get(e.tls.url + "/bytes/5")
+        return s.get(e.tls.url + "/echo")
+
+    out = differential(call, env)
+    assert out["status"] == 200
+    assert out["connections"] == [0, 0, 1]
+
+
+def test_response_pickles(env: Env) -> None:
+    def call(s: requests.Session, e: Env) -> Any:
+        r = pickle.loads(pickle.dumps(s.get(e.app.url + "/headers")))
+        headers = sorted((k, v) for k, v in r.headers.items() if k.lower() != "date")
+        return r.status_code, r.content, headers, r.cookies.get_dict(), r.url
+
+    out = differential(call, env)
+    assert out["value"][0] == 200
 
 
 def test_https_untrusted_with_default_verify(env: Env) -> None:
