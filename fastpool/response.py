@@ -509,9 +509,15 @@ class HTTPResponse(BaseHTTPResponse):
     def stream(
         self, amt: int | None = 2**16, decode_content: bool | None = None
     ) -> Iterator[bytes]:
-        """Yield the body in pieces of up to ``amt`` bytes (default 64 KiB) until it ends."""
+        """Yield the body in pieces of up to ``amt`` bytes (default 64 KiB) until it ends.
+
+        A chunked body yields what has arrived without waiting to fill ``amt`` (as urllib3's
+        ``read_chunked`` does: live streams such as server-sent events or JSON lines are seen
+        at once); other bodies yield full ``amt`` pieces, the last one shorter.
+        """
+        read = self.read1 if self.chunked else self.read
         while not self._done or self._decoded or self._surplus:
-            data = self.read(amt=amt, decode_content=decode_content)
+            data = read(amt, decode_content)
             if data:
                 yield data
 

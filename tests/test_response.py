@@ -233,3 +233,26 @@ def test_extra_bytes_after_body_prevent_reuse(fault_server_factory):
     with HTTPConnectionPool(server.host, server.port, retries=False) as p:
         assert p.request("GET", "/").data == b"ok"
         assert p.pool.idle == 0 and p.pool.in_use == 0
+
+
+def test_chunked_stream_yields_what_has_arrived(fault_server_factory):
+    import threading
+
+    seen_first = threading.Event()
+    released = []
+
+    def live(conn):  # type: ignore[no-untyped-def]
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n")
+        released.append(seen_first.wait(3))
+        conn.send(b"7\r\nsecond\n\r\n0\r\n\r\n")
+
+    server = fault_server_factory(live)
+    with HTTPConnectionPool(server.host, server.port, retries=False, timeout=10) as p:
+        r = p.request("GET", "/", preload_content=False)
+        pieces = r.stream(1024)
+        assert next(pieces) == b"first\n"
+        seen_first.set()
+        assert b"".join(pieces) == b"second\n"
+        assert released == [True]
+        assert p.pool.in_use == 0
