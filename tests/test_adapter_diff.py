@@ -15,6 +15,7 @@ import datetime
 import gzip
 import io
 import json
+import logging
 import pickle
 import socket
 import threading
@@ -556,6 +557,28 @@ def test_refused_with_retries(env: Env, retries: Any) -> None:
         max_retries=retries,
     )
     assert out["error"] is requests.ConnectionError
+
+
+def test_retry_warnings_are_logged_like_stock(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    port = _closed_port()
+    logged = {}
+    for adapter_cls, logger in (
+        (STOCK, "urllib3.connectionpool"),
+        (OURS, "fastpool.connectionpool"),
+    ):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=logger):
+            observe(
+                adapter_cls,
+                lambda s, e: s.get(f"http://127.0.0.1:{port}/"),
+                env,
+                {"max_retries": 2},
+            )
+        logged[adapter_cls] = [r.getMessage() for r in caplog.records if r.name == logger]
+    assert logged[OURS] == logged[STOCK]
+    assert len(logged[STOCK]) == 2 and all(
+        m.startswith("Retrying (Retry(total=") for m in logged[STOCK]
+    )
 
 
 def _closed_port() -> int:
