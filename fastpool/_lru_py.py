@@ -74,9 +74,9 @@ class LRUMap(Generic[K, V]):
     Deliberate differences: ``keys()``, ``values()`` and ``items()`` return snapshot lists in
     recency order, least recent first (urllib3's ``keys()`` returns a set: ``set(m.keys())``
     equals it); iterating the map iterates a snapshot of its keys (urllib3 raises
-    ``NotImplementedError``); ``maxsize`` is checked (TypeError/ValueError) and read-only;
-    of two equal keys the map keeps the object that was first inserted (urllib3 keeps the one
-    used last); a KeyError carries the key as its one argument, as ``dict`` does (urllib3's
+    ``NotImplementedError``); ``maxsize`` (TypeError/ValueError, read-only) and ``dispose_func``
+    (TypeError, also on assignment) are checked; of two equal keys the map keeps the object that
+    was first inserted (urllib3 keeps the one used last); a KeyError carries the key as its one argument, as ``dict`` does (urllib3's
     OrderedDict spreads a tuple key over the arguments). Keys are expected to be builtins
     (tuples, str, int and the like) whose hash and equality run no Python code.
 
