@@ -10,6 +10,8 @@ pure twin cannot drift apart.
 
 from __future__ import annotations
 
+from typing import Any
+
 from urllib3 import exceptions as _u3
 
 # --- messages shared by the compiled cores and their twins -------------------------------------
@@ -37,20 +39,18 @@ class FastpoolError(Exception):
     """Base class of every exception fastpool raises."""
 
 
-class _PoolErrorMixin:
+class _PoolErrorMixin(Exception):
     """urllib3's PoolError takes ``(pool, message)`` and prefixes the message with the pool.
 
     The cores do not know their pool, so ours take ``(message, pool=None)`` and print just the
     message; ``pool`` is kept for urllib3 compatibility.
     """
 
-    pool: object
-
-    def __init__(self, message: str, pool: object = None) -> None:
+    def __init__(self, message: str, pool: Any = None) -> None:
         self.pool = pool
         Exception.__init__(self, message)
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[type, tuple[str, None]]:
         return (self.__class__, (str(self), None))
 
 
@@ -119,3 +119,6 @@ MSG_HTTP_CHUNK_LINE_TOO_LONG = "chunk size line longer than max_line_bytes={limi
 MSG_HTTP_CHUNK_NO_CRLF = "chunk data not followed by CRLF: got {got!r}"
 MSG_HTTP_TRAILERS_TOO_LARGE = "chunked trailers larger than max_trailer_bytes={limit} bytes"
 MSG_HTTP_BAD_TRAILER = "invalid chunked trailer line: {line!r}"
+MSG_HTTP_TE_WITH_LENGTH = (
+    "Transfer-Encoding {value!r} does not end in chunked, yet a Content-Length is present"
+)
