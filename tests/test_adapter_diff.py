@@ -328,12 +328,6 @@ def test_stream_iter_content(env: Env, path: str) -> None:
     assert out["value"][0] == pattern_bytes(1000)
 
 
-@pytest.mark.xfail(
-    reason="fastpool.response.HTTPResponse.stream() fills `amt` bytes across chunks; urllib3 "
-    "yields each chunk as it arrives, so iter_lines/iter_content on a live chunked stream "
-    "(server-sent events, JSON lines) wait for more data with fastpool",
-    strict=True,
-)
 def test_stream_delivers_each_chunk_as_it_arrives(
     env: Env, fault_server_factory: Callable[..., Any]
 ) -> None:
