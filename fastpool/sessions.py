@@ -37,11 +37,16 @@ from requests.cookies import (
     merge_cookies,
 )
 from requests.exceptions import InvalidSchema
-from requests.hooks import dispatch_hook
-from requests.models import PreparedRequest, Request, RequestEncodingMixin
+from requests.hooks import default_hooks, dispatch_hook
+from requests.models import (
+    DEFAULT_REDIRECT_LIMIT,
+    PreparedRequest,
+    Request,
+    RequestEncodingMixin,
+)
 from requests.sessions import merge_hooks, merge_setting, preferred_clock
 from requests.structures import CaseInsensitiveDict
-from requests.utils import check_header_validity, get_auth_from_url
+from requests.utils import check_header_validity, default_headers, get_auth_from_url
 
 from ._environment import Environment
 from ._prefix import PrefixRouter
@@ -324,7 +329,18 @@ class Session(requests.Session):
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
     ) -> None:
         self._init_state()
-        super().__init__()
+        # requests.Session.__init__'s settings (a test keeps them in step), without building
+        # the two stock adapters it mounts only for us to replace them.
+        self.headers = default_headers()
+        self.auth = None
+        self.proxies = {}
+        self.hooks = default_hooks()
+        self.params = {}
+        self.stream = False
+        self.verify = True
+        self.cert = None
+        self.max_redirects = DEFAULT_REDIRECT_LIMIT
+        self.trust_env = True
         self.cookies = ThreadSafeCookieJar()
         self.adapters = _AdapterMap()
         self.mount(

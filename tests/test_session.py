@@ -60,6 +60,18 @@ def test_default_adapters_are_sized_for_threads_and_crawlers() -> None:
     assert isinstance(session.cookies, ThreadSafeCookieJar)
 
 
+def test_settings_start_as_requests_sets_them() -> None:
+    """Session.__init__ sets requests' attributes itself: this keeps them in step."""
+    ours, theirs = vars(Session()), vars(requests.Session())
+    assert set(theirs) - {"adapters"} <= set(ours)
+    for name, value in theirs.items():
+        if name == "cookies":
+            assert type(ours[name]) is ThreadSafeCookieJar and len(ours[name]) == len(value) == 0
+        elif name != "adapters":
+            assert ours[name] == value, name
+    assert set(requests.Session.__attrs__) <= set(ours) | {"adapters"}
+
+
 def test_pool_sizes_are_keyword_options() -> None:
     session = Session(pool_connections=3, pool_maxsize=5)
     for adapter in session.adapters.values():
