@@ -29,6 +29,7 @@ from .exceptions import (
     MSG_HTTP_HEAD_TOO_LARGE,
     MSG_HTTP_HEADER_NAME_SPACE,
     MSG_HTTP_HEADER_NOT_LATIN1,
+    MSG_HTTP_TE_WITH_LENGTH,
     MSG_HTTP_NOT_BUFFER,
     MSG_HTTP_NOT_PAIR,
     MSG_HTTP_NOT_POSITIVE,
@@ -331,41 +332,51 @@ cdef inline bint _digit(unsigned char c) noexcept:
 
 
 cdef unsigned long long _content_length(list values) except? 0:
-    cdef unsigned long long result = 0, number
-    cdef bint seen = False
-    cdef Py_ssize_t i, n, j, e, digits
+    # Every comma-separated element of every value must be the same digit string (as h11
+    # demands; "05" and "5" differ), below 2**63.
+    cdef unsigned long long number = 0
+    cdef const unsigned char* first = NULL
+    cdef Py_ssize_t first_length = 0
+    cdef Py_ssize_t i, n, j, e, k
     cdef const unsigned char* p
+    cdef bint ok = True
     for value in values:
         p = <const unsigned char*>PyUnicode_DATA(value)
         n = PyUnicode_GET_LENGTH(value)
         i = 0
-        while True:
+        while ok:
             # one comma-separated element: OWS digits OWS
             while i < n and _is_ows(p[i]):
                 i += 1
-            j = i
-            while j < n and p[j] == b"0":
-                j += 1
-            e = j
-            number = 0
+            e = i
             while e < n and _digit(p[e]):
-                if e - j < 19:
-                    number = number * 10 + (p[e] - 0x30)
                 e += 1
-            digits = e - j
-            ok = e > i and digits <= 19 and number <= _MAX_SIZE and (not seen or number == result)
-            while e < n and _is_ows(p[e]):
-                e += 1
-            if not ok or (e < n and p[e] != b","):
-                raise InvalidResponseError(
-                    MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values))
-                )
-            result = number
-            seen = True
-            if e == n:
+            k = e
+            while k < n and _is_ows(p[k]):
+                k += 1
+            if e == i or (k < n and p[k] != b","):
+                ok = False
+            elif first == NULL:
+                first = p + i
+                first_length = e - i
+            elif e - i != first_length or memcmp(p + i, first, first_length) != 0:
+                ok = False
+            if k == n:
                 break
-            i = e + 1
-    return result
+            i = k + 1
+        if not ok:
+            break
+    if ok:
+        j = 0
+        while j < first_length and first[j] == b"0":
+            j += 1
+        if first_length - j <= 19:
+            while j < first_length:
+                number = number * 10 + (first[j] - 0x30)
+                j += 1
+            if number <= _MAX_SIZE:
+                return number
+    raise InvalidResponseError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
 
 
 cdef ResponseHead _frame(int version, int status, str reason, list headers, str request_method):
@@ -408,6 +419,8 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
                 codings = []
             codings.append(value)
     keep_alive = not close and (version == 11 or keep_alive_token)
+    # Checked even where framing ignores it: both oracles reject a bad one anywhere.
+    length = _content_length(lengths) if lengths is not None else None
     content_length = None
     if status == 101:
         framing = "none"
@@ -433,9 +446,14 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
                 while j > i and _is_ows(p[j - 1]):
                     j -= 1
                 if j > i:
+                    if not _token(p + i, j - i):
+                        last_end = 0
+                        break
                     chunked = _lower_equals(p + i, j - i, b"chunked", 7)
                     last_end = 1
                 i = e + 1
+            if not last_end:
+                break
         if not last_end:
             raise InvalidResponseError(
                 MSG_HTTP_BAD_TRANSFER_ENCODING.format(value=", ".join(codings))
@@ -444,11 +462,13 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
             framing = "chunked"
             if lengths is not None or version == 10:
                 keep_alive = False  # framing the server may not mean: never reuse
+        elif lengths is not None:
+            raise InvalidResponseError(MSG_HTTP_TE_WITH_LENGTH.format(value=", ".join(codings)))
         else:
             framing = "close"
     elif lengths is not None:
         framing = "length"
-        content_length = _content_length(lengths)
+        content_length = length
     else:
         framing = "close"
     if framing == "close":
@@ -728,7 +748,14 @@ cdef class ChunkedDecoder:
             v += 1
         while w > v and _is_ows(p[w - 1]):
             w -= 1
-        self._trailers.append((_latin1(p, colon), _latin1(p + v, w - v)))
+        value = _latin1(p + v, w - v)
+        if _lower_equals(p, colon, b"content-length", 14):
+            # a bad one is an error here too (both oracles agree)
+            try:
+                _content_length([value])
+            except InvalidResponseError:
+                raise InvalidChunkError(MSG_HTTP_BAD_TRAILER.format(line=line[:_SHOW])) from None
+        self._trailers.append((_latin1(p, colon), value))
         return 0
 
     def feed(self, data):

@@ -28,17 +28,19 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
 * 101 Switching Protocols is final with framing ``"none"`` and ``keep_alive`` False: there is
   no HTTP body (http.client reads none either) and the socket now speaks another protocol.
 * Content-Length: every value of every Content-Length header, comma lists included, must be a
-  decimal integer below 2**63 and all must be equal (``"5, 5"`` is 5, ``"05"`` is 5; h11 agrees,
-  llhttp rejects lists). Its value is not checked where framing ignores it (HEAD, 1xx, 204, 304,
-  2xx to CONNECT, or with a Transfer-Encoding).
+  decimal integer below 2**63 and all must be the same digits (``"5, 5"`` is 5, ``"05"`` is 5,
+  ``"05, 5"`` is an error; h11 agrees, llhttp rejects all lists and repeats). It is checked in
+  every response, also where framing ignores it (HEAD, 204, 304, with Transfer-Encoding), as
+  both oracles do.
 * Transfer-Encoding ending in ``chunked`` (case-insensitive, empty list elements ignored) wins
   over Content-Length, but then the connection is not reused (smuggling guard; llhttp rejects the
   pair, h11 accepts it). The same holds for chunked in an HTTP/1.0 response (RFC 9112 6.1).
-  Other codings mean read-to-close (h11 rejects them). A Transfer-Encoding with no coding at all
-  is an error.
+  Other codings mean read-to-close (h11 rejects them), but with a Content-Length as well they
+  are an error (both oracles reject that). A Transfer-Encoding with no coding at all, or a
+  coding that is not a token (parameters included), is an error.
 * Chunked bodies are strict, as both oracles are: every line ends in CRLF, the size is hex
-  digits with nothing between them and ``;`` or CRLF, sizes must be below 2**63, and trailers may
-  not use obs-fold.
+  digits with nothing between them and ``;`` or CRLF, sizes must be below 2**63, trailers may
+  not use obs-fold, and a Content-Length trailer must be valid (it is otherwise ignored).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from .exceptions import (
     MSG_HTTP_NOT_PAIR,
     MSG_HTTP_NOT_POSITIVE,
     MSG_HTTP_NOT_STR_OR_BYTES,
+    MSG_HTTP_TE_WITH_LENGTH,
     MSG_HTTP_TOO_MANY_HEADERS,
     MSG_HTTP_TRAILERS_TOO_LARGE,
     MSG_NOT_INT,
@@ -305,22 +308,28 @@ def _connection_tokens(value: str) -> tuple[bool, bool]:
 
 
 def _content_length(values: list[str]) -> int:
-    result = -1
+    # Every comma-separated element of every value must be the same digit string (as h11
+    # demands; "05" and "5" differ), below 2**63.
+    first = ""
     for value in values:
         for element in value.split(","):
             element = element.strip(" \t")
-            digits = element.lstrip("0")
-            if not element or not _DIGITS.issuperset(element) or len(digits) > 19:
-                result = -2
+            if (
+                not element
+                or not _DIGITS.issuperset(element)
+                or len(element.lstrip("0")) > 19
+                or (first and element != first)
+            ):
+                first = ""
                 break
-            number = int(digits or "0")
-            if number > MAX_SIZE or (result >= 0 and number != result):
-                result = -2
-                break
-            result = number
-        if result == -2:
-            raise InvalidResponseError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
-    return result
+            first = element
+        if not first:
+            break
+    else:
+        number = int(first.lstrip("0") or "0")
+        if number <= MAX_SIZE:
+            return number
+    raise InvalidResponseError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
 
 
 def _parse_head(text: str, request_method: str, max_headers: int) -> ResponseHead:
@@ -385,6 +394,8 @@ def _frame(
         elif size == 17 and name.lower() == "transfer-encoding":
             codings.append(value)
     keep_alive = not close and (version == 11 or keep_alive_token)
+    # Checked even where framing ignores it: both oracles reject a bad one anywhere.
+    length = _content_length(lengths) if lengths else None
     content_length: int | None = None
     if status == 101:
         framing = "none"
@@ -400,7 +411,12 @@ def _frame(
             for coding in value.split(","):
                 coding = coding.strip(" \t")
                 if coding:
+                    if _TOKEN.fullmatch(coding) is None:
+                        last = ""
+                        break
                     last = coding
+            if not last:
+                break
         if not last:
             raise InvalidResponseError(
                 MSG_HTTP_BAD_TRANSFER_ENCODING.format(value=", ".join(codings))
@@ -409,11 +425,13 @@ def _frame(
             framing = "chunked"
             if lengths or version == 10:
                 keep_alive = False  # framing the server may not mean: never reuse
+        elif lengths:
+            raise InvalidResponseError(MSG_HTTP_TE_WITH_LENGTH.format(value=", ".join(codings)))
         else:
             framing = "close"
     elif lengths:
         framing = "length"
-        content_length = _content_length(lengths)
+        content_length = length
     else:
         framing = "close"
     if framing == "close":
@@ -565,7 +583,17 @@ class ChunkedDecoder:
             or _LINE_BAD.search(text) is not None
         ):
             raise InvalidChunkError(MSG_HTTP_BAD_TRAILER.format(line=line[:SHOW_BYTES]))
-        self._trailers.append((text[:colon], text[colon + 1 :].strip(" \t")))
+        name = text[:colon]
+        value = text[colon + 1 :].strip(" \t")
+        if colon == 14 and name.lower() == "content-length":
+            # a bad one is an error here too (both oracles agree)
+            try:
+                _content_length([value])
+            except InvalidResponseError:
+                raise InvalidChunkError(
+                    MSG_HTTP_BAD_TRAILER.format(line=line[:SHOW_BYTES])
+                ) from None
+        self._trailers.append((name, value))
 
     def feed(self, data: Buffer) -> bytes:
         """Decode the next piece of the body; return the body bytes it holds (maybe ``b""``)."""
