@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 from urllib3._collections import HTTPHeaderDict
 from urllib3._request_methods import RequestMethods
 from urllib3.exceptions import (
+    ClosedPoolError,
     LocationValueError,
     MaxRetryError,
     ProxySchemeUnknown,
@@ -288,7 +289,13 @@ class PoolManager(RequestMethods):
         kw["redirect"] = False
         if "headers" not in kw:
             kw["headers"] = self.headers
-        response = conn.urlopen(method, target, **kw)
+        try:
+            response = conn.urlopen(method, target, **kw)
+        except ClosedPoolError:
+            # Another thread evicted (or cleared) the pool between our lookup and the checkout:
+            # nothing was sent yet, so take the origin's current pool instead.
+            conn = self.connection_from_host(host, port=port, scheme=scheme)
+            response = conn.urlopen(method, target, **kw)
 
         if not (redirect and response.status in response.REDIRECT_STATUSES):
             return response

@@ -406,3 +406,55 @@ def test_differential_faults(fault_server_factory, raw):
             )
         )
     assert kinds[0] is kinds[1]
+
+
+def test_eviction_storm_across_threads(server_factory):
+    """More origins than pools, several threads: pools are evicted while others use them.
+    Every request succeeds and every evicted pool ends with nothing in use."""
+    servers = [server_factory(f"127.0.0.{i}") for i in (2, 3, 4)]
+    created = []
+
+    class Recording(PoolManager):
+        def _new_pool(self, *args, **kw):  # type: ignore[no-untyped-def]
+            pool = super()._new_pool(*args, **kw)
+            created.append(pool)
+            return pool
+
+    pm = Recording(num_pools=1, maxsize=2)
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(30):
+                server = servers[(i + offset) % 3]
+                r = pm.request("GET", server.url + "/bytes/100", preload_content=i % 2 == 0)
+                assert len(r.data) == 100
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    pm.clear()
+    assert not errors, errors[:1]
+    assert sum(s.requests for s in servers) == 120
+    assert len(created) > 3
+    assert all(p.pool.in_use == 0 and p.pool.idle == 0 for p in created)
+
+
+def test_pool_evicted_between_lookup_and_checkout(app_server):
+    class Racy(PoolManager):
+        raced = False
+
+        def connection_from_host(self, *args, **kw):  # type: ignore[no-untyped-def]
+            pool = super().connection_from_host(*args, **kw)
+            if not self.raced:
+                self.raced = True
+                self.clear()  # as if another thread evicted it right after our lookup
+            return pool
+
+    with Racy() as pm:
+        assert pm.request("GET", app_server.url + "/bytes/2").data == b"ab"
+        assert pm.raced and len(pm.pools) == 1
