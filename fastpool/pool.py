@@ -16,6 +16,7 @@ import sys
 import threading
 import typing
 import warnings
+import weakref
 from collections.abc import Mapping
 from http.client import RemoteDisconnected
 from typing import Any
@@ -72,6 +73,11 @@ def _resolve(timeout: Any) -> float | None:
     return typing.cast("float | None", timeout)
 
 
+def _close_idle(queue: Any) -> None:
+    for conn in queue.close():
+        conn.close()
+
+
 def _wrap_proxy_error(err: Exception) -> ProxyError:
     new = ProxyError("Unable to connect to proxy", err)
     new.__cause__ = err
@@ -125,6 +131,8 @@ class HTTPConnectionPool(RequestMethods):
         self.retries = retries
         self.block = block
         self.pool = HostQueue(maxsize, block)
+        # A pool dropped without close() still closes its idle sockets (as urllib3's does).
+        weakref.finalize(self, _close_idle, self.pool)
         self._deferred: list[None] = []  # slots of collected responses, released soon
         self.proxy = _proxy
         self.proxy_headers = _proxy_headers or {}

@@ -280,3 +280,16 @@ def test_finalizer_inside_a_queue_call_defers_the_release(app_server):
             pool_module._in_queue.busy = False
         assert pool.request("GET", "/bytes/3", pool_timeout=1).data == b"abc"
         assert pool.pool.in_use == 0 and not pool._deferred
+
+
+def test_dropped_pool_closes_its_idle_connections(app_server):
+    import gc
+
+    pool = HTTPConnectionPool(app_server.host, app_server.port)
+    pool.request("GET", "/bytes/1")
+    queue = pool.pool
+    conn = queue.checkout(0)
+    queue.checkin(conn)
+    del pool
+    gc.collect()
+    assert queue.closed and queue.idle == 0 and conn.sock is None
