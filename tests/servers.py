@@ -72,6 +72,9 @@ MAX_DELAY = 30.0
 
 Headers = list[tuple[str, str]]
 
+# struct linger {on, seconds}: two ints on POSIX, two unsigned shorts on Windows.
+_LINGER_ZERO = struct.pack("HH" if sys.platform == "win32" else "ii", 1, 0)
+
 
 def pattern_bytes(n: int) -> bytes:
     """The ``n`` bytes ``/bytes/n``, ``/chunked/n`` and ``/no-length?n=`` send, for comparisons."""
@@ -358,7 +361,7 @@ class Conn:
             return
         self.closed = True
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
         except OSError:
             pass
         self.sock.close()

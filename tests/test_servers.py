@@ -213,7 +213,7 @@ def test_fault_close_after(fault_server_factory):
 
 
 def test_fault_reset_and_raw(fault_server_factory):
-    server = fault_server_factory(close_after(0, how="reset"))
+    server = fault_server_factory(send_raw(b"", then="reset"))  # RST once the request is read
     sock = socket.create_connection((server.host, server.port), timeout=5)
     with sock, pytest.raises(ConnectionResetError):
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
