@@ -502,3 +502,27 @@ def test_cookies_hooks_and_send_guard_match_requests(app_server: Any) -> None:
             ))  # fmt: skip
     assert results[1] == results[0]
     assert results[0][1] == [("plain", "1", "127.0.0.1", "/")]
+
+
+def test_redirects_through_an_authenticating_proxy_match_requests(
+    server_factory: Any, proxy_server_factory: Any, tmp_path: Any
+) -> None:
+    """rebuild_proxies on each hop: the proxy from the environment, its credentials sent."""
+    first, second = server_factory("127.0.0.1"), server_factory("127.0.0.2")
+    proxy = proxy_server_factory(auth=("user", "pw"))
+    env = {"http_proxy": f"http://user:pw@{proxy.host}:{proxy.port}", "no_proxy": "127.0.0.2"}
+    urls = [f"{first.url}/redirect/2", f"{first.url}/redirect-to?url={second.url}/echo"]
+    results = []
+    with environment(env, None, str(tmp_path)):
+        for session in (requests.Session(), fastpool.Session()):
+            recorder = RecordingHTTPAdapter()
+            session.mount("http://", recorder)
+            statuses = [session.get(url).status_code for url in urls]
+            views = [(prepared_view(p), sorted(k.items())) for p, k in recorder.calls]
+            results.append((statuses, views))
+            session.close()
+    assert results[1] == results[0]
+    assert results[0][0] == [200, 200]
+    # 3 requests for /redirect/2 and 2 for redirect-to, per session: as in requests, a proxy
+    # chosen for the first URL stays for the hops, even to a no_proxy host
+    assert len(proxy.request_lines) == 2 * 5
