@@ -111,6 +111,8 @@ class HTTPConnection:
         self.has_connected_to_proxy = False
         #: True once any byte of the current request was handed to the socket.
         self.request_started = False
+        #: False when this socket must not serve another request (a request was cut short).
+        self.reusable = True
         #: Requests answered on this connection (0: fresh).
         self.requests = 0
         self._tunnel_host: str | None = None
@@ -215,6 +217,7 @@ class HTTPConnection:
         self.sock = self._dial(self.host, self.port)
         self._rest = b""
         self._poller = None
+        self.reusable = True
         if self._tunnel_host is not None:
             if getattr(self.proxy, "scheme", None) == "https":
                 self._connect_tls_proxy()

@@ -363,11 +363,13 @@ class HTTPConnectionPool(RequestMethods):
             try:
                 conn.request(method, url, body=body, headers=headers, chunked=chunked)
             except BrokenPipeError:
-                # The server may answer and then close; its answer is still readable.
-                pass
+                # The server may answer and then close; its answer is still readable, but the
+                # connection carries half a request: never reuse it.
+                conn.reusable = False
             except OSError as e:
                 if e.errno != errno.EPROTOTYPE and e.errno != errno.ECONNRESET:
                     raise
+                conn.reusable = False
             if timeout_obj is not None:
                 read_timeout = _resolve(timeout_obj.read_timeout)
             if read_timeout == 0:

@@ -264,7 +264,7 @@ class HTTPResponse(BaseHTTPResponse):
         self.auto_close = auto_close
         self.chunked = head.framing == "chunked"
         self._framing = head.framing
-        self._keep_alive = head.keep_alive
+        self._keep_alive = head.keep_alive and (connection is None or connection.reusable)
         self.length_remaining: int | None = head.content_length
         self._fp_bytes_read = 0
         self._rest = connection.take_rest() if connection is not None else b""

@@ -350,3 +350,22 @@ def test_body_larger_than_one_buffer(fault_server_factory):
         assert pool.request("GET", "/").data == body
         _settled(pool)
         assert pool.pool.idle == 1
+
+
+def test_early_answer_to_an_unfinished_upload_is_read_but_not_reused(fault_server_factory):
+    def early(conn):  # type: ignore[no-untyped-def]
+        conn.recv_until(b"\r\n\r\n")  # the head only, then answer and go away
+        conn.send(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
+        conn.reset()
+
+    server = fault_server_factory(early)
+    with _pool(server) as pool:
+        body = iter([b"x" * 65536] * 200)  # ~13 MB: the sender meets the reset
+        try:
+            r = pool.urlopen("POST", "/", body=body)
+        except ProtocolError:
+            pass  # the reset can also overtake the answer: then this is the honest error
+        else:
+            assert r.status == 413 and r.data == b"big"
+        _settled(pool)
+        assert pool.pool.idle == 0
