@@ -25,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -37,6 +36,7 @@ import requests.adapters
 if __name__ == "__main__":  # run from a source checkout: import this tree's fastpool
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapter import per_request, threaded  # one home for the timing loops
 from floor import floor_seconds_per_request
 from nginx_server import RUN_ROOT, find_nginx
 
@@ -48,7 +48,6 @@ SESSIONS: dict[str, Callable[..., requests.Session]] = {
 }
 THREADS = 32
 MEMORY_POOLS = 1000
-_JOIN_SECONDS = 120.0
 
 
 # --- single thread -----------------------------------------------------------------------------
@@ -59,14 +58,6 @@ def get_call(session: requests.Session, url: str) -> Callable[[], None]:
         session.get(url).content  # noqa: B018 - reading the body is the point
 
     return run
-
-
-def per_request(run: Callable[[], None], n: int) -> float:
-    """Seconds per call of ``run`` over ``n`` calls."""
-    started = time.perf_counter()
-    for _ in range(n):
-        run()
-    return (time.perf_counter() - started) / n
 
 
 # --- threads -----------------------------------------------------------------------------------
@@ -93,33 +84,6 @@ class DiscardCounter(logging.Handler):
             logger = logging.getLogger(name)
             logger.removeHandler(self)
             logger.propagate = True
-
-
-def threaded(session: requests.Session, url: str, n: int, threads: int = THREADS) -> float:
-    """Seconds per request for ``threads`` threads doing ``n`` GETs each on one Session."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(threads + 1)
-
-    def work() -> None:
-        try:
-            start.wait(_JOIN_SECONDS)
-            for _ in range(n):
-                session.get(url).content  # noqa: B018
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    pool = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    start.wait(_JOIN_SECONDS)
-    started = time.perf_counter()
-    deadline = started + _JOIN_SECONDS
-    for thread in pool:
-        thread.join(max(0.0, deadline - time.perf_counter()))
-    elapsed = time.perf_counter() - started
-    if errors or any(thread.is_alive() for thread in pool):
-        raise RuntimeError(f"threaded run failed: {errors[:1] or 'a thread did not finish'}")
-    return elapsed / (n * threads)
 
 
 # --- idle memory -------------------------------------------------------------------------------
