@@ -138,10 +138,12 @@ def test_close_during_traffic_fails_clearly_and_recovers(app_server: Any) -> Non
     base = app_server.url
     stop = threading.Event()
     failures: list[BaseException] = []
+    closed_queues: list[Any] = []  # every pool's HostQueue the closer saw before closing it
 
     def closer() -> None:
         n = 0
         while not stop.is_set() and n < 200:
+            closed_queues.extend(host_queues(session))
             session.close()
             n += 1
             time.sleep(0.002)
@@ -167,6 +169,9 @@ def test_close_during_traffic_fails_clearly_and_recovers(app_server: Any) -> Non
     # afterwards the session works as before: nothing was corrupted
     assert session.get(f"{base}/echo?after=1", timeout=TIMEOUT).json()["query"] == "after=1"
     assert_accounting_at_zero(session)
+    # the pools closed under traffic got every connection back too
+    assert closed_queues
+    assert [queue.in_use for queue in closed_queues if queue.in_use] == []
     session.close()
 
 
