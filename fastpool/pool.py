@@ -63,7 +63,14 @@ _in_queue = threading.local()
 # Requests a stale keep-alive connection may be retried with once, transparently (no body,
 # a method without side effects): the server closed the idle connection as we reused it.
 _REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_STALE_ERRORS = (RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_STALE_ERRORS = (
+    RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 _URL_CACHE_SIZE = 256
 
 

@@ -369,3 +369,17 @@ def test_early_answer_to_an_unfinished_upload_is_read_but_not_reused(fault_serve
             assert r.status == 413 and r.data == b"big"
         _settled(pool)
         assert pool.pool.idle == 0
+
+
+@pytest.mark.parametrize("how", ["wait", "reset"])
+def test_stale_tls_connection_race_is_retried_once(fault_server_factory, ca_bundle, how):
+    from fastpool.pool import HTTPSConnectionPool
+
+    server = fault_server_factory(close_after(1, how=how), tls=True)
+    with HTTPSConnectionPool(server.host, server.port, ca_certs=ca_bundle, retries=False) as pool:
+        assert pool.request("GET", "/").data == b"ok"
+        if how == "reset":
+            _wait_closed_by_peer(pool)
+        assert pool.request("GET", "/").data == b"ok"
+        assert server.connections == 2
+        _settled(pool)
