@@ -271,6 +271,7 @@ class HTTPResponse(BaseHTTPResponse):
         self._chunks: Any = None
         self._content_decoder: Any = None
         self._content_decoder_ready = False
+        self._content_fed = False
         self._decoded = b""  # decoded bytes a read(amt) did not return yet
         self._surplus = b""  # framed body bytes a read(amt) did not return yet
         self._body: bytes | None = None
@@ -561,10 +562,12 @@ class HTTPResponse(BaseHTTPResponse):
     def _decode_with(self, data: bytes, decoder: Any, flush: bool) -> bytes:
         try:
             if data:
+                self._content_fed = True
                 data = decoder.decompress(data)
-            if flush:
+            if flush and self._content_fed:  # an empty body (HEAD, 204) has nothing to finish
                 data += decoder.flush()
         except Exception as e:
+            self._abandon()  # the rest of the body is of no use: do not leave it on the wire
             encoding = self.headers.get("content-encoding", "").lower()
             raise DecodeError(
                 f"Received response with content-encoding: {encoding}, but failed to decode it.",

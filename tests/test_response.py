@@ -256,3 +256,21 @@ def test_chunked_stream_yields_what_has_arrived(fault_server_factory):
         assert b"".join(pieces) == b"second\n"
         assert released == [True]
         assert p.pool.in_use == 0
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_empty_encoded_bodies(fault_server_factory, coding):
+    raw = f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\nContent-Length: 0\r\n\r\n".encode()
+    server = fault_server_factory(send_raw(raw))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        assert p.request("GET", "/").data == b""
+
+
+def test_decode_error_midway_frees_the_connection(fault_server_factory):
+    body = b"\x00garbage" * 20000
+    server = fault_server_factory(send_raw(_raw(body, "Content-Encoding: gzip"), then="keep"))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        r = p.request("GET", "/", preload_content=False)
+        with pytest.raises(DecodeError):
+            r.read(10)
+        assert p.pool.in_use == 0 and p.pool.idle == 0
