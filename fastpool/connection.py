@@ -458,10 +458,6 @@ class HTTPConnection:
         rest, self._rest = self._rest, b""
         return rest
 
-    def give_back(self, data: bytes) -> None:
-        """Keep bytes the body reader received past the end of its body (pipelining guard)."""
-        self._rest = data + self._rest
-
 
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 

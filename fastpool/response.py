@@ -369,6 +369,7 @@ class HTTPResponse(BaseHTTPResponse):
 
     # --- io.IOBase ----------------------------------------------------------------------------
     def readable(self) -> bool:
+        """Always True: the body can be read."""
         return True
 
     @property
@@ -383,6 +384,7 @@ class HTTPResponse(BaseHTTPResponse):
         return self.closed
 
     def fileno(self) -> int:
+        """The socket's file descriptor while the body is being read (OSError otherwise)."""
         conn = self._connection
         if conn is None or conn.sock is None:
             raise OSError(
@@ -391,7 +393,7 @@ class HTTPResponse(BaseHTTPResponse):
         return conn.sock.fileno()
 
     def flush(self) -> None:
-        return None
+        """Nothing to flush on a response (io compatibility)."""
 
     def close(self) -> None:
         """Stop reading. An unfinished body closes the connection (a small remainder that has
