@@ -21,6 +21,11 @@ LOOPBACK_HOSTS = tuple(f"127.0.0.{i}" for i in range(1, 17))
 TLSArg = Union[bool, ssl.SSLContext, None]
 
 
+def _tls_context(tls: TLSArg, trusted: ssl.SSLContext) -> ssl.SSLContext | None:
+    """A factory's ``tls`` argument: True -> ``trusted``; a context as is; False/None -> plain."""
+    return trusted if tls is True else (tls or None)
+
+
 def _server_context(ca: trustme.CA, *identities: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*identities).configure_cert(context)
@@ -121,8 +126,7 @@ def server_factory(_servers: _Servers, server_ssl_context: ssl.SSLContext) -> Se
     """
 
     def make(host: str = "127.0.0.1", tls: TLSArg = False) -> AppServer:
-        context: ssl.SSLContext | None
-        context = server_ssl_context if tls is True else (tls or None)
+        context = _tls_context(tls, server_ssl_context)
         return _servers.start(AppServer(host, tls=context))  # type: ignore[return-value]
 
     return make
@@ -163,18 +167,25 @@ def fault_server_factory(
     """
 
     def make(handler: Handler, host: str = "127.0.0.1", tls: TLSArg = False) -> FaultServer:
-        context = server_ssl_context if tls is True else (tls or None)
+        context = _tls_context(tls, server_ssl_context)
         return _servers.start(FaultServer(handler, host, tls=context))  # type: ignore[return-value]
 
     return make
 
 
 @pytest.fixture
-def proxy_server_factory(_servers: _Servers) -> Callable[..., ProxyServer]:
-    """``proxy_server_factory(host="127.0.0.1", auth=None)`` -> a started ProxyServer."""
+def proxy_server_factory(
+    _servers: _Servers, server_ssl_context: ssl.SSLContext
+) -> Callable[..., ProxyServer]:
+    """``proxy_server_factory(host="127.0.0.1", auth=None, tls=False)`` -> a started
+    ProxyServer; ``tls=True`` makes it an HTTPS proxy with the trusted server cert.
+    """
 
-    def make(host: str = "127.0.0.1", auth: tuple[str, str] | None = None) -> ProxyServer:
-        return _servers.start(ProxyServer(host, auth=auth))  # type: ignore[return-value]
+    def make(
+        host: str = "127.0.0.1", auth: tuple[str, str] | None = None, tls: TLSArg = False
+    ) -> ProxyServer:
+        context = _tls_context(tls, server_ssl_context)
+        return _servers.start(ProxyServer(host, auth=auth, tls=context))  # type: ignore[return-value]
 
     return make
 

@@ -918,15 +918,22 @@ def send_raw(data: bytes, then: str = "close") -> Handler:
 class ProxyServer(_Server):
     """A forward proxy: absolute-form requests (``GET http://host:port/path``) and ``CONNECT``.
 
-    ``ProxyServer(host="127.0.0.1", auth=None)``; ``auth=("user", "pass")`` requires
-    ``Proxy-Authorization: Basic ...`` on every request and answers 407 otherwise. The client
-    side is keep-alive; each forwarded request uses a fresh upstream connection, and its
-    response is relayed with Content-Length framing. ``request_lines`` records every request
-    line seen and ``seen`` every parsed request (for header checks).
+    ``ProxyServer(host="127.0.0.1", auth=None, tls=None)``; ``auth=("user", "pass")`` requires
+    ``Proxy-Authorization: Basic ...`` on every request and answers 407 otherwise; ``tls`` (a
+    server-side ``ssl.SSLContext``) makes it an HTTPS proxy (TLS between client and proxy,
+    so a CONNECT tunnel to an HTTPS origin carries TLS in TLS). The client side is keep-alive;
+    each forwarded request uses a fresh upstream connection, and its response is relayed with
+    Content-Length framing. ``request_lines`` records every request line seen and ``seen``
+    every parsed request (for header checks).
     """
 
-    def __init__(self, host: str = "127.0.0.1", auth: tuple[str, str] | None = None) -> None:
-        super().__init__(host)
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        auth: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(host, tls)
         self.auth = auth
 
     def reset_counts(self) -> None:
@@ -1023,8 +1030,13 @@ class ProxyServer(_Server):
 
 
 def _relay(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways until both directions have seen EOF (or an error)."""
+    """Copy bytes both ways until both directions have seen EOF (or an error).
+
+    Between plain sockets a half-close is passed on. A TLS socket cannot be half-closed
+    (``SSLSocket.shutdown`` drops the TLS layer), so with one, the first EOF ends the relay.
+    """
     peer = {a: b, b: a}
+    half_close = not any(isinstance(s, ssl.SSLSocket) for s in peer)
     selector = selectors.DefaultSelector()
     selector.register(a, selectors.EVENT_READ)
     selector.register(b, selectors.EVENT_READ)
@@ -1033,9 +1045,14 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
             for key, _ in selector.select():
                 src: socket.socket = key.fileobj  # type: ignore[assignment]
                 data = src.recv(65536)
+                # Decrypted bytes can wait inside the TLS object, where select cannot see them.
+                while data and isinstance(src, ssl.SSLSocket) and src.pending():
+                    data += src.recv(src.pending())
                 if data:
                     peer[src].sendall(data)
                     continue
+                if not half_close:
+                    return
                 # EOF one way: pass the half-close on, keep relaying the other way.
                 selector.unregister(src)
                 try:

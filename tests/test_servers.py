@@ -262,3 +262,16 @@ def test_proxy_auth(proxy_server_factory, app_server, session):
     assert response.status_code == 200
     names = {name.lower() for name, _ in response.json()["headers"]}
     assert "proxy-authorization" not in names  # not leaked upstream
+
+
+def test_https_proxy(proxy_server_factory, app_server, https_server, ca_bundle):
+    proxy = proxy_server_factory(tls=True)
+    assert proxy.url.startswith("https://")
+    with urllib3.ProxyManager(proxy.url, ca_certs=ca_bundle) as manager:
+        assert manager.request("GET", f"{app_server.url}/bytes/3").data == b"abc"
+        for size in (10, 100_000):  # TLS in TLS through the tunnel
+            assert manager.request("GET", f"{https_server.url}/bytes/{size}").data == pattern_bytes(
+                size
+            )
+    assert proxy.request_lines[1].startswith(f"CONNECT 127.0.0.1:{https_server.port} HTTP/1.")
+    assert proxy.connections == 2 and https_server.connections == 1
