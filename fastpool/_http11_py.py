@@ -101,7 +101,7 @@ _LINE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HEAD_BAD = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _STATUS_BAD = re.compile(r"[\x00\r]")
 _DIGITS = frozenset("0123456789")
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+(?=;|\Z)")
 _STATUS_PREFIX: Final = b"HTTP/1."
 
 
@@ -537,7 +537,7 @@ class ChunkedDecoder:
         """Bytes fed after the end of the body (the next response, or garbage)."""
         return self._unused
 
-    def _line(self, data: bytes, pos: int, limit: int, too_long: str) -> tuple[bytes, int]:
+    def _line(self, data: bytes, pos: int, limit: int) -> tuple[bytes, int]:
         """Take one CRLF line from ``data[pos:]`` (joined with a held partial one).
 
         Returns ``(line without CRLF, next pos)``, or ``(b"", -1)`` if the line is not complete.
@@ -546,7 +546,11 @@ class ChunkedDecoder:
         lf = data.find(b"\n", pos, pos + limit - len(self._partial))
         if lf < 0:
             if len(self._partial) + len(data) - pos >= limit:
-                raise InvalidChunkError(too_long)
+                if self._state == _SIZE:
+                    message = MSG_HTTP_CHUNK_LINE_TOO_LONG.format(limit=self._max_line)
+                else:
+                    message = MSG_HTTP_TRAILERS_TOO_LARGE.format(limit=self._max_trailer)
+                raise InvalidChunkError(message)
             self._partial += data[pos:]
             return b"", -1
         line = data[pos:lf]
@@ -562,14 +566,10 @@ class ChunkedDecoder:
         return line[:-1], lf + 1
 
     def _chunk_size(self, line: bytes) -> int:
-        n = len(line)
-        i = 0
-        while i < n and line[i] in _HEX:
-            i += 1
-        digits = line[:i].lstrip(b"0")
-        if i == 0 or len(digits) > 16 or (i < n and line[i] != 0x3B):  # 0x3B is ";"
+        match = _CHUNK_SIZE.match(line)  # hex digits, then ";" or the end
+        if match is None or len(match.group().lstrip(b"0")) > 16:
             raise InvalidChunkError(MSG_HTTP_BAD_CHUNK_SIZE.format(line=line[:SHOW_BYTES]))
-        size = int(digits or b"0", 16)
+        size = int(match.group(), 16)
         if size > MAX_SIZE:
             raise InvalidChunkError(MSG_HTTP_BAD_CHUNK_SIZE.format(line=line[:SHOW_BYTES]))
         return size
@@ -615,17 +615,21 @@ class ChunkedDecoder:
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
-                    self._state = _DATA_END
-                    self._remaining = 2
+                    if data[pos : pos + 2] == b"\r\n":  # the usual case, in one step
+                        pos += 2
+                        self._state = _SIZE
+                    else:
+                        self._state = _DATA_END
+                        self._remaining = 2
             elif state == _SIZE:
-                line, pos = self._line(
-                    data,
-                    pos,
-                    self._max_line,
-                    MSG_HTTP_CHUNK_LINE_TOO_LONG.format(limit=self._max_line),
-                )
-                if pos < 0:
-                    break
+                lf = -1 if self._partial else data.find(b"\n", pos, pos + self._max_line)
+                if lf > pos and data[lf - 1] == 0x0D and data.find(b"\r", pos, lf - 1) < 0:
+                    line = data[pos : lf - 1]  # the usual case: a whole line, no bare CR
+                    pos = lf + 1
+                else:
+                    line, pos = self._line(data, pos, self._max_line)
+                    if pos < 0:
+                        break
                 chunk = self._chunk_size(line)
                 if chunk:
                     self._state = _DATA
@@ -633,6 +637,10 @@ class ChunkedDecoder:
                 else:
                     self._state = _TRAILER
             elif state == _DATA_END:
+                if self._remaining == 2 and data[pos : pos + 2] == b"\r\n":  # the usual case
+                    pos += 2
+                    self._state = _SIZE
+                    continue
                 if data[pos] != (0x0D if self._remaining == 2 else 0x0A):  # CR, then LF
                     raise InvalidChunkError(MSG_HTTP_CHUNK_NO_CRLF.format(got=data[pos : pos + 1]))
                 pos += 1
@@ -641,12 +649,7 @@ class ChunkedDecoder:
                     self._state = _SIZE
             else:  # _TRAILER
                 start = pos - len(self._partial)
-                line, pos = self._line(
-                    data,
-                    pos,
-                    self._max_trailer - self._trailer_bytes,
-                    MSG_HTTP_TRAILERS_TOO_LARGE.format(limit=self._max_trailer),
-                )
+                line, pos = self._line(data, pos, self._max_trailer - self._trailer_bytes)
                 if pos < 0:
                     break
                 self._trailer_bytes += pos - start
