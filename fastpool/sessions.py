@@ -138,8 +138,11 @@ class _ScanRouter:
 
 def _build_router(items: list[tuple[str, Any]]) -> _Router:
     router: PrefixRouter[Any] = PrefixRouter()
-    for prefix, adapter in items:
-        router.mount(prefix, adapter)
+    try:
+        for prefix, adapter in items:
+            router.mount(prefix, adapter)
+    except TypeError:  # a prefix that is not a str: requests fails only on lookups reaching it
+        return _ScanRouter(items)
     # The router orders prefixes the way Session.mount does. A dict changed behind mount's back
     # (adapters[k] = v) can hold another order; then requests' scan is the answer.
     if [prefix for prefix, _ in router.items()] != [prefix for prefix, _ in items]:

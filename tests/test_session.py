@@ -210,6 +210,19 @@ def test_direct_changes_to_adapters_are_seen() -> None:
     assert session.get_adapter("http://x") is special
 
 
+def test_a_prefix_that_is_not_a_str_behaves_as_in_requests() -> None:
+    ours, theirs = Session(), requests.Session()
+    special = Named("bytes")
+    for session in (ours, theirs):
+        session.mount(b"http://bytes", special)  # type: ignore[arg-type]
+    for session in (ours, theirs):  # longer than "http://": tried first, and str vs bytes fails
+        with pytest.raises(TypeError):
+            session.get_adapter("http://bytes/")
+    for session in (ours, theirs):
+        session.adapters.move_to_end(b"http://bytes")  # type: ignore[arg-type]
+        assert session.get_adapter("http://bytes/") is session.adapters["http://"]
+
+
 def test_close_closes_every_adapter_and_context_manager_closes() -> None:
     adapters = [Named("one"), Named("two")]
     with Session() as session:
