@@ -565,25 +565,22 @@ class HTTPConnectionPool(RequestMethods):
                         self._put_conn(None)
                 conn = None
 
+        # What a retry or a redirect passes on unchanged (a plain tuple: cheap to build).
+        again = (
+            redirect,
+            assert_same_host,
+            timeout,
+            pool_timeout,
+            release_conn,
+            chunked,
+            body_pos,
+            preload_content,
+            decode_content,
+            response_kw,
+        )
         if conn is None:
             log.warning("Retrying (%r) after connection broken by '%r': %s", retries, err, url)
-            return self.urlopen(
-                method,
-                url,
-                body,
-                headers,
-                retries,
-                redirect,
-                assert_same_host,
-                timeout=timeout,
-                pool_timeout=pool_timeout,
-                release_conn=release_conn,
-                chunked=chunked,
-                body_pos=body_pos,
-                preload_content=preload_content,
-                decode_content=decode_content,
-                **response_kw,
-            )
+            return self._urlopen_again(method, url, body, headers, retries, again)
         assert response is not None
 
         status = response.status
@@ -591,23 +588,7 @@ class HTTPConnectionPool(RequestMethods):
             redirect_location = response.get_redirect_location()
             if redirect_location:
                 return self._follow_redirect(
-                    response,
-                    method,
-                    url,
-                    body,
-                    headers,
-                    retries,
-                    redirect,
-                    assert_same_host,
-                    timeout,
-                    pool_timeout,
-                    release_conn,
-                    chunked,
-                    body_pos,
-                    preload_content,
-                    decode_content,
-                    redirect_location,
-                    response_kw,
+                    response, method, url, body, headers, retries, redirect_location, again
                 )
         # Retry-After only matters for the statuses urllib3 honours it on: skip the lookup.
         has_retry_after = status in Retry.RETRY_AFTER_STATUS_CODES and bool(
@@ -624,24 +605,41 @@ class HTTPConnectionPool(RequestMethods):
             response.drain_conn()
             retries.sleep(response)
             log.debug("Retry: %s", url)
-            return self.urlopen(
-                method,
-                url,
-                body,
-                headers,
-                retries=retries,
-                redirect=redirect,
-                assert_same_host=assert_same_host,
-                timeout=timeout,
-                pool_timeout=pool_timeout,
-                release_conn=release_conn,
-                chunked=chunked,
-                body_pos=body_pos,
-                preload_content=preload_content,
-                decode_content=decode_content,
-                **response_kw,
-            )
+            return self._urlopen_again(method, url, body, headers, retries, again)
         return response
+
+    def _urlopen_again(
+        self, method: str, url: str, body: Any, headers: Any, retries: Retry, again: tuple[Any, ...]
+    ) -> HTTPResponse:
+        (
+            redirect,
+            assert_same_host,
+            timeout,
+            pool_timeout,
+            release_conn,
+            chunked,
+            body_pos,
+            preload_content,
+            decode_content,
+            response_kw,
+        ) = again
+        return self.urlopen(
+            method,
+            url,
+            body,
+            headers,
+            retries,
+            redirect,
+            assert_same_host,
+            timeout=timeout,
+            pool_timeout=pool_timeout,
+            release_conn=release_conn,
+            chunked=chunked,
+            body_pos=body_pos,
+            preload_content=preload_content,
+            decode_content=decode_content,
+            **response_kw,
+        )
 
     def _follow_redirect(
         self,
@@ -651,19 +649,11 @@ class HTTPConnectionPool(RequestMethods):
         body: Any,
         headers: Any,
         retries: Retry,
-        redirect: bool,
-        assert_same_host: bool,
-        timeout: Any,
-        pool_timeout: Any,
-        release_conn: Any,
-        chunked: bool,
-        body_pos: Any,
-        preload_content: bool,
-        decode_content: bool,
         redirect_location: str,
-        response_kw: dict[str, Any],
+        again: tuple[Any, ...],
     ) -> HTTPResponse:
         if response.status == 303:
+            # RFC 9110 15.4.4: the method becomes GET, and the body (maybe sensitive) is lost.
             method = "GET"
             body = None
             headers = HTTPHeaderDict(headers)._prepare_for_method_change()
@@ -685,23 +675,7 @@ class HTTPConnectionPool(RequestMethods):
         response.drain_conn()
         retries.sleep_for_retry(response)
         log.debug("Redirecting %s -> %s", url, redirect_location)
-        return self.urlopen(
-            method,
-            redirect_location,
-            body,
-            headers,
-            retries=retries,
-            redirect=redirect,
-            assert_same_host=assert_same_host,
-            timeout=timeout,
-            pool_timeout=pool_timeout,
-            release_conn=release_conn,
-            chunked=chunked,
-            body_pos=body_pos,
-            preload_content=preload_content,
-            decode_content=decode_content,
-            **response_kw,
-        )
+        return self._urlopen_again(method, redirect_location, body, headers, retries, again)
 
 
 class HTTPSConnectionPool(HTTPConnectionPool):
