@@ -59,12 +59,20 @@ def test_server_closed_idle_connection_is_replaced_silently(fault_server_factory
         _settled(pool)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 @pytest.mark.parametrize("how", ["wait", "reset"])
-def test_stale_connection_race_is_retried_once_for_get(fault_server_factory, how):
+def test_stale_connection_race_is_retried_once_for_get(fault_server_factory, ca_bundle, how, tls):
     # The server reads the next request and closes (or resets) without answering: the race
     # between an idle close and our reuse. A GET without a body is sent again, once.
-    server = fault_server_factory(close_after(1, how=how))
-    with _pool(server) as pool:
+    from fastpool.pool import HTTPSConnectionPool
+
+    server = fault_server_factory(close_after(1, how=how), tls=tls)
+    pool = (
+        HTTPSConnectionPool(server.host, server.port, ca_certs=ca_bundle, retries=False)
+        if tls
+        else _pool(server)
+    )
+    with pool:
         assert pool.request("GET", "/").data == b"ok"
         if how == "reset":
             _wait_closed_by_peer(pool)
@@ -369,17 +377,3 @@ def test_early_answer_to_an_unfinished_upload_is_read_but_not_reused(fault_serve
             assert r.status == 413 and r.data == b"big"
         _settled(pool)
         assert pool.pool.idle == 0
-
-
-@pytest.mark.parametrize("how", ["wait", "reset"])
-def test_stale_tls_connection_race_is_retried_once(fault_server_factory, ca_bundle, how):
-    from fastpool.pool import HTTPSConnectionPool
-
-    server = fault_server_factory(close_after(1, how=how), tls=True)
-    with HTTPSConnectionPool(server.host, server.port, ca_certs=ca_bundle, retries=False) as pool:
-        assert pool.request("GET", "/").data == b"ok"
-        if how == "reset":
-            _wait_closed_by_peer(pool)
-        assert pool.request("GET", "/").data == b"ok"
-        assert server.connections == 2
-        _settled(pool)
