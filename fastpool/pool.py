@@ -819,15 +819,17 @@ class HTTPSConnectionPool(HTTPConnectionPool):
     def _validate_conn(self, conn: HTTPConnection) -> None:
         if conn.sock is None:
             conn.connect()
-            if not conn.is_verified and not conn.proxy_is_verified:
-                warnings.warn(
-                    f"Unverified HTTPS request is being made to host '{conn.host}'. "
-                    "Adding certificate verification is strongly advised. See: "
-                    "https://urllib3.readthedocs.io/en/latest/advanced-usage.html"
-                    "#tls-warnings",
-                    InsecureRequestWarning,
-                    stacklevel=2,
-                )
+        # urllib3 warns on every request over an unverified connection (the warnings filter
+        # decides how often the user sees it).
+        if not conn.is_verified and not conn.proxy_is_verified:
+            warnings.warn(
+                f"Unverified HTTPS request is being made to host '{conn.host}'. "
+                "Adding certificate verification is strongly advised. See: "
+                "https://urllib3.readthedocs.io/en/latest/advanced-usage.html"
+                "#tls-warnings",
+                InsecureRequestWarning,
+                stacklevel=2,
+            )
 
 
 #: Another name for the pool of one origin, as the design documents call it.

@@ -458,3 +458,18 @@ def test_pool_evicted_between_lookup_and_checkout(app_server):
     with Racy() as pm:
         assert pm.request("GET", app_server.url + "/bytes/2").data == b"ab"
         assert pm.raced and len(pm.pools) == 1
+
+
+def test_insecure_warning_per_request_like_urllib3(https_server):
+    import warnings
+
+    counts = []
+    for manager in (urllib3.PoolManager(cert_reqs="CERT_NONE"), PoolManager(cert_reqs="CERT_NONE")):
+        with manager, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                manager.request("GET", https_server.url + "/bytes/1")
+        counts.append(
+            sum(issubclass(w.category, urllib3.exceptions.InsecureRequestWarning) for w in caught)
+        )
+    assert counts[0] == counts[1] == 3
