@@ -762,39 +762,37 @@ def test_retry_without_raise_on_status_returns_the_last_response(env: Env) -> No
 # --- proxies -------------------------------------------------------------------------------------
 
 
+def proxied(call: Call, env: Env, proxy: Any) -> tuple[tuple[dict, list], tuple[dict, list]]:
+    """observe() with each adapter (stock first), plus the request lines the proxy saw in that
+    run; the proxy's connections and requests are counted with the other servers'."""
+    env.add(proxy)  # observe() resets its counters and request lines before each run
+    stock = observe(STOCK, call, env, {})
+    stock_lines = list(proxy.request_lines)
+    ours = observe(OURS, call, env, {})
+    return (stock, stock_lines), (ours, list(proxy.request_lines))
+
+
 def test_http_through_proxy(env: Env, proxy_server: Any) -> None:
-    def call(s: requests.Session, e: Env) -> Any:
-        r = s.get(e.app.url + "/echo?p=1", proxies={"http": proxy_server.url})
-        return r, proxy_server.request_lines[-1]
-
-    def run(adapter_cls: type) -> Any:
-        proxy_server.reset_counts()
-        out = observe(adapter_cls, lambda s, e: call(s, e)[0], env, {})
-        return out, list(proxy_server.request_lines), proxy_server.connections
-
-    stock, ours = run(STOCK), run(OURS)
-    assert ours == stock
-    assert stock[1] == [f"GET {env.app.url}/echo?p=1 HTTP/1.1"]
+    (stock, stock_lines), (ours, our_lines) = proxied(
+        lambda s, e: s.get(e.app.url + "/echo?p=1", proxies={"http": proxy_server.url}),
+        env,
+        proxy_server,
+    )
+    assert ours == stock and our_lines == stock_lines
+    assert stock_lines == [f"GET {env.app.url}/echo?p=1 HTTP/1.1"]
 
 
 def test_https_through_proxy_connect(env: Env, proxy_server: Any) -> None:
-    def run(adapter_cls: type) -> Any:
-        proxy_server.reset_counts()
-        out = observe(
-            adapter_cls,
-            lambda s, e: s.get(
-                e.tls.url + "/echo", proxies={"https": proxy_server.url}, verify=e.ca
-            ),
-            env,
-            {},
-        )
-        return out, list(proxy_server.request_lines), proxy_server.connections
-
-    stock, ours = run(STOCK), run(OURS)
-    # urllib3 (http.client) says CONNECT ... HTTP/1.0, fastpool HTTP/1.1: compare the rest.
-    assert ours[1] == [line.replace(" HTTP/1.0", " HTTP/1.1") for line in stock[1]]
-    assert ours[0::2] == stock[0::2]
-    assert ours[1] == [f"CONNECT 127.0.0.1:{env.tls.port} HTTP/1.1"]
+    (stock, stock_lines), (ours, our_lines) = proxied(
+        lambda s, e: s.get(e.tls.url + "/echo", proxies={"https": proxy_server.url}, verify=e.ca),
+        env,
+        proxy_server,
+    )
+    assert ours == stock
+    assert stock["status"] == 200
+    # urllib3 (http.client) says CONNECT ... HTTP/1.0, fastpool HTTP/1.1: the rest is equal.
+    assert stock_lines == [f"CONNECT 127.0.0.1:{env.tls.port} HTTP/1.0"]
+    assert our_lines == [f"CONNECT 127.0.0.1:{env.tls.port} HTTP/1.1"]
 
 
 @pytest.mark.parametrize("credentials", ["user:secret", "user:wrong"])
@@ -834,19 +832,13 @@ def test_environment_proxies_and_no_proxy(
     monkeypatch.setenv("HTTP_PROXY", proxy_server.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.2")
 
-    def run(adapter_cls: type) -> Any:
-        proxy_server.reset_counts()
+    def call(s: requests.Session, e: Env) -> Any:
+        return s.get(e.app.url + "/echo").status_code, s.get(e.app2.url + "/echo").status_code
 
-        def call(s: requests.Session, e: Env) -> Any:
-            via_proxy = s.get(e.app.url + "/echo").status_code
-            direct = s.get(e.app2.url + "/echo").status_code
-            return via_proxy, direct
-
-        return observe(adapter_cls, call, env, {}), list(proxy_server.request_lines)
-
-    stock, ours = run(STOCK), run(OURS)
-    assert ours == stock
-    assert stock[1] == [f"GET {env.app.url}/echo HTTP/1.1"]
+    (stock, stock_lines), (ours, our_lines) = proxied(call, env, proxy_server)
+    assert ours == stock and our_lines == stock_lines
+    assert stock["value"] == (200, 200)
+    assert stock_lines == [f"GET {env.app.url}/echo HTTP/1.1"]
 
 
 def test_invalid_proxy_url(env: Env) -> None:
