@@ -743,6 +743,7 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         self.assert_hostname = assert_hostname
         self.assert_fingerprint = assert_fingerprint
         self._context: ssl.SSLContext | None = None
+        self._context_settings: tuple[Any, ...] = ()
         self._proxy_ssl_context: ssl.SSLContext | None = None
 
     def _build_context(self) -> ssl.SSLContext:
@@ -763,10 +764,40 @@ class HTTPSConnectionPool(HTTPConnectionPool):
             assert_fingerprint=self.assert_fingerprint,
         )
 
-    def _make_conn(self) -> HTTPConnection:
+    def _tls_settings(self) -> tuple[Any, ...]:
+        return (
+            self.ssl_context,
+            self.cert_reqs,
+            self.ca_certs,
+            self.ca_cert_dir,
+            self.ca_cert_data,
+            self.cert_file,
+            self.key_file,
+            self.key_password,
+            self.ssl_version,
+            self.ssl_minimum_version,
+            self.ssl_maximum_version,
+            self.assert_hostname,
+            self.assert_fingerprint,
+            self.server_hostname,
+        )
+
+    def _current_context(self) -> ssl.SSLContext:
+        """The pool's SSLContext for its current TLS settings.
+
+        requests' ``cert_verify`` sets ``cert_reqs``/``ca_certs``/``cert_file`` ... on the pool
+        object; a change builds a new context, and connections made under the old one are
+        not reused (so an unverified connection never serves a verified request).
+        """
+        settings = self._tls_settings()
         context = self._context
-        if context is None:
+        if context is None or settings != self._context_settings:
             context = self._context = self._build_context()
+            self._context_settings = settings
+        return context
+
+    def _make_conn(self) -> HTTPConnection:
+        context = self._current_context()
         host, port = self.host, self.port
         if self.proxy is not None and self.proxy.host is not None:
             host, port = self.proxy.host, self.proxy.port
@@ -782,6 +813,14 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         )
         if self.proxy is not None and self.proxy.scheme == "https":
             conn.proxy_ssl_context = self._proxy_context()
+        return conn
+
+    def _refit(self, conn: HTTPConnection, context: ssl.SSLContext) -> HTTPConnection:
+        tls = typing.cast(HTTPSConnection, conn)
+        tls.ssl_context = context
+        tls.server_hostname = self.server_hostname
+        tls.assert_hostname = self.assert_hostname
+        tls.assert_fingerprint = self.assert_fingerprint
         return conn
 
     def _proxy_context(self) -> ssl.SSLContext:
@@ -817,6 +856,11 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         conn.connect()
 
     def _validate_conn(self, conn: HTTPConnection) -> None:
+        context = self._current_context()
+        if typing.cast(HTTPSConnection, conn).ssl_context is not context:
+            # Made under other TLS settings: never reuse it under these.
+            conn.close()
+            conn = self._refit(conn, context)
         if conn.sock is None:
             conn.connect()
         # urllib3 warns on every request over an unverified connection (the warnings filter

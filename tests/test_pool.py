@@ -293,3 +293,27 @@ def test_dropped_pool_closes_its_idle_connections(app_server):
     del pool
     gc.collect()
     assert queue.closed and queue.idle == 0 and conn.sock is None
+
+
+def test_changed_tls_settings_never_reuse_an_unverified_connection(
+    untrusted_https_server, ca_bundle
+):
+    """CVE-2024-35195's shape at the pool level: requests' cert_verify sets cert_reqs/ca_certs
+    on the pool object. An idle connection made without verification must not serve a
+    request that now asks for it (urllib3 reuses it)."""
+    server = untrusted_https_server
+    pool = HTTPSConnectionPool(server.host, server.port, cert_reqs="CERT_NONE", retries=False)
+    with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+        assert pool.request("GET", "/bytes/1").status == 200
+    assert pool.pool.idle == 1
+    pool.cert_reqs = "CERT_REQUIRED"
+    pool.ca_certs = ca_bundle
+    with pytest.raises(urllib3.exceptions.SSLError):
+        pool.request("GET", "/bytes/1")
+    assert pool.pool.in_use == 0
+    # and back: unverified again works, on a fresh connection
+    pool.cert_reqs = "CERT_NONE"
+    with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+        assert pool.request("GET", "/bytes/1").status == 200
+    assert server.connections == 3
+    pool.close()
