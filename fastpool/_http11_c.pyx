@@ -300,6 +300,24 @@ cdef class ResponseHead:
         )
 
 
+cdef inline Py_ssize_t _list_element(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
+                                     Py_ssize_t* start, Py_ssize_t* end) noexcept:
+    """Bound the comma-separated list element at ``p[i:]`` without OWS into ``start``/``end``;
+    return the index just past its comma (``n + 1`` after the last element).
+    """
+    cdef Py_ssize_t e = i, j
+    while e < n and p[e] != b",":
+        e += 1
+    j = e
+    while i < j and _is_ows(p[i]):
+        i += 1
+    while j > i and _is_ows(p[j - 1]):
+        j -= 1
+    start[0] = i
+    end[0] = j
+    return e + 1
+
+
 cdef Py_ssize_t _find_head_end(const unsigned char* buf, Py_ssize_t start,
                                Py_ssize_t stop) noexcept:
     """The index just past the blank line ending the head at ``start``, or -1 (within stop)."""
@@ -343,27 +361,21 @@ cdef unsigned long long _content_length(list values) except? 0:
     for value in values:
         p = <const unsigned char*>PyUnicode_DATA(value)
         n = PyUnicode_GET_LENGTH(value)
-        i = 0
-        while ok:
-            # one comma-separated element: OWS digits OWS
-            while i < n and _is_ows(p[i]):
-                i += 1
-            e = i
-            while e < n and _digit(p[e]):
-                e += 1
-            k = e
-            while k < n and _is_ows(p[k]):
-                k += 1
-            if e == i or (k < n and p[k] != b","):
-                ok = False
-            elif first == NULL:
-                first = p + i
-                first_length = e - i
-            elif e - i != first_length or memcmp(p + i, first, first_length) != 0:
-                ok = False
-            if k == n:
+        e = 0
+        while ok and e <= n:
+            e = _list_element(p, n, e, &i, &j)
+            ok = j > i
+            for k in range(i, j):
+                if not _digit(p[k]):
+                    ok = False
+                    break
+            if not ok:
                 break
-            i = k + 1
+            if first == NULL:
+                first = p + i
+                first_length = j - i
+            elif j - i != first_length or memcmp(p + i, first, first_length) != 0:
+                ok = False
         if not ok:
             break
     if ok:
@@ -383,7 +395,7 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
     """Decide keep-alive and body framing (RFC 9112 sections 6.3 and 9.3)."""
     cdef bint close = False, keep_alive_token = False, keep_alive, chunked = False
     cdef list lengths = None, codings = None
-    cdef Py_ssize_t n, i, j, e, last_start = 0, last_end = 0
+    cdef Py_ssize_t n, i = 0, j = 0, e, last_end = 0
     cdef const unsigned char* p
     cdef ResponseHead head
     cdef str framing
@@ -395,21 +407,13 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
         if _lower_equals(p, n, b"connection", 10):
             p = <const unsigned char*>PyUnicode_DATA(value)
             n = PyUnicode_GET_LENGTH(value)
-            i = 0
-            while i <= n:
-                e = i
-                while e < n and p[e] != b",":
-                    e += 1
-                j = e
-                while i < j and _is_ows(p[i]):
-                    i += 1
-                while j > i and _is_ows(p[j - 1]):
-                    j -= 1
+            e = 0
+            while e <= n:
+                e = _list_element(p, n, e, &i, &j)
                 if _lower_equals(p + i, j - i, b"close", 5):
                     close = True
                 elif _lower_equals(p + i, j - i, b"keep-alive", 10):
                     keep_alive_token = True
-                i = e + 1
         elif _lower_equals(p, n, b"content-length", 14):
             if lengths is None:
                 lengths = []
@@ -435,23 +439,15 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
         for value in codings:
             p = <const unsigned char*>PyUnicode_DATA(value)
             n = PyUnicode_GET_LENGTH(value)
-            i = 0
-            while i <= n:
-                e = i
-                while e < n and p[e] != b",":
-                    e += 1
-                j = e
-                while i < j and _is_ows(p[i]):
-                    i += 1
-                while j > i and _is_ows(p[j - 1]):
-                    j -= 1
+            e = 0
+            while e <= n:
+                e = _list_element(p, n, e, &i, &j)
                 if j > i:
                     if not _token(p + i, j - i):
                         last_end = 0
                         break
                     chunked = _lower_equals(p + i, j - i, b"chunked", 7)
                     last_end = 1
-                i = e + 1
             if not last_end:
                 break
         if not last_end:

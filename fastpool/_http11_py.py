@@ -9,7 +9,8 @@ Three jobs, no I/O:
 
 Choices where the RFCs leave room, or where http.client, llhttp (httptools) and h11 differ:
 
-* Request header values with CR, LF or NUL are rejected (http.client allows obs-fold there).
+* Request header values with CR, LF or NUL are rejected (http.client allows obs-fold there);
+  request targets must be visible ASCII (http.client also refuses non-ASCII ones).
 * Response heads may end their lines with a bare LF as well as CRLF (http.client and h11 accept
   it; llhttp in its default strict mode does not). A bare CR is an error.
 * A response header line starting with SP/HT (obs-fold) is joined to the previous value with
@@ -27,6 +28,9 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
   ``max_headers`` bounds each head's header fields (obs-fold lines do not count).
 * 101 Switching Protocols is final with framing ``"none"`` and ``keep_alive`` False: there is
   no HTTP body (http.client reads none either) and the socket now speaks another protocol.
+  A 2xx to CONNECT is framing ``"none"`` with ``keep_alive`` True: the tunnel takes the socket.
+  ``request_method`` is compared as given (methods are case-sensitive): only ``"HEAD"`` and
+  ``"CONNECT"`` are special.
 * Content-Length: every value of every Content-Length header, comma lists included, must be a
   decimal integer below 2**63 and all must be the same digits (``"5, 5"`` is 5, ``"05"`` is 5,
   ``"05, 5"`` is an error; h11 agrees, llhttp rejects all lists and repeats). It is checked in
@@ -41,6 +45,7 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
 * Chunked bodies are strict, as both oracles are: every line ends in CRLF, the size is hex
   digits with nothing between them and ``;`` or CRLF, sizes must be below 2**63, trailers may
   not use obs-fold, and a Content-Length trailer must be valid (it is otherwise ignored).
+  Chunk extensions are skipped unread (any bytes but CR).
 """
 
 from __future__ import annotations
