@@ -744,6 +744,7 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         self.assert_fingerprint = assert_fingerprint
         self._context: ssl.SSLContext | None = None
         self._context_settings: tuple[Any, ...] = ()
+        self._context_lock = threading.Lock()
         self._proxy_ssl_context: ssl.SSLContext | None = None
 
     def _build_context(self) -> ssl.SSLContext:
@@ -792,8 +793,11 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         settings = self._tls_settings()
         context = self._context
         if context is None or settings != self._context_settings:
-            context = self._context = self._build_context()
-            self._context_settings = settings
+            with self._context_lock:  # threads dialing at once must share one context
+                if self._context is None or settings != self._context_settings:
+                    self._context = self._build_context()
+                    self._context_settings = settings
+                context = self._context
         return context
 
     def _make_conn(self) -> HTTPConnection:

@@ -317,3 +317,14 @@ def test_changed_tls_settings_never_reuse_an_unverified_connection(
         assert pool.request("GET", "/bytes/1").status == 200
     assert server.connections == 3
     pool.close()
+
+
+def test_https_threads_dialing_at_once_share_one_context(https_server, ca_bundle):
+    for _ in range(3):  # the race needs both threads to dial at once: give it a few rounds
+        https_server.reset_counts()
+        pool = HTTPSConnectionPool(
+            https_server.host, https_server.port, maxsize=2, ca_certs=ca_bundle
+        )
+        _two_rounds_of_two_threads(pool, https_server)
+        assert https_server.connections == 2
+        pool.close()
