@@ -832,16 +832,19 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         ``proxy_ssl_context`` or urllib3's default, with this pool's CA settings."""
         context = self._proxy_ssl_context
         if context is None:
-            config = self.proxy_config
-            context = self._proxy_ssl_context = build_ssl_context(
-                config.ssl_context if config else None,
-                cert_reqs=self.cert_reqs,
-                ca_certs=self.ca_certs,
-                ca_cert_dir=self.ca_cert_dir,
-                ca_cert_data=self.ca_cert_data,
-                assert_hostname=config.assert_hostname if config else None,
-                assert_fingerprint=config.assert_fingerprint if config else None,
-            )
+            with self._context_lock:
+                if self._proxy_ssl_context is None:
+                    config = self.proxy_config
+                    self._proxy_ssl_context = build_ssl_context(
+                        config.ssl_context if config else None,
+                        cert_reqs=self.cert_reqs,
+                        ca_certs=self.ca_certs,
+                        ca_cert_dir=self.ca_cert_dir,
+                        ca_cert_data=self.ca_cert_data,
+                        assert_hostname=config.assert_hostname if config else None,
+                        assert_fingerprint=config.assert_fingerprint if config else None,
+                    )
+                context = self._proxy_ssl_context
         return context
 
     def _new_conn(self) -> HTTPConnection:
