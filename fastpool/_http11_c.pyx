@@ -44,9 +44,19 @@ from .exceptions import (
     ResponseHeadTooLarge,
 )
 
+cdef extern from *:
+    """
+    /* PyUnicode_READY is a deprecated no-op since 3.12: call it only where it matters. */
+    #if PY_VERSION_HEX < 0x030C0000
+    #define fastpool_unicode_ready(o) PyUnicode_READY(o)
+    #else
+    #define fastpool_unicode_ready(o) 0
+    #endif
+    """
+    int fastpool_unicode_ready(object o) except -1
+
 cdef extern from "Python.h":
     enum: PyUnicode_1BYTE_KIND
-    int PyUnicode_READY(object o) except -1
     int PyUnicode_KIND(object o)
     void* PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
@@ -157,7 +167,7 @@ cdef inline bint _part(object value, const unsigned char** data, Py_ssize_t* len
         data[0] = <const unsigned char*>PyBytes_AS_STRING(value)
         length[0] = len(<bytes>value)
         return True
-    PyUnicode_READY(value)
+    fastpool_unicode_ready(value)
     if PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND:
         return False
     data[0] = <const unsigned char*>PyUnicode_DATA(value)

@@ -198,6 +198,15 @@ def test_parse_nginx_head(http11: ModuleType) -> None:
     )
 
 
+def test_response_head_constructor(http11: ModuleType) -> None:
+    head = http11.ResponseHead(10, 404, "Not Found", [("A", "1")], False, "close", None)
+    assert as_tuple(head) == (10, 404, "Not Found", [("A", "1")], False, "close", None)
+    assert repr(head) == (
+        "<ResponseHead HTTP/1.0 404 'Not Found' framing='close' content_length=None "
+        "keep_alive=False headers=1>"
+    )
+
+
 def test_parse_accepts_bytearray_and_memoryview(http11: ModuleType) -> None:
     expected = parse(http11, NGINX_HEAD)
     assert parse(http11, bytearray(NGINX_HEAD)) == expected
