@@ -18,10 +18,12 @@ arguments to those of ``requests.Session`` for the same input and environment.
 
 from __future__ import annotations
 
+import http.cookiejar
 import re
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,9 +33,11 @@ import requests
 import requests.adapters
 from requests.auth import _basic_auth_str
 from requests.cookies import (
+    MockRequest,
     RequestsCookieJar,
     cookiejar_from_dict,
     extract_cookies_to_jar,
+    get_cookie_header,
     merge_cookies,
 )
 from requests.exceptions import InvalidSchema
@@ -113,10 +117,87 @@ class ThreadSafeCookieJar(RequestsCookieJar):
 
 _KNOWN_JARS = (ThreadSafeCookieJar, RequestsCookieJar)
 
+# http.cookiejar's own helpers (not in typeshed): the iteration order and request host it uses
+_deepvalues = http.cookiejar.deepvalues  # type: ignore[attr-defined]
+# deepvalues walks a jar in insertion order (Python >= 3.10) or sorted by key (older ones)
+_jar_keys: Callable[[dict[str, Any]], Iterable[str]] = (
+    sorted if list(_deepvalues({"b": {"x": 1}, "a": {"y": 2}})) == [2, 1] else list
+)
+_eff_request_host = http.cookiejar.eff_request_host  # type: ignore[attr-defined]
+
 
 def _jar_is_empty(jar: object) -> bool:
     # Only for the jars we know; anything else takes requests' merge.
     return type(jar) in _KNOWN_JARS and not jar._cookies  # type: ignore[attr-defined]
+
+
+def _copy_jar(jar: object) -> RequestsCookieJar | None:
+    """``merge_cookies(RequestsCookieJar(), jar)`` for a jar we know, without copying each cookie.
+
+    requests copies every cookie (``copy.copy`` and ``set_cookie``) on every request; the new
+    jar here holds the same cookie objects (nothing changes a stored cookie), inserted in the
+    order requests' copy inserts them (http.cookiejar's iteration order, which sets the order of
+    the Cookie header). None: use requests' merge, for a jar we do not know or for a quoted
+    value that requests' ``set_cookie`` would rewrite.
+    """
+    if type(jar) not in _KNOWN_JARS:
+        return None
+    copied: dict[str, dict[str, dict[str, Any]]] = {}
+    keys = _jar_keys
+    with jar._cookies_lock:  # type: ignore[attr-defined]
+        source = jar._cookies  # type: ignore[attr-defined]
+        for domain in keys(source):  # http.cookiejar.deepvalues, as three plain loops
+            paths = source[domain]
+            for path in keys(paths):
+                names = paths[path]
+                for name in keys(names):
+                    cookie = names[name]
+                    value = cookie.value
+                    if type(value) is str and value[:1] == '"' and '\\"' in value:
+                        return None
+                    copied.setdefault(cookie.domain, {}).setdefault(cookie.path, {})[
+                        cookie.name
+                    ] = cookie
+    new_jar = RequestsCookieJar()
+    new_jar._cookies = copied  # type: ignore[attr-defined]
+    return new_jar
+
+
+def _clear_expired_cookies(jar: RequestsCookieJar) -> None:
+    """``jar.clear_expired_cookies()`` for a jar only this thread holds, without deepvalues."""
+    now = time.time()
+    for paths in jar._cookies.values():  # type: ignore[attr-defined]
+        for names in paths.values():
+            for name in [name for name, cookie in names.items() if cookie.is_expired(now)]:
+                del names[name]
+
+
+def _prepare_cookies(p: PreparedRequest, jar: RequestsCookieJar) -> None:
+    """``p.prepare_cookies(jar)`` for a jar built here (so with the default cookie policy).
+
+    http.cookiejar asks the policy about every domain in the jar, re-reading the request's host
+    each time; a crawler's jar holds thousands. The policy's answer is a suffix test, made here
+    once per domain; the jar of the domains that pass gives the same Cookie header.
+    """
+    p._cookies = jar
+    req_host, erhn = _eff_request_host(MockRequest(p))
+    if not req_host.startswith("."):
+        req_host = "." + req_host
+    if not erhn.startswith("."):
+        erhn = "." + erhn
+    near = RequestsCookieJar()
+    near._cookies = {  # type: ignore[attr-defined]
+        domain: paths
+        for domain, paths in jar._cookies.items()  # type: ignore[attr-defined]
+        # DefaultCookiePolicy.domain_return_ok, with no blocked or allowed domains
+        if req_host.endswith(dotted := domain if not domain or domain[0] == "." else "." + domain)
+        or erhn.endswith(dotted)
+    }
+    header = get_cookie_header(near, p)  # clears the expired cookies of those domains
+    _clear_expired_cookies(jar)  # and of the others, as add_cookie_header on jar would
+    jar._now = jar._policy._now = near._now  # type: ignore[attr-defined]
+    if header is not None:
+        p.headers["Cookie"] = header
 
 
 # --- adapters: requests' OrderedDict, with a router kept in step ---------------------------------
@@ -428,9 +509,10 @@ class Session(requests.Session):
             cookies = request_cookies or {}
             if not isinstance(cookies, CookieJar):
                 cookies = cookiejar_from_dict(cookies)
-            merged_cookies = merge_cookies(
-                merge_cookies(RequestsCookieJar(), self.cookies), cookies
-            )
+            session_copy: CookieJar | None = _copy_jar(self.cookies)
+            if session_copy is None:
+                session_copy = merge_cookies(RequestsCookieJar(), self.cookies)
+            merged_cookies = merge_cookies(session_copy, cookies)
 
         auth = request.auth
         if self.trust_env and not auth and not self.auth:
@@ -464,7 +546,7 @@ class Session(requests.Session):
         if merged_cookies is None:
             p._cookies = RequestsCookieJar()
         else:
-            p.prepare_cookies(merged_cookies)
+            _prepare_cookies(p, merged_cookies)  # type: ignore[arg-type]
 
         if not files and json is None and type(data) in _EMPTY_BODY_TYPES and not data:
             # prepare_body with nothing to send: no body, Content-Length: 0 where one may be

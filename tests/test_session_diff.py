@@ -526,3 +526,65 @@ def test_redirects_through_an_authenticating_proxy_match_requests(
     # 3 requests for /redirect/2 and 2 for redirect-to, per session: as in requests, a proxy
     # chosen for the first URL stays for the hops, even to a no_proxy host
     assert len(proxy.request_lines) == 2 * 5
+
+
+# --- cookies: a crawler's jar, many domains, every kind of cookie --------------------------------
+COOKIE_SPECS: list[dict[str, Any]] = [
+    {"name": "super", "value": "s", "domain": ""},
+    {"name": "host", "value": "h", "domain": "example.com"},
+    {"name": "dot", "value": "d", "domain": ".example.com"},
+    {"name": "sub", "value": "u", "domain": "sub.example.com", "path": "/a"},
+    {"name": "deep", "value": "p", "domain": ".example.com", "path": "/a/b"},
+    {"name": "secure", "value": "x", "domain": "example.com", "secure": True},
+    {"name": "expired", "value": "e", "domain": "example.com", "expires": 1},
+    {"name": "future", "value": "f", "domain": "example.com", "expires": 4102444800},
+    {"name": "port", "value": "o", "domain": "example.com", "port": "8080"},
+    {"name": "local", "value": "l", "domain": "localhost.local"},
+    {"name": "ip", "value": "i", "domain": "127.0.0.1"},
+    {"name": "other", "value": "z", "domain": "other.test"},
+    {"name": "dup", "value": "1", "domain": "example.com"},
+    {"name": "dup", "value": "2", "domain": ".example.com"},
+    {"name": "quoted", "value": '"a\\"b"', "domain": "example.com"},
+    {"name": "plainquote", "value": '"ok"', "domain": "example.com"},
+]
+COOKIE_URLS = [
+    "http://example.com/", "https://example.com/a/b/c", "http://sub.example.com/a",
+    "http://example.com:8080/", "http://localhost/", "http://127.0.0.1:5000/",
+    "http://nothing.test/", "https://other.test/x",
+]  # fmt: skip
+
+
+def add_cookies(specs: list[dict[str, Any]], many_domains: int) -> Any:
+    def configure(session: requests.Session) -> None:
+        for spec in specs:
+            session.cookies.set_cookie(requests.cookies.create_cookie(**spec))
+        for i in range(many_domains):  # a crawler's jar: hundreds of unrelated domains
+            session.cookies.set(f"c{i}", str(i), domain=f"d{i % 97}.crawl.test", path=f"/{i % 3}")
+
+    return configure
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    specs=st.lists(st.sampled_from(COOKIE_SPECS), unique_by=lambda s: (s["name"], s["domain"])),
+    many_domains=st.sampled_from([0, 300]),
+    url=st.sampled_from(COOKIE_URLS),
+    cookies=st.sampled_from([None, {"dup": "req"}, {"new": "n", "host": "override"}]),
+    headers=st.sampled_from([None, {"Cookie": "user=1"}, {"Host": "sub.example.com"}]),
+)
+def test_cookie_jars_match_requests(
+    tmp_path_factory: pytest.TempPathFactory,
+    specs: list[dict[str, Any]],
+    many_domains: int,
+    url: str,
+    cookies: Any,
+    headers: Any,
+) -> None:
+    configure = add_cookies(specs, many_domains)
+    with environment({}, None, str(tmp_path_factory.mktemp("jar"))):
+        theirs, ours = session_pair(configure)
+        results = []
+        for session in (theirs, ours):
+            result = outcome(lambda s=session: s.get(url, cookies=cookies, headers=headers))
+            results.append((result[0], sent(session), cookie_list(session.cookies)[1]))
+    assert results[1] == results[0]
