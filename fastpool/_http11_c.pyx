@@ -35,6 +35,7 @@ from .exceptions import (
     MSG_HTTP_NOT_POSITIVE,
     MSG_HTTP_NOT_STR_OR_BYTES,
     MSG_HTTP_TOO_MANY_HEADERS,
+    MSG_HTTP_TOO_MANY_INTERIM,
     MSG_HTTP_TRAILERS_TOO_LARGE,
     MSG_NOT_INT,
     MSG_NOT_STR,
@@ -68,6 +69,8 @@ __all__ = ("ChunkedDecoder", "ResponseHead", "parse_response_head", "write_reque
 SHOW_BYTES = 80
 #: Content-Length and chunk sizes must stay below this (what a C ``int64`` holds).
 MAX_SIZE = 2**63 - 1
+#: At most this many 1xx interim responses before the final one (see ``_http11_py``).
+MAX_INTERIM_RESPONSES = 100
 
 cdef Py_ssize_t _SHOW = 80
 cdef unsigned long long _MAX_SIZE = 0x7FFFFFFFFFFFFFFFULL
@@ -582,7 +585,7 @@ def parse_response_head(data, request_method="GET", max_head_bytes=65536, max_he
     """
     cdef Py_buffer view
     cdef const unsigned char* buf
-    cdef Py_ssize_t size, stop, start, end, seen, limit, header_limit
+    cdef Py_ssize_t size, stop, start, end, seen, limit, header_limit, interim = 0
     cdef ResponseHead head
     _check_limit("max_head_bytes", max_head_bytes)
     _check_limit("max_headers", max_headers)
@@ -615,6 +618,11 @@ def parse_response_head(data, request_method="GET", max_head_bytes=65536, max_he
             head = _parse_head(buf, start, end, request_method, header_limit)
             if head.status >= 200 or head.status == 101:
                 return head, end
+            interim += 1
+            if interim > MAX_INTERIM_RESPONSES:
+                raise ResponseHeadTooLarge(
+                    MSG_HTTP_TOO_MANY_INTERIM.format(limit=MAX_INTERIM_RESPONSES)
+                )
             start = end
     finally:
         PyBuffer_Release(&view)

@@ -25,7 +25,9 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
   waiting for the whole head.
 * 1xx interim responses other than 101 are parsed, then skipped. ``max_head_bytes`` bounds the
   bytes of all heads together (interim and final), so a stream of 1xx cannot grow the buffer.
-  ``max_headers`` bounds each head's header fields (obs-fold lines do not count).
+  ``max_headers`` bounds each head's header fields (obs-fold lines do not count). More than
+  100 interim responses (``MAX_INTERIM_RESPONSES``) raise ResponseHeadTooLarge: the caller
+  parses from the start on each call, so a trickle of 1xx heads would cost quadratic time.
 * 101 Switching Protocols is final with framing ``"none"`` and ``keep_alive`` False: there is
   no HTTP body (http.client reads none either) and the socket now speaks another protocol.
   A 2xx to CONNECT is framing ``"none"`` with ``keep_alive`` True: the tunnel takes the socket.
@@ -78,6 +80,7 @@ from .exceptions import (
     MSG_HTTP_NOT_STR_OR_BYTES,
     MSG_HTTP_TE_WITH_LENGTH,
     MSG_HTTP_TOO_MANY_HEADERS,
+    MSG_HTTP_TOO_MANY_INTERIM,
     MSG_HTTP_TRAILERS_TOO_LARGE,
     MSG_NOT_INT,
     MSG_NOT_STR,
@@ -96,6 +99,9 @@ HeaderPart = Union[str, bytes]
 SHOW_BYTES: Final = 80
 #: Content-Length and chunk sizes must stay below this (what a C ``int64`` holds).
 MAX_SIZE: Final = 2**63 - 1
+#: At most this many 1xx interim responses before the final one: every call parses them all
+#: again, so a server trickling 1xx heads could otherwise make the caller's work quadratic.
+MAX_INTERIM_RESPONSES: Final = 100
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET_BAD = re.compile(r"[^\x21-\x7e]")
@@ -472,6 +478,7 @@ def parse_response_head(
     size = len(data)
     stop = min(size, max_head_bytes)
     start = 0
+    interim = 0
     while True:
         # Fail fast on what cannot become a status line (HTTP/0.9, another protocol).
         seen = min(stop - start, len(_STATUS_PREFIX))
@@ -486,6 +493,11 @@ def parse_response_head(
         head = _parse_head(data[start:end].decode("latin-1"), request_method, max_headers)
         if head._status >= 200 or head._status == 101:
             return head, end
+        interim += 1
+        if interim > MAX_INTERIM_RESPONSES:
+            raise ResponseHeadTooLarge(
+                MSG_HTTP_TOO_MANY_INTERIM.format(limit=MAX_INTERIM_RESPONSES)
+            )
         start = end
 
 

@@ -122,3 +122,4 @@ MSG_HTTP_BAD_TRAILER = "invalid chunked trailer line: {line!r}"
 MSG_HTTP_TE_WITH_LENGTH = (
     "Transfer-Encoding {value!r} does not end in chunked, yet a Content-Length is present"
 )
+MSG_HTTP_TOO_MANY_INTERIM = "more than {limit} interim (1xx) responses before the final one"

@@ -474,6 +474,15 @@ def test_max_head_bytes_counts_interim_heads(http11: ModuleType) -> None:
         http11.parse_response_head(interim * 3000)
 
 
+def test_interim_response_count_limit(http11: ModuleType) -> None:
+    interim = b"HTTP/1.1 102 Processing\r\n\r\n"
+    assert parse(http11, interim * 100 + NGINX_HEAD)[-1] == 100 * len(interim) + len(NGINX_HEAD)
+    assert http11.parse_response_head(interim * 100) is None
+    with pytest.raises(ResponseHeadTooLarge) as info:
+        http11.parse_response_head(interim * 101)
+    assert str(info.value) == "more than 100 interim (1xx) responses before the final one"
+
+
 def test_default_max_head_bytes(http11: ModuleType) -> None:
     big = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000
     assert http11.parse_response_head(big[:65535]) is None
