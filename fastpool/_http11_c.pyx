@@ -215,7 +215,10 @@ def write_request_head(method, target, headers):
     if type(headers) is not list and type(headers) is not tuple:
         headers = list(headers)
     total = method_length + 1 + target_length + 11 + 2
-    # Pass 1: validate every pair and size the result; nothing is built on a bad header.
+    # Pass 1: validate every pair and size the result; nothing is built on a bad header. Pass 2
+    # copies from the very objects sized here (str and bytes are immutable), whatever the
+    # caller's containers do meanwhile.
+    cdef list parts = []
     for pair in headers:
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise TypeError(MSG_HTTP_NOT_PAIR.format(type=type(pair).__name__))
@@ -240,6 +243,8 @@ def write_request_head(method, target, headers):
                 raise InvalidRequestError(MSG_HTTP_BAD_HEADER_VALUE.format(name=_as_str("", name)))
             if not_latin1 is None:
                 not_latin1 = name
+        parts.append(name)
+        parts.append(value)
     if not_latin1 is not None:
         raise InvalidRequestError(MSG_HTTP_HEADER_NOT_LATIN1.format(name=_as_str("", not_latin1)))
 
@@ -254,14 +259,14 @@ def write_request_head(method, target, headers):
     k += target_length
     memcpy(out + k, b" HTTP/1.1\r\n", 11)
     k += 11
-    for pair in headers:
-        _part(pair[0], &p, &n)
+    for i in range(0, len(parts), 2):
+        _part(parts[i], &p, &n)
         memcpy(out + k, p, n)
         k += n
         out[k] = b":"
         out[k + 1] = b" "
         k += 2
-        _part(pair[1], &p, &n)
+        _part(parts[i + 1], &p, &n)
         memcpy(out + k, p, n)
         k += n
         out[k] = b"\r"

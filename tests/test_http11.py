@@ -169,6 +169,22 @@ def test_write_late_bad_header_returns_nothing(http11: ModuleType) -> None:
     assert produced == [1]
 
 
+class _ShiftyPair(list):  # type: ignore[type-arg]
+    """A pair whose items grow on every read: each part must be read once."""
+
+    reads = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        self.reads += 1
+        return "v" * self.reads
+
+
+def test_write_reads_each_part_once(http11: ModuleType) -> None:
+    pair = _ShiftyPair(["X", "v"])
+    head = http11.write_request_head("GET", "/", [("A", "1"), pair])
+    assert head == b"GET / HTTP/1.1\r\nA: 1\r\nv: vv\r\n\r\n"
+
+
 def test_write_error_is_value_error(http11: ModuleType) -> None:
     # requests/urllib3 callers catch ValueError for bad header input.
     with pytest.raises(ValueError, match="CR/LF/NUL"):
