@@ -2,6 +2,9 @@
 
 Scenarios (each measured for both sessions in one process, interleaved, repeated; medians):
 
+Times are wall-clock medians; the CPU ratio (this process's CPU time per request) is steadier
+on a shared machine.
+
 - ``get 100 B``: ``Session().get(url).content``, one thread, keep-alive, default settings and
   ``trust_env`` on (targets: >= 4x requests' throughput, within 2.2x of the raw-socket floor);
 - ``32 threads``: 32 threads sharing one Session with its defaults, one host (targets: >= 3x
@@ -25,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -36,7 +40,6 @@ import requests.adapters
 if __name__ == "__main__":  # run from a source checkout: import this tree's fastpool
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapter import per_request, threaded  # one home for the timing loops
 from floor import floor_seconds_per_request
 from nginx_server import RUN_ROOT, find_nginx
 
@@ -48,6 +51,7 @@ SESSIONS: dict[str, Callable[..., requests.Session]] = {
 }
 THREADS = 32
 MEMORY_POOLS = 1000
+_JOIN_SECONDS = 120.0
 
 
 # --- single thread -----------------------------------------------------------------------------
@@ -58,6 +62,17 @@ def get_call(session: requests.Session, url: str) -> Callable[[], None]:
         session.get(url).content  # noqa: B018 - reading the body is the point
 
     return run
+
+
+Timing = tuple[float, float]  # (wall-clock, CPU of this process) seconds per request
+
+
+def per_request(run: Callable[[], None], n: int) -> Timing:
+    """Wall-clock and CPU seconds per call of ``run`` over ``n`` calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        run()
+    return (time.perf_counter() - wall) / n, (time.process_time() - cpu) / n
 
 
 # --- threads -----------------------------------------------------------------------------------
@@ -84,6 +99,36 @@ class DiscardCounter(logging.Handler):
             logger = logging.getLogger(name)
             logger.removeHandler(self)
             logger.propagate = True
+
+
+def threaded(session: requests.Session, url: str, n: int, threads: int = THREADS) -> Timing:
+    """Wall-clock and CPU seconds per request: ``threads`` threads, ``n`` GETs each, one Session.
+
+    Every thread is joined by one deadline; an error or a thread still running raises.
+    """
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        try:
+            start.wait(_JOIN_SECONDS)
+            for _ in range(n):
+                session.get(url).content  # noqa: B018
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    start.wait(_JOIN_SECONDS)
+    wall, cpu = time.perf_counter(), time.process_time()
+    deadline = wall + _JOIN_SECONDS
+    for thread in pool:
+        thread.join(max(0.0, deadline - time.perf_counter()))
+    elapsed, used = time.perf_counter() - wall, time.process_time() - cpu
+    if errors or any(thread.is_alive() for thread in pool):
+        raise RuntimeError(f"threaded run failed: {errors[:1] or 'a thread did not finish'}")
+    return elapsed / (n * threads), used / (n * threads)
 
 
 # --- idle memory -------------------------------------------------------------------------------
@@ -212,7 +257,7 @@ def measure(nginx: Any, n: int = 2000, repeats: int = 5) -> list[dict[str, Any]]
     runs = {name: get_call(make(), url) for name, make in SESSIONS.items()}
     for run in runs.values():
         per_request(run, 100)  # warm up: connect, fill caches
-    times: dict[str, list[float]] = {name: [] for name in SESSIONS}
+    times: dict[str, list[Timing]] = {name: [] for name in SESSIONS}
     floors: list[float] = []
     for _ in range(repeats):
         for name, run in runs.items():  # interleaved, so both meet the same noise
@@ -235,16 +280,22 @@ def measure(nginx: Any, n: int = 2000, repeats: int = 5) -> list[dict[str, Any]]
     return rows
 
 
-def _row(scenario: str, times: dict[str, list[float]]) -> dict[str, Any]:
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    return {"scenario": scenario, **medians, "ratio": medians["requests"] / medians["fastpool"]}
+def _row(scenario: str, times: dict[str, list[Timing]]) -> dict[str, Any]:
+    """Medians of wall-clock (``requests``, ``fastpool``) and CPU time, and their ratios."""
+    wall = {name: statistics.median(t[0] for t in values) for name, values in times.items()}
+    cpu = {name: statistics.median(t[1] for t in values) for name, values in times.items()}
+    return {"scenario": scenario, **wall, "ratio": wall["requests"] / wall["fastpool"],
+            "cpu_ratio": cpu["requests"] / cpu["fastpool"]}  # fmt: skip
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of the rows (µs per request, or kB for memory)."""
     lines = [
-        "| scenario | requests | fastpool | ratio | fastpool/floor | conns (r, f) | discards (r, f) |",
-        "|---|---:|---:|---:|---:|---|---|",
+        (
+            "| scenario | requests | fastpool | ratio | CPU ratio | fastpool/floor | conns (r, f) "
+            "| discards (r, f) |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
         if row.get("unit") == "bytes":
@@ -253,12 +304,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         else:
             values = f"{row['requests'] * 1e6:.0f} µs | {row['fastpool'] * 1e6:.0f} µs"
             ratio = f"{row['ratio']:.2f}x requests/fastpool"
+        cpu = f"{row['cpu_ratio']:.2f}x" if "cpu_ratio" in row else ""
         floor = f"{row['fastpool'] / row['floor']:.2f}x" if "floor" in row else ""
         pairs = [
             f"{row[key]['requests']}, {row[key]['fastpool']}" if key in row else ""
             for key in ("connections", "discards")
         ]
-        lines.append(f"| {row['scenario']} | {values} | {ratio} | {floor} | {' | '.join(pairs)} |")
+        lines.append(
+            f"| {row['scenario']} | {values} | {ratio} | {cpu} | {floor} | {' | '.join(pairs)} |"
+        )
     return "\n".join(lines)
 
 
