@@ -363,6 +363,13 @@ cdef Py_ssize_t _line_end(const unsigned char* buf, Py_ssize_t start, Py_ssize_t
     return end
 
 
+cdef inline Py_ssize_t _next_line(const unsigned char* buf, Py_ssize_t start,
+                                  Py_ssize_t stop) noexcept:
+    """The start of the line after the one at ``start`` (``stop`` if there is none)."""
+    cdef const unsigned char* lf = <const unsigned char*>memchr(buf + start, b"\n", stop - start)
+    return stop if lf == NULL else lf - buf + 1
+
+
 cdef inline bint _digit(unsigned char c) noexcept:
     return 0x30 <= c <= 0x39
 
@@ -529,7 +536,7 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
     status = (p[9] - 0x30) * 100 + (p[10] - 0x30) * 10 + (p[11] - 0x30)
     reason = _latin1(p + 13, stop - start - 13) if stop - start > 13 else ""
     # header lines, up to the blank line
-    line = start + (memchr(p, b"\n", end - start) - <void*>p) + 1
+    line = _next_line(buf, start, end)
     while True:
         stop = _line_end(buf, line, end)
         if stop == line:
@@ -573,8 +580,7 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
             while w > v and _is_ows(p[w - 1]):
                 w -= 1
             headers.append((_latin1(p, colon), _latin1(p + v, w - v)))
-        # next line: skip the LF (memchr cannot fail inside a complete head)
-        line = (<const unsigned char*>memchr(buf + stop, b"\n", end - stop) - buf) + 1
+        line = _next_line(buf, stop, end)
     return _frame(version, status, reason, headers, request_method)
 
 
