@@ -497,7 +497,7 @@ class HTTPResponse(BaseHTTPResponse):
         decoder = self._get_decoder() if decode_content else None
         if decoder is None:
             return raw
-        data = self._decode_with(raw, decoder, flush=self._done)
+        data = self._decode_with(raw, decoder, flush=self._done and not self._surplus)
         if amt is not None and amt >= 0 and len(data) > amt:
             data, self._decoded = data[:amt], data[amt:]
         return data

@@ -11,6 +11,8 @@ import brotli
 import pytest
 import requests.cookies
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from servers import pattern_bytes, send_raw
 from urllib3.exceptions import DecodeError
 
@@ -274,3 +276,99 @@ def test_decode_error_midway_frees_the_connection(fault_server_factory):
         with pytest.raises(DecodeError):
             r.read(10)
         assert p.pool.in_use == 0 and p.pool.idle == 0
+
+
+# --- property test: any framing, any sequence of reads -------------------------------------------
+
+
+def _frame(body: bytes, framing: str, chunk_sizes: list[int], coding: str | None) -> bytes:
+    headers = [f"Content-Encoding: {coding}"] if coding else []
+    payload = _compress(coding, body) if coding else body
+    if framing == "length":
+        return _raw(payload, *headers)
+    if framing == "close":
+        return _raw(payload, *headers, "Connection: close", "Transfer-Encoding: identity")
+    out, at, sizes = [], 0, chunk_sizes or [7]
+    i = 0
+    while at < len(payload):
+        n = max(1, sizes[i % len(sizes)])
+        out.append(b"%x\r\n%s\r\n" % (len(payload[at : at + n]), payload[at : at + n]))
+        at += n
+        i += 1
+    chunked = b"".join(out) + b"0\r\nX-Trailer: t\r\n\r\n"
+    return _raw(chunked, *headers, "Transfer-Encoding: chunked")
+
+
+class _Scripted:
+    """Answers each request with the next scripted raw response; closes after ``close`` ones."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.answers: queue.Queue[bytes] = queue.Queue()
+
+    def __call__(self, conn):  # type: ignore[no-untyped-def]
+        while conn.read_request() is not None:
+            raw = self.answers.get(timeout=10)
+            conn.send(raw)
+            if b"Connection: close" in raw.split(b"\r\n\r\n", 1)[0]:
+                return
+
+
+reads = st.lists(
+    st.tuples(st.sampled_from(["read", "read1", "readinto", "stream"]), st.integers(1, 5000)),
+    max_size=12,
+)
+
+
+def _body(size: int, seed: int, random_bytes: bool) -> bytes:
+    import random
+
+    if random_bytes:  # incompressible: encoded bodies stay large too
+        return random.Random(seed).randbytes(size)
+    return pattern_bytes(size)
+
+
+@pytest.mark.parametrize("coding", [None, "gzip", "deflate", "br", "zstd"])
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    size=st.integers(0, 40000),
+    seed=st.integers(0, 2**32),
+    random_bytes=st.booleans(),
+    chunk_sizes=st.lists(st.integers(1, 5000), max_size=5),
+    plan=reads,
+)
+def test_any_reads_give_the_body_and_free_the_connection(
+    scripted_pool, coding, framing, size, seed, random_bytes, chunk_sizes, plan
+):
+    body = _body(size, seed, random_bytes)
+    pool, script = scripted_pool
+    script.answers.put(_frame(body, framing, chunk_sizes, coding))
+    r = pool.request("GET", "/", preload_content=False)
+    got = []
+    for kind, n in plan:
+        if kind == "read":
+            got.append(r.read(n))
+        elif kind == "read1":
+            got.append(r.read1(n))
+        elif kind == "readinto":
+            buf = bytearray(n)
+            got.append(bytes(buf[: r.readinto(buf)]))
+        else:
+            got.append(next(iter(r.stream(n)), b""))
+    got.append(r.read())
+    assert b"".join(got) == body
+    assert pool.pool.in_use == 0
+    assert pool.pool.idle == (0 if framing == "close" else 1)
+
+
+@pytest.fixture(scope="module")
+def scripted_pool():  # type: ignore[no-untyped-def]
+    from servers import FaultServer
+
+    script = _Scripted()
+    with FaultServer(script) as server:
+        with HTTPConnectionPool(server.host, server.port, retries=False, timeout=10) as p:
+            yield p, script
+        assert not server.errors
