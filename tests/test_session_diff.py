@@ -24,6 +24,7 @@ from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 
 import fastpool
+from fastpool._environment import Environment
 
 # Every variable a Session reads; cleared around each case so the machine's own do not leak in.
 ENV_NAMES = (
@@ -588,3 +589,58 @@ def test_cookie_jars_match_requests(
             result = outcome(lambda s=session: s.get(url, cookies=cookies, headers=headers))
             results.append((result[0], sent(session), cookie_list(session.cookies)[1]))
     assert results[1] == results[0]
+
+
+# --- the environment snapshot against requests' own functions ------------------------------------
+NO_PROXY_ENTRIES = st.sampled_from([
+    "example.com", ".example.com", "sub.example.com", "example.com:8080", "*", "localhost",
+    "127.0.0.1", "127.0.0.0/8", "10.0.0.0/8", "10.1.2.0/24", "192.168.0.0/33", "10.0.0.0/x",
+    "::1", "[::1]", " spaced.test ", "EXAMPLE.COM", "",
+])  # fmt: skip
+NO_PROXY_VALUES = st.lists(NO_PROXY_ENTRIES, max_size=4).map(",".join)
+BYPASS_URLS = st.sampled_from([
+    "http://example.com/", "http://sub.example.com:8080/", "http://example.com:8080/x",
+    "https://EXAMPLE.com/", "http://10.1.2.3/", "http://10.9.9.9:81/", "http://127.0.0.1:5000/",
+    "http://192.168.1.1/", "http://localhost/", "http://[::1]:8080/", "http://notexample.com/",
+    "file:///etc/hosts", "http://user:pw@example.com/",
+])  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    env_no_proxy=st.one_of(st.none(), NO_PROXY_VALUES),
+    upper=st.booleans(),
+    arg=st.one_of(st.none(), NO_PROXY_VALUES),
+    url=BYPASS_URLS,
+)
+def test_should_bypass_proxies_matches_requests(
+    tmp_path_factory: pytest.TempPathFactory,
+    env_no_proxy: str | None,
+    upper: bool,
+    arg: str | None,
+    url: str,
+) -> None:
+    env = {"http_proxy": "http://p.test:1"}
+    if env_no_proxy is not None:
+        env["NO_PROXY" if upper else "no_proxy"] = env_no_proxy
+    with environment(env, None, str(tmp_path_factory.mktemp("bypass"))):
+        snapshot = Environment()
+        expected = outcome(lambda: requests.utils.should_bypass_proxies(url, no_proxy=arg))
+        assert outcome(lambda: snapshot.should_bypass_proxies(url, arg)) == expected
+        assert outcome(lambda: snapshot.should_bypass_proxies(url, arg)) == expected  # cached
+        expected_proxies = outcome(lambda: requests.utils.get_environ_proxies(url, no_proxy=arg))
+        assert outcome(lambda: snapshot.environ_proxies(url, arg)) == expected_proxies
+
+
+@pytest.mark.parametrize(
+    "netrc_text",
+    [NETRC_TEXT, "machine example.com login only\n", "default password p\n", "garbage garbage"],
+)
+def test_netrc_answers_match_requests(tmp_path: Any, netrc_text: str) -> None:
+    urls = ["http://example.com/", "https://EXAMPLE.com:8443/x", "http://127.0.0.1:1/",
+            "http://only-account.test/", "http://other.test/", "mailto:x@example.com", "relative"]  # fmt: skip
+    with environment({}, netrc_text, str(tmp_path)):
+        snapshot = Environment()
+        for url in urls:
+            assert snapshot.netrc_auth(url) == requests.utils.get_netrc_auth(url), url
+            assert snapshot.netrc_auth(url.encode()) == requests.utils.get_netrc_auth(url.encode())
