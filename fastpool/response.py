@@ -277,6 +277,7 @@ class HTTPResponse(BaseHTTPResponse):
         self._body: bytes | None = None
         self._done = False
         self._closed = False
+        self._holding = False  # True while _drain_cheaply owns the connection's timeout
         if head.framing == "none" or (head.framing == "length" and head.content_length == 0):
             self._finish()
         elif head.framing == "chunked":
@@ -729,7 +730,7 @@ class HTTPResponse(BaseHTTPResponse):
         """The body ended: hand the connection back for reuse (if allowed) or close it."""
         self._done = True
         conn = self._connection
-        if conn is None:
+        if conn is None or self._holding:  # _drain_cheaply hands it back itself
             return
         if not self._keep_alive or self._rest:
             self._abandon()
@@ -787,13 +788,18 @@ class HTTPResponse(BaseHTTPResponse):
                 return
             sock = conn.sock
             old = sock.gettimeout()
+            # Non-blocking for the drain; the connection goes back only once its socket has
+            # its timeout again (another thread may check it out at once).
+            self._holding = True
             sock.settimeout(0.0)
             try:
                 while not self._done:
                     self._read_raw(remaining, once=True)
                     remaining = self.length_remaining or 0
             finally:
+                self._holding = False
                 if self._connection is not None and self._connection.sock is not None:
                     sock.settimeout(old)
+            self._finish()
         except (HTTPError, OSError):
             self._abandon()
