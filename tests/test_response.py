@@ -371,12 +371,21 @@ def test_any_reads_give_the_body_and_free_the_connection(
     assert pool.pool.idle == (0 if framing == "close" else 1)
 
 
-@pytest.fixture(scope="module")
-def scripted_pool():  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["http", "https"])
+def scripted_pool(request, server_ssl_context, ca_bundle):  # type: ignore[no-untyped-def]
     from servers import FaultServer
 
+    from fastpool.pool import HTTPSConnectionPool
+
     script = _Scripted()
-    with FaultServer(script) as server:
-        with HTTPConnectionPool(server.host, server.port, retries=False, timeout=10) as p:
-            yield p, script
+    tls = request.param == "https"
+    with FaultServer(script, tls=server_ssl_context if tls else None) as server:
+        if tls:
+            pool = HTTPSConnectionPool(
+                server.host, server.port, retries=False, timeout=10, ca_certs=ca_bundle
+            )
+        else:
+            pool = HTTPConnectionPool(server.host, server.port, retries=False, timeout=10)
+        with pool:
+            yield pool, script
         assert not server.errors
