@@ -9,6 +9,8 @@ on a shared machine.
   ``trust_env`` on (targets: >= 4x requests' throughput, within 2.2x of the raw-socket floor);
 - ``32 threads``: 32 threads sharing one Session with its defaults, one host (targets: >= 3x
   requests' throughput, no "pool is full" discards, connections <= threads);
+- ``crawl``: one thread visiting 200 hosts round-robin, defaults (fastpool keeps 256 host
+  pools, requests 10): time per request and connections opened;
 - ``idle memory``: the tracemalloc size of an idle Session holding 1,000 warm host pools (each
   with one idle connection), both sessions sized for 1,000 pools (target: within 2x of
   requests'). A private nginx listens on 250 loopback addresses x 4 ports for it.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import logging
 import os
 import shutil
@@ -65,6 +68,16 @@ def get_call(session: requests.Session, url: str) -> Callable[[], None]:
 
 
 Timing = tuple[float, float]  # (wall-clock, CPU of this process) seconds per request
+
+
+def crawl_call(session: requests.Session, urls: list[str]) -> Callable[[], None]:
+    """Each call GETs the next of ``urls``, round-robin (the body is read)."""
+    visit = itertools.cycle(urls)
+
+    def run() -> None:
+        session.get(next(visit)).content  # noqa: B018
+
+    return run
 
 
 def per_request(run: Callable[[], None], n: int) -> Timing:
@@ -277,7 +290,25 @@ def measure(nginx: Any, n: int = 2000, repeats: int = 5) -> list[dict[str, Any]]
         extra["connections"][name] = nginx.connections() - before
         extra["discards"][name] = discards.count
     rows.append({**_row(f"{THREADS} threads, 1 host", times), **extra})
+    if nginx.hosts:
+        rows.append(measure_crawl(nginx, repeats))
     return rows
+
+
+def measure_crawl(nginx: Any, repeats: int = 3) -> dict[str, Any]:
+    """One thread visiting nginx's crawl hosts round-robin, default settings: time per request
+    and the connections opened (requests keeps 10 host pools, so it reconnects every time)."""
+    urls = [base + "/100b" for base in nginx.http_urls()]
+    times: dict[str, list[Timing]] = {name: [] for name in SESSIONS}
+    connections: dict[str, int] = {}
+    for name, make in SESSIONS.items():
+        before = nginx.connections()
+        with make() as session:
+            run = crawl_call(session, urls)
+            for _ in range(repeats):
+                times[name].append(per_request(run, len(urls)))
+        connections[name] = nginx.connections() - before
+    return {**_row(f"crawl {len(urls)} hosts x {repeats}", times), "connections": connections}
 
 
 def _row(scenario: str, times: dict[str, list[Timing]]) -> dict[str, Any]:
@@ -325,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="repeats (default 5)")
     parser.add_argument("--hosts", type=int, default=250, help="memory hosts x 4 ports (250)")
     args = parser.parse_args(argv)
-    with NginxServer(RUN_ROOT / f"nginx-session-bench-{os.getpid()}", hosts=0) as nginx:
+    with NginxServer(RUN_ROOT / f"nginx-session-bench-{os.getpid()}", hosts=200) as nginx:
         rows = measure(nginx, args.requests, args.repeats)
     rows.append(measure_memory(args.hosts))
     print(f"fastpool {fastpool.__version__} ({fastpool.implementation()} core), "

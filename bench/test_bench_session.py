@@ -5,7 +5,7 @@ the fastpool timing of one scenario, measured in the same run, so compare their 
 ``test_session_ratio_table`` prints the ratios, the raw-socket floor, connections, discards and
 the idle memory of 1,000 warm pools (``python bench/session.py`` too). Targets: ``get`` >= 4x
 requests and within 2.2x of the floor; 32 threads >= 3x, zero discards, connections <=
-threads; memory within 2x of requests'. No assert on speed: a shared machine makes timings
+threads; a crawl of 200 hosts opens one connection per host; memory within 2x of requests'. No assert on speed: a shared machine makes timings
 indicative. The counts (discards, connections) are asserted: they do not depend on timing.
 """
 
@@ -71,5 +71,7 @@ def test_session_ratio_table(nginx: Any, capsys: pytest.CaptureFixture[str]) -> 
     ]
     assert rows[1]["discards"]["fastpool"] == 0
     assert rows[1]["connections"]["fastpool"] <= THREADS
+    crawl = next(row for row in rows if row["scenario"].startswith("crawl"))
+    assert crawl["connections"]["fastpool"] == len(nginx.http_urls())  # one per host, kept
     with capsys.disabled():
         print("\n" + format_table(rows))
