@@ -30,10 +30,7 @@ else:
     from Cython.Build import cythonize
 
     ext_modules = cythonize(
-        [
-            Extension(f"fastpool.{core}_c", [f"fastpool/{core}_c.pyx"])
-            for core in _compat.CORES
-        ],
+        [Extension(f"fastpool.{core}_c", [f"fastpool/{core}_c.pyx"]) for core in _compat.CORES],
         compiler_directives={"language_level": 3, "embedsignature": True},
     )
 

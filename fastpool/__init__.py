@@ -22,7 +22,15 @@ _LAZY = {
     "Session": "fastpool.sessions",
 }
 
-__all__ = ("__version__", "implementation", *_LAZY)
+__all__ = (
+    "HTTPAdapter",
+    "PoolManager",
+    "ProxyManager",
+    "Session",
+    "__version__",
+    "implementation",
+    "proxy_from_url",
+)
 
 
 def implementation() -> str:

@@ -28,8 +28,7 @@ def env_flag(value: str | None) -> bool:
 
 
 NO_EXTENSIONS: bool = (
-    env_flag(os.environ.get("FASTPOOL_NO_EXTENSIONS"))
-    or sys.implementation.name != "cpython"
+    env_flag(os.environ.get("FASTPOOL_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
 )
 
 
