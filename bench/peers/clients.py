@@ -30,6 +30,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def _version(distribution: str) -> str:
+    if distribution == "fastpool":  # run from this checkout, maybe not installed
+        import fastpool
+
+        return f"{fastpool.__version__} ({fastpool.implementation()} core)"
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -129,11 +133,6 @@ class FastpoolSession(SessionClient):
 
         session = fastpool.Session()
         return session
-
-    def versions(self) -> dict[str, str]:
-        import fastpool
-
-        return {"fastpool": f"{_version('fastpool')} ({fastpool.implementation()} core)"}
 
 
 class FastpoolAdapter(SessionClient):
