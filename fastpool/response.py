@@ -652,14 +652,16 @@ class HTTPResponse(BaseHTTPResponse):
             buf[:got] = rest
             self._rest = b""
         view = memoryview(buf)
+        eof = False
         while got < want:
             n = sock.recv_into(view[got:], want - got)
             if not n:
+                eof = True  # the peer closed before Content-Length bytes came
                 break
             got += n
             if once:
                 break
-        if got < want and not once:
+        if eof:
             self._consumed_length(got)
             self._premature_end()
             return bytes(view[:got])

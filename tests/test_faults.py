@@ -377,3 +377,65 @@ def test_early_answer_to_an_unfinished_upload_is_read_but_not_reused(fault_serve
             assert r.status == 413 and r.data == b"big"
         _settled(pool)
         assert pool.pool.idle == 0
+
+
+def test_threads_against_a_misbehaving_server_leak_nothing(fault_server_factory):
+    """Four threads, bounded requests, a server that answers, truncates, resets, stalls or
+    sends garbage at random (seeded): every failure is a urllib3 error and, at the end, no
+    slot is held and the pool still works."""
+    import random
+    import threading
+
+    import urllib3
+
+    rng = random.Random(1234)
+    lock = threading.Lock()
+
+    def chaos(conn):  # type: ignore[no-untyped-def]
+        while conn.read_request() is not None:
+            with lock:
+                pick = rng.random()
+            if pick < 0.5:
+                conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            elif pick < 0.6:
+                conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok")
+                return
+            elif pick < 0.7:
+                conn.reset()
+                return
+            elif pick < 0.8:
+                conn.send(b"HTTP/1.1 2x0 what\r\n\r\n")
+                return
+            elif pick < 0.9:
+                conn.stall(0.3)
+                return
+            else:
+                return  # FIN without an answer
+
+    server = fault_server_factory(chaos)
+    pool = HTTPConnectionPool(server.host, server.port, maxsize=2, retries=False, timeout=0.2)
+    outcomes: list[str] = []
+    unexpected: list[BaseException] = []
+
+    def work() -> None:
+        for i in range(40):
+            try:
+                r = pool.request("GET", "/", preload_content=i % 3 != 0)
+                if i % 3 == 0:
+                    r.read(1)
+                    r.release_conn()
+                outcomes.append("ok")
+            except urllib3.exceptions.HTTPError as e:
+                outcomes.append(type(e).__name__)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                unexpected.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not unexpected, unexpected[:1]
+    assert len(outcomes) == 160 and "ok" in outcomes and len(set(outcomes)) > 2
+    _settled(pool)
+    pool.close()

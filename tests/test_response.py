@@ -14,7 +14,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import pattern_bytes, send_raw
-from urllib3.exceptions import DecodeError
+from urllib3.exceptions import DecodeError, ProtocolError
 
 from fastpool.pool import HTTPConnectionPool
 
@@ -389,3 +389,23 @@ def scripted_pool(request, server_ssl_context, ca_bundle):  # type: ignore[no-un
         with pool:
             yield pool, script
         assert not server.errors
+
+
+def test_read1_and_close_at_a_premature_end(fault_server_factory):
+    # The peer closes after 2 of 9 bytes: read1 reports it instead of returning b"" forever,
+    # and close() with a small remainder does not spin on the closed socket.
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok"
+    server = fault_server_factory(send_raw(raw))
+    with HTTPConnectionPool(server.host, server.port, retries=False, timeout=5) as p:
+        r = p.request("GET", "/", preload_content=False)
+        assert r.read1(100) == b"ok"
+        with pytest.raises(ProtocolError):
+            r.read1(100)
+        assert p.pool.in_use == 0
+        r = p.request("GET", "/", preload_content=False)
+        assert r.read(1) == b"o"
+        import time
+
+        time.sleep(0.1)  # the FIN has arrived
+        r.close()
+        assert p.pool.in_use == 0 and p.pool.idle == 0
