@@ -1,9 +1,9 @@
 """The HTTP clients compared by bench/peers/run.py, each behind one small interface.
 
 A :class:`Client` is opened once per shape (``open(ca_bundle, timeout)``: TLS is verified
-against the bench CA, never switched off; ``timeout`` bounds each request), runs bounded measuring runs (``run(...)``, through
-bench/peers/measure.py) while keeping its connections between runs, and is closed at the end of
-the shape. Every client uses its library's defaults (pool sizes, limits) apart from the CA, the
+against the bench CA, never switched off; ``timeout`` bounds each request), runs bounded
+measuring runs (``run(...)``, through bench/peers/measure.py) while keeping its connections
+between runs, and is closed at the end of the shape. Every client uses its library's defaults (pool sizes, limits) apart from the CA, the
 request timeout, and what thread safety needs (pycurl: ``NOSIGNAL``, one handle per thread).
 
 Standard library only at the top: the niquests child process imports this module in a venv that
@@ -29,7 +29,8 @@ from measure import Fetch, RunResult, run_tasks, run_threads
 HERE = Path(__file__).resolve().parent
 
 
-def _version(distribution: str) -> str:
+def version_of(distribution: str) -> str:
+    """The installed version of a PyPI distribution (fastpool: this checkout's, with its core)."""
     if distribution == "fastpool":  # run from this checkout, maybe not installed
         import fastpool
 
@@ -69,7 +70,7 @@ class Client:
 
     def versions(self) -> dict[str, str]:
         """Versions of what this client runs on, for the report."""
-        return {name: _version(name) for name in self.distributions}
+        return {name: version_of(name) for name in self.distributions}
 
 
 class ThreadedClient(Client):
@@ -298,7 +299,7 @@ class PycurlClient(ThreadedClient):
     def versions(self) -> dict[str, str]:
         import pycurl
 
-        return {"pycurl": f"{_version('pycurl')} ({pycurl.version})"}
+        return {"pycurl": f"{version_of('pycurl')} ({pycurl.version})"}
 
 
 # --- aiohttp -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ BENCH = HERE.parent
 # This folder's modules, bench/ (nginx_server), and this checkout's fastpool.
 sys.path[:0] = [str(HERE), str(BENCH), str(BENCH.parent)]
 
-from clients import BASELINE, Client, all_clients
+from clients import BASELINE, Client, all_clients, version_of
 from measure import HUNG, quiet_pool_logs
 from nginx_server import FILES, RUN_ROOT, NginxServer
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"peers: {shape.key} done in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     shutil.rmtree(run_dir, ignore_errors=True)
 
-    versions: dict[str, str] = {}
+    versions = {"matplotlib (chart)": version_of("matplotlib")}
     for per_client in results.values():
         for entry in per_client.values():
             versions.update(entry.get("versions", {}))
