@@ -18,16 +18,26 @@ _LAZY = {
     "PoolManager": "fastpool.poolmanager",
     "ProxyManager": "fastpool.poolmanager",
     "proxy_from_url": "fastpool.poolmanager",
+    "HTTPConnectionPool": "fastpool.pool",
+    "HTTPSConnectionPool": "fastpool.pool",
+    "connection_from_url": "fastpool.pool",
     "HTTPAdapter": "fastpool.adapters",
+    "PoolTimeout": "fastpool.adapters",
     "Session": "fastpool.sessions",
+    "ThreadSafeCookieJar": "fastpool.sessions",
 }
 
 __all__ = (
     "HTTPAdapter",
+    "HTTPConnectionPool",
+    "HTTPSConnectionPool",
     "PoolManager",
+    "PoolTimeout",
     "ProxyManager",
     "Session",
+    "ThreadSafeCookieJar",
     "__version__",
+    "connection_from_url",
     "implementation",
     "proxy_from_url",
 )
