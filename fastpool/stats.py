@@ -189,7 +189,7 @@ class PoolStats:
         rows = [_row(host.origin, host) for host in hosts]
         if left_out:
             rows.append([f"({left_out} more hosts)"] + [""] * (len(headers) - 1))
-        label = f"total ({len(self.hosts)} pools of {self.num_pools}"
+        label = f"total ({_plural(len(self.hosts), 'pool')} of {self.num_pools}"
         label += f", {self.evicted_pools:,} evicted)" if self.evicted_pools else ")"
         rows.append(_row(label, self.total))
         widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
