@@ -16,7 +16,14 @@ import pytest
 import requests
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from fastpool.exceptions import MSG_NO_MATCH, MSG_NOT_STR, FastpoolError, NoMatchError
 
@@ -414,3 +421,19 @@ def test_state_machine_against_requests(request: pytest.FixtureRequest) -> None:
         pytest.skip("--no-c-extensions given")
     run = settings(max_examples=300, stateful_step_count=40, deadline=None)(PrefixComparison)
     run.TestCase().runTest()
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("small", [0, 1000], ids=["always-tree", "always-scan"])
+def test_state_machine_pure_paths(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, small: int
+) -> None:
+    """The pure twin scans a few mounts and walks its tree past ``_SMALL``: each path alone
+    must give requests' answers, whatever the number of mounts."""
+    if request.config.getoption("--no-c-extensions"):
+        pytest.skip("--no-c-extensions given")
+    monkeypatch.setattr(importlib.import_module("fastpool._prefix_py"), "_SMALL", small)
+    run_state_machine_as_test(
+        PrefixComparison,
+        settings=settings(max_examples=150, stateful_step_count=40, deadline=None),
+    )
