@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -31,8 +32,18 @@ from .demo import (
     run_in_threads,
     run_throughput,
 )
+from .stats import PoolStats, merge, snapshot
+from .stats import advise as pool_advice
 
-__all__ = ("FetchReport", "build_parser", "fetch_urls", "main", "make_session", "read_url_file")
+__all__ = (
+    "FetchReport",
+    "build_parser",
+    "collect_pool_stats",
+    "fetch_urls",
+    "main",
+    "make_session",
+    "read_url_file",
+)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
@@ -281,6 +292,27 @@ def fetch_urls(
     return report
 
 
+def collect_pool_stats(session: requests.Session) -> PoolStats | None:
+    """The pool stats of ``session``'s fastpool adapters (merged), or None when it has none
+    (``--client requests``: requests' pools keep no such counters). Read before closing it."""
+    method = getattr(session, "pool_stats", None)
+    if callable(method):
+        return method()  # type: ignore[no-any-return]
+    adapter_cls = _fastpool_name("HTTPAdapter")
+    parts: list[PoolStats] = []
+    seen: set[int] = set()
+    for adapter in list(session.adapters.values()):
+        if adapter_cls is None or not isinstance(adapter, adapter_cls) or id(adapter) in seen:
+            continue
+        seen.add(id(adapter))
+        if callable(getattr(adapter, "pool_stats", None)):
+            parts.append(adapter.pool_stats())
+        else:  # before HTTPAdapter.pool_stats(): its pool manager and proxy managers
+            managers = [adapter.poolmanager, *adapter.proxy_manager.values()]
+            parts += [snapshot(manager) for manager in managers]
+    return merge(parts) if parts else None
+
+
 def count_hosts(urls: Iterable[str]) -> int:
     """Distinct (scheme, host, port) origins among the valid http(s) URLs."""
     origins = set()
@@ -295,15 +327,20 @@ def count_hosts(urls: Iterable[str]) -> int:
     return len(origins)
 
 
-def advice(report: FetchReport, hosts: int, args: argparse.Namespace) -> list[str]:
-    """Suggestions where the numbers make them obvious."""
+def advice(
+    report: FetchReport, hosts: int, args: argparse.Namespace, stats: PoolStats | None = None
+) -> list[str]:
+    """Suggestions where the numbers make them obvious: from the pool ``stats`` when there are
+    some (:func:`fastpool.stats.advise`), else from the pools' log; then timeouts and errors."""
     tips = []
-    if hosts > args.pool_connections and report.connections_started > hosts:
+    if stats is not None:
+        tips += pool_advice(stats, threads=args.threads, hosts=hosts)
+    elif hosts > args.pool_connections and report.connections_started > hosts:
         tips.append(
             f"{hosts} hosts but --pool-connections {args.pool_connections}: pools were evicted "
             f"and connections re-opened; try --pool-connections {hosts}."
         )
-    if report.connections_discarded:
+    if stats is None and report.connections_discarded:
         tips.append(
             f"{report.connections_discarded} connections were discarded because the pool was "
             f"full (--pool-maxsize {args.pool_maxsize} < --threads {args.threads}); "
@@ -330,8 +367,10 @@ def print_summary(
     args: argparse.Namespace,
     client: str,
     hosts: int,
+    stats: PoolStats | None = None,
 ) -> None:
-    """The summary after ``get``/``crawl``: statuses, errors, throughput, connections, advice."""
+    """The summary after ``get``/``crawl``: statuses, errors, throughput, connections, the
+    pool ``stats`` table (when given; the busiest 10 hosts unless ``--verbose``), advice."""
     rate = report.urls / report.seconds if report.seconds > 0 else 0.0
     out.write(
         style.bold(f"fetched {report.urls} URLs")
@@ -351,8 +390,14 @@ def print_summary(
     if args.verbose and report.started_per_host:
         per_host = sorted(report.started_per_host.items(), key=lambda item: (-item[1], item[0]))
         rows += [("", f"{n} x {host}") for host, n in per_host[:20]]
-    tips = advice(report, hosts, args)
-    rows += [("advice" if i == 0 else "", style.yellow(tip)) for i, tip in enumerate(tips)]
+    if stats is not None:
+        table = stats.table(max_hosts=None if args.verbose else 10)
+        rows += [("pools" if i == 0 else "", line) for i, line in enumerate(table)]
+    # A tip can be long: wrapped beside its label, each tip a "- " item.
+    for number, tip in enumerate(advice(report, hosts, args, stats)):
+        lines = textwrap.wrap(tip, 85, initial_indent="- ", subsequent_indent="  ")
+        label = "advice" if number == 0 else ""
+        rows += [(label if i == 0 else "", style.yellow(line)) for i, line in enumerate(lines)]
     for label, text in rows:
         out.write(f"  {label:<13}{text}\n")
 
@@ -408,10 +453,11 @@ def _cmd_fetch(urls: list[str], args: argparse.Namespace, out: IO[str], err: IO[
         report = fetch_urls(
             session, urls, args.threads, args.timeout, progress, on_response, on_error
         )
+        stats = collect_pool_stats(session)
     finally:
         progress.close()
         session.close()
-    print_summary(out, out_style, report, args, client, count_hosts(urls))
+    print_summary(out, out_style, report, args, client, count_hosts(urls), stats)
     return 1 if report.failed else 0
 
 

@@ -170,6 +170,32 @@ def test_get_as_module(app_server: Any) -> None:
     assert "\033[" not in result.stdout
 
 
+def flat(text: str) -> str:
+    """``text`` with runs of whitespace as one space (advice is wrapped to the terminal)."""
+    return " ".join(text.split())
+
+
+def pool_rows(out: str) -> dict[str, list[str]]:
+    """The summary's pool table: first cell (origin, or "total") -> the other cells."""
+    lines = out.split("  pools        ", 1)[1].splitlines()
+    rows = {}
+    for line in lines[1:]:
+        if not line.startswith(" " * 15):
+            break
+        cells = line.split()
+        key = "total" if cells[0] == "total" else cells[0]
+        rows[key] = cells[-13:]
+    return rows
+
+
+_COLUMNS = ["open", "idle", "in use", "waiting", "created", "reused", "full", "expired",
+            "stale", "retried", "waits", "waited", "max"]  # fmt: skip
+
+
+def column(row: list[str], name: str) -> str:
+    return row[_COLUMNS.index(name)]
+
+
 def test_connection_counts_and_pool_connections_advice(server_factory: Callable[..., Any]) -> None:
     servers = [server_factory(f"127.0.0.{n}") for n in (2, 3, 4)]
     urls = [f"{server.url}/bytes/3" for _ in range(3) for server in servers]
@@ -179,8 +205,11 @@ def test_connection_counts_and_pool_connections_advice(server_factory: Callable[
     opened = sum(server.connections for server in servers)
     assert opened == 9
     assert f"{opened} started for 3 hosts" in out
-    assert "3 hosts but --pool-connections 2" in out
-    assert "try --pool-connections 3" in out
+    # The pool stats agree with the server: 9 created, 7 pools evicted (all but the last two).
+    assert "total (2 pools of 4, 7 evicted)" in out  # two adapters (http, https) of 2 pools
+    assert column(pool_rows(out)["total"], "created") == "9"
+    assert "advice - pool_connections=2 but 3 hosts were used: 7 pools were evicted" in flat(out)
+    assert "set pool_connections >= 3." in flat(out)
 
     for server in servers:
         server.reset_counts()
@@ -188,7 +217,26 @@ def test_connection_counts_and_pool_connections_advice(server_factory: Callable[
     assert status == 0, err
     assert sum(server.connections for server in servers) == 3
     assert "3 started for 3 hosts (3.0 responses per connection)" in out
+    rows = pool_rows(out)
+    assert {origin: column(row, "reused") for origin, row in rows.items()} == {
+        **{f"{server.url}": "2" for server in servers},
+        "total": "6",
+    }
     assert "advice" not in out
+
+
+def test_requests_client_advice_from_the_pool_log(server_factory: Callable[..., Any]) -> None:
+    # requests' pools keep no counters: no table, the advice comes from their log lines.
+    servers = [server_factory(f"127.0.0.{n}") for n in (2, 3, 4)]
+    urls = [f"{server.url}/bytes/3" for _ in range(3) for server in servers]
+    status, out, err = run_main(
+        "get", "--client", "requests", "--threads", "1", "--pool-connections", "2", *urls
+    )
+    assert status == 0, err
+    assert sum(server.connections for server in servers) == 9
+    assert "  pools  " not in out
+    assert "3 hosts but --pool-connections 2" in out
+    assert "try --pool-connections 3" in flat(out)
 
 
 def test_pool_maxsize_advice_when_connections_are_discarded(app_server: Any) -> None:
@@ -199,7 +247,18 @@ def test_pool_maxsize_advice_when_connections_are_discarded(app_server: Any) -> 
     assert app_server.connections == 4
     assert "4 started for 1 host" in out
     assert "3 discarded because the pool was full" in out
-    assert "try --pool-maxsize 4" in out
+    row = pool_rows(out)[app_server.url]
+    assert [column(row, name) for name in ("created", "full", "idle", "max")] == [
+        "4",
+        "3",
+        "1",
+        "1",
+    ]
+    assert (
+        "3 connections were discarded because 4 threads shared pool_maxsize=1 (3 at 127.0.0.1)"
+        in flat(out)
+    )
+    assert "set pool_maxsize >= 4." in flat(out)
 
 
 def test_pool_block_caps_connections(app_server: Any) -> None:
@@ -211,6 +270,11 @@ def test_pool_block_caps_connections(app_server: Any) -> None:
     assert app_server.connections == 1
     assert "status       200 x 12" in out
     assert "0 discarded" in out
+    row = pool_rows(out)[app_server.url]
+    assert [column(row, name) for name in ("created", "reused", "max")] == ["1", "11", "1b"]
+    # Whether a thread had to wait depends on scheduling; when one did, the advice says so.
+    if column(row, "waits") != "0":
+        assert "pool_block=True caps each host at pool_maxsize=1" in flat(out)
 
 
 def test_timeouts_are_reported_per_url_with_advice(app_server: Any) -> None:
