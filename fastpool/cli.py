@@ -27,12 +27,13 @@ from .demo import (
     PoolLog,
     Style,
     _fastpool_name,
+    collect_pool_stats,
     format_seconds,
     run_demo,
     run_in_threads,
     run_throughput,
 )
-from .stats import PoolStats, merge, snapshot
+from .stats import PoolStats
 from .stats import advise as pool_advice
 
 __all__ = (
@@ -290,27 +291,6 @@ def fetch_urls(
     report.connections_discarded = log.discarded
     report.started_per_host = log.started_per_host()
     return report
-
-
-def collect_pool_stats(session: requests.Session) -> PoolStats | None:
-    """The pool stats of ``session``'s fastpool adapters (merged), or None when it has none
-    (``--client requests``: requests' pools keep no such counters). Read before closing it."""
-    method = getattr(session, "pool_stats", None)
-    if callable(method):
-        return method()  # type: ignore[no-any-return]
-    adapter_cls = _fastpool_name("HTTPAdapter")
-    parts: list[PoolStats] = []
-    seen: set[int] = set()
-    for adapter in list(session.adapters.values()):
-        if adapter_cls is None or not isinstance(adapter, adapter_cls) or id(adapter) in seen:
-            continue
-        seen.add(id(adapter))
-        if callable(getattr(adapter, "pool_stats", None)):
-            parts.append(adapter.pool_stats())
-        else:  # before HTTPAdapter.pool_stats(): its pool manager and proxy managers
-            managers = [adapter.poolmanager, *adapter.proxy_manager.values()]
-            parts += [snapshot(manager) for manager in managers]
-    return merge(parts) if parts else None
 
 
 def count_hosts(urls: Iterable[str]) -> int:

@@ -24,6 +24,7 @@ import requests
 import requests.adapters
 
 from ._localserver import LocalServers, ServerProcess
+from .stats import PoolStats, advise, merge, snapshot
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -35,6 +36,7 @@ __all__ = (
     "PoolLog",
     "Style",
     "adapter_classes",
+    "collect_pool_stats",
     "run_demo",
     "run_experiment",
     "run_in_threads",
@@ -227,6 +229,27 @@ def session_factories() -> list[tuple[str, SessionFactory]]:
     return found
 
 
+def collect_pool_stats(session: requests.Session) -> PoolStats | None:
+    """The pool stats of ``session``'s fastpool adapters (merged), or None when it has none
+    (requests' own pools keep no such counters). Read them before closing the session."""
+    method = getattr(session, "pool_stats", None)
+    if callable(method):
+        return method()  # type: ignore[no-any-return]
+    adapter_cls = _fastpool_name("HTTPAdapter")
+    parts: list[PoolStats] = []
+    seen: set[int] = set()
+    for adapter in list(session.adapters.values()):
+        if adapter_cls is None or not isinstance(adapter, adapter_cls) or id(adapter) in seen:
+            continue
+        seen.add(id(adapter))
+        if callable(getattr(adapter, "pool_stats", None)):
+            parts.append(adapter.pool_stats())
+        else:  # before HTTPAdapter.pool_stats(): its pool manager and proxy managers
+            managers = [adapter.poolmanager, *adapter.proxy_manager.values()]
+            parts += [snapshot(manager) for manager in managers]
+    return merge(parts) if parts else None
+
+
 # --- the article's experiments -------------------------------------------------------------------
 
 
@@ -242,6 +265,7 @@ class Outcome:
     log_lines: list[str] = field(default_factory=list)
     loggers: list[str] = field(default_factory=list)  # the loggers the lines came from
     errors: list[str] = field(default_factory=list)
+    stats: PoolStats | None = None  # fastpool's pool stats (None for requests' adapter)
 
     @property
     def reused(self) -> int:
@@ -253,13 +277,16 @@ class Outcome:
 class Experiment:
     """One of the article's examples: ``run(session, adapter_cls, hosts, send)`` mounts adapters
     on ``session`` and sends requests through ``send(url)``; ``expected`` is the stock adapter's
-    ``(opened, reused, discarded)``; ``explain`` says what happened, in plain English."""
+    ``(opened, reused, discarded)``; ``explain`` says what happened, in plain English;
+    ``hosts`` and ``threads`` (default 1) are what it uses, for fastpool's advice."""
 
     title: str
     code: str
     run: Callable[[requests.Session, type, list[str], Callable[[str], None]], None]
     expected: tuple[int, int, int]
     explain: str
+    hosts: int = 1
+    threads: int = 1
 
 
 def run_in_threads(calls: list[Callable[[], None]]) -> None:
@@ -317,6 +344,7 @@ EXPERIMENTS: list[Experiment] = [
         (3, 0, 0),
         "pool_connections=1 keeps one host's pool: visiting B evicted A's pool, "
         "so going back to A had to open a new connection.",
+        hosts=2,
     ),
     Experiment(
         "pool_connections=2: the same three GETs",
@@ -325,6 +353,7 @@ EXPERIMENTS: list[Experiment] = [
         (2, 1, 0),
         "pool_connections=2 keeps both hosts' pools, so the second GET to A reused "
         "its connection: one connect saved.",
+        hosts=2,
     ),
     Experiment(
         "pool_maxsize=2: two threads, two rounds, one host",
@@ -334,6 +363,7 @@ EXPERIMENTS: list[Experiment] = [
         (2, 2, 0),
         "Two requests in flight need two connections; pool_maxsize=2 kept both, "
         "so the second round reused them.",
+        threads=2,
     ),
     Experiment(
         "pool_maxsize=1: the same threads",
@@ -343,6 +373,7 @@ EXPERIMENTS: list[Experiment] = [
         (3, 1, 2),
         "pool_maxsize=1 keeps only one idle connection: the second one was discarded after "
         "each round (pool_block=False never makes a thread wait), so round two opened a new one.",
+        threads=2,
     ),
     Experiment(
         "separate adapters for http:// and a longer prefix http://B",
@@ -352,6 +383,8 @@ EXPERIMENTS: list[Experiment] = [
         (5, 3, 2),
         "The longest prefix wins and each adapter has its own pools: A's adapter "
         "(pool_maxsize=2) kept both connections, B's (pool_maxsize=1) discarded one per round.",
+        hosts=2,
+        threads=2,
     ),
 ]
 
@@ -377,6 +410,7 @@ def run_experiment(
         started = time.perf_counter()
         try:
             experiment.run(session, adapter, hosts, send)
+            stats = collect_pool_stats(session)
         finally:
             seconds = time.perf_counter() - started
             session.close()
@@ -390,6 +424,7 @@ def run_experiment(
         log_lines=lines,
         loggers=sorted({record.name for record in log.records}),
         errors=errors,
+        stats=stats,
     )
 
 
@@ -546,6 +581,20 @@ def _print_outcomes(out: IO[str], style: Style, outcomes: list[Outcome]) -> None
         out.write(line + "\n")
 
 
+def _print_stats(out: IO[str], style: Style, outcome: Outcome, experiment: Experiment) -> None:
+    """fastpool's own view of the run: its pool stats and what it advises."""
+    assert outcome.stats is not None
+    out.write(f"\n   {style.bold(outcome.label)} pool stats ({style.dim('fastpool.stats')}):\n")
+    for line in outcome.stats.table(compact=True):
+        out.write("     " + line + "\n")
+    tips = advise(outcome.stats, threads=experiment.threads, hosts=experiment.hosts)
+    for tip in tips:
+        lines = textwrap.wrap(tip, 88)
+        out.write("   " + style.yellow("advice: ") + lines[0] + "\n")
+        for line in lines[1:]:
+            out.write("           " + line + "\n")
+
+
 def _requests_version() -> str:
     from importlib.metadata import version
 
@@ -595,6 +644,9 @@ def run_demo(
             out.write("   " + style.green("-> ") + explain[0] + "\n")
             for line in explain[1:]:
                 out.write("      " + line + "\n")
+            for outcome in outcomes:
+                if outcome.stats is not None:
+                    _print_stats(out, style, outcome, experiment)
             for outcome in outcomes:
                 got = (outcome.opened, outcome.reused, outcome.discarded)
                 if got != experiment.expected or outcome.errors:

@@ -173,32 +173,36 @@ class PoolStats:
             data["managers"] = [part.as_dict() for part in self.managers]
         return data
 
-    def table(self, max_hosts: int | None = None) -> list[str]:
-        """The lines of :meth:`__str__`; with ``max_hosts`` (default None: all), only the
-        hosts with the most traffic are listed, then a line saying how many were left out."""
+    def table(self, max_hosts: int | None = None, compact: bool = False) -> list[str]:
+        """The lines of :meth:`__str__`. With ``max_hosts`` (default None: all), only the
+        hosts with the most traffic are listed, then a line saying how many were left out.
+        ``compact`` (default False) leaves out the columns that are 0 on every row (host,
+        open, idle, created, reused and max are always shown)."""
         hosts = list(self.hosts)
         left_out = 0
         if max_hosts is not None and len(hosts) > max_hosts:
             busiest = sorted(hosts, key=lambda h: h.created + h.reused, reverse=True)
             hosts = busiest[:max_hosts]
             left_out = len(self.hosts) - max_hosts
-        headers = [
-            "host", "open", "idle", "in use", "waiting", "created", "reused", "full",
-            "expired", "stale", "retried", "waits", "waited", "max",
-        ]  # fmt: skip
         rows = [_row(host.origin, host) for host in hosts]
-        if left_out:
-            rows.append([f"({left_out} more hosts)"] + [""] * (len(headers) - 1))
         label = f"total ({_plural(len(self.hosts), 'pool')} of {self.num_pools}"
         label += f", {self.evicted_pools:,} evicted)" if self.evicted_pools else ")"
         rows.append(_row(label, self.total))
-        widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+        shown = [
+            i
+            for i, name in enumerate(_HEADERS)
+            if not compact or name in _ALWAYS_SHOWN or any(row[i] != "0" for row in rows)
+        ]
+        if left_out:
+            rows.insert(-1, [f"({left_out} more hosts)"] + [""] * (len(_HEADERS) - 1))
+        table = [[row[i] for i in shown] for row in [list(_HEADERS), *rows]]
+        widths = [max(len(row[i]) for row in table) for i in range(len(shown))]
         return [
             "  ".join(
                 cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
                 for i, cell in enumerate(row)
             ).rstrip()
-            for row in [headers, *rows]
+            for row in table
         ]
 
     def __str__(self) -> str:
@@ -207,6 +211,13 @@ class PoolStats:
         (dropped_stale), retried, waits (wait_count), waited (wait_time), max (maxsize, with
         ``b`` when blocking)."""
         return "\n".join(self.table())
+
+
+_HEADERS = (
+    "host", "open", "idle", "in use", "waiting", "created", "reused", "full", "expired",
+    "stale", "retried", "waits", "waited", "max",
+)  # fmt: skip
+_ALWAYS_SHOWN = ("host", "open", "idle", "created", "reused", "max")
 
 
 def _row(label: str, host: HostStats) -> list[str]:

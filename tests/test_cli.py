@@ -419,6 +419,13 @@ def test_experiments_give_the_articles_counts(
     # What the pool logged agrees with what the servers saw.
     starts = sum(1 for line in outcome.log_lines if "Starting new HTTP connection" in line)
     assert starts == outcome.opened
+    if label == "requests":
+        assert outcome.stats is None
+    else:
+        # fastpool's own counters agree with the servers and the log.
+        assert outcome.stats is not None
+        total = outcome.stats.total
+        assert (total.created, total.reused, total.discarded_full) == experiment.expected
 
 
 def test_demo_quick_as_module() -> None:
@@ -432,6 +439,10 @@ def test_demo_quick_as_module() -> None:
     assert "adapter   opened  reused  discarded" in out
     assert "Throughput" in out and "requests.Session" in out and "x1.00" in out
     assert "note:" not in out
+    if demo._fastpool_name("HTTPAdapter") is not None:
+        assert out.count("fastpool pool stats (fastpool.stats):") == len(demo.EXPERIMENTS)
+        assert "advice: pool_connections=1 but 2 hosts were used: 2 pools were evicted" in out
+        assert "set pool_maxsize >= 2." in flat(out)
     if demo._fastpool_name("HTTPAdapter") is not None:
         assert out.count("(requests and fastpool wrote the same log lines)") == len(
             demo.EXPERIMENTS

@@ -172,6 +172,14 @@ def test_table_lists_the_busiest_hosts_when_asked() -> None:
     assert lines[5].startswith("total (10 pools of 10)")
 
 
+def test_compact_table_leaves_out_columns_of_zeros() -> None:
+    stats = pool_stats(stats_for(created=2, discarded_full=1), stats_for(host="127.0.0.3"))
+    lines = stats.table(compact=True)
+    assert lines[0].split() == ["host", "open", "idle", "created", "reused", "full", "max"]
+    assert lines[-1].split()[-4:] == ["2", "0", "1", "20"]
+    assert len(str(stats).splitlines()[0].split()) == 15  # the full table keeps them all
+
+
 def test_merge_sums_and_keeps_each_manager() -> None:
     plain = pool_stats(stats_for(created=2), num_pools=10, evicted_pools=4)
     proxied = pool_stats(stats_for(host="127.0.0.3", created=5, block=True), num_pools=2)
