@@ -9,9 +9,9 @@ adapter, and responses are the same :class:`requests.Response` objects.
 
 * the *general* route calls the overridable hooks exactly as the stock adapter does
   (``get_connection_with_tls_context``, ``cert_verify``, ``request_url``, ``add_headers``,
-  ``build_response``). It serves proxies, client certificates, CA paths, subclasses that
+  ``build_response``). It serves proxies, client certificates, subclasses that
   override a hook, and anything else unusual;
-* the *fast* route serves the common case (no proxy, ``verify`` True or False, no client
+* the *fast* route serves the common case (no proxy, ``verify`` True, False or a CA path, no client
   certificate, hooks not overridden). It skips the repeated URL parsing, pool-key building and
   ``Timeout`` construction of the stock route and builds the ``Response`` directly. The
   differential tests (tests/test_adapter_diff.py) hold both routes to the stock adapter's output.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -207,12 +208,28 @@ class HTTPAdapter(_stock.HTTPAdapter):
         only failed DNS lookups, connects and connect timeouts. Default 0.
     :param pool_block: when a host pool has ``pool_maxsize`` connections in use, wait for one
         (True) or open an extra one that is discarded after use (False). Default False.
-    :param pool_timeout: keyword-only. With ``pool_block=True``, how many seconds to wait for a
-        free connection before raising :class:`PoolTimeout`. Default None: wait as long as it
-        takes, as the stock adapter does.
+    :param pool_timeout: keyword-only. With ``pool_block=True`` (or ``max_connections_per_host``),
+        how many seconds to wait for a free connection before raising :class:`PoolTimeout`.
+        Default None: wait as long as it takes, as the stock adapter does.
+    :param idle_timeout: keyword-only. Seconds an idle connection may be reused after; older
+        ones are closed at checkout. Default None (stock: no limit).
+    :param max_lifetime: keyword-only. Seconds after which a connection is closed at checkout
+        instead of reused. Default None (stock: no limit).
+    :param max_connections_per_host: keyword-only. Hard cap on one host's open connections,
+        dials included; requests over it wait (``pool_timeout``). Default None (stock).
+    :param pool_full_warning: keyword-only. ``"always"`` (default, stock): the "Connection pool
+        is full" warning on every discard; ``"first"``: once per pool, then a summary line
+        every 100 discards (:class:`fastpool.Session` uses it).
+
+    Observability: :meth:`pool_stats` (a :class:`fastpool.stats.PoolStats` over the pool
+    manager and proxy managers) and :meth:`add_trace_hook` (see :mod:`fastpool.trace`).
     """
 
-    __attrs__ = [*_stock.HTTPAdapter.__attrs__, "_pool_timeout"]  # noqa: RUF012 - as stock
+    __attrs__ = [  # noqa: RUF012 - as stock
+        *_stock.HTTPAdapter.__attrs__,
+        "_pool_timeout",
+        "_pool_options",
+    ]
 
     _pool_timeout: float | None
 
@@ -224,16 +241,36 @@ class HTTPAdapter(_stock.HTTPAdapter):
         pool_block: bool = DEFAULT_POOLBLOCK,
         *,
         pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        max_connections_per_host: int | None = None,
+        pool_full_warning: str = "always",
     ) -> None:
         _check_count("pool_connections", pool_connections)
         _check_count("pool_maxsize", pool_maxsize)
         _check_pool_timeout(pool_timeout)
+        if pool_full_warning not in ("always", "first"):
+            raise ValueError(
+                f"pool_full_warning must be 'always' or 'first', got {pool_full_warning!r}"
+            )
         self._pool_timeout = pool_timeout
+        options: dict[str, Any] = {
+            "idle_timeout": idle_timeout,
+            "max_lifetime": max_lifetime,
+            "max_connections_per_host": max_connections_per_host,
+        }
+        options = {name: value for name, value in options.items() if value is not None}
+        if pool_full_warning != "always":
+            options["pool_full_warning"] = pool_full_warning
+        self._pool_options = options
+        self._trace: Any = None
         self._reset_fast_route()
         super().__init__(pool_connections, pool_maxsize, max_retries, pool_block)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._pool_timeout = DEFAULT_POOL_TIMEOUT  # a state pickled by an older version
+        self._pool_options = {}
+        self._trace = None  # hooks are code: not pickled
         self._reset_fast_route()
         super().__setstate__(state)
 
@@ -244,6 +281,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         )
         self._origins: dict[str, dict[str, Any]] = {}
         self._timeouts: dict[tuple[type, Any], TimeoutSauce] = {}
+        self._ca_paths: dict[str, dict[str, Any]] = {}
 
     @property
     def pool_timeout(self) -> float | None:
@@ -263,8 +301,35 @@ class HTTPAdapter(_stock.HTTPAdapter):
         self._pool_block = block
         # fastpool's PoolManager has urllib3's interface without subclassing it.
         self.poolmanager = PoolManager(  # type: ignore[assignment]
-            num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+            num_pools=connections,
+            maxsize=maxsize,
+            block=block,
+            trace=self._trace,
+            **self._pool_options,
+            **pool_kwargs,
         )
+
+    def add_trace_hook(self, event: str, hook: Any) -> None:
+        """Call ``hook(TraceEvent)`` on ``event`` in every pool of this adapter (its pool
+        manager and proxy managers, present and future); see :mod:`fastpool.trace`."""
+        from .trace import Trace
+
+        if self._trace is None:
+            self._trace = Trace()
+        self._trace.add(event, hook)
+        managers = [self.poolmanager, *self.proxy_manager.values()]
+        for manager in managers:
+            if isinstance(manager, PoolManager) and manager.trace is not self._trace:
+                manager.trace = self._trace
+                for pool in manager.pools.values():
+                    pool._trace = self._trace
+
+    def pool_stats(self) -> Any:
+        """A :class:`fastpool.stats.PoolStats` over the pool manager and proxy managers."""
+        from .stats import merge
+
+        managers = [self.poolmanager, *self.proxy_manager.values()]
+        return merge([m.stats() for m in managers if isinstance(m, PoolManager)])
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """Return the manager for ``proxy`` (only for subclasses), creating it on first use.
@@ -294,6 +359,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 num_pools=self._pool_connections,
                 maxsize=self._pool_maxsize,
                 block=self._pool_block,
+                trace=self._trace,
+                **self._pool_options,
                 **proxy_kwargs,
             )
         self.proxy_manager[proxy] = manager
@@ -316,7 +383,11 @@ class HTTPAdapter(_stock.HTTPAdapter):
         path or ``(cert, key)``), ``proxies`` (None).
         """
         fast = None
-        if self._fast_route and cert is None and (verify is True or verify is False):
+        if (
+            self._fast_route
+            and cert is None
+            and (verify is True or verify is False or type(verify) is str)
+        ):
             fast = self._fast_target(request, timeout, verify, proxies)
         if fast is None:
             conn, url, resolved_timeout = self._general_target(
@@ -374,7 +445,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         self,
         request: PreparedRequest,
         timeout: Any,
-        verify: bool,
+        verify: bool | str,
         proxies: dict[str, str] | None,
     ) -> tuple[Any, str, TimeoutSauce] | None:
         """The general route's answer without its repeated parsing; None: take that route."""
@@ -393,13 +464,29 @@ class HTTPAdapter(_stock.HTTPAdapter):
             host_params = self._host_params(request, origin)
             if host_params is None:
                 return None
-        conn = self.poolmanager.connection_from_host(
-            **host_params,
-            pool_kwargs=_VERIFY_POOL_KWARGS if verify else _NO_VERIFY_POOL_KWARGS,
-        )
+        if verify is True:
+            pool_kwargs = _VERIFY_POOL_KWARGS
+        elif verify is False:
+            pool_kwargs = _NO_VERIFY_POOL_KWARGS
+        else:
+            pool_kwargs = self._ca_path_kwargs(verify)
+        conn = self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
         self.cert_verify(conn, url, verify, None)
         # After the connection hooks, as stock reads it: the same error first on bad input.
         return conn, path, self._timeout_for(timeout)
+
+    def _ca_path_kwargs(self, path: str) -> dict[str, Any]:
+        # What build_connection_pool_key_attributes gives for verify=<CA path>, once per path
+        # (requests asks the file system on every request; a path that turns from a file into
+        # a directory while the adapter lives keeps its first answer here).
+        kwargs = self._ca_paths.get(path)
+        if kwargs is None:
+            key = "ca_cert_dir" if os.path.isdir(path) else "ca_certs"
+            kwargs = {key: path, "cert_reqs": "CERT_REQUIRED"}
+            if len(self._ca_paths) >= _ORIGIN_CACHE_SIZE:
+                self._ca_paths.clear()
+            self._ca_paths[path] = kwargs
+        return kwargs
 
     def _host_params(self, request: PreparedRequest, origin: str) -> dict[str, Any] | None:
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
+import os
 import socket
 import ssl
 import sys
@@ -19,6 +21,7 @@ import warnings
 import weakref
 from collections.abc import Mapping
 from http.client import RemoteDisconnected
+from time import monotonic
 from typing import Any
 
 from urllib3._collections import HTTPHeaderDict
@@ -47,7 +50,7 @@ from urllib3.util.url import _encode_target, parse_url
 
 from ._hostqueue import HostQueue
 from .connection import HTTPConnection, HTTPSConnection, build_ssl_context, port_by_scheme
-from .exceptions import ProtocolError
+from .exceptions import MSG_NAN, MSG_NOT_NUMBER, PoolTimeoutError, ProtocolError
 from .response import HTTPResponse
 
 if typing.TYPE_CHECKING:
@@ -60,9 +63,15 @@ log = logging.getLogger("fastpool.connectionpool")
 # Per thread: is this thread inside a HostQueue call right now? (see _release_from_finalizer)
 _in_queue = threading.local()
 
-# Requests a stale keep-alive connection may be retried with once, transparently (no body,
-# a method without side effects): the server closed the idle connection as we reused it.
+# Go's rules for the keep-alive race: a reused connection that fails before any response byte
+# is retried once on a new connection when the request is idempotent (these methods, or an
+# Idempotency-Key header) and its body can be sent again.
 _REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
+_REWINDABLE_BODIES = (bytes, bytearray, str, memoryview)
+
+# Every pool alive in this process, so a forked child can start them all empty.
+_all_pools: weakref.WeakSet[HTTPConnectionPool] = weakref.WeakSet()
 _STALE_ERRORS = (
     RemoteDisconnected,
     ConnectionResetError,
@@ -85,6 +94,51 @@ def _close_idle(queue: Any) -> None:
         conn.close()
 
 
+def _replayable(method: str, body: Any, headers: Mapping[str, str] | None) -> bool:
+    """Go's rule: idempotent (method or Idempotency-Key header) and a body we can send again."""
+    if body is not None and not isinstance(body, _REWINDABLE_BODIES):
+        return False
+    if method in _REPLAYABLE_METHODS:
+        return True
+    return bool(headers) and any(
+        str(name).lower() in _IDEMPOTENCY_HEADERS
+        for name in headers  # type: ignore[union-attr]
+    )
+
+
+def _check_seconds(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(MSG_NOT_NUMBER.format(name=name, type=type(value).__name__))
+    if math.isnan(value):
+        raise ValueError(MSG_NAN.format(name=name))
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0 or None, got {value}")
+    return float(value)
+
+
+def _check_wait(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(MSG_NOT_NUMBER.format(name="pool_timeout", type=type(value).__name__))
+    if math.isnan(value):
+        raise ValueError(MSG_NAN.format(name="pool_timeout"))
+    if value < 0:
+        raise ValueError(f"pool_timeout must be >= 0 or None, got {value}")
+    return float(value)
+
+
+def _after_fork_in_child() -> None:
+    # The child must never speak on a socket it shares with its parent: every pool starts
+    # empty. Closing our copy of a file descriptor leaves the parent's socket open.
+    for pool in list(_all_pools):
+        pool._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _wrap_proxy_error(err: Exception) -> ProxyError:
     new = ProxyError("Unable to connect to proxy", err)
     new.__cause__ = err
@@ -103,8 +157,23 @@ class HTTPConnectionPool(RequestMethods):
         (default ``False``: more are opened, and discarded on return when the pool is full).
     :param headers: headers sent with every request unless ``headers`` are given.
     :param retries: the default ``Retry`` (or int/bool); ``None`` means ``Retry.DEFAULT``.
+    :param idle_timeout: keyword-only. Seconds a connection may sit idle and still be reused;
+        an older one is closed at checkout (counted in ``expired_idle``). Default None: no limit.
+    :param max_lifetime: keyword-only. Seconds since a connection was opened after which it is
+        closed at checkout instead of reused (``expired_lifetime``). Default None: no limit.
+    :param max_connections_per_host: keyword-only. Hard cap on this pool's open connections,
+        dials included, in either ``block`` mode (the HostQueue ``limit``). Default None.
+    :param pool_timeout: keyword-only. Default seconds a checkout waits at a cap before raising
+        ``PoolTimeoutError`` when ``urlopen`` gets no ``pool_timeout``. Default None: forever.
+    :param pool_full_warning: keyword-only. ``"always"`` (default, as urllib3): log "Connection
+        pool is full" on every discard; ``"first"``: once, then a summary every 100 discards.
     :param \\**conn_kw: passed to each new connection (``source_address``, ``socket_options``,
         ``blocksize`` ...).
+
+    Counters (ints, only growing): ``expired_idle``, ``expired_lifetime``, ``dropped_stale``
+    (idle connections found closed by the server at checkout), ``retried`` (requests sent
+    again after the keep-alive race), plus ``num_connections``/``num_requests`` and the
+    HostQueue's counters in ``pool``.
     """
 
     scheme = "http"
@@ -122,6 +191,13 @@ class HTTPConnectionPool(RequestMethods):
         _proxy: Any = None,
         _proxy_headers: Mapping[str, str] | None = None,
         _proxy_config: Any = None,
+        *,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        max_connections_per_host: int | None = None,
+        pool_timeout: float | None = None,
+        pool_full_warning: str = "always",
+        _trace: Any = None,
         **conn_kw: Any,
     ) -> None:
         if not host:
@@ -137,7 +213,23 @@ class HTTPConnectionPool(RequestMethods):
         self.timeout: Timeout = timeout
         self.retries = retries
         self.block = block
-        self.pool = HostQueue(maxsize, block)
+        self.idle_timeout = _check_seconds("idle_timeout", idle_timeout)
+        self.max_lifetime = _check_seconds("max_lifetime", max_lifetime)
+        self.pool_timeout = None if pool_timeout is None else _check_wait(pool_timeout)
+        self._expiry = self.idle_timeout is not None or self.max_lifetime is not None
+        self.pool = HostQueue(maxsize, block, max_connections_per_host)
+        if pool_full_warning not in ("always", "first"):
+            raise ValueError(
+                f"pool_full_warning must be 'always' or 'first', got {pool_full_warning!r}"
+            )
+        self._warn_first = pool_full_warning == "first"
+        self._retired = False
+        self._trace = _trace
+        self.expired_idle = 0
+        self.expired_lifetime = 0
+        self.dropped_stale = 0
+        self.retried = 0
+        _all_pools.add(self)
         # A pool dropped without close() still closes its idle sockets (as urllib3's does).
         weakref.finalize(self, _close_idle, self.pool)
         self._deferred: list[None] = []  # slots of collected responses, released soon
@@ -200,24 +292,52 @@ class HTTPConnectionPool(RequestMethods):
     def _get_conn(self, timeout: float | None = None) -> HTTPConnection:
         """Check a connection out: an idle one if any (checked for liveness), else a new one.
 
-        Blocks up to ``timeout`` seconds when ``block`` is set and every connection is in use
-        (then raises ``EmptyPoolError``); raises ``ClosedPoolError`` after ``close()``.
+        Blocks up to ``timeout`` seconds (None: the pool's ``pool_timeout``) at a cap (``block``
+        or ``max_connections_per_host``), then raises ``EmptyPoolError``; raises
+        ``ClosedPoolError`` after ``close()``. An idle connection past ``idle_timeout`` or
+        ``max_lifetime``, or closed by the server, is closed here and its slot dials anew.
         """
+        if timeout is None:
+            timeout = self.pool_timeout
+        trace = self._trace
+        if trace is not None:
+            trace.emit("get_conn", host=self.host, port=self.port)
         if self._deferred:
             self._release_deferred()
         _in_queue.busy = True
         try:
-            conn = self.pool.checkout(timeout)
+            if trace is None:
+                conn = self.pool.checkout(timeout)
+            else:
+                conn = self._traced_checkout(trace, timeout)
         finally:
             _in_queue.busy = False
             if self._deferred:
                 self._release_deferred()
         try:
             if conn is None:
+                if trace is not None:
+                    trace.emit(
+                        "got_conn", host=self.host, port=self.port, reused=False, idle_time=None
+                    )
                 return self._new_conn()
-            if not conn.is_connected:
+            if self._expiry:
+                self._expire(conn)
+            if conn.sock is not None and not conn.is_connected:
                 log.debug("Resetting dropped connection: %s", self.host)
+                self.dropped_stale += 1
+                if trace is not None:
+                    trace.emit("discard", host=self.host, port=self.port, reason="stale")
                 conn.close()
+            if trace is not None:
+                reused = conn.sock is not None
+                trace.emit(
+                    "got_conn",
+                    host=self.host,
+                    port=self.port,
+                    reused=reused,
+                    idle_time=monotonic() - conn.idle_since if reused else None,
+                )
             return typing.cast(HTTPConnection, conn)
         except BaseException:
             if conn is not None:
@@ -225,8 +345,55 @@ class HTTPConnectionPool(RequestMethods):
             self._put_conn(None)
             raise
 
+    def _traced_checkout(self, trace: Any, timeout: float | None) -> Any:
+        # Only with a trace: try without waiting first, so a wait can be reported as one.
+        try:
+            return self.pool.checkout(0)
+        except PoolTimeoutError:
+            if timeout is not None and timeout <= 0:
+                raise
+        trace.emit("wait_start", host=self.host, port=self.port)
+        start = monotonic()
+        timed_out = True
+        try:
+            conn = self.pool.checkout(timeout)
+            timed_out = False
+            return conn
+        finally:
+            trace.emit(
+                "wait_end",
+                host=self.host,
+                port=self.port,
+                seconds=monotonic() - start,
+                timed_out=timed_out,
+            )
+
+    def _expire(self, conn: HTTPConnection) -> None:
+        """Close ``conn`` (keeping its slot) when it idled or lived too long."""
+        if conn.sock is None:
+            return
+        now = monotonic()
+        reason = None
+        if self.idle_timeout is not None and now - conn.idle_since > self.idle_timeout:
+            self.expired_idle += 1
+            reason = "expired_idle"
+            # The idle stack is LIFO: every connection under this one idled even longer.
+            for older in self.pool.take_idle():
+                self.expired_idle += 1
+                older.close()
+        elif self.max_lifetime is not None and now - conn.connected_at > self.max_lifetime:
+            self.expired_lifetime += 1
+            reason = "expired_lifetime"
+        if reason is not None:
+            log.debug("Closing expired connection (%s): %s", reason, self.host)
+            if self._trace is not None:
+                self._trace.emit("discard", host=self.host, port=self.port, reason=reason)
+            conn.close()
+
     def _put_conn(self, conn: HTTPConnection | None) -> None:
         """Check a connection (or ``None``: just the slot) back in; close what is not kept."""
+        if conn is not None:
+            conn.idle_since = monotonic()
         _in_queue.busy = True
         try:
             kept = self.pool.checkin(conn)
@@ -234,15 +401,82 @@ class HTTPConnectionPool(RequestMethods):
             _in_queue.busy = False
             if self._deferred:
                 self._release_deferred()
-        if kept or conn is None:
+        if conn is None:
             return
-        if not self.pool.closed:
-            log.warning(
-                "Connection pool is full, discarding connection: %s. Connection pool size: %s",
-                self.host,
-                self.pool.idle,
-            )
+        if kept:
+            # A retired pool (evicted by its manager) keeps nothing idle; a waiter handed the
+            # connection directly keeps it (remove() finds it only on the idle stack).
+            if self._retired and self.pool.remove(conn):
+                self._discard(conn, "closed")
+            elif self._trace is not None:
+                self._trace.emit("put_idle", host=self.host, port=self.port)
+            return
+        if not self.pool.closed and not self._retired:
+            self._warn_full()
+            self._discard(conn, "pool_full")
+        else:
+            self._discard(conn, "closed")
+
+    def _warn_full(self) -> None:
+        if self._warn_first:
+            # A crawler discarding thousands of connections needs the fact, not a flood.
+            discarded = self.pool.discarded
+            if discarded == 1:
+                log.warning(
+                    "Connection pool is full, discarding connection: %s. Connection pool size: "
+                    "%s (further discards from this pool are summarised every 100)",
+                    self.host,
+                    self.pool.idle,
+                )
+            elif discarded % 100 == 0:
+                log.warning(
+                    "Connection pool is full: %d connections to %s discarded so far; "
+                    "raise pool_maxsize (now %s) to keep them",
+                    discarded,
+                    self.host,
+                    self.pool.maxsize,
+                )
+            return
+        log.warning(
+            "Connection pool is full, discarding connection: %s. Connection pool size: %s",
+            self.host,
+            self.pool.idle,
+        )
+
+    def _discard(self, conn: HTTPConnection, reason: str) -> None:
+        if self._trace is not None:
+            self._trace.emit("discard", host=self.host, port=self.port, reason=reason)
         conn.close()
+
+    def _retire(self) -> int:
+        """The manager dropped this pool (evicted or cleared): close its idle connections now.
+
+        Unlike :meth:`close`, requests that already hold the pool still work: new checkouts
+        dial, and connections coming back are closed instead of kept. Returns how many idle
+        connections were closed.
+        """
+        self._retired = True  # before take_idle: a checkin racing us re-checks this flag
+        idle = self.pool.take_idle()
+        for conn in idle:
+            conn.close()
+        return len(idle)
+
+    @property
+    def retired(self) -> bool:
+        """True once a PoolManager evicted or cleared this pool (it still serves its callers)."""
+        return self._retired
+
+    def _reset_after_fork(self) -> None:
+        # In a forked child: the parent's connections (idle or in use there) are not ours.
+        old = self.pool
+        for conn in old.take_idle():
+            sock, conn.sock = conn.sock, None
+            if sock is not None:
+                sock.close()
+        self.pool = HostQueue(old.maxsize, old.block, old.limit)
+        self._deferred = []
+        if old.closed:
+            self.pool.close()
 
     def _release_from_finalizer(self) -> None:
         """Give back the slot of a response garbage-collected with its body unread.
@@ -351,9 +585,13 @@ class HTTPConnectionPool(RequestMethods):
             read_timeout = None
         conn.timeout = connect_timeout
         reused = conn.sock is not None
+        trace = self._trace
         try:
             try:
-                self._validate_conn(conn)
+                if trace is None:
+                    self._validate_conn(conn)
+                else:
+                    self._traced_connect(trace, conn)
             except (socket.timeout, ssl.SSLError) as e:
                 self._raise_timeout(e, url, connect_timeout)
                 raise
@@ -365,7 +603,7 @@ class HTTPConnectionPool(RequestMethods):
                 new_e = _wrap_proxy_error(new_e)
             raise new_e from e
         conn.settimeout(connect_timeout)
-        replay = reused and body is None and method in _REPLAYABLE_METHODS
+        replay = reused  # Go's rules are checked only if the race happens (see below)
         while True:
             try:
                 conn.request(method, url, body=body, headers=headers, chunked=chunked)
@@ -385,17 +623,33 @@ class HTTPConnectionPool(RequestMethods):
                 )
             conn.settimeout(read_timeout)
             try:
-                head = conn.read_response_head(method)
+                if trace is None:
+                    head = conn.read_response_head(method)
+                else:
+                    sent = monotonic()
+                    head = conn.read_response_head(method)
+                    trace.emit(
+                        "first_byte", host=self.host, port=self.port, seconds=monotonic() - sent
+                    )
                 break
-            except _STALE_ERRORS:
-                if not replay:
+            except _STALE_ERRORS as e:
+                if not replay or not _replayable(method, body, headers):
                     raise
-                # An idle connection the server closed as we reused it: dial once more.
+                # An idle connection the server closed as we reused it, before any response
+                # byte: send the request once more on a new connection (not a Retry step).
                 replay = False
+                self.retried += 1
                 log.debug("Resetting dropped connection: %s", self.host)
+                if trace is not None:
+                    trace.emit(
+                        "retry", host=self.host, port=self.port, method=method, url=url, error=e
+                    )
                 conn.close()
                 conn.timeout = connect_timeout
-                self._validate_conn(conn)
+                if trace is None:
+                    self._validate_conn(conn)
+                else:
+                    self._traced_connect(trace, conn)
                 conn.settimeout(connect_timeout)
             except (socket.timeout, ssl.SSLError, BlockingIOError) as e:
                 self._raise_timeout(e, url, read_timeout)
@@ -415,6 +669,41 @@ class HTTPConnectionPool(RequestMethods):
             enforce_content_length=enforce_content_length,
         )
         return response
+
+    def _traced_connect(self, trace: Any, conn: HTTPConnection) -> None:
+        """``_validate_conn`` reporting connect_start, connect_done and (HTTPS) tls_done."""
+        if conn.sock is not None and self.scheme != "https":
+            self._validate_conn(conn)
+            return
+        dialing = conn.sock is None
+        start = monotonic()
+        if dialing:
+            trace.emit("connect_start", host=self.host, port=self.port)
+        error: BaseException | None = None
+        try:
+            self._validate_conn(conn)
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            if dialing or conn.connected_at >= start:
+                self._emit_connected(trace, conn, start, error)
+
+    def _emit_connected(
+        self, trace: Any, conn: HTTPConnection, start: float, error: BaseException | None
+    ) -> None:
+        now = monotonic()
+        tcp_done = conn.connected_at if conn.connected_at >= start else None
+        if self.scheme != "https" or tcp_done is None:
+            trace.emit(
+                "connect_done", host=self.host, port=self.port, seconds=now - start, error=error
+            )
+            return
+        # The dial stamps connected_at: what follows it was the TLS handshake.
+        trace.emit(
+            "connect_done", host=self.host, port=self.port, seconds=tcp_done - start, error=None
+        )
+        trace.emit("tls_done", host=self.host, port=self.port, seconds=now - tcp_done, error=error)
 
     def _log_response(self, method: str, url: str, response: HTTPResponse) -> None:
         log.debug(

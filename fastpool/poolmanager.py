@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 import typing
+import weakref
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin
@@ -57,8 +58,31 @@ pool_classes_by_scheme: dict[str, type[HTTPConnectionPool]] = {
 }
 
 
-def _close_pool(pool: HTTPConnectionPool) -> None:
-    pool.close()
+#: The pool counters whose running totals survive an evicted pool (``evicted_totals``).
+EVICTED_COUNTERS = (
+    "created",
+    "reused",
+    "discarded_full",
+    "expired_idle",
+    "expired_lifetime",
+    "dropped_stale",
+    "retried",
+    "wait_count",
+    "wait_time",
+)
+
+
+def _retirer(manager: PoolManager) -> Any:
+    """The LRUMap's dispose function: retire the dropped pool, count it on the manager."""
+    ref = weakref.ref(manager)
+
+    def dispose(pool: HTTPConnectionPool) -> None:
+        idle_closed = pool._retire()
+        owner = ref()
+        if owner is not None:
+            owner._count_evicted(pool, idle_closed)
+
+    return dispose
 
 
 class PoolManager(RequestMethods):
@@ -68,8 +92,19 @@ class PoolManager(RequestMethods):
         one is needed (default 10). Its idle connections close at once; connections in use
         close when their response ends.
     :param headers: headers sent with every request unless ``headers`` are given.
+    :param idle_timeout, max_lifetime, max_connections_per_host, pool_timeout,
+        pool_full_warning: keyword-only, default None (stock behaviour); passed to every pool
+        (see :class:`~fastpool.pool.HTTPConnectionPool`).
+    :param trace: keyword-only. A :class:`fastpool.trace.Trace` whose hooks see each step of
+        each request (default None: tracing costs one ``is not None`` check). See also
+        :meth:`add_trace_hook`.
     :param \\**connection_pool_kw: passed to each new pool (``maxsize``, ``block``,
         ``timeout``, ``retries``, TLS settings ...).
+
+    A pool dropped from the LRU (evicted, or by :meth:`clear`) is *retired*: its idle
+    connections close at once, requests that already hold it still complete (new checkouts
+    dial, connections coming back are closed). ``evicted_pools`` counts them and
+    ``evicted_totals`` keeps the running totals of their counters (:data:`EVICTED_COUNTERS`).
     """
 
     proxy: Any = None
@@ -79,16 +114,40 @@ class PoolManager(RequestMethods):
         self,
         num_pools: int = 10,
         headers: Mapping[str, str] | None = None,
+        *,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        max_connections_per_host: int | None = None,
+        pool_timeout: float | None = None,
+        pool_full_warning: str | None = None,
+        trace: Any = None,
         **connection_pool_kw: Any,
     ) -> None:
         super().__init__(headers)
+        # Manager-wide, so not part of the pool key (urllib3's PoolKey has no field for them).
+        options = {
+            "idle_timeout": idle_timeout,
+            "max_lifetime": max_lifetime,
+            "max_connections_per_host": max_connections_per_host,
+            "pool_timeout": pool_timeout,
+            "pool_full_warning": pool_full_warning,
+        }
+        self._pool_options: dict[str, Any] = {n: v for n, v in options.items() if v is not None}
+        if self._pool_options:
+            # Bad values fail here, naming the option, not at the first request.
+            HTTPConnectionPool("localhost", **self._pool_options).close()
+        self.trace = trace
+        self._clearing = False
+        self.evicted_pools = 0
+        self.evicted_totals: dict[str, float] = dict.fromkeys(EVICTED_COUNTERS, 0)
+        self.evicted_totals["wait_time"] = 0.0
         if "retries" in connection_pool_kw:
             retries = connection_pool_kw["retries"]
             if not isinstance(retries, Retry):
                 connection_pool_kw = connection_pool_kw.copy()
                 connection_pool_kw["retries"] = Retry.from_int(retries)
         self.connection_pool_kw = connection_pool_kw
-        self.pools: LRUMap[Any, HTTPConnectionPool] = LRUMap(num_pools, dispose_func=_close_pool)
+        self.pools: LRUMap[Any, HTTPConnectionPool] = LRUMap(num_pools, dispose_func=_retirer(self))
         self.pool_classes_by_scheme = pool_classes_by_scheme
         self.key_fn_by_scheme = key_fn_by_scheme.copy()
         self._lock = threading.Lock()  # only the create-a-pool path takes it
@@ -103,6 +162,46 @@ class PoolManager(RequestMethods):
     def __exit__(self, *exc: object) -> typing.Literal[False]:
         self.clear()
         return False
+
+    def _count_evicted(self, pool: HTTPConnectionPool, idle_closed: int) -> None:
+        if self._clearing:
+            return
+        queue = pool.pool
+        totals = self.evicted_totals
+        self.evicted_pools += 1
+        totals["created"] += queue.created
+        totals["reused"] += queue.reused
+        totals["discarded_full"] += queue.discarded
+        totals["expired_idle"] += pool.expired_idle
+        totals["expired_lifetime"] += pool.expired_lifetime
+        totals["dropped_stale"] += pool.dropped_stale
+        totals["retried"] += pool.retried
+        totals["wait_count"] += queue.wait_count
+        totals["wait_time"] += queue.wait_time
+        if self.trace is not None:
+            self.trace.emit("evict_pool", host=pool.host, port=pool.port, idle_closed=idle_closed)
+
+    def add_trace_hook(self, event: str, hook: Any) -> None:
+        """Call ``hook(TraceEvent)`` on ``event`` (see :mod:`fastpool.trace`; ``"*"``: all).
+
+        Creates :attr:`trace` on first use and hands it to the existing pools.
+        """
+        from .trace import Trace  # only when tracing is asked for
+
+        if self.trace is None:
+            trace = Trace()
+            trace.add(event, hook)
+            self.trace = trace
+            for pool in self.pools.values():
+                pool._trace = trace
+        else:
+            self.trace.add(event, hook)
+
+    def stats(self) -> Any:
+        """A :class:`fastpool.stats.PoolStats` snapshot of every pool (see :mod:`fastpool.stats`)."""
+        from .stats import snapshot
+
+        return snapshot(self)
 
     def _new_pool(
         self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
@@ -120,11 +219,20 @@ class PoolManager(RequestMethods):
         if scheme == "http":
             for kw in SSL_KEYWORDS:
                 request_context.pop(kw, None)
+        if self._pool_options:
+            request_context.update(self._pool_options)
+        if self.trace is not None:
+            request_context["_trace"] = self.trace
         return pool_cls(host, port, **request_context)
 
     def clear(self) -> None:
-        """Close and forget every pool (responses in flight finish; their connections close)."""
-        self.pools.clear()
+        """Retire and forget every pool: idle connections close now; responses in flight finish
+        and their connections close."""
+        self._clearing = True  # clear() is not an eviction: nothing counted, nothing traced
+        try:
+            self.pools.clear()
+        finally:
+            self._clearing = False
         self._key_cache.clear()
 
     def connection_from_host(

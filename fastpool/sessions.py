@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_ADAPTER",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_LIFETIME",
     "DEFAULT_POOL_CONNECTIONS",
     "DEFAULT_POOL_MAXSIZE",
     "Session",
@@ -77,6 +79,15 @@ DEFAULT_POOL_CONNECTIONS = 256
 
 #: Idle connections a host pool keeps: 64 threads on one host never see "pool is full".
 DEFAULT_POOL_MAXSIZE = 64
+
+#: Seconds an idle connection may still be reused. Below the idle limits that drop connections
+#: silently (NAT gateways ~350 s, nginx keepalive_timeout 75 s, AWS ALB 60 s), so a crawler
+#: rarely sends into a connection the far side already forgot; Go uses 90 s, libcurl 118 s.
+DEFAULT_IDLE_TIMEOUT = 45.0
+
+#: Seconds a connection is used at most: long enough to amortise its TLS handshake over
+#: thousands of requests, short enough to follow DNS changes and load balancer rebalancing.
+DEFAULT_MAX_LIFETIME = 600.0
 
 
 class _Router(Protocol):
@@ -386,6 +397,15 @@ class Session(requests.Session):
     not block (``pool_block=False``), as in requests. Pass ``pool_connections``/``pool_maxsize``
     to change them, or ``mount`` your own adapters.
 
+    Crawler-grade defaults (each keyword-only; None turns it off, as in requests):
+    ``idle_timeout=45`` s (:data:`DEFAULT_IDLE_TIMEOUT`: below the NAT, load balancer and
+    server idle limits that drop connections silently), ``max_lifetime=600`` s
+    (:data:`DEFAULT_MAX_LIFETIME`: follows DNS and rebalancing), and the "Connection pool is
+    full" warning once per pool, then a summary every 100 discards. Expired and stale
+    connections are closed at checkout (no background thread), and an idempotent request that
+    meets a connection the server closed is sent again once (Go's rules). See
+    :meth:`pool_stats` and :meth:`add_trace_hook`.
+
     The environment: with ``trust_env`` (the default) the proxy variables (``getproxies``,
     ``no_proxy``), the netrc file and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` are read once,
     on the first request, and reused. Call :meth:`refresh_environment` after changing
@@ -411,6 +431,8 @@ class Session(requests.Session):
         *,
         pool_connections: int = DEFAULT_POOL_CONNECTIONS,
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
     ) -> None:
         self._init_state()
         # requests.Session.__init__'s settings (a test keeps them in step), without building
@@ -427,14 +449,15 @@ class Session(requests.Session):
         self.trust_env = True
         self.cookies = ThreadSafeCookieJar()
         self.adapters = _AdapterMap()
-        self.mount(
-            "https://",
-            DEFAULT_ADAPTER(pool_connections=pool_connections, pool_maxsize=pool_maxsize),
-        )
-        self.mount(
-            "http://",
-            DEFAULT_ADAPTER(pool_connections=pool_connections, pool_maxsize=pool_maxsize),
-        )
+        kw: dict[str, Any] = {"pool_connections": pool_connections, "pool_maxsize": pool_maxsize}
+        if issubclass(DEFAULT_ADAPTER, HTTPAdapter):
+            kw.update(
+                idle_timeout=idle_timeout,
+                max_lifetime=max_lifetime,
+                pool_full_warning="first",
+            )
+        self.mount("https://", DEFAULT_ADAPTER(**kw))
+        self.mount("http://", DEFAULT_ADAPTER(**kw))
 
     def _init_state(self) -> None:
         self._environment: Environment | None = None
@@ -470,6 +493,25 @@ class Session(requests.Session):
             return self.adapters.router().match(url)  # type: ignore[no-any-return]
         except NoMatchError:
             raise InvalidSchema(MSG_NO_MATCH.format(url=url)) from None
+
+    def _fastpool_adapters(self) -> list[HTTPAdapter]:
+        seen: dict[int, HTTPAdapter] = {}
+        for adapter in self.adapters.values_snapshot():
+            if isinstance(adapter, HTTPAdapter):
+                seen.setdefault(id(adapter), adapter)
+        return list(seen.values())
+
+    def pool_stats(self) -> Any:
+        """A :class:`fastpool.stats.PoolStats` over the distinct mounted fastpool adapters."""
+        from .stats import merge
+
+        return merge([adapter.pool_stats() for adapter in self._fastpool_adapters()])
+
+    def add_trace_hook(self, event: str, hook: Any) -> None:
+        """Call ``hook(TraceEvent)`` on ``event`` in every mounted fastpool adapter (mounted
+        now; mount later adapters with their own hooks). See :mod:`fastpool.trace`."""
+        for adapter in self._fastpool_adapters():
+            adapter.add_trace_hook(event, hook)
 
     def close(self) -> None:
         """Close every mounted adapter (their pools and idle connections)."""

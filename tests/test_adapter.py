@@ -61,7 +61,13 @@ def test_signature_is_stock_plus_keyword_only_options() -> None:
         (p.name, p.default, p.kind) for p in stock.parameters.values()
     ]
     extra = {p.name: p.default for p in ours.parameters.values() if p.kind is keyword_only}
-    assert extra == {"pool_timeout": None}
+    assert extra == {
+        "pool_timeout": None,
+        "idle_timeout": None,
+        "max_lifetime": None,
+        "max_connections_per_host": None,
+        "pool_full_warning": "always",
+    }
 
 
 def _state(adapter: Any) -> dict[str, Any]:
@@ -84,7 +90,7 @@ def _state(adapter: Any) -> dict[str, Any]:
 def test_state_equals_stock(args: tuple, kwargs: dict[str, Any]) -> None:
     ours = HTTPAdapter(*args, **kwargs)
     stock = STOCK(*args, **kwargs)
-    assert _state(ours) == {**_state(stock), "_pool_timeout": None}
+    assert _state(ours) == {**_state(stock), "_pool_timeout": None, "_pool_options": {}}
     assert ours.proxy_manager == {} and ours.config == {}
     assert type(ours.poolmanager) is fastpool.PoolManager
     assert ours.pool_timeout is None
@@ -520,3 +526,47 @@ def test_split_url_serves_prepared_urls(rest: str) -> None:
     request = requests.Request("GET", "http://h.example:81/" + rest.strip()).prepare()
     assert request.url is not None
     assert _split_url(request.url) == ("http://h.example:81", request.path_url)
+
+
+def test_verify_ca_path_takes_the_fast_route(https_server, ca_bundle, tmp_path):
+    # Bug: with REQUESTS_CA_BUNDLE set, every request carried verify=<path> and took the slow
+    # route. The fast route caches the path's pool kwargs; answers stay stock's.
+    import os
+
+    import requests
+
+    adapter = HTTPAdapter()
+    session = requests.Session()
+    session.mount("https://", adapter)
+    for _ in range(3):
+        assert session.get(https_server.url + "/bytes/3", verify=ca_bundle).content == b"abc"
+    assert adapter._ca_paths == {ca_bundle: {"ca_certs": ca_bundle, "cert_reqs": "CERT_REQUIRED"}}
+    assert https_server.connections == 1
+    [(_, pool)] = adapter.poolmanager.pools.items()
+    assert pool.ca_certs == ca_bundle and pool.cert_reqs == "CERT_REQUIRED"
+    # a directory of CA certificates (c_rehash layout) is ca_cert_dir, as stock
+    ca_dir = tmp_path / "cas"
+    ca_dir.mkdir()
+    assert adapter._ca_path_kwargs(os.fspath(ca_dir)) == {
+        "ca_cert_dir": os.fspath(ca_dir),
+        "cert_reqs": "CERT_REQUIRED",
+    }
+    # a missing bundle still fails as stock does
+    with pytest.raises(OSError, match="Could not find a suitable TLS CA certificate bundle"):
+        session.get(https_server.url + "/bytes/3", verify=os.fspath(tmp_path / "missing.pem"))
+    session.close()
+
+
+def test_crawler_options_reach_the_pools_and_survive_pickling(app_server) -> None:
+    adapter = HTTPAdapter(idle_timeout=30, max_lifetime=600, max_connections_per_host=4)
+    adapter = pickle.loads(pickle.dumps(adapter))
+    session = requests.Session()
+    session.mount("http://", adapter)
+    assert session.get(app_server.url + "/bytes/2").content == b"ab"
+    [(_, pool)] = adapter.poolmanager.pools.items()
+    assert (pool.idle_timeout, pool.max_lifetime, pool.pool.limit) == (30.0, 600.0, 4)
+    stats = adapter.pool_stats()
+    assert stats.total.created == 1
+    session.close()
+    with pytest.raises(ValueError, match="pool_full_warning"):
+        HTTPAdapter(pool_full_warning="never")

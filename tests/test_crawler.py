@@ -1,0 +1,276 @@
+"""Crawler-grade pooling (issue 6): eviction under load, expiry, per-host caps, Go's retry rules,
+trace call points. Real servers on 127.0.0.0/8; every case ends with accounting at zero."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+from servers import close_after
+from urllib3.exceptions import EmptyPoolError, ProtocolError
+
+import fastpool
+from fastpool.pool import HTTPConnectionPool
+from fastpool.poolmanager import PoolManager
+from fastpool.trace import Trace
+
+
+class RecordingManager(PoolManager):
+    """A PoolManager that remembers every pool it made (evicted ones included)."""
+
+    def __init__(self, *args, **kw):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kw)
+        self.made: list[HTTPConnectionPool] = []
+
+    def _new_pool(self, *args, **kw):  # type: ignore[no-untyped-def]
+        pool = super()._new_pool(*args, **kw)
+        self.made.append(pool)
+        return pool
+
+
+def _all_back(pools) -> None:  # type: ignore[no-untyped-def]
+    for pool in pools:
+        assert pool.pool.in_use == 0, pool
+        if pool.retired:
+            assert pool.pool.idle == 0, pool
+
+
+def _run_threads(work, n: int) -> list[BaseException]:  # type: ignore[no-untyped-def]
+    errors: list[BaseException] = []
+
+    def wrapped(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            errors.append(e)
+
+    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    return errors
+
+
+def test_eviction_never_breaks_a_request_holding_the_pool(server_factory):
+    # Bug 1: tiny num_pools, many hosts, many threads: a pool is evicted by another thread
+    # between lookup and checkout all the time; no request may fail for it.
+    servers = [server_factory(f"127.0.0.{i}") for i in range(2, 14)]
+    pm = RecordingManager(num_pools=2, retries=False)
+
+    def work(i: int) -> None:
+        for n in range(40):
+            server = servers[(i + n) % len(servers)]
+            assert len(pm.request("GET", server.url + "/bytes/10").data) == 10
+
+    errors = _run_threads(work, 16)
+    assert not errors, errors[:3]
+    assert pm.evicted_pools > 0
+    pm.clear()
+    _all_back(pm.made)
+    assert sum(s.requests for s in servers) == 16 * 40
+
+
+def test_eviction_race_through_requests_over_https(server_factory, tls_ca, ca_bundle):
+    # The peer benchmark's shape: the adapter's default 10 pools, 16 threads, more hosts.
+    import ssl
+
+    hosts = [f"127.0.0.{i}" for i in range(2, 26)]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert(*hosts).configure_cert(context)
+    servers = [server_factory(host, tls=context) for host in hosts]
+    session = requests.Session()
+    adapter = fastpool.HTTPAdapter()
+    session.mount("https://", adapter)
+
+    def work(i: int) -> None:
+        for n in range(15):
+            server = servers[(i * 7 + n) % len(servers)]
+            r = session.get(server.url + "/bytes/5", verify=ca_bundle)
+            assert r.status_code == 200 and len(r.content) == 5
+
+    errors = _run_threads(work, 16)
+    assert not errors, errors[:3]
+    manager = adapter.poolmanager
+    assert manager.evicted_pools > 0
+    pools = [pool for _, pool in manager.pools.items()]
+    adapter.close()
+    _all_back(pools)
+
+
+def test_user_close_still_raises_closed_pool_error(app_server):
+    pool = HTTPConnectionPool(app_server.host, app_server.port)
+    pool.close()
+    with pytest.raises(fastpool.exceptions.PoolClosedError):
+        pool.request("GET", "/bytes/1")
+
+
+def test_retired_pool_keeps_nothing_idle(app_server):
+    with PoolManager() as pm:
+        held = pm.request("GET", app_server.url + "/bytes/100", preload_content=False)
+        pool = pm.connection_from_url(app_server.url)
+        pm.clear()
+        assert pool.retired
+        assert len(held.read()) == 100
+        # the connection came back to a retired pool: closed, not kept
+        assert pool.pool.in_use == 0 and pool.pool.idle == 0
+        assert held.connection is None
+
+
+def test_idle_timeout_closes_at_checkout(app_server):
+    with PoolManager(idle_timeout=0.2) as pm:
+        pm.request("GET", app_server.url + "/bytes/1")
+        pm.request("GET", app_server.url + "/bytes/1")
+        assert app_server.connections == 1
+        time.sleep(0.3)
+        assert pm.request("GET", app_server.url + "/bytes/1").status == 200
+        assert app_server.connections == 2
+        pool = pm.connection_from_url(app_server.url)
+        assert pool.expired_idle == 1 and pool.expired_lifetime == 0
+        assert pool.pool.in_use == 0
+
+
+def test_idle_timeout_expires_every_older_idle_connection(app_server):
+    with PoolManager(idle_timeout=0.2, maxsize=4) as pm:
+        held = [
+            pm.request("GET", app_server.url + "/bytes/1", preload_content=False) for _ in range(3)
+        ]
+        for r in held:
+            r.read()
+        pool = pm.connection_from_url(app_server.url)
+        assert pool.pool.idle == 3
+        time.sleep(0.3)
+        pm.request("GET", app_server.url + "/bytes/1")
+        assert pool.expired_idle == 3
+        assert pool.pool.idle == 1 and pool.pool.in_use == 0
+
+
+def test_max_lifetime_closes_old_connections(app_server):
+    with PoolManager(max_lifetime=0.2) as pm:
+        pm.request("GET", app_server.url + "/bytes/1")
+        time.sleep(0.3)
+        pm.request("GET", app_server.url + "/bytes/1")
+        pool = pm.connection_from_url(app_server.url)
+        assert pool.expired_lifetime == 1
+        assert app_server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"idle_timeout": -1}, "idle_timeout"),
+        ({"max_lifetime": "x"}, "max_lifetime"),
+        ({"max_connections_per_host": 0}, "limit"),
+        ({"pool_timeout": -1}, "pool_timeout"),
+    ],
+)
+def test_bad_options_name_themselves(kw, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        PoolManager(**kw)
+
+
+def test_per_host_cap_and_pool_timeout(app_server):
+    with PoolManager(max_connections_per_host=1, pool_timeout=0.1) as pm:
+        held = pm.request("GET", app_server.url + "/bytes/10", preload_content=False)
+        with pytest.raises(EmptyPoolError):
+            pm.request("GET", app_server.url + "/bytes/10")
+        held.read()
+        assert pm.request("GET", app_server.url + "/bytes/10").status == 200
+        pool = pm.connection_from_url(app_server.url)
+        assert pool.pool.in_use == 0 and pool.pool.wait_count == 1
+
+
+def test_adapter_maps_pool_wait_timeout(app_server):
+    adapter = fastpool.HTTPAdapter(pool_maxsize=1, pool_block=True, pool_timeout=0.1)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    held = session.get(app_server.url + "/bytes/10", stream=True)
+    with pytest.raises(fastpool.adapters.PoolTimeout):
+        session.get(app_server.url + "/bytes/10")
+    held.close()
+    assert session.get(app_server.url + "/bytes/10").status_code == 200
+    session.close()
+
+
+def _fault_pool(server) -> HTTPConnectionPool:  # type: ignore[no-untyped-def]
+    return HTTPConnectionPool(server.host, server.port, retries=False)
+
+
+def test_post_with_idempotency_key_is_retried(fault_server_factory):
+    server = fault_server_factory(close_after(1, how="wait"))
+    with _fault_pool(server) as pool:
+        pool.request("POST", "/", body=b"x")
+        r = pool.request("POST", "/", body=b"x", headers={"Idempotency-Key": "k1"})
+        assert r.data == b"ok" and pool.retried == 1
+        assert pool.pool.in_use == 0
+
+
+def test_post_without_key_is_never_replayed(fault_server_factory):
+    server = fault_server_factory(close_after(1, how="wait"))
+    with _fault_pool(server) as pool:
+        pool.request("POST", "/", body=b"x")
+        with pytest.raises(ProtocolError):
+            pool.request("POST", "/", body=b"x")
+        assert pool.retried == 0 and pool.pool.in_use == 0
+
+
+def test_streamed_body_is_never_replayed(fault_server_factory):
+    # A generator cannot be rewound: even an idempotent method is not sent twice.
+    server = fault_server_factory(close_after(1, how="wait"))
+    with _fault_pool(server) as pool:
+        pool.request("PUT", "/", body=b"x", headers={"Idempotency-Key": "k"})
+        with pytest.raises(ProtocolError):
+            pool.urlopen("PUT", "/", body=iter([b"x"]), headers={"Idempotency-Key": "k"})
+        assert pool.retried == 0 and pool.pool.in_use == 0
+
+
+def test_get_race_is_counted_and_traced(fault_server_factory):
+    server = fault_server_factory(close_after(1, how="wait"))
+    seen: list[str] = []
+    trace = Trace()
+    trace.add("*", lambda event: seen.append(event.name))
+    with PoolManager(retries=False, trace=trace) as pm:
+        pm.request("GET", server.url + "/")
+        seen.clear()
+        assert pm.request("GET", server.url + "/").data == b"ok"
+        pool = pm.connection_from_url(server.url)
+        assert pool.retried == 1
+    assert seen[:2] == ["get_conn", "got_conn"]
+    assert "retry" in seen and seen[-1] == "put_idle"
+
+
+def test_trace_events_new_reused_full_and_evict(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    events: list[tuple[str, dict]] = []
+    pm = PoolManager(num_pools=1)
+    pm.request("GET", a.url + "/bytes/1")  # a pool made before tracing gets the trace too
+    pm.add_trace_hook("*", lambda e: events.append((e.name, dict(e.info))))
+    pm.request("GET", a.url + "/bytes/1")
+    assert [name for name, _ in events] == ["get_conn", "got_conn", "first_byte", "put_idle"]
+    assert events[1][1]["reused"] is True and events[1][1]["idle_time"] >= 0
+    events.clear()
+    one = pm.request("GET", a.url + "/bytes/1", preload_content=False)
+    two = pm.request("GET", a.url + "/bytes/1", preload_content=False)
+    one.read()
+    two.read()  # maxsize=1: the second connection back is discarded
+    assert ("discard", {"host": "127.0.0.2", "port": a.port, "reason": "pool_full"}) in events
+    events.clear()
+    pm.request("GET", b.url + "/bytes/1")
+    evict = next(info for name, info in events if name == "evict_pool")
+    assert evict == {"host": "127.0.0.2", "port": a.port, "idle_closed": 1}
+    got = next(info for name, info in events if name == "got_conn")
+    assert got["reused"] is False and got["idle_time"] is None
+    pm.clear()
+
+
+def test_stats_snapshot_counts_evicted_pools(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    with PoolManager(num_pools=1) as pm:
+        for server in (a, b, a):
+            pm.request("GET", server.url + "/bytes/1")
+        stats = pm.stats()
+        assert stats.evicted_pools == 2
+        assert stats.total.created == 3
