@@ -289,6 +289,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word if n == 1 else word + 's'}"
 
 
+def _was(n: int) -> str:
+    return "was" if n == 1 else "were"
+
+
 def _advise_evictions(part: PoolStats, hosts: int | None) -> str | None:
     if not part.evicted_pools:
         return None
@@ -297,7 +301,7 @@ def _advise_evictions(part: PoolStats, hosts: int | None) -> str | None:
     # A host visited again after its pool was evicted dials anew: its idle connections went.
     text = (
         f"pool_connections={size}{used}: {_plural(part.evicted_pools, 'pool')} "
-        f"{'was' if part.evicted_pools == 1 else 'were'} evicted to make room for other hosts, "
+        f"{_was(part.evicted_pools)} evicted to make room for other hosts, "
         "closing their idle connections, so a host visited again opened a new connection"
     )
     if hosts is not None and hosts > size:
@@ -322,14 +326,14 @@ def _advise_discards(stats: PoolStats, threads: int | None) -> list[str]:
             why = f"pool_maxsize={maxsize} was smaller than the requests in flight to one host"
             fix = "set pool_maxsize to the number of threads that send to one host"
         tips.append(
-            f"{_plural(count, 'connection')} {'was' if count == 1 else 'were'} discarded because "
+            f"{_plural(count, 'connection')} {_was(count)} discarded because "
             f"{why} ({_hosts_named(hosts, 'discarded_full')}); each one was opened and closed "
             f"instead of being reused; {fix}."
         )
     if evicted > 0:
         tips.append(
             f"{_plural(evicted, 'connection')} of pools since evicted "
-            f"{'was' if evicted == 1 else 'were'} discarded because the pool was full; "
+            f"{_was(evicted)} discarded because the pool was full; "
             "set pool_maxsize to the number of threads that send to one host."
         )
     return tips
@@ -361,7 +365,7 @@ def _advise_expiry(total: HostStats) -> str | None:
         return None
     return (
         f"{_plural(total.expired_idle, 'idle connection')} outlived idle_timeout and "
-        f"{'was' if total.expired_idle == 1 else 'were'} closed instead of reused (against "
+        f"{_was(total.expired_idle)} closed instead of reused (against "
         f"{total.reused:,} reuses): normal for hosts visited rarely; if the servers keep "
         "connections open longer than idle_timeout, raising it saves those connects."
     )
@@ -382,7 +386,7 @@ def _advise_retries(total: HostStats) -> str | None:
     if not total.retried:
         return None
     return (
-        f"{_plural(total.retried, 'request')} {'was' if total.retried == 1 else 'were'} sent "
+        f"{_plural(total.retried, 'request')} {_was(total.retried)} sent "
         "again because the connection failed before any response (a keep-alive connection "
         "the server had closed, or a failed connect); if this grows with dropped connections, "
         "lower idle_timeout."

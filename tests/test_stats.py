@@ -235,6 +235,19 @@ def test_advice_on_discards_names_hosts_and_threads() -> None:
     assert "pool_maxsize=10 was smaller than the requests in flight" in tip
 
 
+def test_advice_on_discards_of_evicted_pools(lru_cls: type) -> None:
+    stats = snapshot(Manager(lru_cls(10), evicted_totals={"discarded_full": 5}))
+    [tip] = advise(stats)
+    assert tip.startswith("5 connections of pools since evicted were discarded")
+
+
+def test_advice_on_waits_at_a_connection_limit() -> None:
+    stats = pool_stats(stats_for(wait_count=3, wait_time=0.03))
+    [tip] = advise(stats, threads=32)
+    assert tip.startswith("requests waited 30.0ms in total for a free connection (3 waits, 10.0ms")
+    assert tip.endswith("the connection limit was reached; raise it if the servers can take more.")
+
+
 def test_advice_on_waits_with_pool_block() -> None:
     stats = pool_stats(stats_for(block=True, wait_count=57, wait_time=1.3))
     [tip] = advise(stats, threads=32)
