@@ -300,3 +300,51 @@ def test_a_raising_hook_never_breaks_a_request_nor_leaks_a_slot(
         assert (pool.pool.in_use, pool.pool.idle) == (0, 1)
     assert app_server.connections == 1
     assert any("broken on got_conn" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+@needs_call_points
+def test_tls_done_follows_connect_done(https_server: Any, ca_bundle: str) -> None:
+    recorder = Recorder()
+    with traced_manager(recorder, ca_certs=ca_bundle) as manager:
+        assert manager.request("GET", f"{https_server.url}/bytes/1").status == 200
+    names = recorder.names()
+    assert _before(names, "connect_done", "tls_done")
+    [tls] = recorder.named("tls_done")
+    assert tls["error"] is None
+    assert tls["seconds"] >= 0.0
+
+
+@needs_call_points
+def test_tls_done_carries_the_handshake_error(untrusted_https_server: Any, ca_bundle: str) -> None:
+    recorder = Recorder()
+    with traced_manager(recorder, ca_certs=ca_bundle, retries=False) as manager:
+        with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
+            manager.request("GET", f"{untrusted_https_server.url}/bytes/1")
+        [(_, pool)] = manager.pools.items()
+        assert pool.pool.in_use == 0  # the failed dial gave its slot back
+    [tls] = recorder.named("tls_done")
+    assert isinstance(tls["error"], BaseException)
+    assert "put_idle" not in recorder.names()
+
+
+@needs_call_points
+def test_wait_events_when_the_pool_blocks(app_server: Any) -> None:
+    recorder = Recorder()
+    with traced_manager(recorder, maxsize=1, block=True) as manager:
+        slow = threading.Thread(
+            target=manager.request, args=("GET", f"{app_server.url}/slow?delay=0.3")
+        )
+        slow.start()
+        # Once the slow request holds the only connection, this one has to wait for it.
+        for _ in range(200):
+            if recorder.named("connect_done"):
+                break
+            threading.Event().wait(0.01)
+        assert manager.request("GET", f"{app_server.url}/bytes/1").status == 200
+        slow.join(10)
+    [start] = recorder.named("wait_start")
+    [end] = recorder.named("wait_end")
+    assert end["timed_out"] is False
+    assert 0.0 < end["seconds"] < 10
+    assert end.time >= start.time
+    assert app_server.connections == 1
