@@ -160,6 +160,10 @@ class PoolStats:
         """The single-manager snapshots this one is made of (itself when it is one)."""
         return self.managers or (self,)
 
+    def advise(self, *, threads: int | None = None, hosts: int | None = None) -> list[str]:
+        """The same as :func:`advise` on this snapshot (``threads``/``hosts`` default None)."""
+        return advise(self, threads=threads, hosts=hosts)
+
     def as_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict: ``hosts`` (a list of dicts), ``total``, ``num_pools``,
         ``evicted_pools`` and, for merged stats, ``managers``."""

@@ -206,6 +206,7 @@ def test_no_advice_when_nothing_is_wrong() -> None:
 def test_advice_on_evictions_names_the_size_to_set() -> None:
     stats = pool_stats(stats_for(created=4300), num_pools=10, evicted_pools=4213)
     [tip] = advise(stats, hosts=57)
+    assert stats.advise(hosts=57) == [tip]
     assert tip.startswith("pool_connections=10 but 57 hosts were used: 4,213 pools were evicted")
     assert tip.endswith("set pool_connections >= 57.")
     [tip] = advise(stats)
