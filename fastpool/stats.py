@@ -189,7 +189,9 @@ class PoolStats:
             hosts = busiest[:max_hosts]
             left_out = len(self.hosts) - max_hosts
         rows = [_row(host.origin, host) for host in hosts]
-        label = f"total ({_plural(len(self.hosts), 'pool')} of {self.num_pools}"
+        # Merged managers: each one's capacity, "10+10" for a Session's http and https adapters.
+        capacity = "+".join(str(part.num_pools) for part in self.parts())
+        label = f"total ({_plural(len(self.hosts), 'pool')} of {capacity}"
         label += f", {self.evicted_pools:,} evicted)" if self.evicted_pools else ")"
         rows.append(_row(label, self.total))
         shown = [

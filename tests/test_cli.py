@@ -206,7 +206,7 @@ def test_connection_counts_and_pool_connections_advice(server_factory: Callable[
     assert opened == 9
     assert f"{opened} started for 3 hosts" in out
     # The pool stats agree with the server: 9 created, 7 pools evicted (all but the last two).
-    assert "total (2 pools of 4, 7 evicted)" in out  # two adapters (http, https) of 2 pools
+    assert "total (2 pools of 2+2, 7 evicted)" in out  # two adapters (http, https) of 2 pools
     assert column(pool_rows(out)["total"], "created") == "9"
     assert "advice - pool_connections=2 but 3 hosts were used: 7 pools were evicted" in flat(out)
     assert "set pool_connections >= 3." in flat(out)

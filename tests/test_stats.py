@@ -191,6 +191,7 @@ def test_merge_sums_and_keeps_each_manager() -> None:
     assert merged.managers == (plain, proxied)
     assert merge([merged, plain]).managers == (plain, proxied, plain)  # flat, never nested
     assert [part["num_pools"] for part in merged.as_dict()["managers"]] == [10, 2]
+    assert merged.table()[-1].startswith("total (2 pools of 10+2, 4 evicted)")
     empty = merge([])
     assert (empty.hosts, empty.num_pools, empty.total.created) == ((), 0, 0)
 
