@@ -48,8 +48,9 @@ class HostStats:
 
     Gauges: ``open`` connections (``idle + in_use``), ``idle`` ones kept for reuse, ``in_use``
     (checked out, including those being dialed), ``waiters`` (requests waiting for a slot).
-    Counters since the pool was created: ``created`` (new connections), ``reused`` (requests
-    served by an idle connection), ``discarded_full`` (connections closed because
+    Counters since the pool was created: ``created`` (checkouts that dialed a new
+    connection), ``reused`` (checkouts given an idle connection; one found dropped or expired
+    there is re-dialed in place and counted in ``dropped_stale``/``expired_*`` as well), ``discarded_full`` (connections closed because
     ``maxsize`` were already idle: "Connection pool is full"), ``expired_idle`` and
     ``expired_lifetime`` (closed at checkout for ``idle_timeout``/``max_lifetime``),
     ``dropped_stale`` (found closed by the server when about to be reused), ``retried``
@@ -371,8 +372,8 @@ def _advise_expiry(total: HostStats) -> str | None:
         return None
     return (
         f"{_plural(total.expired_idle, 'idle connection')} outlived idle_timeout and "
-        f"{_was(total.expired_idle)} closed instead of reused (against "
-        f"{total.reused:,} reuses): normal for hosts visited rarely; if the servers keep "
+        f"{_was(total.expired_idle)} closed instead of reused: normal for hosts visited "
+        "rarely; if the servers keep "
         "connections open longer than idle_timeout, raising it saves those connects."
     )
 

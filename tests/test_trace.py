@@ -348,3 +348,30 @@ def test_wait_events_when_the_pool_blocks(app_server: Any) -> None:
     assert 0.0 < end["seconds"] < 10
     assert end.time >= start.time
     assert app_server.connections == 1
+
+
+def test_hooks_added_and_removed_while_other_threads_emit() -> None:
+    trace = Trace()
+    counted = Recorder()
+    trace.add("put_idle", counted)
+    stop = threading.Event()
+    emitted = [0] * 4
+
+    def emitter(index: int) -> None:
+        while not stop.is_set() and emitted[index] < 20_000:
+            trace.emit("put_idle", host="h", port=1)
+            emitted[index] += 1
+
+    threads = [threading.Thread(target=emitter, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    extra = Recorder()
+    for _ in range(500):  # bounded: registrations race the emitters
+        trace.add("put_idle", extra)
+        trace.remove("put_idle", extra)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    # The permanent hook saw every emission; the registry is back to that one hook.
+    assert len(counted.events) == sum(emitted)
+    assert trace.hooks("put_idle") == (counted,)
