@@ -38,8 +38,6 @@ COUNTERS = (
 )
 # Fields that say how things are right now.
 _GAUGES = ("open", "idle", "in_use", "waiters")
-# Counters the pool object keeps (the others are the HostQueue's).
-_POOL_COUNTERS = ("expired_idle", "expired_lifetime", "dropped_stale", "retried")
 
 
 @dataclass(frozen=True, **_SLOTS)
@@ -50,13 +48,14 @@ class HostStats:
     (checked out, including those being dialed), ``waiters`` (requests waiting for a slot).
     Counters since the pool was created: ``created`` (checkouts that dialed a new
     connection), ``reused`` (checkouts given an idle connection; one found dropped or expired
-    there is re-dialed in place and counted in ``dropped_stale``/``expired_*`` as well), ``discarded_full`` (connections closed because
-    ``maxsize`` were already idle: "Connection pool is full"), ``expired_idle`` and
-    ``expired_lifetime`` (closed at checkout for ``idle_timeout``/``max_lifetime``),
-    ``dropped_stale`` (found closed by the server when about to be reused), ``retried``
-    (requests sent again after the connection failed), ``wait_count`` and ``wait_time``
-    (requests that waited for a slot, and their total seconds). Settings: ``maxsize`` (idle
-    connections kept: ``pool_maxsize``) and ``block`` (``pool_block``).
+    there is re-dialed in place and counted in ``dropped_stale``/``expired_*`` as well),
+    ``discarded_full`` (connections closed because ``maxsize`` were already idle: "Connection
+    pool is full"), ``expired_idle`` and ``expired_lifetime`` (closed at checkout for
+    ``idle_timeout``/``max_lifetime``), ``dropped_stale`` (found closed by the server when
+    about to be reused), ``retried`` (requests sent again after the connection failed),
+    ``wait_count`` and ``wait_time`` (requests that waited for a slot, and their total
+    seconds). Settings: ``maxsize`` (idle connections kept: ``pool_maxsize``) and ``block``
+    (``pool_block``).
     """
 
     scheme: str
