@@ -1,8 +1,9 @@
 """Trace hooks: see each step a pool takes for a request, as it happens.
 
-A :class:`Trace` is a registry of callables per event. ``PoolManager.trace`` holds one; the
-pools call :meth:`Trace.emit` at the points listed in :data:`EVENTS`, and only when at least one
-hook is registered (an empty Trace is falsy, so the request path checks one ``is not None``).
+A :class:`Trace` is a registry of callables per event. Register hooks with
+``add_trace_hook(event, hook)`` on a PoolManager, an HTTPAdapter or a Session (or pass
+``PoolManager(trace=Trace())``): the pools then call :meth:`Trace.emit` at the points listed
+in :data:`EVENTS`. Without a Trace (the default) a request pays one ``is not None`` check.
 
 >>> trace = Trace()
 >>> trace.add("got_conn", lambda event: print(event.name, event["reused"]))
@@ -17,8 +18,8 @@ Payloads (``host`` and ``port`` are the pool's origin in every event):
 
 - ``get_conn``: ``host, port`` - a request asks its pool for a connection.
 - ``got_conn``: ``host, port, reused: bool, idle_time: float | None`` - it has one; ``reused``
-  is False for a new connection (then ``idle_time`` is None), else ``idle_time`` is the seconds
-  it sat idle.
+  is False for a new connection (then ``idle_time`` is None, and ``connect_start`` follows),
+  else ``idle_time`` is the seconds it sat idle.
 - ``connect_start``: ``host, port`` - a new connection starts dialing.
 - ``connect_done``: ``host, port, seconds: float, error: BaseException | None`` - the TCP
   connect (and proxy tunnel) ended, successfully when ``error`` is None.
@@ -47,7 +48,7 @@ __all__ = ("ALL", "DISCARD_REASONS", "EVENTS", "Hook", "Trace", "TraceEvent")
 
 log = logging.getLogger("fastpool.trace")
 
-#: Every event a pool emits, in the order they happen for one request.
+#: Every event a pool emits, roughly in the order they happen for one request.
 EVENTS = (
     "get_conn",
     "got_conn",
