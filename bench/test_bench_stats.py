@@ -12,7 +12,6 @@ manager with 100 warm pools, and :func:`~fastpool.stats.advise` on it. No assert
 
 from __future__ import annotations
 
-import inspect
 import statistics
 from typing import Any
 
@@ -24,8 +23,6 @@ from fastpool.stats import advise, snapshot
 from fastpool.trace import ALL, Trace, TraceEvent
 
 MODES = ["off", "empty", "hook"]
-_TRACING = "trace" in inspect.signature(fastpool.PoolManager).parameters
-needs_tracing = pytest.mark.skipif(not _TRACING, reason="PoolManager(trace=...) not available")
 
 
 def _noop(event: TraceEvent) -> None:
@@ -42,7 +39,6 @@ def traced_manager(mode: str) -> Any:
     return fastpool.PoolManager(trace=trace)
 
 
-@needs_tracing
 @pytest.mark.parametrize("mode", MODES)
 def test_request(benchmark: Any, nginx: Any, mode: str) -> None:
     benchmark.group = "trace: PoolManager.request GET HTTP /100b"
@@ -53,7 +49,6 @@ def test_request(benchmark: Any, nginx: Any, mode: str) -> None:
     manager.clear()
 
 
-@needs_tracing
 def test_trace_ratios(benchmark: Any, nginx: Any) -> None:
     """The three modes interleaved (5 rounds of 1,000 requests each), medians and ratios."""
     benchmark.group = "trace: ratios (interleaved)"

@@ -318,10 +318,6 @@ def test_snapshot_reads_a_live_pool_in_use(app_server: Any) -> None:
     assert (after.total.in_use, after.total.idle) == (0, 1)
 
 
-_EVICTIONS = hasattr(fastpool.PoolManager(), "evicted_pools")
-
-
-@pytest.mark.skipif(not _EVICTIONS, reason="PoolManager.evicted_pools has not landed yet")
 def test_evictions_are_counted_and_their_counters_kept(server_factory: Callable[..., Any]) -> None:
     servers = [server_factory(f"127.0.0.{n}") for n in (2, 3, 4)]
     with fastpool.PoolManager(num_pools=2) as manager:
@@ -336,9 +332,6 @@ def test_evictions_are_counted_and_their_counters_kept(server_factory: Callable[
     assert tip.startswith("pool_connections=2 but 3 hosts were used: 4 pools were evicted")
 
 
-@pytest.mark.skipif(
-    not hasattr(fastpool.PoolManager, "stats"), reason="PoolManager.stats() has not landed yet"
-)
 def test_manager_stats_method_is_the_snapshot(app_server: Any) -> None:
     manager = fastpool.PoolManager()
     _get(manager, f"{app_server.url}/bytes/1")
@@ -367,3 +360,18 @@ def test_snapshots_during_traffic(app_server: Any) -> None:
     assert final.total.created + final.total.reused == 200
     assert final.total.created == app_server.connections
     assert (final.total.in_use, final.total.waiters) == (0, 0)
+
+
+def test_session_and_adapter_pool_stats(server_factory: Callable[..., Any]) -> None:
+    servers = [server_factory(f"127.0.0.{n}") for n in (2, 3)]
+    with fastpool.Session() as session:
+        for server in servers:
+            for _ in range(2):
+                assert session.get(f"{server.url}/bytes/1").status_code == 200
+        stats = session.pool_stats()
+        adapter_stats = session.get_adapter(servers[0].url).pool_stats()
+    assert isinstance(stats, PoolStats)
+    assert sorted(h.host for h in stats.hosts) == ["127.0.0.2", "127.0.0.3"]
+    assert (stats.total.created, stats.total.reused) == (2, 2)
+    assert len(stats.managers) >= 2  # the http:// and https:// adapters at least
+    assert adapter_stats.total.created == 2

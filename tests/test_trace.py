@@ -3,7 +3,6 @@ servers (new connection, reuse, pool-full discard, retry, eviction, a hook that 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from typing import Any, Callable
@@ -177,11 +176,6 @@ def test_discard_reasons_are_the_documented_ones() -> None:
 
 # --- a real PoolManager --------------------------------------------------------------------------
 
-_TRACING = "trace" in inspect.signature(fastpool.PoolManager).parameters
-needs_call_points = pytest.mark.skipif(
-    not _TRACING, reason="PoolManager(trace=...) and the pools' call points have not landed yet"
-)
-
 
 def traced_manager(recorder: Recorder, **kw: Any) -> Any:
     trace = Trace()
@@ -193,7 +187,6 @@ def _before(names: list[str], first: str, second: str) -> bool:
     return names.index(first) < names.index(second)
 
 
-@needs_call_points
 def test_events_of_a_new_then_a_reused_connection(app_server: Any) -> None:
     recorder = Recorder()
     with traced_manager(recorder) as manager:
@@ -218,7 +211,6 @@ def test_events_of_a_new_then_a_reused_connection(app_server: Any) -> None:
     assert (got["host"], got["port"]) == ("127.0.0.1", app_server.port)
 
 
-@needs_call_points
 def test_new_connection_payloads(app_server: Any) -> None:
     recorder = Recorder()
     with traced_manager(recorder) as manager:
@@ -232,7 +224,6 @@ def test_new_connection_payloads(app_server: Any) -> None:
     assert first["seconds"] >= 0.0
 
 
-@needs_call_points
 def test_pool_full_discard_event(app_server: Any) -> None:
     recorder = Recorder()
     url = f"{app_server.url}/hold?key=trace-full&n=2"
@@ -248,7 +239,6 @@ def test_pool_full_discard_event(app_server: Any) -> None:
     assert len(recorder.named("put_idle")) == 1
 
 
-@needs_call_points
 def test_retry_event_on_a_connection_the_server_closed(
     fault_server_factory: Callable[..., Any],
 ) -> None:
@@ -268,7 +258,6 @@ def test_retry_event_on_a_connection_the_server_closed(
     assert recorder.named("connect_start")
 
 
-@needs_call_points
 def test_evict_pool_event(server_factory: Callable[..., Any]) -> None:
     servers = [server_factory(f"127.0.0.{n}") for n in (2, 3)]
     recorder = Recorder()
@@ -281,7 +270,6 @@ def test_evict_pool_event(server_factory: Callable[..., Any]) -> None:
     assert evicted["idle_closed"] == 1
 
 
-@needs_call_points
 def test_a_raising_hook_never_breaks_a_request_nor_leaks_a_slot(
     app_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -302,7 +290,6 @@ def test_a_raising_hook_never_breaks_a_request_nor_leaks_a_slot(
     assert any("broken on got_conn" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
 
 
-@needs_call_points
 def test_tls_done_follows_connect_done(https_server: Any, ca_bundle: str) -> None:
     recorder = Recorder()
     with traced_manager(recorder, ca_certs=ca_bundle) as manager:
@@ -314,7 +301,6 @@ def test_tls_done_follows_connect_done(https_server: Any, ca_bundle: str) -> Non
     assert tls["seconds"] >= 0.0
 
 
-@needs_call_points
 def test_tls_done_carries_the_handshake_error(untrusted_https_server: Any, ca_bundle: str) -> None:
     recorder = Recorder()
     with traced_manager(recorder, ca_certs=ca_bundle, retries=False) as manager:
@@ -327,7 +313,6 @@ def test_tls_done_carries_the_handshake_error(untrusted_https_server: Any, ca_bu
     assert "put_idle" not in recorder.names()
 
 
-@needs_call_points
 def test_wait_events_when_the_pool_blocks(app_server: Any) -> None:
     recorder = Recorder()
     with traced_manager(recorder, maxsize=1, block=True) as manager:
@@ -375,3 +360,19 @@ def test_hooks_added_and_removed_while_other_threads_emit() -> None:
     # The permanent hook saw every emission; the registry is back to that one hook.
     assert len(counted.events) == sum(emitted)
     assert trace.hooks("put_idle") == (counted,)
+
+
+@pytest.mark.parametrize("owner", ["session", "adapter"])
+def test_hooks_through_a_session_or_an_adapter(app_server: Any, owner: str) -> None:
+    session = fastpool.Session()
+    recorder = Recorder()
+    if owner == "session":
+        session.add_trace_hook(ALL, recorder)
+    else:
+        session.get_adapter(app_server.url).add_trace_hook(ALL, recorder)
+    with session:
+        for _ in range(2):
+            assert session.get(f"{app_server.url}/bytes/1").status_code == 200
+    got = [event["reused"] for event in recorder.named("got_conn")]
+    assert got == [False, True]
+    assert recorder.names().count("put_idle") == 2
