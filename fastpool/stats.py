@@ -9,7 +9,8 @@ has several adapters). :func:`advise` turns a snapshot into plain advice with nu
 This module reads pools and managers by attribute name only (it imports none of them): a pool
 needs ``scheme host port pool`` (its HostQueue) and may have the counters ``expired_idle
 expired_lifetime dropped_stale retried``; a manager needs ``pools`` and may have
-``evicted_pools`` and ``evicted_totals``. Missing counters read as 0.
+``evicted_pools``, ``evicted_totals`` and ``limit`` (its ``max_connections`` cap, with
+``evicted_idle``: idle connections closed to stay under it). Missing counters read as 0.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ class PoolStats:
     - ``num_pools``: how many pools may be kept (``pool_connections``/``num_pools``; summed
       over merged managers).
     - ``evicted_pools``: pools dropped to make room for another host's pool.
+    - ``max_connections``: the manager's cap on open connections across its pools, or None.
+    - ``closed_for_limit``: idle connections closed to make room under ``max_connections``
+      (summed over merged managers).
     - ``managers``: for merged stats, the snapshot of each manager (empty for one manager);
       :func:`advise` reads them for per-manager sizes.
     """
@@ -155,6 +159,8 @@ class PoolStats:
     num_pools: int
     evicted_pools: int
     managers: tuple[PoolStats, ...] = ()
+    max_connections: int | None = None
+    closed_for_limit: int = 0
 
     def parts(self) -> tuple[PoolStats, ...]:
         """The single-manager snapshots this one is made of (itself when it is one)."""
@@ -172,6 +178,8 @@ class PoolStats:
             "total": self.total.as_dict(),
             "num_pools": self.num_pools,
             "evicted_pools": self.evicted_pools,
+            "max_connections": self.max_connections,
+            "closed_for_limit": self.closed_for_limit,
         }
         if self.managers:
             data["managers"] = [part.as_dict() for part in self.managers]
@@ -192,7 +200,11 @@ class PoolStats:
         # Merged managers: each one's capacity, "10+10" for a Session's http and https adapters.
         capacity = "+".join(str(part.num_pools) for part in self.parts())
         label = f"total ({_plural(len(self.hosts), 'pool')} of {capacity}"
-        label += f", {self.evicted_pools:,} evicted)" if self.evicted_pools else ")"
+        if self.evicted_pools:
+            label += f", {self.evicted_pools:,} evicted"
+        if self.closed_for_limit:
+            label += f", {self.closed_for_limit:,} idle closed for max_connections"
+        label += ")"
         rows.append(_row(label, self.total))
         shown = [
             i
@@ -257,11 +269,14 @@ def snapshot(manager: Any) -> PoolStats:
     """
     hosts = tuple(host_stats(pool) for _, pool in manager.pools.items())
     evicted_totals = dict(getattr(manager, "evicted_totals", None) or {})
+    limit = getattr(manager, "limit", None)
     return PoolStats(
         hosts=hosts,
         total=_sum(hosts, evicted_totals),
         num_pools=int(manager.pools.maxsize),
         evicted_pools=int(getattr(manager, "evicted_pools", 0)),
+        max_connections=None if limit is None else int(limit.max_connections),
+        closed_for_limit=0 if limit is None else int(getattr(limit, "evicted_idle", 0)),
     )
 
 
@@ -276,6 +291,7 @@ def merge(stats_list: Iterable[PoolStats]) -> PoolStats:
         num_pools=sum(part.num_pools for part in parts),
         evicted_pools=sum(part.evicted_pools for part in parts),
         managers=parts,
+        closed_for_limit=sum(part.closed_for_limit for part in parts),
     )
 
 
@@ -313,6 +329,19 @@ def _advise_evictions(part: PoolStats, hosts: int | None) -> str | None:
     if hosts is not None and hosts > size:
         return text + f"; set pool_connections >= {hosts:,}."
     return text + f"; set pool_connections above {size} to the number of hosts you revisit."
+
+
+def _advise_limit(part: PoolStats, hosts: int | None) -> str | None:
+    if not part.closed_for_limit or part.max_connections is None:
+        return None
+    cap = part.max_connections
+    text = (
+        f"{_plural(part.closed_for_limit, 'idle connection')} {_was(part.closed_for_limit)} "
+        f"closed to stay under max_connections={cap}, so their hosts had to connect again"
+    )
+    if hosts is not None and hosts > cap:
+        return text + f"; {hosts:,} hosts were used: set max_connections >= {hosts:,}."
+    return text + "; raise max_connections if the servers and your file-descriptor limit allow."
 
 
 def _advise_discards(stats: PoolStats, threads: int | None) -> list[str]:
@@ -404,13 +433,14 @@ def advise(stats: PoolStats, *, threads: int | None = None, hosts: int | None = 
 
     ``threads`` (default None) is how many threads shared the pools and ``hosts`` (default
     None) how many distinct hosts were visited; when given, the advice names the sizes to set.
-    Covers evicted pools (``pool_connections``), connections discarded because the pool was
-    full (``pool_maxsize``), waits for a free connection (``pool_block``/limits), idle
+    Covers evicted pools (``pool_connections``), idle connections closed for the global cap
+    (``max_connections``), connections discarded because the pool was full (``pool_maxsize``), waits for a free connection (``pool_block``/limits), idle
     expiries and stale connections (``idle_timeout``) and retries. ``expired_lifetime`` is
     never advised on: it counts ``max_lifetime`` doing its job. Returns ``[]`` when nothing
     needs changing.
     """
     tips: list[str | None] = [_advise_evictions(part, hosts) for part in stats.parts()]
+    tips += [_advise_limit(part, hosts) for part in stats.parts()]
     tips += _advise_discards(stats, threads)
     tips += [
         _advise_waits(stats, threads),

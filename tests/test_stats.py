@@ -375,3 +375,21 @@ def test_session_and_adapter_pool_stats(server_factory: Callable[..., Any]) -> N
     assert (stats.total.created, stats.total.reused) == (2, 2)
     assert len(stats.managers) >= 2  # the http:// and https:// adapters at least
     assert adapter_stats.total.created == 2
+
+
+def test_idle_connections_closed_for_max_connections(server_factory: Callable[..., Any]) -> None:
+    servers = [server_factory(f"127.0.0.{n}") for n in (2, 3)]
+    with fastpool.PoolManager(max_connections=1) as manager:
+        for server in (*servers, servers[0]):
+            _get(manager, f"{server.url}/bytes/1")
+        stats = snapshot(manager)
+    # One connection at a time: each new host's dial closed the other host's idle connection.
+    assert (stats.max_connections, stats.closed_for_limit) == (1, 2)
+    assert stats.total.open == 1
+    assert sum(server.connections for server in servers) == 3
+    assert stats.table()[-1].startswith("total (2 pools of 10, 2 idle closed for max_connections)")
+    assert stats.as_dict()["closed_for_limit"] == 2
+    [tip] = advise(stats, hosts=2)
+    assert tip.startswith("2 idle connections were closed to stay under max_connections=1")
+    assert tip.endswith("2 hosts were used: set max_connections >= 2.")
+    assert merge([stats, stats]).closed_for_limit == 4
