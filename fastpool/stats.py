@@ -434,10 +434,10 @@ def advise(stats: PoolStats, *, threads: int | None = None, hosts: int | None = 
     ``threads`` (default None) is how many threads shared the pools and ``hosts`` (default
     None) how many distinct hosts were visited; when given, the advice names the sizes to set.
     Covers evicted pools (``pool_connections``), idle connections closed for the global cap
-    (``max_connections``), connections discarded because the pool was full (``pool_maxsize``), waits for a free connection (``pool_block``/limits), idle
-    expiries and stale connections (``idle_timeout``) and retries. ``expired_lifetime`` is
-    never advised on: it counts ``max_lifetime`` doing its job. Returns ``[]`` when nothing
-    needs changing.
+    (``max_connections``), connections discarded because the pool was full
+    (``pool_maxsize``), waits for a free connection (``pool_block``/limits), idle expiries and
+    stale connections (``idle_timeout``) and retries. ``expired_lifetime`` is never advised
+    on: it counts ``max_lifetime`` doing its job. Returns ``[]`` when nothing needs changing.
     """
     tips: list[str | None] = [_advise_evictions(part, hosts) for part in stats.parts()]
     tips += [_advise_limit(part, hosts) for part in stats.parts()]
