@@ -217,6 +217,10 @@ class HTTPAdapter(_stock.HTTPAdapter):
         instead of reused. Default None (stock: no limit).
     :param max_connections_per_host: keyword-only. Hard cap on one host's open connections,
         dials included; requests over it wait (``pool_timeout``). Default None (stock).
+    :param max_connections: keyword-only. Hard cap on open connections across all hosts of a
+        pool manager (the proxy managers get their own), dials included; at the cap the oldest
+        idle connection of another host is closed, else the request waits (``pool_timeout``).
+        Default None (stock: no cap).
     :param pool_full_warning: keyword-only. ``"always"`` (default, stock): the "Connection pool
         is full" warning on every discard; ``"first"``: once per pool, then a summary line
         every 100 discards (:class:`fastpool.Session` uses it).
@@ -244,6 +248,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
         max_connections_per_host: int | None = None,
+        max_connections: int | None = None,
         pool_full_warning: str = "always",
     ) -> None:
         _check_count("pool_connections", pool_connections)
@@ -258,6 +263,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
             "idle_timeout": idle_timeout,
             "max_lifetime": max_lifetime,
             "max_connections_per_host": max_connections_per_host,
+            "max_connections": max_connections,
+            # the managers' own wait bound (the global cap); urlopen gets it per request too
+            "pool_timeout": pool_timeout,
         }
         options = {name: value for name, value in options.items() if value is not None}
         if pool_full_warning != "always":

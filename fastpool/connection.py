@@ -134,6 +134,8 @@ class HTTPConnection:
         self._tunnel_port: int | None = None
         self._tunnel_headers: Mapping[str, str] = {}
         self._sock_timeout: object = object()  # what settimeout() was last called with
+        #: The global connection cap this connection counts against (set by its pool), or None.
+        self._limiter: Any = None
         #: ``time.monotonic()`` when the socket was opened, and when it last went idle.
         self.connected_at = 0.0
         self.idle_since = 0.0
@@ -230,7 +232,18 @@ class HTTPConnection:
         self.has_connected_to_proxy = self.proxy is not None
 
     def _connect_transport(self) -> None:
-        self.sock = self._dial(self.host, self.port)
+        limiter = self._limiter
+        if limiter is None:
+            self.sock = self._dial(self.host, self.port)
+        else:
+            # A global cap (PoolManager max_connections): a dial needs a token, which close()
+            # gives back; may close another host's oldest idle connection, or wait.
+            limiter.acquire()
+            try:
+                self.sock = self._dial(self.host, self.port)
+            except BaseException:
+                limiter.release(self)
+                raise
         self.connected_at = monotonic()
         self._rest = b""
         self._poller = None
@@ -298,6 +311,8 @@ class HTTPConnection:
         self.has_connected_to_proxy = False
         self.request_started = False
         if sock is not None:
+            if self._limiter is not None:
+                self._limiter.release(self)
             sock.close()
 
     def settimeout(self, timeout: float | None) -> None:
@@ -706,6 +721,8 @@ class HTTPSConnection(HTTPConnection):
             )
         except BaseException:
             self.sock = None
+            if self._limiter is not None:
+                self._limiter.release(self)
             sock.close()
             raise
         self._poller = None

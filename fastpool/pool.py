@@ -8,6 +8,7 @@ out of and back into the compiled ``HostQueue`` and spoken to by fastpool's own 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -19,7 +20,8 @@ import threading
 import typing
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Mapping
 from http.client import RemoteDisconnected
 from time import monotonic
 from typing import Any
@@ -50,7 +52,15 @@ from urllib3.util.url import _encode_target, parse_url
 
 from ._hostqueue import HostQueue
 from .connection import HTTPConnection, HTTPSConnection, build_ssl_context, port_by_scheme
-from .exceptions import MSG_NAN, MSG_NOT_NUMBER, PoolTimeoutError, ProtocolError
+from .exceptions import (
+    MSG_NAN,
+    MSG_NOT_INT,
+    MSG_NOT_NUMBER,
+    MSG_NOT_POSITIVE,
+    MSG_POOL_TIMEOUT,
+    PoolTimeoutError,
+    ProtocolError,
+)
 from .response import HTTPResponse
 
 if typing.TYPE_CHECKING:
@@ -128,6 +138,133 @@ def _check_wait(value: object) -> float:
     return float(value)
 
 
+class ConnectionLimit:
+    """A hard cap on open connections (dials included) shared by the pools of one manager.
+
+    ``ConnectionLimit(max_connections, timeout=None)``. A connection takes a token when it
+    dials and gives it back when it closes. At the cap, a dial first closes the oldest idle
+    connection of any pool (a global LRU of idle connections, as Go's), else waits first-in
+    first-out up to ``timeout`` seconds (None: forever) for a token and then raises
+    :class:`~fastpool.exceptions.PoolTimeoutError`. A waiter holds no connection, so waiting
+    cannot deadlock the others.
+    """
+
+    def __init__(self, max_connections: int, timeout: float | None = None) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError(
+                MSG_NOT_INT.format(name="max_connections", type=type(max_connections).__name__)
+            )
+        if max_connections < 1:
+            raise ValueError(MSG_NOT_POSITIVE.format(name="max_connections", value=max_connections))
+        self.max_connections = max_connections
+        self.timeout = timeout
+        self.open = 0  # tokens out: connections open or dialing
+        self.evicted_idle = 0  # idle connections closed to make room
+        self._cond = threading.Condition(threading.Lock())
+        self._local = threading.local()
+        self._deferred: deque[HTTPConnection] = deque()
+        # connection -> its pool, least recently idle first
+        self._idle: OrderedDict[HTTPConnection, HTTPConnectionPool] = OrderedDict()
+
+    def acquire(self) -> None:
+        """Take a token for a dial (see the class docstring)."""
+        victims: list[tuple[HTTPConnectionPool, HTTPConnection]] = []
+        try:
+            with self._locked():
+                deadline = None
+                while self.open >= self.max_connections:
+                    victim = self._oldest_idle()
+                    if victim is not None:
+                        victims.append(victim)
+                        continue
+                    if deadline is None and self.timeout is not None:
+                        deadline = monotonic() + self.timeout
+                    remaining = None if deadline is None else deadline - monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise PoolTimeoutError(
+                            MSG_POOL_TIMEOUT.format(
+                                timeout=self.timeout, limit=self.max_connections
+                            )
+                        )
+                    self._cond.wait(remaining)
+                    self._settle()
+                self.open += 1
+        finally:
+            for pool, conn in victims:  # their tokens were already taken over
+                if pool._trace is not None:
+                    pool._trace.emit("discard", host=pool.host, port=pool.port, reason="closed")
+                conn.close()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # A response collected by the GC closes its connection, which releases a token: should
+        # that happen in this thread while it holds the lock, the release is deferred (as the
+        # pool defers slots) instead of deadlocking on the lock.
+        self._cond.acquire()
+        self._local.busy = True
+        try:
+            self._settle()
+            yield
+            self._settle()
+        finally:
+            self._cond.release()
+            self._local.busy = False
+        if self._deferred:  # deferred after our last settle
+            with self._locked():
+                pass
+
+    def _settle(self) -> None:
+        # With the lock held: apply the releases deferred by finalizers.
+        while self._deferred:
+            conn = self._deferred.popleft()
+            self._idle.pop(conn, None)
+            self.open -= 1
+            self._cond.notify()
+
+    def _oldest_idle(self) -> tuple[HTTPConnectionPool, HTTPConnection] | None:
+        # Called with the lock held: detach the oldest idle connection that is still idle
+        # in its pool; its token passes to the dial that asked (open is unchanged).
+        while self._idle:
+            conn, pool = self._idle.popitem(last=False)
+            if pool.pool.remove(conn):
+                conn._limiter = None  # closed by acquire() without giving a token back
+                self.open -= 1
+                self.evicted_idle += 1
+                return pool, conn
+        return None
+
+    def release(self, conn: HTTPConnection) -> None:
+        """Give ``conn``'s token back (it closed, or its dial failed)."""
+        if getattr(self._local, "busy", False) or getattr(_in_queue, "busy", False):
+            # (inside a HostQueue call, taking our lock could wait on a thread that waits
+            # for that queue's lock in _oldest_idle)
+            self._deferred.append(conn)
+            return
+        with self._locked():
+            self._idle.pop(conn, None)
+            self.open -= 1
+            self._cond.notify()
+
+    def idle(self, pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
+        """``conn`` went idle in ``pool``: the most recent in the global idle order."""
+        with self._locked():
+            self._idle[conn] = pool
+            self._idle.move_to_end(conn)
+
+    def busy(self, conn: HTTPConnection) -> None:
+        """``conn`` was checked out: no longer a candidate to close."""
+        with self._locked():
+            self._idle.pop(conn, None)
+
+    def reset(self) -> None:
+        """Forget every token (a forked child: the parent's connections are not ours)."""
+        self._cond = threading.Condition(threading.Lock())
+        self._local = threading.local()
+        self._deferred.clear()
+        self.open = 0
+        self._idle.clear()
+
+
 def _after_fork_in_child() -> None:
     # The child must never speak on a socket it shares with its parent: every pool starts
     # empty. Closing our copy of a file descriptor leaves the parent's socket open.
@@ -198,6 +335,7 @@ class HTTPConnectionPool(RequestMethods):
         pool_timeout: float | None = None,
         pool_full_warning: str = "always",
         _trace: Any = None,
+        _limiter: ConnectionLimit | None = None,
         **conn_kw: Any,
     ) -> None:
         if not host:
@@ -224,6 +362,7 @@ class HTTPConnectionPool(RequestMethods):
             )
         self._warn_first = pool_full_warning == "first"
         self._retired = False
+        self._limiter = _limiter
         self._trace = _trace
         self.expired_idle = 0
         self.expired_lifetime = 0
@@ -281,7 +420,9 @@ class HTTPConnectionPool(RequestMethods):
             self.host,
             self.port or "80",
         )
-        return self._make_conn()
+        conn = self._make_conn()
+        conn._limiter = self._limiter
+        return conn
 
     def _make_conn(self) -> HTTPConnection:
         host, port = self.host, self.port
@@ -321,6 +462,8 @@ class HTTPConnectionPool(RequestMethods):
                         "got_conn", host=self.host, port=self.port, reused=False, idle_time=None
                     )
                 return self._new_conn()
+            if self._limiter is not None:
+                self._limiter.busy(conn)
             if self._expiry:
                 self._expire(conn)
             if conn.sock is not None and not conn.is_connected:
@@ -408,7 +551,10 @@ class HTTPConnectionPool(RequestMethods):
             # connection directly keeps it (remove() finds it only on the idle stack).
             if self._retired and self.pool.remove(conn):
                 self._discard(conn, "closed")
-            elif self._trace is not None:
+                return
+            if self._limiter is not None:
+                self._limiter.idle(self, conn)
+            if self._trace is not None:
                 self._trace.emit("put_idle", host=self.host, port=self.port)
             return
         if not self.pool.closed and not self._retired:
@@ -475,6 +621,8 @@ class HTTPConnectionPool(RequestMethods):
                 sock.close()
         self.pool = HostQueue(old.maxsize, old.block, old.limit)
         self._deferred = []
+        if self._limiter is not None:
+            self._limiter.reset()
         if old.closed:
             self.pool.close()
 
@@ -814,7 +962,8 @@ class HTTPConnectionPool(RequestMethods):
             self._log_response(method, url, response)
             clean_exit = True
         except EmptyPoolError:
-            clean_exit = True
+            # From the checkout (no slot held) or a dial at the global cap (slot held).
+            clean_exit = not owned
             raise
         except (
             _U3TimeoutError,
@@ -1144,7 +1293,9 @@ class HTTPSConnectionPool(HTTPConnectionPool):
             self.host,
             self.port or "443",
         )
-        return self._make_conn()
+        conn = self._make_conn()
+        conn._limiter = self._limiter
+        return conn
 
     def _prepare_proxy(self, conn: HTTPConnection) -> None:
         """Open the CONNECT tunnel through the proxy, then TLS to the origin."""

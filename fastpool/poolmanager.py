@@ -32,7 +32,7 @@ from urllib3.util.url import parse_url
 
 from ._lru import LRUMap
 from .connection import ProxyConfig, port_by_scheme
-from .pool import HTTPConnectionPool, HTTPSConnectionPool
+from .pool import ConnectionLimit, HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
 
 if typing.TYPE_CHECKING:
@@ -95,6 +95,10 @@ class PoolManager(RequestMethods):
     :param idle_timeout, max_lifetime, max_connections_per_host, pool_timeout,
         pool_full_warning: keyword-only, default None (stock behaviour); passed to every pool
         (see :class:`~fastpool.pool.HTTPConnectionPool`).
+    :param max_connections: keyword-only. A hard cap on open connections across all pools,
+        dials included (default None: no cap). At the cap a dial closes the oldest idle
+        connection of any host, else waits up to ``pool_timeout`` (FIFO) and raises
+        ``PoolTimeoutError`` (an ``EmptyPoolError``). See :class:`~fastpool.pool.ConnectionLimit`.
     :param trace: keyword-only. A :class:`fastpool.trace.Trace` whose hooks see each step of
         each request (default None: tracing costs one ``is not None`` check). See also
         :meth:`add_trace_hook`.
@@ -120,6 +124,7 @@ class PoolManager(RequestMethods):
         max_connections_per_host: int | None = None,
         pool_timeout: float | None = None,
         pool_full_warning: str | None = None,
+        max_connections: int | None = None,
         trace: Any = None,
         **connection_pool_kw: Any,
     ) -> None:
@@ -133,6 +138,10 @@ class PoolManager(RequestMethods):
             "pool_full_warning": pool_full_warning,
         }
         self._pool_options: dict[str, Any] = {n: v for n, v in options.items() if v is not None}
+        #: The global cap on open connections across this manager's pools, or None.
+        self.limit: ConnectionLimit | None = None
+        if max_connections is not None:
+            self.limit = ConnectionLimit(max_connections, pool_timeout)
         if self._pool_options:
             # Bad values fail here, naming the option, not at the first request.
             HTTPConnectionPool("localhost", **self._pool_options).close()
@@ -221,6 +230,8 @@ class PoolManager(RequestMethods):
                 request_context.pop(kw, None)
         if self._pool_options:
             request_context.update(self._pool_options)
+        if self.limit is not None:
+            request_context["_limiter"] = self.limit
         if self.trace is not None:
             request_context["_trace"] = self.trace
         return pool_cls(host, port, **request_context)

@@ -66,6 +66,7 @@ def test_signature_is_stock_plus_keyword_only_options() -> None:
         "idle_timeout": None,
         "max_lifetime": None,
         "max_connections_per_host": None,
+        "max_connections": None,
         "pool_full_warning": "always",
     }
 

@@ -1,0 +1,148 @@
+"""Real limits (issue 6): the global cap ``max_connections`` across hosts, with the oldest idle
+connection closed to make room, FIFO waits bounded by ``pool_timeout``, and accounting back to
+zero on every exception path. Real servers on 127.0.0.0/8."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+import requests
+from urllib3.exceptions import EmptyPoolError, HTTPError
+
+import fastpool
+from fastpool.pool import ConnectionLimit
+from fastpool.poolmanager import PoolManager
+
+
+def _open_sockets(pm: PoolManager) -> int:
+    return sum(pool.pool.open for _, pool in pm.pools.items())
+
+
+def _settled(pm: PoolManager) -> None:
+    """No slot held anywhere; the cap's token count equals the idle connections left."""
+    pools = [pool for _, pool in pm.pools.items()]
+    assert all(pool.pool.in_use == 0 for pool in pools)
+    if pm.limit is not None:
+        assert pm.limit.open == sum(pool.pool.idle for pool in pools)
+
+
+def test_bad_max_connections_is_named():
+    with pytest.raises(ValueError, match="max_connections"):
+        PoolManager(max_connections=0)
+    with pytest.raises(TypeError, match="max_connections"):
+        ConnectionLimit("8")  # type: ignore[arg-type]
+
+
+def test_cap_closes_the_oldest_idle_connection_of_another_host(server_factory):
+    servers = [server_factory(f"127.0.0.{i}") for i in range(2, 6)]
+    with PoolManager(max_connections=2, num_pools=10) as pm:
+        for server in servers:
+            assert pm.request("GET", server.url + "/bytes/3").data == b"abc"
+            assert pm.limit is not None and pm.limit.open <= 2
+            assert _open_sockets(pm) <= 2
+        # the two oldest hosts lost their idle connection to make room, the newest kept theirs
+        idle = {pool.host: pool.pool.idle for _, pool in pm.pools.items()}
+        assert idle == {"127.0.0.2": 0, "127.0.0.3": 0, "127.0.0.4": 1, "127.0.0.5": 1}
+        assert pm.limit.evicted_idle == 2
+        _settled(pm)
+
+
+def test_cap_reached_with_everything_in_use_times_out_and_leaks_nothing(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    with PoolManager(max_connections=1, pool_timeout=0.1) as pm:
+        held = pm.request("GET", a.url + "/bytes/100", preload_content=False)
+        with pytest.raises(EmptyPoolError):
+            pm.request("GET", b.url + "/bytes/1")
+        assert b.connections == 0
+        held.read()
+        assert pm.request("GET", b.url + "/bytes/1").status == 200
+        _settled(pm)
+
+
+def test_adapter_maps_the_global_cap_wait_to_pool_timeout(server_factory):
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    session = requests.Session()
+    session.mount("http://", fastpool.HTTPAdapter(max_connections=1, pool_timeout=0.1))
+    held = session.get(a.url + "/bytes/100", stream=True)
+    with pytest.raises(fastpool.adapters.PoolTimeout):
+        session.get(b.url + "/bytes/1")
+    held.close()
+    assert session.get(b.url + "/bytes/1").status_code == 200
+    session.close()
+
+
+def test_waiters_across_many_hosts_never_exceed_the_cap(server_factory):
+    servers = [server_factory(f"127.0.0.{i}") for i in range(2, 12)]
+    cap = 4
+    pm = PoolManager(max_connections=cap, num_pools=4, maxsize=2)
+    peak = [0]
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def watch(event):  # type: ignore[no-untyped-def]
+        assert pm.limit is not None
+        with lock:
+            peak[0] = max(peak[0], pm.limit.open)
+
+    pm.add_trace_hook("got_conn", watch)
+    pm.add_trace_hook("first_byte", watch)
+
+    def work(i: int) -> None:
+        try:
+            for n in range(25):
+                server = servers[(i * 3 + n) % len(servers)]
+                assert len(pm.request("GET", server.url + "/bytes/50").data) == 50
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert 1 <= peak[0] <= cap
+    assert sum(s.connections for s in servers) >= 1
+    _settled(pm)
+    pm.clear()
+    assert pm.limit is not None and pm.limit.open == 0
+
+
+def test_every_exception_path_gives_the_token_back(server_factory, fault_server_factory):
+    from servers import close_after, send_raw
+
+    app = server_factory("127.0.0.2")
+    broken = fault_server_factory(send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
+    stale = fault_server_factory(close_after(1, how="wait"))
+    with PoolManager(max_connections=3, retries=False) as pm:
+        # a response dropped unread
+        r = pm.request("GET", app.url + "/bytes/100000", preload_content=False)
+        del r
+        gc.collect()
+        # a generator abandoned mid-stream
+        r = pm.request("GET", app.url + "/bytes/100000", preload_content=False)
+        stream = r.stream(1024)
+        next(stream)
+        del stream, r
+        gc.collect()
+        # a truncated body
+        with pytest.raises(HTTPError):
+            pm.request("GET", broken.url + "/")
+        # a connection refused
+        with pytest.raises(HTTPError):
+            pm.request("GET", "http://127.0.0.1:1/")
+        # the keep-alive race: GET retried, POST raises
+        pm.request("GET", stale.url + "/")
+        assert pm.request("GET", stale.url + "/").data == b"ok"
+        # (the retry's new connection is idle now, and the server will close it unanswered)
+        with pytest.raises(HTTPError):
+            pm.request("POST", stale.url + "/", body=b"x")
+        # double release is harmless
+        r = pm.request("GET", app.url + "/bytes/10", preload_content=False)
+        r.read()
+        r.release_conn()
+        r.release_conn()
+        _settled(pm)
+    assert pm.limit is not None and pm.limit.open == 0
