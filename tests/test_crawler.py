@@ -274,3 +274,158 @@ def test_stats_snapshot_counts_evicted_pools(server_factory):
         stats = pm.stats()
         assert stats.evicted_pools == 2
         assert stats.total.created == 3
+
+
+# --- the issue's fault cases through the three front doors ---------------------------------
+
+
+def _silent_after_one(conn):  # type: ignore[no-untyped-def]
+    # Answer one request, then drop the connection silently: no FIN, no answer, ever.
+    request = conn.read_request()
+    if request is None:
+        return
+    if conn.number == 1:
+        conn.respond(200, b"ok")
+        conn.stall(5)
+        return
+    conn.respond(200, b"ok")
+    while conn.read_request() is not None:
+        conn.respond(200, b"ok")
+
+
+def _408_when_idle(conn):  # type: ignore[no-untyped-def]
+    # Answer one request, then (idle) an unsolicited 408 and close, as nginx/Apache do.
+    if conn.read_request() is None:
+        return
+    conn.respond(200, b"ok")
+    conn.stall(0.05)
+    conn.respond(408, b"", headers=[("Connection", "close")])
+    conn.close()
+
+
+def _front_doors(url_base: str, **options):  # type: ignore[no-untyped-def]
+    """(name, get(path) -> body bytes, pools(), close()) for PoolManager, adapter, Session."""
+    pm = PoolManager(retries=False, **options)
+    adapter = fastpool.HTTPAdapter(**options)
+    via_adapter = requests.Session()
+    via_adapter.mount("http://", adapter)
+    session = fastpool.Session(**{k: v for k, v in options.items() if k == "idle_timeout"})
+    return [
+        ("poolmanager", lambda p: pm.request("GET", url_base + p).data, lambda: pm, pm.clear),
+        (
+            "adapter",
+            lambda p: via_adapter.get(url_base + p).content,
+            lambda: adapter.poolmanager,
+            via_adapter.close,
+        ),
+        (
+            "session",
+            lambda p: session.get(url_base + p).content,
+            lambda: session.adapters["http://"].poolmanager,
+            session.close,
+        ),
+    ]
+
+
+def _settled_manager(pm) -> None:  # type: ignore[no-untyped-def]
+    assert all(pool.pool.in_use == 0 for _, pool in pm.pools.items())
+
+
+def test_silent_drop_is_not_reused_after_idle_timeout(fault_server_factory):
+    for name, get, manager, close in _front_doors("", idle_timeout=0.2):
+        server = fault_server_factory(_silent_after_one)
+        get_at = lambda p, s=server, g=get: g(s.url + p)
+        assert get_at("/") == b"ok", name
+        time.sleep(0.3)
+        # without the idle timeout this request would go into the dead connection and hang
+        assert get_at("/") == b"ok", name
+        pool = next(pool for _, pool in manager().pools.items() if pool.port == server.port)
+        assert pool.expired_idle == 1, name
+        _settled_manager(manager())
+        close()
+
+
+def test_408_on_an_idle_connection_is_not_reused(fault_server_factory):
+    for name, get, manager, close in _front_doors(""):
+        server = fault_server_factory(_408_when_idle)
+        assert get(server.url + "/") == b"ok", name
+        time.sleep(0.2)
+        assert get(server.url + "/") == b"ok", name
+        assert server.connections == 2, name
+        pool = next(pool for _, pool in manager().pools.items() if pool.port == server.port)
+        assert pool.dropped_stale == 1, name
+        _settled_manager(manager())
+        close()
+
+
+def test_keepalive_race_through_every_front_door(fault_server_factory):
+    for name, get, manager, close in _front_doors(""):
+        server = fault_server_factory(close_after(1, how="wait"))
+        assert get(server.url + "/") == b"ok", name
+        assert get(server.url + "/") == b"ok", name
+        pool = next(pool for _, pool in manager().pools.items() if pool.port == server.port)
+        assert pool.retried == 1, name
+        _settled_manager(manager())
+        close()
+
+
+def test_random_closes_under_64_threads_every_get_succeeds(fault_server_factory):
+    import random
+
+    def flaky(conn):  # type: ignore[no-untyped-def]
+        rng = random.Random(conn.number)
+        served = 0
+        while True:
+            request = conn.read_request()
+            if request is None:
+                return
+            if served and rng.random() < 0.05:
+                return  # read it, close unanswered: the keep-alive race
+            conn.respond(200, b"ok")
+            served += 1
+            if rng.random() < 0.05:
+                conn.close()  # an idle close the client meets at checkout
+                return
+
+    server = fault_server_factory(flaky)
+    session = fastpool.Session()
+
+    def work(i: int) -> None:
+        for _ in range(15):
+            assert session.get(server.url + "/").content == b"ok"
+
+    errors = _run_threads(work, 64)
+    assert not errors, errors[:3]
+    stats = session.pool_stats()
+    assert stats.total.in_use == 0
+    session.close()
+
+
+def test_session_pool_full_warning_is_rate_limited_adapter_keeps_stock(app_server, caplog):
+    import logging
+
+    def burst(session, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fastpool"):
+            for _ in range(n):
+                held = [session.get(app_server.url + "/bytes/1", stream=True) for _ in range(3)]
+                for r in held:
+                    r.content  # noqa: B018 - read to the end: back to the pool
+        return [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
+
+    session = fastpool.Session(pool_maxsize=1)
+    lines = burst(session, 60)  # 2 discards per round: 120 in all
+    assert len(lines) == 2
+    assert lines[0].startswith("Connection pool is full, discarding connection: 127.0.0.1.")
+    assert "100 connections to 127.0.0.1 discarded so far" in lines[1]
+    session.close()
+
+    stock_style = requests.Session()
+    stock_style.mount("http://", fastpool.HTTPAdapter(pool_maxsize=1))
+    lines = burst(stock_style, 3)
+    assert len(lines) == 6
+    assert all(
+        line == "Connection pool is full, discarding connection: 127.0.0.1. Connection pool size: 1"
+        for line in lines
+    )
+    stock_style.close()
