@@ -429,3 +429,17 @@ def test_session_pool_full_warning_is_rate_limited_adapter_keeps_stock(app_serve
         for line in lines
     )
     stock_style.close()
+
+
+def test_session_trace_hooks_and_stats_cover_both_adapters(app_server):
+    names: list[str] = []
+    with fastpool.Session() as session:
+        session.add_trace_hook("got_conn", lambda event: names.append(event["host"]))
+        session.get(app_server.url + "/bytes/1")
+        session.get(app_server.url + "/bytes/1")
+        assert names == ["127.0.0.1", "127.0.0.1"]
+        stats = session.pool_stats()
+        assert stats.total.created == 1 and stats.total.reused == 1
+        adapter = session.adapters["http://"]
+        [(_, pool)] = adapter.poolmanager.pools.items()
+        assert (pool.idle_timeout, pool.max_lifetime) == (45.0, 600.0)
