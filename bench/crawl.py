@@ -99,7 +99,15 @@ class Listener:
 
 # --- measurements ------------------------------------------------------------------------------
 def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    """Open sockets of this process (file descriptors that are sockets)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass  # closed meanwhile (or the listing's own descriptor)
+    return count
 
 
 def _rss_kib() -> int:

@@ -280,6 +280,8 @@ class HTTPConnection:
         except BaseException:
             self.sock = None
             sock.close()
+            if self._limiter is not None:
+                self._limiter.release(self)
             raise
         self.proxy_is_verified = context.verify_mode == ssl.CERT_REQUIRED
 
@@ -311,9 +313,9 @@ class HTTPConnection:
         self.has_connected_to_proxy = False
         self.request_started = False
         if sock is not None:
-            if self._limiter is not None:
-                self._limiter.release(self)
             sock.close()
+            if self._limiter is not None:  # after the close: the cap counts real sockets
+                self._limiter.release(self)
 
     def settimeout(self, timeout: float | None) -> None:
         """Set the socket timeout (skips the call when it is unchanged)."""
@@ -721,9 +723,9 @@ class HTTPSConnection(HTTPConnection):
             )
         except BaseException:
             self.sock = None
+            sock.close()
             if self._limiter is not None:
                 self._limiter.release(self)
-            sock.close()
             raise
         self._poller = None
         self.is_verified = self.ssl_context.verify_mode == ssl.CERT_REQUIRED or bool(

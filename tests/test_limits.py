@@ -146,3 +146,14 @@ def test_every_exception_path_gives_the_token_back(server_factory, fault_server_
         r.release_conn()
         _settled(pm)
     assert pm.limit is not None and pm.limit.open == 0
+
+
+def test_tls_handshake_failure_gives_the_token_back(untrusted_https_server, ca_bundle):
+    from urllib3.exceptions import SSLError
+
+    with PoolManager(max_connections=1, pool_timeout=2, retries=False, ca_certs=ca_bundle) as pm:
+        for _ in range(3):  # with a leaked token the second dial would wait forever
+            with pytest.raises(SSLError):
+                pm.request("GET", untrusted_https_server.url + "/bytes/1")
+        assert pm.limit is not None and pm.limit.open == 0
+        _settled(pm)
