@@ -211,7 +211,11 @@ def scale(hosts: int = 100_000, threads: int = 8, cap: int = 256) -> dict[str, A
                 if r.data != b"ok":
                     raise AssertionError(r.data)
                 if n % 500 == 499:
-                    fds = _open_fds() - fd_base
+                    assert pm.limit is not None
+                    # Under the cap's lock no dial can start, so the listing (not atomic in
+                    # /proc) cannot count a socket closed and a new one opened meanwhile.
+                    with pm.limit._cond:
+                        fds = _open_fds() - fd_base
                     with lock:
                         peak_fds[0] = max(peak_fds[0], fds)
                         assert pm.limit is not None
