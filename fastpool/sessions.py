@@ -388,8 +388,9 @@ class Session(requests.Session):
     ``max_redirects``, ``mount``, ``get_adapter``, ``close``, the context manager, pickling),
     and every request is prepared and sent with the settings requests would give it.
 
-    Default adapters: ``https://`` and ``http://`` each get
-    ``DEFAULT_ADAPTER(pool_connections=256, pool_maxsize=64)`` (requests mounts 10 and 10).
+    Default adapter: ``https://`` and ``http://`` share one
+    ``DEFAULT_ADAPTER(pool_connections=256, pool_maxsize=64)`` (requests mounts two, of 10 and
+    10); a pool is per origin either way.
     ``pool_maxsize=64`` keeps the connections of up to 64 threads on one host, so a threaded
     crawler never sees "Connection pool is full, discarding connection" and never churns
     connections; ``pool_connections=256`` keeps the pools of 256 hosts per scheme before the
@@ -401,7 +402,10 @@ class Session(requests.Session):
     ``idle_timeout=45`` s (:data:`DEFAULT_IDLE_TIMEOUT`: below the NAT, load balancer and
     server idle limits that drop connections silently), ``max_lifetime=600`` s
     (:data:`DEFAULT_MAX_LIFETIME`: follows DNS and rebalancing), and the "Connection pool is
-    full" warning once per pool, then a summary every 100 discards. Expired and stale
+    full" warning once per pool, then a summary every 100 discards. Off by default, as in
+    requests: ``max_connections`` (a hard cap on open connections across every host and both
+    schemes: one adapter serves ``https://`` and ``http://``), ``max_connections_per_host`` and
+    ``pool_timeout`` (how long a request waits at a cap before ``PoolTimeout``). Expired and stale
     connections are closed at checkout (no background thread), and an idempotent request that
     meets a connection the server closed is sent again once (Go's rules). See
     :meth:`pool_stats` and :meth:`add_trace_hook`.
@@ -433,6 +437,9 @@ class Session(requests.Session):
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
+        max_connections: int | None = None,
+        max_connections_per_host: int | None = None,
+        pool_timeout: float | None = None,
     ) -> None:
         self._init_state()
         # requests.Session.__init__'s settings (a test keeps them in step), without building
@@ -454,10 +461,18 @@ class Session(requests.Session):
             kw.update(
                 idle_timeout=idle_timeout,
                 max_lifetime=max_lifetime,
+                max_connections=max_connections,
+                max_connections_per_host=max_connections_per_host,
+                pool_timeout=pool_timeout,
                 pool_full_warning="first",
             )
-        self.mount("https://", DEFAULT_ADAPTER(**kw))
-        self.mount("http://", DEFAULT_ADAPTER(**kw))
+            # One adapter serves both schemes, so max_connections caps the whole Session.
+            adapter = DEFAULT_ADAPTER(**kw)
+            self.mount("https://", adapter)
+            self.mount("http://", adapter)
+        else:
+            self.mount("https://", DEFAULT_ADAPTER(**kw))
+            self.mount("http://", DEFAULT_ADAPTER(**kw))
 
     def _init_state(self) -> None:
         self._environment: Environment | None = None

@@ -56,8 +56,27 @@ def test_default_adapters_are_sized_for_threads_and_crawlers() -> None:
         assert type(adapter) is DEFAULT_ADAPTER
         assert adapter._pool_connections == DEFAULT_POOL_CONNECTIONS == 256
         assert adapter._pool_maxsize == DEFAULT_POOL_MAXSIZE == 64
-    assert session.adapters["https://"] is not session.adapters["http://"]
+    # One adapter for both schemes, so that max_connections caps the whole Session.
+    assert session.adapters["https://"] is session.adapters["http://"]
     assert isinstance(session.cookies, ThreadSafeCookieJar)
+
+
+def test_max_connections_caps_the_whole_session(
+    server_factory: Any, https_server: Any, ca_bundle: str
+) -> None:
+    """max_connections counts every host and both schemes; at the cap the oldest idle
+    connection is closed to make room, so a sequential crawl never waits."""
+    hosts = [server_factory("127.0.0.2"), server_factory("127.0.0.3"), server_factory("127.0.0.4")]
+    with Session(max_connections=2, pool_timeout=2) as session:
+        session.verify = ca_bundle
+        for _ in range(2):
+            for server in hosts:
+                assert len(session.get(server.url + "/bytes/10").content) == 10
+            assert len(session.get(https_server.url + "/bytes/10").content) == 10
+        stats = session.pool_stats()
+        assert len(stats.hosts) == 4  # four origins, two schemes, one cap
+        assert stats.total.open <= 2  # without the cap all four would be idle now
+        assert stats.total.in_use == 0
 
 
 def test_settings_start_as_requests_sets_them() -> None:
