@@ -123,3 +123,8 @@ MSG_HTTP_TE_WITH_LENGTH = (
     "Transfer-Encoding {value!r} does not end in chunked, yet a Content-Length is present"
 )
 MSG_HTTP_TOO_MANY_INTERIM = "more than {limit} interim (1xx) responses before the final one"
+
+# --- response body decoding --------------------------------------------------------------------
+# urllib3's limit and message: a longer Content-Encoding chain is refused with DecodeError.
+MAX_DECODE_LINKS = 5
+MSG_TOO_MANY_ENCODINGS = "Too many content encodings in the chain: {count} > {limit}"

@@ -21,7 +21,12 @@ from urllib3.exceptions import DecodeError, HTTPError, IncompleteRead, ReadTimeo
 from urllib3.response import BaseHTTPResponse
 
 from ._http11 import ChunkedDecoder
-from .exceptions import IncompleteResponseError, ProtocolError
+from .exceptions import (
+    MAX_DECODE_LINKS,
+    MSG_TOO_MANY_ENCODINGS,
+    IncompleteResponseError,
+    ProtocolError,
+)
 
 if typing.TYPE_CHECKING:
     from ._http11_py import ResponseHead
@@ -45,30 +50,64 @@ _DRAIN_LIMIT = 65536
 _RECV_SIZE = 65536
 # A Content-Length body is read into one buffer of its size up to this, in pieces beyond.
 _PREALLOC_LIMIT = 4 * 1024 * 1024
+# A bounded decoded read decodes at least this much per step (the rest waits in a buffer).
+_DECODE_STEP = 65536
 
 
 # --- content decoding ---------------------------------------------------------------------------
+# Every decoder takes ``max_length``: the most output one call may produce (-1: no bound). Input
+# that would decode beyond it stays inside the decoder (``has_unconsumed_tail``) for the next
+# call, so a small hostile body (a "decompression bomb") never expands all at once.
+_UNBOUNDED = -1
+# Input fed to zstandard per call when the output is bounded: the format expands at most about
+# 32768:1 (a 4-byte RLE block yields 128 KiB), so a slice bounds what one call can produce
+# (64 input bytes per 64 KiB asked: about 2 MiB at worst).
+_ZSTD_MIN_SLICE = 64
+
+
 class _GzipDecoder:
     """gzip with several members (RFC 1952 allows them; urllib3 decodes them all)."""
 
     def __init__(self) -> None:
         self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._members = 0
+        self._tail = b""  # input not decoded yet: the output bound was reached
+        self._garbage = False
 
-    def decompress(self, data: bytes) -> bytes:
-        out = []
+    @property
+    def has_unconsumed_tail(self) -> bool:
+        return bool(self._tail)
+
+    def decompress(self, data: bytes, max_length: int = _UNBOUNDED) -> bytes:
+        if self._tail:
+            data, self._tail = self._tail + data, b""
+        if self._garbage:
+            return b""
+        out: list[bytes] = []
+        size = 0
         while data:
+            room = 0 if max_length < 0 else max_length - size  # zlib: 0 means no bound
+            if max_length >= 0 and room <= 0:
+                self._tail = data
+                break
             try:
-                out.append(self._obj.decompress(data))
+                piece = self._obj.decompress(data, room)
             except zlib.error:
                 if self._members:
-                    return b"".join(out)  # trailing garbage after a complete member: ignored
+                    self._garbage = True  # trailing garbage after a complete member: ignored
+                    break
                 raise
-            data = self._obj.unused_data
-            if not self._obj.eof:
+            out.append(piece)
+            size += len(piece)
+            if self._obj.eof:
+                data = self._obj.unused_data
+                self._members += 1
+                self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            else:
+                data = self._obj.unconsumed_tail
+                if data:
+                    self._tail = data
                 break
-            self._members += 1
-            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
         return b"".join(out)
 
     def flush(self) -> bytes:
@@ -82,13 +121,25 @@ class _DeflateDecoder:
         self._obj = zlib.decompressobj()
         self._first = True
         self._seen = b""
+        self._tail = b""
 
-    def decompress(self, data: bytes) -> bytes:
+    @property
+    def has_unconsumed_tail(self) -> bool:
+        return bool(self._tail)
+
+    def _bounded(self, data: bytes, max_length: int) -> bytes:
+        if self._tail:
+            data, self._tail = self._tail + data, b""
+        out = self._obj.decompress(data, max(max_length, 0))
+        self._tail = self._obj.unconsumed_tail
+        return out
+
+    def decompress(self, data: bytes, max_length: int = _UNBOUNDED) -> bytes:
         if not self._first:
-            return self._obj.decompress(data)
+            return self._bounded(data, max_length)
         self._seen += data
         try:
-            out = self._obj.decompress(data)
+            out = self._bounded(data, max_length)
             if out:
                 self._first = False
                 self._seen = b""
@@ -96,8 +147,8 @@ class _DeflateDecoder:
         except zlib.error:
             self._first = False
             self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-            seen, self._seen = self._seen, b""
-            return self._obj.decompress(seen)
+            seen, self._seen, self._tail = self._seen, b"", b""
+            return self._bounded(seen, max_length)
 
     def flush(self) -> bytes:
         return self._obj.flush()
@@ -106,9 +157,36 @@ class _DeflateDecoder:
 class _BrotliDecoder:
     def __init__(self) -> None:
         self._obj = brotli.Decompressor()
+        self._tail = b""
+        self._more = False  # the output bound was reached: more output may be waiting
 
-    def decompress(self, data: bytes) -> bytes:
-        return self._obj.process(data)  # type: ignore[no-any-return]
+    @property
+    def has_unconsumed_tail(self) -> bool:
+        return bool(self._tail) or self._more or not self._obj.can_accept_more_data()
+
+    def decompress(self, data: bytes, max_length: int = _UNBOUNDED) -> bytes:
+        if self._tail:
+            data, self._tail = self._tail + data, b""
+        if max_length < 0:
+            out = self._obj.process(data)
+            while not self._obj.can_accept_more_data():
+                out += self._obj.process(b"")
+            self._more = False
+            return out  # type: ignore[no-any-return]
+        buf = bytearray()
+        while len(buf) < max_length:
+            if data and self._obj.can_accept_more_data():
+                piece = self._obj.process(data, output_buffer_limit=max_length - len(buf))
+                data = b""
+            else:
+                piece = self._obj.process(b"", output_buffer_limit=max_length - len(buf))
+                if not piece and self._obj.can_accept_more_data() and not data:
+                    self._more = False
+                    return bytes(buf)
+            buf += piece
+        self._tail = data
+        self._more = True
+        return bytes(buf)
 
     def flush(self) -> bytes:
         return b""
@@ -117,14 +195,38 @@ class _BrotliDecoder:
 class _ZstdDecoder:
     def __init__(self) -> None:
         self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._tail = b""
+        self._pos = 0  # the tail is consumed from here on (no copy per call)
 
-    def decompress(self, data: bytes) -> bytes:
+    @property
+    def has_unconsumed_tail(self) -> bool:
+        return self._pos < len(self._tail)
+
+    def _feed(self, data: bytes) -> bytes:
         out = []
         while data:
             out.append(self._obj.decompress(data))
             data = self._obj.unused_data if self._obj.eof else b""
             if data:
                 self._obj = zstandard.ZstdDecompressor().decompressobj()
+        return b"".join(out)
+
+    def decompress(self, data: bytes, max_length: int = _UNBOUNDED) -> bytes:
+        if self._pos < len(self._tail):
+            data = self._tail[self._pos :] + data
+        self._tail, self._pos = b"", 0
+        if max_length < 0:
+            return self._feed(data)
+        step = max(_ZSTD_MIN_SLICE, max_length // 1024)
+        out: list[bytes] = []
+        size = pos = 0
+        while pos < len(data) and size < max_length:
+            piece = self._feed(data[pos : pos + step])
+            pos += step
+            out.append(piece)
+            size += len(piece)
+        if pos < len(data):
+            self._tail, self._pos = data, pos
         return b"".join(out)
 
     def flush(self) -> bytes:
@@ -139,10 +241,26 @@ class _MultiDecoder:
     def __init__(self, decoders: list[Any]) -> None:
         self._decoders = decoders[::-1]
 
-    def decompress(self, data: bytes) -> bytes:
-        for d in self._decoders:
-            data = d.decompress(data)
-        return data
+    @property
+    def has_unconsumed_tail(self) -> bool:
+        return any(d.has_unconsumed_tail for d in self._decoders)
+
+    def decompress(self, data: bytes, max_length: int = _UNBOUNDED) -> bytes:
+        if max_length < 0:
+            for d in self._decoders:
+                data = d.decompress(data)
+            return data
+        # Each link is bounded too; a round may yield nothing while an inner link fills up.
+        out = bytearray()
+        while True:
+            progress = False
+            for d in self._decoders:
+                data = d.decompress(data, max_length - len(out))
+                progress = progress or bool(data)
+            out += data
+            data = b""
+            if not progress or len(out) >= max_length:
+                return bytes(out)
 
     def flush(self) -> bytes:
         data = b""
@@ -164,6 +282,9 @@ if zstandard is not None:
 
 def _make_decoder(content_encoding: str) -> Any:
     codings = [c.strip() for c in content_encoding.lower().split(",") if c.strip()]
+    if len(codings) > MAX_DECODE_LINKS:
+        # A chain this long is an attack (each link multiplies the work), not a representation.
+        raise DecodeError(MSG_TOO_MANY_ENCODINGS.format(count=len(codings), limit=MAX_DECODE_LINKS))
     if len(codings) == 1:
         cls = _DECODERS.get(codings[0])
         return cls() if cls is not None else None
@@ -272,7 +393,10 @@ class HTTPResponse(BaseHTTPResponse):
         self._content_decoder: Any = None
         self._content_decoder_ready = False
         self._content_fed = False
-        self._decoded = b""  # decoded bytes a read(amt) did not return yet
+        # Decoded bytes a read(amt) did not return yet: a bytearray, whose front is deleted in
+        # O(1), so reading a large body in tiny pieces stays linear.
+        self._decoded = bytearray()
+        self._flushed = False
         self._surplus = b""  # framed body bytes a read(amt) did not return yet
         self._body: bytes | None = None
         self._done = False
@@ -378,7 +502,9 @@ class HTTPResponse(BaseHTTPResponse):
         """True after ``close()`` or, with ``auto_close``, once the body was read to its end."""
         if not self.auto_close:
             return self._closed
-        return self._closed or (self._done and not self._decoded and not self._surplus)
+        return self._closed or (
+            self._done and not self._decoded and not self._surplus and not self._decoding_pending()
+        )
 
     def isclosed(self) -> bool:
         """``http.client`` compatibility: same as :attr:`closed`."""
@@ -436,7 +562,7 @@ class HTTPResponse(BaseHTTPResponse):
                 self._read_raw(None)
         except (HTTPError, OSError):
             self._abandon()
-        self._decoded = b""
+        self._decoded.clear()
 
     # --- reading ------------------------------------------------------------------------------
     def read(
@@ -464,27 +590,45 @@ class HTTPResponse(BaseHTTPResponse):
                 return data
             return self._read_raw(amt) if amt else b""
         if amt is None:
-            data = self._decoded + self._decode_with(self._read_raw(None), decoder, flush=True)
-            self._decoded = b""
+            data = bytes(self._decoded) + self._decode_with(
+                self._read_raw(None), decoder, _UNBOUNDED
+            )
+            self._decoded.clear()
             if cache_content:
                 self._body = data
             return data
         if amt == 0:
             return b""
-        while len(self._decoded) < amt and (not self._done or self._surplus):
-            raw = self._read_raw(max(amt, 8192))
-            self._decoded += self._decode_with(raw, decoder, flush=self._done and not self._surplus)
-        data = self._decoded[:amt]
-        self._decoded = self._decoded[amt:]
-        return data
+        buf = self._decoded
+        while len(buf) < amt:
+            if decoder.has_unconsumed_tail:
+                raw = b""
+            elif not self._done or self._surplus:
+                raw = self._read_raw(max(amt, 8192))
+            elif self._flushed:
+                break
+            else:
+                raw = b""
+            # Decode at most what this read needs (64 KiB at least, so tiny reads stay cheap).
+            buf += self._decode_with(raw, decoder, max(amt - len(buf), _DECODE_STEP))
+        return self._take_decoded(amt, None)
 
     def _take_decoded(self, amt: int | None, more: Any) -> bytes:
+        buf = self._decoded
         if amt is None:
-            data = self._decoded + more(None)
-            self._decoded = b""
+            data = bytes(buf) + more(None)
+            buf.clear()
             return typing.cast(bytes, data)
-        data, self._decoded = self._decoded[:amt], self._decoded[amt:]
+        data = bytes(buf[:amt])
+        del buf[:amt]
         return data
+
+    def _decoding_pending(self) -> bool:
+        """Input the content decoder still holds back (or has not flushed)."""
+        decoder = self._content_decoder
+        if decoder is None:
+            return False
+        return not self._flushed and (decoder.has_unconsumed_tail or self._content_fed)
 
     def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
         """Return up to ``amt`` bytes with at most one read from the socket."""
@@ -494,13 +638,29 @@ class HTTPResponse(BaseHTTPResponse):
             return self._take_decoded(
                 amt if amt is not None and amt >= 0 else len(self._decoded), None
             )
-        raw = self._read_raw(amt if amt is not None and amt >= 0 else _RECV_SIZE, once=True)
         decoder = self._get_decoder() if decode_content else None
         if decoder is None:
-            return raw
-        data = self._decode_with(raw, decoder, flush=self._done and not self._surplus)
-        if amt is not None and amt >= 0 and len(data) > amt:
-            data, self._decoded = data[:amt], data[amt:]
+            return self._read_raw(amt if amt is not None and amt >= 0 else _RECV_SIZE, once=True)
+        bounded = amt is not None and amt >= 0
+        if amt == 0:
+            return b""
+        step = max(amt, _DECODE_STEP) if bounded else _DECODE_STEP  # type: ignore[type-var]
+        # Raw bytes may decode to nothing yet (a gzip header): read on, as b"" means the end.
+        while True:
+            if decoder.has_unconsumed_tail:
+                raw = b""  # decode what is held back before reading more
+            elif not self._done or self._surplus:
+                raw = self._read_raw(amt if bounded and amt else _RECV_SIZE, once=True)
+            elif self._flushed:
+                return b""
+            else:
+                raw = b""
+            data = self._decode_with(raw, decoder, step)
+            if data:
+                break
+        if bounded and len(data) > amt:  # type: ignore[operator]
+            self._decoded += memoryview(data)[amt:]
+            data = data[:amt]
         return data
 
     def readinto(self, b: Any) -> int:
@@ -520,7 +680,7 @@ class HTTPResponse(BaseHTTPResponse):
         at once); other bodies yield full ``amt`` pieces, the last one shorter.
         """
         read = self.read1 if self.chunked else self.read
-        while not self._done or self._decoded or self._surplus:
+        while not self._done or self._decoded or self._surplus or self._decoding_pending():
             data = read(amt, decode_content)
             if data:
                 yield data
@@ -559,18 +719,33 @@ class HTTPResponse(BaseHTTPResponse):
             ]
             encoding = ", ".join(codings)
             if encoding:
-                self._content_decoder = _make_decoder(encoding)
+                try:
+                    self._content_decoder = _make_decoder(encoding)
+                except DecodeError:
+                    self._abandon()  # the body cannot be decoded: do not leave it on the wire
+                    raise
         return self._content_decoder
 
-    def _decode_with(self, data: bytes, decoder: Any, flush: bool) -> bytes:
+    def _decode_with(self, data: bytes, decoder: Any, max_length: int) -> bytes:
+        """Decode ``data`` (and input the decoder held back) into at most ``max_length`` bytes
+        (-1: all); the decoder is flushed once the body has ended and nothing is held back."""
         try:
-            if data:
-                self._content_fed = True
-                data = decoder.decompress(data)
-            if flush and self._content_fed:  # an empty body (HEAD, 204) has nothing to finish
-                data += decoder.flush()
+            if data or decoder.has_unconsumed_tail:
+                if data:
+                    self._content_fed = True
+                data = decoder.decompress(data, max_length)
+            if (
+                self._done
+                and not self._surplus
+                and not self._flushed
+                and not decoder.has_unconsumed_tail
+            ):
+                self._flushed = True
+                if self._content_fed:  # an empty body (HEAD, 204) has nothing to finish
+                    data += decoder.flush()
         except Exception as e:
             self._abandon()  # the rest of the body is of no use: do not leave it on the wire
+            self._flushed = True
             encoding = self.headers.get("content-encoding", "").lower()
             raise DecodeError(
                 f"Received response with content-encoding: {encoding}, but failed to decode it.",
