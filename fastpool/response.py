@@ -641,16 +641,16 @@ class HTTPResponse(BaseHTTPResponse):
         decoder = self._get_decoder() if decode_content else None
         if decoder is None:
             return self._read_raw(amt if amt is not None and amt >= 0 else _RECV_SIZE, once=True)
-        bounded = amt is not None and amt >= 0
         if amt == 0:
             return b""
-        step = max(amt, _DECODE_STEP) if bounded else _DECODE_STEP  # type: ignore[type-var]
+        limit = amt if amt is not None and amt > 0 else None
+        step = _DECODE_STEP if limit is None else max(limit, _DECODE_STEP)
         # Raw bytes may decode to nothing yet (a gzip header): read on, as b"" means the end.
         while True:
             if decoder.has_unconsumed_tail:
                 raw = b""  # decode what is held back before reading more
             elif not self._done or self._surplus:
-                raw = self._read_raw(amt if bounded and amt else _RECV_SIZE, once=True)
+                raw = self._read_raw(limit or _RECV_SIZE, once=True)
             elif self._flushed:
                 return b""
             else:
@@ -658,9 +658,9 @@ class HTTPResponse(BaseHTTPResponse):
             data = self._decode_with(raw, decoder, step)
             if data:
                 break
-        if bounded and len(data) > amt:  # type: ignore[operator]
-            self._decoded += memoryview(data)[amt:]
-            data = data[:amt]
+        if limit is not None and len(data) > limit:
+            self._decoded += memoryview(data)[limit:]
+            data = data[:limit]
         return data
 
     def readinto(self, b: Any) -> int:
