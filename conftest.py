@@ -8,9 +8,17 @@ quietly testing the twin twice. ``--no-c-extensions`` skips the ``c`` leg, for p
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 import pytest
+from hypothesis import settings
+
+# CI runs the same examples every time (a failure there names its reproducer and does not
+# depend on luck); a developer's run explores new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
