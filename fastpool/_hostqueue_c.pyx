@@ -269,8 +269,11 @@ cdef class HostQueue:
 
     def take_idle(self):
         """Remove and return every idle connection, oldest first, for the caller to close."""
+        # The new list first: its allocation may run the collector, whose finalizers may
+        # check a connection in; after it, nothing can come between the read and the swap.
+        cdef list fresh = []
         cdef list idle = self._idle
-        self._idle = []
+        self._idle = fresh
         return idle
 
     def close(self):
@@ -281,6 +284,7 @@ cdef class HostQueue:
         """
         cdef _Waiter waiter
         cdef list idle
+        cdef list fresh = []  # allocated first, as in take_idle
         self._closed = True
         while self._n_waiters:
             self._n_waiters -= 1
@@ -288,7 +292,7 @@ cdef class HostQueue:
             waiter.state = _CLOSED
             waiter.lock.release()
         idle = self._idle
-        self._idle = []
+        self._idle = fresh
         return idle
 
     # --- what it is doing ---------------------------------------------------------------------

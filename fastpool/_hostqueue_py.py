@@ -8,6 +8,12 @@ The compiled twin ``_hostqueue_c.pyx`` has the same observable behaviour; there 
 checkin is one call that holds the GIL throughout, here a ``threading`` lock guards the same
 critical parts. Waiters (at the connection cap) each block on their own lock, outside the
 critical part, and are served first-in first-out by ``checkin`` handing its slot over.
+
+No critical part allocates a GC-tracked object (a waiter, a list, a tuple, an exception): an
+allocation may run the cyclic collector, whose finalizers (a dropped response giving its slot
+back) may call ``checkin`` in this very thread. Outside the lock that simply works; inside it,
+the non-reentrant lock would deadlock. So such objects are made before the lock is taken and
+errors are raised after it is released, and a finalizer can always check a slot in at once.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ __all__ = ("HostQueue",)
 _WAITING = 0
 _SERVED = 1
 _CLOSED = 2
+
+# checkout's outcome when it cannot return a slot at once (decided in the critical part).
+_FAIL_CLOSED = 1
+_FAIL_NOWAIT = 2
+_NEEDS_WAITER = 3
 
 _SIZE_MAX = sys.maxsize
 
@@ -149,23 +160,35 @@ class HostQueue:
         :class:`~fastpool.exceptions.PoolClosedError` when the queue is (or gets) closed.
         """
         seconds = _wait_seconds(timeout)
-        with self._lock:
-            if self._closed:
+        waiter: _Waiter | None = None
+        while True:
+            with self._lock:
+                if self._closed:
+                    outcome = _FAIL_CLOSED
+                elif self._idle:
+                    self._in_use += 1
+                    self._reused += 1
+                    return self._idle.pop()
+                # No idle connection here, so in_use is the open count.
+                elif self._cap < 0 or self._in_use < self._cap:
+                    self._in_use += 1
+                    self._created += 1
+                    return None
+                elif seconds == 0.0:
+                    outcome = _FAIL_NOWAIT
+                elif waiter is not None:
+                    self._waiters.append(waiter)
+                    self._wait_count += 1
+                    break
+                else:
+                    outcome = _NEEDS_WAITER
+            if outcome == _FAIL_CLOSED:
                 raise PoolClosedError(MSG_POOL_CLOSED)
-            if self._idle:
-                self._in_use += 1
-                self._reused += 1
-                return self._idle.pop()
-            # No idle connection here, so in_use is the open count.
-            if self._cap < 0 or self._in_use < self._cap:
-                self._in_use += 1
-                self._created += 1
-                return None
-            if seconds == 0.0:
+            if outcome == _FAIL_NOWAIT:
                 raise PoolTimeoutError(MSG_POOL_EMPTY_NOWAIT.format(limit=self._cap))
+            # Made outside the lock (see the module docstring); a finalizer run by the
+            # collector meanwhile may have freed a slot, so look again before queueing it.
             waiter = _Waiter()
-            self._waiters.append(waiter)
-            self._wait_count += 1
         return self._wait(waiter, seconds, timeout)
 
     def checkin(self, conn: Any) -> bool:
@@ -177,20 +200,20 @@ class HostQueue:
         False for ``None``. Raises ``ValueError`` when no slot is checked out.
         """
         with self._lock:
-            if self._in_use <= 0:
-                raise ValueError(MSG_CHECKIN_UNMATCHED)
-            if self._waiters:
-                # Hand the slot over directly: a waiter never races a newcomer for it.
-                self._serve(self._waiters.popleft(), conn)
-                return conn is not None
-            self._in_use -= 1
-            if conn is None or self._closed:
+            if self._in_use > 0:
+                if self._waiters:
+                    # Hand the slot over directly: a waiter never races a newcomer for it.
+                    self._serve(self._waiters.popleft(), conn)
+                    return conn is not None
+                self._in_use -= 1
+                if conn is None or self._closed:
+                    return False
+                if self._maxsize == 0 or len(self._idle) < self._maxsize:
+                    self._idle.append(conn)
+                    return True
+                self._discarded += 1
                 return False
-            if self._maxsize == 0 or len(self._idle) < self._maxsize:
-                self._idle.append(conn)
-                return True
-            self._discarded += 1
-            return False
+        raise ValueError(MSG_CHECKIN_UNMATCHED)  # raised outside the lock (module docstring)
 
     # --- waiting ------------------------------------------------------------------------------
 
@@ -232,7 +255,7 @@ class HostQueue:
             waiter.conn = None
             if state == _WAITING:
                 self._waiters.remove(waiter)
-            return state, conn
+        return state, conn  # the tuple is made outside the lock
 
     # --- eviction and shutdown ----------------------------------------------------------------
 
@@ -242,18 +265,21 @@ class HostQueue:
             idle = self._idle
             # Identity, not ==: no user code runs in the critical part. Oldest first, since
             # expiry mostly removes the oldest.
-            for i in range(len(idle)):
+            i = 0
+            while i < len(idle):
                 if idle[i] is conn:
                     del idle[i]
                     return True
+                i += 1
             return False
 
     def take_idle(self) -> list[Any]:
         """Remove and return every idle connection, oldest first, for the caller to close."""
+        fresh: list[Any] = []  # made outside the lock (module docstring)
         with self._lock:
             idle = self._idle
-            self._idle = []
-            return idle
+            self._idle = fresh
+        return idle
 
     def close(self) -> list[Any]:
         """Close the queue: wake every waiter with PoolClosedError, return the idle connections.
@@ -261,6 +287,7 @@ class HostQueue:
         Afterwards ``checkout`` raises PoolClosedError and ``checkin`` releases the slot and
         returns False. Closing again returns an empty list.
         """
+        fresh: list[Any] = []  # made outside the lock (module docstring)
         with self._lock:
             self._closed = True
             while self._waiters:
@@ -268,8 +295,8 @@ class HostQueue:
                 waiter.state = _CLOSED
                 waiter.lock.release()
             idle = self._idle
-            self._idle = []
-            return idle
+            self._idle = fresh
+        return idle
 
     # --- what it is doing ---------------------------------------------------------------------
 

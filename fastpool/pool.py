@@ -70,9 +70,6 @@ __all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_
 
 log = logging.getLogger("fastpool.connectionpool")
 
-# Per thread: is this thread inside a HostQueue call right now? (see _release_from_finalizer)
-_in_queue = threading.local()
-
 # Go's rules for the keep-alive race: a reused connection that fails before any response byte
 # is retried once on a new connection when the request is idempotent (these methods, or an
 # Idempotency-Key header) and its body can be sent again.
@@ -235,9 +232,9 @@ class ConnectionLimit:
 
     def release(self, conn: HTTPConnection) -> None:
         """Give ``conn``'s token back (it closed, or its dial failed)."""
-        if getattr(self._local, "busy", False) or getattr(_in_queue, "busy", False):
-            # (inside a HostQueue call, taking our lock could wait on a thread that waits
-            # for that queue's lock in _oldest_idle)
+        if getattr(self._local, "busy", False):
+            # A finalizer run while this thread holds our lock: applied as that lock is
+            # released (HostQueue calls allocate nothing GC-tracked, so none runs in them).
             self._deferred.append(conn)
             return
         with self._locked():
@@ -371,7 +368,6 @@ class HTTPConnectionPool(RequestMethods):
         _all_pools.add(self)
         # A pool dropped without close() still closes its idle sockets (as urllib3's does).
         weakref.finalize(self, _close_idle, self.pool)
-        self._deferred: list[None] = []  # slots of collected responses, released soon
         self.proxy = _proxy
         self.proxy_headers = _proxy_headers or {}
         self.proxy_config = _proxy_config
@@ -443,18 +439,10 @@ class HTTPConnectionPool(RequestMethods):
         trace = self._trace
         if trace is not None:
             trace.emit("get_conn", host=self.host, port=self.port)
-        if self._deferred:
-            self._release_deferred()
-        _in_queue.busy = True
-        try:
-            if trace is None:
-                conn = self.pool.checkout(timeout)
-            else:
-                conn = self._traced_checkout(trace, timeout)
-        finally:
-            _in_queue.busy = False
-            if self._deferred:
-                self._release_deferred()
+        if trace is None:
+            conn = self.pool.checkout(timeout)
+        else:
+            conn = self._traced_checkout(trace, timeout)
         try:
             if conn is None:
                 if trace is not None:
@@ -537,13 +525,7 @@ class HTTPConnectionPool(RequestMethods):
         """Check a connection (or ``None``: just the slot) back in; close what is not kept."""
         if conn is not None:
             conn.idle_since = monotonic()
-        _in_queue.busy = True
-        try:
-            kept = self.pool.checkin(conn)
-        finally:
-            _in_queue.busy = False
-            if self._deferred:
-                self._release_deferred()
+        kept = self.pool.checkin(conn)
         if conn is None:
             return
         if kept:
@@ -620,7 +602,6 @@ class HTTPConnectionPool(RequestMethods):
             if sock is not None:
                 sock.close()
         self.pool = HostQueue(old.maxsize, old.block, old.limit)
-        self._deferred = []
         if self._limiter is not None:
             self._limiter.reset()
         if old.closed:
@@ -629,22 +610,11 @@ class HTTPConnectionPool(RequestMethods):
     def _release_from_finalizer(self) -> None:
         """Give back the slot of a response garbage-collected with its body unread.
 
-        The collector can run a finalizer in the middle of this thread's own checkout or
-        checkin: re-entering the queue there could deadlock the pure twin's lock or interleave
-        the compiled critical part, so the slot is then released right after that call.
+        The collector may run this in the middle of this thread's own checkout or checkin:
+        the HostQueue allocates nothing GC-tracked inside its critical parts (neither twin),
+        so the slot is always given back at once, and a checkout waiting for it gets it.
         """
-        if getattr(_in_queue, "busy", False):
-            self._deferred.append(None)
-        else:
-            self._put_conn(None)
-
-    def _release_deferred(self) -> None:
-        while self._deferred:
-            try:
-                self._deferred.pop()
-            except IndexError:  # another thread took it
-                return
-            self._put_conn(None)
+        self._put_conn(None)
 
     def _validate_conn(self, conn: HTTPConnection) -> None:
         """Called before a request on a connection: connects a closed one."""

@@ -3,9 +3,13 @@ GC at a queue's critical moment, Retry subclasses, conflicting Content-Length, p
 
 from __future__ import annotations
 
+import gc
 import gzip
+import threading
+import time
 import tracemalloc
 import zlib
+from collections.abc import Callable
 
 import brotli
 import pytest
@@ -13,7 +17,7 @@ import zstandard
 from servers import send_raw
 from urllib3.exceptions import DecodeError
 
-from fastpool.exceptions import MAX_DECODE_LINKS
+from fastpool.exceptions import MAX_DECODE_LINKS, PoolTimeoutError
 from fastpool.pool import HTTPConnectionPool
 
 _BOMB_SIZE = 64 * 1024 * 1024  # decoded: 64 MiB of zeros, a few KiB on the wire
@@ -116,3 +120,139 @@ def test_five_content_encodings_still_decode(fault_server_factory):
     server = fault_server_factory(send_raw(_raw(body, header)))
     with HTTPConnectionPool(server.host, server.port, retries=False) as p:
         assert p.request("GET", "/").data == b"payload"
+
+
+# --- a collection (and the finalizers it runs) at a queue's critical moment ---------------------
+class _Cycle:
+    """Garbage only the cyclic collector frees (as a response caught in a reference cycle)."""
+
+    def __init__(self, payload: object) -> None:
+        self.me = self
+        self.payload = payload
+
+
+def _run_with_collections(
+    fn: Callable[[], object], on_collect: Callable[[], None], primes: int = 0
+) -> object:
+    """Run ``fn`` in a thread where every other GC-tracked allocation runs the collector,
+    calling ``on_collect`` (standing for a finalizer) at the start of each; bounded in time.
+    ``primes`` lists kept alive first drain the list free list, so that a list ``fn`` makes is
+    a real (collecting) allocation."""
+    result: list[object] = []
+    armed = []
+    worker: threading.Thread
+
+    def callback(phase: str, info: object) -> None:
+        if phase == "start" and armed and threading.current_thread() is worker:
+            on_collect()
+
+    def body() -> None:
+        gc.callbacks.append(callback)
+        try:
+            keep = [[] for _ in range(primes)]  # noqa: F841 - allocations that stay alive
+            armed.append(True)
+            value = fn()
+            result.append(value)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            result.append(e)
+        finally:
+            gc.callbacks.remove(callback)
+
+    old = gc.get_threshold()
+    worker = threading.Thread(target=body, daemon=True)
+    gc.set_threshold(1)
+    try:
+        worker.start()
+        worker.join(10)
+    finally:
+        gc.set_threshold(*old)
+    assert not worker.is_alive(), "deadlock: a finalizer's checkin re-entered the queue's lock"
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+def test_checkin_from_a_finalizer_while_checkout_makes_its_waiter(hostqueue_cls):
+    q = hostqueue_cls(maxsize=2, block=True)
+    q.checkout()  # the slot a "dropped response" holds
+    q.checkout()  # now at the cap of 2
+    pending = [True]
+    freed_at: list[float] = []
+
+    def finalizer() -> None:
+        if pending:
+            pending.pop()
+            freed_at.append(time.monotonic())
+            q.checkin(None)
+
+    # At the cap: making the waiter collects (unless it came from a free list), and a slot
+    # freed by that collection must be taken at once, never waited for. (A collection may
+    # also run as a timed-out wait ends: too late for this call, rightly.)
+    def checkout() -> object:
+        try:
+            return q.checkout(timeout=2)
+        except PoolTimeoutError:
+            return "timed out"
+
+    start = time.monotonic()
+    got = _run_with_collections(checkout, finalizer)
+    if freed_at and freed_at[0] - start < 1:
+        assert got is None and q.in_use == 2 and q.waiters == 0
+    else:  # no collection before the wait: it had to wait, and nobody came
+        assert got == "timed out"
+
+
+@pytest.mark.parametrize("operation", ["checkout", "nowait", "unmatched", "take_idle", "close"])
+def test_no_collection_while_the_queue_lock_is_held(hostqueue_cls, operation):
+    q = hostqueue_cls(maxsize=1, block=True)
+    lock = getattr(q, "_lock", None)
+    if lock is None:
+        pytest.skip(
+            "no lock in this twin: its critical parts hold the GIL, a re-entrant checkin is safe"
+        )
+    if operation in ("checkout", "nowait"):
+        q.checkout()  # at the cap
+    else:
+        q.checkin(q.checkout() or object())  # one idle connection
+    under_lock = []
+
+    def collecting() -> None:
+        if lock.locked():  # a finalizer's checkin here would deadlock on this lock
+            under_lock.append(operation)
+
+    calls = {
+        "checkout": lambda: pytest.raises(PoolTimeoutError, q.checkout, 0.01),
+        "nowait": lambda: pytest.raises(PoolTimeoutError, q.checkout, 0),
+        "unmatched": lambda: pytest.raises(ValueError, q.checkin, None),
+        "take_idle": q.take_idle,
+        "close": q.close,
+    }
+    # 200 lists kept alive drain the list free list: a new list is then a real allocation.
+    _run_with_collections(calls[operation], collecting, primes=200)
+    assert not under_lock
+
+
+def test_dropped_response_frees_the_slot_a_blocked_checkout_waits_for(fault_server_factory):
+    server = fault_server_factory(
+        send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100, then="keep")
+    )
+    with HTTPConnectionPool(server.host, server.port, maxsize=1, block=True, retries=False) as p:
+        r = p.urlopen("GET", "/", preload_content=False)  # holds the only slot
+        gc.collect()
+        gc.disable()
+        old = gc.get_threshold()
+        try:
+            _Cycle(r)
+            del r
+            # The first GC-tracked allocations inside checkout (its waiter) collect the cycle;
+            # the response's finalizer gives the slot back, and the checkout must take it
+            # (before the fix: deferred, and the checkout timed out waiting for it).
+            gc.set_threshold(1)
+            gc.enable()
+            conn = p._get_conn(timeout=5)
+        finally:
+            gc.set_threshold(*old)
+            gc.enable()
+        assert conn is not None
+        p._put_conn(conn)
+        assert p.pool.in_use == 0
