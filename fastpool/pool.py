@@ -998,10 +998,13 @@ class HTTPConnectionPool(RequestMethods):
                 return self._follow_redirect(
                     response, method, url, body, headers, retries, redirect_location, again
                 )
-        # Retry-After only matters for the statuses urllib3 honours it on: skip the lookup.
-        has_retry_after = status in Retry.RETRY_AFTER_STATUS_CODES and bool(
-            response.headers.get("Retry-After")
-        )
+        # As urllib3: the Retry object decides. Its stock is_retry reads has_retry_after only
+        # for the statuses in *its* RETRY_AFTER_STATUS_CODES (a subclass's or instance's own),
+        # so the header lookup is skipped for the others; an overridden is_retry always gets it.
+        has_retry_after = (
+            type(retries).is_retry is not Retry.is_retry
+            or status in retries.RETRY_AFTER_STATUS_CODES
+        ) and bool(response.headers.get("Retry-After"))
         if retries.is_retry(method, status, has_retry_after):
             try:
                 retries = retries.increment(method, url, response=response, _pool=self._u3_self)

@@ -16,6 +16,7 @@ import pytest
 import zstandard
 from servers import send_raw
 from urllib3.exceptions import DecodeError
+from urllib3.util.retry import Retry
 
 from fastpool.exceptions import MAX_DECODE_LINKS, PoolTimeoutError
 from fastpool.pool import HTTPConnectionPool
@@ -256,3 +257,28 @@ def test_dropped_response_frees_the_slot_a_blocked_checkout_waits_for(fault_serv
         assert conn is not None
         p._put_conn(conn)
         assert p.pool.in_use == 0
+
+
+# --- Retry-After: the Retry object decides -------------------------------------------------------
+class _RetryAfter500(Retry):
+    RETRY_AFTER_STATUS_CODES = frozenset({413, 429, 503, 500})
+
+
+def test_retry_subclass_retry_after_status_codes_are_honoured(fault_server_factory):
+    requests_seen = []
+
+    def handler(conn):  # type: ignore[no-untyped-def]
+        while conn.read_request() is not None:
+            requests_seen.append(1)
+            conn.send(b"HTTP/1.1 500 Oops\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n")
+
+    server = fault_server_factory(handler)
+    retries = _RetryAfter500(total=1, raise_on_status=False)
+    with HTTPConnectionPool(server.host, server.port, retries=retries) as p:
+        assert p.request("GET", "/").status == 500
+    assert len(requests_seen) == 2  # urllib3 retries once: 500 is in the subclass's codes
+    # The stock class does not retry a 500 on Retry-After.
+    requests_seen.clear()
+    with HTTPConnectionPool(server.host, server.port, retries=Retry(total=1)) as p:
+        assert p.request("GET", "/").status == 500
+    assert len(requests_seen) == 1
