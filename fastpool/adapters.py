@@ -121,6 +121,9 @@ def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseExce
     The order of the checks is the stock adapter's, so an exception that is several things at
     once (fastpool's classes subclass urllib3's) maps the same way.
     """
+    if isinstance(err, _u3.InvalidHeader):
+        # First: our InvalidContentLengthError is also a ProtocolError; urllib3's never is.
+        return InvalidHeader(err, request=request)
     if isinstance(err, (_u3.ProtocolError, OSError)):
         return ConnectionError(err, request=request)
     if isinstance(err, _u3.MaxRetryError):
@@ -147,8 +150,6 @@ def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseExce
         return SSLError(err, request=request)
     if isinstance(err, _u3.ReadTimeoutError):
         return ReadTimeout(err, request=request)
-    if isinstance(err, _u3.InvalidHeader):
-        return InvalidHeader(err, request=request)
     return None
 
 

@@ -128,3 +128,12 @@ MSG_HTTP_TOO_MANY_INTERIM = "more than {limit} interim (1xx) responses before th
 # urllib3's limit and message: a longer Content-Encoding chain is refused with DecodeError.
 MAX_DECODE_LINKS = 5
 MSG_TOO_MANY_ENCODINGS = "Too many content encodings in the chain: {count} > {limit}"
+
+
+class InvalidContentLengthError(InvalidResponseError, _u3.InvalidHeader):
+    """A response head whose Content-Length values conflict or are not a number.
+
+    Also urllib3's ``InvalidHeader`` (what urllib3 raises for conflicting values), so requests
+    raises ``requests.exceptions.InvalidHeader`` for it, as with the stock adapter. Never
+    retried: the server sent it, a retry gets the same.
+    """

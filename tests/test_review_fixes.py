@@ -13,12 +13,20 @@ from collections.abc import Callable
 
 import brotli
 import pytest
+import requests
+import urllib3
 import zstandard
 from servers import send_raw
 from urllib3.exceptions import DecodeError
 from urllib3.util.retry import Retry
 
-from fastpool.exceptions import MAX_DECODE_LINKS, PoolTimeoutError
+import fastpool
+from fastpool.exceptions import (
+    MAX_DECODE_LINKS,
+    InvalidContentLengthError,
+    InvalidResponseError,
+    PoolTimeoutError,
+)
 from fastpool.pool import HTTPConnectionPool
 
 _BOMB_SIZE = 64 * 1024 * 1024  # decoded: 64 MiB of zeros, a few KiB on the wire
@@ -282,3 +290,27 @@ def test_retry_subclass_retry_after_status_codes_are_honoured(fault_server_facto
     with HTTPConnectionPool(server.host, server.port, retries=Retry(total=1)) as p:
         assert p.request("GET", "/").status == 500
     assert len(requests_seen) == 1
+
+
+# --- conflicting Content-Length: urllib3's InvalidHeader, requests' InvalidHeader ---------------
+def test_conflicting_content_length_is_invalid_header(fault_server_factory):
+    requests_seen = []
+
+    def handler(conn):  # type: ignore[no-untyped-def]
+        while conn.read_request() is not None:
+            requests_seen.append(1)
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nokxyz")
+
+    server = fault_server_factory(handler)
+    with HTTPConnectionPool(server.host, server.port, retries=Retry(total=3)) as p:
+        with pytest.raises(InvalidContentLengthError, match="Content-Length") as info:
+            p.request("GET", "/")
+        assert isinstance(info.value, urllib3.exceptions.InvalidHeader)
+        assert isinstance(info.value, InvalidResponseError)
+        assert p.pool.in_use == 0
+    assert len(requests_seen) == 1  # not retried, as urllib3
+
+    session = requests.Session()
+    session.mount("http://", fastpool.HTTPAdapter())
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        session.get(f"http://{server.host}:{server.port}/")
