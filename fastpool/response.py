@@ -815,7 +815,8 @@ class HTTPResponse(BaseHTTPResponse):
         if want > _PREALLOC_LIMIT and not once:
             # Never trust a huge Content-Length with one allocation: grow with what arrives.
             pieces = []
-            while self.length_remaining:
+            # Not past the end: an early EOF (enforce_content_length=False) closed the socket.
+            while self.length_remaining and not self._done:
                 pieces.append(self._read_length(sock, min(want, _PREALLOC_LIMIT), False))
                 want -= len(pieces[-1])
                 if not want:

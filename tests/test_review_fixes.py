@@ -314,3 +314,15 @@ def test_conflicting_content_length_is_invalid_header(fault_server_factory):
     session.mount("http://", fastpool.HTTPAdapter())
     with pytest.raises(requests.exceptions.InvalidHeader):
         session.get(f"http://{server.host}:{server.port}/")
+
+
+# --- an early EOF on a large Content-Length body without enforce_content_length -----------------
+@pytest.mark.parametrize("size", [1 << 20, 20 << 20])  # under and over the one-buffer limit
+def test_early_eof_without_enforcement_returns_what_came(fault_server_factory, size):
+    sent = b"x" * (1 << 19)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+    server = fault_server_factory(send_raw(head + sent))
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        r = p.request("GET", "/", enforce_content_length=False)
+        assert r.data == sent  # never a read on the socket already closed (EBADF)
+        assert p.pool.in_use == 0
