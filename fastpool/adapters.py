@@ -228,6 +228,10 @@ class HTTPAdapter(_stock.HTTPAdapter):
 
     Observability: :meth:`pool_stats` (a :class:`fastpool.stats.PoolStats` over the pool
     manager and proxy managers) and :meth:`add_trace_hook` (see :mod:`fastpool.trace`).
+
+    Deliberate difference from the stock adapter: with ``verify`` on, the certificate of an
+    ``https://`` proxy is verified for ``http://`` URLs too (see :meth:`cert_verify`); stock
+    requests turns verification off for that TLS connection and accepts any proxy.
     """
 
     __attrs__ = [  # noqa: RUF012 - as stock
@@ -282,6 +286,26 @@ class HTTPAdapter(_stock.HTTPAdapter):
         self._trace = None  # hooks are code: not pickled
         self._reset_fast_route()
         super().__setstate__(state)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """Set ``conn``'s TLS verification for ``url`` as requests does (``verify``: True, False
+        or a CA bundle path; ``cert``: a client certificate or None), with one exception.
+
+        Stock requests sets ``CERT_NONE`` on the pool for every non-``https`` URL. For an
+        ``http://`` URL through an ``https://`` proxy that pool's TLS connection goes to the
+        proxy itself, and ``CERT_NONE`` would accept any proxy (a man in the middle sees every
+        request). Here the proxy's certificate is verified whenever ``verify`` is on.
+        """
+        super().cert_verify(conn, url, verify, cert)
+        proxy = getattr(conn, "proxy", None)
+        if (
+            verify
+            and proxy is not None
+            and proxy.scheme == "https"
+            and not url.lower().startswith("https")
+        ):
+            # requests' own rules for an https URL: the CA bundle or path, or an OSError.
+            super().cert_verify(conn, "https:", verify, None)
 
     def _reset_fast_route(self) -> None:
         cls = type(self)

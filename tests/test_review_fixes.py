@@ -326,3 +326,32 @@ def test_early_eof_without_enforcement_returns_what_came(fault_server_factory, s
         r = p.request("GET", "/", enforce_content_length=False)
         assert r.data == sent  # never a read on the socket already closed (EBADF)
         assert p.pool.in_use == 0
+
+
+# --- an https:// proxy for http:// URLs: its certificate is verified ----------------------------
+def test_untrusted_https_proxy_is_rejected_for_http_urls(
+    proxy_server_factory, untrusted_ssl_context, app_server
+):
+    proxy = proxy_server_factory(tls=untrusted_ssl_context)
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("http://", fastpool.HTTPAdapter())
+    proxies = {"http": f"https://{proxy.host}:{proxy.port}"}
+    with pytest.raises(requests.exceptions.ProxyError) as info:
+        session.get(f"http://{app_server.host}:{app_server.port}/", proxies=proxies)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+
+
+def test_trusted_https_proxy_for_http_urls(proxy_server_factory, ca_bundle, app_server):
+    proxy = proxy_server_factory(tls=True)
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("http://", fastpool.HTTPAdapter())
+    proxies = {"http": f"https://{proxy.host}:{proxy.port}"}
+    url = f"http://{app_server.host}:{app_server.port}/bytes/3"
+    assert session.get(url, proxies=proxies, verify=ca_bundle).content == b"abc"
+    # verify=False still turns verification off, for the proxy too (as requested).
+    untrusted = requests.Session()
+    untrusted.trust_env = False
+    untrusted.mount("http://", fastpool.HTTPAdapter())
+    assert untrusted.get(url, proxies=proxies, verify=False).content == b"abc"
