@@ -34,6 +34,7 @@ from ._lru import LRUMap
 from .connection import ProxyConfig, port_by_scheme
 from .pool import ConnectionLimit, HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
+from .stats import COUNTERS
 
 if typing.TYPE_CHECKING:
     from typing_extensions import Self
@@ -58,18 +59,9 @@ pool_classes_by_scheme: dict[str, type[HTTPConnectionPool]] = {
 }
 
 
-#: The pool counters whose running totals survive an evicted pool (``evicted_totals``).
-EVICTED_COUNTERS = (
-    "created",
-    "reused",
-    "discarded_full",
-    "expired_idle",
-    "expired_lifetime",
-    "dropped_stale",
-    "retried",
-    "wait_count",
-    "wait_time",
-)
+#: The pool counters whose running totals survive an evicted pool (``evicted_totals``): the
+#: same as :data:`fastpool.stats.COUNTERS`.
+EVICTED_COUNTERS = COUNTERS
 
 
 def _retirer(manager: PoolManager) -> Any:
@@ -100,8 +92,9 @@ class PoolManager(RequestMethods):
         connection of any host, else waits up to ``pool_timeout`` (FIFO) and raises
         ``PoolTimeoutError`` (an ``EmptyPoolError``). See :class:`~fastpool.pool.ConnectionLimit`.
     :param trace: keyword-only. A :class:`fastpool.trace.Trace` whose hooks see each step of
-        each request (default None: tracing costs one ``is not None`` check). See also
-        :meth:`add_trace_hook`.
+        each request (default None: tracing costs one ``is not None`` check). A Trace without
+        hooks is not kept, so it costs nothing either: register its hooks before passing it,
+        or later with :meth:`add_trace_hook`.
     :param \\**connection_pool_kw: passed to each new pool (``maxsize``, ``block``,
         ``timeout``, ``retries``, TLS settings ...).
 
@@ -145,7 +138,7 @@ class PoolManager(RequestMethods):
         if self._pool_options:
             # Bad values fail here, naming the option, not at the first request.
             HTTPConnectionPool("localhost", **self._pool_options).close()
-        self.trace = trace
+        self.trace = trace if trace else None  # an empty Trace would be called for nothing
         self._clearing = False
         self.evicted_pools = 0
         self.evicted_totals: dict[str, float] = dict.fromkeys(EVICTED_COUNTERS, 0)

@@ -355,3 +355,27 @@ def test_trusted_https_proxy_for_http_urls(proxy_server_factory, ca_bundle, app_
     untrusted.trust_env = False
     untrusted.mount("http://", fastpool.HTTPAdapter())
     assert untrusted.get(url, proxies=proxies, verify=False).content == b"abc"
+
+
+# --- tracing off is free: an empty Trace is not kept --------------------------------------------
+def test_empty_trace_is_not_kept(app_server):
+    from fastpool.poolmanager import EVICTED_COUNTERS, PoolManager
+    from fastpool.stats import COUNTERS
+    from fastpool.trace import Trace
+
+    assert EVICTED_COUNTERS == COUNTERS
+    url = f"http://{app_server.host}:{app_server.port}/bytes/3"
+    with PoolManager(trace=Trace()) as pm:
+        assert pm.trace is None
+        assert pm.request("GET", url).data == b"abc"
+        assert pm.connection_from_url(url)._trace is None
+        seen: list[str] = []
+        pm.add_trace_hook("put_idle", lambda event: seen.append(event.name))
+        pm.request("GET", url)
+        assert seen == ["put_idle"]
+    traced = Trace()
+    traced.add("put_idle", lambda event: None)
+    with PoolManager(trace=traced) as pm:
+        assert pm.trace is traced
+        pm.request("GET", url)
+        assert pm.connection_from_url(url)._trace is traced
