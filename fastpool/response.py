@@ -376,6 +376,9 @@ class HTTPResponse(BaseHTTPResponse):
         self._headers: HTTPHeaderDict | None = None
         self._connection = connection
         self._pool = pool
+        # The queue the slot came from: after os.fork() the child's pool has a new one, and a
+        # response from the parent's world must not check its connection in there.
+        self._queue = getattr(pool, "pool", None)
         self._request_method = request_method
         self._request_url = request_url
         self._retries = None
@@ -917,6 +920,9 @@ class HTTPResponse(BaseHTTPResponse):
         conn.requests += 1
         pool = self._pool
         if pool is not None:
+            if getattr(pool, "pool", None) is not self._queue:
+                conn.close()  # the slot belongs to the parent's pool (we are a forked child)
+                return
             pool._put_conn(conn)
 
     def _abandon(self) -> None:
@@ -930,7 +936,7 @@ class HTTPResponse(BaseHTTPResponse):
             conn.close()
         finally:
             pool = self._pool
-            if pool is not None:
+            if pool is not None and getattr(pool, "pool", None) is self._queue:
                 pool._put_conn(None)
 
     def __del__(self) -> None:
@@ -944,7 +950,7 @@ class HTTPResponse(BaseHTTPResponse):
             conn.close()
         finally:
             pool = self._pool
-            if pool is not None:
+            if pool is not None and getattr(pool, "pool", None) is self.__dict__.get("_queue"):
                 pool._release_from_finalizer()
 
     def _drain_cheaply(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import gzip
+import multiprocessing
+import os
 import threading
 import time
 import tracemalloc
@@ -28,6 +30,7 @@ from fastpool.exceptions import (
     PoolTimeoutError,
 )
 from fastpool.pool import HTTPConnectionPool
+from fastpool.poolmanager import PoolManager
 
 _BOMB_SIZE = 64 * 1024 * 1024  # decoded: 64 MiB of zeros, a few KiB on the wire
 
@@ -359,7 +362,7 @@ def test_trusted_https_proxy_for_http_urls(proxy_server_factory, ca_bundle, app_
 
 # --- tracing off is free: an empty Trace is not kept --------------------------------------------
 def test_empty_trace_is_not_kept(app_server):
-    from fastpool.poolmanager import EVICTED_COUNTERS, PoolManager
+    from fastpool.poolmanager import EVICTED_COUNTERS
     from fastpool.stats import COUNTERS
     from fastpool.trace import Trace
 
@@ -379,3 +382,51 @@ def test_empty_trace_is_not_kept(app_server):
         assert pm.trace is traced
         pm.request("GET", url)
         assert pm.connection_from_url(url)._trace is traced
+
+
+# --- a forked child finishing a response from its parent's world ---------------------------------
+_manager = None
+
+
+def _child_finishes_parent_response(url: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    assert _manager is not None and _in_flight is not None
+    try:
+        data = _in_flight.read()  # a response from the parent's world
+        _in_flight.release_conn()
+        pool = _manager.connection_from_url(url)
+        state = (pool.pool.idle, pool.pool.in_use)
+        again = _manager.request("GET", url + "/bytes/4").data
+        queue.put(("ok", len(data), state, again, pool.pool.idle, pool.pool.in_use))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        queue.put(("error", repr(e)))
+
+
+_in_flight = None
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="needs os.fork")
+def test_child_finishing_a_parent_response_closes_its_connection_quietly(app_server):
+    global _manager, _in_flight
+    _manager = PoolManager()
+    try:
+        _in_flight = _manager.request("GET", app_server.url + "/bytes/50000", preload_content=False)
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(
+            target=_child_finishes_parent_response, args=(app_server.url, queue)
+        )
+        child.start()
+        result = queue.get(timeout=30)
+        child.join(30)
+        assert result[0] == "ok", result
+        _, size, state, again, idle, in_use = result
+        # read in full, its connection closed, never checked in to the child's new pool
+        assert size == 50000 and state == (0, 0)
+        assert again == b"abcd" and (idle, in_use) == (1, 0)
+        _in_flight.close()  # the parent's slot is given back in the parent
+        pool = _manager.connection_from_url(app_server.url)
+        assert pool.pool.in_use == 0
+    finally:
+        _in_flight = None
+        _manager.clear()
+        _manager = None
