@@ -126,6 +126,8 @@ class HTTPConnection:
         self.has_connected_to_proxy = False
         #: True once any byte of the current request was handed to the socket.
         self.request_started = False
+        #: True once any byte of the current response arrived (then no replay, as Go).
+        self.head_started = False
         #: False when this socket must not serve another request (a request was cut short).
         self.reusable = True
         #: Requests answered on this connection (0: fresh).
@@ -453,6 +455,8 @@ class HTTPConnection:
         assert sock is not None
         data: bytes | bytearray = self._rest
         self._rest = b""
+        # Go's rule: once any byte of the response arrived, the request is never replayed.
+        self.head_started = bool(data)
         if data:
             parsed = parse_response_head(data, method, max_head_bytes, max_headers)
             if parsed is not None:
@@ -472,6 +476,7 @@ class HTTPConnection:
                 # aborted.", RemoteDisconnected(...)), and so does our pool.
                 raise RemoteDisconnected("Remote end closed connection without response")
             if not data:
+                self.head_started = True
                 # The common case: the whole head arrives in one segment, parse in place.
                 parsed = parse_response_head(view[:n], method, max_head_bytes, max_headers)
                 if parsed is not None:

@@ -754,7 +754,8 @@ class HTTPConnectionPool(RequestMethods):
                     )
                 break
             except _STALE_ERRORS as e:
-                if not replay or not _replayable(method, body, headers):
+                # Go's rules: only a reused connection, only before any response byte came.
+                if not replay or conn.head_started or not _replayable(method, body, headers):
                     raise
                 # An idle connection the server closed as we reused it, before any response
                 # byte: send the request once more on a new connection (not a Retry step).

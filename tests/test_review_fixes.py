@@ -430,3 +430,28 @@ def test_child_finishing_a_parent_response_closes_its_connection_quietly(app_ser
         _in_flight = None
         _manager.clear()
         _manager = None
+
+
+# --- the stale-connection replay stops once any response byte arrived (Go's rule) --------------
+def test_no_replay_after_part_of_the_response_head(fault_server_factory):
+    requests_seen = []
+
+    def handler(conn):  # type: ignore[no-untyped-def]
+        if conn.read_request() is None:
+            return
+        requests_seen.append(1)
+        conn.respond(200, b"ok")
+        if conn.read_request() is None:
+            return
+        requests_seen.append(2)
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-")  # part of a head, then a reset
+        time.sleep(0.05)
+        conn.reset()
+
+    server = fault_server_factory(handler)
+    with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+        assert p.request("GET", "/").data == b"ok"
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            p.request("GET", "/")  # the reused connection; idempotent, yet not replayed
+        assert p.retried == 0 and p.pool.in_use == 0
+    assert requests_seen == [1, 2] and server.connections == 1
