@@ -455,3 +455,25 @@ def test_no_replay_after_part_of_the_response_head(fault_server_factory):
             p.request("GET", "/")  # the reused connection; idempotent, yet not replayed
         assert p.retried == 0 and p.pool.in_use == 0
     assert requests_seen == [1, 2] and server.connections == 1
+
+
+# --- the global cap (max_connections): a collected response's token reaches a waiting dial -----
+def test_collected_response_frees_a_global_token_for_a_waiting_dial(server_factory):
+    a = server_factory(host="127.0.0.2")
+    b = server_factory(host="127.0.0.3")
+    with PoolManager(max_connections=1, pool_timeout=5, retries=False) as pm:
+        r = pm.request("GET", a.url + "/bytes/300000", preload_content=False)  # the only token
+        gc.collect()
+        gc.disable()
+        old = gc.get_threshold()
+        try:
+            _Cycle(r)
+            del r
+            gc.set_threshold(1)
+            gc.enable()
+            # Another host: its dial needs the token the collected response gives back.
+            assert pm.request("GET", b.url + "/bytes/3").data == b"abc"
+        finally:
+            gc.set_threshold(*old)
+            gc.enable()
+        assert pm.limit is not None and pm.limit.open == 1  # b's idle connection
