@@ -186,6 +186,12 @@ class ConnectionLimit:
                                 timeout=self.timeout, limit=self.max_connections
                             )
                         )
+                    # A collection run by an allocation above (the idle LRU's popitem) may
+                    # have deferred a release in this very thread: apply it before waiting,
+                    # or nobody would wake this wait for that token.
+                    self._settle()
+                    if self.open < self.max_connections:
+                        break
                     self._cond.wait(remaining)
                     self._settle()
                 self.open += 1
@@ -205,13 +211,16 @@ class ConnectionLimit:
         try:
             self._settle()
             yield
-            self._settle()
         finally:
-            self._cond.release()
-            self._local.busy = False
-        if self._deferred:  # deferred after our last settle
-            with self._locked():
-                pass
+            # On every exit, an exception too (a PoolTimeoutError's allocation may collect).
+            try:
+                self._settle()
+            finally:
+                self._cond.release()
+                self._local.busy = False
+            if self._deferred:  # deferred after our last settle
+                with self._locked():
+                    pass
 
     def _settle(self) -> None:
         # With the lock held: apply the releases deferred by finalizers.

@@ -477,3 +477,33 @@ def test_collected_response_frees_a_global_token_for_a_waiting_dial(server_facto
             gc.set_threshold(*old)
             gc.enable()
         assert pm.limit is not None and pm.limit.open == 1  # b's idle connection
+
+
+def test_limiter_keeps_a_token_released_by_a_finalizer_as_its_wait_times_out(app_server):
+    from fastpool.pool import ConnectionLimit
+
+    limit = ConnectionLimit(1, timeout=0.2)
+    limit.acquire()  # the one token, held by `holder`
+    holder = object()
+    fired = []
+
+    def finalizer() -> None:
+        # The collector runs while the acquiring thread holds the limiter's lock (making its
+        # PoolTimeoutError): the token comes back deferred, and must not be lost.
+        if not fired and getattr(limit._local, "busy", False):
+            fired.append(True)
+            limit.release(holder)
+
+    def acquire() -> str:
+        try:
+            limit.acquire()
+        except PoolTimeoutError:
+            return "timed out"
+        return "acquired"
+
+    outcome = _run_with_collections(acquire, finalizer)
+    assert fired
+    # Either way the released token is accounted for: nothing open after a timeout, or the
+    # acquiring dial holds the one token.
+    assert limit.open == (0 if outcome == "timed out" else 1)
+    assert not limit._deferred
