@@ -775,9 +775,12 @@ cdef class ChunkedDecoder:
             w -= 1
         value = _latin1(p + v, w - v)
         if _lower_equals(p, colon, b"content-length", 14):
-            # a bad one is an error here too (both oracles agree)
+            # a bad one, or one that conflicts with an earlier one, is an error here too (both
+            # oracles agree)
+            values = [tv for tn, tv in self._trailers if tn.lower() == "content-length"]
+            values.append(value)
             try:
-                _content_length([value])
+                _content_length(values)
             except InvalidResponseError:
                 raise InvalidChunkError(MSG_HTTP_BAD_TRAILER.format(line=line[:_SHOW])) from None
         self._trailers.append((_latin1(p, colon), value))

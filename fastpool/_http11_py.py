@@ -603,9 +603,11 @@ class ChunkedDecoder:
         name = text[:colon]
         value = text[colon + 1 :].strip(" \t")
         if colon == 14 and name.lower() == "content-length":
-            # a bad one is an error here too (both oracles agree)
+            # a bad one, or one that conflicts with an earlier one, is an error here too (both
+            # oracles agree)
+            values = [v for n, v in self._trailers if n.lower() == "content-length"]
             try:
-                _content_length([value])
+                _content_length([*values, value])
             except InvalidResponseError:
                 raise InvalidChunkError(
                     MSG_HTTP_BAD_TRAILER.format(line=line[:SHOW_BYTES])

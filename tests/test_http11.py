@@ -950,3 +950,14 @@ def test_facade_exports_the_active_backend() -> None:
         expected = _http11_c
     for name in names:
         assert getattr(_http11, name) is getattr(expected, name)
+
+
+def test_chunked_conflicting_content_length_trailers_are_an_error(http11: ModuleType) -> None:
+    """Two Content-Length trailers that disagree are refused, as llhttp and h11 refuse them;
+    equal ones are kept."""
+    with pytest.raises(InvalidChunkError):
+        http11.ChunkedDecoder().feed(b"0\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n")
+    decoder = http11.ChunkedDecoder()
+    decoder.feed(b"0\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n")
+    assert decoder.done
+    assert decoder.trailers == [("Content-Length", "5"), ("content-length", "5")]
