@@ -323,6 +323,9 @@ class HTTPConnectionPool(RequestMethods):
     """
 
     scheme = "http"
+    # urllib3's exact format string and default port, per scheme
+    _new_conn_log = "Starting new HTTP connection (%d): %s:%s"
+    _log_port = "80"
     ConnectionCls: type[HTTPConnection] = HTTPConnection
 
     def __init__(
@@ -422,12 +425,7 @@ class HTTPConnectionPool(RequestMethods):
     def _new_conn(self) -> HTTPConnection:
         """Return a fresh, not yet connected connection (logs like urllib3)."""
         self.num_connections += 1
-        log.debug(
-            "Starting new HTTP connection (%d): %s:%s",
-            self.num_connections,
-            self.host,
-            self.port or "80",
-        )
+        log.debug(self._new_conn_log, self.num_connections, self.host, self.port or self._log_port)
         conn = self._make_conn()
         conn._limiter = self._limiter
         return conn
@@ -1119,6 +1117,8 @@ class HTTPSConnectionPool(HTTPConnectionPool):
     """
 
     scheme = "https"
+    _new_conn_log = "Starting new HTTPS connection (%d): %s:%s"
+    _log_port = "443"
     ConnectionCls: type[HTTPConnection] = HTTPSConnection
 
     def __init__(
@@ -1275,18 +1275,6 @@ class HTTPSConnectionPool(HTTPConnectionPool):
                     )
                 context = self._proxy_ssl_context
         return context
-
-    def _new_conn(self) -> HTTPConnection:
-        self.num_connections += 1
-        log.debug(
-            "Starting new HTTPS connection (%d): %s:%s",
-            self.num_connections,
-            self.host,
-            self.port or "443",
-        )
-        conn = self._make_conn()
-        conn._limiter = self._limiter
-        return conn
 
     def _prepare_proxy(self, conn: HTTPConnection) -> None:
         """Open the CONNECT tunnel through the proxy, then TLS to the origin."""
