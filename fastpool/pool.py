@@ -146,7 +146,9 @@ class ConnectionLimit:
     connection of any pool (a global LRU of idle connections, as Go's), else waits first-in
     first-out up to ``timeout`` seconds (None: forever) for a token and then raises
     :class:`~fastpool.exceptions.PoolTimeoutError`. A waiter holds no connection, so waiting
-    cannot deadlock the others.
+    cannot deadlock the others. A waiter wakes when a token comes back and when a connection
+    goes idle (it may then close that one). ``open``, ``waiters`` and ``evicted_idle`` are
+    read-only counters.
     """
 
     def __init__(self, max_connections: int, timeout: float | None = None) -> None:
@@ -160,6 +162,7 @@ class ConnectionLimit:
         self.timeout = timeout
         self.open = 0  # tokens out: connections open or dialing
         self.evicted_idle = 0  # idle connections closed to make room
+        self.waiters = 0  # dials waiting for a token now
         self._cond = threading.Condition(threading.Lock())
         self._local = threading.local()
         self._deferred: deque[HTTPConnection] = deque()
@@ -192,7 +195,11 @@ class ConnectionLimit:
                     self._settle()
                     if self.open < self.max_connections:
                         break
-                    self._cond.wait(remaining)
+                    self.waiters += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self.waiters -= 1
                     self._settle()
                 self.open += 1
         finally:
@@ -259,6 +266,10 @@ class ConnectionLimit:
         with self._locked():
             self._idle[conn] = pool
             self._idle.move_to_end(conn)
+            # A dial waiting at the cap may close this connection to make room: wake one. A
+            # waiter that found no idle connection a moment ago would otherwise wait for a
+            # token that no one is going to give back (every connection idle, none closing).
+            self._cond.notify()
 
     def busy(self, conn: HTTPConnection) -> None:
         """``conn`` was checked out: no longer a candidate to close."""
@@ -271,6 +282,7 @@ class ConnectionLimit:
         self._local = threading.local()
         self._deferred.clear()
         self.open = 0
+        self.waiters = 0
         self._idle.clear()
 
 

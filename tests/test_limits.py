@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 
 import pytest
 import requests
@@ -73,11 +74,33 @@ def test_adapter_maps_the_global_cap_wait_to_pool_timeout(server_factory):
     session.close()
 
 
-@pytest.mark.skip(
-    reason="known defect, issue 6 left open: under load, ConnectionLimit can keep tokens "
-    "(limit.open stays 2 after all requests end) and waiters sit until pool_timeout; seen once "
-    "in a clean-clone CI run (9 minutes, then this assertion). Fix the limiter, then unskip."
-)
+def test_a_waiter_wakes_when_a_connection_goes_idle(server_factory):
+    # Regression (issue 6): the dial waiting at the cap was woken only by a token coming back.
+    # A connection that went idle gave none back, so with every connection idle the waiter
+    # slept until pool_timeout (forever by default), though it could close an idle one.
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    with PoolManager(max_connections=1, pool_timeout=30) as pm:
+        assert pm.limit is not None
+        held = pm.request("GET", a.url + "/bytes/100", preload_content=False)
+        result: list[object] = []
+        waiter = threading.Thread(
+            target=lambda: result.append(pm.request("GET", b.url + "/bytes/2").data)
+        )
+        waiter.start()
+        for _ in range(2000):  # bounded: up to 20 s for the waiter to reach the cap
+            if pm.limit.waiters == 1:
+                break
+            threading.Event().wait(0.01)
+        assert pm.limit.waiters == 1
+        start = time.monotonic()
+        held.read()  # a's connection goes idle (kept, not closed)
+        waiter.join(20)
+        assert result == [b"ab"]
+        assert time.monotonic() - start < 10  # woken, not timed out (the wait allows 30 s)
+        assert pm.limit.evicted_idle == 1 and pm.limit.waiters == 0
+        _settled(pm)
+
+
 def test_waiters_across_many_hosts_never_exceed_the_cap(server_factory):
     servers = [server_factory(f"127.0.0.{i}") for i in range(2, 12)]
     cap = 4
