@@ -535,6 +535,9 @@ def test_same_answers_as_urllib3_pool(
     q = hostqueue_cls(maxsize=maxsize, block=block)
     held: list[tuple[Any, Any]] = []  # (ours, urllib3's), checked out
     ours_for: dict[int, Any] = {}  # id(urllib3 conn) -> our Conn
+    # Keep every urllib3 connection alive: one it discards would be collected, and a later
+    # one could get its id() and look reused.
+    theirs_seen: list[Any] = []
     for op in ops:
         if op[0] == "get":
             try:
@@ -548,6 +551,7 @@ def test_same_answers_as_urllib3_pool(
                 assert id(theirs) not in ours_for, "urllib3 reused, HostQueue said dial"
                 ours = Conn(str(len(ours_for)))
                 ours_for[id(theirs)] = ours
+                theirs_seen.append(theirs)
             else:
                 assert ours_for[id(theirs)] is ours
             held.append((ours, theirs))
