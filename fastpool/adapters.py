@@ -45,6 +45,7 @@ from urllib3 import exceptions as _u3
 from urllib3._collections import HTTPHeaderDict
 from urllib3.util import Timeout as TimeoutSauce
 
+from .connection import PAIR_STORE_TYPES
 from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER
 from .poolmanager import PoolManager, proxy_from_url
 
@@ -79,6 +80,8 @@ _FAST_ROUTE_HOOKS = (
 # (never mutated: the pool manager copies what it keeps).
 _VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_REQUIRED"}
 _NO_VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_NONE"}
+
+PAIR_STORE_TYPES.add(CaseInsensitiveDict)  # a PreparedRequest's headers, written directly
 
 # Response.elapsed until Session.send sets it (timedelta is immutable, so one is shared).
 _ZERO = datetime.timedelta(0)
@@ -550,19 +553,31 @@ class HTTPAdapter(_stock.HTTPAdapter):
 
     def _fast_response(self, request: PreparedRequest, resp: Any) -> Response:
         """What :meth:`build_response` returns, built with fewer steps."""
-        # The store CaseInsensitiveDict(resp.headers) builds: lower name -> (name, value), the
-        # values of a repeated header joined with ", " (as HTTPHeaderDict.__getitem__ joins).
-        raw_headers = resp.headers
-        if type(raw_headers) is HTTPHeaderDict:
-            # Its own layout, lower name -> [name as first seen, value, ...], read directly.
-            store = OrderedDict(
-                (key, (values[0], values[1] if len(values) == 2 else ", ".join(values[1:])))
-                for key, values in raw_headers._container.items()
-            )
+        # The store CaseInsensitiveDict(resp.headers) builds: lower name -> (name as first
+        # seen, the values of a repeated header joined with ", "), as HTTPHeaderDict gives.
+        head = getattr(resp, "_head", None)
+        if head is not None and resp._headers is None:
+            # Straight from the parsed head: the urllib3-style dict is built only if asked for.
+            store: OrderedDict[str, tuple[str, str]] = OrderedDict()
+            for name, value in head.headers:
+                key = name.lower()
+                seen = store.get(key)
+                store[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
         else:
-            store = OrderedDict((name.lower(), (name, raw_headers[name])) for name in raw_headers)
+            raw_headers = resp.headers
+            if type(raw_headers) is HTTPHeaderDict:
+                # Its own layout, lower name -> [name as first seen, value, ...], read directly.
+                store = OrderedDict(
+                    (key, (values[0], values[1] if len(values) == 2 else ", ".join(values[1:])))
+                    for key, values in raw_headers._container.items()
+                )
+            else:
+                store = OrderedDict(
+                    (name.lower(), (name, raw_headers[name])) for name in raw_headers
+                )
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
         headers._store = store
+        content_type = store.get("content-type")
         response = Response.__new__(Response)
         cookies = RequestsCookieJar()
         response.__dict__.update(
@@ -573,7 +588,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             headers=headers,
             raw=resp,
             url=request.url,
-            encoding=get_encoding_from_headers(headers),
+            encoding=None if content_type is None else _encoding_for(content_type[1]),
             history=[],
             reason=resp.reason,
             cookies=cookies,
@@ -581,6 +596,23 @@ class HTTPAdapter(_stock.HTTPAdapter):
             request=request,
             connection=self,
         )
-        if "set-cookie" in headers._store or "set-cookie2" in headers._store:
+        if "set-cookie" in store or "set-cookie2" in store:
             extract_cookies_to_jar(cookies, request, resp)
         return response
+
+
+_encodings: dict[str, str | None] = {}
+
+
+def _encoding_for(content_type: str) -> str | None:
+    """``get_encoding_from_headers`` for one Content-Type value, remembered (a pure function
+    of the value; a few distinct values serve a whole crawl)."""
+    try:
+        return _encodings[content_type]
+    except KeyError:
+        pass
+    encoding = get_encoding_from_headers({"content-type": content_type})
+    if len(_encodings) >= _ORIGIN_CACHE_SIZE:
+        _encodings.clear()
+    _encodings[content_type] = encoding
+    return encoding

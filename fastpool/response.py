@@ -334,6 +334,9 @@ class _OriginalResponse:
         return self._response.closed
 
 
+_COOKIE_HEADERS = ("set-cookie", "set-cookie2")
+
+
 class HTTPResponse(BaseHTTPResponse):
     """A streamed HTTP response: a urllib3 ``BaseHTTPResponse`` (requests' ``Response.raw``).
 
@@ -480,6 +483,17 @@ class HTTPResponse(BaseHTTPResponse):
     def getheaders(self) -> HTTPHeaderDict:
         """The headers (``http.client`` compatibility)."""
         return self.headers
+
+    def _sets_cookies(self) -> bool:
+        """Whether a Set-Cookie or Set-Cookie2 header came, without building the header dict."""
+        headers = self._headers
+        if headers is None:
+            for name, _ in self._head.headers:
+                # lower() only the names of the right length
+                if (len(name) == 10 or len(name) == 11) and name.lower() in _COOKIE_HEADERS:
+                    return True
+            return False
+        return "set-cookie" in headers or "set-cookie2" in headers
 
     @property
     def _original_response(self) -> _OriginalResponse:

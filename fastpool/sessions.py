@@ -40,26 +40,33 @@ from requests.cookies import (
     get_cookie_header,
     merge_cookies,
 )
-from requests.exceptions import InvalidSchema
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError, InvalidSchema
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import SSLError as RequestsSSLError
 from requests.hooks import default_hooks, dispatch_hook
 from requests.models import (
     DEFAULT_REDIRECT_LIMIT,
+    REDIRECT_STATI,
     PreparedRequest,
     Request,
     RequestEncodingMixin,
+    Response,
 )
 from requests.sessions import merge_hooks, merge_setting, preferred_clock
 from requests.structures import CaseInsensitiveDict
 from requests.utils import check_header_validity, default_headers, get_auth_from_url
+from urllib3.exceptions import DecodeError, ReadTimeoutError
+from urllib3.exceptions import ProtocolError as U3ProtocolError
+from urllib3.exceptions import SSLError as U3SSLError
 
 from ._environment import Environment
 from ._prefix import PrefixRouter
 from .adapters import HTTPAdapter
 from .exceptions import MSG_NO_MATCH, NoMatchError
+from .response import HTTPResponse as EngineResponse
 
 if TYPE_CHECKING:
     from requests.adapters import BaseAdapter
-    from requests.models import Response
 
 __all__ = (
     "DEFAULT_ADAPTER",
@@ -355,7 +362,39 @@ _PLAIN_PARAMS = re.compile(r"[A-Za-z0-9_.\-~%+=&]*\Z")
 
 _EMPTY_BODY_TYPES = (type(None), dict, list, tuple, str, bytes)
 _HEADER_CACHE_SIZE = 1024
+_NO_HOOKS = {"response": []}  # merge_hooks of no hooks: prepare_hooks would register nothing
 _NO_BODY_METHODS = ("GET", "HEAD")
+
+
+def _read_content(response: Response) -> None:
+    """``response.content`` (requests reads the body once a response is not streamed).
+
+    A fastpool response is read in one call instead of through ``iter_content``'s generator of
+    10 KiB pieces; the errors are mapped as ``iter_content`` maps them. Anything else, or a body
+    already read, goes through ``content`` itself.
+    """
+    raw = response.raw
+    if (
+        type(raw) is not EngineResponse
+        or type(response) is not Response
+        or response._content is not False
+        or response._content_consumed
+        or response.status_code == 0
+    ):
+        response.content  # noqa: B018 - reads the body, as requests does
+        return
+    try:
+        data = raw.read(decode_content=True)
+    except U3ProtocolError as e:
+        raise ChunkedEncodingError(e)  # as iter_content maps it
+    except DecodeError as e:
+        raise ContentDecodingError(e)  # as iter_content maps it
+    except ReadTimeoutError as e:
+        raise RequestsConnectionError(e)  # as iter_content maps it
+    except U3SSLError as e:
+        raise RequestsSSLError(e)  # as iter_content maps it
+    response._content = data or b""
+    response._content_consumed = True
 
 
 def _merge_scalar(request_setting: Any, session_setting: Any) -> Any:
@@ -615,7 +654,8 @@ class Session(requests.Session):
         # A fast URL has no userinfo, so without auth prepare_auth would do nothing.
         if auth is not None or fast_url is None:
             p.prepare_auth(auth, url)  # type: ignore[arg-type]
-        p.prepare_hooks(hooks)
+        if type(hooks) is not dict or hooks != _NO_HOOKS:  # nothing to register otherwise
+            p.prepare_hooks(hooks)
         return p
 
     def _merge_headers(self, request_headers: Any) -> tuple[Any, bool]:
@@ -701,7 +741,8 @@ class Session(requests.Session):
         start = preferred_clock()
         r = adapter.send(request, **kwargs)
         r.elapsed = timedelta(seconds=preferred_clock() - start)
-        r = dispatch_hook("response", hooks, r, **kwargs)
+        if hooks and hooks.get("response"):  # dispatch_hook does nothing otherwise
+            r = dispatch_hook("response", hooks, r, **kwargs)
 
         if r.history:  # hooks may have made history: keep its cookies too
             for resp in r.history:
@@ -711,7 +752,7 @@ class Session(requests.Session):
         history: list[Response] = []
         if allow_redirects and (
             type(self).resolve_redirects is not requests.Session.resolve_redirects
-            or self.get_redirect_target(r) is not None
+            or self._redirect_target(r) is not None
         ):
             history = list(self.resolve_redirects(r, request, **kwargs))
         if history:
@@ -724,16 +765,32 @@ class Session(requests.Session):
             except StopIteration:
                 pass
         if not stream:
-            r.content  # noqa: B018 - reads the body, as requests does
+            _read_content(r)
         return r
+
+    def _redirect_target(self, r: Response) -> str | None:
+        # get_redirect_target, which first asks r.is_redirect: "location" in r.headers (a
+        # KeyError raised and caught when absent) and the status. The status alone settles most.
+        if (
+            type(r) is Response
+            and r.status_code not in REDIRECT_STATI
+            and type(self).get_redirect_target is requests.Session.get_redirect_target
+        ):
+            return None
+        return self.get_redirect_target(r)
 
     def _extract_cookies(self, request: PreparedRequest, raw: Any) -> None:
         # extract_cookies_to_jar(self.cookies, request, raw), minus the work for a response
         # without Set-Cookie on a jar we know (it would only stamp the jar's clock).
+        jar = self.cookies
+        if type(raw) is EngineResponse and type(jar) in _KNOWN_JARS:
+            if not raw._sets_cookies():
+                return
+            extract_cookies_to_jar(jar, request, raw)
+            return
         original = getattr(raw, "_original_response", None)
         if not original:
             return
-        jar = self.cookies
         if type(jar) in _KNOWN_JARS:
             msg = original.msg
             if not msg.get_all("Set-Cookie") and not msg.get_all("Set-Cookie2"):

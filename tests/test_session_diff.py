@@ -644,3 +644,68 @@ def test_netrc_answers_match_requests(tmp_path: Any, netrc_text: str) -> None:
         for url in urls:
             assert snapshot.netrc_auth(url) == requests.utils.get_netrc_auth(url), url
             assert snapshot.netrc_auth(url.encode()) == requests.utils.get_netrc_auth(url.encode())
+
+
+# --- reading the body of a response that is not streamed -----------------------------------------
+# fastpool.Session reads it in one call (requests: iter_content's generator); the errors must be
+# requests' own, mapped as iter_content maps them.
+
+
+def _raw(head: str, body: bytes = b"") -> bytes:
+    return head.replace("\n", "\r\n").encode("latin-1") + b"\r\n" + body
+
+
+def _stall_after(data: bytes) -> Any:
+    from servers import Conn
+
+    def handler(conn: Conn) -> None:
+        if conn.read_request() is None:
+            return
+        conn.send(data)
+        conn.read_request()  # waits, body unfinished, until the client gives up and closes
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("data", "stall", "error"),
+    [
+        (
+            _raw("HTTP/1.1 200 OK\nContent-Length: 100\n", b"only ten b"),
+            False,
+            requests.exceptions.ChunkedEncodingError,
+        ),
+        (
+            _raw("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"zz\r\nabc\r\n"),
+            False,
+            requests.exceptions.ChunkedEncodingError,
+        ),
+        (
+            _raw("HTTP/1.1 200 OK\nContent-Encoding: gzip\nContent-Length: 12\n", b"not gzipped!"),
+            False,
+            requests.exceptions.ContentDecodingError,
+        ),
+        (
+            _raw("HTTP/1.1 200 OK\nContent-Length: 100\n", b"only ten b"),
+            True,
+            requests.exceptions.ConnectionError,
+        ),
+    ],
+    ids=["truncated", "bad-chunk", "bad-gzip", "read-timeout-in-body"],
+)
+def test_body_errors_match_requests(
+    fault_server_factory: Any, data: bytes, stall: bool, error: type
+) -> None:
+    from servers import send_raw
+
+    outcomes = []
+    for session_cls in (requests.Session, fastpool.Session):
+        server = fault_server_factory(_stall_after(data) if stall else send_raw(data))
+        with session_cls() as session:
+            with pytest.raises(requests.RequestException) as info:
+                session.get(server.url + "/", timeout=(5, 0.3))
+            outcomes.append((type(info.value), info.value.response is None))
+        if isinstance(session, fastpool.Session):
+            total = session.pool_stats().total
+            assert total.in_use == 0 and total.open == 0  # the connection closed, slot back
+    assert outcomes[0] == outcomes[1] == (error, True)
