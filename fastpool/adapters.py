@@ -26,7 +26,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import requests.adapters as _stock
-from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.cookies import extract_cookies_to_jar
 from requests.exceptions import (
     ConnectionError,
     ConnectTimeout,
@@ -45,9 +45,11 @@ from urllib3 import exceptions as _u3
 from urllib3._collections import HTTPHeaderDict
 from urllib3.util import Timeout as TimeoutSauce
 
+from ._models import new_cookie_jar
 from .connection import PAIR_STORE_TYPES
 from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER
 from .poolmanager import PoolManager, proxy_from_url
+from .response import HTTPResponse as EngineResponse
 
 if TYPE_CHECKING:
     from requests.models import PreparedRequest
@@ -89,6 +91,7 @@ _ZERO = datetime.timedelta(0)
 # Bounds on the fast route's small caches (origin -> pool key parts; timeout -> Timeout).
 _ORIGIN_CACHE_SIZE = 256
 _TIMEOUT_CACHE_SIZE = 32
+_URL_CACHE_SIZE = 1024
 
 
 class PoolTimeout(ConnectionError, Timeout):
@@ -169,12 +172,26 @@ def _resolve_timeout(timeout: Any) -> TimeoutSauce:
     return TimeoutSauce(connect=timeout, read=timeout)
 
 
+_splits: dict[str, tuple[str, str] | None] = {}  # url -> _split_url's answer
+_MISS = object()
+
+
 def _split_url(url: str) -> tuple[str, str] | None:
     """Split a prepared URL into its origin (``scheme://netloc``) and its ``path_url``.
 
     Returns None where the quick split might disagree with ``PreparedRequest.path_url``
-    (urllib.parse) so the caller takes the general route.
+    (urllib.parse) so the caller takes the general route. Answers are remembered.
     """
+    answer = _splits.get(url, _MISS)
+    if answer is _MISS:
+        answer = _split(url)
+        if len(_splits) >= _URL_CACHE_SIZE:
+            _splits.clear()
+        _splits[url] = answer
+    return answer  # type: ignore[return-value]
+
+
+def _split(url: str) -> tuple[str, str] | None:
     # urlsplit strips these anywhere and leading/trailing blanks; let it handle such URLs.
     if not url or "\t" in url or "\r" in url or "\n" in url or url[-1] <= " " or url[0] <= " ":
         return None
@@ -555,14 +572,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
         """What :meth:`build_response` returns, built with fewer steps."""
         # The store CaseInsensitiveDict(resp.headers) builds: lower name -> (name as first
         # seen, the values of a repeated header joined with ", "), as HTTPHeaderDict gives.
-        head = getattr(resp, "_head", None)
-        if head is not None and resp._headers is None:
+        if type(resp) is EngineResponse and resp._headers is None:
             # Straight from the parsed head: the urllib3-style dict is built only if asked for.
-            store: OrderedDict[str, tuple[str, str]] = OrderedDict()
-            for name, value in head.headers:
-                key = name.lower()
-                seen = store.get(key)
-                store[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+            store = resp._requests_store()
         else:
             raw_headers = resp.headers
             if type(raw_headers) is HTTPHeaderDict:
@@ -579,7 +591,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         headers._store = store
         content_type = store.get("content-type")
         response = Response.__new__(Response)
-        cookies = RequestsCookieJar()
+        cookies = new_cookie_jar()
         response.__dict__.update(
             _content=False,
             _content_consumed=False,
@@ -611,7 +623,7 @@ def _encoding_for(content_type: str) -> str | None:
         return _encodings[content_type]
     except KeyError:
         pass
-    encoding = get_encoding_from_headers({"content-type": content_type})
+    encoding = get_encoding_from_headers({"content-type": content_type})  # type: ignore[arg-type]
     if len(_encodings) >= _ORIGIN_CACHE_SIZE:
         _encodings.clear()
     _encodings[content_type] = encoding

@@ -116,6 +116,17 @@ def _replayable(method: str, body: Any, headers: Mapping[str, str] | None) -> bo
     )
 
 
+def _no_status_retry(retries: Retry, status: int) -> bool:
+    """True when the stock ``Retry.is_retry`` is certain to say no for ``status`` (no
+    ``status_forcelist`` entry, no status that ``Retry-After`` may make retryable): the common
+    case skips building its arguments."""
+    return (
+        type(retries).is_retry is Retry.is_retry
+        and not (retries.status_forcelist and status in retries.status_forcelist)
+        and status not in retries.RETRY_AFTER_STATUS_CODES
+    )
+
+
 def _check_seconds(name: str, value: object) -> float | None:
     if value is None:
         return None
@@ -955,7 +966,8 @@ class HTTPConnectionPool(RequestMethods):
             owned = False  # the response gives the slot back when its body ends
             if preload_content:
                 response._body = response.read(decode_content=decode_content)
-            self._log_response(method, url, response)
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_response(method, url, response)
             clean_exit = True
         except EmptyPoolError:
             # From the checkout (no slot held) or a dial at the global cap (slot held).
@@ -1020,6 +1032,10 @@ class HTTPConnectionPool(RequestMethods):
         assert response is not None
 
         status = response.status
+        if (not redirect or status not in response.REDIRECT_STATUSES) and _no_status_retry(
+            retries, status
+        ):
+            return response
         if redirect and status in response.REDIRECT_STATUSES:
             redirect_location = response.get_redirect_location()
             if redirect_location:

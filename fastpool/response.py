@@ -13,6 +13,7 @@ import socket
 import ssl
 import typing
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -377,6 +378,7 @@ class HTTPResponse(BaseHTTPResponse):
         self.version: int = head.version
         self._head = head
         self._headers: HTTPHeaderDict | None = None
+        self._summary: tuple[str, bool] | None = None  # see _head_summary()
         self._connection = connection
         self._pool = pool
         # The queue the slot came from: after os.fork() the child's pool has a new one, and a
@@ -484,15 +486,45 @@ class HTTPResponse(BaseHTTPResponse):
         """The headers (``http.client`` compatibility)."""
         return self.headers
 
+    def _head_summary(self) -> tuple[str, bool]:
+        """(the Content-Encoding values joined with ", ", whether Set-Cookie or Set-Cookie2
+        came), from the parsed head in one scan, without building the header dict."""
+        summary = self._summary
+        if summary is None:
+            codings = []
+            cookies = False
+            for name, value in self._head.headers:
+                size = len(name)  # lower() only the names of a length that may match
+                if size == 16 and name.lower() == "content-encoding":
+                    codings.append(value)
+                elif (size == 10 or size == 11) and name.lower() in _COOKIE_HEADERS:
+                    cookies = True
+            summary = self._summary = (", ".join(codings), cookies)
+        return summary
+
+    def _requests_store(self) -> OrderedDict[str, tuple[str, str]]:
+        """A new ``lower name -> (name as first seen, values joined with ", ")`` mapping: the
+        store requests' ``CaseInsensitiveDict(raw.headers)`` would hold, straight from the
+        parsed head (the urllib3-style dict is not built). Notes :meth:`_head_summary` on the
+        way, so the body reader and the cookie check need no scan of their own."""
+        store: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        for name, value in self._head.headers:
+            key = name.lower()
+            seen = store.get(key)
+            store[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+        if self._summary is None:
+            coding = store.get("content-encoding")
+            self._summary = (
+                "" if coding is None else coding[1],
+                "set-cookie" in store or "set-cookie2" in store,
+            )
+        return store
+
     def _sets_cookies(self) -> bool:
         """Whether a Set-Cookie or Set-Cookie2 header came, without building the header dict."""
         headers = self._headers
         if headers is None:
-            for name, _ in self._head.headers:
-                # lower() only the names of the right length
-                if (len(name) == 10 or len(name) == 11) and name.lower() in _COOKIE_HEADERS:
-                    return True
-            return False
+            return self._head_summary()[1]
         return "set-cookie" in headers or "set-cookie2" in headers
 
     @property
@@ -730,11 +762,7 @@ class HTTPResponse(BaseHTTPResponse):
     def _get_decoder(self) -> Any:
         if not self._content_decoder_ready:
             self._content_decoder_ready = True
-            # Scan the parsed head rather than build the header dict nobody may ask for.
-            codings = [
-                v for k, v in self._head.headers if len(k) == 16 and k.lower() == "content-encoding"
-            ]
-            encoding = ", ".join(codings)
+            encoding = self._head_summary()[0]
             if encoding:
                 try:
                     self._content_decoder = _make_decoder(encoding)

@@ -60,6 +60,7 @@ from urllib3.exceptions import ProtocolError as U3ProtocolError
 from urllib3.exceptions import SSLError as U3SSLError
 
 from ._environment import Environment
+from ._models import new_cookie_jar, new_prepared_request
 from ._prefix import PrefixRouter
 from .adapters import HTTPAdapter
 from .exceptions import MSG_NO_MATCH, NoMatchError
@@ -176,7 +177,7 @@ def _copy_jar(jar: object) -> RequestsCookieJar | None:
                     copied.setdefault(cookie.domain, {}).setdefault(cookie.path, {})[
                         cookie.name
                     ] = cookie
-    new_jar = RequestsCookieJar()
+    new_jar = new_cookie_jar()
     new_jar._cookies = copied  # type: ignore[attr-defined]
     return new_jar
 
@@ -203,7 +204,7 @@ def _prepare_cookies(p: PreparedRequest, jar: RequestsCookieJar) -> None:
         req_host = "." + req_host
     if not erhn.startswith("."):
         erhn = "." + erhn
-    near = RequestsCookieJar()
+    near = new_cookie_jar()
     near._cookies = {  # type: ignore[attr-defined]
         domain: paths
         for domain, paths in jar._cookies.items()  # type: ignore[attr-defined]
@@ -335,7 +336,25 @@ _FAST_URL = re.compile(
 )
 
 
+_URL_CACHE_SIZE = 1024
+_MISS = object()
+_fast_urls: dict[tuple[str, str], str | None] = {}  # (url, params) -> _fast_url's answer
+
+
 def _fast_url(url: str, enc_params: str) -> str | None:
+    """The URL prepare_url would make of a plain ``url`` and encoded params, or None (not
+    plain: requests' prepare_url decides). Answers are remembered (a pure function)."""
+    key = (url, enc_params)
+    answer = _fast_urls.get(key, _MISS)
+    if answer is _MISS:
+        answer = _plain_url(url, enc_params)
+        if len(_fast_urls) >= _URL_CACHE_SIZE:
+            _fast_urls.clear()
+        _fast_urls[key] = answer
+    return answer  # type: ignore[return-value]
+
+
+def _plain_url(url: str, enc_params: str) -> str | None:
     match = _FAST_URL.match(url)
     if match is None:
         return None
@@ -362,7 +381,9 @@ _PLAIN_PARAMS = re.compile(r"[A-Za-z0-9_.\-~%+=&]*\Z")
 
 _EMPTY_BODY_TYPES = (type(None), dict, list, tuple, str, bytes)
 _HEADER_CACHE_SIZE = 1024
-_NO_HOOKS = {"response": []}  # merge_hooks of no hooks: prepare_hooks would register nothing
+_NO_HOOKS: dict[str, list[Any]] = {
+    "response": []
+}  # merge_hooks of no hooks: prepare_hooks would register nothing
 _NO_BODY_METHODS = ("GET", "HEAD")
 
 
@@ -411,6 +432,8 @@ def _merge_scalar(request_setting: Any, session_setting: Any) -> Any:
 def _merge_dicts(request_setting: Any, session_setting: Any) -> Any:
     """``merge_setting`` (OrderedDict result) with a fast route for two plain dicts."""
     if type(request_setting) is dict and type(session_setting) is dict:
+        if not request_setting and not session_setting:
+            return OrderedDict()
         merged: OrderedDict[Any, Any] = OrderedDict(session_setting)
         merged.update(request_setting)
         for key in [k for k, v in merged.items() if v is None]:
@@ -592,13 +615,100 @@ class Session(requests.Session):
         self._environment = Environment()
 
     # --- preparation --------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        url: Any,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        files: Any = None,
+        auth: Any = None,
+        timeout: Any = None,
+        allow_redirects: bool = True,
+        proxies: Any = None,
+        hooks: Any = None,
+        stream: Any = None,
+        verify: Any = None,
+        cert: Any = None,
+        json: Any = None,
+    ) -> Response:
+        """Build, prepare and send a request: :meth:`requests.Session.request`, with the same
+        arguments, steps and answers.
+
+        While :meth:`prepare_request`, :meth:`merge_environment_settings` and :meth:`send` are
+        fastpool's own, the intermediate :class:`requests.Request` is not built; a subclass
+        overriding any of them gets requests' own sequence of calls.
+        """
+        cls = type(self)
+        if (
+            cls.prepare_request is not Session.prepare_request
+            or cls.merge_environment_settings is not Session.merge_environment_settings
+            or cls.send is not Session.send
+        ):
+            return super().request(
+                method, url, params=params, data=data, headers=headers, cookies=cookies,
+                files=files, auth=auth, timeout=timeout, allow_redirects=allow_redirects,
+                proxies=proxies, hooks=hooks, stream=stream, verify=verify, cert=cert, json=json,
+            )  # fmt: skip
+        if isinstance(url, bytes):
+            url = url.decode("utf-8")
+        # What Request(...) would hold, as requests.Session.request builds it.
+        if hooks is None:
+            request_hooks = default_hooks()
+        else:
+            request_hooks = Request(hooks=hooks).hooks  # register_hook's checks and errors
+        prep = self._prepare(
+            method.upper(),
+            url,
+            {} if headers is None else headers,
+            [] if files is None else files,
+            data or {},
+            params or {},
+            auth,
+            cookies,
+            request_hooks,
+            json,
+        )
+        settings = self.merge_environment_settings(
+            prep.url,  # type: ignore[arg-type]
+            proxies or {},
+            stream,
+            verify,
+            cert,
+        )
+        return self.send(prep, timeout=timeout, allow_redirects=allow_redirects, **settings)
+
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Build the :class:`~requests.PreparedRequest` requests would build for ``request``."""
-        url = request.url
-        method = request.method
+        return self._prepare(
+            request.method,
+            request.url,
+            request.headers,
+            request.files,
+            request.data,
+            request.params,
+            request.auth,
+            request.cookies,
+            request.hooks,
+            request.json,
+        )
 
+    def _prepare(
+        self,
+        method: Any,
+        url: Any,
+        request_headers: Any,
+        files: Any,
+        data: Any,
+        request_params: Any,
+        auth: Any,
+        request_cookies: Any,
+        request_hooks: Any,
+        json: Any,
+    ) -> PreparedRequest:
         # cookies (requests: merge the request's cookies into a copy of the session's jar)
-        request_cookies = request.cookies
         if not request_cookies and _jar_is_empty(self.cookies):
             merged_cookies: CookieJar | None = None
         else:
@@ -610,29 +720,27 @@ class Session(requests.Session):
                 session_copy = merge_cookies(RequestsCookieJar(), self.cookies)
             merged_cookies = merge_cookies(session_copy, cookies)
 
-        auth = request.auth
         if self.trust_env and not auth and not self.auth:
-            auth = self.environment().netrc_auth(url)  # type: ignore[arg-type]
+            auth = self.environment().netrc_auth(url)
 
-        method = method.upper()  # type: ignore[union-attr]
-        files, data, json = request.files, request.data, request.json
-        headers, fresh_headers = self._merge_headers(request.headers)
-        params = _merge_dicts(request.params, self.params)
+        method = method.upper()
+        headers, fresh_headers = self._merge_headers(request_headers)
+        params = _merge_dicts(request_params, self.params)
         auth = _merge_scalar(auth, self.auth)
-        hooks = merge_hooks(request.hooks, self.hooks)
+        hooks = merge_hooks(request_hooks, self.hooks)
 
-        p = PreparedRequest()
+        p = new_prepared_request()
         p.prepare_method(method)
 
         fast_url = None
         if type(url) is str and type(params) is OrderedDict:
             enc_params = RequestEncodingMixin._encode_params(params) if params else ""
-            if _PLAIN_PARAMS.match(enc_params):
+            if not enc_params or _PLAIN_PARAMS.match(enc_params):
                 fast_url = _fast_url(url, enc_params)
         if fast_url is not None:
             p.url = fast_url
         else:
-            p.prepare_url(url, params)  # type: ignore[arg-type]
+            p.prepare_url(url, params)
 
         if fresh_headers:
             self._prepare_headers(p, headers)
@@ -640,7 +748,7 @@ class Session(requests.Session):
             p.prepare_headers(headers)
 
         if merged_cookies is None:
-            p._cookies = RequestsCookieJar()
+            p._cookies = new_cookie_jar()
         else:
             _prepare_cookies(p, merged_cookies)  # type: ignore[arg-type]
 
@@ -653,7 +761,7 @@ class Session(requests.Session):
 
         # A fast URL has no userinfo, so without auth prepare_auth would do nothing.
         if auth is not None or fast_url is None:
-            p.prepare_auth(auth, url)  # type: ignore[arg-type]
+            p.prepare_auth(auth, url)
         if type(hooks) is not dict or hooks != _NO_HOOKS:  # nothing to register otherwise
             p.prepare_hooks(hooks)
         return p
@@ -665,7 +773,8 @@ class Session(requests.Session):
             request_headers, (dict, CaseInsensitiveDict)
         ):
             # merge_setting(request_headers, session_headers, dict_class=CaseInsensitiveDict)
-            merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+            # CaseInsensitiveDict() then its store (__init__ goes through MutableMapping.update)
+            merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
             merged._store = session_headers._store.copy()
             for name, value in request_headers.items():
                 merged[name] = value

@@ -131,6 +131,35 @@ def _compress(coding: str, data: bytes) -> bytes:
     return zstandard.ZstdCompressor().compress(data)
 
 
+@pytest.mark.parametrize("client", ["pool", "fastpool.Session", "requests.Session"])
+def test_codings_on_separate_header_lines_and_set_cookie(fault_server_factory, client):
+    # Two Content-Encoding lines are one chain (RFC 9110 5.3); each route reads the head its own
+    # way (the pool scans it, the adapter builds requests' header store), all must decode it.
+    import fastpool
+
+    body = pattern_bytes(3000)
+    data = _raw(
+        _compress("br", _compress("gzip", body)),
+        "Set-Cookie: a=1",
+        "Content-Encoding: gzip",
+        "X-Between: 1",
+        "content-encoding: br",
+    )
+    server = fault_server_factory(send_raw(data))
+    if client == "pool":
+        with HTTPConnectionPool(server.host, server.port, retries=False) as p:
+            r = p.request("GET", "/")
+            assert r.data == body
+            assert r.headers["content-encoding"] == "gzip, br"
+        return
+    session = fastpool.Session() if client == "fastpool.Session" else requests.Session()
+    with session:
+        r = session.get(server.url + "/")
+        assert r.content == body
+        assert r.headers["Content-Encoding"] == "gzip, br"
+        assert r.cookies.get("a") == "1" and session.cookies.get("a") == "1"
+
+
 def test_multiple_codings_and_raw_deflate(fault_server_factory):
     body = pattern_bytes(5000)
     encoded = _compress("zstd", _compress("br", _compress("gzip", body)))

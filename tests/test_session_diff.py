@@ -407,6 +407,51 @@ def test_hooks_and_request_objects_match_requests(tmp_path: Any) -> None:
         assert sent(ours) == sent(theirs)
 
 
+@pytest.mark.parametrize(
+    "hooks",
+    [
+        None,
+        {},
+        {"response": []},
+        {"response": "not callable"},
+        {"response": [print, "not callable"]},
+        {"response": print},
+        {"not-an-event": []},
+    ],
+)
+def test_request_hooks_argument_matches_requests(tmp_path: Any, hooks: Any) -> None:
+    # fastpool.Session.request builds no Request object: the hooks argument must still be
+    # checked and registered as Request(hooks=...) does.
+    with environment({}, None, str(tmp_path)):
+        theirs, ours = run_both({"hooks": hooks}, url="http://example.com/")
+    assert ours == theirs
+
+
+def test_a_subclass_overriding_a_step_gets_requests_sequence(tmp_path: Any) -> None:
+    seen: list[str] = []
+
+    class Traced(fastpool.Session):
+        def prepare_request(self, request: requests.Request) -> PreparedRequest:
+            seen.append(f"prepare {request.method} {request.url}")
+            return super().prepare_request(request)
+
+        def merge_environment_settings(self, *args: Any) -> dict[str, Any]:
+            seen.append("merge")
+            return super().merge_environment_settings(*args)
+
+    with environment({}, None, str(tmp_path)):
+        session = Traced()
+        session.adapters.clear()
+        session.mount("", Recorder())
+        theirs = requests.Session()
+        theirs.adapters.clear()
+        theirs.mount("", Recorder())
+        for s in (session, theirs):
+            s.request("get", "http://example.com/a", params={"q": "1"}, timeout=3)
+        assert seen == ["prepare GET http://example.com/a", "merge"]
+        assert sent(session) == sent(theirs)
+
+
 # --- adapters: the same answer as requests for every mount set and URL ---------------------------
 PREFIX = st.text(alphabet=st.sampled_from(list("hHtTpPsS:/aA.İ")), max_size=9)
 
