@@ -32,7 +32,8 @@ from urllib3.util.url import parse_url
 
 from ._lru import LRUMap
 from .connection import ProxyConfig, port_by_scheme
-from .pool import ConnectionLimit, HTTPConnectionPool, HTTPSConnectionPool
+from .limits import ConnectionLimit
+from .pool import HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
 from .stats import COUNTERS
 
@@ -90,7 +91,7 @@ class PoolManager(RequestMethods):
     :param max_connections: keyword-only. A hard cap on open connections across all pools,
         dials included (default None: no cap). At the cap a dial closes the oldest idle
         connection of any host, else waits up to ``pool_timeout`` (FIFO) and raises
-        ``PoolTimeoutError`` (an ``EmptyPoolError``). See :class:`~fastpool.pool.ConnectionLimit`.
+        ``PoolTimeoutError`` (an ``EmptyPoolError``). See :class:`~fastpool.limits.ConnectionLimit`.
     :param trace: keyword-only. A :class:`fastpool.trace.Trace` whose hooks see each step of
         each request (default None: tracing costs one ``is not None`` check). A Trace without
         hooks is not kept, so it costs nothing either: register its hooks before passing it,

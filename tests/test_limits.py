@@ -13,7 +13,7 @@ import requests
 from urllib3.exceptions import EmptyPoolError, HTTPError
 
 import fastpool
-from fastpool.pool import ConnectionLimit
+from fastpool.limits import ConnectionLimit
 from fastpool.poolmanager import PoolManager
 
 

@@ -480,7 +480,7 @@ def test_collected_response_frees_a_global_token_for_a_waiting_dial(server_facto
 
 
 def test_limiter_keeps_a_token_released_by_a_finalizer_as_its_wait_times_out(app_server):
-    from fastpool.pool import ConnectionLimit
+    from fastpool.limits import ConnectionLimit
 
     limit = ConnectionLimit(1, timeout=0.2)
     limit.acquire()  # the one token, held by `holder`
