@@ -381,6 +381,7 @@ _PLAIN_PARAMS = re.compile(r"[A-Za-z0-9_.\-~%+=&]*\Z")
 
 _EMPTY_BODY_TYPES = (type(None), dict, list, tuple, str, bytes)
 _HEADER_CACHE_SIZE = 1024
+_SESSION_HEADERS_CACHE_SIZE = 16
 _NO_HOOKS: dict[str, list[Any]] = {
     "response": []
 }  # merge_hooks of no hooks: prepare_hooks would register nothing
@@ -541,6 +542,8 @@ class Session(requests.Session):
         self._environment_lock = threading.Lock()
         # (name, value) pairs already checked by check_header_validity: a pure function
         self._valid_headers: dict[tuple[str, str], bool] = {}
+        # The session headers' pairs -> their merged, checked store (requests without headers)
+        self._session_headers: dict[tuple[Any, ...], OrderedDict[str, tuple[str, Any]]] = {}
 
     # --- adapters ---------------------------------------------------------------------------
     @property
@@ -724,7 +727,15 @@ class Session(requests.Session):
             auth = self.environment().netrc_auth(url)
 
         method = method.upper()
-        headers, fresh_headers = self._merge_headers(request_headers)
+        session_key = None
+        headers = None
+        if type(request_headers) is dict and not request_headers:
+            session_key, headers = self._checked_session_headers()
+        checked = headers is not None
+        if headers is None:
+            headers, fresh_headers = self._merge_headers(request_headers)
+        else:
+            fresh_headers = True
         params = _merge_dicts(request_params, self.params)
         auth = _merge_scalar(auth, self.auth)
         hooks = merge_hooks(request_hooks, self.hooks)
@@ -742,8 +753,12 @@ class Session(requests.Session):
         else:
             p.prepare_url(url, params)
 
-        if fresh_headers:
+        if checked:
+            p.headers = headers
+        elif fresh_headers:
             self._prepare_headers(p, headers)
+            if session_key is not None:
+                self._remember_session_headers(session_key, headers)
         else:
             p.prepare_headers(headers)
 
@@ -765,6 +780,37 @@ class Session(requests.Session):
         if type(hooks) is not dict or hooks != _NO_HOOKS:  # nothing to register otherwise
             p.prepare_hooks(hooks)
         return p
+
+    def _checked_session_headers(self) -> tuple[Any, CaseInsensitiveDict[Any] | None]:
+        """For a request without headers of its own: (the session headers' pairs, or None when
+        they cannot be a key; a new copy of their merged and checked form, if remembered)."""
+        session_headers = self.headers
+        if type(session_headers) is not CaseInsensitiveDict:
+            return None, None
+        key = tuple(session_headers._store.values())
+        try:
+            store = self._session_headers.get(key)
+        except TypeError:  # an unhashable value: requests' own checks will report it
+            return None, None
+        if store is None:
+            return key, None
+        headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+        headers._store = store.copy()
+        return key, headers
+
+    def _remember_session_headers(self, key: Any, headers: CaseInsensitiveDict[Any]) -> None:
+        # Remember only what the pairs themselves give (str names and values, None dropped): a
+        # thread changing the session headers meanwhile cannot file a wrong answer under key.
+        if not all(type(name) is str and type(value) in (str, type(None)) for name, value in key):
+            return
+        expected = OrderedDict(
+            (name.lower(), (name, value)) for name, value in key if value is not None
+        )
+        if expected != headers._store:
+            return
+        if len(self._session_headers) >= _SESSION_HEADERS_CACHE_SIZE:
+            self._session_headers.clear()
+        self._session_headers[key] = expected
 
     def _merge_headers(self, request_headers: Any) -> tuple[Any, bool]:
         """merge_setting for headers; True with a new CaseInsensitiveDict made here."""

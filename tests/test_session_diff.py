@@ -754,3 +754,38 @@ def test_body_errors_match_requests(
             total = session.pool_stats().total
             assert total.in_use == 0 and total.open == 0  # the connection closed, slot back
     assert outcomes[0] == outcomes[1] == (error, True)
+
+
+def test_session_headers_remembered_per_content_match_requests(tmp_path: Any) -> None:
+    # fastpool remembers the merged, checked session headers of requests without headers of
+    # their own, keyed by their content: every change must show in the next request.
+    def steps(session: requests.Session) -> None:
+        session.get("http://example.com/1")
+        session.get("http://example.com/2")  # the remembered form
+        session.headers["X-Added"] = "1"
+        session.get("http://example.com/3")
+        session.headers["Accept"] = None  # dropped from the request
+        session.get("http://example.com/4")
+        session.headers["User-Agent"] = "changed"
+        session.get("http://example.com/5")
+        prepared = session.prepare_request(requests.Request("GET", "http://example.com/6"))
+        prepared.headers["X-Mutated"] = "only this one"
+        session.send(prepared)
+        session.get("http://example.com/7")  # unaffected by the mutation above
+        session.headers = CaseInsensitiveDict({"X-Only": "v"})
+        session.get("http://example.com/8")
+        session.headers["X-Bad"] = "a\r\nb"
+        for _ in range(2):  # rejected every time, never remembered
+            with pytest.raises(requests.exceptions.InvalidHeader):
+                session.get("http://example.com/9")
+        del session.headers["X-Bad"]
+        session.headers["X-Bytes"] = b"bytes value"
+        session.get("http://example.com/10")
+        session.get("http://example.com/11")
+
+    with environment({}, None, str(tmp_path)):
+        theirs, ours = session_pair()
+        for session in (theirs, ours):
+            steps(session)
+        assert sent(ours) == sent(theirs)
+        assert len(sent(ours)) == 10  # the two bad ones were never sent
