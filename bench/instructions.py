@@ -1,0 +1,126 @@
+"""User-space instructions per request, counted by callgrind: a figure this noisy machine repeats.
+
+Wall-clock ratios on a shared 2-core machine move by 10% from run to run, and their ceiling is
+set by the loopback latency, which is the same for every client. The instructions a client
+executes per request do not move: callgrind counts them, whatever else the machine does. Each
+client runs twice under ``valgrind --tool=callgrind``, for ``--small`` and ``--large`` keep-alive
+GETs of 100 bytes from nginx on loopback (after 50 unmeasured warm-up requests); the difference
+divided by the difference in requests is the cost of one request, start-up excluded. The
+kernel's work (the socket calls) is not counted.
+
+``python bench/instructions.py [--clients KEY ...] [--small N] [--large N]`` needs valgrind
+(Debian's ``valgrind`` package) and nginx (bench/nginx/run.sh installs it). About 20 s a client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WARM_UP = 50
+
+#: key -> (label, the reference key its ratio is taken against, or None)
+CLIENTS: dict[str, tuple[str, str | None]] = {
+    "requests": ("requests.Session().get", None),
+    "session": ("fastpool.Session().get", "requests"),
+    "stock-send": ("stock HTTPAdapter.send + .content", None),
+    "send": ("fastpool.HTTPAdapter.send + .content", "stock-send"),
+    "urllib3": ("urllib3.PoolManager.request", None),
+    "poolmanager": ("fastpool.PoolManager.request", "urllib3"),
+}
+
+
+def _client(key: str, url: str) -> Callable[[], Any]:
+    """One request of client ``key`` to ``url`` (the body is read)."""
+    import requests
+    import urllib3
+
+    sys.path.insert(0, str(HERE.parent))  # this checkout's fastpool
+    import fastpool
+
+    if key in ("requests", "session"):
+        session = requests.Session() if key == "requests" else fastpool.Session()
+        return lambda: session.get(url).content
+    if key in ("stock-send", "send"):
+        adapter = requests.adapters.HTTPAdapter() if key == "stock-send" else fastpool.HTTPAdapter()
+        with requests.Session() as session:
+            prepared = session.prepare_request(requests.Request("GET", url))
+        return lambda: adapter.send(prepared).content
+    manager = urllib3.PoolManager() if key == "urllib3" else fastpool.PoolManager()
+    return lambda: manager.request("GET", url).data
+
+
+def child(key: str, url: str, n: int) -> None:
+    """Run in the measured process: warm up, then ``n`` requests."""
+    run = _client(key, url)
+    for _ in range(WARM_UP + n):
+        run()
+
+
+def count(key: str, url: str, n: int) -> int:
+    """Instructions callgrind counted for a whole child process doing ``n`` requests."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, str(Path(__file__).resolve()), "--child", key, url, str(n),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind run of {key} failed: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def measure(url: str, keys: list[str], small: int, large: int) -> dict[str, float]:
+    """Instructions per request for each client key."""
+    return {
+        key: (count(key, url, large) - count(key, url, small)) / (large - small) for key in keys
+    }
+
+
+def format_table(per_request: dict[str, float]) -> str:
+    """A markdown table: instructions per request, and the ratio to the reference client."""
+    lines = ["| client | instructions/request | reference/this |", "|---|---:|---:|"]
+    for key, value in per_request.items():
+        label, reference = CLIENTS[key]
+        ratio = ""
+        if reference is not None and reference in per_request:
+            ratio = f"{per_request[reference] / value:.2f}x"
+        lines.append(f"| {label} | {value:,.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start nginx, count every client, print the table."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--child"]:
+        child(args[1], args[2], int(args[3]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
+    parser.add_argument("--small", type=int, default=100, help="requests, first run (100)")
+    parser.add_argument("--large", type=int, default=600, help="requests, second run (600)")
+    options = parser.parse_args(args)
+    if not 1 <= options.small < options.large <= 100_000:
+        parser.error("need 1 <= --small < --large <= 100000")
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is missing: apt-get install valgrind")
+    sys.path.insert(0, str(HERE))
+    from nginx_server import RUN_ROOT, NginxServer
+
+    with NginxServer(RUN_ROOT / "nginx-instructions", hosts=0) as nginx:
+        per_request = measure(
+            nginx.http_url + "/100b", options.clients, options.small, options.large
+        )
+    print(format_table(per_request))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
