@@ -99,9 +99,11 @@ class ConnectionLimit:
     def _locked(self) -> Iterator[None]:
         # A response collected by the GC closes its connection, which releases a token: should
         # that happen in this thread while it holds the lock, the release is deferred (as the
-        # pool defers slots) instead of deadlocking on the lock.
-        self._cond.acquire()
+        # pool defers slots) instead of deadlocking on the lock. The flag is set before the lock
+        # is taken: a thread's first set of a thread-local allocates, and a collection run by
+        # that allocation must already see it (what it defers is settled once the lock is ours).
         self._local.busy = True
+        self._cond.acquire()
         try:
             self._settle()
             yield

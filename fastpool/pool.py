@@ -118,6 +118,7 @@ def _no_status_retry(retries: Retry, status: int) -> bool:
     case skips building its arguments."""
     return (
         type(retries).is_retry is Retry.is_retry
+        and "is_retry" not in vars(retries)  # nor replaced on the instance
         and not (retries.status_forcelist and status in retries.status_forcelist)
         and status not in retries.RETRY_AFTER_STATUS_CODES
     )

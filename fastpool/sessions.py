@@ -641,14 +641,18 @@ class Session(requests.Session):
         arguments, steps and answers.
 
         While :meth:`prepare_request`, :meth:`merge_environment_settings` and :meth:`send` are
-        fastpool's own, the intermediate :class:`requests.Request` is not built; a subclass
-        overriding any of them gets requests' own sequence of calls.
+        fastpool's own, the intermediate :class:`requests.Request` is not built. A subclass
+        overriding any of them, a ``prepare_request`` set on the instance, and a patched or
+        wrapped ``requests.Session.request`` (``mock.patch("requests.Session.request")``) get
+        requests' own sequence of calls.
         """
         cls = type(self)
         if (
-            cls.prepare_request is not Session.prepare_request
-            or cls.merge_environment_settings is not Session.merge_environment_settings
-            or cls.send is not Session.send
+            requests.Session.request is not _STOCK_REQUEST  # patched or wrapped: honour that
+            or cls.prepare_request is not _OWN_STEPS[0]
+            or cls.merge_environment_settings is not _OWN_STEPS[1]
+            or cls.send is not _OWN_STEPS[2]
+            or "prepare_request" in self.__dict__  # replaced on this instance
         ):
             return super().request(
                 method, url, params=params, data=data, headers=headers, cookies=cookies,
@@ -993,3 +997,13 @@ class Session(requests.Session):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._init_state()
         super().__setstate__(state)
+
+
+# What Session.request checks to take its direct route (see there): the functions as defined,
+# so a mock.patch.object of one of them on the class is noticed too. requests' own request,
+# unless something wrapped it before this import (functools.wraps leaves __wrapped__): then
+# the direct route is never taken and the wrapper always runs.
+_STOCK_REQUEST = (
+    None if hasattr(requests.Session.request, "__wrapped__") else requests.Session.request
+)
+_OWN_STEPS = (Session.prepare_request, Session.merge_environment_settings, Session.send)

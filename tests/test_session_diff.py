@@ -789,3 +789,56 @@ def test_session_headers_remembered_per_content_match_requests(tmp_path: Any) ->
             steps(session)
         assert sent(ours) == sent(theirs)
         assert len(sent(ours)) == 10  # the two bad ones were never sent
+
+
+def test_patched_or_instance_prepare_request_is_honoured(tmp_path: Any) -> None:
+    # The direct route of Session.request must not hide the ways users hook into requests.
+    from unittest import mock
+
+    calls: list[str] = []
+
+    def mine(request: requests.Request) -> PreparedRequest:
+        calls.append("instance")
+        prepared = fastpool.Session.prepare_request(session, request)
+        prepared.headers["X-Mine"] = "1"
+        return prepared
+
+    with environment({}, None, str(tmp_path)):
+        session = fastpool.Session()
+        session.adapters.clear()
+        recorder = Recorder()
+        session.mount("", recorder)
+        session.prepare_request = mine  # type: ignore[method-assign]
+        session.get("http://example.com/")
+        assert calls == ["instance"]
+        assert recorder.calls[-1][0].headers["X-Mine"] == "1"
+        del session.prepare_request
+
+        original = fastpool.Session.prepare_request
+        with mock.patch.object(fastpool.Session, "prepare_request", autospec=True) as patched:
+            patched.side_effect = original
+            session.get("http://example.com/")
+            assert patched.call_count == 1
+
+        with mock.patch("requests.Session.request", return_value="stubbed") as stub:
+            assert session.get("http://example.com/") == "stubbed"
+            assert stub.call_count == 1
+
+        session.get("http://example.com/")  # the direct route again
+        assert len(recorder.calls) == 3
+
+
+def test_a_retry_with_is_retry_replaced_on_the_instance_is_asked(app_server: Any) -> None:
+    from urllib3.util.retry import Retry
+
+    asked: list[int] = []
+    retries = Retry(total=1)
+
+    def is_retry(method: str, status: int, has_retry_after: bool = False) -> bool:
+        asked.append(status)
+        return False
+
+    retries.is_retry = is_retry  # type: ignore[method-assign]
+    with fastpool.PoolManager() as pm:
+        assert pm.request("GET", app_server.url + "/bytes/3", retries=retries).status == 200
+    assert asked == [200]
