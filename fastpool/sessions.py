@@ -649,10 +649,11 @@ class Session(requests.Session):
         cls = type(self)
         if (
             requests.Session.request is not _STOCK_REQUEST  # patched or wrapped: honour that
-            or cls.prepare_request is not _OWN_STEPS[0]
+            # replaced on the class or on this instance (self.__dict__ is not read: that would
+            # turn the instance's attribute storage into a dict, slower on every access)
+            or getattr(self.prepare_request, "__func__", None) is not _OWN_STEPS[0]
             or cls.merge_environment_settings is not _OWN_STEPS[1]
             or cls.send is not _OWN_STEPS[2]
-            or "prepare_request" in self.__dict__  # replaced on this instance
         ):
             return super().request(
                 method, url, params=params, data=data, headers=headers, cookies=cookies,
