@@ -359,6 +359,45 @@ class HTTPResponse(BaseHTTPResponse):
     CONTENT_DECODERS = list(_DECODERS)  # noqa: RUF012 - urllib3's public, mutable lists
     REDIRECT_STATUSES = [301, 302, 303, 307, 308]  # noqa: RUF012
 
+    # Set by __init__ in one update of the instance dict (declared here for type checkers).
+    status: int
+    reason: str
+    version: int
+    _head: ResponseHead
+    _connection: HTTPConnection | None
+    _pool: Any
+    _queue: Any
+    _request_method: str
+    _request_url: str | None
+    decode_content: bool
+    enforce_content_length: bool
+    auto_close: bool
+    chunked: bool
+    _framing: str
+    _keep_alive: bool
+    length_remaining: int | None
+    _rest: bytes
+    _decoded: bytearray
+
+    # The starting values of the state that most responses never change, kept here rather than
+    # set in __init__: an io.IOBase subclass keeps its attributes in a real dict, and each
+    # attribute fewer there saves a store and, past a size, a resize on every response.
+    # (Immutable values only: an instance gets its own attribute on the first write.)
+    _headers: HTTPHeaderDict | None = None
+    _summary: tuple[str, bool] | None = None  # see _head_summary()
+    _retries: Any = None
+    _fp_bytes_read = 0
+    _chunks: Any = None
+    _content_decoder: Any = None
+    _content_decoder_ready = False
+    _content_fed = False
+    _flushed = False
+    _surplus = b""  # framed body bytes a read(amt) did not return yet
+    _body: bytes | None = None
+    _done = False
+    _closed = False
+    _holding = False  # True while _drain_cheaply owns the connection's timeout
+
     def __init__(
         self,
         head: ResponseHead,
@@ -373,43 +412,37 @@ class HTTPResponse(BaseHTTPResponse):
         enforce_content_length: bool = True,
         auto_close: bool = True,
     ) -> None:
-        self.status: int = head.status
-        self.reason: str = head.reason
-        self.version: int = head.version
-        self._head = head
-        self._headers: HTTPHeaderDict | None = None
-        self._summary: tuple[str, bool] | None = None  # see _head_summary()
-        self._connection = connection
-        self._pool = pool
-        # The queue the slot came from: after os.fork() the child's pool has a new one, and a
-        # response from the parent's world must not check its connection in there.
-        self._queue = getattr(pool, "pool", None)
-        self._request_method = request_method
-        self._request_url = request_url
-        self._retries = None
+        framing = head.framing
+        # One update of the instance dict, sized once, rather than a store per attribute (and a
+        # resize each time it grows past a size). _fp_bytes_read and _done, written by every
+        # read, are among them for the same reason.
+        self.__dict__.update(
+            status=head.status,
+            reason=head.reason,
+            version=head.version,
+            _head=head,
+            _connection=connection,
+            _pool=pool,
+            # The queue the slot came from: after os.fork() the child's pool has a new one, and
+            # a response from the parent's world must not check its connection in there.
+            _queue=getattr(pool, "pool", None),
+            _request_method=request_method,
+            _request_url=request_url,
+            decode_content=decode_content,
+            enforce_content_length=enforce_content_length,
+            auto_close=auto_close,
+            chunked=framing == "chunked",
+            _framing=framing,
+            _keep_alive=head.keep_alive and (connection is None or connection.reusable),
+            length_remaining=head.content_length,
+            _rest=connection.take_rest() if connection is not None else b"",
+            # Decoded bytes a read(amt) did not return yet: a bytearray, whose front is deleted
+            # in O(1), so reading a large body in tiny pieces stays linear.
+            _decoded=bytearray(),
+            _fp_bytes_read=0,
+            _done=False,
+        )
         self.retries = retries  # urllib3: a redirect history moves ``url`` to the last location
-        self.decode_content = decode_content
-        self.enforce_content_length = enforce_content_length
-        self.auto_close = auto_close
-        self.chunked = head.framing == "chunked"
-        self._framing = head.framing
-        self._keep_alive = head.keep_alive and (connection is None or connection.reusable)
-        self.length_remaining: int | None = head.content_length
-        self._fp_bytes_read = 0
-        self._rest = connection.take_rest() if connection is not None else b""
-        self._chunks: Any = None
-        self._content_decoder: Any = None
-        self._content_decoder_ready = False
-        self._content_fed = False
-        # Decoded bytes a read(amt) did not return yet: a bytearray, whose front is deleted in
-        # O(1), so reading a large body in tiny pieces stays linear.
-        self._decoded = bytearray()
-        self._flushed = False
-        self._surplus = b""  # framed body bytes a read(amt) did not return yet
-        self._body: bytes | None = None
-        self._done = False
-        self._closed = False
-        self._holding = False  # True while _drain_cheaply owns the connection's timeout
         if head.framing == "none" or (head.framing == "length" and head.content_length == 0):
             self._finish()
         elif head.framing == "chunked":
