@@ -26,7 +26,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import requests.adapters as _stock
-from requests.cookies import extract_cookies_to_jar
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.exceptions import (
     ConnectionError,
     ConnectTimeout,
@@ -45,7 +45,6 @@ from urllib3 import exceptions as _u3
 from urllib3._collections import HTTPHeaderDict
 from urllib3.util import Timeout as TimeoutSauce
 
-from ._models import new_cookie_jar
 from .connection import PAIR_STORE_TYPES
 from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER
 from .poolmanager import PoolManager, proxy_from_url
@@ -590,24 +589,23 @@ class HTTPAdapter(_stock.HTTPAdapter):
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
         headers._store = store
         content_type = store.get("content-type")
+        # Response() and build_response's assignments, in Response.__init__'s order (plain
+        # stores: they keep the object's compact attribute layout, a __dict__ update would not).
         response = Response.__new__(Response)
-        cookies = new_cookie_jar()
-        response.__dict__.update(
-            _content=False,
-            _content_consumed=False,
-            _next=None,
-            status_code=resp.status,
-            headers=headers,
-            raw=resp,
-            url=request.url,
-            encoding=None if content_type is None else _encoding_for(content_type[1]),
-            history=[],
-            reason=resp.reason,
-            cookies=cookies,
-            elapsed=_ZERO,
-            request=request,
-            connection=self,
-        )
+        response._content = False
+        response._content_consumed = False
+        response._next = None
+        response.status_code = resp.status
+        response.headers = headers
+        response.raw = resp
+        response.url = request.url  # type: ignore[assignment]
+        response.encoding = None if content_type is None else _encoding_for(content_type[1])
+        response.history = []
+        response.reason = resp.reason
+        response.cookies = cookies = RequestsCookieJar()
+        response.elapsed = _ZERO
+        response.request = request
+        response.connection = self
         if "set-cookie" in store or "set-cookie2" in store:
             extract_cookies_to_jar(cookies, request, resp)
         return response

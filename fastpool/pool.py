@@ -117,8 +117,9 @@ def _no_status_retry(retries: Retry, status: int) -> bool:
     ``status_forcelist`` entry, no status that ``Retry-After`` may make retryable): the common
     case skips building its arguments."""
     return (
-        type(retries).is_retry is Retry.is_retry
-        and "is_retry" not in vars(retries)  # nor replaced on the instance
+        # not overridden by a subclass nor replaced on the instance (vars() is not read: that
+        # would turn a plain object's compact attribute layout into a dict)
+        getattr(retries.is_retry, "__func__", None) is Retry.is_retry
         and not (retries.status_forcelist and status in retries.status_forcelist)
         and status not in retries.RETRY_AFTER_STATUS_CODES
     )

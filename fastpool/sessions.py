@@ -60,7 +60,6 @@ from urllib3.exceptions import ProtocolError as U3ProtocolError
 from urllib3.exceptions import SSLError as U3SSLError
 
 from ._environment import Environment
-from ._models import new_cookie_jar, new_prepared_request
 from ._prefix import PrefixRouter
 from .adapters import HTTPAdapter
 from .exceptions import MSG_NO_MATCH, NoMatchError
@@ -177,7 +176,7 @@ def _copy_jar(jar: object) -> RequestsCookieJar | None:
                     copied.setdefault(cookie.domain, {}).setdefault(cookie.path, {})[
                         cookie.name
                     ] = cookie
-    new_jar = new_cookie_jar()
+    new_jar = RequestsCookieJar()
     new_jar._cookies = copied  # type: ignore[attr-defined]
     return new_jar
 
@@ -204,7 +203,7 @@ def _prepare_cookies(p: PreparedRequest, jar: RequestsCookieJar) -> None:
         req_host = "." + req_host
     if not erhn.startswith("."):
         erhn = "." + erhn
-    near = new_cookie_jar()
+    near = RequestsCookieJar()
     near._cookies = {  # type: ignore[attr-defined]
         domain: paths
         for domain, paths in jar._cookies.items()  # type: ignore[attr-defined]
@@ -745,7 +744,7 @@ class Session(requests.Session):
         auth = _merge_scalar(auth, self.auth)
         hooks = merge_hooks(request_hooks, self.hooks)
 
-        p = new_prepared_request()
+        p = PreparedRequest()
         p.prepare_method(method)
 
         fast_url = None
@@ -768,7 +767,7 @@ class Session(requests.Session):
             p.prepare_headers(headers)
 
         if merged_cookies is None:
-            p._cookies = new_cookie_jar()
+            p._cookies = RequestsCookieJar()
         else:
             _prepare_cookies(p, merged_cookies)  # type: ignore[arg-type]
 
