@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import requests.adapters as _stock
@@ -42,7 +41,6 @@ from requests.models import Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_auth_from_url, get_encoding_from_headers, select_proxy
 from urllib3 import exceptions as _u3
-from urllib3._collections import HTTPHeaderDict
 from urllib3.util import Timeout as TimeoutSauce
 
 from .connection import PAIR_STORE_TYPES
@@ -571,21 +569,10 @@ class HTTPAdapter(_stock.HTTPAdapter):
         """What :meth:`build_response` returns, built with fewer steps."""
         # The store CaseInsensitiveDict(resp.headers) builds: lower name -> (name as first
         # seen, the values of a repeated header joined with ", "), as HTTPHeaderDict gives.
-        if type(resp) is EngineResponse and resp._headers is None:
-            # Straight from the parsed head: the urllib3-style dict is built only if asked for.
+        if type(resp) is EngineResponse:
             store = resp._requests_store()
-        else:
-            raw_headers = resp.headers
-            if type(raw_headers) is HTTPHeaderDict:
-                # Its own layout, lower name -> [name as first seen, value, ...], read directly.
-                store = OrderedDict(
-                    (key, (values[0], values[1] if len(values) == 2 else ", ".join(values[1:])))
-                    for key, values in raw_headers._container.items()
-                )
-            else:
-                store = OrderedDict(
-                    (name.lower(), (name, raw_headers[name])) for name in raw_headers
-                )
+        else:  # another pool class's response: build_response's own way
+            store = CaseInsensitiveDict(resp.headers)._store
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
         headers._store = store
         content_type = store.get("content-type")

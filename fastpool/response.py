@@ -537,9 +537,17 @@ class HTTPResponse(BaseHTTPResponse):
 
     def _requests_store(self) -> OrderedDict[str, tuple[str, str]]:
         """A new ``lower name -> (name as first seen, values joined with ", ")`` mapping: the
-        store requests' ``CaseInsensitiveDict(raw.headers)`` would hold, straight from the
-        parsed head (the urllib3-style dict is not built). Notes :meth:`_head_summary` on the
-        way, so the body reader and the cookie check need no scan of their own."""
+        store requests' ``CaseInsensitiveDict(raw.headers)`` would hold. Unless the header dict
+        exists already, straight from the parsed head (the dict is not built), noting
+        :meth:`_head_summary` on the way, so the body reader and the cookie check need no scan
+        of their own."""
+        headers = self._headers
+        if headers is not None:
+            # HTTPHeaderDict's own layout, lower name -> [name as first seen, value, ...]
+            return OrderedDict(
+                (key, (values[0], ", ".join(values[1:])))
+                for key, values in headers._container.items()
+            )
         store: OrderedDict[str, tuple[str, str]] = OrderedDict()
         for name, value in self._head.headers:
             key = name.lower()

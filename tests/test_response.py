@@ -438,3 +438,21 @@ def test_read1_and_close_at_a_premature_end(fault_server_factory):
         time.sleep(0.1)  # the FIN has arrived
         r.close()
         assert p.pool.in_use == 0 and p.pool.idle == 0
+
+
+def test_requests_store_is_what_case_insensitive_dict_builds():
+    # The adapter's Response headers: from the parsed head, or from the header dict once
+    # something (a Retry-After lookup) has built it; both as requests' own conversion gives.
+    import requests.structures
+
+    from fastpool._http11 import parse_response_head
+    from fastpool.response import HTTPResponse
+
+    raw = b"HTTP/1.1 429 X\r\nA: 1\r\nb: 2\r\na: 3\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+    head = parse_response_head(raw, "GET", 65536, 100)[0]
+    expected = requests.structures.CaseInsensitiveDict(HTTPResponse(head).headers)._store
+    assert HTTPResponse(head)._requests_store() == expected
+    built = HTTPResponse(head)
+    assert built.headers.get("retry-after") == "1"
+    assert built._requests_store() == expected
+    assert expected["a"] == ("A", "1, 3")
