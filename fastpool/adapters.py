@@ -20,6 +20,7 @@ adapter, and responses are the same :class:`requests.Response` objects.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -169,26 +170,13 @@ def _resolve_timeout(timeout: Any) -> TimeoutSauce:
     return TimeoutSauce(connect=timeout, read=timeout)
 
 
-_splits: dict[str, tuple[str, str] | None] = {}  # url -> _split_url's answer
-_MISS = object()
-
-
+@functools.lru_cache(maxsize=_URL_CACHE_SIZE)  # a pure function of the URL
 def _split_url(url: str) -> tuple[str, str] | None:
     """Split a prepared URL into its origin (``scheme://netloc``) and its ``path_url``.
 
     Returns None where the quick split might disagree with ``PreparedRequest.path_url``
-    (urllib.parse) so the caller takes the general route. Answers are remembered.
+    (urllib.parse) so the caller takes the general route.
     """
-    answer = _splits.get(url, _MISS)
-    if answer is _MISS:
-        answer = _split(url)
-        if len(_splits) >= _URL_CACHE_SIZE:
-            _splits.clear()
-        _splits[url] = answer
-    return answer  # type: ignore[return-value]
-
-
-def _split(url: str) -> tuple[str, str] | None:
     # urlsplit strips these anywhere and leading/trailing blanks; let it handle such URLs.
     if not url or "\t" in url or "\r" in url or "\n" in url or url[-1] <= " " or url[0] <= " ":
         return None
@@ -598,18 +586,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         return response
 
 
-_encodings: dict[str, str | None] = {}
-
-
+@functools.lru_cache(maxsize=_ORIGIN_CACHE_SIZE)  # a few distinct values serve a whole crawl
 def _encoding_for(content_type: str) -> str | None:
-    """``get_encoding_from_headers`` for one Content-Type value, remembered (a pure function
-    of the value; a few distinct values serve a whole crawl)."""
-    try:
-        return _encodings[content_type]
-    except KeyError:
-        pass
-    encoding = get_encoding_from_headers({"content-type": content_type})  # type: ignore[arg-type]
-    if len(_encodings) >= _ORIGIN_CACHE_SIZE:
-        _encodings.clear()
-    _encodings[content_type] = encoding
-    return encoding
+    """``get_encoding_from_headers`` for one Content-Type value (a pure function of it)."""
+    return get_encoding_from_headers({"content-type": content_type})  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ arguments to those of ``requests.Session`` for the same input and environment.
 
 from __future__ import annotations
 
+import functools
 import http.cookiejar
 import re
 import threading
@@ -335,25 +336,10 @@ _FAST_URL = re.compile(
 )
 
 
-_URL_CACHE_SIZE = 1024
-_MISS = object()
-_fast_urls: dict[tuple[str, str], str | None] = {}  # (url, params) -> _fast_url's answer
-
-
+@functools.lru_cache(maxsize=1024)  # a pure function of its arguments
 def _fast_url(url: str, enc_params: str) -> str | None:
     """The URL prepare_url would make of a plain ``url`` and encoded params, or None (not
-    plain: requests' prepare_url decides). Answers are remembered (a pure function)."""
-    key = (url, enc_params)
-    answer = _fast_urls.get(key, _MISS)
-    if answer is _MISS:
-        answer = _plain_url(url, enc_params)
-        if len(_fast_urls) >= _URL_CACHE_SIZE:
-            _fast_urls.clear()
-        _fast_urls[key] = answer
-    return answer  # type: ignore[return-value]
-
-
-def _plain_url(url: str, enc_params: str) -> str | None:
+    plain: requests' prepare_url decides)."""
     match = _FAST_URL.match(url)
     if match is None:
         return None
