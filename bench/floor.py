@@ -45,13 +45,13 @@ def floor_seconds_per_request(
     if ssl_context is not None:
         sock = ssl_context.wrap_socket(sock, server_hostname=host)
     with sock:
-        _get(sock, request, bytearray())  # warm-up, and a check of the answer
+        exchange(sock, request, bytearray())  # warm-up, and a check of the answer
         buf = bytearray()
         deadline = time.perf_counter() + max_seconds
         start = time.perf_counter()
         done = 0
         while done < n:
-            _get(sock, request, buf)
+            exchange(sock, request, buf)
             done += 1
             if not done % 256 and time.perf_counter() > deadline:
                 break
@@ -59,7 +59,10 @@ def floor_seconds_per_request(
     return elapsed / done
 
 
-def _get(sock: socket.socket, request: bytes, buf: bytearray) -> None:
+def exchange(sock: socket.socket, request: bytes, buf: bytearray) -> int:
+    """Send ``request`` and read one 200 answer framed by Content-Length; return its body
+    length. ``buf`` carries bytes received past the answer to the next call (keep-alive).
+    Raises ValueError for another status or framing, ConnectionAbortedError on a close."""
     sock.sendall(request)
     recv = sock.recv
     while (end := buf.find(b"\r\n\r\n")) < 0:
@@ -76,6 +79,7 @@ def _get(sock: socket.socket, request: bytes, buf: bytearray) -> None:
     while len(buf) < need:
         buf += _more(recv)
     del buf[:need]
+    return length
 
 
 def _more(recv) -> bytes:  # type: ignore[no-untyped-def]

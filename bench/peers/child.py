@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from pathlib import Path
+
+# bench/ too (clients uses floor.py's exchange): run.py sets the same path for itself.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from clients import LOCAL_CLIENTS
 from measure import quiet_pool_logs

@@ -24,6 +24,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from floor import exchange
 from measure import Fetch, RunResult, run_tasks, run_threads
 
 HERE = Path(__file__).resolve().parent
@@ -375,7 +376,7 @@ class RawSocketFloor(ThreadedClient):
         except IndexError:
             sock, buf = self._dial(host, port, tls), bytearray()
         try:
-            length = _exchange(sock, request, buf)
+            length = exchange(sock, request, buf)
         except BaseException:
             sock.close()
             raise
@@ -403,33 +404,6 @@ class RawSocketFloor(ThreadedClient):
 
     def versions(self) -> dict[str, str]:
         return {}
-
-
-def _exchange(sock: socket.socket, request: bytes, buf: bytearray) -> int:
-    """Send ``request``, read one 200 answer with Content-Length; return the body length."""
-    sock.sendall(request)
-    while (end := buf.find(b"\r\n\r\n")) < 0:
-        buf += _recv(sock)
-    head = bytes(buf[:end]).lower()
-    if not head.startswith(b"http/1.1 200 "):
-        raise RuntimeError(f"not a 200 answer: {head[:40]!r}")
-    at = head.find(b"\r\ncontent-length:")
-    if at < 0:
-        raise RuntimeError("no Content-Length")
-    line_end = head.find(b"\r\n", at + 2)
-    length = int(head[at + 17 : line_end if line_end >= 0 else len(head)])
-    need = end + 4 + length
-    while len(buf) < need:
-        buf += _recv(sock)
-    del buf[:need]
-    return length
-
-
-def _recv(sock: socket.socket) -> bytes:
-    data = sock.recv(262144)
-    if not data:
-        raise ConnectionAbortedError("the server closed the connection")
-    return data
 
 
 # --- a client in its own venv ------------------------------------------------------------------
