@@ -9,7 +9,11 @@ header strings straight from it (latin-1), without regular expressions.
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from libc.string cimport memchr, memcmp, memcpy
+
+from collections import OrderedDict
 
 from .exceptions import (
     MSG_HTTP_BAD_CHAR,
@@ -34,6 +38,7 @@ from .exceptions import (
     MSG_HTTP_NOT_PAIR,
     MSG_HTTP_NOT_POSITIVE,
     MSG_HTTP_NOT_STR_OR_BYTES,
+    MSG_HTTP_SKIP_HEADER,
     MSG_HTTP_TOO_MANY_HEADERS,
     MSG_HTTP_TOO_MANY_INTERIM,
     MSG_HTTP_TRAILERS_TOO_LARGE,
@@ -63,7 +68,24 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     const Py_ssize_t PY_SSIZE_T_MAX
 
-__all__ = ("ChunkedDecoder", "ResponseHead", "parse_response_head", "write_request_head")
+__all__ = (
+    "HAS_CONTENT_LENGTH",
+    "HAS_HOST",
+    "HAS_TRANSFER_ENCODING",
+    "HAS_USER_AGENT",
+    "ChunkedDecoder",
+    "ResponseHead",
+    "collect_request_headers",
+    "header_store",
+    "parse_response_head",
+    "write_request_head",
+)
+
+#: collect_request_headers' bits: which of these header names a request holds.
+HAS_HOST = 1
+HAS_USER_AGENT = 2
+HAS_CONTENT_LENGTH = 4
+HAS_TRANSFER_ENCODING = 8
 
 #: Error messages show at most this many bytes of the offending line.
 SHOW_BYTES = 80
@@ -275,6 +297,97 @@ def write_request_head(method, target, headers):
     out[k] = b"\r"
     out[k + 1] = b"\n"
     return result
+
+
+cdef inline int _request_header_bit(const unsigned char* p, Py_ssize_t n) noexcept:
+    if _lower_equals(p, n, b"host", 4):
+        return HAS_HOST
+    if _lower_equals(p, n, b"user-agent", 10):
+        return HAS_USER_AGENT
+    if _lower_equals(p, n, b"content-length", 14):
+        return HAS_CONTENT_LENGTH
+    if _lower_equals(p, n, b"transfer-encoding", 17):
+        return HAS_TRANSFER_ENCODING
+    return 0
+
+
+def collect_request_headers(items, skip, skippable):
+    """One pass over a request's ``(name, value)`` pairs, for the caller's defaults.
+
+    Returns the pairs to send (those whose value equals ``skip`` left out) and a bit set of the
+    header names present, compared case-insensitively: ``HAS_HOST``, ``HAS_USER_AGENT``,
+    ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING`` (only str names match). A ``skip`` value
+    on a name outside ``skippable`` (lower-case names) raises ValueError. Nothing is validated
+    for the wire here: :func:`write_request_head` does that.
+    """
+    cdef list pairs = []
+    cdef int present = 0
+    cdef const unsigned char* p = NULL
+    cdef Py_ssize_t n = 0
+    cdef object lname = None
+    for name, value in items:
+        if isinstance(name, str):
+            # Only an ASCII lower() can give these names: a latin-1 str is compared in place.
+            if _part(name, &p, &n):
+                present |= _request_header_bit(p, n)
+            lname = None
+        else:
+            lname = name.lower()  # what the pure twin calls on every name
+        if value == skip:
+            if lname is None:
+                lname = name.lower()
+            if lname not in skippable:
+                raise ValueError(MSG_HTTP_SKIP_HEADER.format(names=sorted(skippable)))
+            continue
+        pairs.append((name, value))
+    return pairs, present
+
+
+cdef object _lower_name(str name):
+    """``name.lower()``, without a method call for the ASCII names a parsed head holds."""
+    cdef char buf[64]
+    cdef const unsigned char* p = NULL
+    cdef Py_ssize_t n = 0, i
+    cdef unsigned char c
+    cdef bint upper = False
+    if not _part(name, &p, &n) or n > 64:
+        return name.lower()
+    for i in range(n):
+        c = p[i]
+        if c >= 0x80:
+            return name.lower()  # latin-1 letters have lower-case forms of their own
+        if 0x41 <= c <= 0x5A:
+            upper = True
+            c += 0x20
+        buf[i] = <char>c
+    if not upper:
+        return name
+    return _latin1(<const unsigned char*>buf, n)
+
+
+def header_store(list headers):
+    """``lower name -> (name as first seen, the values joined with ", ")`` in first-seen order.
+
+    The combination of repeated fields RFC 9110 (5.3) allows, and the store requests'
+    ``CaseInsensitiveDict`` keeps; ``headers`` is a :attr:`ResponseHead.headers` list.
+    """
+    store = OrderedDict()
+    cdef object key
+    cdef tuple seen_pair
+    cdef PyObject* seen
+    for name, value in headers:
+        if type(name) is str:
+            key = _lower_name(name)
+            seen = PyDict_GetItem(store, key)  # a str key: the lookup cannot fail
+            seen_pair = None if seen is NULL else <tuple>seen
+        else:  # what the pure twin does, errors included
+            key = name.lower()
+            seen_pair = store.get(key)
+        if seen_pair is None:
+            store[key] = (name, value)
+        else:
+            store[key] = (seen_pair[0], f"{seen_pair[1]}, {value}")
+    return store
 
 
 # --- response head -----------------------------------------------------------------------------

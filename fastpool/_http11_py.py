@@ -53,6 +53,7 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final, Union
 
@@ -78,6 +79,7 @@ from .exceptions import (
     MSG_HTTP_NOT_PAIR,
     MSG_HTTP_NOT_POSITIVE,
     MSG_HTTP_NOT_STR_OR_BYTES,
+    MSG_HTTP_SKIP_HEADER,
     MSG_HTTP_TE_WITH_LENGTH,
     MSG_HTTP_TOO_MANY_HEADERS,
     MSG_HTTP_TOO_MANY_INTERIM,
@@ -90,7 +92,18 @@ from .exceptions import (
     ResponseHeadTooLarge,
 )
 
-__all__ = ("ChunkedDecoder", "ResponseHead", "parse_response_head", "write_request_head")
+__all__ = (
+    "HAS_CONTENT_LENGTH",
+    "HAS_HOST",
+    "HAS_TRANSFER_ENCODING",
+    "HAS_USER_AGENT",
+    "ChunkedDecoder",
+    "ResponseHead",
+    "collect_request_headers",
+    "header_store",
+    "parse_response_head",
+    "write_request_head",
+)
 
 Buffer = Union[bytes, bytearray, memoryview]
 HeaderPart = Union[str, bytes]
@@ -114,6 +127,18 @@ _STATUS_BAD = re.compile(r"[\x00\r]")
 _DIGITS = frozenset("0123456789")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+(?=;|\Z)")
 _STATUS_PREFIX: Final = b"HTTP/1."
+
+#: collect_request_headers' bits: which of these header names a request holds.
+HAS_HOST: Final = 1
+HAS_USER_AGENT: Final = 2
+HAS_CONTENT_LENGTH: Final = 4
+HAS_TRANSFER_ENCODING: Final = 8
+_REQUEST_HEADER_BITS: Final = {
+    "host": HAS_HOST,
+    "user-agent": HAS_USER_AGENT,
+    "content-length": HAS_CONTENT_LENGTH,
+    "transfer-encoding": HAS_TRANSFER_ENCODING,
+}
 
 
 def _show(line: str) -> bytes:
@@ -187,6 +212,45 @@ def write_request_head(
     raise AssertionError(
         "unreachable: a part failed to encode but none is found"
     )  # pragma: no cover
+
+
+def collect_request_headers(
+    items: Iterable[tuple[HeaderPart, HeaderPart]], skip: str, skippable: frozenset[str]
+) -> tuple[list[tuple[HeaderPart, HeaderPart]], int]:
+    """One pass over a request's ``(name, value)`` pairs, for the caller's defaults.
+
+    Returns the pairs to send (those whose value equals ``skip`` left out) and a bit set of the
+    header names present, compared case-insensitively: ``HAS_HOST``, ``HAS_USER_AGENT``,
+    ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING`` (only str names match). A ``skip`` value
+    on a name outside ``skippable`` (lower-case names) raises ValueError. Nothing is validated
+    for the wire here: :func:`write_request_head` does that.
+    """
+    pairs = []
+    present = 0
+    for name, value in items:
+        lname = name.lower()
+        if isinstance(name, str):
+            present |= _REQUEST_HEADER_BITS.get(lname, 0)  # type: ignore[arg-type]
+        if value == skip:
+            if lname not in skippable:
+                raise ValueError(MSG_HTTP_SKIP_HEADER.format(names=sorted(skippable)))
+            continue
+        pairs.append((name, value))
+    return pairs, present
+
+
+def header_store(headers: list[tuple[str, str]]) -> OrderedDict[str, tuple[str, str]]:
+    """``lower name -> (name as first seen, the values joined with ", ")`` in first-seen order.
+
+    The combination of repeated fields RFC 9110 (5.3) allows, and the store requests'
+    ``CaseInsensitiveDict`` keeps; ``headers`` is a :attr:`ResponseHead.headers` list.
+    """
+    store: OrderedDict[str, tuple[str, str]] = OrderedDict()
+    for name, value in headers:
+        key = name.lower()
+        seen = store.get(key)
+        store[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+    return store
 
 
 # --- response head -----------------------------------------------------------------------------

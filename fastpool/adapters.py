@@ -508,8 +508,13 @@ class HTTPAdapter(_stock.HTTPAdapter):
             pool_kwargs = _NO_VERIFY_POOL_KWARGS
         else:
             pool_kwargs = self._ca_path_kwargs(verify)
-        conn = self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
-        self.cert_verify(conn, url, verify, None)
+        conn: Any = self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+        # cert_verify sets the same attributes for the same ``verify`` on every request (and
+        # asks the file system about the CA bundle each time): once per pool is enough. The
+        # pool key holds ``verify``'s reading, so a pool rarely sees another one.
+        if conn.adapter_verify is not verify and conn.adapter_verify != verify:
+            self.cert_verify(conn, url, verify, None)
+            conn.adapter_verify = verify
         # After the connection hooks, as stock reads it: the same error first on bad input.
         return conn, path, self._timeout_for(timeout)
 

@@ -30,7 +30,15 @@ from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from . import __version__
-from ._http11 import parse_response_head, write_request_head
+from ._http11 import (
+    HAS_CONTENT_LENGTH,
+    HAS_HOST,
+    HAS_TRANSFER_ENCODING,
+    HAS_USER_AGENT,
+    collect_request_headers,
+    parse_response_head,
+    write_request_head,
+)
 from .exceptions import IncompleteResponseError
 
 if typing.TYPE_CHECKING:
@@ -366,31 +374,19 @@ class HTTPConnection:
         """
         if self.sock is None:
             self.connect()
-        pairs: list[tuple[str, str]] = []
-        has_host = has_ua = has_length = has_te = False
         if headers:
             items = (
                 headers._store.values()  # type: ignore[attr-defined]
                 if type(headers) in PAIR_STORE_TYPES
                 else headers.items()
             )
-            for name, value in items:
-                lname = name.lower()
-                if lname == "host":
-                    has_host = True
-                elif lname == "user-agent":
-                    has_ua = True
-                elif lname == "content-length":
-                    has_length = True
-                elif lname == "transfer-encoding":
-                    has_te = True
-                if value == SKIP_HEADER:
-                    if lname not in SKIPPABLE_HEADERS:
-                        raise ValueError(
-                            f"urllib3.util.SKIP_HEADER only supports {sorted(SKIPPABLE_HEADERS)}"
-                        )
-                    continue
-                pairs.append((name, value))
+            pairs, present = collect_request_headers(items, SKIP_HEADER, SKIPPABLE_HEADERS)
+        else:
+            pairs, present = [], 0
+        has_host = present & HAS_HOST
+        has_ua = present & HAS_USER_AGENT
+        has_length = present & HAS_CONTENT_LENGTH
+        has_te = present & HAS_TRANSFER_ENCODING
         if not has_host:
             if url[:1] != "/" and "://" in url:
                 # absolute-form through a forwarding proxy: Host names the origin

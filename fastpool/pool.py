@@ -200,6 +200,9 @@ class HTTPConnectionPool(RequestMethods):
     _new_conn_log = "Starting new HTTP connection (%d): %s:%s"
     _log_port = "80"
     ConnectionCls: type[HTTPConnection] = HTTPConnection
+    #: The ``verify`` that fastpool.HTTPAdapter's cert_verify last applied to this pool: the
+    #: adapter does not repeat it for every request (None: not yet).
+    adapter_verify: Any = None
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from urllib3._collections import HTTPHeaderDict
 from urllib3.exceptions import DecodeError, HTTPError, IncompleteRead, ReadTimeoutError
 from urllib3.response import BaseHTTPResponse
 
-from ._http11 import ChunkedDecoder
+from ._http11 import ChunkedDecoder, header_store
 from .exceptions import (
     MAX_DECODE_LINKS,
     MSG_TOO_MANY_ENCODINGS,
@@ -548,11 +548,7 @@ class HTTPResponse(BaseHTTPResponse):
                 (key, (values[0], ", ".join(values[1:])))
                 for key, values in headers._container.items()
             )
-        store: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        for name, value in self._head.headers:
-            key = name.lower()
-            seen = store.get(key)
-            store[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+        store = header_store(self._head.headers)
         if self._summary is None:
             coding = store.get("content-encoding")
             self._summary = (
@@ -858,6 +854,13 @@ class HTTPResponse(BaseHTTPResponse):
         if conn is None or conn.sock is None:
             self._done = True
             return b""
+        rest = self._rest
+        if rest and len(rest) == self.length_remaining and (amt is None or amt >= len(rest)):
+            # The common small response: its whole (Content-Length) body came with the head.
+            self._rest = b""
+            self._fp_bytes_read += len(rest)
+            self._consumed_length(len(rest))
+            return rest
         try:
             framing = self._framing
             if framing == "length":

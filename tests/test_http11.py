@@ -940,8 +940,20 @@ def test_chunked_attributes_are_read_only(http11: ModuleType) -> None:
 def test_facade_exports_the_active_backend() -> None:
     from fastpool import _compat, _http11, _http11_py
 
-    names = ("ChunkedDecoder", "ResponseHead", "parse_response_head", "write_request_head")
+    names = (
+        "HAS_CONTENT_LENGTH",
+        "HAS_HOST",
+        "HAS_TRANSFER_ENCODING",
+        "HAS_USER_AGENT",
+        "ChunkedDecoder",
+        "ResponseHead",
+        "collect_request_headers",
+        "header_store",
+        "parse_response_head",
+        "write_request_head",
+    )
     assert _http11.__all__ == names
+    assert _http11_py.__all__ == names
     if _compat.IMPLEMENTATION == "python":
         expected: ModuleType = _http11_py
     else:
@@ -961,3 +973,57 @@ def test_chunked_conflicting_content_length_trailers_are_an_error(http11: Module
     decoder.feed(b"0\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n")
     assert decoder.done
     assert decoder.trailers == [("Content-Length", "5"), ("content-length", "5")]
+
+
+# --- collect_request_headers and header_store --------------------------------------------------
+
+SKIP = "@@@SKIP_HEADER@@@"
+SKIPPABLE = frozenset({"accept-encoding", "host", "user-agent"})
+
+
+def test_collect_request_headers_reports_the_names_present(http11: ModuleType) -> None:
+    items = [("HOST", "a"), ("user-Agent", "b"), ("X-Other", "c"), ("content-length", "3")]
+    pairs, present = http11.collect_request_headers(items, SKIP, SKIPPABLE)
+    assert pairs == items
+    assert present == http11.HAS_HOST | http11.HAS_USER_AGENT | http11.HAS_CONTENT_LENGTH
+    _, present = http11.collect_request_headers([("Transfer-Encoding", "chunked")], SKIP, SKIPPABLE)
+    assert present == http11.HAS_TRANSFER_ENCODING
+    # Only str names count (a bytes name is sent, but the default header is still added).
+    pairs, present = http11.collect_request_headers([(b"Host", "x")], SKIP, SKIPPABLE)
+    assert (pairs, present) == ([(b"Host", "x")], 0)
+    assert http11.collect_request_headers(iter([]), SKIP, SKIPPABLE) == ([], 0)
+
+
+def test_collect_request_headers_drops_skipped_values(http11: ModuleType) -> None:
+    items = [("Accept-Encoding", SKIP), ("User-Agent", SKIP), ("Accept", "*/*")]
+    pairs, present = http11.collect_request_headers(items, SKIP, SKIPPABLE)
+    assert pairs == [("Accept", "*/*")]
+    assert present == http11.HAS_USER_AGENT  # skipped, but present: no default is added
+    with pytest.raises(ValueError, match=r"SKIP_HEADER only supports \['accept-encoding'"):
+        http11.collect_request_headers([("X-Custom", SKIP)], SKIP, SKIPPABLE)
+
+
+def test_header_store_joins_repeats_under_the_first_seen_name(http11: ModuleType) -> None:
+    from collections import OrderedDict
+
+    from requests.structures import CaseInsensitiveDict
+    from urllib3 import HTTPHeaderDict
+
+    headers = [
+        ("Set-Cookie", "a=1"),
+        ("Content-Type", "text/plain"),
+        ("set-cookie", "b=2"),
+        ("X-LONG-" + "N" * 70, "v"),
+        ("ÀB", "latin-1"),
+    ]
+    store = http11.header_store(headers)
+    assert type(store) is OrderedDict
+    assert list(store.items()) == [
+        ("set-cookie", ("Set-Cookie", "a=1, b=2")),
+        ("content-type", ("Content-Type", "text/plain")),
+        ("x-long-" + "n" * 70, ("X-LONG-" + "N" * 70, "v")),
+        ("àb", ("ÀB", "latin-1")),
+    ]
+    # What requests builds from urllib3's headers, CaseInsensitiveDict(HTTPHeaderDict(...)).
+    expected = CaseInsensitiveDict(HTTPHeaderDict(headers))._store
+    assert list(store.items()) == list(expected.items())

@@ -574,3 +574,53 @@ def test_written_heads_parse_back_in_llhttp(
         for n, v in headers
     ]
     assert callbacks.headers == expected
+
+
+# --- the header helpers ------------------------------------------------------------------------
+
+header_names = st.one_of(
+    st.sampled_from(["Host", "HOST", "host", "User-Agent", "user-AGENT", "Content-Length"]),
+    st.sampled_from(["Transfer-Encoding", "transfer-encoding", "Accept-Encoding", "X-A", "x-a"]),
+    st.text(TOKEN_ALPHABET, min_size=1, max_size=70),  # past the compiled 64-byte buffer too
+    st.text(st.characters(min_codepoint=0, max_codepoint=0x212B), max_size=8),  # Kelvin sign
+    st.binary(max_size=8),
+)
+
+
+@pytest.mark.c_extension
+@FUZZ
+@given(
+    items=st.lists(
+        st.tuples(header_names, st.one_of(st.just("@@@SKIP_HEADER@@@"), header_parts)),
+        max_size=6,
+    )
+)
+def test_compiled_and_pure_collect_request_headers_alike(
+    both: tuple[ModuleType, ModuleType], items: list[tuple[Any, Any]]
+) -> None:
+    compiled, pure = both
+    skippable = frozenset({"accept-encoding", "host", "user-agent"})
+    args = (items, "@@@SKIP_HEADER@@@", skippable)
+    assert outcome_of(compiled.collect_request_headers, *args) == outcome_of(
+        pure.collect_request_headers, *args
+    )
+
+
+@pytest.mark.c_extension
+@FUZZ
+@given(
+    headers=st.lists(
+        st.tuples(
+            st.one_of(header_names.filter(lambda name: isinstance(name, str)), st.just("ÀB")),
+            st.text(max_size=6),
+        ),
+        max_size=8,
+    )
+)
+def test_compiled_and_pure_header_store_alike(
+    both: tuple[ModuleType, ModuleType], headers: list[tuple[str, str]]
+) -> None:
+    compiled, pure = both
+    store = compiled.header_store(headers)
+    assert type(store) is type(pure.header_store(headers))
+    assert list(store.items()) == list(pure.header_store(headers).items())
