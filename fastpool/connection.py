@@ -470,9 +470,7 @@ class HTTPConnection:
             n = sock.recv_into(view, blocksize)
             if not n:
                 if data:
-                    raise IncompleteResponseError(
-                        "Connection closed in the middle of the response head"
-                    )
+                    return self._head_at_eof(data, method, max_head_bytes, max_headers)
                 # http.client's exception: urllib3 reports it as ProtocolError("Connection
                 # aborted.", RemoteDisconnected(...)), and so does our pool.
                 raise RemoteDisconnected("Remote end closed connection without response")
@@ -493,6 +491,30 @@ class HTTPConnection:
                     head, used = parsed
                     self._rest = bytes(data[used:])
                     return head
+
+    def _head_at_eof(
+        self, data: bytes | bytearray, method: str, max_head_bytes: int, max_headers: int
+    ) -> ResponseHead:
+        """The head of a response whose server closed before the blank line ending it.
+
+        http.client (so urllib3 and requests) takes the end of the stream as the end of the
+        head: what came is the response, and its body (if framed) is then found cut short
+        (ChunkedEncodingError in requests). The same here, and the connection is not reused.
+        A head that still cannot end (a 1xx interim response and nothing after it) is an
+        IncompleteResponseError.
+        """
+        self.reusable = False
+        head = bytes(data)
+        if head.endswith((b"\r\n\r\n", b"\n\n")):
+            pass  # an interim head ended: the final one never came
+        elif head.endswith(b"\n"):
+            head += b"\r\n"  # the last line is whole: only the blank line is missing
+        else:
+            head = head.removesuffix(b"\r") + b"\r\n\r\n"  # end the cut line too
+        parsed = parse_response_head(head, method, max_head_bytes, max_headers)
+        if parsed is None:
+            raise IncompleteResponseError("Connection closed in the middle of the response head")
+        return parsed[0]
 
     def take_rest(self) -> bytes:
         """Return (and forget) the bytes received past the response head."""

@@ -632,12 +632,14 @@ class HTTPResponse(BaseHTTPResponse):
     def release_conn(self) -> None:
         """Give the connection back: reused if the body is complete, closed otherwise.
 
-        Idempotent: a second call does nothing.
+        A small rest of the body that has already arrived (or arrives without waiting) is read
+        first and stays readable, as urllib3's body does after ``release_conn``. Idempotent: a
+        second call does nothing.
         """
         if self._connection is None:
             return
         if not self._done:
-            self._drain_cheaply()
+            self._drain_cheaply(keep=True)
             if not self._done:
                 self._abandon()
 
@@ -1039,9 +1041,10 @@ class HTTPResponse(BaseHTTPResponse):
             if pool is not None and getattr(pool, "pool", None) is self.__dict__.get("_queue"):
                 pool._release_from_finalizer()
 
-    def _drain_cheaply(self) -> None:
+    def _drain_cheaply(self, keep: bool = False) -> None:
         # Only a Content-Length remainder that already sits in our buffer, or arrives without
-        # waiting, is drained: close() must never block on a slow server.
+        # waiting, is drained: close() must never block on a slow server. ``keep``: the bytes
+        # drained stay readable (release_conn; urllib3 still reads its socket after it).
         remaining = self.length_remaining
         conn = self._connection
         if (
@@ -1052,24 +1055,30 @@ class HTTPResponse(BaseHTTPResponse):
             or conn.sock is None
         ):
             return
+        kept, self._surplus = self._surplus, b""
+        pieces = [kept]
         try:
             if len(self._rest) >= remaining:
-                self._read_raw(remaining)
-                return
-            sock = conn.sock
-            old = sock.gettimeout()
-            # Non-blocking for the drain; the connection goes back only once its socket has
-            # its timeout again (another thread may check it out at once).
-            self._holding = True
-            sock.settimeout(0.0)
-            try:
-                while not self._done:
-                    self._read_raw(remaining, once=True)
-                    remaining = self.length_remaining or 0
-            finally:
-                self._holding = False
-                if self._connection is not None and self._connection.sock is not None:
-                    sock.settimeout(old)
-            self._finish()
+                pieces.append(self._read_raw(remaining))
+            else:
+                sock = conn.sock
+                old = sock.gettimeout()
+                # Non-blocking for the drain; the connection goes back only once its socket
+                # has its timeout again (another thread may check it out at once).
+                self._holding = True
+                sock.settimeout(0.0)
+                try:
+                    while not self._done:
+                        pieces.append(self._read_raw(remaining, once=True))
+                        remaining = self.length_remaining or 0
+                finally:
+                    self._holding = False
+                    if self._connection is not None and self._connection.sock is not None:
+                        sock.settimeout(old)
+                self._finish()
         except (HTTPError, OSError):
             self._abandon()
+            self._surplus = kept  # what was there before; the unfinished drain is not kept
+            return
+        if keep:
+            self._surplus = b"".join(pieces)

@@ -365,6 +365,39 @@ def test_stream_iter_lines(env: Env) -> None:
     assert len(out["value"]) == 5
 
 
+@pytest.mark.parametrize("path", ["/bytes/1000", "/gzip"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_release_conn_in_a_hook_keeps_the_body(env: Env, path: str, stream: bool) -> None:
+    """A response hook gives the connection back before requests reads the body: urllib3's
+    response still reads it, and so does ours (the body has arrived: it is kept)."""
+
+    def call(s: requests.Session, e: Env) -> Any:
+        hook = lambda r, *args, **kwargs: r.raw.release_conn()
+        return s.get(e.app.url + path, stream=stream, hooks={"response": hook}).content
+
+    out = differential(call, env)
+    assert len(out["value"]) > 0
+
+
+def test_release_conn_in_a_hook_then_the_pool_goes_on_unlike_stock(env: Env) -> None:
+    """A deliberate difference: after a streamed response's connection was released unread,
+    stock's next request fails (urllib3 pooled the connection mid-response: http.client's
+    ResponseNotReady); ours kept the body, so its connection was clean and is reused."""
+
+    def call(s: requests.Session, e: Env) -> Any:
+        hook = lambda r, *args, **kwargs: r.raw.release_conn()
+        first = s.get(e.app.url + "/bytes/1000", stream=True, hooks={"response": hook})
+        again = s.get(e.app.url + "/bytes/3").content  # before the first body is read
+        return len(first.content), again
+
+    stock = observe(STOCK, call, env, {})
+    ours = observe(OURS, call, env, {})
+    assert stock["error"] is requests.ConnectionError, stock
+    assert "ResponseNotReady" in stock["message"]
+    assert ours["value"] == (1000, b"abc")
+    assert ours["connections"][0] == 1
+
+
 def test_stream_raw_read_and_stream(env: Env) -> None:
     def call(s: requests.Session, e: Env) -> Any:
         r = s.get(e.app.url + "/bytes/1000", stream=True)
@@ -510,6 +543,42 @@ def test_malformed_responses(
 
     out = differential(call, env, key=key)
     assert out.get("error") is error, out
+
+
+# The server closes before the blank line that ends the head. http.client takes the end of the
+# stream as the end of the head (found by running requests' own suite with fastpool's adapter:
+# tests/test_lowlevel.py::test_chunked_encoding_error), so what came is the response.
+HEADS_CUT_BY_EOF = {
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
+    "length-5": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",
+    "length-0": b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",
+    "status-line": b"HTTP/1.1 200 OK\r\n",
+    "cut-header": b"HTTP/1.1 200 OK\r\nX-A: b",
+    "cut-header-cr": b"HTTP/1.1 200 OK\r\nX-A: b\r",
+    "cut-status-line": b"HTTP/1.1 200 OK",
+    "cut-status": b"HTTP/1.1 20",
+    "interim-only": b"HTTP/1.1 100 Continue\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("name", sorted(HEADS_CUT_BY_EOF))
+def test_head_cut_by_eof(
+    env: Env, fault_server_factory: Callable[..., Any], name: str, stream: bool
+) -> None:
+    fault = env.add(fault_server_factory(send_raw(HEADS_CUT_BY_EOF[name])))
+
+    def call(s: requests.Session, e: Env) -> Any:
+        r = s.get(fault.url + "/", stream=stream, timeout=5)
+        return r.status_code, dict(r.headers), r.content
+
+    out = differential(call, env)
+    if name in ("length-0", "status-line", "cut-header", "cut-header-cr", "cut-status-line"):
+        assert out["value"][0] == 200, out
+    elif name in ("chunked", "length-5"):
+        assert out["error"] is requests.exceptions.ChunkedEncodingError, out
+    else:
+        assert out["error"] is requests.ConnectionError, out
 
 
 def test_stale_keepalive_connection_is_replayed_unlike_stock(

@@ -142,6 +142,46 @@ def test_chunked_body_cut_short(fault_server_factory):
 
 
 @pytest.mark.parametrize(
+    ("raw", "outcome"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-A: b\r\n", (200, "b", b"")),
+        (b"HTTP/1.1 204 No Content\r\nX-A: b", (204, "b", b"")),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", IncompleteRead),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", "Response ended prematurely"),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", "Connection closed in the middle"),
+    ],
+    ids=["whole-lines", "cut-line", "length", "chunked", "interim-only"],
+)
+def test_head_cut_by_eof_ends_there_as_in_urllib3(fault_server_factory, raw, outcome):
+    """The server closes before the blank line: the head ends there (http.client's rule, so
+    urllib3's), and a framed body is then found cut short. The connection is not reused."""
+    import urllib3
+
+    server = fault_server_factory(send_raw(raw))
+    results = []
+    for pool_cls in (urllib3.HTTPConnectionPool, HTTPConnectionPool):
+        with pool_cls(server.host, server.port, retries=False) as pool:
+            try:
+                r = pool.request("GET", "/")
+                results.append((r.status, r.headers.get("x-a"), r.data))
+            except ProtocolError as e:
+                results.append(e)
+            if pool_cls is HTTPConnectionPool:
+                _settled(pool)
+                assert pool.pool.idle == 0  # the server closed it: never kept
+    theirs, ours = results
+    if isinstance(outcome, tuple):
+        assert ours == theirs == outcome
+    elif isinstance(outcome, type):  # urllib3 wraps http.client's IncompleteRead, we our own
+        assert isinstance(theirs, ProtocolError) and isinstance(ours, ProtocolError)
+        assert repr(ours.args[1]) == repr(theirs.args[1])
+        assert isinstance(ours.args[1], outcome)
+    else:
+        assert isinstance(theirs, ProtocolError)
+        assert outcome in str(ours)
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b"HTTP/1.1 abc OK\r\n\r\n",

@@ -1,0 +1,95 @@
+"""Run requests' own test suite with fastpool.HTTPAdapter in place of the stock adapter.
+
+The external compatibility check: the tests requests' maintainers wrote for their adapter,
+against ours. It downloads the sdist of the installed requests version from PyPI (its tests/
+folder), then runs ``pytest`` there with the ``fastpool_swap`` plugin on each backend asked
+for. Needs the ``compat`` extra (``pip install -e .[test,compat]``: pytest-httpbin, httpbin,
+pytest-mock, pytest-timeout, PySocks).
+
+    python compat/requests_suite.py [--backend both|c|py] [--cache DIR] [pytest args ...]
+
+Deselected: the two ``TestTimeout`` connect tests, which dial 10.255.255.1 (traffic off
+loopback, which fastpool's machines must not send). Exit status: pytest's, for the first
+backend that fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CACHE = HERE / ".cache"
+# They connect to a non-routable address to provoke a connect timeout: off loopback.
+DESELECT = (
+    "tests/test_requests.py::TestTimeout::test_connect_timeout",
+    "tests/test_requests.py::TestTimeout::test_total_timeout_connect",
+)
+PER_TEST_TIMEOUT = 60
+
+
+def fetch(version: str, cache: Path) -> Path:
+    """The unpacked sdist of requests ``version`` (downloaded once into ``cache``)."""
+    source = cache / f"requests-{version}"
+    if (source / "tests").is_dir():
+        return source
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+            "--no-binary", ":all:", f"requests=={version}", "--dest", str(cache),
+        ],
+        check=True,
+    )  # fmt: skip
+    archive = cache / f"requests-{version}.tar.gz"
+    with tarfile.open(archive) as tar:
+        try:
+            tar.extractall(cache, filter="data")
+        except TypeError:  # a Python without extraction filters (before 3.9.17 / 3.11.4)
+            tar.extractall(cache)
+    if not (source / "tests").is_dir():
+        raise SystemExit(f"{archive} holds no tests/ folder")
+    return source
+
+
+def run(source: Path, backend: str, extra: list[str]) -> int:
+    """requests' suite in ``source`` with fastpool's adapter on ``backend`` ("c" or "py")."""
+    env = dict(os.environ)
+    # compat/ for the plugin, and this checkout's fastpool (as the bench/ scripts import it)
+    paths = [str(HERE), str(HERE.parent), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    env.pop("FASTPOOL_NO_EXTENSIONS", None)
+    if backend == "py":
+        env["FASTPOOL_NO_EXTENSIONS"] = "1"
+    command = [
+        sys.executable, "-m", "pytest", "-p", "fastpool_swap", "-p", "no:cacheprovider",
+        "-q", "-rfE", f"--timeout={PER_TEST_TIMEOUT}",
+        *(arg for test in DESELECT for arg in ("--deselect", test)),
+        *extra, "tests",
+    ]  # fmt: skip
+    print(f"=== requests' suite, fastpool backend {backend}: {' '.join(command)}", flush=True)
+    return subprocess.run(command, cwd=source, env=env, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("both", "c", "py"), default="both")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args, extra = parser.parse_known_args(argv)
+    import requests
+
+    source = fetch(requests.__version__, args.cache)
+    for backend in ("c", "py") if args.backend == "both" else (args.backend,):
+        status = run(source, backend, extra)
+        if status != 0:
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
