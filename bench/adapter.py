@@ -12,8 +12,11 @@ table shows medians and the ratio stock time / fastpool time (higher is better f
 The client's CPU time per request is shown too: on a shared machine it moves less than the
 wall-clock time, whose ratio is the target.
 
-Run ``python bench/adapter.py [--requests N] [--repeats R]``; the pytest-benchmark versions are
-in ``bench/test_bench_adapter.py``. On a shared machine the figures are indicative only.
+Run ``python bench/adapter.py [--requests N] [--repeats R] [--awake]``; ``--awake`` keeps every
+CPU busy with ``SCHED_IDLE`` loops so that no virtual CPU halts between packets (see
+``bench/awake.py``: with halting vCPUs every request of every client waits tens of µs more).
+The raw-socket floor of the same run is the first row. The pytest-benchmark versions are in
+``bench/test_bench_adapter.py``. On a shared machine the figures are indicative only.
 """
 
 from __future__ import annotations
@@ -112,9 +115,15 @@ def threaded(
 def measure(nginx: Any, n: int = 2000, repeats: int = 5) -> list[dict[str, Any]]:
     """Run the three scenarios against ``nginx`` (bench/nginx_server.NginxServer); one row each
     with median wall-clock seconds per request per adapter, the stock/fastpool ratio, and the
-    same for the client's CPU time (steadier than wall-clock time on a busy machine)."""
+    same for the client's CPU time (steadier than wall-clock time on a busy machine). A first
+    row holds the raw-socket floor (bench/floor.py) of the same run: the wait no client avoids.
+    """
+    from floor import floor_seconds_per_request
+
     url = nginx.http_url + "/100b"
-    rows = []
+    host, port = nginx.http_url.rsplit("/", 1)[1].rsplit(":", 1)
+    floors = [floor_seconds_per_request(host, int(port), n=n) for _ in range(repeats)]
+    rows: list[dict[str, Any]] = [{"scenario": "raw-socket floor", "floor": floors}]
     for scenario in ("session.get", "adapter.send"):
         runs: dict[str, Callable[[], None]] = {}
         for name, cls in ADAPTERS.items():
@@ -163,6 +172,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
+        if "floor" in row:
+            floor = statistics.median(row["floor"]) * 1e6
+            lines.append(f"| {row['scenario']} | {floor:.1f} | {floor:.1f} | | | | |")
+            continue
         conns = row.get("connections")
         conn_text = f"{conns['stock']}, {conns['fastpool']}" if conns else ""
         cpu = row["cpu"]
@@ -176,19 +189,27 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Start nginx, measure, print the table (``--requests``, ``--repeats``)."""
-    from nginx_server import RUN_ROOT, NginxServer  # bench/ is on sys.path when run as a script
+    from awake import cpus_kept_awake  # bench/ is on sys.path when run as a script
+    from nginx_server import RUN_ROOT, NginxServer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per repeat (default 2000)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats (default 5)")
+    parser.add_argument(
+        "--awake",
+        action="store_true",
+        help="keep every CPU awake with SCHED_IDLE busy loops (bench/awake.py): no vCPU halts",
+    )
     args = parser.parse_args(argv)
     # 32 threads over pool_maxsize=10 discard connections: one warning each, for both adapters.
     for logger in ("urllib3", "fastpool"):
         logging.getLogger(logger).setLevel(logging.ERROR)
-    with NginxServer(RUN_ROOT / "nginx-adapter-bench", hosts=0) as nginx:
+    nginx_server = NginxServer(RUN_ROOT / "nginx-adapter-bench", hosts=0)
+    with nginx_server as nginx, cpus_kept_awake(args.awake):
         rows = measure(nginx, args.requests, args.repeats)
+    awake = "CPUs kept awake" if args.awake else "idle CPUs may halt"
     print(f"fastpool {fastpool.__version__} ({fastpool.implementation()} core), "
-          f"requests {requests.__version__}; medians of {args.repeats} repeats")  # fmt: skip
+          f"requests {requests.__version__}; medians of {args.repeats} repeats; {awake}")  # fmt: skip
     print(format_table(rows))
     return 0
 

@@ -15,7 +15,8 @@ on a shared machine.
   with one idle connection), both sessions sized for 1,000 pools (target: within 2x of
   requests'). A private nginx listens on 250 loopback addresses x 4 ports for it.
 
-``python bench/session.py [--requests N] [--repeats R] [--hosts H]`` prints the table; the
+``python bench/session.py [--requests N] [--repeats R] [--hosts H] [--awake]`` prints the table
+(``--awake``: no virtual CPU halts between packets, see ``bench/awake.py``); the
 pytest-benchmark versions are in ``bench/test_bench_session.py``. On a shared machine the
 figures are indicative only.
 """
@@ -349,18 +350,26 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Start nginx, measure, print the table."""
+    from awake import cpus_kept_awake
     from nginx_server import NginxServer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per repeat (default 2000)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats (default 5)")
     parser.add_argument("--hosts", type=int, default=250, help="memory hosts x 4 ports (250)")
+    parser.add_argument(
+        "--awake",
+        action="store_true",
+        help="keep every CPU awake with SCHED_IDLE busy loops (bench/awake.py): no vCPU halts",
+    )
     args = parser.parse_args(argv)
-    with NginxServer(RUN_ROOT / f"nginx-session-bench-{os.getpid()}", hosts=200) as nginx:
+    nginx_server = NginxServer(RUN_ROOT / f"nginx-session-bench-{os.getpid()}", hosts=200)
+    with nginx_server as nginx, cpus_kept_awake(args.awake):
         rows = measure(nginx, args.requests, args.repeats)
     rows.append(measure_memory(args.hosts))
+    awake = "CPUs kept awake" if args.awake else "idle CPUs may halt"
     print(f"fastpool {fastpool.__version__} ({fastpool.implementation()} core), "
-          f"requests {requests.__version__}; medians of {args.repeats} repeats; "
+          f"requests {requests.__version__}; medians of {args.repeats} repeats; {awake}; "
           f"REQUESTS_CA_BUNDLE={'set' if os.environ.get('REQUESTS_CA_BUNDLE') else 'unset'}")  # fmt: skip
     print(format_table(rows))
     return 0

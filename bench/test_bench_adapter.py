@@ -67,9 +67,11 @@ def test_ratio_table(nginx: Any, quiet_pools: None, capsys: pytest.CaptureFixtur
     """The same scenarios interleaved, as ratios (printed; no speed assert)."""
     rows = measure(nginx, n=500, repeats=3)
     assert [row["scenario"] for row in rows] == [
+        "raw-socket floor",
         "session.get",
         "adapter.send",
         f"{THREADS} threads",
     ]
+    assert all(0 < seconds < 1 for seconds in rows[0]["floor"])
     with capsys.disabled():
         print("\n" + format_table(rows))

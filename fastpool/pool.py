@@ -276,6 +276,7 @@ class HTTPConnectionPool(RequestMethods):
                 _resolve(timeout.connect_timeout),
                 _resolve(timeout.read_timeout),
             )
+        self._last_timeout: tuple[Any, ...] = (None, None, None, None)  # see _make_request
         self._same_host_cache: dict[str, bool] = {}
         self._target_cache: dict[str, tuple[str, str | None]] = {}
 
@@ -578,9 +579,16 @@ class HTTPConnectionPool(RequestMethods):
             connect_timeout, read_timeout = fixed
             timeout_obj = None
         elif type(timeout) is Timeout and timeout.total is None:
-            # Without ``total`` the two timeouts are fixed values: no clone, no clock.
-            connect_timeout = _resolve(timeout.connect_timeout)
-            read_timeout = _resolve(timeout.read_timeout)
+            # Without ``total`` the two timeouts are fixed values: no clone, no clock. A caller
+            # (the adapter) passes the same object again and again: its two properties are
+            # read again only for another object or another socket default (which they read).
+            last = self._last_timeout
+            default = socket.getdefaulttimeout()
+            if last[0] is not timeout or last[1] != default:
+                last = (timeout, default, timeout.connect_timeout, timeout.read_timeout)
+                self._last_timeout = last
+            connect_timeout = _resolve(last[2])
+            read_timeout = _resolve(last[3])
             timeout_obj = None
         else:
             timeout_obj = self._get_timeout(timeout)

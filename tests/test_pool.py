@@ -224,6 +224,33 @@ def test_timeout_total(fault_server_factory):
         assert pool.pool.in_use == 0
 
 
+def test_timeout_objects_passed_again_are_read_each_time(app_server):
+    """The pool remembers the last Timeout's values, by identity; another object, or the socket
+    default behind a Timeout's DEFAULT values, is read anew."""
+    import socket
+
+    def idle_timeout(pool):  # type: ignore[no-untyped-def]
+        conn = pool.pool.checkout(0)
+        try:
+            return conn.sock.gettimeout()
+        finally:
+            pool.pool.checkin(conn)
+
+    default = Timeout()  # connect and read: the socket default, when the request is made
+    before = socket.getdefaulttimeout()
+    with HTTPConnectionPool(app_server.host, app_server.port, maxsize=1) as pool:
+        try:
+            for seconds in (7.0, 9.0):
+                socket.setdefaulttimeout(seconds)
+                assert pool.request("GET", "/bytes/1", timeout=default).data == b"a"
+                assert idle_timeout(pool) == seconds
+        finally:
+            socket.setdefaulttimeout(before)
+        for seconds in (3.0, 4.0, 3.0):
+            assert pool.request("GET", "/bytes/1", timeout=Timeout(read=seconds)).status == 200
+            assert idle_timeout(pool) == seconds
+
+
 def test_https_pool_and_connection_from_url(https_server, ca_bundle):
     pool = connection_from_url(https_server.url, ca_certs=ca_bundle)
     assert isinstance(pool, HTTPSConnectionPool)
