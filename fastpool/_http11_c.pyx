@@ -45,6 +45,7 @@ from .exceptions import (
     MSG_NOT_INT,
     MSG_NOT_STR,
     InvalidChunkError,
+    InvalidContentLengthError,
     InvalidRequestError,
     InvalidResponseError,
     ResponseHeadTooLarge,
@@ -526,7 +527,7 @@ cdef unsigned long long _content_length(list values) except? 0:
                 j += 1
             if number <= _MAX_SIZE:
                 return number
-    raise InvalidResponseError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
+    raise InvalidContentLengthError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
 
 
 cdef ResponseHead _frame(int version, int status, str reason, list headers, str request_method):

@@ -87,6 +87,7 @@ from .exceptions import (
     MSG_NOT_INT,
     MSG_NOT_STR,
     InvalidChunkError,
+    InvalidContentLengthError,
     InvalidRequestError,
     InvalidResponseError,
     ResponseHeadTooLarge,
@@ -404,7 +405,7 @@ def _content_length(values: list[str]) -> int:
         number = int(first.lstrip("0") or "0")
         if number <= MAX_SIZE:
             return number
-    raise InvalidResponseError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
+    raise InvalidContentLengthError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
 
 
 def _parse_head(text: str, request_method: str, max_headers: int) -> ResponseHead:

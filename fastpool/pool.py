@@ -51,7 +51,6 @@ from urllib3.util.url import _encode_target, parse_url
 from ._hostqueue import HostQueue
 from .connection import HTTPConnection, HTTPSConnection, build_ssl_context, port_by_scheme
 from .exceptions import (
-    MSG_HTTP_BAD_CONTENT_LENGTH,
     MSG_NAN,
     MSG_NOT_NUMBER,
     InvalidContentLengthError,
@@ -71,7 +70,6 @@ log = logging.getLogger("fastpool.connectionpool")
 # Go's rules for the keep-alive race: a reused connection that fails before any response byte
 # is retried once on a new connection when the request is idempotent (these methods, or an
 # Idempotency-Key header) and its body can be sent again.
-_BAD_CONTENT_LENGTH = MSG_HTTP_BAD_CONTENT_LENGTH.partition("{")[0]
 _REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
 _REWINDABLE_BODIES = (bytes, bytearray, str, memoryview)
@@ -667,10 +665,9 @@ class HTTPConnectionPool(RequestMethods):
             except (socket.timeout, ssl.SSLError, BlockingIOError) as e:
                 self._raise_timeout(e, url, read_timeout)
                 raise
+            except InvalidContentLengthError:
+                raise  # urllib3 raises InvalidHeader here, unwrapped (requests: InvalidHeader)
             except ProtocolError as e:
-                if str(e).startswith(_BAD_CONTENT_LENGTH):
-                    # urllib3 raises InvalidHeader here, unwrapped (requests: InvalidHeader).
-                    raise InvalidContentLengthError(str(e)) from e
                 # A malformed or oversized head: urllib3's shape, with our precise cause.
                 raise ProtocolError("Connection aborted.", e) from e
         response = HTTPResponse(

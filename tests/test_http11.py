@@ -9,6 +9,7 @@ import pytest
 
 from fastpool.exceptions import (
     InvalidChunkError,
+    InvalidContentLengthError,
     InvalidRequestError,
     InvalidResponseError,
     ResponseHeadTooLarge,
@@ -698,6 +699,8 @@ def test_content_length_invalid(http11: ModuleType, values: list[str]) -> None:
         http11.parse_response_head(data)
     expected = ", ".join(v.strip(" \t") for v in values)
     assert str(info.value) == f"invalid Content-Length: {expected!r}"
+    # its own class, which the pool raises unwrapped (urllib3's InvalidHeader, as urllib3 does)
+    assert type(info.value) is InvalidContentLengthError
 
 
 def test_transfer_encoding_not_chunked_with_content_length(http11: ModuleType) -> None:
