@@ -392,8 +392,9 @@ def test_release_conn_in_a_hook_then_the_pool_goes_on_unlike_stock(env: Env) -> 
 
     stock = observe(STOCK, call, env, {})
     ours = observe(OURS, call, env, {})
-    assert stock["error"] is requests.ConnectionError, stock
-    assert "ResponseNotReady" in stock["message"]
+    # urllib3 2.7 and 2.8: ResponseNotReady (a later urllib3 may fix it; ours must work anyway)
+    if "error" in stock:
+        assert stock["error"] is requests.ConnectionError, stock
     assert ours["value"] == (1000, b"abc")
     assert ours["connections"][0] == 1
 
