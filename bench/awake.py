@@ -21,16 +21,34 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
+# The child puts itself in the idle class first; the loop checks now and then that its parent
+# lives: a benchmark killed outright (no finally) must not leave busy loops behind to turn
+# every later run into an awake one.
 _SPIN = (
-    "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
+    "import os, sys\n"
+    "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    "parent = int(sys.argv[1])\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(1_000_000):\n"
+    "        pass\n"
 )
+_START_SECONDS = 10.0
 
 
 def available() -> bool:
     """Whether this platform has ``SCHED_IDLE`` (Linux)."""
     return hasattr(os, "SCHED_IDLE") and hasattr(os, "sched_setscheduler")
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -42,8 +60,17 @@ def cpus_kept_awake(enabled: bool = True) -> Iterator[list[int]]:
         return
     if not available():
         raise RuntimeError("keeping CPUs awake needs SCHED_IDLE (Linux)")
-    spinners = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(os.cpu_count() or 1)]
+    spinners: list[subprocess.Popen[bytes]] = []
     try:
+        for _ in range(_cpus()):
+            spinners.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(os.getpid())]))
+        # Measure only once every loop runs in the idle class (its interpreter starts at
+        # normal priority, briefly).
+        deadline = time.monotonic() + _START_SECONDS
+        while not all(os.sched_getscheduler(s.pid) == os.SCHED_IDLE for s in spinners):
+            if time.monotonic() > deadline or any(s.poll() is not None for s in spinners):
+                raise RuntimeError("the SCHED_IDLE busy loops did not start")
+            time.sleep(0.01)
         yield [spinner.pid for spinner in spinners]
     finally:
         for spinner in spinners:

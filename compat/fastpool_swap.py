@@ -3,9 +3,12 @@
 Loaded with ``-p fastpool_swap`` (``compat/`` on ``PYTHONPATH``, see ``requests_suite.py``). At
 import time, before requests' tests are collected, ``requests.adapters.HTTPAdapter`` and the
 name ``requests.sessions`` imported from it become :class:`fastpool.HTTPAdapter`, so every
-``requests.Session()`` mounts fastpool's adapter. The plugin counts the sends that went through
-fastpool and fails the run when there were fewer than ``FASTPOOL_SWAP_MIN_SENDS`` (default
-100): a run that never reached fastpool must not pass as a compatibility check.
+``requests.Session()`` mounts fastpool's adapter. With ``FASTPOOL_SWAP=session``,
+``requests.Session``, ``requests.sessions.Session`` and ``requests.session`` become
+:class:`fastpool.Session` too (``requests.get`` and friends use it). The plugin counts the sends
+that went through fastpool's adapter and fails the run when there were fewer than
+``FASTPOOL_SWAP_MIN_SENDS`` (default 100): a run that never reached fastpool must not pass as a
+compatibility check.
 """
 
 from __future__ import annotations
@@ -32,15 +35,24 @@ def _counting_send(self: fastpool.HTTPAdapter, *args: Any, **kwargs: Any) -> Any
 fastpool.HTTPAdapter.send = _counting_send  # type: ignore[method-assign]
 requests.adapters.HTTPAdapter = fastpool.HTTPAdapter  # type: ignore[misc]
 requests.sessions.HTTPAdapter = fastpool.HTTPAdapter  # type: ignore[misc]
+SWAP = os.environ.get("FASTPOOL_SWAP", "adapter")
+if SWAP == "session":
+    requests.Session = fastpool.Session  # type: ignore[misc]
+    requests.sessions.Session = fastpool.Session  # type: ignore[misc]
+    requests.session = requests.sessions.session = fastpool.Session  # type: ignore[assignment]
+    assert type(requests.session()) is fastpool.Session
+elif SWAP != "adapter":
+    raise ValueError(f"FASTPOOL_SWAP must be 'adapter' or 'session', got {SWAP!r}")
 with requests.Session() as _session:
     assert all(isinstance(a, fastpool.HTTPAdapter) for a in _session.adapters.values())
 
 
 def pytest_report_header(config: Any) -> str:
     """Say which adapter and core the run uses."""
+    swapped = "HTTPAdapter and Session" if SWAP == "session" else "HTTPAdapter"
     return (
         f"fastpool_swap: requests {requests.__version__} with fastpool {fastpool.__version__} "
-        f"({fastpool.implementation()} core) in place of requests.adapters.HTTPAdapter"
+        f"({fastpool.implementation()} core) in place of requests' {swapped}"
     )
 
 

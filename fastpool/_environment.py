@@ -21,12 +21,15 @@ from typing import Optional
 from urllib.parse import urlsplit
 from urllib.request import getproxies
 
+from requests import sessions as _requests_sessions
 from requests import utils as _requests_utils
 
 __all__ = ("Environment",)
 
 #: Per-host answers kept at most; the cache is emptied when full (a crawler's hosts come and go).
 CACHE_SIZE = 4096
+# requests' own function: a different object under requests.sessions' name is a replacement.
+_GET_NETRC_AUTH = _requests_utils.get_netrc_auth
 
 _Auth = Optional[tuple[str, str]]
 
@@ -184,7 +187,14 @@ class Environment:
 
     # --- netrc --------------------------------------------------------------------------------
     def netrc_auth(self, url: str) -> _Auth:
-        """``requests.utils.get_netrc_auth(url)`` for this snapshot (the file parsed once)."""
+        """``requests.utils.get_netrc_auth(url)`` for this snapshot (the file parsed once).
+
+        A ``requests.sessions.get_netrc_auth`` replaced by a test or a program (requests'
+        Session calls that name) is called instead, as requests' Session would.
+        """
+        replaced = _requests_sessions.get_netrc_auth  # type: ignore[attr-defined]
+        if replaced is not _GET_NETRC_AUTH:
+            return replaced(url)
         if self.netrc_path is None:
             return None
         if isinstance(url, bytes):

@@ -313,35 +313,59 @@ cdef inline int _request_header_bit(const unsigned char* p, Py_ssize_t n) noexce
 
 
 def collect_request_headers(items, skip, skippable):
-    """One pass over a request's ``(name, value)`` pairs, for the caller's defaults.
+    """One pass over a request's ``(name, value)`` pairs, for the caller's defaults (urllib3's
+    rules).
 
-    Returns the pairs to send (those whose value equals ``skip`` left out) and a bit set of the
-    header names present, compared case-insensitively: ``HAS_HOST``, ``HAS_USER_AGENT``,
-    ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING`` (only str names match). A ``skip`` value
-    on a name outside ``skippable`` (lower-case names) raises ValueError. Nothing is validated
-    for the wire here: :func:`write_request_head` does that.
+    Returns the pairs to send (those whose value is the str ``skip`` left out) and a bit set of
+    the header names present, compared case-insensitively, str or bytes: ``HAS_HOST``,
+    ``HAS_USER_AGENT``, ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING``. A ``skip`` value on
+    a name outside ``skippable`` (lower-case names) raises ValueError; an item that is not a
+    pair raises TypeError. Nothing is validated for the wire here: :func:`write_request_head`
+    does that.
     """
     cdef list pairs = []
     cdef int present = 0
     cdef const unsigned char* p = NULL
     cdef Py_ssize_t n = 0
-    cdef object lname = None
-    for name, value in items:
-        if isinstance(name, str):
-            # Only an ASCII lower() can give these names: a latin-1 str is compared in place.
+    cdef object key
+    for pair in items:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(MSG_HTTP_NOT_PAIR.format(type=type(pair).__name__))
+        name = pair[0]
+        value = pair[1]
+        if type(name) is str or type(name) is bytes:
+            # Only an ASCII lower() can give these names: compared in place, no new string.
             if _part(name, &p, &n):
                 present |= _request_header_bit(p, n)
-            lname = None
+            key = None
         else:
-            lname = name.lower()  # what the pure twin calls on every name
-        if value == skip:
-            if lname is None:
-                lname = name.lower()
-            if lname not in skippable:
-                raise ValueError(MSG_HTTP_SKIP_HEADER.format(names=sorted(skippable)))
+            key = _lower_key(name)  # what the pure twin does for every name
+            present |= _REQUEST_HEADER_BITS.get(key, 0)
+        if isinstance(value, str) and value == skip:
+            if key is None:
+                key = _lower_key(name)
+            if key not in skippable:
+                names = "', '".join(name.title() for name in sorted(skippable))
+                raise ValueError(MSG_HTTP_SKIP_HEADER.format(names=names))
             continue
         pairs.append((name, value))
     return pairs, present
+
+
+cdef object _lower_key(object name):
+    """``name.lower()``, a bytes name as str (urllib3 compares ``to_str(name.lower())``)."""
+    key = name.lower()
+    if isinstance(key, bytes):
+        return (<bytes>key).decode("latin-1")
+    return key
+
+
+_REQUEST_HEADER_BITS = {
+    "host": HAS_HOST,
+    "user-agent": HAS_USER_AGENT,
+    "content-length": HAS_CONTENT_LENGTH,
+    "transfer-encoding": HAS_TRANSFER_ENCODING,
+}
 
 
 cdef object _lower_name(str name):
@@ -366,7 +390,7 @@ cdef object _lower_name(str name):
     return _latin1(<const unsigned char*>buf, n)
 
 
-def header_store(list headers):
+def header_store(headers):
     """``lower name -> (name as first seen, the values joined with ", ")`` in first-seen order.
 
     The combination of repeated fields RFC 9110 (5.3) allows, and the store requests'

@@ -55,7 +55,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Final, Union
+from typing import Any, Final, Union
 
 from .exceptions import (
     MSG_HTTP_BAD_CHAR,
@@ -218,26 +218,39 @@ def write_request_head(
 def collect_request_headers(
     items: Iterable[tuple[HeaderPart, HeaderPart]], skip: str, skippable: frozenset[str]
 ) -> tuple[list[tuple[HeaderPart, HeaderPart]], int]:
-    """One pass over a request's ``(name, value)`` pairs, for the caller's defaults.
+    """One pass over a request's ``(name, value)`` pairs, for the caller's defaults (urllib3's
+    rules).
 
-    Returns the pairs to send (those whose value equals ``skip`` left out) and a bit set of the
-    header names present, compared case-insensitively: ``HAS_HOST``, ``HAS_USER_AGENT``,
-    ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING`` (only str names match). A ``skip`` value
-    on a name outside ``skippable`` (lower-case names) raises ValueError. Nothing is validated
-    for the wire here: :func:`write_request_head` does that.
+    Returns the pairs to send (those whose value is the str ``skip`` left out) and a bit set of
+    the header names present, compared case-insensitively, str or bytes: ``HAS_HOST``,
+    ``HAS_USER_AGENT``, ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING``. A ``skip`` value on
+    a name outside ``skippable`` (lower-case names) raises ValueError; an item that is not a
+    pair raises TypeError. Nothing is validated for the wire here: :func:`write_request_head`
+    does that.
     """
     pairs = []
     present = 0
-    for name, value in items:
-        lname = name.lower()
-        if isinstance(name, str):
-            present |= _REQUEST_HEADER_BITS.get(lname, 0)  # type: ignore[arg-type]
-        if value == skip:
-            if lname not in skippable:
-                raise ValueError(MSG_HTTP_SKIP_HEADER.format(names=sorted(skippable)))
+    for pair in items:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(MSG_HTTP_NOT_PAIR.format(type=type(pair).__name__))
+        name, value = pair
+        key = _lower_key(name)
+        present |= _REQUEST_HEADER_BITS.get(key, 0)
+        if isinstance(value, str) and value == skip:
+            if key not in skippable:
+                names = "', '".join(name.title() for name in sorted(skippable))
+                raise ValueError(MSG_HTTP_SKIP_HEADER.format(names=names))
             continue
         pairs.append((name, value))
     return pairs, present
+
+
+def _lower_key(name: Any) -> Any:
+    """``name.lower()``, a bytes name as str (urllib3 compares ``to_str(name.lower())``)."""
+    key = name.lower()
+    if isinstance(key, bytes):
+        return key.decode("latin-1")
+    return key
 
 
 def header_store(headers: list[tuple[str, str]]) -> OrderedDict[str, tuple[str, str]]:

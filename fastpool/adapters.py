@@ -304,6 +304,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
         proxy itself, and ``CERT_NONE`` would accept any proxy (a man in the middle sees every
         request). Here the proxy's certificate is verified whenever ``verify`` is on.
         """
+        # Whatever this call sets, the fast route's note of what it set last no longer holds.
+        conn.adapter_verify = None
         super().cert_verify(conn, url, verify, cert)
         proxy = getattr(conn, "proxy", None)
         if (
@@ -513,9 +515,11 @@ class HTTPAdapter(_stock.HTTPAdapter):
             pool_kwargs = self._ca_path_kwargs(verify)
         conn: Any = self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
         # cert_verify sets the same attributes for the same ``verify`` on every request (and
-        # asks the file system about the CA bundle each time): once per pool is enough. The
-        # pool key holds ``verify``'s reading, so a pool rarely sees another one.
-        if conn.adapter_verify is not verify and conn.adapter_verify != verify:
+        # asks the file system about the CA bundle each time): once per pool is enough, until
+        # any other cert_verify call (the general route's: verify=None, a Path, a client
+        # certificate) changes them, which clears the note (see cert_verify).
+        verified = getattr(conn, "adapter_verify", None)  # a foreign pool class has none
+        if verified is None or (verified is not verify and verified != verify):
             self.cert_verify(conn, url, verify, None)
             conn.adapter_verify = verify
         # After the connection hooks, as stock reads it: the same error first on bad input.

@@ -450,8 +450,9 @@ class HTTPConnection:
     ) -> ResponseHead:
         """Receive and parse the next response head; leftover bytes stay for the body reader.
 
-        Raises ``IncompleteResponseError`` (a ProtocolError) when the peer closes first, and
-        the ``_http11`` errors for malformed or oversized heads. Socket errors propagate.
+        A peer that closes before sending anything raises ``RemoteDisconnected``; one that
+        closes within the head ends it there (see :meth:`_head_at_eof`). The ``_http11``
+        errors are raised for malformed or oversized heads. Socket errors propagate.
         """
         sock = self.sock
         assert sock is not None

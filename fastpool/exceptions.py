@@ -95,7 +95,7 @@ class IncompleteResponseError(ProtocolError):
 
 # --- messages of the _http11 core (request-head writer, response-head parser, chunked decoder) --
 MSG_HTTP_NOT_STR_OR_BYTES = "{name} must be str or bytes, got {type}"
-MSG_HTTP_SKIP_HEADER = "urllib3.util.SKIP_HEADER only supports {names}"
+MSG_HTTP_SKIP_HEADER = "urllib3.util.SKIP_HEADER only supports '{names}'"  # urllib3's
 MSG_HTTP_NOT_BUFFER = "{name} must be bytes, bytearray or memoryview, got {type}"
 MSG_HTTP_NOT_POSITIVE = "{name} must be > 0, got {value}"
 MSG_HTTP_NOT_PAIR = "headers must be (name, value) pairs, got {type}"

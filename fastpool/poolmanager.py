@@ -70,7 +70,11 @@ def _retirer(manager: PoolManager) -> Any:
     ref = weakref.ref(manager)
 
     def dispose(pool: HTTPConnectionPool) -> None:
-        idle_closed = pool._retire()
+        retire = getattr(pool, "_retire", None)
+        if retire is None:  # another pool class (pool_classes_by_scheme): urllib3's dispose
+            pool.close()
+            return
+        idle_closed = retire()
         owner = ref()
         if owner is not None:
             owner._count_evicted(pool, idle_closed)

@@ -637,18 +637,27 @@ class HTTPResponse(BaseHTTPResponse):
                 pass
 
     def release_conn(self) -> None:
-        """Give the connection back: reused if the body is complete, closed otherwise.
+        """Give the connection's slot back to the pool; the body stays readable.
 
-        A small rest of the body that has already arrived (or arrives without waiting) is read
-        first and stays readable, as urllib3's body does after ``release_conn``. Idempotent: a
-        second call does nothing.
+        A body that has ended, or whose rest has already arrived, leaves the connection in the
+        pool for reuse (the rest is kept for later reads). Otherwise the slot goes back now and
+        the response keeps reading its own socket, which is closed at the body's end and never
+        reused (urllib3 pools the connection itself and lets the response read on, so another
+        request could meet its unread bytes). Idempotent: a second call does nothing.
         """
         if self._connection is None:
             return
         if not self._done:
             self._drain_cheaply(keep=True)
             if not self._done:
-                self._abandon()
+                self._detach()
+
+    def _detach(self) -> None:
+        """Hand the slot back, keep the socket for this response's reads, close it after."""
+        self._keep_alive = False  # at the body's end: closed, never pooled
+        pool, self._pool = self._pool, None  # _finish, _abandon and __del__: no slot to give
+        if pool is not None and getattr(pool, "pool", None) is self._queue:
+            pool._put_conn(None)
 
     def drain_conn(self) -> None:
         """Read and discard the rest of the body so the connection can be reused."""
@@ -1055,8 +1064,8 @@ class HTTPResponse(BaseHTTPResponse):
 
     def _drain_cheaply(self, keep: bool = False) -> None:
         # Only a Content-Length remainder that already sits in our buffer, or arrives without
-        # waiting, is drained: close() must never block on a slow server. ``keep``: the bytes
-        # drained stay readable (release_conn; urllib3 still reads its socket after it).
+        # waiting, is drained: close() must never block on a slow server. ``keep``
+        # (release_conn): only a remainder already in the buffer, kept for later reads.
         remaining = self.length_remaining
         conn = self._connection
         if (
@@ -1067,30 +1076,38 @@ class HTTPResponse(BaseHTTPResponse):
             or conn.sock is None
         ):
             return
-        kept, self._surplus = self._surplus, b""
-        pieces = [kept]
         try:
             if len(self._rest) >= remaining:
-                pieces.append(self._read_raw(remaining))
-            else:
-                sock = conn.sock
-                old = sock.gettimeout()
-                # Non-blocking for the drain; the connection goes back only once its socket
-                # has its timeout again (another thread may check it out at once).
-                self._holding = True
-                sock.settimeout(0.0)
-                try:
-                    while not self._done:
-                        pieces.append(self._read_raw(remaining, once=True))
-                        remaining = self.length_remaining or 0
-                finally:
-                    self._holding = False
-                    if self._connection is not None and self._connection.sock is not None:
-                        sock.settimeout(old)
-                self._finish()
+                if keep:
+                    # after the bytes a read(amt) left over (framed, not yet decoded)
+                    self._surplus += self._take_framed(remaining)
+                else:
+                    self._read_raw(remaining)
+                return
+            if keep:
+                return
+            sock = conn.sock
+            old = sock.gettimeout()
+            # Non-blocking for the drain; the connection goes back only once its socket has
+            # its timeout again (another thread may check it out at once).
+            self._holding = True
+            sock.settimeout(0.0)
+            try:
+                while not self._done:
+                    self._read_raw(remaining, once=True)
+                    remaining = self.length_remaining or 0
+            finally:
+                self._holding = False
+                if self._connection is not None and self._connection.sock is not None:
+                    sock.settimeout(old)
+            self._finish()
         except (HTTPError, OSError):
             self._abandon()
-            self._surplus = kept  # what was there before; the unfinished drain is not kept
-            return
-        if keep:
-            self._surplus = b"".join(pieces)
+
+    def _take_framed(self, n: int) -> bytes:
+        """The next ``n`` body bytes of a Content-Length body, all in the buffer already."""
+        rest = self._rest
+        data, self._rest = rest[:n], rest[n:]
+        self._fp_bytes_read += n
+        self._consumed_length(n)  # the end: the connection goes back (or closes)
+        return data

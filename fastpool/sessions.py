@@ -579,9 +579,14 @@ class Session(requests.Session):
             adapter.add_trace_hook(event, hook)
 
     def close(self) -> None:
-        """Close every mounted adapter (their pools and idle connections)."""
+        """Close every mounted adapter (their pools and idle connections), each once: the
+        default adapter serves both schemes (requests closes its two default adapters once
+        each)."""
+        closed: list[Any] = []
         for adapter in self.adapters.values_snapshot():
-            adapter.close()
+            if not any(adapter is done for done in closed):
+                closed.append(adapter)
+                adapter.close()
 
     # --- environment ------------------------------------------------------------------------
     def environment(self) -> Environment:
@@ -633,7 +638,7 @@ class Session(requests.Session):
         """
         cls = type(self)
         if (
-            requests.Session.request is not _STOCK_REQUEST  # patched or wrapped: honour that
+            _RequestsSession.request is not _STOCK_REQUEST  # patched or wrapped: honour that
             # replaced on the class or on this instance (self.__dict__ is not read: that would
             # turn the instance's attribute storage into a dict, slower on every access)
             or getattr(self.prepare_request, "__func__", None) is not _OWN_STEPS[0]
@@ -830,12 +835,14 @@ class Session(requests.Session):
             if type(pair[0]) is not str:
                 p.prepare_headers(headers)  # bytes names are converted: requests' way
                 return
+            if type(pair[1]) is not str:
+                check_header_validity(pair)  # InvalidHeader for a list or dict: not hashable
+                continue
             if pair not in valid:
                 check_header_validity(pair)
-                if type(pair[1]) is str:
-                    if len(valid) >= _HEADER_CACHE_SIZE:
-                        valid.clear()
-                    valid[pair] = True
+                if len(valid) >= _HEADER_CACHE_SIZE:
+                    valid.clear()
+                valid[pair] = True
         p.headers = headers
 
     # --- environment settings -----------------------------------------------------------------
@@ -896,7 +903,7 @@ class Session(requests.Session):
 
         history: list[Response] = []
         if allow_redirects and (
-            type(self).resolve_redirects is not requests.Session.resolve_redirects
+            type(self).resolve_redirects is not _RequestsSession.resolve_redirects
             or self._redirect_target(r) is not None
         ):
             history = list(self.resolve_redirects(r, request, **kwargs))
@@ -919,7 +926,7 @@ class Session(requests.Session):
         if (
             type(r) is Response
             and r.status_code not in REDIRECT_STATI
-            and type(self).get_redirect_target is requests.Session.get_redirect_target
+            and type(self).get_redirect_target is _RequestsSession.get_redirect_target
         ):
             return None
         return self.get_redirect_target(r)
@@ -989,7 +996,10 @@ class Session(requests.Session):
 # so a mock.patch.object of one of them on the class is noticed too. requests' own request,
 # unless something wrapped it before this import (functools.wraps leaves __wrapped__): then
 # the direct route is never taken and the wrapper always runs.
+# requests' class itself, not whatever ``requests.Session`` names later: a program may set
+# ``requests.Session = fastpool.Session`` to speed up the libraries it uses.
+_RequestsSession: type[requests.Session] = Session.__bases__[0]
 _STOCK_REQUEST = (
-    None if hasattr(requests.Session.request, "__wrapped__") else requests.Session.request
+    None if hasattr(_RequestsSession.request, "__wrapped__") else _RequestsSession.request
 )
 _OWN_STEPS = (Session.prepare_request, Session.merge_environment_settings, Session.send)

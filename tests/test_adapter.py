@@ -558,6 +558,74 @@ def test_verify_ca_path_takes_the_fast_route(https_server, ca_bundle, tmp_path):
     session.close()
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("other", [None, "path"])
+def test_tls_settings_of_another_route_never_stick_to_the_fast_route(
+    https_server, ca_bundle, other
+):
+    """The fast route applies cert_verify once per pool; a request through the general route
+    (verify=None or a Path) into the same pool changes the pool's TLS settings, and the next
+    verify=True request must set them back (the server's CA is not in certifi's bundle)."""
+    import pathlib
+
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("https://", HTTPAdapter())
+    url = https_server.url + "/bytes/3"
+    middle = None if other is None else pathlib.Path(ca_bundle)
+    outcomes = []
+    for verify in (True, middle, True, True):
+        session.verify = verify  # a session-wide None reaches the adapter as None
+        try:
+            outcomes.append(session.get(url).status_code)
+        except requests.exceptions.SSLError:
+            outcomes.append("SSLError")
+    # verify=None: no verification (requests' cert_verify); then True verifies again
+    assert outcomes == ["SSLError", 200, "SSLError", "SSLError"]
+    session.close()
+
+
+def test_foreign_pool_classes_still_work_on_the_fast_route(app_server) -> None:
+    import urllib3
+
+    adapter = HTTPAdapter()
+    adapter.poolmanager.pool_classes_by_scheme = {  # type: ignore[attr-defined]
+        "http": urllib3.HTTPConnectionPool,
+        "https": urllib3.HTTPSConnectionPool,
+    }
+    session = requests.Session()
+    session.mount("http://", adapter)
+    assert session.get(app_server.url + "/bytes/2").content == b"ab"
+    assert session.get(app_server.url + "/bytes/2").content == b"ab"
+    session.close()
+
+
+def test_a_ca_bundle_is_looked_for_once_per_pool_unlike_stock(https_server, ca_bundle, tmp_path):
+    """A deliberate difference (README): stock asks the file system for the bundle on every
+    request; the fast route once per pool, so a bundle deleted later fails only when a new
+    connection has to load it."""
+    import shutil
+
+    import requests
+
+    bundle = tmp_path / "ca.pem"
+    shutil.copy(ca_bundle, bundle)
+    url = https_server.url + "/bytes/3"
+    stock, ours = requests.Session(), requests.Session()
+    for session, adapter in ((stock, requests.adapters.HTTPAdapter()), (ours, HTTPAdapter())):
+        session.trust_env = False
+        session.mount("https://", adapter)
+        assert session.get(url, verify=str(bundle)).content == b"abc"
+    bundle.unlink()
+    with pytest.raises(OSError, match="Could not find a suitable TLS CA certificate bundle"):
+        stock.get(url, verify=str(bundle))
+    assert ours.get(url, verify=str(bundle)).content == b"abc"  # its kept connection
+    stock.close()
+    ours.close()
+
+
 def test_crawler_options_reach_the_pools_and_survive_pickling(app_server) -> None:
     adapter = HTTPAdapter(idle_timeout=30, max_lifetime=600, max_connections_per_host=4)
     adapter = pickle.loads(pickle.dumps(adapter))

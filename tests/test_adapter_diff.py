@@ -365,11 +365,14 @@ def test_stream_iter_lines(env: Env) -> None:
     assert len(out["value"]) == 5
 
 
-@pytest.mark.parametrize("path", ["/bytes/1000", "/gzip"])
+@pytest.mark.parametrize(
+    "path", ["/bytes/1000", "/gzip", "/chunked/1000", "/bytes/200000", "/no-length?n=1000"]
+)
 @pytest.mark.parametrize("stream", [False, True])
 def test_release_conn_in_a_hook_keeps_the_body(env: Env, path: str, stream: bool) -> None:
     """A response hook gives the connection back before requests reads the body: urllib3's
-    response still reads it, and so does ours (the body has arrived: it is kept)."""
+    response still reads it, and so does ours (a rest already arrived is kept and the
+    connection pooled; otherwise the response reads on from its socket, then closes it)."""
 
     def call(s: requests.Session, e: Env) -> Any:
         hook = lambda r, *args, **kwargs: r.raw.release_conn()

@@ -43,6 +43,18 @@ def test_default_headers_and_host(fault_server_factory):
     assert [k for k, _ in request.headers][:2] == ["Host", "X-A"]
 
 
+def test_bytes_header_names_replace_the_defaults_as_in_urllib3(fault_server_factory):
+    # urllib3 compares to_str(name.lower()): a bytes Host or User-Agent is the one sent
+    request, _ = _captured_request(
+        fault_server_factory,
+        lambda c: c.request("GET", "/", headers={b"HOST": b"example.org", b"User-Agent": b"me"}),
+    )
+    names = [name.lower() for name, _ in request.headers]
+    assert names.count("host") == 1 and names.count("user-agent") == 1
+    assert request.header("host") == "example.org"
+    assert request.header("user-agent") == "me"
+
+
 def test_absolute_form_host_header(fault_server_factory):
     request, _ = _captured_request(
         fault_server_factory, lambda c: c.request("GET", "http://origin.test:8080/x")

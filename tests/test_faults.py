@@ -358,6 +358,27 @@ def test_keyboard_interrupt_in_body_read_frees_the_slot(app_server):
         _settled(pool)
 
 
+@pytest.mark.parametrize("path", ["/bytes/300000", "/chunked/1000", "/no-length?n=1000"])
+def test_release_conn_before_the_body_frees_the_slot_and_keeps_the_body(app_server, path):
+    """The slot goes back at once (urllib3's accounting); the response reads its body on from
+    its own socket, which is closed at the end and never pooled."""
+    import urllib3
+
+    with _pool(app_server, maxsize=1, block=True) as pool:
+        r = pool.request("GET", path, preload_content=False)
+        r.release_conn()
+        r.release_conn()  # idempotent
+        assert pool.pool.in_use == 0
+        other = pool.request("GET", "/bytes/3", pool_timeout=5)  # the slot is free
+        assert other.data == b"abc"
+        with urllib3.PoolManager() as reference:
+            expected = reference.request("GET", app_server.url + path).data
+        assert r.read() == expected
+        assert r.connection is None or r.connection.sock is None  # closed at the end
+        _settled(pool)
+        assert pool.pool.idle == 1  # only the other request's connection was kept
+
+
 def test_blocking_pool_timeout_leaks_nothing(app_server):
     from urllib3.exceptions import EmptyPoolError
 

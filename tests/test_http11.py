@@ -991,10 +991,19 @@ def test_collect_request_headers_reports_the_names_present(http11: ModuleType) -
     assert present == http11.HAS_HOST | http11.HAS_USER_AGENT | http11.HAS_CONTENT_LENGTH
     _, present = http11.collect_request_headers([("Transfer-Encoding", "chunked")], SKIP, SKIPPABLE)
     assert present == http11.HAS_TRANSFER_ENCODING
-    # Only str names count (a bytes name is sent, but the default header is still added).
-    pairs, present = http11.collect_request_headers([(b"Host", "x")], SKIP, SKIPPABLE)
-    assert (pairs, present) == ([(b"Host", "x")], 0)
+    # bytes names count too, as urllib3 compares to_str(name.lower())
+    items = [(b"HOST", b"x"), (b"user-agent", b"me")]
+    pairs, present = http11.collect_request_headers(items, SKIP, SKIPPABLE)
+    assert (pairs, present) == (items, http11.HAS_HOST | http11.HAS_USER_AGENT)
     assert http11.collect_request_headers(iter([]), SKIP, SKIPPABLE) == ([], 0)
+
+    class Odd(str):  # a str subclass is asked for its own lower()
+        def lower(self) -> str:
+            return "host"
+
+    assert http11.collect_request_headers([(Odd("X-A"), "1")], SKIP, SKIPPABLE)[1] == 1
+    with pytest.raises(TypeError, match="pair"):
+        http11.collect_request_headers([("Host",)], SKIP, SKIPPABLE)
 
 
 def test_collect_request_headers_drops_skipped_values(http11: ModuleType) -> None:
@@ -1002,8 +1011,15 @@ def test_collect_request_headers_drops_skipped_values(http11: ModuleType) -> Non
     pairs, present = http11.collect_request_headers(items, SKIP, SKIPPABLE)
     assert pairs == [("Accept", "*/*")]
     assert present == http11.HAS_USER_AGENT  # skipped, but present: no default is added
-    with pytest.raises(ValueError, match=r"SKIP_HEADER only supports \['accept-encoding'"):
+    # urllib3's message, word for word
+    message = "urllib3.util.SKIP_HEADER only supports 'Accept-Encoding', 'Host', 'User-Agent'"
+    with pytest.raises(ValueError) as info:
         http11.collect_request_headers([("X-Custom", SKIP)], SKIP, SKIPPABLE)
+    assert str(info.value) == message
+    # a bytes name may be skipped; only a str value is the skip marker
+    assert http11.collect_request_headers([(b"Accept-Encoding", SKIP)], SKIP, SKIPPABLE) == ([], 0)
+    kept = [("X-Custom", SKIP.encode())]
+    assert http11.collect_request_headers(kept, SKIP, SKIPPABLE) == (kept, 0)
 
 
 def test_header_store_joins_repeats_under_the_first_seen_name(http11: ModuleType) -> None:
@@ -1021,6 +1037,7 @@ def test_header_store_joins_repeats_under_the_first_seen_name(http11: ModuleType
     ]
     store = http11.header_store(headers)
     assert type(store) is OrderedDict
+    assert list(http11.header_store(iter(headers)).items()) == list(store.items())
     assert list(store.items()) == [
         ("set-cookie", ("Set-Cookie", "a=1, b=2")),
         ("content-type", ("Content-Type", "text/plain")),

@@ -591,7 +591,11 @@ header_names = st.one_of(
 @FUZZ
 @given(
     items=st.lists(
-        st.tuples(header_names, st.one_of(st.just("@@@SKIP_HEADER@@@"), header_parts)),
+        st.one_of(
+            st.tuples(header_names, st.one_of(st.just("@@@SKIP_HEADER@@@"), header_parts)),
+            st.tuples(header_names),  # not a pair
+            st.lists(header_names, min_size=2, max_size=2),
+        ),
         max_size=6,
     )
 )

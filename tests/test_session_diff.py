@@ -842,3 +842,74 @@ def test_a_retry_with_is_retry_replaced_on_the_instance_is_asked(app_server: Any
     with fastpool.PoolManager() as pm:
         assert pm.request("GET", app_server.url + "/bytes/3", retries=retries).status == 200
     assert asked == [200]
+
+
+# --- found by running requests' own test suite with fastpool.Session in place -------------------
+
+
+@pytest.mark.parametrize("value", [["a"], {"k": "v"}])
+def test_unhashable_header_values_are_invalid_headers_as_in_requests(
+    tmp_path: Any, value: Any
+) -> None:
+    # requests' test_header_value_not_str: the check must come before the remembered checks
+    with environment({}, None, str(tmp_path)):
+        for session in session_pair():
+            with pytest.raises(requests.exceptions.InvalidHeader):
+                session.get("http://example.com/", headers={"X-Value": value})
+            session.headers["X-Value"] = value
+            with pytest.raises(requests.exceptions.InvalidHeader):
+                session.get("http://example.com/")
+
+
+def test_a_replaced_get_netrc_auth_is_called_as_by_requests(tmp_path: Any) -> None:
+    # requests' test_basicauth_with_netrc replaces requests.sessions.get_netrc_auth
+    from unittest import mock
+
+    with environment({}, None, str(tmp_path)):
+        theirs, ours = session_pair()
+        with mock.patch("requests.sessions.get_netrc_auth", return_value=("user", "pass")):
+            for session in (theirs, ours):
+                session.get("http://example.com/")
+        assert sent(ours) == sent(theirs)
+        assert ("Authorization", "Basic dXNlcjpwYXNz") in sent(ours)[-1][0][2]
+        for session in (theirs, ours):  # and the real one again afterwards
+            session.get("http://example.com/")
+        assert sent(ours) == sent(theirs)
+        assert "Authorization" not in dict(sent(ours)[-1][0][2])
+
+
+def test_close_closes_each_adapter_once() -> None:
+    # requests' test_session_close_proxy_clear: its two default adapters are closed once each;
+    # fastpool's one default adapter serves both schemes
+    from unittest import mock
+
+    session = fastpool.Session()
+    adapter = session.get_adapter("http://example.com/")
+    assert adapter is session.get_adapter("https://example.com/")
+    with mock.patch.object(adapter, "close") as close:
+        session.close()
+    assert close.call_count == 1
+
+
+def test_requests_session_swapped_for_fastpool_keeps_the_direct_route(tmp_path: Any) -> None:
+    # A program may set requests.Session = fastpool.Session for the libraries it uses: the
+    # direct route compares with requests' own class, not with the name.
+    from unittest import mock
+
+    with environment({}, None, str(tmp_path)):
+        session = fastpool.Session()
+        session.adapters.clear()
+        recorder = Recorder()
+        session.mount("", recorder)
+        with mock.patch.object(requests.Session, "request", autospec=True) as stock:
+            session.get("http://example.com/")  # requests.Session patched: honoured
+            assert stock.call_count == 1
+        # requests' own request builds a requests.Request; the direct route never does
+        with (
+            mock.patch("requests.Session", fastpool.Session),
+            mock.patch(
+                "requests.sessions.Request", side_effect=AssertionError("requests' route taken")
+            ),
+        ):
+            session.get("http://example.com/")  # the name swapped: the direct route
+        assert len(recorder.calls) == 1
