@@ -7,7 +7,8 @@ stops nginx by its pid. Per shape, each client is opened once, warmed up, then m
 first), interleaved across the clients in a rotating order so load noise meets all of them
 alike. Medians; ratios against requests' default Session in the same run; new connections from
 nginx's stub_status ``accepts``. Writes bench/results/peers.md and peers.png (and the raw
-numbers to bench/.run/peers.json). Install the peers first:
+numbers to bench/.run/peers.json; ``--out DIR`` elsewhere). ``--awake`` keeps every CPU out of
+halt while measuring (bench/awake.py). Install the peers first:
 ``pip install -r bench/requirements-peers.txt`` (niquests gets its own venv, made here).
 """
 
@@ -28,6 +29,7 @@ BENCH = HERE.parent
 # This folder's modules, bench/ (nginx_server), and this checkout's fastpool.
 sys.path[:0] = [str(HERE), str(BENCH), str(BENCH.parent)]
 
+from awake import cpus_kept_awake
 from clients import BASELINE, Client, all_clients, version_of
 from measure import HUNG, quiet_pool_logs
 from nginx_server import FILES, RUN_ROOT, NginxServer
@@ -200,7 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="count bound of one run (50000)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where peers.md/.png go")
     parser.add_argument("--note", default="", help="a line for the report (e.g. 'quiet machine')")
+    parser.add_argument(
+        "--awake",
+        action="store_true",
+        help="keep every CPU awake with SCHED_IDLE busy loops (bench/awake.py): no vCPU halts",
+    )
     args = parser.parse_args(argv)
+    if args.awake:
+        awake_note = "CPUs kept awake with SCHED_IDLE busy loops (`--awake`, bench/awake.py)."
+        args.note = f"{awake_note} {args.note}".strip()
     budget = QUICK if args.quick else FULL
     budget = Budget(
         repeats=args.repeats or budget.repeats,
@@ -224,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     results: dict[str, Any] = {}
     run_dir = RUN_ROOT / f"nginx-peers-{os.getpid()}"
-    with NginxServer(run_dir, hosts=max([s.hosts for s in shapes] + [0]), workers=1) as nginx:
+    nginx_server = NginxServer(run_dir, hosts=max([s.hosts for s in shapes] + [0]), workers=1)
+    with nginx_server as nginx, cpus_kept_awake(args.awake):
         for shape in shapes:
             t0 = time.monotonic()
             results[shape.key] = measure_shape(shape, clients, nginx, budget, nginx.ca_bundle)
