@@ -83,7 +83,8 @@ _NO_VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_NONE"}
 
 PAIR_STORE_TYPES.add(CaseInsensitiveDict)  # a PreparedRequest's headers, written directly
 
-# What _resolve_timeout(None) gives, shared (the pools only read it).
+# What _resolve_timeout(None) gives, shared by every request without a timeout (the pools only
+# read it, and remember it by identity).
 _NO_TIMEOUT = TimeoutSauce(connect=None, read=None)
 
 # Response.elapsed until Session.send sets it (timedelta is immutable, so one is shared).
@@ -523,8 +524,6 @@ class HTTPAdapter(_stock.HTTPAdapter):
             self.cert_verify(conn, url, verify, None)
             conn.adapter_verify = verify
         # After the connection hooks, as stock reads it: the same error first on bad input.
-        if timeout is None:
-            return conn, path, _NO_TIMEOUT
         return conn, path, self._timeout_for(timeout)
 
     def _ca_path_kwargs(self, path: str) -> dict[str, Any]:
@@ -553,6 +552,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
         return host_params
 
     def _timeout_for(self, timeout: Any) -> TimeoutSauce:
+        if timeout is None:  # the default, and requests' Session passes it on
+            return _NO_TIMEOUT
         if isinstance(timeout, TimeoutSauce):
             return timeout
         key = (type(timeout), timeout)

@@ -420,8 +420,7 @@ class HTTPConnection:
         head = write_request_head(method, url, pairs)
         self.request_started = False
         if chunks is None:
-            self.request_started = True  # _send's work, inline for the common request
-            self.sock.sendall(head)  # type: ignore[union-attr]
+            self._send(head)
             return
         if not chunked and type(chunks) is tuple and len(chunks) == 1:
             data = chunks[0]

@@ -450,9 +450,9 @@ class HTTPResponse(BaseHTTPResponse):
         )
         if retries is not None and retries.history:
             self.retries = retries  # urllib3's setter: ``url`` moves to the last redirect
-        if head.framing == "none" or (head.framing == "length" and head.content_length == 0):
+        if framing == "none" or (framing == "length" and head.content_length == 0):
             self._finish()
-        elif head.framing == "chunked":
+        elif framing == "chunked":
             self._chunks = ChunkedDecoder()
         if preload_content and not self._done:
             self._body = self.read(decode_content=decode_content)
@@ -1079,8 +1079,12 @@ class HTTPResponse(BaseHTTPResponse):
         try:
             if len(self._rest) >= remaining:
                 if keep:
-                    # after the bytes a read(amt) left over (framed, not yet decoded)
-                    self._surplus += self._take_framed(remaining)
+                    # kept after the bytes a read(amt) left over (framed, not yet decoded)
+                    kept, self._surplus = self._surplus, b""
+                    try:
+                        kept += self._read_raw(remaining)
+                    finally:
+                        self._surplus = kept  # on failure too: those bytes are not lost
                 else:
                     self._read_raw(remaining)
                 return
@@ -1103,11 +1107,3 @@ class HTTPResponse(BaseHTTPResponse):
             self._finish()
         except (HTTPError, OSError):
             self._abandon()
-
-    def _take_framed(self, n: int) -> bytes:
-        """The next ``n`` body bytes of a Content-Length body, all in the buffer already."""
-        rest = self._rest
-        data, self._rest = rest[:n], rest[n:]
-        self._fp_bytes_read += n
-        self._consumed_length(n)  # the end: the connection goes back (or closes)
-        return data

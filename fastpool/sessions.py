@@ -559,12 +559,15 @@ class Session(requests.Session):
         except NoMatchError:
             raise InvalidSchema(MSG_NO_MATCH.format(url=url)) from None
 
-    def _fastpool_adapters(self) -> list[HTTPAdapter]:
-        seen: dict[int, HTTPAdapter] = {}
+    def _distinct_adapters(self) -> list[Any]:
+        """The mounted adapters, each once (one may serve several prefixes), in mount order."""
+        seen: dict[int, Any] = {}
         for adapter in self.adapters.values_snapshot():
-            if isinstance(adapter, HTTPAdapter):
-                seen.setdefault(id(adapter), adapter)
+            seen.setdefault(id(adapter), adapter)
         return list(seen.values())
+
+    def _fastpool_adapters(self) -> list[HTTPAdapter]:
+        return [a for a in self._distinct_adapters() if isinstance(a, HTTPAdapter)]
 
     def pool_stats(self) -> Any:
         """A :class:`fastpool.stats.PoolStats` over the distinct mounted fastpool adapters."""
@@ -582,11 +585,8 @@ class Session(requests.Session):
         """Close every mounted adapter (their pools and idle connections), each once: the
         default adapter serves both schemes (requests closes its two default adapters once
         each)."""
-        closed: list[Any] = []
-        for adapter in self.adapters.values_snapshot():
-            if not any(adapter is done for done in closed):
-                closed.append(adapter)
-                adapter.close()
+        for adapter in self._distinct_adapters():
+            adapter.close()
 
     # --- environment ------------------------------------------------------------------------
     def environment(self) -> Environment:
