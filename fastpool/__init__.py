@@ -29,6 +29,10 @@ _LAZY = {
     "HostStats": "fastpool.stats",
     "advise": "fastpool.stats",
     "Trace": "fastpool.trace",
+    "install": "fastpool._install",
+    "uninstall": "fastpool._install",
+    "installed": "fastpool._install",
+    "Installation": "fastpool._install",
 }
 
 __all__ = (
@@ -36,6 +40,7 @@ __all__ = (
     "HTTPConnectionPool",
     "HTTPSConnectionPool",
     "HostStats",
+    "Installation",
     "PoolManager",
     "PoolStats",
     "PoolTimeout",
@@ -47,7 +52,10 @@ __all__ = (
     "advise",
     "connection_from_url",
     "implementation",
+    "install",
+    "installed",
     "proxy_from_url",
+    "uninstall",
 )
 
 

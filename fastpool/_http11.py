@@ -11,6 +11,7 @@ from ._compat import IMPLEMENTATION
 
 if TYPE_CHECKING or IMPLEMENTATION == "python":
     from ._http11_py import (
+        HAS_ACCEPT_ENCODING,
         HAS_CONTENT_LENGTH,
         HAS_HOST,
         HAS_TRANSFER_ENCODING,
@@ -24,6 +25,7 @@ if TYPE_CHECKING or IMPLEMENTATION == "python":
     )
 else:  # pragma: no cover - depends on the build
     from ._http11_c import (
+        HAS_ACCEPT_ENCODING,
         HAS_CONTENT_LENGTH,
         HAS_HOST,
         HAS_TRANSFER_ENCODING,
@@ -37,6 +39,7 @@ else:  # pragma: no cover - depends on the build
     )
 
 __all__ = (
+    "HAS_ACCEPT_ENCODING",
     "HAS_CONTENT_LENGTH",
     "HAS_HOST",
     "HAS_TRANSFER_ENCODING",

@@ -33,6 +33,7 @@ from .exceptions import (
     MSG_HTTP_HEAD_TOO_LARGE,
     MSG_HTTP_HEADER_NAME_SPACE,
     MSG_HTTP_HEADER_NOT_LATIN1,
+    MSG_HTTP_LINE_TOO_LONG,
     MSG_HTTP_TE_WITH_LENGTH,
     MSG_HTTP_NOT_BUFFER,
     MSG_HTTP_NOT_PAIR,
@@ -70,6 +71,7 @@ cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
 
 __all__ = (
+    "HAS_ACCEPT_ENCODING",
     "HAS_CONTENT_LENGTH",
     "HAS_HOST",
     "HAS_TRANSFER_ENCODING",
@@ -87,6 +89,7 @@ HAS_HOST = 1
 HAS_USER_AGENT = 2
 HAS_CONTENT_LENGTH = 4
 HAS_TRANSFER_ENCODING = 8
+HAS_ACCEPT_ENCODING = 16
 
 #: Error messages show at most this many bytes of the offending line.
 SHOW_BYTES = 80
@@ -94,6 +97,9 @@ SHOW_BYTES = 80
 MAX_SIZE = 2**63 - 1
 #: At most this many 1xx interim responses before the final one (see ``_http11_py``).
 MAX_INTERIM_RESPONSES = 100
+MAX_HEAD_BYTES = 1048576
+MAX_LINE_BYTES = 65536
+MAX_HEADERS = 100
 
 cdef Py_ssize_t _SHOW = 80
 cdef unsigned long long _MAX_SIZE = 0x7FFFFFFFFFFFFFFFULL
@@ -309,6 +315,8 @@ cdef inline int _request_header_bit(const unsigned char* p, Py_ssize_t n) noexce
         return HAS_CONTENT_LENGTH
     if _lower_equals(p, n, b"transfer-encoding", 17):
         return HAS_TRANSFER_ENCODING
+    if _lower_equals(p, n, b"accept-encoding", 15):
+        return HAS_ACCEPT_ENCODING
     return 0
 
 
@@ -318,7 +326,8 @@ def collect_request_headers(items, skip, skippable):
 
     Returns the pairs to send (those whose value is the str ``skip`` left out) and a bit set of
     the header names present, compared case-insensitively, str or bytes: ``HAS_HOST``,
-    ``HAS_USER_AGENT``, ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING``. A ``skip`` value on
+    ``HAS_USER_AGENT``, ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING``,
+    ``HAS_ACCEPT_ENCODING``. A ``skip`` value on
     a name outside ``skippable`` (lower-case names) raises ValueError; an item that is not a
     pair raises TypeError. Nothing is validated for the wire here: :func:`write_request_head`
     does that.
@@ -365,6 +374,7 @@ _REQUEST_HEADER_BITS = {
     "user-agent": HAS_USER_AGENT,
     "content-length": HAS_CONTENT_LENGTH,
     "transfer-encoding": HAS_TRANSFER_ENCODING,
+    "accept-encoding": HAS_ACCEPT_ENCODING,
 }
 
 
@@ -646,7 +656,7 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
 cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                               str request_method, Py_ssize_t max_headers):
     """Parse one complete head ``buf[start:end]`` (which ends with its blank line)."""
-    cdef Py_ssize_t i, line, stop, colon, v, w
+    cdef Py_ssize_t i, n, line, stop, colon, v, w
     cdef const unsigned char* p
     cdef int version, status
     cdef list headers = []
@@ -659,20 +669,32 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
             raise InvalidResponseError(
                 MSG_HTTP_BAD_CHAR.format(char=chr(p[i]), line=_show(p, stop - start))
             )
+    # HTTP/1.<digit>, then status and reason split by runs of SP/HT (RFC 9112 4 lets a
+    # recipient parse on whitespace, as http.client does); the reason without SP/HT around it.
+    n = stop - start
+    i = 8
+    while i < n and _is_ows(p[i]):
+        i += 1
     if (
-        stop - start < 12
+        i == 8
+        or n < i + 3
         or memcmp(p, b"HTTP/1.", 7) != 0
-        or (p[7] != b"0" and p[7] != b"1")
-        or p[8] != b" "
-        or not (0x31 <= p[9] <= 0x39)
-        or not _digit(p[10])
-        or not _digit(p[11])
-        or (stop - start > 12 and p[12] != b" ")
+        or not _digit(p[7])
+        or not (0x31 <= p[i] <= 0x39)
+        or not _digit(p[i + 1])
+        or not _digit(p[i + 2])
+        or (n > i + 3 and not _is_ows(p[i + 3]))
     ):
-        raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(p, stop - start)))
-    version = 11 if p[7] == b"1" else 10
-    status = (p[9] - 0x30) * 100 + (p[10] - 0x30) * 10 + (p[11] - 0x30)
-    reason = _latin1(p + 13, stop - start - 13) if stop - start > 13 else ""
+        raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(p, n)))
+    version = 10 if p[7] == b"0" else 11  # another 1.x minor version reads as 1.1
+    status = (p[i] - 0x30) * 100 + (p[i + 1] - 0x30) * 10 + (p[i + 2] - 0x30)
+    v = i + 3
+    w = n
+    while v < w and _is_ows(p[v]):
+        v += 1
+    while w > v and _is_ows(p[w - 1]):
+        w -= 1
+    reason = _latin1(p + v, w - v) if w > v else ""
     # header lines, up to the blank line
     line = _next_line(buf, start, end)
     while True:
@@ -722,22 +744,43 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
     return _frame(version, status, reason, headers, request_method)
 
 
-def parse_response_head(data, request_method="GET", max_head_bytes=65536, max_headers=100):
+cdef int _check_lines(const unsigned char* buf, Py_ssize_t start, Py_ssize_t stop,
+                      bint complete, Py_ssize_t max_line, object max_line_obj) except -1:
+    """Raise when a line of ``buf[start:stop]`` (with its LF) is longer than ``max_line``;
+    the last piece counts too when the head is not ``complete`` (it can only grow)."""
+    cdef const unsigned char* lf
+    cdef Py_ssize_t line = start, end
+    if stop - start <= max_line:
+        return 0
+    while True:
+        lf = <const unsigned char*>memchr(buf + line, b"\n", stop - line)
+        end = stop if lf == NULL else lf - buf + 1
+        if end - line > max_line and (lf != NULL or not complete):
+            raise ResponseHeadTooLarge(MSG_HTTP_LINE_TOO_LONG.format(limit=max_line_obj))
+        if lf == NULL:
+            return 0
+        line = end
+
+
+def parse_response_head(data, request_method="GET", max_head_bytes=MAX_HEAD_BYTES,
+                        max_headers=MAX_HEADERS, max_line_bytes=MAX_LINE_BYTES):
     """Parse the response head at the start of ``data``; None if it is not complete yet.
 
     Returns ``(head, consumed)``: ``consumed`` counts the bytes up to and including the head's
     blank line. 1xx interim responses (but 101) are skipped, their bytes counted in
     ``consumed``. ``request_method`` (default ``"GET"``) matters for HEAD and CONNECT.
     Raises :class:`~fastpool.exceptions.ResponseHeadTooLarge` when the heads do not end within
-    ``max_head_bytes`` (default 65536) bytes or one has more than ``max_headers`` (default 100)
+    ``max_head_bytes`` (default 1048576) bytes, a line (with its line ending) is longer than
+    ``max_line_bytes`` (default 65536) or a head has more than ``max_headers`` (default 100)
     header lines, and :class:`~fastpool.exceptions.InvalidResponseError` for a malformed head.
     """
     cdef Py_buffer view
     cdef const unsigned char* buf
-    cdef Py_ssize_t size, stop, start, end, seen, limit, header_limit, interim = 0
+    cdef Py_ssize_t size, stop, start, end, seen, limit, header_limit, line_limit, interim = 0
     cdef ResponseHead head
     _check_limit("max_head_bytes", max_head_bytes)
     _check_limit("max_headers", max_headers)
+    _check_limit("max_line_bytes", max_line_bytes)
     if not isinstance(request_method, str):
         raise TypeError(
             MSG_NOT_STR.format(name="request_method", type=type(request_method).__name__)
@@ -746,6 +789,7 @@ def parse_response_head(data, request_method="GET", max_head_bytes=65536, max_he
         raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
     limit = _clamp(max_head_bytes)
     header_limit = _clamp(max_headers)
+    line_limit = _clamp(max_line_bytes)
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         buf = <const unsigned char*>view.buf
@@ -761,9 +805,11 @@ def parse_response_head(data, request_method="GET", max_head_bytes=65536, max_he
                 ))
             end = _find_head_end(buf, start, stop)
             if end < 0:
+                _check_lines(buf, start, stop, False, line_limit, max_line_bytes)
                 if size >= limit:
                     raise ResponseHeadTooLarge(MSG_HTTP_HEAD_TOO_LARGE.format(limit=max_head_bytes))
                 return None
+            _check_lines(buf, start, end, True, line_limit, max_line_bytes)
             head = _parse_head(buf, start, end, request_method, header_limit)
             if head.status >= 200 or head.status == 101:
                 return head, end
@@ -879,7 +925,7 @@ cdef class ChunkedDecoder:
 
     cdef unsigned long long _chunk_size(self, bytes line) except? 0:
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(line)
-        cdef Py_ssize_t n = len(line), i = 0, j
+        cdef Py_ssize_t n = len(line), i = 0, j, k
         cdef unsigned long long size = 0
         while i < n and p[i] == b"0":
             i += 1
@@ -888,7 +934,10 @@ cdef class ChunkedDecoder:
             if j - i < 16:
                 size = size * 16 + _HEX_VALUE[p[j]]
             j += 1
-        if j == 0 or j - i > 16 or (j < n and p[j] != b";") or size > _MAX_SIZE:
+        k = j
+        while k < n and (p[k] == b" " or p[k] == b"\t"):  # BWS before an extension
+            k += 1
+        if j == 0 or j - i > 16 or (k < n and p[k] != b";") or size > _MAX_SIZE:
             raise InvalidChunkError(MSG_HTTP_BAD_CHUNK_SIZE.format(line=line[:_SHOW]))
         return size
 

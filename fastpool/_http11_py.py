@@ -19,13 +19,17 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
 * Header names must be tokens; whitespace before the colon is an error. Header values may hold
   HT and obs-text (0x80-0xFF) but no other control character and no DEL (llhttp rejects them,
   h11 lets them through). The reason phrase may hold anything but NUL and CR.
-* Only ``HTTP/1.0`` and ``HTTP/1.1`` are accepted (both oracles let ``HTTP/2.0`` through), and
-  the status must be 100..999 (llhttp accepts 0xx). Empty lines before the status line are an
+* Only ``HTTP/1.x`` is accepted (both oracles let ``HTTP/2.0`` through); a minor version other
+  than 0 is read as 1.1 (RFC 9112 2.3, as http.client does), and the status must be 100..999.
+  Runs of SP/HT may split version, status and reason (RFC 9112 4 allows parsing on whitespace,
+  and http.client does); the reason is kept without SP/HT around it (llhttp accepts 0xx). Empty lines before the status line are an
   error (llhttp skips them). A buffer that cannot start with ``HTTP/1.`` fails at once, without
   waiting for the whole head.
 * 1xx interim responses other than 101 are parsed, then skipped. ``max_head_bytes`` bounds the
   bytes of all heads together (interim and final), so a stream of 1xx cannot grow the buffer.
-  ``max_headers`` bounds each head's header fields (obs-fold lines do not count). More than
+  ``max_line_bytes`` (default 65536, http.client's) bounds each line with its line ending, and
+  ``max_headers`` (default 100, http.client's) each head's header fields (obs-fold lines do
+  not count); ``max_head_bytes`` (default 1 MiB) keeps a total bound that http.client lacks. More than
   100 interim responses (``MAX_INTERIM_RESPONSES``) raise ResponseHeadTooLarge: the caller
   parses from the start on each call, so a trickle of 1xx heads would cost quadratic time.
 * 101 Switching Protocols is final with framing ``"none"`` and ``keep_alive`` False: there is
@@ -45,7 +49,9 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
   are an error (both oracles reject that). A Transfer-Encoding with no coding at all, or a
   coding that is not a token (parameters included), is an error.
 * Chunked bodies are strict, as both oracles are: every line ends in CRLF, the size is hex
-  digits with nothing between them and ``;`` or CRLF, sizes must be below 2**63, trailers may
+  digits with nothing but SP/HT (RFC 9112 7.1.1's BWS) between them and ``;`` or CRLF (no sign,
+  ``0x`` or leading space, which http.client's ``int()`` would take: a framing that two
+  parsers may read differently is a smuggling risk), sizes must be below 2**63, trailers may
   not use obs-fold, and a Content-Length trailer must be valid (it is otherwise ignored).
   Chunk extensions are skipped unread (any bytes but CR).
 """
@@ -75,6 +81,7 @@ from .exceptions import (
     MSG_HTTP_HEAD_TOO_LARGE,
     MSG_HTTP_HEADER_NAME_SPACE,
     MSG_HTTP_HEADER_NOT_LATIN1,
+    MSG_HTTP_LINE_TOO_LONG,
     MSG_HTTP_NOT_BUFFER,
     MSG_HTTP_NOT_PAIR,
     MSG_HTTP_NOT_POSITIVE,
@@ -94,6 +101,7 @@ from .exceptions import (
 )
 
 __all__ = (
+    "HAS_ACCEPT_ENCODING",
     "HAS_CONTENT_LENGTH",
     "HAS_HOST",
     "HAS_TRANSFER_ENCODING",
@@ -113,6 +121,12 @@ HeaderPart = Union[str, bytes]
 SHOW_BYTES: Final = 80
 #: Content-Length and chunk sizes must stay below this (what a C ``int64`` holds).
 MAX_SIZE: Final = 2**63 - 1
+#: The default bound on a response head's bytes, interim heads included (a hostile server's
+#: endless head; http.client's own bounds are per line and per header count only).
+MAX_HEAD_BYTES: Final = 1048576
+#: http.client's bounds: a line's bytes (its line ending included) and a head's header fields.
+MAX_LINE_BYTES: Final = 65536
+MAX_HEADERS: Final = 100
 #: At most this many 1xx interim responses before the final one: every call parses them all
 #: again, so a server trickling 1xx heads could otherwise make the caller's work quadratic.
 MAX_INTERIM_RESPONSES: Final = 100
@@ -126,7 +140,7 @@ _LINE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HEAD_BAD = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _STATUS_BAD = re.compile(r"[\x00\r]")
 _DIGITS = frozenset("0123456789")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+(?=;|\Z)")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+(?=[ \t]*(?:;|\Z))")
 _STATUS_PREFIX: Final = b"HTTP/1."
 
 #: collect_request_headers' bits: which of these header names a request holds.
@@ -134,11 +148,13 @@ HAS_HOST: Final = 1
 HAS_USER_AGENT: Final = 2
 HAS_CONTENT_LENGTH: Final = 4
 HAS_TRANSFER_ENCODING: Final = 8
+HAS_ACCEPT_ENCODING: Final = 16
 _REQUEST_HEADER_BITS: Final = {
     "host": HAS_HOST,
     "user-agent": HAS_USER_AGENT,
     "content-length": HAS_CONTENT_LENGTH,
     "transfer-encoding": HAS_TRANSFER_ENCODING,
+    "accept-encoding": HAS_ACCEPT_ENCODING,
 }
 
 
@@ -223,7 +239,8 @@ def collect_request_headers(
 
     Returns the pairs to send (those whose value is the str ``skip`` left out) and a bit set of
     the header names present, compared case-insensitively, str or bytes: ``HAS_HOST``,
-    ``HAS_USER_AGENT``, ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING``. A ``skip`` value on
+    ``HAS_USER_AGENT``, ``HAS_CONTENT_LENGTH``, ``HAS_TRANSFER_ENCODING``,
+    ``HAS_ACCEPT_ENCODING``. A ``skip`` value on
     a name outside ``skippable`` (lower-case names) raises ValueError; an item that is not a
     pair raises TypeError. Nothing is validated for the wire here: :func:`write_request_head`
     does that.
@@ -362,6 +379,22 @@ def _find_head_end(data: bytes, start: int, limit: int) -> int:
     return -1 if crlf < 0 else crlf + 3
 
 
+def _check_lines(data: bytes, start: int, stop: int, complete: bool, max_line: int) -> None:
+    """Raise when a line of ``data[start:stop]`` (with its LF) is longer than ``max_line``;
+    the last piece counts too when the head is not ``complete`` (it can only grow)."""
+    if stop - start <= max_line:
+        return
+    line = start
+    while True:
+        lf = data.find(b"\n", line, stop)
+        end = stop if lf < 0 else lf + 1
+        if end - line > max_line and (lf >= 0 or not complete):
+            raise ResponseHeadTooLarge(MSG_HTTP_LINE_TOO_LONG.format(limit=max_line))
+        if lf < 0:
+            return
+        line = lf + 1
+
+
 def _first_line(data: bytes, start: int, stop: int) -> str:
     end = data.find(b"\n", start, stop)
     line = data[start : stop if end < 0 else end]
@@ -371,18 +404,24 @@ def _first_line(data: bytes, start: int, stop: int) -> str:
 
 
 def _parse_status_line(line: str) -> tuple[int, int, str]:
+    # HTTP/1.<digit>, then status and reason split by runs of SP/HT (RFC 9112 4 lets a
+    # recipient parse on whitespace, as http.client does); the reason without SP/HT around it.
+    i = 8
+    while i < len(line) and line[i] in " \t":
+        i += 1
     if (
-        len(line) < 12
+        i == 8
+        or len(line) < i + 3
         or not line.startswith("HTTP/1.")
-        or line[7] not in "01"
-        or line[8] != " "
-        or line[9] not in "123456789"
-        or line[10] not in _DIGITS
-        or line[11] not in _DIGITS
-        or (len(line) > 12 and line[12] != " ")
+        or line[7] not in _DIGITS
+        or line[i] not in "123456789"
+        or line[i + 1] not in _DIGITS
+        or line[i + 2] not in _DIGITS
+        or (len(line) > i + 3 and line[i + 3] not in " \t")
     ):
         raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(line)))
-    return (11 if line[7] == "1" else 10), int(line[9:12]), line[13:]
+    version = 10 if line[7] == "0" else 11
+    return version, int(line[i : i + 3]), line[i + 3 :].strip(" \t")
 
 
 def _connection_tokens(value: str) -> tuple[bool, bool]:
@@ -531,8 +570,9 @@ def _frame(
 def parse_response_head(
     data: Buffer,
     request_method: str = "GET",
-    max_head_bytes: int = 65536,
-    max_headers: int = 100,
+    max_head_bytes: int = MAX_HEAD_BYTES,
+    max_headers: int = MAX_HEADERS,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[ResponseHead, int] | None:
     """Parse the response head at the start of ``data``; None if it is not complete yet.
 
@@ -540,11 +580,13 @@ def parse_response_head(
     blank line. 1xx interim responses (but 101) are skipped, their bytes counted in
     ``consumed``. ``request_method`` (default ``"GET"``) matters for HEAD and CONNECT.
     Raises :class:`~fastpool.exceptions.ResponseHeadTooLarge` when the heads do not end within
-    ``max_head_bytes`` (default 65536) bytes or one has more than ``max_headers`` (default 100)
+    ``max_head_bytes`` (default 1048576) bytes, a line (with its line ending) is longer than
+    ``max_line_bytes`` (default 65536) or a head has more than ``max_headers`` (default 100)
     header lines, and :class:`~fastpool.exceptions.InvalidResponseError` for a malformed head.
     """
     max_head_bytes = _check_limit("max_head_bytes", max_head_bytes)
     max_headers = _check_limit("max_headers", max_headers)
+    max_line_bytes = _check_limit("max_line_bytes", max_line_bytes)
     if not isinstance(request_method, str):
         raise TypeError(
             MSG_NOT_STR.format(name="request_method", type=type(request_method).__name__)
@@ -565,9 +607,11 @@ def parse_response_head(
             raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(line)))
         end = _find_head_end(data, start, stop)
         if end < 0:
+            _check_lines(data, start, stop, False, max_line_bytes)
             if size >= max_head_bytes:
                 raise ResponseHeadTooLarge(MSG_HTTP_HEAD_TOO_LARGE.format(limit=max_head_bytes))
             return None
+        _check_lines(data, start, end, True, max_line_bytes)
         head = _parse_head(data[start:end].decode("latin-1"), request_method, max_headers)
         if head._status >= 200 or head._status == 101:
             return head, end

@@ -23,6 +23,10 @@ import datetime
 import functools
 import math
 import os
+import sys
+import threading
+import warnings
+from types import FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import requests.adapters as _stock
@@ -41,6 +45,7 @@ from requests.exceptions import (
 from requests.models import Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_auth_from_url, get_encoding_from_headers, select_proxy
+from urllib3 import connectionpool as _u3_connectionpool
 from urllib3 import exceptions as _u3
 from urllib3.util import Timeout as TimeoutSauce
 
@@ -50,9 +55,11 @@ from .poolmanager import PoolManager, proxy_from_url
 from .response import HTTPResponse as EngineResponse
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from requests.models import PreparedRequest
 
-__all__ = ("HTTPAdapter", "PoolTimeout")
+__all__ = ("ForeignPoolManagerWarning", "HTTPAdapter", "PoolTimeout")
 
 DEFAULT_POOLSIZE = _stock.DEFAULT_POOLSIZE
 DEFAULT_RETRIES = _stock.DEFAULT_RETRIES
@@ -94,6 +101,75 @@ _ZERO = datetime.timedelta(0)
 _ORIGIN_CACHE_SIZE = 256
 _TIMEOUT_CACHE_SIZE = 32
 _URL_CACHE_SIZE = 1024
+
+
+def stock_function(func: Any, module: ModuleType) -> Any:
+    """The function ``module`` defines that ``func`` is or wraps, or None.
+
+    fastpool notices a tool that patches one of requests' extension points by comparing the
+    class attribute with the function requests defined, saved at import. A tool that patched it
+    before fastpool was imported (OpenTelemetry's auto-instrumentation, say) leaves a wrapper
+    whose ``__wrapped__`` leads to requests' function (``functools.wraps``, wrapt); an unknown
+    replacement gives None, and the patched route is then always taken.
+    """
+    filename = getattr(module, "__file__", None)
+    for _ in range(32):  # a chain of wrappers, never a cycle
+        if func is None:
+            return None
+        # a plain function: a proxy (wrapt's wrappers) answers for the __code__ it wraps
+        if type(func) is FunctionType and func.__code__.co_filename == filename:
+            return func
+        func = getattr(func, "__wrapped__", None)
+    return None
+
+
+#: requests' adapter class, as defined (whatever ``requests.adapters.HTTPAdapter`` names later)
+_StockHTTPAdapter: type[_stock.HTTPAdapter] = _stock.HTTPAdapter
+#: requests' own ``HTTPAdapter.send``: while the class attribute is this function, nothing
+#: patched it (responses patches it: then :meth:`HTTPAdapter.send` goes through the patch).
+_STOCK_ADAPTER_SEND = stock_function(_StockHTTPAdapter.send, _stock)
+
+
+def _urllib3_connection_class() -> Any:
+    """urllib3's own HTTPConnection class, which vcrpy swaps for its recording stubs."""
+    cls = _u3_connectionpool.HTTPConnectionPool.ConnectionCls
+    if getattr(cls, "__module__", None) == "urllib3.connection":
+        return cls
+    # fastpool imported under a cassette: vcrpy kept the original
+    return getattr(sys.modules.get("vcr.patch"), "_connHTTPConnection", None)
+
+
+#: urllib3's pool class and its connection class: while ``ConnectionCls`` is urllib3's own, no
+#: cassette is in use (vcrpy replaces it; then :meth:`HTTPAdapter.send` goes through urllib3).
+_U3_POOL = _u3_connectionpool.HTTPConnectionPool
+_U3_CONNECTION = _urllib3_connection_class()
+
+
+class ForeignPoolManagerWarning(UserWarning):
+    """A fastpool adapter's ``poolmanager`` is not fastpool's (a subclass such as requests-
+    toolbelt's ``SourceAddressAdapter`` built a urllib3 one): its requests use urllib3's pools.
+    Warned once per adapter class and pool manager class."""
+
+
+_foreign_warned: set[tuple[type, type]] = set()
+_foreign_lock = threading.Lock()
+
+
+def _warn_foreign_manager(adapter: Any, manager: Any) -> None:
+    key = (type(adapter), type(manager))
+    with _foreign_lock:
+        if key in _foreign_warned:
+            return
+        _foreign_warned.add(key)
+    manager_type = type(manager)
+    warnings.warn(
+        f"{type(adapter).__qualname__}.poolmanager is a "
+        f"{manager_type.__module__}.{manager_type.__qualname__}, not fastpool's: its requests "
+        "go through that pool manager's pools. For a source address or socket options, pass "
+        "source_address= or socket_options= to fastpool.HTTPAdapter instead.",
+        ForeignPoolManagerWarning,
+        stacklevel=4,
+    )
 
 
 class PoolTimeout(ConnectionError, Timeout):
@@ -234,6 +310,13 @@ class HTTPAdapter(_stock.HTTPAdapter):
     :param pool_full_warning: keyword-only. ``"always"`` (default, stock): the "Connection pool
         is full" warning on every discard; ``"first"``: once per pool, then a summary line
         every 100 discards (:class:`fastpool.Session` uses it).
+    :param source_address: keyword-only. ``(host, port)`` (or a host str: any port) that new
+        connections bind to before connecting, as urllib3's ``source_address`` and
+        requests-toolbelt's ``SourceAddressAdapter``. Default None.
+    :param socket_options: keyword-only. ``(level, option, value)`` triples set on each new
+        socket, replacing the default ones as in urllib3 (add to
+        ``fastpool.connection.HTTPConnection.default_socket_options`` to keep
+        ``TCP_NODELAY``; requests-toolbelt's ``TCPKeepAliveAdapter`` does so). Default None.
 
     Observability: :meth:`pool_stats` (a :class:`fastpool.stats.PoolStats` over the pool
     manager and proxy managers) and :meth:`add_trace_hook` (see :mod:`fastpool.trace`).
@@ -247,6 +330,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         *_stock.HTTPAdapter.__attrs__,
         "_pool_timeout",
         "_pool_options",
+        "_connection_kw",
     ]
 
     _pool_timeout: float | None
@@ -264,6 +348,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
         max_connections_per_host: int | None = None,
         max_connections: int | None = None,
         pool_full_warning: str = "always",
+        source_address: tuple[str, int] | str | None = None,
+        socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
     ) -> None:
         _check_count("pool_connections", pool_connections)
         _check_count("pool_maxsize", pool_maxsize)
@@ -285,14 +371,32 @@ class HTTPAdapter(_stock.HTTPAdapter):
         if pool_full_warning != "always":
             options["pool_full_warning"] = pool_full_warning
         self._pool_options = options
+        connection_kw: dict[str, Any] = {}
+        if source_address is not None:
+            if isinstance(source_address, str):  # a host, any port (requests-toolbelt's form)
+                source_address = (source_address, 0)
+            elif not (isinstance(source_address, tuple) and len(source_address) == 2):
+                raise TypeError(
+                    "source_address must be a (host, port) tuple or a host str, "
+                    f"got {type(source_address).__name__}"
+                )
+            connection_kw["source_address"] = source_address
+        if socket_options is not None:
+            if isinstance(socket_options, (str, bytes)):
+                raise TypeError("socket_options must be a list of (level, option, value) tuples")
+            connection_kw["socket_options"] = list(socket_options)
+        self._connection_kw = connection_kw
         self._trace: Any = None
+        self._urllib3_adapter: _stock.HTTPAdapter | None = None
         self._reset_fast_route()
         super().__init__(pool_connections, pool_maxsize, max_retries, pool_block)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._pool_timeout = DEFAULT_POOL_TIMEOUT  # a state pickled by an older version
         self._pool_options = {}
+        self._connection_kw = {}
         self._trace = None  # hooks are code: not pickled
+        self._urllib3_adapter = None
         self._reset_fast_route()
         super().__setstate__(state)
 
@@ -350,7 +454,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             block=block,
             trace=self._trace,
             **self._pool_options,
-            **pool_kwargs,
+            **{**self._connection_kw, **pool_kwargs},
         )
 
     def add_trace_hook(self, event: str, hook: Any) -> None:
@@ -394,7 +498,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 num_pools=self._pool_connections,
                 maxsize=self._pool_maxsize,
                 block=self._pool_block,
-                **proxy_kwargs,
+                **{**self._connection_kw, **proxy_kwargs},
             )
         else:
             manager = proxy_from_url(
@@ -405,7 +509,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 block=self._pool_block,
                 trace=self._trace,
                 **self._pool_options,
-                **proxy_kwargs,
+                **{**self._connection_kw, **proxy_kwargs},
             )
         self.proxy_manager[proxy] = manager
         return manager
@@ -425,7 +529,22 @@ class HTTPAdapter(_stock.HTTPAdapter):
         ``timeout`` (None: a float, a ``(connect, read)`` tuple or a urllib3 ``Timeout``),
         ``verify`` (True, or a CA bundle file or directory), ``cert`` (None, a client certificate
         path or ``(cert, key)``), ``proxies`` (None).
+
+        A tool that patched ``requests.adapters.HTTPAdapter.send`` (responses'
+        ``RequestsMock``, ``@responses.activate``) gets the request, as it would from the stock
+        adapter; what it passes through to requests' own ``send`` still uses this adapter's
+        hooks and fastpool's pools. Under a vcrpy cassette (which swaps urllib3's connection
+        classes for its recorders) the request goes through a urllib3 pool manager of this
+        adapter's own, so that the cassette records or replays it.
         """
+        if _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND:
+            patched: Any = _StockHTTPAdapter.send
+            return patched(  # type: ignore[no-any-return]
+                self, request, stream=stream, timeout=timeout, verify=verify, cert=cert,
+                proxies=proxies,
+            )  # fmt: skip
+        if _U3_POOL.ConnectionCls is not _U3_CONNECTION:
+            return self._send_through_urllib3(request, stream, timeout, verify, cert, proxies)
         fast = None
         if (
             self._fast_route
@@ -464,6 +583,43 @@ class HTTPAdapter(_stock.HTTPAdapter):
             return self.build_response(request, resp)
         return self._fast_response(request, resp)
 
+    def _send_through_urllib3(
+        self,
+        request: PreparedRequest,
+        stream: bool,
+        timeout: Any,
+        verify: Any,
+        cert: Any,
+        proxies: dict[str, str] | None,
+    ) -> Response:
+        """requests' own adapter, with this one's settings, on urllib3's (patched) classes."""
+        adapter = self._urllib3_adapter
+        if adapter is None:
+            adapter = _StockHTTPAdapter(
+                self._pool_connections, self._pool_maxsize, self.max_retries, self._pool_block
+            )
+            if self._connection_kw:
+                adapter.init_poolmanager(
+                    self._pool_connections,
+                    self._pool_maxsize,
+                    block=self._pool_block,
+                    **self._connection_kw,
+                )
+            self._urllib3_adapter = adapter
+        response = _STOCK_ADAPTER_SEND(
+            adapter, request, stream=stream, timeout=timeout, verify=verify, cert=cert,
+            proxies=proxies,
+        )  # fmt: skip
+        response.connection = self
+        return response  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close the pool manager and the proxy managers: their pools and idle connections."""
+        super().close()
+        adapter = self._urllib3_adapter
+        if adapter is not None:
+            adapter.close()
+
     def _general_target(
         self,
         request: PreparedRequest,
@@ -474,6 +630,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
         proxies: dict[str, str] | None,
     ) -> tuple[Any, str, TimeoutSauce]:
         """Pool, request target and timeout through the overridable hooks, as stock does."""
+        if not isinstance(self.poolmanager, PoolManager):
+            _warn_foreign_manager(self, self.poolmanager)
         try:
             conn = self.get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         except _u3.LocationValueError as e:

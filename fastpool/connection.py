@@ -31,6 +31,7 @@ from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from . import __version__
 from ._http11 import (
+    HAS_ACCEPT_ENCODING,
     HAS_CONTENT_LENGTH,
     HAS_HOST,
     HAS_TRANSFER_ENCODING,
@@ -105,6 +106,12 @@ class HTTPConnection:
 
     is_verified: bool = False
     proxy_is_verified: bool | None = None
+    #: Bounds on a response head (set per pool; see :class:`~fastpool.pool.HTTPConnectionPool`):
+    #: all its bytes, one line's bytes (http.client's 65536) and its header fields (http.client's
+    #: 100). A head past one raises ``ResponseHeadTooLarge``.
+    max_head_bytes: int = 1048576
+    max_line_bytes: int = 65536
+    max_headers: int = 100
 
     def __init__(
         self,
@@ -144,8 +151,10 @@ class HTTPConnection:
         self._tunnel_port: int | None = None
         self._tunnel_headers: Mapping[str, str] = {}
         self._sock_timeout: object = object()  # what settimeout() was last called with
-        #: The global connection cap this connection counts against (set by its pool), or None.
+        #: The global connection cap this connection counts against (set by its pool), or None,
+        #: and whether it holds one of its tokens (from its dial until its close).
         self._limiter: Any = None
+        self._has_token = False
         #: ``time.monotonic()`` when the socket was opened, and when it last went idle.
         self.connected_at = 0.0
         self.idle_since = 0.0
@@ -178,12 +187,13 @@ class HTTPConnection:
     def _readable_now(self) -> bool:
         # An idle keep-alive socket is readable only when the server closed it (EOF) or broke
         # the protocol by sending unasked bytes: either way it must not be reused.
-        if self._rest:
+        sock = self.sock
+        if self._rest or (type(sock) is not socket.socket and has_buffered_bytes(sock)):
             return True
         poller = self._poller
         if poller is None:
             poller = self._poller = select.poll()
-            poller.register(self.sock, select.POLLIN | select.POLLPRI)  # type: ignore[arg-type]
+            poller.register(sock, select.POLLIN | select.POLLPRI)  # type: ignore[arg-type]
         return bool(poller.poll(0))
 
     def set_tunnel(
@@ -246,13 +256,15 @@ class HTTPConnection:
         if limiter is None:
             self.sock = self._dial(self.host, self.port)
         else:
-            # A global cap (PoolManager max_connections): a dial needs a token, which close()
-            # gives back; may close another host's oldest idle connection, or wait.
-            limiter.acquire()
+            # A global cap (PoolManager max_connections): a dial needs a token (the pool
+            # usually took it already), which close() gives back.
+            if not self._has_token:
+                limiter.acquire()
+                self._has_token = True
             try:
                 self.sock = self._dial(self.host, self.port)
             except BaseException:
-                limiter.release(self)
+                self._give_token_back()
                 raise
         self.connected_at = monotonic()
         self._rest = b""
@@ -290,8 +302,7 @@ class HTTPConnection:
         except BaseException:
             self.sock = None
             sock.close()
-            if self._limiter is not None:
-                self._limiter.release(self)
+            self._give_token_back()
             raise
         self.proxy_is_verified = context.verify_mode == ssl.CERT_REQUIRED
 
@@ -324,8 +335,12 @@ class HTTPConnection:
         self.request_started = False
         if sock is not None:
             sock.close()
-            if self._limiter is not None:  # after the close: the cap counts real sockets
-                self._limiter.release(self)
+        self._give_token_back()  # after the close: the cap counts real sockets
+
+    def _give_token_back(self) -> None:
+        if self._has_token:
+            self._has_token = False
+            self._limiter.release(self)
 
     def settimeout(self, timeout: float | None) -> None:
         """Set the socket timeout (skips the call when it is unchanged)."""
@@ -374,6 +389,7 @@ class HTTPConnection:
         """
         if self.sock is None:
             self.connect()
+        self.request_started = False  # until a byte of this request goes out
         if headers:
             items = (
                 headers._store.values()  # type: ignore[attr-defined]
@@ -383,29 +399,32 @@ class HTTPConnection:
             pairs, present = collect_request_headers(items, SKIP_HEADER, SKIPPABLE_HEADERS)
         else:
             pairs, present = [], 0
-        has_host = present & HAS_HOST
-        has_ua = present & HAS_USER_AGENT
         has_length = present & HAS_CONTENT_LENGTH
         has_te = present & HAS_TRANSFER_ENCODING
-        if not has_host:
+        # urllib3's head, byte for byte: Host, Accept-Encoding, the body's framing and
+        # User-Agent (each unless the caller gave it), then the caller's headers in order.
+        defaults: list[tuple[str, str]] = []
+        if not present & HAS_HOST:
             if url[:1] != "/" and "://" in url:
                 # absolute-form through a forwarding proxy: Host names the origin
                 authority = url.split("/", 3)[2].rpartition("@")[2]
-                pairs.insert(0, ("Host", authority))
+                defaults.append(("Host", authority))
             else:
-                pairs.insert(0, ("Host", self._host_header()))
-        if not has_ua:
-            pairs.append(("User-Agent", default_user_agent))
+                defaults.append(("Host", self._host_header()))
+        if not present & HAS_ACCEPT_ENCODING:
+            defaults.append(("Accept-Encoding", "identity"))
 
         if body is None and not chunked:
             chunks: Iterable[Any] | None = None
-            if not has_length and not has_te and method.upper() not in _NO_BODY_METHODS:
-                pairs.append(("Content-Length", "0"))
+            if has_te and not has_length:
+                chunked = True  # the caller's Transfer-Encoding: an empty chunked body follows
+            elif not has_length and not has_te and method.upper() not in _NO_BODY_METHODS:
+                defaults.append(("Content-Length", "0"))
         else:
             chunks, content_length = body_to_chunks(body, method, self.blocksize)
             if chunked:
                 if not has_te:
-                    pairs.append(("Transfer-Encoding", "chunked"))
+                    defaults.append(("Transfer-Encoding", "chunked"))
             elif has_length:
                 chunked = False
             elif has_te:
@@ -413,14 +432,19 @@ class HTTPConnection:
             elif content_length is None:
                 if chunks is not None:
                     chunked = True
-                    pairs.append(("Transfer-Encoding", "chunked"))
+                    defaults.append(("Transfer-Encoding", "chunked"))
             else:
-                pairs.append(("Content-Length", str(content_length)))
+                defaults.append(("Content-Length", str(content_length)))
+        if not present & HAS_USER_AGENT:
+            defaults.append(("User-Agent", default_user_agent))
+        if defaults:
+            pairs[0:0] = defaults
 
         head = write_request_head(method, url, pairs)
-        self.request_started = False
         if chunks is None:
-            self._send(head)
+            # No body; a chunked one (chunked=True, or the caller's Transfer-Encoding) still
+            # needs its last chunk, or the server waits for the body until a timeout.
+            self._send(head + b"0\r\n\r\n" if chunked else head)
             return
         if not chunked and type(chunks) is tuple and len(chunks) == 1:
             data = chunks[0]
@@ -444,23 +468,25 @@ class HTTPConnection:
             sendall(b"0\r\n\r\n")
 
     # --- reading ------------------------------------------------------------------------------
-    def read_response_head(
-        self, method: str, max_head_bytes: int = 65536, max_headers: int = 100
-    ) -> ResponseHead:
+    def read_response_head(self, method: str) -> ResponseHead:
         """Receive and parse the next response head; leftover bytes stay for the body reader.
 
         A peer that closes before sending anything raises ``RemoteDisconnected``; one that
         closes within the head ends it there (see :meth:`_head_at_eof`). The ``_http11``
-        errors are raised for malformed or oversized heads. Socket errors propagate.
+        errors are raised for malformed heads, and for heads past the connection's
+        ``max_head_bytes``, ``max_line_bytes`` or ``max_headers``. Socket errors propagate.
         """
         sock = self.sock
         assert sock is not None
+        max_head_bytes = self.max_head_bytes
+        max_headers = self.max_headers
+        max_line_bytes = self.max_line_bytes
         data: bytes | bytearray = self._rest
         self._rest = b""
         # Go's rule: once any byte of the response arrived, the request is never replayed.
         self.head_started = bool(data)
         if data:
-            parsed = parse_response_head(data, method, max_head_bytes, max_headers)
+            parsed = parse_response_head(data, method, max_head_bytes, max_headers, max_line_bytes)
             if parsed is not None:
                 head, used = parsed
                 self._rest = bytes(data[used:])
@@ -471,14 +497,16 @@ class HTTPConnection:
             n = sock.recv_into(view, blocksize)
             if not n:
                 if data:
-                    return self._head_at_eof(data, method, max_head_bytes, max_headers)
+                    return self._head_at_eof(data, method)
                 # http.client's exception: urllib3 reports it as ProtocolError("Connection
                 # aborted.", RemoteDisconnected(...)), and so does our pool.
                 raise RemoteDisconnected("Remote end closed connection without response")
             if not data:
                 self.head_started = True
                 # The common case: the whole head arrives in one segment, parse in place.
-                parsed = parse_response_head(view[:n], method, max_head_bytes, max_headers)
+                parsed = parse_response_head(
+                    view[:n], method, max_head_bytes, max_headers, max_line_bytes
+                )
                 if parsed is not None:
                     head, used = parsed
                     if used < n:
@@ -487,15 +515,15 @@ class HTTPConnection:
                 data = bytearray(view[:n])
             else:
                 data += view[:n]
-                parsed = parse_response_head(data, method, max_head_bytes, max_headers)
+                parsed = parse_response_head(
+                    data, method, max_head_bytes, max_headers, max_line_bytes
+                )
                 if parsed is not None:
                     head, used = parsed
                     self._rest = bytes(data[used:])
                     return head
 
-    def _head_at_eof(
-        self, data: bytes | bytearray, method: str, max_head_bytes: int, max_headers: int
-    ) -> ResponseHead:
+    def _head_at_eof(self, data: bytes | bytearray, method: str) -> ResponseHead:
         """The head of a response whose server closed before the blank line ending it.
 
         http.client (so urllib3 and requests) takes the end of the stream as the end of the
@@ -512,7 +540,9 @@ class HTTPConnection:
             head += b"\r\n"  # the last line is whole: only the blank line is missing
         else:
             head = head.removesuffix(b"\r") + b"\r\n\r\n"  # end the cut line too
-        parsed = parse_response_head(head, method, max_head_bytes, max_headers)
+        parsed = parse_response_head(
+            head, method, self.max_head_bytes, self.max_headers, self.max_line_bytes
+        )
         if parsed is None:
             raise IncompleteResponseError("Connection closed in the middle of the response head")
         return parsed[0]
@@ -521,6 +551,20 @@ class HTTPConnection:
         """Return (and forget) the bytes received past the response head."""
         rest, self._rest = self._rest, b""
         return rest
+
+
+def has_buffered_bytes(sock: Any) -> bool:
+    """True when a TLS socket holds bytes already taken off the wire but not read.
+
+    A TLS record carries more than one read asks for: the rest waits in the ``ssl`` object
+    (``pending()``), where polling the socket cannot see it. Bytes after a complete response
+    are a protocol error (or an injected response), so such a connection is never reused.
+    A plain socket buffers nothing of ours.
+    """
+    if type(sock) is socket.socket or sock is None:
+        return False
+    pending = getattr(sock, "pending", None)
+    return pending is not None and pending() > 0
 
 
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
@@ -575,12 +619,22 @@ def build_ssl_context(
     elif ssl_context is None:
         context.load_default_certs()
     if cert_file:
-        context.load_cert_chain(cert_file, key_file, key_password)
+        # Without a password an encrypted key fails at once, with urllib3's error; OpenSSL's
+        # own fallback would prompt for one on the terminal.
+        context.load_cert_chain(
+            cert_file, key_file, _no_key_password if key_password is None else key_password
+        )
     try:
         context.set_alpn_protocols(["http/1.1"])
     except NotImplementedError:  # pragma: no cover - very old OpenSSL
         pass
     return context
+
+
+def _no_key_password() -> str:
+    from urllib3.exceptions import SSLError
+
+    raise SSLError("Client private key is encrypted, password is required")
 
 
 def _wrap_and_verify(
@@ -608,7 +662,11 @@ def _wrap_and_verify(
     ):
         from urllib3.util.ssl_match_hostname import match_hostname
 
-        match_hostname(tls.getpeercert(), assert_hostname or name)
+        match_hostname(
+            tls.getpeercert(),
+            assert_hostname or name,
+            hostname_checks_common_name=context.hostname_checks_common_name,
+        )
     return tls
 
 
@@ -666,6 +724,10 @@ class _TLSInTLS:
 
     def getpeercert(self, binary_form: bool = False) -> Any:
         return self._tls.getpeercert(binary_form)
+
+    def pending(self) -> int:
+        """Bytes taken off the wire but not yet read: decrypted, or still in either TLS layer."""
+        return int(self._tls.pending() + self._incoming.pending + has_buffered_bytes(self._outer))
 
     def settimeout(self, timeout: float | None) -> None:
         self._outer.settimeout(timeout)
@@ -758,8 +820,7 @@ class HTTPSConnection(HTTPConnection):
         except BaseException:
             self.sock = None
             sock.close()
-            if self._limiter is not None:
-                self._limiter.release(self)
+            self._give_token_back()
             raise
         self._poller = None
         self.is_verified = self.ssl_context.verify_mode == ssl.CERT_REQUIRED or bool(

@@ -1,20 +1,26 @@
 """The global connection cap of a PoolManager: ``max_connections`` across all its pools.
 
 :class:`ConnectionLimit` hands out one token per open connection (dials in progress included).
-At the cap a dial closes the least recently idle connection of any pool (Go's global idle LRU)
-or waits, first-in first-out, for a token or an idle connection. The pools call it; it knows
-them only as objects with a ``pool`` (their HostQueue) and their connections as hashable
-objects with a ``close()``.
+At the cap a request that needs a new connection closes the least recently idle connection of
+another pool (Go's global idle LRU), or waits in one first-in first-out queue. A connection
+coming back goes straight to the longest waiter when it waits for the same pool (as Go's
+transport hands a returning connection to a waiting dial), else it is closed and its token goes
+to that waiter; a token coming back goes to the longest waiter too. So waits are served first
+in, first out across all hosts, nobody overtakes a waiter, and a host is never dialed more than
+the cap and the demand need.
+
+The pools call it; it knows them only as objects with a ``pool`` (their HostQueue) and
+``_retired``, and their connections as hashable objects with a ``close()``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from _thread import allocate_lock
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import MSG_NOT_INT, MSG_NOT_POSITIVE, MSG_POOL_TIMEOUT, PoolTimeoutError
 
@@ -25,17 +31,44 @@ if TYPE_CHECKING:
 __all__ = ("ConnectionLimit",)
 
 
+# What a waiter was given (decided under the limit's lock).
+_WAITING = 0
+_TOKEN = 1  # a token: dial
+_CONN = 2  # a connection of its own pool: use it
+
+#: What :meth:`ConnectionLimit.put` did with a connection coming back.
+PUT_IDLE = 0  # checked in to its pool (kept idle, or refused: see the HostQueue's answer)
+PUT_HANDED = 1  # handed to a waiter of the same pool: give the slot back empty
+PUT_CLOSE = 2  # its token went to a waiter of another pool: close it, give the slot back
+
+
+class _Waiter:
+    """One request waiting at the cap: its own lock (held until it is served), its pool."""
+
+    __slots__ = ("conn", "lock", "pool", "state")
+
+    def __init__(self, pool: Any) -> None:
+        self.lock = allocate_lock()
+        self.lock.acquire()
+        self.pool = pool
+        self.conn: HTTPConnection | None = None
+        self.state = _WAITING
+
+
 class ConnectionLimit:
     """A hard cap on open connections (dials included) shared by the pools of one manager.
 
-    ``ConnectionLimit(max_connections, timeout=None)``. A connection takes a token when it
-    dials and gives it back when it closes. At the cap, a dial first closes the oldest idle
-    connection of any pool (a global LRU of idle connections, as Go's), else waits first-in
-    first-out up to ``timeout`` seconds (None: forever) for a token and then raises
-    :class:`~fastpool.exceptions.PoolTimeoutError`. A waiter holds no connection, so waiting
-    cannot deadlock the others. A waiter wakes when a token comes back and when a connection
-    goes idle (it may then close that one). ``open``, ``waiters`` and ``evicted_idle`` are
-    read-only counters.
+    ``ConnectionLimit(max_connections, timeout=None)``. An open connection holds one token.
+    A request that needs a new connection calls :meth:`acquire`: under the cap it gets a token;
+    at the cap it closes the oldest idle connection of another pool (a global LRU of idle
+    connections, as Go's) and takes its token, else it waits first-in first-out up to
+    ``timeout`` seconds (None: forever) and then raises
+    :class:`~fastpool.exceptions.PoolTimeoutError`. While anyone waits, nobody else takes a
+    token or an idle connection first: a connection coming back (:meth:`put`) goes to the
+    longest waiter if it waits for the same pool, else it is closed and its token goes to that
+    waiter; a token given back (:meth:`release`) goes to the longest waiter. A waiter holds no
+    connection, so waiting cannot deadlock the others. ``open``, ``waiters`` and
+    ``evicted_idle`` are read-only counters.
     """
 
     def __init__(self, max_connections: int, timeout: float | None = None) -> None:
@@ -49,51 +82,61 @@ class ConnectionLimit:
         self.timeout = timeout
         self.open = 0  # tokens out: connections open or dialing
         self.evicted_idle = 0  # idle connections closed to make room
-        self.waiters = 0  # dials waiting for a token now
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._local = threading.local()
         self._deferred: deque[HTTPConnection] = deque()
+        self._waiters: deque[_Waiter] = deque()
         # connection -> its pool, least recently idle first
         self._idle: OrderedDict[HTTPConnection, HTTPConnectionPool] = OrderedDict()
 
-    def acquire(self) -> None:
-        """Take a token for a dial (see the class docstring)."""
-        victims: list[tuple[HTTPConnectionPool, HTTPConnection]] = []
-        try:
-            with self._locked():
-                deadline = None
-                while self.open >= self.max_connections:
-                    victim = self._oldest_idle()
-                    if victim is not None:
-                        victims.append(victim)
-                        continue
-                    if deadline is None and self.timeout is not None:
-                        deadline = monotonic() + self.timeout
-                    remaining = None if deadline is None else deadline - monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise PoolTimeoutError(
-                            MSG_POOL_TIMEOUT.format(
-                                timeout=self.timeout, limit=self.max_connections
-                            )
-                        )
-                    # A collection run by an allocation above (the idle LRU's popitem) may
-                    # have deferred a release in this very thread: apply it before waiting,
-                    # or nobody would wake this wait for that token.
-                    self._settle()
-                    if self.open < self.max_connections:
-                        break
-                    self.waiters += 1
-                    try:
-                        self._cond.wait(remaining)
-                    finally:
-                        self.waiters -= 1
-                    self._settle()
-                self.open += 1
-        finally:
-            for pool, conn in victims:  # their tokens were already taken over
-                if pool._trace is not None:
-                    pool._trace.emit("discard", host=pool.host, port=pool.port, reason="closed")
-                conn.close()
+    @property
+    def waiters(self) -> int:
+        """Requests waiting at the cap now."""
+        return len(self._waiters)
+
+    def acquire(self, pool: HTTPConnectionPool | None = None) -> HTTPConnection | None:
+        """Wait for room to open a connection for ``pool``; None: a token is now held (dial).
+
+        Or an idle connection of ``pool`` itself (found idle here, or handed over by a
+        request done with it): the caller uses it instead of dialing, and holds no new token.
+        ``pool`` None (a connection dialing on its own) takes only a token.
+        """
+        waiter = _Waiter(pool)  # made before the lock (see _locked)
+        victim: tuple[HTTPConnectionPool, HTTPConnection] | None = None
+        with self._locked():
+            if not self._waiters:
+                if self.open < self.max_connections:
+                    self.open += 1
+                    return None
+                found = self._take_idle(pool)
+                if found is not None:
+                    if found[0] is pool:
+                        return found[1]  # an idle one of our own pool: reuse beats a dial
+                    victim = found  # its token is ours: close it below
+            if victim is None:
+                self._waiters.append(waiter)
+        if victim is not None:
+            self._close_evicted(*victim)
+            return None
+        return self._wait(waiter)
+
+    def _wait(self, waiter: _Waiter) -> HTTPConnection | None:
+        timeout = self.timeout
+        if timeout is None:
+            waiter.lock.acquire()
+        else:
+            waiter.lock.acquire(True, timeout)
+        with self._locked():
+            state = waiter.state
+            if state == _WAITING:
+                self._waiters.remove(waiter)
+        if state == _WAITING:
+            raise PoolTimeoutError(
+                MSG_POOL_TIMEOUT.format(timeout=self.timeout, limit=self.max_connections)
+            )
+        conn: HTTPConnection | None = waiter.conn  # None with a token (_TOKEN)
+        waiter.conn = None
+        return conn
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -103,7 +146,7 @@ class ConnectionLimit:
         # is taken: a thread's first set of a thread-local allocates, and a collection run by
         # that allocation must already see it (what it defers is settled once the lock is ours).
         self._local.busy = True
-        self._cond.acquire()
+        self._lock.acquire()
         try:
             self._settle()
             yield
@@ -112,7 +155,7 @@ class ConnectionLimit:
             try:
                 self._settle()
             finally:
-                self._cond.release()
+                self._lock.release()
                 self._local.busy = False
             if self._deferred:  # deferred after our last settle
                 with self._locked():
@@ -121,44 +164,84 @@ class ConnectionLimit:
     def _settle(self) -> None:
         # With the lock held: apply the releases deferred by finalizers.
         while self._deferred:
-            conn = self._deferred.popleft()
-            self._idle.pop(conn, None)
-            self.open -= 1
-            self._cond.notify()
+            self._give_token(self._deferred.popleft())
 
-    def _oldest_idle(self) -> tuple[HTTPConnectionPool, HTTPConnection] | None:
-        # Called with the lock held: detach the oldest idle connection that is still idle
-        # in its pool; its token passes to the dial that asked (open is unchanged).
-        while self._idle:
-            conn, pool = self._idle.popitem(last=False)
-            if pool.pool.remove(conn):
-                conn._limiter = None  # closed by acquire() without giving a token back
-                self.open -= 1
+    def _give_token(self, conn: HTTPConnection | None) -> None:
+        # With the lock held: ``conn``'s token (None: a token without a connection) goes to
+        # the longest waiter, else back to the pool of tokens.
+        if conn is not None:
+            self._idle.pop(conn, None)
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.state = _TOKEN
+            waiter.lock.release()
+        else:
+            self.open -= 1
+
+    def _take_idle(
+        self, pool: HTTPConnectionPool | None
+    ) -> tuple[HTTPConnectionPool, HTTPConnection] | None:
+        # With the lock held: the oldest idle connection that is still idle in its pool, taken
+        # out of it. Of another pool: its token passes to the caller (open is unchanged), who
+        # closes it. Of ``pool`` itself (a race with its checkout): the caller reuses it.
+        stale = []
+        found = None
+        for conn, owner in self._idle.items():
+            if owner.pool.remove(conn):
+                found = (owner, conn)
+                break
+            stale.append(conn)  # no longer idle there (checked out, or closed)
+        for conn in stale:
+            del self._idle[conn]
+        if found is not None:
+            del self._idle[found[1]]
+            if found[0] is not pool:
+                found[1]._has_token = False  # closed by the caller without giving it back
                 self.evicted_idle += 1
-                return pool, conn
-        return None
+        return found
+
+    def _close_evicted(self, pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
+        if pool._trace is not None:
+            pool._trace.emit("discard", host=pool.host, port=pool.port, reason="closed")
+        conn.close()
 
     def release(self, conn: HTTPConnection) -> None:
-        """Give ``conn``'s token back (it closed, or its dial failed)."""
+        """Give ``conn``'s token back (it closed, or its dial failed): to the longest waiter."""
         if getattr(self._local, "busy", False):
             # A finalizer run while this thread holds our lock: applied as that lock is
             # released (HostQueue calls allocate nothing GC-tracked, so none runs in them).
             self._deferred.append(conn)
             return
         with self._locked():
-            self._idle.pop(conn, None)
-            self.open -= 1
-            self._cond.notify()
+            self._give_token(conn)
 
-    def idle(self, pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
-        """``conn`` went idle in ``pool``: the most recent in the global idle order."""
+    def put(self, pool: HTTPConnectionPool, conn: HTTPConnection) -> tuple[int, bool]:
+        """``conn`` of ``pool`` is done with a request and may be reused: who gets it.
+
+        Returns ``(PUT_HANDED, False)``: handed to the longest waiter, which waits for ``pool``
+        (the caller gives its own slot back empty); ``(PUT_CLOSE, False)``: the longest
+        waiter, of another pool, took its token (the caller closes it and gives its slot back); else
+        ``(PUT_IDLE, kept)``: checked in to ``pool``'s HostQueue, ``kept`` its answer.
+        """
         with self._locked():
-            self._idle[conn] = pool
-            self._idle.move_to_end(conn)
-            # A dial waiting at the cap may close this connection to make room: wake one. A
-            # waiter that found no idle connection a moment ago would otherwise wait for a
-            # token that no one is going to give back (every connection idle, none closing).
-            self._cond.notify()
+            if self._waiters and not pool._retired and not pool.pool.closed:
+                waiter = self._waiters[0]  # the longest waiter is served first, whatever its host
+                if waiter.pool is pool:
+                    self._waiters.popleft()
+                    waiter.conn = conn
+                    waiter.state = _CONN
+                    waiter.lock.release()
+                    return PUT_HANDED, False
+                conn._has_token = False  # closed by the caller without giving it back
+                self.evicted_idle += 1
+                self._give_token(None)
+                return PUT_CLOSE, False
+            # (A retired or closed pool closes what comes back: its token then goes to a waiter.)
+            kept = bool(pool.pool.checkin(conn))
+            if kept:
+                self._idle[conn] = pool
+                self._idle.move_to_end(conn)
+            return PUT_IDLE, kept
 
     def busy(self, conn: HTTPConnection) -> None:
         """``conn`` was checked out: no longer a candidate to close."""
@@ -167,9 +250,9 @@ class ConnectionLimit:
 
     def reset(self) -> None:
         """Forget every token (a forked child: the parent's connections are not ours)."""
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._local = threading.local()
         self._deferred.clear()
+        self._waiters.clear()
         self.open = 0
-        self.waiters = 0
         self._idle.clear()

@@ -52,12 +52,14 @@ from ._hostqueue import HostQueue
 from .connection import HTTPConnection, HTTPSConnection, build_ssl_context, port_by_scheme
 from .exceptions import (
     MSG_NAN,
+    MSG_NOT_INT,
     MSG_NOT_NUMBER,
+    MSG_NOT_POSITIVE,
     InvalidContentLengthError,
     PoolTimeoutError,
     ProtocolError,
 )
-from .limits import ConnectionLimit
+from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
 from .response import HTTPResponse
 
 if typing.TYPE_CHECKING:
@@ -145,6 +147,16 @@ def _check_wait(value: object) -> float:
     return float(value)
 
 
+def _check_bound(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(MSG_NOT_INT.format(name=name, type=type(value).__name__))
+    if value < 1:
+        raise ValueError(MSG_NOT_POSITIVE.format(name=name, value=value))
+    return value
+
+
 def _after_fork_in_child() -> None:
     # The child must never speak on a socket it shares with its parent: every pool starts
     # empty. Closing our copy of a file descriptor leaves the parent's socket open.
@@ -184,12 +196,19 @@ class HTTPConnectionPool(RequestMethods):
         ``PoolTimeoutError`` when ``urlopen`` gets no ``pool_timeout``. Default None: forever.
     :param pool_full_warning: keyword-only. ``"always"`` (default, as urllib3): log "Connection
         pool is full" on every discard; ``"first"``: once, then a summary every 100 discards.
+    :param max_line_bytes, max_headers, max_head_bytes: keyword-only bounds on a response head:
+        one line's bytes, its line ending included (default None: 65536, http.client's), its
+        header fields (None: 100, http.client's), and all its bytes, 1xx heads included
+        (None: 1048576, a bound http.client lacks). Past one, ``ProtocolError`` (the cause a
+        ``ResponseHeadTooLarge``), never retried.
     :param \\**conn_kw: passed to each new connection (``source_address``, ``socket_options``,
         ``blocksize`` ...).
 
     Counters (ints, only growing): ``expired_idle``, ``expired_lifetime``, ``dropped_stale``
     (idle connections found closed by the server at checkout), ``retried`` (requests sent
-    again after the keep-alive race), plus ``num_connections``/``num_requests`` and the
+    again after the keep-alive race), ``handed_over`` (checkouts that waited at the global
+    cap and were handed a connection of this pool coming back: reuses, though the HostQueue
+    counted them as dials), plus ``num_connections``/``num_requests`` and the
     HostQueue's counters in ``pool``.
     """
 
@@ -220,6 +239,9 @@ class HTTPConnectionPool(RequestMethods):
         max_connections_per_host: int | None = None,
         pool_timeout: float | None = None,
         pool_full_warning: str = "always",
+        max_line_bytes: int | None = None,
+        max_headers: int | None = None,
+        max_head_bytes: int | None = None,
         _trace: Any = None,
         _limiter: ConnectionLimit | None = None,
         **conn_kw: Any,
@@ -247,6 +269,13 @@ class HTTPConnectionPool(RequestMethods):
                 f"pool_full_warning must be 'always' or 'first', got {pool_full_warning!r}"
             )
         self._warn_first = pool_full_warning == "first"
+        # name -> bound, only those set: each new connection gets them (its defaults otherwise)
+        bounds = {
+            "max_line_bytes": _check_bound("max_line_bytes", max_line_bytes),
+            "max_headers": _check_bound("max_headers", max_headers),
+            "max_head_bytes": _check_bound("max_head_bytes", max_head_bytes),
+        }
+        self._head_bounds = {name: value for name, value in bounds.items() if value is not None}
         self._retired = False
         self._limiter = _limiter
         self._trace = _trace
@@ -254,6 +283,7 @@ class HTTPConnectionPool(RequestMethods):
         self.expired_lifetime = 0
         self.dropped_stale = 0
         self.retried = 0
+        self.handed_over = 0
         _all_pools.add(self)
         # A pool dropped without close() still closes its idle sockets (as urllib3's does).
         weakref.finalize(self, _close_idle, self.pool)
@@ -303,6 +333,8 @@ class HTTPConnectionPool(RequestMethods):
         log.debug(self._new_conn_log, self.num_connections, self.host, self.port or self._log_port)
         conn = self._make_conn()
         conn._limiter = self._limiter
+        if self._head_bounds:
+            conn.__dict__.update(self._head_bounds)
         return conn
 
     def _make_conn(self) -> HTTPConnection:
@@ -330,12 +362,14 @@ class HTTPConnectionPool(RequestMethods):
             conn = self._traced_checkout(trace, timeout)
         try:
             if conn is None:
-                if trace is not None:
-                    trace.emit(
-                        "got_conn", host=self.host, port=self.port, reused=False, idle_time=None
-                    )
-                return self._new_conn()
-            if self._limiter is not None:
+                conn = self._new_conn() if self._limiter is None else self._room_for(None)
+                if conn.sock is None:  # to dial (not one handed over at the cap)
+                    if trace is not None:
+                        trace.emit(
+                            "got_conn", host=self.host, port=self.port, reused=False, idle_time=None
+                        )
+                    return conn
+            elif self._limiter is not None:
                 self._limiter.busy(conn)
             if self._expiry:
                 self._expire(conn)
@@ -345,6 +379,8 @@ class HTTPConnectionPool(RequestMethods):
                 if trace is not None:
                     trace.emit("discard", host=self.host, port=self.port, reason="stale")
                 conn.close()
+            if conn.sock is None and self._limiter is not None and not conn._has_token:
+                conn = self._room_for(conn)  # closed here: it needs room at the cap again
             if trace is not None:
                 reused = conn.sock is not None
                 trace.emit(
@@ -360,6 +396,19 @@ class HTTPConnectionPool(RequestMethods):
                 conn.close()
             self._put_conn(None)
             raise
+
+    def _room_for(self, closed: HTTPConnection | None) -> HTTPConnection:
+        """At the global cap: a token to dial (on ``closed``, or a new connection), or an idle
+        connection of this pool handed over by the cap's queue (see ConnectionLimit)."""
+        limiter = self._limiter
+        assert limiter is not None
+        handed = limiter.acquire(self)
+        if handed is not None:
+            self.handed_over += 1
+            return handed
+        conn = self._new_conn() if closed is None else closed
+        conn._has_token = True
+        return conn
 
     def _traced_checkout(self, trace: Any, timeout: float | None) -> Any:
         # Only with a trace: try without waiting first, so a wait can be reported as one.
@@ -408,19 +457,26 @@ class HTTPConnectionPool(RequestMethods):
 
     def _put_conn(self, conn: HTTPConnection | None) -> None:
         """Check a connection (or ``None``: just the slot) back in; close what is not kept."""
-        if conn is not None:
-            conn.idle_since = monotonic()
-        kept = self.pool.checkin(conn)
         if conn is None:
+            self.pool.checkin(None)
             return
+        conn.idle_since = monotonic()
+        if self._limiter is None:
+            kept = self.pool.checkin(conn)
+        else:
+            # At a global cap, requests waiting for room come first (see ConnectionLimit).
+            outcome, kept = self._limiter.put(self, conn)
+            if outcome != PUT_IDLE:
+                self.pool.checkin(None)  # our slot goes back empty
+                if outcome == PUT_CLOSE:  # its token went to a waiter of another pool
+                    self._discard(conn, "closed")
+                return
         if kept:
             # A retired pool (evicted by its manager) keeps nothing idle; a waiter handed the
             # connection directly keeps it (remove() finds it only on the idle stack).
             if self._retired and self.pool.remove(conn):
                 self._discard(conn, "closed")
                 return
-            if self._limiter is not None:
-                self._limiter.idle(self, conn)
             if self._trace is not None:
                 self._trace.emit("put_idle", host=self.host, port=self.port)
             return
@@ -487,6 +543,7 @@ class HTTPConnectionPool(RequestMethods):
             if sock is not None:
                 sock.close()
         self.pool = HostQueue(old.maxsize, old.block, old.limit)
+        self.handed_over = 0  # counted against the old queue's checkouts
         if self._limiter is not None:
             self._limiter.reset()
         if old.closed:
@@ -859,6 +916,22 @@ class HTTPConnectionPool(RequestMethods):
             )
             retries.sleep()
             err = e
+        except (ValueError, TypeError):
+            # A request refused before a byte of it was sent (a bad method, target or header,
+            # InvalidRequestError): the connection is as clean as before, so it is kept. (After
+            # the clauses above: ssl's certificate errors are ValueErrors too.)
+            if (
+                owned
+                and response is None
+                and conn is not None
+                and conn.sock is not None
+                and not conn.request_started
+                and conn.reusable
+            ):
+                owned = False
+                clean_exit = True
+                self._put_conn(conn)
+            raise
         finally:
             if not clean_exit:
                 if response is not None:

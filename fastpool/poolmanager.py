@@ -82,6 +82,75 @@ def _retirer(manager: PoolManager) -> Any:
     return dispose
 
 
+def _forgetter(cache: dict[Any, Any], generation: list[int]) -> Any:
+    """What a change of the settings calls: forget every remembered pool key and count a new
+    generation, so a key computed from settings that changed meanwhile is not kept either.
+    (A plain dict: a dict subclass's ``get`` costs about 1% of a request, measured.)"""
+
+    def forget() -> None:
+        generation[0] += 1
+        cache.clear()
+
+    return forget
+
+
+class _WatchedDict(dict):  # type: ignore[type-arg]
+    """A dict that calls ``changed()`` after any change made through its own methods.
+
+    A PoolManager remembers the pool key of each (origin, request settings) it has seen; its
+    ``connection_pool_kw`` and ``key_fn_by_scheme`` are these dicts, so that an in-place
+    change (``pm.connection_pool_kw.update(cert_reqs="CERT_REQUIRED")``) forgets every
+    remembered key at once and the next request gets the pool of the settings in force, as
+    urllib3 derives it on every call. Values changed in place inside the dict (a nested
+    headers dict) are shared by reference with the pools, as they are in urllib3.
+    """
+
+    __slots__ = ("changed",)
+
+    def __init__(self, data: Mapping[Any, Any], changed: Any) -> None:
+        super().__init__(data)
+        self.changed = changed
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.changed()
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self.changed()
+
+    def __ior__(self, other: Any) -> Self:  # type: ignore[misc]
+        super().__ior__(other)
+        self.changed()
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.changed()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        value = super().setdefault(key, default)
+        self.changed()
+        return value
+
+    def pop(self, *args: Any) -> Any:
+        value = super().pop(*args)
+        self.changed()
+        return value
+
+    def popitem(self) -> tuple[Any, Any]:
+        item = super().popitem()
+        self.changed()
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self.changed()
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))  # a copy or a pickle is a plain dict
+
+
 class PoolManager(RequestMethods):
     """Requests to any origin, with one pool per origin and settings (urllib3's ``PoolManager``).
 
@@ -92,6 +161,10 @@ class PoolManager(RequestMethods):
     :param idle_timeout, max_lifetime, max_connections_per_host, pool_timeout,
         pool_full_warning: keyword-only, default None (stock behaviour); passed to every pool
         (see :class:`~fastpool.pool.HTTPConnectionPool`).
+    :param max_line_bytes, max_headers, max_head_bytes: keyword-only bounds on a response
+        head (default None: 65536 bytes a line and 100 header fields, as http.client, and
+        1048576 bytes in all); passed to every pool (see
+        :class:`~fastpool.pool.HTTPConnectionPool`).
     :param max_connections: keyword-only. A hard cap on open connections across all pools,
         dials included (default None: no cap). At the cap a dial closes the oldest idle
         connection of any host, else waits up to ``pool_timeout`` (FIFO) and raises
@@ -123,6 +196,9 @@ class PoolManager(RequestMethods):
         pool_timeout: float | None = None,
         pool_full_warning: str | None = None,
         max_connections: int | None = None,
+        max_line_bytes: int | None = None,
+        max_headers: int | None = None,
+        max_head_bytes: int | None = None,
         trace: Any = None,
         **connection_pool_kw: Any,
     ) -> None:
@@ -134,6 +210,9 @@ class PoolManager(RequestMethods):
             "max_connections_per_host": max_connections_per_host,
             "pool_timeout": pool_timeout,
             "pool_full_warning": pool_full_warning,
+            "max_line_bytes": max_line_bytes,
+            "max_headers": max_headers,
+            "max_head_bytes": max_head_bytes,
         }
         self._pool_options: dict[str, Any] = {n: v for n, v in options.items() if v is not None}
         #: The global cap on open connections across this manager's pools, or None.
@@ -153,15 +232,40 @@ class PoolManager(RequestMethods):
             if not isinstance(retries, Retry):
                 connection_pool_kw = connection_pool_kw.copy()
                 connection_pool_kw["retries"] = Retry.from_int(retries)
+        # (scheme, host, port, pool_kwargs items) -> (pool key, request context): valid only
+        # for the connection_pool_kw and key_fn_by_scheme in force, so any change to either
+        # (assigned anew, or changed in place) empties it.
+        self._key_cache: dict[Any, Any] = {}
+        self._generation = [0]
+        self._forget_keys = _forgetter(self._key_cache, self._generation)
         self.connection_pool_kw = connection_pool_kw
         self.pools: LRUMap[Any, HTTPConnectionPool] = LRUMap(num_pools, dispose_func=_retirer(self))
         self.pool_classes_by_scheme = pool_classes_by_scheme
         self.key_fn_by_scheme = key_fn_by_scheme.copy()
         self._lock = threading.Lock()  # only the create-a-pool path takes it
-        # (scheme, host, port, pool_kwargs items) -> (pool key, request context)
-        self._key_cache: dict[Any, Any] = {}
         # absolute URL -> (scheme, host, port, what to send as the request target)
         self._url_cache: dict[str, tuple[str, str, int | None, str]] = {}
+
+    @property
+    def connection_pool_kw(self) -> dict[str, Any]:
+        """The settings every new pool gets (urllib3's attribute). A change, in place or by
+        assignment, applies to the next request: it gets the pool of the new settings."""
+        return self._connection_pool_kw
+
+    @connection_pool_kw.setter
+    def connection_pool_kw(self, value: Mapping[str, Any]) -> None:
+        self._connection_pool_kw = _WatchedDict(value, self._forget_keys)
+        self._forget_keys()
+
+    @property
+    def key_fn_by_scheme(self) -> dict[str, Any]:
+        """scheme -> the function that makes a pool key from a request context (urllib3's)."""
+        return self._key_fn_by_scheme
+
+    @key_fn_by_scheme.setter
+    def key_fn_by_scheme(self, value: Mapping[str, Any]) -> None:
+        self._key_fn_by_scheme = _WatchedDict(value, self._forget_keys)
+        self._forget_keys()
 
     def __enter__(self) -> Self:
         return self
@@ -176,8 +280,8 @@ class PoolManager(RequestMethods):
         queue = pool.pool
         totals = self.evicted_totals
         self.evicted_pools += 1
-        totals["created"] += queue.created
-        totals["reused"] += queue.reused
+        totals["created"] += queue.created - pool.handed_over  # see stats.host_stats
+        totals["reused"] += queue.reused + pool.handed_over
         totals["discarded_full"] += queue.discarded
         totals["expired_idle"] += pool.expired_idle
         totals["expired_lifetime"] += pool.expired_lifetime
@@ -265,13 +369,15 @@ class PoolManager(RequestMethods):
             hash(cache_key)
         except TypeError:
             cache_key = None
+        key_cache = self._key_cache
         if cache_key is not None:
-            cached = self._key_cache.get(cache_key)
+            cached = key_cache.get(cache_key)
             if cached is not None:
                 pool = self.pools.get(cached[0])
                 if pool is not None:
                     return pool
                 return self.connection_from_pool_key(cached[0], dict(cached[1]))
+        generation = self._generation[0]  # before the settings are read
         request_context = self._merge_pool_kwargs(pool_kwargs)
         request_context["scheme"] = scheme
         if not port:
@@ -284,9 +390,13 @@ class PoolManager(RequestMethods):
             raise URLSchemeUnknown(scheme_l)
         pool_key = key_fn(request_context)
         if cache_key is not None:
-            if len(self._key_cache) >= _CACHE_SIZE:
-                self._key_cache.clear()
-            self._key_cache[cache_key] = (pool_key, dict(request_context))
+            if len(key_cache) >= _CACHE_SIZE:
+                key_cache.clear()
+            key_cache[cache_key] = (pool_key, dict(request_context))
+            if self._generation[0] != generation:
+                # The settings changed while this key was computed from them: not kept (a
+                # change after the store empties the cache itself).
+                key_cache.pop(cache_key, None)
         return self.connection_from_pool_key(pool_key, request_context=request_context)
 
     def connection_from_context(self, request_context: dict[str, Any]) -> HTTPConnectionPool:

@@ -22,6 +22,7 @@ from urllib3.exceptions import DecodeError, HTTPError, IncompleteRead, ReadTimeo
 from urllib3.response import BaseHTTPResponse
 
 from ._http11 import ChunkedDecoder, header_store
+from .connection import has_buffered_bytes
 from .exceptions import (
     MAX_DECODE_LINKS,
     MSG_TOO_MANY_ENCODINGS,
@@ -1022,8 +1023,13 @@ class HTTPResponse(BaseHTTPResponse):
         conn = self._connection
         if conn is None or self._holding:  # _drain_cheaply hands it back itself
             return
-        if not self._keep_alive or self._rest:
-            self._abandon()
+        sock = conn.sock
+        if (
+            not self._keep_alive
+            or self._rest
+            or (type(sock) is not socket.socket and has_buffered_bytes(sock))
+        ):
+            self._abandon()  # bytes after the response (in our buffer or TLS's): never reuse
             return
         self._connection = None
         conn.requests += 1

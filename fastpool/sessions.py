@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import http.cookiejar
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from urllib.parse import urlparse
 
 import requests
 import requests.adapters
+import requests.sessions
 from requests.auth import _basic_auth_str
 from requests.cookies import (
     MockRequest,
@@ -62,7 +64,7 @@ from urllib3.exceptions import SSLError as U3SSLError
 
 from ._environment import Environment
 from ._prefix import PrefixRouter
-from .adapters import HTTPAdapter
+from .adapters import HTTPAdapter, stock_function
 from .exceptions import MSG_NO_MATCH, NoMatchError
 from .response import HTTPResponse as EngineResponse
 
@@ -877,7 +879,13 @@ class Session(requests.Session):
         Proxies come from the environment snapshot; a response without ``Set-Cookie`` skips
         the cookie machinery (it would store nothing); a response that is no redirect skips
         the redirect generator (it would yield nothing).
+
+        A tool that patched or wrapped ``requests.Session.send`` (OpenTelemetry's requests
+        instrumentation, requests-mock's ``Mocker``) gets the request, as it would from
+        ``requests.Session``: requests' own ``send`` then runs, through this Session's adapters.
         """
+        if _RequestsSession.send is not _STOCK_SEND:
+            return self._send_through_patch(request, kwargs)
         kwargs.setdefault("stream", self.stream)
         kwargs.setdefault("verify", self.verify)
         kwargs.setdefault("cert", self.cert)
@@ -919,6 +927,34 @@ class Session(requests.Session):
         if not stream:
             _read_content(r)
         return r
+
+    def _send_through_patch(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
+        patched: Any = _RequestsSession.send
+        try:
+            return patched(self, request, **kwargs)  # type: ignore[no-any-return]
+        finally:
+            self._drop_restored_get_adapter()
+
+    def _drop_restored_get_adapter(self) -> None:
+        # requests-mock's Mocker sets get_adapter on the instance for each request, and then
+        # sets the one it saw on requests.Session (requests' own, bound to this Session): that
+        # one would stay, and replace the router with requests' scan. Dropped, under the lock
+        # Mocker holds while its own is set.
+        # (Looked for through the attribute first: reading __dict__ makes attribute storage
+        # slower, see request.)
+        if getattr(self.get_adapter, "__func__", None) is not _RequestsSession.get_adapter:
+            return
+        mocker = sys.modules.get("requests_mock.mocker")
+        lock = getattr(mocker, "_send_lock", None)
+        if lock is None:
+            return
+        with lock:
+            left = self.__dict__.get("get_adapter")
+            if (
+                getattr(left, "__self__", None) is self
+                and getattr(left, "__func__", None) is _RequestsSession.get_adapter
+            ):
+                del self.__dict__["get_adapter"]
 
     def _redirect_target(self, r: Response) -> str | None:
         # get_redirect_target, which first asks r.is_redirect: "location" in r.headers (a
@@ -994,12 +1030,12 @@ class Session(requests.Session):
 
 # What Session.request checks to take its direct route (see there): the functions as defined,
 # so a mock.patch.object of one of them on the class is noticed too. requests' own request,
-# unless something wrapped it before this import (functools.wraps leaves __wrapped__): then
-# the direct route is never taken and the wrapper always runs.
+# found through the __wrapped__ of a wrapper set before this import (functools.wraps), so
+# such a wrapper is noticed as well; an unknown replacement is always called.
 # requests' class itself, not whatever ``requests.Session`` names later: a program may set
 # ``requests.Session = fastpool.Session`` to speed up the libraries it uses.
 _RequestsSession: type[requests.Session] = Session.__bases__[0]
-_STOCK_REQUEST = (
-    None if hasattr(_RequestsSession.request, "__wrapped__") else _RequestsSession.request
-)
+_STOCK_REQUEST = stock_function(_RequestsSession.request, requests.sessions)
+# requests' own Session.send: while requests.Session.send is this function, nothing patched it.
+_STOCK_SEND = stock_function(_RequestsSession.send, requests.sessions)
 _OWN_STEPS = (Session.prepare_request, Session.merge_environment_settings, Session.send)

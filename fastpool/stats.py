@@ -98,6 +98,9 @@ def host_stats(pool: Any) -> HostStats:
     instants (no lock is taken, so a snapshot never slows requests down).
     """
     queue = pool.pool
+    # A checkout that waited at the global cap and was handed a connection coming back counted
+    # as a dial in the queue; it reused one.
+    handed = getattr(pool, "handed_over", 0)
     return HostStats(
         scheme=str(pool.scheme),
         host=str(pool.host),
@@ -106,8 +109,8 @@ def host_stats(pool: Any) -> HostStats:
         idle=queue.idle,
         in_use=queue.in_use,
         waiters=queue.waiters,
-        created=queue.created,
-        reused=queue.reused,
+        created=queue.created - handed,
+        reused=queue.reused + handed,
         discarded_full=queue.discarded,
         expired_idle=getattr(pool, "expired_idle", 0),
         expired_lifetime=getattr(pool, "expired_lifetime", 0),

@@ -68,6 +68,8 @@ def test_signature_is_stock_plus_keyword_only_options() -> None:
         "max_connections_per_host": None,
         "max_connections": None,
         "pool_full_warning": "always",
+        "source_address": None,
+        "socket_options": None,
     }
 
 
@@ -91,7 +93,12 @@ def _state(adapter: Any) -> dict[str, Any]:
 def test_state_equals_stock(args: tuple, kwargs: dict[str, Any]) -> None:
     ours = HTTPAdapter(*args, **kwargs)
     stock = STOCK(*args, **kwargs)
-    assert _state(ours) == {**_state(stock), "_pool_timeout": None, "_pool_options": {}}
+    assert _state(ours) == {
+        **_state(stock),
+        "_pool_timeout": None,
+        "_pool_options": {},
+        "_connection_kw": {},
+    }
     assert ours.proxy_manager == {} and ours.config == {}
     assert type(ours.poolmanager) is fastpool.PoolManager
     assert ours.pool_timeout is None

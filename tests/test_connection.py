@@ -40,7 +40,9 @@ def test_default_headers_and_host(fault_server_factory):
     assert request.header("host") == f"127.0.0.1:{server.port}"
     assert request.header("user-agent") == default_user_agent
     assert request.header("content-length") is None  # GET without a body: none
-    assert [k for k, _ in request.headers][:2] == ["Host", "X-A"]
+    # urllib3's order: its defaults first, then the caller's headers
+    assert [k for k, _ in request.headers] == ["Host", "Accept-Encoding", "User-Agent", "X-A"]
+    assert request.header("accept-encoding") == "identity"
 
 
 def test_bytes_header_names_replace_the_defaults_as_in_urllib3(fault_server_factory):

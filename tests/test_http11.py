@@ -287,9 +287,17 @@ def test_parse_split_at_every_offset(http11: ModuleType, data: bytes) -> None:
         (b"HTTP/1.0 404 Not Found", 10, 404, "Not Found"),
         (b"HTTP/1.1 200", 11, 200, ""),
         (b"HTTP/1.1 200 ", 11, 200, ""),
-        (b"HTTP/1.1 200  two  spaces ", 11, 200, " two  spaces "),
+        (b"HTTP/1.1 200  two  spaces ", 11, 200, "two  spaces"),
+        # RFC 9112 4: a recipient may split the status line on whitespace (http.client does)
+        (b"HTTP/1.1  200 OK", 11, 200, "OK"),
+        (b"HTTP/1.1\t200\tOK", 11, 200, "OK"),
+        (b"HTTP/1.0 \t 301 \t Moved \t", 10, 301, "Moved"),
+        (b"HTTP/1.1\t200", 11, 200, ""),
         (b"HTTP/1.1 999 x", 11, 999, "x"),
-        (b"HTTP/1.1 599 \x01\x7f\t", 11, 599, "\x01\x7f\t"),  # both oracles accept CTLs here
+        # RFC 9112 2.3: another minor version of HTTP/1 is read as 1.1 (http.client does too)
+        (b"HTTP/1.2 200 OK", 11, 200, "OK"),
+        (b"HTTP/1.9 204 No", 11, 204, "No"),
+        (b"HTTP/1.1 599 \x01\x7f\t", 11, 599, "\x01\x7f"),  # both oracles accept CTLs here
     ],
 )
 def test_status_line_valid(
@@ -305,12 +313,11 @@ def test_status_line_valid(
         b"HTTP/1.1 20 OK",
         b"HTTP/1.1 2000 OK",
         b"HTTP/1.1 200OK",
-        b"HTTP/1.1  200 OK",
+        b"HTTP/1.1200 OK",
+        b"HTTP/1.1 200\x0bOK",
         b"HTTP/1.1 099 Low",
         b"HTTP/1.1 -20 OK",
         b"HTTP/1.1 2x0 OK",
-        b"HTTP/1.1\t200 OK",
-        b"HTTP/1.2 200 OK",
         b"HTTP/1.x 200 OK",
         b"HTTP/1.1",
         b"HTTP/1.1 ",
@@ -500,11 +507,43 @@ def test_interim_response_count_limit(http11: ModuleType) -> None:
     assert str(info.value) == "more than 100 interim (1xx) responses before the final one"
 
 
-def test_default_max_head_bytes(http11: ModuleType) -> None:
+def test_default_limits_are_http_clients(http11: ModuleType) -> None:
+    # http.client's bounds: 65536 bytes a line (its CRLF included) and 100 header fields.
+    seventy_kb = response(*(f"X-{i}: {'a' * 1000}" for i in range(70)))
+    assert len(seventy_kb) > 70000
+    assert len(parse(http11, seventy_kb)[3]) == 70
+    line = b"X: " + b"a" * (65536 - 5)  # + CRLF = 65536
+    assert parse(http11, b"HTTP/1.1 200 OK\r\n" + line + b"\r\n\r\n")[1] == 200
     big = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000
-    assert http11.parse_response_head(big[:65535]) is None
-    with pytest.raises(ResponseHeadTooLarge, match="max_head_bytes=65536"):
-        http11.parse_response_head(big)
+    assert http11.parse_response_head(big[:65537]) is None  # the line may still end in time
+    with pytest.raises(ResponseHeadTooLarge, match="max_line_bytes=65536"):
+        http11.parse_response_head(big[:65560])  # past the bound before its end: fail at once
+    with pytest.raises(ResponseHeadTooLarge, match="max_line_bytes=65536"):
+        http11.parse_response_head(big + b"\r\n\r\n")
+    assert len(parse(http11, response(*(f"X-{i}: {i}" for i in range(100))))[3]) == 100
+    with pytest.raises(ResponseHeadTooLarge, match="max_headers=100"):
+        http11.parse_response_head(response(*(f"X-{i}: {i}" for i in range(101))))
+
+
+def test_default_max_head_bytes_bounds_the_whole_head(http11: ModuleType) -> None:
+    # 100 lines of 60 KB each pass http.client's bounds: the total bound (1 MiB) stops them.
+    lines = [f"X-{i}: {'a' * 60000}" for i in range(20)]
+    data = response(*lines)
+    assert len(data) > 1048576
+    assert http11.parse_response_head(data[:1048575]) is None
+    with pytest.raises(ResponseHeadTooLarge, match="max_head_bytes=1048576"):
+        http11.parse_response_head(data)
+    assert len(parse(http11, data, max_head_bytes=2**21)[3]) == 20
+
+
+@pytest.mark.parametrize("max_line_bytes", [20, 21, 22])
+def test_max_line_bytes_boundary(http11: ModuleType, max_line_bytes: int) -> None:
+    data = b"HTTP/1.1 200 OK\r\nX-Long: 1234567890\r\n\r\n"  # the X-Long line: 20 bytes
+    if max_line_bytes >= 20:
+        assert parse(http11, data, max_line_bytes=max_line_bytes)[1] == 200
+    with pytest.raises(ResponseHeadTooLarge) as info:
+        http11.parse_response_head(data, max_line_bytes=19)
+    assert str(info.value) == "response head line longer than max_line_bytes=19 bytes"
 
 
 def test_max_headers_boundary(http11: ModuleType) -> None:
@@ -831,6 +870,15 @@ def test_chunked_large_chunk_in_many_feeds(http11: ModuleType) -> None:
     assert decoder.done
 
 
+@pytest.mark.parametrize("line", [b"5 ", b"5\t", b"5 ;a=b", b"5\t \t;a=b", b"5; a=b"])
+def test_chunked_whitespace_before_extension_is_accepted(http11: ModuleType, line: bytes) -> None:
+    # RFC 9112 7.1.1: BWS before ";"; http.client (so stock requests) accepts it, and also
+    # trailing whitespace with no extension.
+    data = line + b"\r\nhello\r\n0\r\n\r\n"
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        assert decode(http11, pieces)[0] == b"hello"
+
+
 def test_chunked_biggest_size_is_accepted(http11: ModuleType) -> None:
     decoder = http11.ChunkedDecoder()
     assert decoder.feed(b"7fffffffffffffff\r\nabc") == b"abc"
@@ -844,9 +892,9 @@ def test_chunked_biggest_size_is_accepted(http11: ModuleType) -> None:
         (b"x\r\n", "invalid chunk size line: b'x'"),
         (b"\r\n", "invalid chunk size line: b''"),
         (b"0x5\r\nhello\r\n", "invalid chunk size line: b'0x5'"),
-        (b"5 \r\nhello\r\n", "invalid chunk size line: b'5 '"),
         (b" 5\r\nhello\r\n", "invalid chunk size line: b' 5'"),
-        (b"5 ;a=b\r\nhello\r\n", "invalid chunk size line: b'5 ;a=b'"),
+        (b"5 x\r\nhello\r\n", "invalid chunk size line: b'5 x'"),
+        (b"5_0\r\nhello\r\n", "invalid chunk size line: b'5_0'"),
         (b"-5\r\n", "invalid chunk size line: b'-5'"),
         (b"+5\r\n", "invalid chunk size line: b'+5'"),
         (b"5\nhello\r\n", "invalid chunk size line: b'5'"),
@@ -944,6 +992,7 @@ def test_facade_exports_the_active_backend() -> None:
     from fastpool import _compat, _http11, _http11_py
 
     names = (
+        "HAS_ACCEPT_ENCODING",
         "HAS_CONTENT_LENGTH",
         "HAS_HOST",
         "HAS_TRANSFER_ENCODING",
@@ -1010,14 +1059,16 @@ def test_collect_request_headers_drops_skipped_values(http11: ModuleType) -> Non
     items = [("Accept-Encoding", SKIP), ("User-Agent", SKIP), ("Accept", "*/*")]
     pairs, present = http11.collect_request_headers(items, SKIP, SKIPPABLE)
     assert pairs == [("Accept", "*/*")]
-    assert present == http11.HAS_USER_AGENT  # skipped, but present: no default is added
+    # skipped, but present: no default is added
+    assert present == http11.HAS_USER_AGENT | http11.HAS_ACCEPT_ENCODING
     # urllib3's message, word for word
     message = "urllib3.util.SKIP_HEADER only supports 'Accept-Encoding', 'Host', 'User-Agent'"
     with pytest.raises(ValueError) as info:
         http11.collect_request_headers([("X-Custom", SKIP)], SKIP, SKIPPABLE)
     assert str(info.value) == message
     # a bytes name may be skipped; only a str value is the skip marker
-    assert http11.collect_request_headers([(b"Accept-Encoding", SKIP)], SKIP, SKIPPABLE) == ([], 0)
+    skipped = http11.collect_request_headers([(b"Accept-Encoding", SKIP)], SKIP, SKIPPABLE)
+    assert skipped == ([], http11.HAS_ACCEPT_ENCODING)
     kept = [("X-Custom", SKIP.encode())]
     assert http11.collect_request_headers(kept, SKIP, SKIPPABLE) == (kept, 0)
 

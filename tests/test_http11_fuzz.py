@@ -12,6 +12,10 @@ Deliberate differences, skipped below with the reason (see ``fastpool._http11_py
 * 101 Switching Protocols: fastpool ends the HTTP exchange there (framing ``"none"``), h11 wants
   an upgrade proposal and llhttp reports an upgrade error;
 * responses with 1xx interim heads: llhttp reports interim and final heads as one message;
+* a status line split by runs of SP/HT (RFC 9112 4 lets a recipient parse on whitespace, and
+  http.client, so stock requests, does); both oracles want single spaces;
+* whitespace after a chunk size (RFC 9112 7.1.1's BWS before an extension, and what
+  http.client, so stock requests, accepts) is accepted; both oracles reject it;
 * where both oracles reject, but one of them for a reason fastpool deliberately does not share
   (llhttp: obs-fold, bare LF, chunked with Content-Length; h11: a Transfer-Encoding other than
   chunked), fastpool may accept (see ``DELIBERATE_LLHTTP`` and ``DELIBERATE_H11``).
@@ -20,6 +24,7 @@ Deliberate differences, skipped below with the reason (see ``fastpool._http11_py
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -188,9 +193,19 @@ def fastpool_outcome(http11: ModuleType, data: bytes) -> Outcome:
     return outcome
 
 
+# A chunk-size line with whitespace after the size: accepted, as http.client does.
+_CHUNK_SIZE_BWS = re.compile(rb"\n[0-9A-Fa-f]+[ \t]+[;\r]")
+# A status line with a run of SP/HT, or an HT, between its parts: accepted, as http.client does.
+_STATUS_WHITESPACE = re.compile(
+    rb"HTTP/1\.[0-9](?: [ \t]|\t)|HTTP/1\.[0-9][ \t]+[0-9]{3}(?: [ \t]|\t)"
+)
+
+
 def _deliberately_different(data: bytes, ours: Outcome, oracles: list[Outcome]) -> bool:
     if not data.startswith((b"HTTP/1.0 ", b"HTTP/1.1 ")):
         return True  # other versions (oracles take HTTP/2.0, 1.2 ...)
+    if _CHUNK_SIZE_BWS.search(data) or _STATUS_WHITESPACE.match(data):
+        return True
     if any(o.interim for o in (ours, *oracles)) or any(o.status == 101 for o in oracles):
         return True
     for name, value in oracles[0].headers + oracles[1].headers:

@@ -185,3 +185,135 @@ def test_tls_handshake_failure_gives_the_token_back(untrusted_https_server, ca_b
                 pm.request("GET", untrusted_https_server.url + "/bytes/1")
         assert pm.limit is not None and pm.limit.open == 0
         _settled(pm)
+
+
+# --- fair waits at the cap (issue 12) ----------------------------------------------------------
+
+
+def test_waiters_at_the_cap_are_served_fairly_without_extra_dials(server_factory):
+    # 32 threads, one healthy host answering in 50 ms, a cap of 8: a connection coming back
+    # goes to the longest waiter of its host, so the host is dialed exactly 8 times and every
+    # wait is about 32/8 answers long. Before, requests that found an idle connection overtook
+    # the waiters, and waiters closed idle connections of their own host to dial new ones:
+    # 32 dials, 8 PoolTimeouts. pool_timeout is 15x the fair wait: no timing is asserted.
+    server = server_factory("127.0.0.2")
+    url = server.url + "/slow?delay=0.05"
+    errors: list[BaseException] = []
+    with fastpool.Session(max_connections=8, pool_timeout=3) as session:
+
+        def work() -> None:
+            for _ in range(5):
+                try:
+                    assert session.get(url).text == "slow"
+                except BaseException as e:  # noqa: BLE001 - reported below
+                    errors.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:3]
+        assert server.connections == 8
+        assert server.requests == 160
+        (adapter,) = session._fastpool_adapters()
+        _settled(adapter.poolmanager)
+
+
+def test_waits_at_the_cap_are_first_in_first_out(server_factory):
+    # Cap 1. Waiters queue in a known order (one at a time); each must be served in that
+    # order, whether it waits for the same host (handed the connection) or another (handed
+    # the token after the idle connection is closed), and nobody arriving later overtakes.
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    with PoolManager(max_connections=1, pool_timeout=30) as pm:
+        assert pm.limit is not None
+        held = pm.request("GET", a.url + "/bytes/100", preload_content=False)
+        # Recorded as each one's answer arrives: with a cap of 1 the next waiter can only be
+        # served after this one's body is read, so this order is the order of service.
+        order: list[str] = []
+        pm.add_trace_hook("first_byte", lambda event: order.append(event["host"]))
+
+        def wait_for(name: str, url: str) -> None:
+            assert pm.request("GET", url).status == 200
+
+        names = [("a1", a), ("b1", b), ("a2", a), ("b2", b), ("a3", a)]
+        threads = []
+        for n, (name, server) in enumerate(names, start=1):
+            t = threading.Thread(target=wait_for, args=(name, server.url + "/bytes/5"))
+            t.start()
+            threads.append(t)
+            for _ in range(2000):  # bounded: up to 20 s for this one to queue
+                if pm.limit.waiters == n:
+                    break
+                time.sleep(0.01)
+            assert pm.limit.waiters == n
+        held.read()
+        for t in threads:
+            t.join(30)
+        assert order == [server.host for _, server in names]
+        assert pm.limit.waiters == 0
+        _settled(pm)
+        # a1 got the held connection, b1 closed it to dial b, a2 closed that one ...
+        assert a.connections == 3 and b.connections == 2
+
+
+def test_a_connection_coming_back_goes_to_a_waiter_of_its_own_host(server_factory):
+    # Cap 2: a waiter for host a is handed a's connection as it comes back, not a new dial,
+    # and b's idle connection (the oldest idle one) is left alone.
+    a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    with PoolManager(max_connections=2, pool_timeout=30) as pm:
+        assert pm.limit is not None
+        held = pm.request("GET", a.url + "/bytes/100", preload_content=False)
+        held_b = pm.request("GET", b.url + "/bytes/100", preload_content=False)
+        result: list[bytes] = []
+        waiter = threading.Thread(
+            target=lambda: result.append(pm.request("GET", a.url + "/bytes/3").data)
+        )
+        waiter.start()
+        for _ in range(2000):
+            if pm.limit.waiters == 1:
+                break
+            time.sleep(0.01)
+        assert pm.limit.waiters == 1
+        held.read()
+        waiter.join(20)
+        assert result == [b"abc"]
+        assert a.connections == 1  # handed over: no second dial
+        assert pm.limit.evicted_idle == 0
+        held_b.read()
+        assert b.connections == 1
+        _settled(pm)
+
+
+def test_a_timed_out_waiter_leaves_the_queue_and_its_slot(server_factory):
+    a = server_factory("127.0.0.2")
+    with PoolManager(max_connections=1, pool_timeout=0.2) as pm:
+        assert pm.limit is not None
+        held = pm.request("GET", a.url + "/bytes/100", preload_content=False)
+        with pytest.raises(EmptyPoolError):
+            pm.request("GET", a.url + "/bytes/1")
+        assert pm.limit.waiters == 0
+        held.read()
+        assert pm.request("GET", a.url + "/bytes/2").data == b"ab"
+        assert a.connections == 1
+        _settled(pm)
+
+
+def test_a_handed_over_connection_counts_as_a_reuse(server_factory):
+    # The waiter's checkout found no idle connection (the queue counted a dial), but it was
+    # handed one coming back: the stats say reused, and created matches the server's count.
+    a = server_factory("127.0.0.2")
+    with PoolManager(max_connections=1, pool_timeout=30) as pm:
+        assert pm.limit is not None
+        held = pm.request("GET", a.url + "/bytes/100", preload_content=False)
+        waiter = threading.Thread(target=lambda: pm.request("GET", a.url + "/bytes/3"))
+        waiter.start()
+        for _ in range(2000):
+            if pm.limit.waiters == 1:
+                break
+            time.sleep(0.01)
+        held.read()
+        waiter.join(20)
+        (host,) = pm.stats().hosts
+        assert (host.created, host.reused) == (1, 1) == (a.connections, a.requests - 1)
+        _settled(pm)

@@ -1,0 +1,561 @@
+"""The tools requests users bring along, each through its own first example, in three modes.
+
+Modes: ``requests`` (plain ``requests.Session``, the reference), ``adapter``
+(``requests.Session`` with ``fastpool.HTTPAdapter`` mounted) and ``session``
+(``fastpool.Session``). Every test runs against a real local server and asserts what plain
+requests gives: what was intercepted, traced or cached, and how many requests reached the
+server (a tool that fastpool bypassed would let a mocked request through, and the server would
+count it). Traffic a tool passes through to the network must use fastpool's pools in the two
+fastpool modes. A tool that is not installed skips its tests (the ``ecosystem`` extra installs
+them all).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import socket
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import requests.sessions
+from servers import AppServer
+from urllib3.response import HTTPResponse as Urllib3Response
+
+import fastpool
+from fastpool.adapters import ForeignPoolManagerWarning, stock_function
+from fastpool.response import HTTPResponse as EngineResponse
+
+MODES = ("requests", "adapter", "session")
+
+
+def _tool(name: str) -> Any:
+    """The tool's module, or a skip naming the missing distribution."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pytest.skip(f"{name} is not installed (pip install -e '.[ecosystem]')")
+
+
+def make_session(mode: str) -> requests.Session:
+    if mode == "requests":
+        return requests.Session()
+    if mode == "adapter":
+        session = requests.Session()
+        adapter = fastpool.HTTPAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+    return fastpool.Session()
+
+
+def assert_transport(mode: str, response: requests.Response) -> None:
+    """The response came from the network through the mode's own pools."""
+    expected = Urllib3Response if mode == "requests" else EngineResponse
+    assert type(response.raw) is expected, type(response.raw)
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def session(mode: str) -> Iterator[requests.Session]:
+    with make_session(mode) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _no_install_left() -> Iterator[None]:
+    stock = requests.sessions.Session
+    yield
+    fastpool.uninstall()
+    assert requests.sessions.Session is stock and requests.Session is stock
+
+
+# --- responses ---------------------------------------------------------------------------------
+def test_responses_requestsmock(
+    mode: str, session: requests.Session, app_server: AppServer
+) -> None:
+    responses = _tool("responses")
+    base = app_server.url
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, base + "/api/1", json={"id": 1}, status=200)
+        rsps.add_passthru(base + "/echo")
+        r = session.get(base + "/api/1")
+        assert r.json() == {"id": 1}
+        assert app_server.requests == 0  # intercepted: nothing reached the server
+        passed = session.get(base + "/echo?x=1")
+        assert passed.json()["query"] == "x=1"
+        assert_transport(mode, passed)
+        with pytest.raises(requests.exceptions.ConnectionError, match="Connection refused by"):
+            session.get(base + "/not-registered")
+        # responses records matched and refused requests, not its pass-through prefixes
+        assert [call.request.url for call in rsps.calls] == [
+            base + "/api/1",
+            base + "/not-registered",
+        ]
+    assert app_server.requests == 1  # the pass-through only
+    # After the mock: the real server again, through the mode's pools.
+    r = session.get(base + "/api/1")
+    assert r.status_code == 404
+    assert_transport(mode, r)
+    assert app_server.requests == 2
+
+
+def test_responses_activate_decorator(
+    mode: str, session: requests.Session, app_server: AppServer
+) -> None:
+    responses = _tool("responses")
+    url = app_server.url + "/api/1"
+
+    @responses.activate
+    def first_example() -> None:
+        responses.add(responses.GET, url, json={"error": "not found"}, status=404)
+        resp = session.get(url)
+        assert resp.json() == {"error": "not found"}
+        assert len(responses.calls) == 1
+        assert responses.calls[0].request.url == url
+        assert responses.calls[0].response.text == '{"error": "not found"}'
+
+    first_example()
+    assert app_server.requests == 0
+
+
+def test_responses_passthrough_response_and_retries(
+    mode: str, session: requests.Session, app_server: AppServer
+) -> None:
+    responses = _tool("responses")
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.PassthroughResponse(responses.GET, app_server.url + "/bytes/5"))
+        r = session.get(app_server.url + "/bytes/5")
+        assert len(r.content) == 5
+        assert_transport(mode, r)
+        assert len(rsps.calls) == 1
+    assert app_server.requests == 1
+
+
+# --- requests-mock -----------------------------------------------------------------------------
+def test_requests_mock_mocker(mode: str, session: requests.Session, app_server: AppServer) -> None:
+    requests_mock = _tool("requests_mock")
+    base = app_server.url
+    with requests_mock.Mocker() as m:
+        m.get(base + "/api/1", text="resp")
+        assert session.get(base + "/api/1").text == "resp"
+        with pytest.raises(requests_mock.NoMockAddress):
+            session.get(base + "/echo")
+        assert m.call_count == 2  # requests-mock counts the unmatched request too
+        assert [h.url for h in m.request_history] == [base + "/api/1", base + "/echo"]
+    assert app_server.requests == 0
+    r = session.get(base + "/echo")  # after the mock: the mode's own route again
+    assert_transport(mode, r)
+    assert app_server.requests == 1
+    if mode == "session":  # the adapter lookup is fastpool's router again
+        assert "get_adapter" not in vars(session)
+
+
+def test_requests_mock_real_http_and_decorator(
+    mode: str, session: requests.Session, app_server: AppServer
+) -> None:
+    requests_mock = _tool("requests_mock")
+    base = app_server.url
+
+    @requests_mock.Mocker(real_http=True)
+    def first_example(m: Any) -> requests.Response:
+        m.get(base + "/api/1", json={"mocked": True})
+        assert session.get(base + "/api/1").json() == {"mocked": True}
+        return session.get(base + "/echo")
+
+    passed = first_example()
+    assert passed.json()["path"] == "/echo"
+    assert_transport(mode, passed)
+    assert app_server.requests == 1
+
+
+def test_requests_mock_session_target(
+    mode: str, session: requests.Session, app_server: AppServer
+) -> None:
+    requests_mock = _tool("requests_mock")
+    other = make_session(mode)
+    with requests_mock.Mocker(session=session) as m:
+        m.get(app_server.url + "/api/1", text="mocked")
+        assert session.get(app_server.url + "/api/1").text == "mocked"
+        assert_transport(mode, other.get(app_server.url + "/echo"))  # another session: real
+    assert app_server.requests == 1
+    assert_transport(mode, session.get(app_server.url + "/echo"))
+
+
+def test_requests_mock_fixture(
+    mode: str, session: requests.Session, app_server: AppServer, request: pytest.FixtureRequest
+) -> None:
+    _tool("requests_mock")
+    requests_mock = request.getfixturevalue("requests_mock")  # requests-mock's pytest plugin
+    requests_mock.get(app_server.url + "/api/1", text="data")
+    assert session.get(app_server.url + "/api/1").text == "data"
+    assert requests_mock.call_count == 1
+    assert app_server.requests == 0
+
+
+# --- OpenTelemetry's requests instrumentation --------------------------------------------------
+@pytest.fixture
+def otel_spans() -> Iterator[Any]:
+    """RequestsInstrumentor on for the test, with an in-memory exporter (yielded)."""
+    _tool("opentelemetry.sdk.trace")
+    instrumentation = _tool("opentelemetry.instrumentation.requests")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = instrumentation.RequestsInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        yield exporter
+    finally:
+        instrumentor.uninstrument()
+
+
+def _traceparent(response: requests.Response) -> str | None:
+    for name, value in response.json()["headers"]:
+        if name.lower() == "traceparent":
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def _span_summary(exporter: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (span.name, span.kind.name, dict(span.attributes)) for span in exporter.get_finished_spans()
+    ]
+
+
+def test_opentelemetry_requests_spans_and_traceparent(
+    mode: str, session: requests.Session, app_server: AppServer, otel_spans: Any
+) -> None:
+    url = app_server.url + "/echo?q=1"
+    with requests.Session() as reference:
+        reference.get(url)
+    expected = _span_summary(otel_spans)
+    otel_spans.clear()
+
+    r = session.get(url)
+    assert_transport(mode, r)
+    spans = otel_spans.get_finished_spans()
+    assert _span_summary(otel_spans) == expected
+    assert len(spans) == 1
+    ctx = spans[0].get_span_context()
+    traceparent = _traceparent(r)
+    assert traceparent is not None
+    assert traceparent.startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
+    # Redirects: the hops as requests traces them.
+    otel_spans.clear()
+    with requests.Session() as reference:
+        reference.get(app_server.url + "/redirect/2")
+    expected = _span_summary(otel_spans)
+    otel_spans.clear()
+    assert session.get(app_server.url + "/redirect/2").status_code == 200
+    assert _span_summary(otel_spans) == expected
+
+
+def test_opentelemetry_uninstrumented_costs_no_span(
+    mode: str, session: requests.Session, app_server: AppServer, otel_spans: Any
+) -> None:
+    instrumentation = _tool("opentelemetry.instrumentation.requests")
+    instrumentation.RequestsInstrumentor().uninstrument()
+    try:
+        r = session.get(app_server.url + "/echo")
+        assert otel_spans.get_finished_spans() == ()
+        assert _traceparent(r) is None
+        if mode == "session":  # the fast route again
+            assert requests.sessions.Session.send is fastpool.sessions._STOCK_SEND
+    finally:
+        instrumentation.RequestsInstrumentor().instrument()
+
+
+_INSTRUMENT_FIRST = """
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+RequestsInstrumentor().instrument(tracer_provider=provider)
+import fastpool  # after the instrumentation, as with opentelemetry-instrument
+with fastpool.Session() as s:
+    s.get(sys.argv[1])
+print(len(exporter.get_finished_spans()))
+"""
+
+
+def test_opentelemetry_instrumented_before_fastpool_import(app_server: AppServer) -> None:
+    _tool("opentelemetry.instrumentation.requests")
+    _tool("opentelemetry.sdk.trace")
+    out = subprocess.run(
+        [sys.executable, "-c", _INSTRUMENT_FIRST, app_server.url + "/echo"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert out.strip() == "1"
+    assert app_server.requests == 1
+
+
+def test_stock_function_sees_through_wrappers() -> None:
+    original = requests.Session.send
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **kwargs)
+
+    assert stock_function(original, requests.sessions) is original
+    assert stock_function(wrapper, requests.sessions) is original
+    assert stock_function(lambda: None, requests.sessions) is None
+    assert stock_function(None, requests.sessions) is None
+
+
+# --- fastpool.install() ------------------------------------------------------------------------
+def test_install_module_functions_and_session_factory(app_server: AppServer) -> None:
+    stock = requests.sessions.Session
+    assert type(requests.get(app_server.url + "/echo").raw) is Urllib3Response
+    handle = fastpool.install()
+    try:
+        assert fastpool.installed() is fastpool.Session
+        assert requests.Session is requests.sessions.Session is fastpool.Session
+        assert type(requests.session()) is fastpool.Session
+        assert type(requests.Session()) is fastpool.Session
+        for call in (requests.get, requests.head, requests.options):
+            assert type(call(app_server.url + "/echo").raw) is EngineResponse
+        assert requests.post(app_server.url + "/echo", data=b"x").json()["body"] == "x"
+        assert fastpool.install().__exit__(None, None, None) is None  # nested: keeps it
+        assert requests.Session is fastpool.Session
+    finally:
+        handle.__exit__(None, None, None)
+    assert requests.Session is requests.sessions.Session is stock
+    assert fastpool.installed() is None
+    fastpool.uninstall()  # not installed: nothing to do
+    assert type(requests.get(app_server.url + "/echo").raw) is Urllib3Response
+
+
+def test_install_context_manager(app_server: AppServer) -> None:
+    with fastpool.install() as installation:
+        assert isinstance(installation, fastpool.Installation)
+        assert type(requests.get(app_server.url + "/echo").raw) is EngineResponse
+    assert requests.Session is not fastpool.Session
+    fastpool.install()
+    fastpool.uninstall()
+    assert requests.sessions.Session is not fastpool.Session
+
+
+@pytest.mark.parametrize("order", ["tools-first", "install-first"])
+def test_install_with_mocks_and_tracing(order: str, app_server: AppServer, otel_spans: Any) -> None:
+    responses = _tool("responses")
+    requests_mock = _tool("requests_mock")
+    url = app_server.url + "/api/1"
+    if order == "install-first":
+        fastpool.install()
+    rsps = responses.RequestsMock()
+    rsps.start()
+    try:
+        if order == "tools-first":
+            fastpool.install()
+        rsps.add(responses.GET, url, body="from responses")
+        assert requests.get(url).text == "from responses"
+        assert type(requests.Session()) is fastpool.Session
+    finally:
+        rsps.stop()
+        rsps.reset()
+    with requests_mock.Mocker() as m:
+        m.get(url, text="from requests-mock")
+        assert requests.get(url).text == "from requests-mock"
+        assert requests.Session().get(url).text == "from requests-mock"
+    assert app_server.requests == 0
+    otel_spans.clear()
+    r = requests.get(app_server.url + "/echo")
+    assert type(r.raw) is EngineResponse
+    assert _traceparent(r) is not None
+    assert len(otel_spans.get_finished_spans()) == 1
+    fastpool.uninstall()
+
+
+# --- requests-cache ----------------------------------------------------------------------------
+def test_requests_cache_cached_session(mode: str, app_server: AppServer) -> None:
+    requests_cache = _tool("requests_cache")
+    if mode == "session":
+
+        class Cached(requests_cache.CacheMixin, fastpool.Session):  # type: ignore[misc]
+            pass
+
+        session = Cached(backend="memory")
+    else:
+        session = requests_cache.CachedSession(backend="memory")
+        if mode == "adapter":
+            adapter = fastpool.HTTPAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+    with session:
+        first = session.get(app_server.url + "/echo")
+        assert first.from_cache is False
+        assert_transport(mode, first)
+        for _ in range(3):
+            again = session.get(app_server.url + "/echo")
+            assert again.from_cache is True
+            assert again.json() == first.json()
+    assert app_server.requests == 1
+
+
+def test_requests_cache_install_cache_with_fastpool_session_factory(app_server: AppServer) -> None:
+    requests_cache = _tool("requests_cache")
+
+    class CachedFastpoolSession(requests_cache.CacheMixin, fastpool.Session):  # type: ignore[misc]
+        pass
+
+    requests_cache.install_cache(backend="memory", session_factory=CachedFastpoolSession)
+    try:
+        first = requests.get(app_server.url + "/echo")
+        assert type(first.raw) is EngineResponse
+        assert requests.get(app_server.url + "/echo").from_cache is True
+    finally:
+        requests_cache.uninstall_cache()
+    assert app_server.requests == 1
+
+
+def test_requests_cache_install_cache_then_fastpool_install(app_server: AppServer) -> None:
+    requests_cache = _tool("requests_cache")
+    requests_cache.install_cache(backend="memory")
+    try:
+        with fastpool.install():
+            assert requests_cache.is_installed()
+            first = requests.get(app_server.url + "/echo")
+            assert type(first.raw) is EngineResponse
+            assert requests.get(app_server.url + "/echo").from_cache is True
+        assert requests_cache.is_installed()  # fastpool.uninstall() gave the cache back
+    finally:
+        requests_cache.uninstall_cache()
+    assert app_server.requests == 1
+
+
+# --- adapters that build their own pool manager (requests-toolbelt) ----------------------------
+def test_source_address_and_socket_options(mode: str, app_server: AppServer) -> None:
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    if mode == "requests":
+        toolbelt = _tool("requests_toolbelt.adapters.source")
+        adapter: Any = toolbelt.SourceAddressAdapter(("127.0.0.2", 0))
+    else:
+        adapter = fastpool.HTTPAdapter(source_address="127.0.0.2", socket_options=options)
+    session = make_session(mode)
+    session.mount("http://", adapter)
+    with session:
+        r = session.get(app_server.url + "/echo", stream=True)
+        sock = r.raw.connection.sock
+        assert sock.getsockname()[0] == "127.0.0.2"
+        if mode != "requests":
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+            assert not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # replaced
+        r.close()
+    assert app_server.requests == 1
+
+
+def test_source_address_survives_pickling() -> None:
+    import pickle
+
+    adapter = fastpool.HTTPAdapter(source_address=("127.0.0.2", 0), socket_options=[])
+    copy = pickle.loads(pickle.dumps(adapter))
+    assert copy.poolmanager.connection_pool_kw["source_address"] == ("127.0.0.2", 0)
+    assert copy.poolmanager.connection_pool_kw["socket_options"] == []
+    with pytest.raises(TypeError, match="source_address"):
+        fastpool.HTTPAdapter(source_address=8080)  # type: ignore[arg-type]
+
+
+def test_foreign_poolmanager_warns_once(app_server: AppServer) -> None:
+    source = _tool("requests_toolbelt.adapters.source")
+    keepalive = _tool("requests_toolbelt.adapters.socket_options")
+
+    class SourceAddress(source.SourceAddressAdapter, fastpool.HTTPAdapter):  # type: ignore[misc]
+        pass
+
+    class KeepAlive(keepalive.TCPKeepAliveAdapter, fastpool.HTTPAdapter):  # type: ignore[misc]
+        pass
+
+    for adapter in (SourceAddress("127.0.0.1"), KeepAlive(idle=60)):
+        session = requests.Session()
+        session.mount("http://", adapter)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                assert session.get(app_server.url + "/echo").status_code == 200
+        assert [w.category for w in caught] == [ForeignPoolManagerWarning]
+        assert "source_address= or socket_options=" in str(caught[0].message)
+    assert app_server.requests == 6
+
+
+# --- vcrpy -------------------------------------------------------------------------------------
+def test_vcrpy_record_then_replay_with_the_server_stopped(
+    mode: str, session: requests.Session, app_server: AppServer, tmp_path: Any
+) -> None:
+    vcr = _tool("vcr")
+    cassette_path = str(tmp_path / "synopsis.yaml")
+    url = app_server.url + "/echo?a=1"
+    with vcr.use_cassette(cassette_path) as cassette:
+        recorded = session.get(url, headers={"X-Test": "1"})
+        assert recorded.json()["query"] == "a=1"
+        assert len(cassette) == 1
+    assert app_server.requests == 1
+    assert_transport(mode, session.get(url))  # outside the cassette: the mode's own pools
+    assert app_server.requests == 2
+    app_server.stop()  # replay needs no server
+
+    @vcr.use_cassette(cassette_path, record_mode="none")
+    def replay() -> requests.Response:
+        return session.get(url, headers={"X-Test": "1"})
+
+    replayed = replay()
+    assert replayed.json() == recorded.json()
+    assert replayed.headers == recorded.headers
+    with (
+        vcr.use_cassette(cassette_path, record_mode="none"),
+        pytest.raises(vcr.errors.CannotOverwriteExistingCassetteException),
+    ):
+        session.get(app_server.url + "/not-recorded")
+
+
+def test_wrapt_wrapper_on_requests_session_send(app_server: AppServer) -> None:
+    # ddtrace and others wrap requests.Session.send with wrapt, whose proxies answer for the
+    # wrapped function's attributes: still a patch, and still found through __wrapped__.
+    wrapt = _tool("wrapt")
+    seen: list[str] = []
+
+    def spy(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        seen.append(args[0].url)
+        return wrapped(*args, **kwargs)
+
+    original = requests.sessions.Session.__dict__["send"]
+    wrapt.wrap_function_wrapper(requests.sessions, "Session.send", spy)
+    try:
+        assert stock_function(requests.sessions.Session.send, requests.sessions) is original
+        with fastpool.Session() as session:
+            r = session.get(app_server.url + "/echo")
+        assert type(r.raw) is EngineResponse
+        assert seen == [app_server.url + "/echo"]
+    finally:
+        requests.sessions.Session.send = original  # type: ignore[method-assign]
+    assert requests.sessions.Session.send is fastpool.sessions._STOCK_SEND
+
+
+def test_responses_passthrough_over_tls(
+    mode: str, session: requests.Session, https_server: AppServer, ca_bundle: str
+) -> None:
+    responses = _tool("responses")
+    with responses.RequestsMock(passthru_prefixes=(https_server.url,)):
+        r = session.get(https_server.url + "/echo", verify=ca_bundle)
+        assert r.json()["path"] == "/echo"
+        assert_transport(mode, r)
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(https_server.url + "/echo")  # the default CAs do not know the test CA
+    assert https_server.requests == 1

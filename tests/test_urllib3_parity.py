@@ -1,0 +1,301 @@
+"""urllib3 parity fixes found by urllib3's own suite (issue 14), each beside stock urllib3 on the
+same server: what urllib3 sends and answers, fastpool sends and answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import urllib3
+
+import fastpool
+
+
+@pytest.fixture(params=["stock", "fastpool"])
+def manager(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    pm = urllib3.PoolManager() if request.param == "stock" else fastpool.PoolManager()
+    yield pm
+    pm.clear()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "headers"),
+    [
+        ({"chunked": True}, {}),  # chunked=True with no body
+        ({}, {"Transfer-Encoding": "chunked"}),  # the caller's own Transfer-Encoding, no body
+        ({"chunked": True}, {"Transfer-Encoding": "chunked"}),
+    ],
+)
+def test_a_chunked_request_without_a_body_ends_its_body(server_factory, manager, kwargs, headers):
+    # The last chunk (0 CRLF CRLF) must follow the head, or the server waits for the body
+    # until a timeout (fastpool sent the head alone).
+    server = server_factory()
+    r = manager.urlopen(
+        "POST", server.url + "/echo", body=None, headers=headers, timeout=5, retries=False, **kwargs
+    )
+    echo = json.loads(r.data)
+    assert echo["body"] == ""
+    sent = {name.lower(): value for name, value in echo["headers"]}
+    assert sent["transfer-encoding"] == "chunked"
+    assert "content-length" not in sent
+    # and the connection is clean for the next request
+    assert json.loads(manager.request("GET", server.url + "/echo").data)["connection"] == 1
+
+
+def test_a_request_refused_before_sending_keeps_its_connection(server_factory):
+    # A bad header is refused before a byte is sent: the connection dialed for it stays clean
+    # and serves the next request (stock dials lazily, so it opens one connection in all).
+    server = server_factory()
+    with fastpool.PoolManager() as pm:
+        assert pm.request("GET", server.url + "/bytes/1").status == 200
+        with pytest.raises(ValueError):
+            pm.request("GET", server.url + "/bytes/1", headers={"X": "a\r\nInjected: 1"})
+        assert pm.request("GET", server.url + "/bytes/1").status == 200
+    assert server.connections == 1
+    assert server.requests == 2
+
+
+# --- TLS: an encrypted client key, and assert_hostname with common-name checks ----------------
+
+
+def _encrypted_client_key(tls_ca, tmp_path):  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+
+    leaf = tls_ca.issue_cert("client.example")
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    key_file, cert_file = tmp_path / "key.pem", tmp_path / "cert.pem"
+    key_file.write_bytes(encrypted)
+    leaf.cert_chain_pems[0].write_to_path(str(cert_file))
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+def test_an_encrypted_client_key_without_a_password_fails_at_once(
+    server_factory, tls_ca, ca_bundle, tmp_path, module
+):
+    # OpenSSL would prompt for the password on the terminal (and, with none, fail with an
+    # OSError retried as a ProtocolError); urllib3 raises its SSLError with this message.
+    cert_file, key_file = _encrypted_client_key(tls_ca, tmp_path)
+    server = server_factory(tls=True)
+    pool = module.HTTPSConnectionPool(
+        "127.0.0.1", server.port, cert_file=cert_file, key_file=key_file, ca_certs=ca_bundle
+    )
+    with pytest.raises(urllib3.exceptions.SSLError, match="password is required"):
+        pool.urlopen("GET", "/bytes/1", retries=False)
+    pool = module.HTTPSConnectionPool(
+        "127.0.0.1",
+        server.port,
+        cert_file=cert_file,
+        key_file=key_file,
+        key_password="secret",
+        ca_certs=ca_bundle,
+    )
+    assert pool.urlopen("GET", "/bytes/1", retries=False).status == 200
+    pool.close()
+
+
+def _common_name_only_context(tmp_path):  # type: ignore[no-untyped-def]
+    """A server context whose certificate names 127.0.0.9 only in its common name (no SAN),
+    and the CA file that trusts it."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastpool test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cn.example")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (tmp_path / "srv.pem").write_bytes(
+        cert.public_bytes(pem)
+        + key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (tmp_path / "cn-ca.pem").write_bytes(ca_cert.public_bytes(pem))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(str(tmp_path / "srv.pem"))
+    return server_context, str(tmp_path / "cn-ca.pem")
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+@pytest.mark.parametrize("checks_common_name", [True, False])
+def test_assert_hostname_follows_the_contexts_common_name_setting(
+    server_factory, tmp_path, module, checks_common_name
+):
+    import ssl
+
+    server_context, ca_file = _common_name_only_context(tmp_path)
+    server = server_factory(tls=server_context)
+    context = ssl.create_default_context(cafile=ca_file)
+    context.check_hostname = False  # assert_hostname does the check
+    context.hostname_checks_common_name = checks_common_name
+    pool = module.HTTPSConnectionPool(
+        "127.0.0.1", server.port, ssl_context=context, assert_hostname="cn.example"
+    )
+    try:
+        if checks_common_name:
+            assert pool.urlopen("GET", "/bytes/1", retries=False).status == 200
+        else:
+            with pytest.raises(urllib3.exceptions.SSLError, match="subjectAltName"):
+                pool.urlopen("GET", "/bytes/1", retries=False)
+    finally:
+        pool.close()
+
+
+# --- connection_pool_kw changed after the first request (CVE-2024-35195's shape) --------------
+
+
+def _turn_verification_on(pm, how: str, ca_bundle: str) -> None:  # type: ignore[no-untyped-def]
+    if how == "update":
+        pm.connection_pool_kw.update(cert_reqs="CERT_REQUIRED")
+    elif how == "item":
+        pm.connection_pool_kw["cert_reqs"] = "CERT_REQUIRED"
+    elif how == "pop":
+        pm.connection_pool_kw.pop("cert_reqs")  # back to the default: verified
+    else:
+        pm.connection_pool_kw = {**pm.connection_pool_kw, "cert_reqs": "CERT_REQUIRED"}
+
+
+@pytest.mark.parametrize("how", ["update", "item", "pop", "assign"])
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+def test_tls_settings_changed_after_first_use_apply(server_factory, ca_bundle, module, how):
+    # The server's CA is not in the system store: verification fails once it is on. urllib3
+    # derives the pool key from connection_pool_kw on every call; so must fastpool, also after
+    # the unverified pool was evicted and rebuilt.
+    import warnings
+
+    server = server_factory(tls=True)
+    url = server.url + "/bytes/2"
+    pm = module.PoolManager(num_pools=1, cert_reqs="CERT_NONE")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        assert pm.request("GET", url, retries=False).data == b"ab"
+    _turn_verification_on(pm, how, ca_bundle)
+    with pytest.raises(urllib3.exceptions.SSLError):
+        pm.request("GET", url, retries=False)
+    # an eviction (another origin) and back: still the settings in force
+    other = server_factory("127.0.0.3")
+    assert pm.request("GET", other.url + "/bytes/1", retries=False).status == 200
+    with pytest.raises(urllib3.exceptions.SSLError):
+        pm.request("GET", url, retries=False)
+    # and the CA given in place: verified and served
+    pm.connection_pool_kw["ca_certs"] = ca_bundle
+    assert pm.request("GET", url, retries=False).data == b"ab"
+    pm.clear()
+
+
+def test_key_fn_by_scheme_changed_after_first_use_applies(server_factory):
+    server = server_factory()
+    pm = fastpool.PoolManager()
+    pm.request("GET", server.url + "/bytes/1")
+    seen = []
+    original = pm.key_fn_by_scheme["http"]
+
+    def key_fn(context):  # type: ignore[no-untyped-def]
+        seen.append(context["host"])
+        return original(context)
+
+    pm.key_fn_by_scheme["http"] = key_fn
+    pm.request("GET", server.url + "/bytes/1")
+    assert seen == ["127.0.0.1"]
+    pm.clear()
+
+
+# --- the request head, byte for byte ----------------------------------------------------------
+
+
+class _HeadCatcher:
+    """Accepts one connection at a time, records the request head, answers 200 and closes."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.heads: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    piece = conn.recv(65536)
+                    if not piece:
+                        break
+                    data += piece
+                self.heads.append(data.partition(b"\r\n\r\n")[0])
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+@pytest.fixture(scope="module")
+def head_catcher():  # type: ignore[no-untyped-def]
+    catcher = _HeadCatcher()
+    yield catcher
+    catcher.listener.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "headers", "chunked"),
+    [
+        ("GET", None, {}, False),
+        ("GET", None, {"X-A": "1", "x-b": "2"}, False),
+        ("POST", None, {}, False),
+        ("POST", b"abc", {"Content-Type": "text/plain"}, False),
+        ("PUT", "text", {"Accept-Encoding": "gzip"}, False),
+        ("POST", [b"a", b"b"], {}, False),
+        ("POST", b"abc", {}, True),
+        ("GET", None, {"Host": "example.org", "User-Agent": "me"}, False),
+        ("DELETE", None, {"Accept-Encoding": urllib3.util.SKIP_HEADER}, False),
+        ("PATCH", b"x", {"Content-Length": "1", "X-Z": "z"}, False),
+    ],
+)
+def test_the_default_request_head_is_urllib3s(head_catcher, method, body, headers, chunked):
+    # What HTTPConnectionPool.urlopen writes: the same head as urllib3's, line for line, but
+    # the default User-Agent, which names fastpool (a deliberate difference).
+    def head(module):  # type: ignore[no-untyped-def]
+        pool = module.HTTPConnectionPool("127.0.0.1", head_catcher.port, retries=False)
+        pool.urlopen(method, "/p?q=1", body=body, headers=dict(headers), chunked=chunked)
+        pool.close()
+        return head_catcher.heads[-1].split(b"\r\n")
+
+    stock, ours = head(urllib3), head(fastpool)
+    ua = f"User-Agent: {fastpool.connection.default_user_agent}".encode()
+    stock_ua = f"User-Agent: python-urllib3/{urllib3.__version__}".encode()
+    assert [ua if line == stock_ua else line for line in stock] == ours
