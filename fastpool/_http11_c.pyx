@@ -660,6 +660,7 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
     cdef const unsigned char* p
     cdef int version, status
     cdef list headers = []
+    cdef list folds = None  # obs-fold pieces of the last header, joined when it ends
     cdef str reason
     # status line
     stop = _line_end(buf, start, end)
@@ -712,10 +713,15 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
                 raise InvalidResponseError(
                     MSG_HTTP_BAD_HEADER_LINE.format(line=_show(p, stop - line))
                 )
-            name, value = headers[-1]
             folded = _latin1(p, stop - line).strip(" \t")
-            headers[-1] = (name, (value + " " + folded).strip(" \t"))
+            if folded:
+                if folds is None:
+                    folds = []
+                folds.append(folded)
         else:
+            if folds is not None:
+                _join_folds(headers, folds)
+                folds = None
             colon = 0
             while colon < stop - line and p[colon] != b":":
                 colon += 1
@@ -741,7 +747,16 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
                 w -= 1
             headers.append((_latin1(p, colon), _latin1(p + v, w - v)))
         line = _next_line(buf, stop, end)
+    if folds is not None:
+        _join_folds(headers, folds)
     return _frame(version, status, reason, headers, request_method)
+
+
+cdef _join_folds(list headers, list folds):
+    """Join the obs-fold pieces onto the last header, one SP between non-empty parts: once,
+    not a string concatenation per fold line (quadratic in a hostile head of fold lines)."""
+    name, value = headers[-1]
+    headers[-1] = (name, " ".join([value] + folds) if value else " ".join(folds))
 
 
 cdef int _check_lines(const unsigned char* buf, Py_ssize_t start, Py_ssize_t stop,

@@ -477,6 +477,7 @@ def _parse_head(text: str, request_method: str, max_headers: int) -> ResponseHea
             )
     version, status, reason = _parse_status_line(status_line)
     headers: list[tuple[str, str]] = []
+    folds: list[str] = []  # obs-fold pieces of the last header, joined when it ends
     for i in range(1, len(lines)):
         line = lines[i]
         if suspicious:
@@ -488,9 +489,13 @@ def _parse_head(text: str, request_method: str, max_headers: int) -> ResponseHea
         if line[0] in " \t":  # obs-fold
             if not headers:
                 raise InvalidResponseError(MSG_HTTP_BAD_HEADER_LINE.format(line=_show(line)))
-            name, value = headers[-1]
-            headers[-1] = (name, (value + " " + line.strip(" \t")).strip(" \t"))
+            piece = line.strip(" \t")
+            if piece:
+                folds.append(piece)
             continue
+        if folds:
+            _join_folds(headers, folds)
+            folds = []
         colon = line.find(":")
         if colon <= 0:
             raise InvalidResponseError(MSG_HTTP_BAD_HEADER_LINE.format(line=_show(line)))
@@ -501,7 +506,16 @@ def _parse_head(text: str, request_method: str, max_headers: int) -> ResponseHea
         if len(headers) == max_headers:
             raise ResponseHeadTooLarge(MSG_HTTP_TOO_MANY_HEADERS.format(limit=max_headers))
         headers.append((line[:colon], line[colon + 1 :].strip(" \t")))
+    if folds:
+        _join_folds(headers, folds)
     return _frame(version, status, reason, headers, request_method)
+
+
+def _join_folds(headers: list[tuple[str, str]], folds: list[str]) -> None:
+    """Join the obs-fold pieces onto the last header, one SP between non-empty parts: once,
+    not a string concatenation per fold line (quadratic in a hostile head of fold lines)."""
+    name, value = headers[-1]
+    headers[-1] = (name, " ".join([value, *folds]) if value else " ".join(folds))
 
 
 def _frame(

@@ -50,7 +50,7 @@ from urllib3 import exceptions as _u3
 from urllib3.util import Timeout as TimeoutSauce
 
 from .connection import PAIR_STORE_TYPES
-from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER
+from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER, InvalidRequestError
 from .poolmanager import PoolManager, proxy_from_url
 from .response import HTTPResponse as EngineResponse
 
@@ -87,6 +87,10 @@ _FAST_ROUTE_HOOKS = (
 # (never mutated: the pool manager copies what it keeps).
 _VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_REQUIRED"}
 _NO_VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_NONE"}
+# requests 2.32.3 and 2.32.4 give every verify=True pool one preloaded SSLContext, which a CA
+# bundle set by cert_verify is then loaded into, for every pool (fixed in requests 2.32.5).
+# This adapter leaves it out of the pool key: each pool builds its own context.
+_PRELOADED_SSL_CONTEXT = getattr(_stock, "_preloaded_ssl_context", None)
 
 PAIR_STORE_TYPES.add(CaseInsensitiveDict)  # a PreparedRequest's headers, written directly
 
@@ -234,6 +238,14 @@ def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseExce
         return SSLError(err, request=request)
     if isinstance(err, _u3.ReadTimeoutError):
         return ReadTimeout(err, request=request)
+    if isinstance(err, InvalidRequestError):
+        # Refused before sending (http.client lets a NUL or a space in a name through, so stock
+        # sends those): as requests' own check of a header or URL, also a ValueError.
+        text = str(err)
+        if text.startswith("header "):
+            return InvalidHeader(err, request=request)
+        if text.startswith("request target "):
+            return InvalidURL(err, request=request)
     return None
 
 
@@ -310,6 +322,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
     :param pool_full_warning: keyword-only. ``"always"`` (default, stock): the "Connection pool
         is full" warning on every discard; ``"first"``: once per pool, then a summary line
         every 100 discards (:class:`fastpool.Session` uses it).
+    :param max_line_bytes, max_headers, max_head_bytes: keyword-only bounds on a response
+        head (default None: http.client's 65536 bytes a line and 100 header fields, and 1 MiB
+        in all); see :class:`fastpool.PoolManager`.
     :param source_address: keyword-only. ``(host, port)`` (or a host str: any port) that new
         connections bind to before connecting, as urllib3's ``source_address`` and
         requests-toolbelt's ``SourceAddressAdapter``. Default None.
@@ -350,6 +365,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
         pool_full_warning: str = "always",
         source_address: tuple[str, int] | str | None = None,
         socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
+        max_line_bytes: int | None = None,
+        max_headers: int | None = None,
+        max_head_bytes: int | None = None,
     ) -> None:
         _check_count("pool_connections", pool_connections)
         _check_count("pool_maxsize", pool_maxsize)
@@ -366,6 +384,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
             "max_connections": max_connections,
             # the managers' own wait bound (the global cap); urlopen gets it per request too
             "pool_timeout": pool_timeout,
+            "max_line_bytes": max_line_bytes,
+            "max_headers": max_headers,
+            "max_head_bytes": max_head_bytes,
         }
         options = {name: value for name, value in options.items() if value is not None}
         if pool_full_warning != "always":
@@ -400,6 +421,22 @@ class HTTPAdapter(_stock.HTTPAdapter):
         self._reset_fast_route()
         super().__setstate__(state)
 
+    def build_connection_pool_key_attributes(
+        self, request: PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """requests' pool key attributes for ``request`` (its public hook), without the shared
+        SSLContext that requests 2.32.3 and 2.32.4 preload: with it, a CA bundle loaded for
+        one pool would be trusted by every verify=True pool (a deliberate difference, safer)."""
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        if (
+            _PRELOADED_SSL_CONTEXT is not None
+            and pool_kwargs.get("ssl_context") is _PRELOADED_SSL_CONTEXT
+        ):
+            del pool_kwargs["ssl_context"]
+        return host_params, pool_kwargs
+
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         """Set ``conn``'s TLS verification for ``url`` as requests does (``verify``: True, False
         or a CA bundle path; ``cert``: a client certificate or None), with one exception.
@@ -412,6 +449,17 @@ class HTTPAdapter(_stock.HTTPAdapter):
         # Whatever this call sets, the fast route's note of what it set last no longer holds.
         conn.adapter_verify = None
         super().cert_verify(conn, url, verify, cert)
+        if (
+            _PRELOADED_SSL_CONTEXT is not None
+            and verify is True
+            and url.lower().startswith("https")
+        ):
+            # requests 2.32.3/2.32.4 leave verify=True to their preloaded context, which this
+            # adapter keeps out of the pool key: load the same bundle into the pool, as requests
+            # 2.32.5 does, so that a CA bundle set by an earlier request never sticks.
+            super().cert_verify(
+                conn, url, _stock.extract_zipped_paths(_stock.DEFAULT_CA_BUNDLE_PATH), None
+            )
         proxy = getattr(conn, "proxy", None)
         if (
             verify

@@ -141,6 +141,8 @@ class HTTPConnection:
         self.has_connected_to_proxy = False
         #: True once any byte of the current request was handed to the socket.
         self.request_started = False
+        #: True when the last request() was refused before a byte of it was sent.
+        self.head_refused = False
         #: True once any byte of the current response arrived (then no replay, as Go).
         self.head_started = False
         #: False when this socket must not serve another request (a request was cut short).
@@ -270,6 +272,7 @@ class HTTPConnection:
         self._rest = b""
         self._poller = None
         self.reusable = True
+        self.head_refused = False
         if self._tunnel_host is not None:
             if getattr(self.proxy, "scheme", None) == "https":
                 self._connect_tls_proxy()
@@ -333,6 +336,7 @@ class HTTPConnection:
         self._poller = None
         self.has_connected_to_proxy = False
         self.request_started = False
+        self.head_refused = False
         if sock is not None:
             sock.close()
         self._give_token_back()  # after the close: the cap counts real sockets
@@ -390,57 +394,63 @@ class HTTPConnection:
         if self.sock is None:
             self.connect()
         self.request_started = False  # until a byte of this request goes out
-        if headers:
-            items = (
-                headers._store.values()  # type: ignore[attr-defined]
-                if type(headers) in PAIR_STORE_TYPES
-                else headers.items()
-            )
-            pairs, present = collect_request_headers(items, SKIP_HEADER, SKIPPABLE_HEADERS)
-        else:
-            pairs, present = [], 0
-        has_length = present & HAS_CONTENT_LENGTH
-        has_te = present & HAS_TRANSFER_ENCODING
-        # urllib3's head, byte for byte: Host, Accept-Encoding, the body's framing and
-        # User-Agent (each unless the caller gave it), then the caller's headers in order.
-        defaults: list[tuple[str, str]] = []
-        if not present & HAS_HOST:
-            if url[:1] != "/" and "://" in url:
-                # absolute-form through a forwarding proxy: Host names the origin
-                authority = url.split("/", 3)[2].rpartition("@")[2]
-                defaults.append(("Host", authority))
+        try:
+            if headers:
+                items = (
+                    headers._store.values()  # type: ignore[attr-defined]
+                    if type(headers) in PAIR_STORE_TYPES
+                    else headers.items()
+                )
+                pairs, present = collect_request_headers(items, SKIP_HEADER, SKIPPABLE_HEADERS)
             else:
-                defaults.append(("Host", self._host_header()))
-        if not present & HAS_ACCEPT_ENCODING:
-            defaults.append(("Accept-Encoding", "identity"))
+                pairs, present = [], 0
+            has_length = present & HAS_CONTENT_LENGTH
+            has_te = present & HAS_TRANSFER_ENCODING
+            # urllib3's head, byte for byte: Host, Accept-Encoding, the body's framing and
+            # User-Agent (each unless the caller gave it), then the caller's headers in order.
+            defaults: list[tuple[str, str]] = []
+            if not present & HAS_HOST:
+                if url[:1] != "/" and "://" in url:
+                    # absolute-form through a forwarding proxy: Host names the origin
+                    authority = url.split("/", 3)[2].rpartition("@")[2]
+                    defaults.append(("Host", authority))
+                else:
+                    defaults.append(("Host", self._host_header()))
+            if not present & HAS_ACCEPT_ENCODING:
+                defaults.append(("Accept-Encoding", "identity"))
 
-        if body is None and not chunked:
-            chunks: Iterable[Any] | None = None
-            if has_te and not has_length:
-                chunked = True  # the caller's Transfer-Encoding: an empty chunked body follows
-            elif not has_length and not has_te and method.upper() not in _NO_BODY_METHODS:
-                defaults.append(("Content-Length", "0"))
-        else:
-            chunks, content_length = body_to_chunks(body, method, self.blocksize)
-            if chunked:
-                if not has_te:
-                    defaults.append(("Transfer-Encoding", "chunked"))
-            elif has_length:
-                chunked = False
-            elif has_te:
-                chunked = True
-            elif content_length is None:
-                if chunks is not None:
+            if body is None and not chunked:
+                chunks: Iterable[Any] | None = None
+                if has_te and not has_length:
+                    chunked = True  # the caller's Transfer-Encoding: an empty chunked body follows
+                elif not has_length and not has_te and method.upper() not in _NO_BODY_METHODS:
+                    defaults.append(("Content-Length", "0"))
+            else:
+                chunks, content_length = body_to_chunks(body, method, self.blocksize)
+                if chunked:
+                    if not has_te:
+                        defaults.append(("Transfer-Encoding", "chunked"))
+                elif has_length:
+                    chunked = False
+                elif has_te:
                     chunked = True
-                    defaults.append(("Transfer-Encoding", "chunked"))
-            else:
-                defaults.append(("Content-Length", str(content_length)))
-        if not present & HAS_USER_AGENT:
-            defaults.append(("User-Agent", default_user_agent))
-        if defaults:
-            pairs[0:0] = defaults
+                elif content_length is None:
+                    if chunks is not None:
+                        chunked = True
+                        defaults.append(("Transfer-Encoding", "chunked"))
+                else:
+                    defaults.append(("Content-Length", str(content_length)))
+            if not present & HAS_USER_AGENT:
+                defaults.append(("User-Agent", default_user_agent))
+            if defaults:
+                pairs[0:0] = defaults
 
-        head = write_request_head(method, url, pairs)
+            head = write_request_head(method, url, pairs)
+        except (ValueError, TypeError):
+            # Refused before a byte was sent (a bad method, target, header or body type): the
+            # connection is as clean as before; the pool may keep it (HTTPConnectionPool.urlopen)
+            self.head_refused = True
+            raise
         if chunks is None:
             # No body; a chunked one (chunked=True, or the caller's Transfer-Encoding) still
             # needs its last chunk, or the server waits for the body until a timeout.
@@ -485,12 +495,15 @@ class HTTPConnection:
         self._rest = b""
         # Go's rule: once any byte of the response arrived, the request is never replayed.
         self.head_started = bool(data)
+        line_start = 0  # where the last, unfinished line of ``data`` starts
         if data:
             parsed = parse_response_head(data, method, max_head_bytes, max_headers, max_line_bytes)
             if parsed is not None:
                 head, used = parsed
                 self._rest = bytes(data[used:])
                 return head
+            data = bytearray(data)
+            line_start = data.rfind(b"\n") + 1
         view = _receive_view(self.blocksize)
         blocksize = self.blocksize
         while True:
@@ -513,15 +526,26 @@ class HTTPConnection:
                         self._rest = bytes(view[used:n])
                     return head
                 data = bytearray(view[:n])
-            else:
-                data += view[:n]
-                parsed = parse_response_head(
-                    data, method, max_head_bytes, max_headers, max_line_bytes
-                )
-                if parsed is not None:
-                    head, used = parsed
-                    self._rest = bytes(data[used:])
-                    return head
+                line_start = data.rfind(b"\n") + 1
+                continue
+            seen = len(data)
+            data += view[:n]
+            # Parse again only when the new bytes may end a head (a blank line) or pass a
+            # bound: a head trickled in small pieces is then scanned a bounded number of
+            # times, not once per piece (quadratic in the head's size).
+            if (
+                data.find(b"\n\r\n", max(seen - 2, 0)) < 0
+                and data.find(b"\n\n", max(seen - 1, 0)) < 0
+                and len(data) < max_head_bytes
+            ):
+                line_start = max(line_start, data.rfind(b"\n", seen) + 1)
+                if len(data) - line_start <= max_line_bytes:
+                    continue
+            parsed = parse_response_head(data, method, max_head_bytes, max_headers, max_line_bytes)
+            if parsed is not None:
+                head, used = parsed
+                self._rest = bytes(data[used:])
+                return head
 
     def _head_at_eof(self, data: bytes | bytearray, method: str) -> ResponseHead:
         """The head of a response whose server closed before the blank line ending it.

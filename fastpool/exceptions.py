@@ -24,6 +24,10 @@ MSG_POOL_TIMEOUT = (
     "Timed out after {timeout} s waiting for a free connection "
     "(all {limit} connections of this pool are in use)"
 )
+MSG_CAP_TIMEOUT = (
+    "Timed out after {timeout} s waiting for a free connection "
+    "(all {limit} connections of max_connections are open)"
+)
 MSG_POOL_EMPTY_NOWAIT = (
     "No free connection and waiting is disabled (all {limit} connections of this pool are in use)"
 )

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from _thread import allocate_lock
+from _thread import TIMEOUT_MAX, allocate_lock
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import MSG_NOT_INT, MSG_NOT_POSITIVE, MSG_POOL_TIMEOUT, PoolTimeoutError
+from .exceptions import MSG_CAP_TIMEOUT, MSG_NOT_INT, MSG_NOT_POSITIVE, PoolTimeoutError
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
@@ -35,6 +35,7 @@ __all__ = ("ConnectionLimit",)
 _WAITING = 0
 _TOKEN = 1  # a token: dial
 _CONN = 2  # a connection of its own pool: use it
+_WAITING_ENDED = 3  # left the queue unserved (a timeout or an exception)
 
 #: What :meth:`ConnectionLimit.put` did with a connection coming back.
 PUT_IDLE = 0  # checked in to its pool (kept idle, or refused: see the HostQueue's answer)
@@ -84,7 +85,7 @@ class ConnectionLimit:
         self.evicted_idle = 0  # idle connections closed to make room
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._deferred: deque[HTTPConnection] = deque()
+        self._deferred: deque[HTTPConnection | None] = deque()
         self._waiters: deque[_Waiter] = deque()
         # connection -> its pool, least recently idle first
         self._idle: OrderedDict[HTTPConnection, HTTPConnectionPool] = OrderedDict()
@@ -94,12 +95,15 @@ class ConnectionLimit:
         """Requests waiting at the cap now."""
         return len(self._waiters)
 
-    def acquire(self, pool: HTTPConnectionPool | None = None) -> HTTPConnection | None:
+    def acquire(
+        self, pool: HTTPConnectionPool | None = None, timeout: float | None = None
+    ) -> HTTPConnection | None:
         """Wait for room to open a connection for ``pool``; None: a token is now held (dial).
 
         Or an idle connection of ``pool`` itself (found idle here, or handed over by a
         request done with it): the caller uses it instead of dialing, and holds no new token.
-        ``pool`` None (a connection dialing on its own) takes only a token.
+        ``pool`` None (a connection dialing on its own) takes only a token. ``timeout``: the
+        longest wait in seconds (None: this limit's own ``timeout``).
         """
         waiter = _Waiter(pool)  # made before the lock (see _locked)
         victim: tuple[HTTPConnectionPool, HTTPConnection] | None = None
@@ -118,25 +122,45 @@ class ConnectionLimit:
         if victim is not None:
             self._close_evicted(*victim)
             return None
-        return self._wait(waiter)
+        return self._wait(waiter, self.timeout if timeout is None else timeout)
 
-    def _wait(self, waiter: _Waiter) -> HTTPConnection | None:
-        timeout = self.timeout
-        if timeout is None:
-            waiter.lock.acquire()
-        else:
-            waiter.lock.acquire(True, timeout)
-        with self._locked():
-            state = waiter.state
-            if state == _WAITING:
-                self._waiters.remove(waiter)
+    def _wait(self, waiter: _Waiter, timeout: float | None) -> HTTPConnection | None:
+        try:
+            if timeout is None or timeout >= TIMEOUT_MAX:  # inf too: lock.acquire refuses it
+                waiter.lock.acquire()
+            else:
+                waiter.lock.acquire(True, timeout)
+        except BaseException:
+            # An exception in the wait (KeyboardInterrupt): leave the queue, or pass on what
+            # was handed over meanwhile. Nothing is lost either way.
+            if self._leave(waiter) != _WAITING:
+                self._undo(waiter)
+            raise
+        state = self._leave(waiter)
         if state == _WAITING:
             raise PoolTimeoutError(
-                MSG_POOL_TIMEOUT.format(timeout=self.timeout, limit=self.max_connections)
+                MSG_CAP_TIMEOUT.format(timeout=timeout, limit=self.max_connections)
             )
         conn: HTTPConnection | None = waiter.conn  # None with a token (_TOKEN)
         waiter.conn = None
         return conn
+
+    def _leave(self, waiter: _Waiter) -> int:
+        """The waiter's state; one still waiting leaves the queue unserved (returns _WAITING)."""
+        with self._locked():
+            state = waiter.state
+            if state == _WAITING:
+                self._waiters.remove(waiter)
+                waiter.state = _WAITING_ENDED
+        return state
+
+    def _undo(self, waiter: _Waiter) -> None:
+        """A wait that ended in an exception after it was served: its grant goes on."""
+        conn, waiter.conn = waiter.conn, None
+        if conn is not None:
+            conn.close()  # it holds its token: close() passes it to the next waiter
+        else:
+            self.release(None)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -205,8 +229,9 @@ class ConnectionLimit:
             pool._trace.emit("discard", host=pool.host, port=pool.port, reason="closed")
         conn.close()
 
-    def release(self, conn: HTTPConnection) -> None:
-        """Give ``conn``'s token back (it closed, or its dial failed): to the longest waiter."""
+    def release(self, conn: HTTPConnection | None) -> None:
+        """Give ``conn``'s token back (it closed, or its dial failed; None: a token that no
+        connection was made for): to the longest waiter."""
         if getattr(self._local, "busy", False):
             # A finalizer run while this thread holds our lock: applied as that lock is
             # released (HostQueue calls allocate nothing GC-tracked, so none runs in them).

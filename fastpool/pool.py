@@ -362,7 +362,7 @@ class HTTPConnectionPool(RequestMethods):
             conn = self._traced_checkout(trace, timeout)
         try:
             if conn is None:
-                conn = self._new_conn() if self._limiter is None else self._room_for(None)
+                conn = self._new_conn() if self._limiter is None else self._room_for(None, timeout)
                 if conn.sock is None:  # to dial (not one handed over at the cap)
                     if trace is not None:
                         trace.emit(
@@ -380,7 +380,7 @@ class HTTPConnectionPool(RequestMethods):
                     trace.emit("discard", host=self.host, port=self.port, reason="stale")
                 conn.close()
             if conn.sock is None and self._limiter is not None and not conn._has_token:
-                conn = self._room_for(conn)  # closed here: it needs room at the cap again
+                conn = self._room_for(conn, timeout)  # closed here: it needs room again
             if trace is not None:
                 reused = conn.sock is not None
                 trace.emit(
@@ -397,18 +397,24 @@ class HTTPConnectionPool(RequestMethods):
             self._put_conn(None)
             raise
 
-    def _room_for(self, closed: HTTPConnection | None) -> HTTPConnection:
+    def _room_for(self, closed: HTTPConnection | None, timeout: float | None) -> HTTPConnection:
         """At the global cap: a token to dial (on ``closed``, or a new connection), or an idle
-        connection of this pool handed over by the cap's queue (see ConnectionLimit)."""
+        connection of this pool handed over by the cap's queue (see ConnectionLimit); waits
+        up to ``timeout`` seconds (None: the cap's own)."""
         limiter = self._limiter
         assert limiter is not None
-        handed = limiter.acquire(self)
+        handed = limiter.acquire(self, timeout)
         if handed is not None:
             self.handed_over += 1
             return handed
-        conn = self._new_conn() if closed is None else closed
-        conn._has_token = True
-        return conn
+        if closed is None:
+            try:
+                closed = self._new_conn()
+            except BaseException:
+                limiter.release(None)  # no connection holds the token
+                raise
+        closed._has_token = True
+        return closed
 
     def _traced_checkout(self, trace: Any, timeout: float | None) -> Any:
         # Only with a trace: try without waiting first, so a wait can be reported as one.
@@ -917,17 +923,21 @@ class HTTPConnectionPool(RequestMethods):
             retries.sleep()
             err = e
         except (ValueError, TypeError):
-            # A request refused before a byte of it was sent (a bad method, target or header,
-            # InvalidRequestError): the connection is as clean as before, so it is kept. (After
-            # the clauses above: ssl's certificate errors are ValueErrors too.)
+            # A request its connection refused to write (a bad method, target or header,
+            # InvalidRequestError) before a byte of it was sent: the connection is as clean as
+            # before, so it is kept. Only then: a failure in the dial, the TLS handshake or the
+            # proxy tunnel leaves a connection that is not what it should be. (After the clauses
+            # above: ssl's certificate errors are ValueErrors too.)
             if (
                 owned
                 and response is None
                 and conn is not None
+                and conn.head_refused
                 and conn.sock is not None
                 and not conn.request_started
                 and conn.reusable
             ):
+                conn.head_refused = False
                 owned = False
                 clean_exit = True
                 self._put_conn(conn)

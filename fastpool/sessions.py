@@ -455,7 +455,9 @@ class Session(requests.Session):
     full" warning once per pool, then a summary every 100 discards. Off by default, as in
     requests: ``max_connections`` (a hard cap on open connections across every host and both
     schemes: one adapter serves ``https://`` and ``http://``), ``max_connections_per_host`` and
-    ``pool_timeout`` (how long a request waits at a cap before ``PoolTimeout``). Expired and stale
+    ``pool_timeout`` (how long a request waits at a cap before ``PoolTimeout``). The bounds on a
+    response head, ``max_line_bytes``, ``max_headers`` and ``max_head_bytes``, are http.client's
+    (and 1 MiB in all) unless given. Expired and stale
     connections are closed at checkout (no background thread), and an idempotent request that
     meets a connection the server closed is sent again once (Go's rules). See
     :meth:`pool_stats` and :meth:`add_trace_hook`.
@@ -490,6 +492,9 @@ class Session(requests.Session):
         max_connections: int | None = None,
         max_connections_per_host: int | None = None,
         pool_timeout: float | None = None,
+        max_line_bytes: int | None = None,
+        max_headers: int | None = None,
+        max_head_bytes: int | None = None,
     ) -> None:
         self._init_state()
         # requests.Session.__init__'s settings (a test keeps them in step), without building
@@ -515,6 +520,9 @@ class Session(requests.Session):
                 max_connections_per_host=max_connections_per_host,
                 pool_timeout=pool_timeout,
                 pool_full_warning="first",
+                max_line_bytes=max_line_bytes,
+                max_headers=max_headers,
+                max_head_bytes=max_head_bytes,
             )
             # One adapter serves both schemes, so max_connections caps the whole Session.
             adapter = DEFAULT_ADAPTER(**kw)

@@ -25,6 +25,10 @@ import fastpool
 from fastpool.adapters import HTTPAdapter, PoolTimeout, _split_url
 
 STOCK = requests.adapters.HTTPAdapter
+# requests 2.32.3 and 2.32.4 share one preloaded SSLContext between every verify=True pool.
+# fastpool keeps it out of the pool key and loads requests' default CA bundle into each pool
+# instead, as requests 2.32.5 does (HTTPAdapter.build_connection_pool_key_attributes).
+PRELOADED_SSL_CONTEXT = getattr(requests.adapters, "_preloaded_ssl_context", None)
 _JOIN_SECONDS = 10.0
 
 
@@ -70,6 +74,9 @@ def test_signature_is_stock_plus_keyword_only_options() -> None:
         "pool_full_warning": "always",
         "source_address": None,
         "socket_options": None,
+        "max_line_bytes": None,
+        "max_headers": None,
+        "max_head_bytes": None,
     }
 
 
@@ -286,7 +293,13 @@ def test_proxy_headers_equal_stock() -> None:
 def test_pool_key_attributes_equal_stock(verify: Any, cert: Any) -> None:
     request = _prepared("https://h.example:8443/x")
     ours = HTTPAdapter().build_connection_pool_key_attributes(request, verify, cert)
-    assert ours == STOCK().build_connection_pool_key_attributes(request, verify, cert)
+    host_params, pool_kwargs = STOCK().build_connection_pool_key_attributes(request, verify, cert)
+    if (
+        PRELOADED_SSL_CONTEXT is not None
+        and pool_kwargs.get("ssl_context") is PRELOADED_SSL_CONTEXT
+    ):
+        del pool_kwargs["ssl_context"]  # the deliberate difference on requests 2.32.3/2.32.4
+    assert ours == (host_params, pool_kwargs)
 
 
 def test_get_connection_with_tls_context_gives_fastpool_pools(ca_bundle: str) -> None:
@@ -342,7 +355,19 @@ def test_cert_verify_sets_the_pool_like_stock(
     reference = STOCK()
     stock_pool = reference.get_connection_with_tls_context(_prepared(url), verify, cert=cert)
     reference.cert_verify(stock_pool, url, verify, cert)
-    assert seen == {n: getattr(stock_pool, n, None) for n in seen}
+    expected = {n: getattr(stock_pool, n, None) for n in seen}
+    if (
+        adapter_cls is HTTPAdapter
+        and PRELOADED_SSL_CONTEXT is not None
+        and verify is True
+        and url.startswith("https")
+    ):
+        # requests 2.32.3/2.32.4 trust the default bundle through the preloaded context;
+        # fastpool loads that bundle into the pool instead, as requests 2.32.5 does.
+        expected["ca_certs"] = requests.utils.extract_zipped_paths(
+            requests.adapters.DEFAULT_CA_BUNDLE_PATH
+        )
+    assert seen == expected
 
 
 def test_cert_verify_missing_files_raise_like_stock() -> None:
