@@ -501,6 +501,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             maxsize=maxsize,
             block=block,
             trace=self._trace,
+            _quiet_connection_class=True,  # under a vcrpy cassette send() takes urllib3's route
             **self._pool_options,
             **{**self._connection_kw, **pool_kwargs},
         )
@@ -556,6 +557,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 maxsize=self._pool_maxsize,
                 block=self._pool_block,
                 trace=self._trace,
+                _quiet_connection_class=True,
                 **self._pool_options,
                 **{**self._connection_kw, **proxy_kwargs},
             )

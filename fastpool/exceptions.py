@@ -136,6 +136,12 @@ MAX_DECODE_LINKS = 5
 MSG_TOO_MANY_ENCODINGS = "Too many content encodings in the chain: {count} > {limit}"
 
 
+class UnusedConnectionClassWarning(UserWarning):
+    """urllib3's pools were given another connection class (``urllib3.http2.inject_into_urllib3()``,
+    a vcrpy cassette), which fastpool's own pools do not use: their requests go out on
+    fastpool's HTTP/1.1 connections, not through that class."""
+
+
 class InvalidContentLengthError(InvalidResponseError, _u3.InvalidHeader):
     """A response head whose Content-Length values conflict or are not a number.
 

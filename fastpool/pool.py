@@ -157,6 +157,18 @@ def _check_bound(name: str, value: object) -> int | None:
     return value
 
 
+def _check_connection_class(pool: Any, base: type) -> None:
+    """Fail at once, naming it, for a ``ConnectionCls`` the engine cannot drive."""
+    cls = pool.ConnectionCls
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(
+            f"{type(pool).__name__}.ConnectionCls must be {base.__module__}.{base.__qualname__} "
+            f"or a subclass (fastpool's engine drives it), got {cls!r}; a urllib3 connection "
+            "class needs urllib3's own pools"
+        )
+    pool._checked_connection_cls = cls
+
+
 def _after_fork_in_child() -> None:
     # The child must never speak on a socket it shares with its parent: every pool starts
     # empty. Closing our copy of a file descriptor leaves the parent's socket open.
@@ -216,7 +228,10 @@ class HTTPConnectionPool(RequestMethods):
     # urllib3's exact format string and default port, per scheme
     _new_conn_log = "Starting new HTTP connection (%d): %s:%s"
     _log_port = "80"
+    #: The connection class: fastpool's ``HTTPConnection`` or a subclass (checked when the pool
+    #: is made, and when it is replaced on the instance, at the next dial).
     ConnectionCls: type[HTTPConnection] = HTTPConnection
+    _checked_connection_cls: type | None = None
     #: The ``verify`` that fastpool.HTTPAdapter's cert_verify last applied to this pool: the
     #: adapter does not repeat it for every request (None: not yet).
     adapter_verify: Any = None
@@ -248,6 +263,7 @@ class HTTPConnectionPool(RequestMethods):
     ) -> None:
         if not host:
             raise LocationValueError("No host specified.")
+        _check_connection_class(self, HTTPSConnection if self.scheme == "https" else HTTPConnection)
         self.host = _normalize_host(host, scheme=self.scheme)
         self.port = port
         self._tunnel_host = self.host.lower()
@@ -341,6 +357,8 @@ class HTTPConnectionPool(RequestMethods):
         host, port = self.host, self.port
         if self.proxy is not None and self.proxy.host is not None:
             host, port = self.proxy.host, self.proxy.port
+        if self.ConnectionCls is not self._checked_connection_cls:  # set on the instance
+            _check_connection_class(self, HTTPConnection)
         return self.ConnectionCls(host, port, timeout=self.timeout.connect_timeout, **self.conn_kw)
 
     def _get_conn(self, timeout: float | None = None) -> HTTPConnection:
@@ -1203,7 +1221,9 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         host, port = self.host, self.port
         if self.proxy is not None and self.proxy.host is not None:
             host, port = self.proxy.host, self.proxy.port
-        conn = HTTPSConnection(
+        if self.ConnectionCls is not self._checked_connection_cls:  # set on the instance
+            _check_connection_class(self, HTTPSConnection)
+        conn = typing.cast("type[HTTPSConnection]", self.ConnectionCls)(
             host,
             port,
             ssl_context=context,

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin
 
+from urllib3 import connection as _u3_connection
+from urllib3 import connectionpool as _u3_connectionpool
 from urllib3._collections import HTTPHeaderDict
 from urllib3._request_methods import RequestMethods
 from urllib3.exceptions import (
@@ -63,6 +65,33 @@ pool_classes_by_scheme: dict[str, type[HTTPConnectionPool]] = {
 #: The pool counters whose running totals survive an evicted pool (``evicted_totals``): the
 #: same as :data:`fastpool.stats.COUNTERS`.
 EVICTED_COUNTERS = COUNTERS
+
+
+#: urllib3's own connection classes, which its pools use unless something replaced them.
+_URLLIB3_CONNECTIONS = (_u3_connection.HTTPConnection, _u3_connection.HTTPSConnection)
+
+
+def _warn_if_urllib3_connections_replaced() -> None:
+    """``urllib3.http2.inject_into_urllib3()`` or a vcrpy cassette replace the connection
+    classes of urllib3's pools; fastpool's pools keep their own: say so instead of ignoring
+    the change silently."""
+    in_use = (
+        _u3_connectionpool.HTTPConnectionPool.ConnectionCls,
+        _u3_connectionpool.HTTPSConnectionPool.ConnectionCls,
+    )
+    if in_use != _URLLIB3_CONNECTIONS:
+        import warnings
+
+        from .exceptions import UnusedConnectionClassWarning
+
+        names = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in in_use)
+        warnings.warn(
+            f"urllib3's pools use {names}, not urllib3's own connection classes; "
+            "fastpool.PoolManager's pools use fastpool's HTTP/1.1 connections instead (for "
+            "those classes, use urllib3.PoolManager)",
+            UnusedConnectionClassWarning,
+            stacklevel=3,
+        )
 
 
 def _retirer(manager: PoolManager) -> Any:
@@ -200,9 +229,12 @@ class PoolManager(RequestMethods):
         max_headers: int | None = None,
         max_head_bytes: int | None = None,
         trace: Any = None,
+        _quiet_connection_class: bool = False,
         **connection_pool_kw: Any,
     ) -> None:
         super().__init__(headers)
+        if not _quiet_connection_class:  # fastpool.HTTPAdapter handles it (a cassette)
+            _warn_if_urllib3_connections_replaced()
         # Manager-wide, so not part of the pool key (urllib3's PoolKey has no field for them).
         options = {
             "idle_timeout": idle_timeout,

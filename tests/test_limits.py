@@ -29,6 +29,16 @@ def _settled(pm: PoolManager) -> None:
         assert pm.limit.open == sum(pool.pool.idle for pool in pools)
 
 
+def _wait_for_waiters(pm: PoolManager, n: int) -> None:
+    """Until ``n`` requests wait at the cap (bounded: 20 s)."""
+    assert pm.limit is not None
+    for _ in range(2000):
+        if pm.limit.waiters == n:
+            break
+        time.sleep(0.01)
+    assert pm.limit.waiters == n
+
+
 def test_bad_max_connections_is_named():
     with pytest.raises(ValueError, match="max_connections"):
         PoolManager(max_connections=0)
@@ -87,11 +97,7 @@ def test_a_waiter_wakes_when_a_connection_goes_idle(server_factory):
             target=lambda: result.append(pm.request("GET", b.url + "/bytes/2").data)
         )
         waiter.start()
-        for _ in range(2000):  # bounded: up to 20 s for the waiter to reach the cap
-            if pm.limit.waiters == 1:
-                break
-            threading.Event().wait(0.01)
-        assert pm.limit.waiters == 1
+        _wait_for_waiters(pm, 1)
         start = time.monotonic()
         held.read()  # a's connection goes idle (kept, not closed)
         waiter.join(20)
@@ -242,11 +248,7 @@ def test_waits_at_the_cap_are_first_in_first_out(server_factory):
             t = threading.Thread(target=wait_for, args=(name, server.url + "/bytes/5"))
             t.start()
             threads.append(t)
-            for _ in range(2000):  # bounded: up to 20 s for this one to queue
-                if pm.limit.waiters == n:
-                    break
-                time.sleep(0.01)
-            assert pm.limit.waiters == n
+            _wait_for_waiters(pm, n)
         held.read()
         for t in threads:
             t.join(30)
@@ -270,11 +272,7 @@ def test_a_connection_coming_back_goes_to_a_waiter_of_its_own_host(server_factor
             target=lambda: result.append(pm.request("GET", a.url + "/bytes/3").data)
         )
         waiter.start()
-        for _ in range(2000):
-            if pm.limit.waiters == 1:
-                break
-            time.sleep(0.01)
-        assert pm.limit.waiters == 1
+        _wait_for_waiters(pm, 1)
         held.read()
         waiter.join(20)
         assert result == [b"abc"]
@@ -308,10 +306,7 @@ def test_a_handed_over_connection_counts_as_a_reuse(server_factory):
         held = pm.request("GET", a.url + "/bytes/100", preload_content=False)
         waiter = threading.Thread(target=lambda: pm.request("GET", a.url + "/bytes/3"))
         waiter.start()
-        for _ in range(2000):
-            if pm.limit.waiters == 1:
-                break
-            time.sleep(0.01)
+        _wait_for_waiters(pm, 1)
         held.read()
         waiter.join(20)
         (host,) = pm.stats().hosts

@@ -85,10 +85,12 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(;[^\r\n]*)?")
 
 
 class OneShotServer:
-    """Answers every connection with ``payload`` and closes it (so read-to-close ends)."""
+    """Answers every connection with ``payload`` and closes it (so read-to-close ends); keeps
+    each request head it read in ``heads``."""
 
     def __init__(self) -> None:
         self.payload = b""
+        self.heads: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
@@ -111,6 +113,7 @@ class OneShotServer:
                         if not piece:
                             break
                         data += piece
+                    self.heads.append(data.partition(b"\r\n\r\n")[0])
                     conn.sendall(self.payload)
                     conn.shutdown(socket.SHUT_WR)
                 except OSError:

@@ -233,42 +233,14 @@ def test_key_fn_by_scheme_changed_after_first_use_applies(server_factory):
 # --- the request head, byte for byte ----------------------------------------------------------
 
 
-class _HeadCatcher:
-    """Accepts one connection at a time, records the request head, answers 200 and closes."""
-
-    def __init__(self) -> None:
-        import socket
-        import threading
-
-        self.heads: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    piece = conn.recv(65536)
-                    if not piece:
-                        break
-                    data += piece
-                self.heads.append(data.partition(b"\r\n\r\n")[0])
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-
-
 @pytest.fixture(scope="module")
 def head_catcher():  # type: ignore[no-untyped-def]
-    catcher = _HeadCatcher()
+    from test_stock_tolerance import OneShotServer
+
+    catcher = OneShotServer()
+    catcher.payload = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     yield catcher
-    catcher.listener.close()
+    catcher.close()
 
 
 @pytest.mark.parametrize(
@@ -290,7 +262,8 @@ def test_the_default_request_head_is_urllib3s(head_catcher, method, body, header
     # What HTTPConnectionPool.urlopen writes: the same head as urllib3's, line for line, but
     # the default User-Agent, which names fastpool (a deliberate difference).
     def head(module):  # type: ignore[no-untyped-def]
-        pool = module.HTTPConnectionPool("127.0.0.1", head_catcher.port, retries=False)
+        port = int(head_catcher.url.rsplit(":", 1)[1].strip("/"))
+        pool = module.HTTPConnectionPool("127.0.0.1", port, retries=False)
         pool.urlopen(method, "/p?q=1", body=body, headers=dict(headers), chunked=chunked)
         pool.close()
         return head_catcher.heads[-1].split(b"\r\n")
@@ -299,3 +272,75 @@ def test_the_default_request_head_is_urllib3s(head_catcher, method, body, header
     ua = f"User-Agent: {fastpool.connection.default_user_agent}".encode()
     stock_ua = f"User-Agent: python-urllib3/{urllib3.__version__}".encode()
     assert [ua if line == stock_ua else line for line in stock] == ours
+
+
+# --- ConnectionCls: honoured, or refused at once -------------------------------------------
+
+
+def test_a_connection_subclass_is_used_by_both_pools(server_factory):
+    made = []
+
+    class Counting(fastpool.connection.HTTPConnection):
+        def connect(self) -> None:
+            made.append(type(self).__name__)
+            super().connect()
+
+    class CountingTLS(fastpool.connection.HTTPSConnection):
+        def connect(self) -> None:
+            made.append(type(self).__name__)
+            super().connect()
+
+    class Pool(fastpool.HTTPConnectionPool):
+        ConnectionCls = Counting
+
+    class TLSPool(fastpool.HTTPSConnectionPool):
+        ConnectionCls = CountingTLS
+
+    server, tls_server = server_factory(), server_factory("127.0.0.2", tls=True)
+    with Pool("127.0.0.1", server.port) as pool:
+        assert pool.request("GET", "/bytes/1").status == 200
+    with TLSPool("127.0.0.2", tls_server.port, cert_reqs="CERT_NONE") as pool:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            assert pool.request("GET", "/bytes/1").status == 200
+    assert made == ["Counting", "CountingTLS"]
+
+
+def test_a_connection_class_the_engine_cannot_drive_fails_at_construction():
+    class Pool(fastpool.HTTPConnectionPool):
+        ConnectionCls = urllib3.connection.HTTPConnection  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="ConnectionCls must be fastpool.connection.HTTPConnection"):
+        Pool("127.0.0.1", 80)
+
+    class TLSPool(fastpool.HTTPSConnectionPool):
+        ConnectionCls = fastpool.connection.HTTPConnection  # plain HTTP for an https pool
+
+    with pytest.raises(TypeError, match="HTTPSConnection"):
+        TLSPool("127.0.0.1", 443)
+    # set on the instance after construction: refused at the next dial, before any socket
+    pool = fastpool.HTTPConnectionPool("127.0.0.1", 80, retries=False)
+    pool.ConnectionCls = urllib3.connection.HTTPConnection  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="ConnectionCls"):
+        pool.request("GET", "/")
+    assert pool.pool.in_use == 0
+
+
+def test_replaced_urllib3_connection_classes_are_not_ignored_silently(monkeypatch):
+    # What urllib3.http2.inject_into_urllib3() does: fastpool's pools cannot use that class,
+    # and a PoolManager made then says so.
+    class H2(urllib3.connection.HTTPSConnection):
+        pass
+
+    monkeypatch.setattr(urllib3.connectionpool.HTTPSConnectionPool, "ConnectionCls", H2)
+    with pytest.warns(fastpool.exceptions.UnusedConnectionClassWarning, match="H2"):
+        fastpool.PoolManager()
+    # fastpool's adapter takes urllib3's route itself then (see HTTPAdapter.send): no warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastpool.exceptions.UnusedConnectionClassWarning)
+        fastpool.HTTPAdapter().close()
+        fastpool.Session().close()
