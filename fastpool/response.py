@@ -336,6 +336,34 @@ class _OriginalResponse:
         return self._response.closed
 
 
+class _RawBody:
+    """``response._fp``: the file urllib3's response reads its body from (http.client's), as
+    tools that wrap it expect. ``read(amt)`` gives the body after framing (de-chunked), before
+    content decoding; ``fp`` turns None and ``closed`` True once the body has been read. A tool
+    may set ``response._fp`` to a wrapper of it (CacheControl tees the body into its cache):
+    the response then reads its body through that wrapper."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: HTTPResponse) -> None:
+        self._response = response
+
+    def read(self, amt: int | None = None) -> bytes:
+        return self._response._read_raw(amt, False, True)
+
+    @property
+    def closed(self) -> bool:
+        response = self._response
+        return response._done and not response._surplus
+
+    @property
+    def fp(self) -> Any:
+        return None if self.closed else self._response
+
+    def close(self) -> None:
+        self._response.close()
+
+
 _COOKIE_HEADERS = ("set-cookie", "set-cookie2")
 
 
@@ -394,6 +422,11 @@ class HTTPResponse(BaseHTTPResponse):
     _content_fed = False
     _flushed = False
     _surplus = b""  # framed body bytes a read(amt) did not return yet
+    _fp_wrapper: Any = None  # what a tool set as ``_fp`` (see _RawBody); reads go through it
+    #: urllib3's chunk state, for tools that look at it: fastpool's chunked reader keeps its own
+    #: and never calls ``_update_chunk_length`` (a wrapper of it, CacheControl's, is not needed:
+    #: ``_fp`` reports the end of the body itself).
+    chunk_left: int | None = None
     _body: bytes | None = None
     _done = False
     _closed = False
@@ -859,19 +892,38 @@ class HTTPResponse(BaseHTTPResponse):
             ) from e
         return data
 
+    @property
+    def _fp(self) -> Any:
+        """The body as urllib3's ``_fp`` (see :class:`_RawBody`); settable, as in urllib3."""
+        wrapper = self._fp_wrapper
+        return _RawBody(self) if wrapper is None else wrapper
+
+    @_fp.setter
+    def _fp(self, value: Any) -> None:
+        self._fp_wrapper = value
+
+    def _update_chunk_length(self) -> None:
+        """urllib3's hook for a chunk size line: never called by fastpool's reader (its
+        chunked framing lives in ``_http11``); here for tools that look it up."""
+
     # --- framing ------------------------------------------------------------------------------
-    def _read_raw(self, amt: int | None, once: bool = False) -> bytes:
-        """Up to ``amt`` body bytes after framing (all when ``None``); b"" at the end."""
+    def _read_raw(self, amt: int | None, once: bool = False, direct: bool = False) -> bytes:
+        """Up to ``amt`` body bytes after framing (all when ``None``); b"" at the end.
+
+        Through ``_fp`` when a tool replaced it (``direct``: not, since the wrapper's own read
+        lands here)."""
+        if self._fp_wrapper is not None and not direct:
+            return self._fp_wrapper.read(amt) or b""
         surplus = self._surplus
         if surplus:
             if amt is None:
                 self._surplus = b""
-                return surplus + self._read_raw(None)
+                return surplus + self._read_raw(None, False, True)
             if len(surplus) >= amt or once or self._done:
                 data, self._surplus = surplus[:amt], surplus[amt:]
                 return data
             self._surplus = b""
-            return surplus + self._read_raw(amt - len(surplus))
+            return surplus + self._read_raw(amt - len(surplus), False, True)
         if self._done:
             return b""
         conn = self._connection
@@ -1088,11 +1140,11 @@ class HTTPResponse(BaseHTTPResponse):
                     # kept after the bytes a read(amt) left over (framed, not yet decoded)
                     kept, self._surplus = self._surplus, b""
                     try:
-                        kept += self._read_raw(remaining)
+                        kept += self._read_raw(remaining, False, True)
                     finally:
                         self._surplus = kept  # on failure too: those bytes are not lost
                 else:
-                    self._read_raw(remaining)
+                    self._read_raw(remaining, False, True)
                 return
             if keep:
                 return
@@ -1104,7 +1156,7 @@ class HTTPResponse(BaseHTTPResponse):
             sock.settimeout(0.0)
             try:
                 while not self._done:
-                    self._read_raw(remaining, once=True)
+                    self._read_raw(remaining, True, True)
                     remaining = self.length_remaining or 0
             finally:
                 self._holding = False

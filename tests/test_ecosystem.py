@@ -12,6 +12,7 @@ them all).
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import importlib
 import socket
@@ -559,3 +560,59 @@ def test_responses_passthrough_over_tls(
         with pytest.raises(requests.exceptions.SSLError):
             session.get(https_server.url + "/echo")  # the default CAs do not know the test CA
     assert https_server.requests == 1
+
+
+# --- CacheControl ----------------------------------------------------------------------------
+
+
+def _cacheable_server(fault_server_factory: Any, chunked: bool) -> Any:
+    """Answers every request with a body that may be cached for a minute (chunked or not),
+    and counts the requests it answered."""
+    body = b"cached body " * 100
+
+    def handler(conn: Any) -> None:
+        while conn.read_request() is not None:
+            conn.server.answered = getattr(conn.server, "answered", 0) + 1
+            headers = [
+                ("Cache-Control", "max-age=60"),
+                ("Content-Type", "text/plain"),
+                ("Date", email.utils.formatdate(usegmt=True)),  # freshness counts from it
+            ]
+            if chunked:
+                head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                head += "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+                pieces = [body[i : i + 300] for i in range(0, len(body), 300)]
+                data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+                conn.send(head.encode() + data)
+            else:
+                conn.respond(200, body, headers)
+
+    return fault_server_factory(handler), body
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_cachecontrol_caches_and_serves_through_fastpool(
+    mode: str, fault_server_factory: Any, chunked: bool
+) -> None:
+    # CacheControl's own first example, CacheControl(session); for the fastpool modes with
+    # adapter_class= a class mixing its adapter with fastpool's, as its docs show for others.
+    cachecontrol = _tool("cachecontrol")
+    server, body = _cacheable_server(fault_server_factory, chunked)
+    url = f"http://127.0.0.1:{server.port}/page"
+    base = requests.Session() if mode == "requests" else make_session(mode)
+    if mode == "requests":
+        session = cachecontrol.CacheControl(base)
+    else:
+
+        class CachingAdapter(cachecontrol.CacheControlAdapter, fastpool.HTTPAdapter):
+            pass
+
+        session = cachecontrol.CacheControl(base, adapter_class=CachingAdapter)
+    with session:
+        first = session.get(url)
+        assert first.content == body and not first.from_cache
+        if mode != "requests":
+            assert type(first.raw) is EngineResponse  # fetched through fastpool's pools
+        second = session.get(url)
+        assert second.content == body and second.from_cache
+        assert server.answered == 1  # the second came from the cache, not the server
