@@ -369,6 +369,9 @@ class HTTPConnection:
     def _compute_host_header(self) -> str:
         host = self._tunnel_host if self._tunnel_host is not None else self.host
         port = self._tunnel_port if self._tunnel_host is not None else self.port
+        # A fully qualified name's trailing dot matters to DNS only (the dial keeps it), not to
+        # the server: urllib3 leaves it out of Host, and out of SNI and the name check.
+        host = host.rstrip(".")
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         if port == port_by_scheme.get(self.scheme) or port is None:
@@ -675,6 +678,22 @@ def _wrap_and_verify(
         tls: Any = _TLSInTLS(sock, context, name)
     else:
         tls = context.wrap_socket(sock, server_hostname=name)
+    try:
+        _check_peer(tls, context, name, assert_hostname, assert_fingerprint)
+    except BaseException:
+        tls.close()  # the caller closes the socket under it; this object too, or it leaks
+        raise
+    return tls
+
+
+def _check_peer(
+    tls: Any,
+    context: ssl.SSLContext,
+    name: str,
+    assert_hostname: None | str | typing.Literal[False],
+    assert_fingerprint: str | None,
+) -> None:
+    """urllib3's checks after the handshake: a pinned fingerprint, or ``assert_hostname``."""
     if assert_fingerprint:
         from urllib3.util.ssl_ import assert_fingerprint as check_fingerprint
 
@@ -691,7 +710,6 @@ def _wrap_and_verify(
             assert_hostname or name,
             hostname_checks_common_name=context.hostname_checks_common_name,
         )
-    return tls
 
 
 class _TLSInTLS:
@@ -832,24 +850,38 @@ class HTTPSConnection(HTTPConnection):
         self._connect_transport()
         sock = self.sock
         assert sock is not None
-        target = self._tunnel_host if self._tunnel_host is not None else self.host
-        try:
-            self.sock = _wrap_and_verify(
-                sock,
-                self.ssl_context,
-                self.server_hostname or target,
-                self.assert_hostname,
-                self.assert_fingerprint,
+        if self.proxy is not None and self._tunnel_host is None:
+            # Forwarding (use_forwarding_for_https): this TLS session is with the proxy, so it
+            # takes the proxy's settings, never the origin's (its client certificate, its
+            # pinned name or fingerprint), as urllib3 does.
+            config = self.proxy_config
+            context = self.proxy_ssl_context
+            if context is None:
+                context = self.proxy_ssl_context = build_ssl_context(
+                    config.ssl_context if config else None,
+                    assert_hostname=config.assert_hostname if config else None,
+                    assert_fingerprint=config.assert_fingerprint if config else None,
+                )
+            name = self.host
+            assert_hostname = config.assert_hostname if config else None
+            assert_fingerprint = config.assert_fingerprint if config else None
+        else:
+            context = self.ssl_context
+            name = self.server_hostname or (
+                self._tunnel_host if self._tunnel_host is not None else self.host
             )
+            name = name.rstrip(".")  # as in Host (see _compute_host_header)
+            assert_hostname = self.assert_hostname
+            assert_fingerprint = self.assert_fingerprint
+        try:
+            self.sock = _wrap_and_verify(sock, context, name, assert_hostname, assert_fingerprint)
         except BaseException:
             self.sock = None
             sock.close()
             self._give_token_back()
             raise
         self._poller = None
-        self.is_verified = self.ssl_context.verify_mode == ssl.CERT_REQUIRED or bool(
-            self.assert_fingerprint
-        )
+        self.is_verified = context.verify_mode == ssl.CERT_REQUIRED or bool(assert_fingerprint)
         if self.proxy is not None:
             if self._tunnel_host is None:  # forwarding: this TLS session is with the proxy
                 self.proxy_is_verified = self.is_verified

@@ -157,6 +157,23 @@ def _check_bound(name: str, value: object) -> int | None:
     return value
 
 
+#: The Trace that pools made without one of their own get: [None], or [the Trace that an
+#: instrumentation (fastpool.otel) set with set_process_trace].
+_process_trace: list[Any] = [None]
+
+
+def set_process_trace(trace: Any) -> Any:
+    """Give ``trace`` (a :class:`fastpool.trace.Trace`, or None to stop) to every pool without
+    a Trace of its own, present and future; returns the one it replaces. For instrumentations
+    (see :mod:`fastpool.otel`): a pool without a Trace pays one ``is None`` check a step."""
+    old = _process_trace[0]
+    _process_trace[0] = trace
+    for pool in list(_all_pools):
+        if pool._trace is old:
+            pool._trace = trace
+    return old
+
+
 def _check_connection_class(pool: Any, base: type) -> None:
     """Fail at once, naming it, for a ``ConnectionCls`` the engine cannot drive."""
     cls = pool.ConnectionCls
@@ -294,7 +311,9 @@ class HTTPConnectionPool(RequestMethods):
         self._head_bounds = {name: value for name, value in bounds.items() if value is not None}
         self._retired = False
         self._limiter = _limiter
-        self._trace = _trace
+        # None, or the Trace given, else the process-wide one an instrumentation set
+        # (fastpool.otel): read once here, not on every request
+        self._trace = _trace if _trace is not None else _process_trace[0]
         self.expired_idle = 0
         self.expired_lifetime = 0
         self.dropped_stale = 0
@@ -630,7 +649,8 @@ class HTTPConnectionPool(RequestMethods):
             result: tuple[str, str | None] = (_encode_target(url), None)
         else:
             parsed = parse_url(url)
-            result = (parsed.url, parsed.scheme)
+            # absolute form (a forwarding proxy): the fragment stays with the client, as urllib3
+            result = (parsed._replace(fragment=None).url, parsed.scheme)
         if len(self._target_cache) >= _URL_CACHE_SIZE:
             self._target_cache.clear()
         self._target_cache[url] = result
@@ -1067,10 +1087,12 @@ class HTTPConnectionPool(RequestMethods):
         again: tuple[Any, ...],
     ) -> HTTPResponse:
         if response.status == 303:
-            # RFC 9110 15.4.4: the method becomes GET, and the body (maybe sensitive) is lost.
+            # RFC 9110 15.4.4: the method becomes GET, and the body (maybe sensitive) is lost,
+            # and with it what described it: no chunked framing, nothing to rewind (urllib3's).
             method = "GET"
             body = None
             headers = HTTPHeaderDict(headers)._prepare_for_method_change()
+            again = (*again[:5], False, None, *again[7:])  # chunked, body_pos
         if retries.remove_headers_on_redirect and not self.is_same_host(redirect_location):
             new_headers = (
                 dict(headers) if not isinstance(headers, HTTPHeaderDict) else headers.copy()
@@ -1299,7 +1321,8 @@ def connection_from_url(url: str, **kw: Any) -> HTTPConnectionPool:
     """Return a pool for the origin of ``url`` (``kw`` go to the pool's constructor)."""
     scheme, _, host, port, *_ = parse_url(url)
     scheme = scheme or "http"
-    port = port or port_by_scheme.get(scheme, 80)
+    if port is None:  # an explicit port, 0 too, is kept (urllib3's)
+        port = port_by_scheme.get(scheme, 80)
     if scheme == "https":
         return HTTPSConnectionPool(host, port=port, **kw)  # type: ignore[arg-type]
     return HTTPConnectionPool(host, port=port, **kw)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.url import parse_url
 
 from ._lru import LRUMap
-from .connection import ProxyConfig, port_by_scheme
+from .connection import HTTPConnection, HTTPSConnection, ProxyConfig, port_by_scheme
 from .limits import ConnectionLimit
 from .pool import HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
@@ -69,17 +69,19 @@ EVICTED_COUNTERS = COUNTERS
 
 #: urllib3's own connection classes, which its pools use unless something replaced them.
 _URLLIB3_CONNECTIONS = (_u3_connection.HTTPConnection, _u3_connection.HTTPSConnection)
+_FASTPOOL_CONNECTIONS = (HTTPConnection, HTTPSConnection)
 
 
 def _warn_if_urllib3_connections_replaced() -> None:
     """``urllib3.http2.inject_into_urllib3()`` or a vcrpy cassette replace the connection
     classes of urllib3's pools; fastpool's pools keep their own: say so instead of ignoring
     the change silently."""
-    in_use = (
+    in_use: tuple[Any, ...] = (
         _u3_connectionpool.HTTPConnectionPool.ConnectionCls,
         _u3_connectionpool.HTTPSConnectionPool.ConnectionCls,
     )
-    if in_use != _URLLIB3_CONNECTIONS:
+    # (fastpool's own: urllib3's pool names were given fastpool's pools, which is no change)
+    if in_use != _URLLIB3_CONNECTIONS and in_use != _FASTPOOL_CONNECTIONS:
         import warnings
 
         from .exceptions import UnusedConnectionClassWarning
@@ -504,7 +506,10 @@ class PoolManager(RequestMethods):
         if not u.host:
             raise LocationValueError("No host specified.")
         scheme = u.scheme or "http"
-        target = url if self._proxy_requires_url_absolute_form(u.scheme) else u.request_uri
+        if self._proxy_requires_url_absolute_form(u.scheme):
+            target = u._replace(fragment=None).url  # a fragment never leaves the client
+        else:
+            target = u.request_uri
         result = (scheme, u.host, u.port, target)
         if len(self._url_cache) >= _CACHE_SIZE:
             self._url_cache.clear()
@@ -563,8 +568,11 @@ class PoolManager(RequestMethods):
             return response
         redirect_location = urljoin(url, redirect_location)
         if response.status == 303:
+            # RFC 9110 15.4.4: GET, the body lost, and with it its framing and rewind position
             method = "GET"
             kw["body"] = None
+            kw["chunked"] = False
+            kw["body_pos"] = None
             kw["headers"] = HTTPHeaderDict(kw["headers"])._prepare_for_method_change()
         retries = kw.get("retries", response.retries)
         if not isinstance(retries, Retry):

@@ -344,3 +344,84 @@ def test_replaced_urllib3_connection_classes_are_not_ignored_silently(monkeypatc
         warnings.simplefilter("error", fastpool.exceptions.UnusedConnectionClassWarning)
         fastpool.HTTPAdapter().close()
         fastpool.Session().close()
+
+
+# --- bugs found by urllib3's own suite (compat/urllib3_suite.py), each beside urllib3 ----------
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+def test_a_fragment_never_reaches_a_forwarding_proxy(head_catcher, module):
+    with module.ProxyManager(head_catcher.url.rstrip("/"), retries=False) as pm:
+        pm.request("GET", "http://example.com/path?x=1#secret")
+    assert head_catcher.heads[-1].split(b"\r\n")[0] == b"GET http://example.com/path?x=1 HTTP/1.1"
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+@pytest.mark.parametrize("kwargs", [{"chunked": True}, {"body_pos": 0}], ids=["chunked", "pos"])
+def test_a_303_drops_the_body_and_its_framing(server_factory, module, kwargs):
+    # The GET after a 303 has no body: no Transfer-Encoding either (a desync otherwise), and
+    # nothing to rewind.
+    import io
+
+    server = server_factory()
+    url = server.url + "/redirect-to?url=/echo&status_code=303"
+    body = io.BytesIO(b"hello") if "body_pos" in kwargs else b"hello"
+    with module.PoolManager() as pm:
+        r = pm.urlopen("POST", url, body=body, **kwargs)
+    echo = json.loads(r.data)
+    assert echo["method"] == "GET" and echo["body"] == ""
+    assert not {n.lower() for n, _ in echo["headers"]} & {"transfer-encoding", "content-length"}
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+def test_a_forwarding_https_proxy_is_checked_with_its_own_settings(
+    server_factory, ca_bundle, module
+):
+    # use_forwarding_for_https: the TLS session is with the proxy: proxy_assert_hostname
+    # applies to it (fastpool used the origin's settings there).
+    proxy = server_factory(tls=True)
+    with (
+        module.ProxyManager(
+            proxy.url,
+            use_forwarding_for_https=True,
+            proxy_assert_hostname="example.com",
+            ca_certs=ca_bundle,
+            retries=False,
+        ) as pm,
+        pytest.raises(
+            (urllib3.exceptions.SSLError, urllib3.exceptions.ProxyError), match="example.com"
+        ),
+    ):
+        pm.request("GET", "https://origin.example/bytes/1")
+
+
+def test_a_trailing_dot_matters_to_dns_only():
+    # No lookup here (a name with a trailing dot leaves the machine's hosts file): the Host
+    # header a connection writes, as urllib3's connection.host gives it (without the dot).
+    conn = fastpool.connection.HTTPSConnection("example.com.", 8443)
+    assert conn._host_header() == "example.com:8443"
+    assert urllib3.connection.HTTPSConnection("example.com.", 8443).host == "example.com"
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+def test_an_explicit_port_0_is_kept(module):
+    assert module.connection_from_url("http://example.com:0/").port == 0
+
+
+def test_a_failed_pin_closes_its_tls_socket(server_factory):
+    # assert_fingerprint refused the peer: the SSLSocket is closed too, not left to the GC
+    # (a ResourceWarning under python -X dev, where urllib3 gives none).
+    import gc
+    import warnings
+
+    server = server_factory(tls=True)
+    pool = fastpool.HTTPSConnectionPool(
+        "127.0.0.1", server.port, assert_fingerprint="AA:" * 31 + "AA", retries=False
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(urllib3.exceptions.SSLError):
+            pool.request("GET", "/bytes/1")
+        gc.collect()
+    pool.close()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
