@@ -44,7 +44,12 @@ from requests.exceptions import (
 )
 from requests.models import Response
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_auth_from_url, get_encoding_from_headers, select_proxy
+from requests.utils import (
+    extract_zipped_paths,
+    get_auth_from_url,
+    get_encoding_from_headers,
+    select_proxy,
+)
 from urllib3 import connectionpool as _u3_connectionpool
 from urllib3 import exceptions as _u3
 from urllib3.util import Timeout as TimeoutSauce
@@ -456,10 +461,11 @@ class HTTPAdapter(_stock.HTTPAdapter):
         ):
             # requests 2.32.3/2.32.4 leave verify=True to their preloaded context, which this
             # adapter keeps out of the pool key: load the same bundle into the pool, as requests
-            # 2.32.5 does, so that a CA bundle set by an earlier request never sticks.
-            super().cert_verify(
-                conn, url, _stock.extract_zipped_paths(_stock.DEFAULT_CA_BUNDLE_PATH), None
-            )
+            # 2.32.5 does, so that a CA bundle set by an earlier request never sticks. The
+            # bundle's name is read here, as requests' cert_verify reads it: a program or a
+            # test may have replaced requests.adapters.DEFAULT_CA_BUNDLE_PATH.
+            bundle = extract_zipped_paths(_stock.DEFAULT_CA_BUNDLE_PATH)  # type: ignore[attr-defined]
+            super().cert_verify(conn, url, bundle, None)
         proxy = getattr(conn, "proxy", None)
         if (
             verify

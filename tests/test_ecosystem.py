@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import importlib
+import json
 import socket
 import subprocess
 import sys
@@ -616,3 +617,136 @@ def test_cachecontrol_caches_and_serves_through_fastpool(
         second = session.get(url)
         assert second.content == body and second.from_cache
         assert server.answered == 1  # the second came from the cache, not the server
+
+
+# --- fastpool's own OpenTelemetry instrumentor (fastpool.otel) ---------------------------------
+@pytest.fixture
+def fastpool_spans() -> Iterator[Any]:
+    """FastpoolInstrumentor on for the test, with an in-memory exporter (yielded)."""
+    _tool("opentelemetry.sdk.trace")
+    _tool("opentelemetry.instrumentation.instrumentor")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from fastpool.otel import FastpoolInstrumentor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = FastpoolInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        yield exporter
+    finally:
+        instrumentor.uninstrument()
+
+
+def test_fastpool_instrumentor_spans_events_and_traceparent(
+    app_server: AppServer, fastpool_spans: Any
+) -> None:
+    with fastpool.PoolManager() as pm:
+        r = pm.request("GET", app_server.url + "/echo?q=1")
+        r2 = pm.request("GET", app_server.url + "/status/404")
+    first, second = fastpool_spans.get_finished_spans()
+    assert (first.name, first.kind.name) == ("GET", "CLIENT")
+    assert dict(first.attributes) == {
+        "http.request.method": "GET",
+        "url.full": app_server.url + "/echo?q=1",
+        "server.address": "127.0.0.1",
+        "server.port": app_server.port,
+        "network.protocol.version": "1.1",
+        "http.response.status_code": 200,
+    }
+    ctx = first.get_span_context()
+    sent = {n.lower(): v for n, v in json.loads(r.data)["headers"]}
+    assert sent["traceparent"].startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
+    # the pool's steps as events: a new connection for the first, the same one reused after
+    events = [event.name for event in first.events]
+    assert events[:3] == ["fastpool.get_conn", "fastpool.got_conn", "fastpool.connect_start"]
+    assert first.events[1].attributes["fastpool.reused"] is False
+    assert [
+        e.attributes.get("fastpool.reused") for e in second.events if e.name.endswith("got_conn")
+    ] == [True]
+    assert r2.status == 404
+    assert second.attributes["error.type"] == "404"
+    assert second.status.status_code.name == "ERROR"
+
+
+def test_fastpool_instrumentor_error_span_and_uninstrument(app_server: AppServer) -> None:
+    _tool("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from fastpool.otel import FastpoolInstrumentor
+    from fastpool.pool import HTTPConnectionPool
+
+    original = HTTPConnectionPool.urlopen
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = FastpoolInstrumentor()
+    pm = fastpool.PoolManager(retries=False)
+    pm.request("GET", app_server.url + "/bytes/1")  # a pool made before instrumenting
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        assert pm.request("GET", app_server.url + "/bytes/1").status == 200
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with pytest.raises(Exception):  # noqa: B017 - the class is urllib3's choice
+            pm.request("GET", f"http://127.0.0.1:{port}/")
+    finally:
+        instrumentor.uninstrument()
+    ok, failed = exporter.get_finished_spans()
+    assert ok.events  # the pool made before instrumenting reports its steps too
+    assert failed.status.status_code.name == "ERROR"
+    assert failed.attributes["error.type"] == "NewConnectionError"
+    # uninstrumented: fastpool's own code again, and no span
+    assert HTTPConnectionPool.urlopen is original
+    assert pm.connection_from_url(app_server.url)._trace is None
+    exporter.clear()
+    pm.request("GET", app_server.url + "/bytes/1")
+    assert exporter.get_finished_spans() == ()
+    pm.clear()
+
+
+def test_fastpool_instrumentor_under_requests_instrumentation_makes_no_second_span(
+    mode: str,
+    session: requests.Session,
+    app_server: AppServer,
+    otel_spans: Any,
+    fastpool_spans: Any,
+) -> None:
+    # requests' span suppresses the HTTP instrumentations below it, as urllib3's does.
+    session.get(app_server.url + "/bytes/1")
+    assert len(otel_spans.get_finished_spans()) == 1
+    assert fastpool_spans.get_finished_spans() == ()
+
+
+def test_fastpool_instrumentor_alone_traces_the_adapter_and_session(
+    mode: str, session: requests.Session, app_server: AppServer, fastpool_spans: Any
+) -> None:
+    r = session.get(app_server.url + "/echo")
+    spans = fastpool_spans.get_finished_spans()
+    if mode == "requests":
+        assert spans == ()  # plain requests never reaches fastpool's pools
+        return
+    (span,) = spans
+    assert span.attributes["http.response.status_code"] == 200
+    sent = {n.lower(): v for n, v in r.json()["headers"]}
+    assert sent["traceparent"].split("-")[2] == f"{span.get_span_context().span_id:016x}"
+
+
+def test_fastpool_instrumentor_entry_point() -> None:
+    # what OpenTelemetry's auto-instrumentation loads (needs an install: pip install -e .)
+    from importlib.metadata import entry_points
+
+    group = "opentelemetry_instrumentor"
+    try:
+        points = entry_points(group=group)
+    except TypeError:  # Python 3.9: a dict of groups
+        points = entry_points().get(group, ())  # type: ignore[attr-defined]
+    found = [ep for ep in points if ep.name == "fastpool"]
+    assert [ep.value for ep in found] == ["fastpool.otel:FastpoolInstrumentor"]

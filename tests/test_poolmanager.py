@@ -362,7 +362,9 @@ def _comparable_headers(response) -> list[tuple[str, str]]:  # type: ignore[no-u
 @pytest.mark.parametrize("preload", [True, False], ids=["preload", "stream"])
 def test_differential_against_urllib3(app_server, method, path, preload):
     """The same request through urllib3 and fastpool: the same status, headers and body."""
-    if path == "/zstd" and not urllib3.response.HAS_ZSTD:
+    # urllib3 names the encodings it decodes (zstd: with zstandard before 2.6, then with
+    # backports.zstd or compression.zstd); response.HAS_ZSTD is missing from urllib3 2.0.
+    if path == "/zstd" and "zstd" not in urllib3.util.request.ACCEPT_ENCODING:
         pytest.skip("this urllib3 does not decode zstd (fastpool does, with zstandard)")
     results = []
     for manager in (urllib3.PoolManager(), PoolManager()):

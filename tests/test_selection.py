@@ -120,8 +120,10 @@ def test_one_missing_compiled_core_means_all_pure(missing):
 
 
 def test_other_interpreters_are_pure():
+    # urllib3 and requests are imported before the fake: fastpool reads sys.implementation
+    # when it is imported, and older urllib3 (2.0) reads it too and cannot import as "pypy".
     prelude = (
-        "import types\n"
+        "import types, urllib3, requests\n"
         "fake = types.SimpleNamespace(**vars(sys.implementation))\n"
         "fake.name = 'pypy'\n"
         "sys.implementation = fake"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.models import PreparedRequest, Response
@@ -25,6 +25,64 @@ from requests.structures import CaseInsensitiveDict
 
 import fastpool
 from fastpool._environment import Environment
+
+# fastpool.Session reads no_proxy and netrc by the rules of requests 2.34, whatever requests is
+# installed. 2.34 fixed two things: a no_proxy entry matches a host only whole or at a dot
+# ("example.com" no longer bypasses the proxy for "notexample.com"), and netrc is looked up by
+# the URL's hostname (so bytes URLs, URLs with user info, without a host, and entries without a
+# login or password get 2.34's answers). On an older requests the tests below take 2.34's
+# answers as expected (netrc_auth_2_34; the installed should_bypass_proxies without the entries
+# that match only as a bare suffix), and the environment matrix leaves those cases out.
+OLD_ENVIRONMENT_RULES = tuple(int(part) for part in requests.__version__.split(".")[:2]) < (2, 34)
+
+
+def bare_suffix(url: str, entry: str) -> bool:
+    """Whether the no_proxy ``entry`` matches ``url``'s host (or host:port) only as a bare
+    suffix, which requests before 2.34 took for a match (IPv4 hosts were never matched so)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    host, entry = parsed.hostname, entry.lstrip(".")
+    if host is None or not entry or requests.utils.is_ipv4_address(host):
+        return False
+    names = [host] + ([f"{host}:{parsed.port}"] if parsed.port else [])
+    return any(
+        name.endswith(entry) and name != entry and not name.endswith("." + entry) for name in names
+    )
+
+
+def without_bare_suffixes(url: str, no_proxy: str | None) -> str | None:
+    """``no_proxy`` with each bare-suffix entry replaced by one that matches nothing (removing
+    it could leave "*" alone, which matches everything)."""
+    if no_proxy is None:
+        return None
+    entries = no_proxy.replace(" ", "").split(",")
+    return ",".join("matches-nothing.invalid" if bare_suffix(url, e) else e for e in entries)
+
+
+def fixed_by_2_34_no_proxy(url: str, no_proxy: str | None) -> bool:
+    """Whether an entry of ``no_proxy`` or of the environment's is a bare suffix of the host."""
+    values = [no_proxy, os.environ.get("no_proxy"), os.environ.get("NO_PROXY")]
+    return any(without_bare_suffixes(url, v) != v.replace(" ", "") for v in values if v)
+
+
+def netrc_auth_2_34(url: str | bytes) -> tuple[str, str] | None:
+    """requests 2.34's get_netrc_auth for a $NETRC file: by the URL's hostname, "" for a
+    missing login or password."""
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(url.decode() if isinstance(url, bytes) else url).hostname
+    if host is None:
+        return None
+    try:
+        entry = netrc.netrc(os.environ["NETRC"]).authenticators(host)
+    except (netrc.NetrcParseError, OSError):
+        return None
+    if not entry or not any(entry):
+        return None
+    return (entry[0 if entry[0] else 1] or "", entry[2] or "")
+
 
 # Every variable a Session reads; cleared around each case so the machine's own do not leak in.
 ENV_NAMES = (
@@ -229,6 +287,11 @@ def test_environment_matrix_matches_requests(
 ) -> None:
     tmp_dir = str(tmp_path_factory.mktemp("env"))
     with environment(env, netrc, tmp_dir):
+        if OLD_ENVIRONMENT_RULES:
+            # Leave out what requests 2.34 changed (checked by the two tests further down).
+            no_proxies = [kwargs.get("proxies", {}).get("no_proxy"), "localhost"]
+            assume(not any(fixed_by_2_34_no_proxy(url, value) for value in no_proxies))
+            assume(netrc is None or requests.utils.get_netrc_auth(url) == netrc_auth_2_34(url))
         theirs, ours = run_both(dict(kwargs), configure_session(session_kind), url=url)
     assert ours == theirs
 
@@ -670,11 +733,23 @@ def test_should_bypass_proxies_matches_requests(
         env["NO_PROXY" if upper else "no_proxy"] = env_no_proxy
     with environment(env, None, str(tmp_path_factory.mktemp("bypass"))):
         snapshot = Environment()
-        expected = outcome(lambda: requests.utils.should_bypass_proxies(url, no_proxy=arg))
-        assert outcome(lambda: snapshot.should_bypass_proxies(url, arg)) == expected
-        assert outcome(lambda: snapshot.should_bypass_proxies(url, arg)) == expected  # cached
+        ours = outcome(lambda: snapshot.should_bypass_proxies(url, arg))
+        assert outcome(lambda: snapshot.should_bypass_proxies(url, arg)) == ours  # cached
+        ours_proxies = outcome(lambda: snapshot.environ_proxies(url, arg))
         expected_proxies = outcome(lambda: requests.utils.get_environ_proxies(url, no_proxy=arg))
-        assert outcome(lambda: snapshot.environ_proxies(url, arg)) == expected_proxies
+        with pytest.MonkeyPatch.context() as mp:
+            if OLD_ENVIRONMENT_RULES:
+                # requests 2.34's answer: the older rules, without the entries that match only
+                # as a bare suffix (in the argument and in the environment).
+                arg = without_bare_suffixes(url, arg)
+                for name in ("no_proxy", "NO_PROXY"):
+                    if name in os.environ:
+                        mp.setenv(name, without_bare_suffixes(url, os.environ[name]) or "")
+            expected = outcome(lambda: requests.utils.should_bypass_proxies(url, no_proxy=arg))
+        if OLD_ENVIRONMENT_RULES and expected == ("ok", False) and expected_proxies == ("ok", {}):
+            expected_proxies = ("ok", requests.utils.getproxies())  # 2.34 no longer bypasses
+        assert ours == expected
+        assert ours_proxies == expected_proxies
 
 
 @pytest.mark.parametrize(
@@ -687,8 +762,13 @@ def test_netrc_answers_match_requests(tmp_path: Any, netrc_text: str) -> None:
     with environment({}, netrc_text, str(tmp_path)):
         snapshot = Environment()
         for url in urls:
-            assert snapshot.netrc_auth(url) == requests.utils.get_netrc_auth(url), url
-            assert snapshot.netrc_auth(url.encode()) == requests.utils.get_netrc_auth(url.encode())
+            for given_url in (url, url.encode()):
+                expected = requests.utils.get_netrc_auth(given_url)
+                if OLD_ENVIRONMENT_RULES:
+                    expected = netrc_auth_2_34(given_url)
+                else:  # the reference agrees with the real requests 2.34 and later
+                    assert netrc_auth_2_34(given_url) == expected, given_url
+                assert snapshot.netrc_auth(given_url) == expected, given_url
 
 
 # --- reading the body of a response that is not streamed -----------------------------------------
