@@ -22,8 +22,9 @@ import argparse
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
+
+from sdist import fetch_sdist
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".cache"
@@ -40,26 +41,7 @@ PER_TEST_TIMEOUT = 60
 
 def fetch(version: str, cache: Path) -> Path:
     """The unpacked sdist of requests ``version`` (downloaded once into ``cache``)."""
-    source = cache / f"requests-{version}"
-    if (source / "tests").is_dir():
-        return source
-    cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--no-binary", ":all:", f"requests=={version}", "--dest", str(cache),
-        ],
-        check=True,
-    )  # fmt: skip
-    archive = cache / f"requests-{version}.tar.gz"
-    with tarfile.open(archive) as tar:
-        try:
-            tar.extractall(cache, filter="data")
-        except TypeError:  # a Python without extraction filters (before 3.9.17 / 3.11.4)
-            tar.extractall(cache)
-    if not (source / "tests").is_dir():
-        raise SystemExit(f"{archive} holds no tests/ folder")
-    return source
+    return fetch_sdist("requests", version, cache, ("tests",))
 
 
 def run(source: Path, backend: str, extra: list[str], swap: str = "adapter") -> int:

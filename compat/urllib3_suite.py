@@ -38,12 +38,13 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sdist import fetch_sdist
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".cache"
@@ -116,26 +117,7 @@ def section_of(sections: list[Section], test: str, message: str = "") -> Section
 
 def fetch(version: str, cache: Path) -> Path:
     """The unpacked sdist of urllib3 ``version`` (downloaded once into ``cache``)."""
-    source = cache / f"urllib3-{version}"
-    if (source / "test").is_dir() and (source / "dummyserver").is_dir():
-        return source
-    cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--no-binary", ":all:", f"urllib3=={version}", "--dest", str(cache),
-        ],
-        check=True,
-    )  # fmt: skip
-    archive = cache / f"urllib3-{version}.tar.gz"
-    with tarfile.open(archive) as tar:
-        try:
-            tar.extractall(cache, filter="data")
-        except TypeError:  # a Python without extraction filters (before 3.9.17 / 3.11.4)
-            tar.extractall(cache)
-    if not (source / "test").is_dir() or not (source / "dummyserver").is_dir():
-        raise SystemExit(f"{archive} holds no test/ and dummyserver/ folders")
-    return source
+    return fetch_sdist("urllib3", version, cache, ("test", "dummyserver"))
 
 
 def run(
