@@ -182,6 +182,15 @@ cdef inline bint _is_ows(unsigned char c) noexcept:
     return c == 0x20 or c == 0x09
 
 
+cdef inline str _latin1_trimmed(const unsigned char* p, Py_ssize_t v, Py_ssize_t w):
+    """``p[v:w]`` as latin-1 text without the SP/HT around it (a header value, a reason)."""
+    while v < w and _is_ows(p[v]):
+        v += 1
+    while w > v and _is_ows(p[w - 1]):
+        w -= 1
+    return _latin1(p + v, w - v)
+
+
 # --- request head ------------------------------------------------------------------------------
 
 
@@ -656,7 +665,7 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
 cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                               str request_method, Py_ssize_t max_headers):
     """Parse one complete head ``buf[start:end]`` (which ends with its blank line)."""
-    cdef Py_ssize_t i, n, line, stop, colon, v, w
+    cdef Py_ssize_t i, n, line, stop, colon
     cdef const unsigned char* p
     cdef int version, status
     cdef list headers = []
@@ -689,13 +698,7 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
         raise InvalidResponseError(MSG_HTTP_BAD_STATUS_LINE.format(line=_show(p, n)))
     version = 10 if p[7] == b"0" else 11  # another 1.x minor version reads as 1.1
     status = (p[i] - 0x30) * 100 + (p[i + 1] - 0x30) * 10 + (p[i + 2] - 0x30)
-    v = i + 3
-    w = n
-    while v < w and _is_ows(p[v]):
-        v += 1
-    while w > v and _is_ows(p[w - 1]):
-        w -= 1
-    reason = _latin1(p + v, w - v) if w > v else ""
+    reason = _latin1_trimmed(p, i + 3, n)
     # header lines, up to the blank line
     line = _next_line(buf, start, end)
     while True:
@@ -739,13 +742,7 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
                 )
             if len(headers) == max_headers:
                 raise ResponseHeadTooLarge(MSG_HTTP_TOO_MANY_HEADERS.format(limit=max_headers))
-            v = colon + 1
-            w = stop - line
-            while v < w and _is_ows(p[v]):
-                v += 1
-            while w > v and _is_ows(p[w - 1]):
-                w -= 1
-            headers.append((_latin1(p, colon), _latin1(p + v, w - v)))
+            headers.append((_latin1(p, colon), _latin1_trimmed(p, colon + 1, stop - line)))
         line = _next_line(buf, stop, end)
     if folds is not None:
         _join_folds(headers, folds)
@@ -958,7 +955,7 @@ cdef class ChunkedDecoder:
 
     cdef int _trailer(self, bytes line) except -1:
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(line)
-        cdef Py_ssize_t n = len(line), colon = 0, i, v, w
+        cdef Py_ssize_t n = len(line), colon = 0, i
         while colon < n and p[colon] != b":":
             colon += 1
         ok = 0 < colon < n and _token(p, colon)
@@ -969,13 +966,7 @@ cdef class ChunkedDecoder:
                     break
         if not ok:
             raise InvalidChunkError(MSG_HTTP_BAD_TRAILER.format(line=line[:_SHOW]))
-        v = colon + 1
-        w = n
-        while v < w and _is_ows(p[v]):
-            v += 1
-        while w > v and _is_ows(p[w - 1]):
-            w -= 1
-        value = _latin1(p + v, w - v)
+        value = _latin1_trimmed(p, colon + 1, n)
         if _lower_equals(p, colon, b"content-length", 14):
             # a bad one, or one that conflicts with an earlier one, is an error here too (both
             # oracles agree)
