@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import errno
 import functools
+import gc
 import ipaddress
 import json
 import os
 import socket
 import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -85,7 +87,10 @@ def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
             ipaddress.ip_address(str(host).strip("[]").split("%", 1)[0])
         except ValueError:
             _refuse(f"getaddrinfo({host!r})")
-            raise socket.gaierror(socket.EAI_NONAME, f"{host!r}: off loopback (fastpool compat)")
+            # not an address literal: the ValueError is no part of the story
+            raise socket.gaierror(
+                socket.EAI_NONAME, f"{host!r}: off loopback (fastpool compat)"
+            ) from None
     if host == "localhost.":  # the resolver might ask DNS for the rooted name
         host = "localhost"
     return _stock_getaddrinfo(host, *args, **kwargs)
@@ -207,6 +212,9 @@ if SWAP:
 # connection classes when they are done, which on fastpool's pools would spill into every later
 # test. ``withPyOpenSSL`` leaves pyOpenSSL injected when its test fails. Undo both after each
 # test, so a test's outcome is its own.
+# Tests whose call failed (see pytest_runtest_teardown).
+_failed_calls: set[str] = set()
+
 _connection_classes = {
     pool: pool.__dict__.get("ConnectionCls")
     for pool in (fastpool.HTTPConnectionPool, fastpool.HTTPSConnectionPool)
@@ -215,8 +223,18 @@ _connection_classes = {
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Any:
-    """Put back what a test changed on the swapped classes and in urllib3's TLS layer."""
+    """Put back what a test changed on the swapped classes and in urllib3's TLS layer.
+
+    After a test that failed (with the swap: one listed for urllib3's internals, say), collect
+    its garbage now, quietly: a socket it left open when it stopped half-way would otherwise
+    raise its ResourceWarning in whichever test the collector next runs in, and fail that one.
+    A test that passes gets no such help, so its leaks still show.
+    """
     yield
+    if item.nodeid in _failed_calls:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
     for pool, cls in _connection_classes.items():
         if pool.__dict__.get("ConnectionCls") is not cls:
             if cls is None:
@@ -254,6 +272,8 @@ def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Fold the setup/call/teardown reports of each test into one outcome."""
     entry = _outcomes.setdefault(report.nodeid, {"outcome": "passed", "message": ""})
+    if report.failed and report.when == "call":
+        _failed_calls.add(report.nodeid)
     if report.failed:
         if entry["outcome"] != "failed":
             entry["outcome"] = "failed"

@@ -6,7 +6,9 @@ sdist of the installed urllib3 (it holds ``test/`` and ``dummyserver/``) into a 
 the pool-level part of the suite (``SCOPE``) twice in one invocation: stock, once (fastpool is not
 used, so the backend does not matter), and swapped on each backend asked for, with the
 ``fastpool_urllib3_swap`` plugin (which also keeps both passes on loopback and records each
-test's outcome). Needs the ``compat`` extra (``pip install -e .[test,compat]``).
+test's outcome). Both passes also load ``hypercorn_transport``, which gives PyPI's hypercorn the
+``_transport`` extension of urllib3's fork, so the dummyserver proxy's CONNECT tunnels work. Needs
+the ``compat`` extra (``pip install -e .[test,compat]``).
 
     python compat/urllib3_suite.py [--backend both|c|py] [--cache DIR] [--outcomes DIR]
                                    [pytest args ...]
@@ -141,7 +143,8 @@ def run(
         env["FASTPOOL_U3_OUTCOMES"] = str(outcomes)
         command = [
             sys.executable, "-m", "pytest", "-p", "pytest_timeout", "-p", "fastpool_urllib3_swap",
-            "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", "-o", "console_output_style=classic",
+            "-p", "hypercorn_transport", "-p", "no:cacheprovider", "-q", "--tb=no", "-rN",
+            "-o", "console_output_style=classic",
             f"--timeout={PER_TEST_TIMEOUT}", "-m", OFF_LOOPBACK_MARKER,
             *(arg for test in deselect for arg in ("--deselect", test)),
             *extra, *SCOPE,

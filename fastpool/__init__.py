@@ -24,7 +24,7 @@ _LAZY = {
     "HTTPAdapter": "fastpool.adapters",
     "PoolTimeout": "fastpool.adapters",
     "Session": "fastpool.sessions",
-    "ThreadSafeCookieJar": "fastpool.sessions",
+    "ThreadSafeCookieJar": "fastpool.cookies",
     "PoolStats": "fastpool.stats",
     "HostStats": "fastpool.stats",
     "advise": "fastpool.stats",

@@ -9,6 +9,12 @@ environment. :meth:`fastpool.Session.refresh_environment` takes a new snapshot.
 
 An ``Environment`` is never changed after construction except for its answer caches, so threads
 share one without a lock; a refresh swaps in a new object.
+
+This module imports requests, as the Session's other modules do (see :mod:`fastpool.sessions`):
+it answers for requests' own functions, so it uses requests' helpers (``NETRC_FILES``, the CIDR
+tests), calls requests' function where the answer is not the environment's alone (system proxy
+settings on macOS and Windows), and calls a ``get_netrc_auth`` a program put on
+``requests.sessions``. Only :class:`fastpool.Session` uses it; the engine never does.
 """
 
 from __future__ import annotations

@@ -9,17 +9,20 @@ checkin is one call that holds the GIL throughout, here a ``threading`` lock gua
 critical parts. Waiters (at the connection cap) each block on their own lock, outside the
 critical part, and are served first-in first-out by ``checkin`` handing its slot over.
 
-No critical part allocates a GC-tracked object (a waiter, a list, a tuple, an exception): an
-allocation may run the cyclic collector, whose finalizers (a dropped response giving its slot
-back) may call ``checkin`` in this very thread. Outside the lock that simply works; inside it,
-the non-reentrant lock would deadlock. So such objects are made before the lock is taken and
-errors are raised after it is released, and a finalizer can always check a slot in at once.
+The cyclic collector may run in the middle of a critical part (before 3.12 at an allocation,
+from 3.12 at any call or loop boundary), and its finalizers (a dropped response giving its slot
+back) may call ``checkin`` in this very thread, where the non-reentrant lock would deadlock.
+Each critical part therefore marks its thread busy (a thread-local flag, set before the lock is
+taken): a ``checkin`` that finds its own thread busy only counts a slot to give back, and the
+part settles those slots before it lets go of the lock. The critical parts still make their
+objects (waiters, lists, exceptions) outside the lock, so collections there stay rare.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import threading
 from _thread import TIMEOUT_MAX, LockType, allocate_lock
 from collections import deque
 from time import monotonic
@@ -115,10 +118,12 @@ class HostQueue:
         "_cap",
         "_closed",
         "_created",
+        "_deferred",
         "_discarded",
         "_idle",
         "_in_use",
         "_limit",
+        "_local",
         "_lock",
         "_maxsize",
         "_reused",
@@ -148,6 +153,34 @@ class HostQueue:
         self._wait_count = 0
         self._wait_time = 0.0
         self._lock = allocate_lock()
+        self._local = threading.local()
+        self._deferred = 0  # slots given back by finalizers run inside a critical part
+
+    # --- the critical parts -----------------------------------------------------------------
+
+    def _enter(self) -> None:
+        # Busy before the lock: a thread's first store on a thread-local allocates, and a
+        # collection run there must already see it (what it defers is settled under the lock).
+        self._local.busy = True
+        self._lock.acquire()
+
+    def _leave(self) -> None:
+        while self._deferred:
+            self._deferred -= 1
+            self._settle_one()
+        self._lock.release()
+        self._local.busy = False
+        if self._deferred:  # deferred between the settle and the flag's reset
+            self._enter()
+            self._leave()
+
+    def _settle_one(self) -> None:
+        # Under the lock: the slot of a connection a finalizer dropped, as checkin(None) would.
+        if self._in_use > 0:
+            if self._waiters:
+                self._serve(self._waiters.popleft(), None)
+            else:
+                self._in_use -= 1
 
     # --- the hot path -------------------------------------------------------------------------
 
@@ -162,7 +195,8 @@ class HostQueue:
         seconds = _wait_seconds(timeout)
         waiter: _Waiter | None = None
         while True:
-            with self._lock:
+            self._enter()
+            try:
                 if self._closed:
                     outcome = _FAIL_CLOSED
                 elif self._idle:
@@ -182,6 +216,8 @@ class HostQueue:
                     break
                 else:
                     outcome = _NEEDS_WAITER
+            finally:
+                self._leave()
             if outcome == _FAIL_CLOSED:
                 raise PoolClosedError(MSG_POOL_CLOSED)
             if outcome == _FAIL_NOWAIT:
@@ -199,7 +235,13 @@ class HostQueue:
         the caller must close it: the pool is full (counted in ``discarded``) or closed; always
         False for ``None``. Raises ``ValueError`` when no slot is checked out.
         """
-        with self._lock:
+        if getattr(self._local, "busy", False):
+            # A finalizer run by the collector inside this thread's own critical part: the
+            # slot is settled when that part ends, and the caller closes the connection.
+            self._deferred += 1
+            return False
+        self._enter()
+        try:
             if self._in_use > 0:
                 if self._waiters:
                     # Hand the slot over directly: a waiter never races a newcomer for it.
@@ -213,6 +255,8 @@ class HostQueue:
                     return True
                 self._discarded += 1
                 return False
+        finally:
+            self._leave()
         raise ValueError(MSG_CHECKIN_UNMATCHED)  # raised outside the lock (module docstring)
 
     # --- waiting ------------------------------------------------------------------------------
@@ -248,20 +292,24 @@ class HostQueue:
     def _resolve(self, waiter: _Waiter, start: float) -> tuple[int, Any]:
         # The waiter's fate, decided atomically: a waiter served just as it timed out takes
         # its connection; one still waiting leaves the line.
-        with self._lock:
+        self._enter()
+        try:
             self._wait_time += monotonic() - start
             state = waiter.state
             conn = waiter.conn
             waiter.conn = None
             if state == _WAITING:
                 self._waiters.remove(waiter)
+        finally:
+            self._leave()
         return state, conn  # the tuple is made outside the lock
 
     # --- eviction and shutdown ----------------------------------------------------------------
 
     def remove(self, conn: Any) -> bool:
         """Take one idle connection out (for expiry); True if it was idle here. Caller closes it."""
-        with self._lock:
+        self._enter()
+        try:
             idle = self._idle
             # Identity, not ==: no user code runs in the critical part. Oldest first, since
             # expiry mostly removes the oldest.
@@ -272,13 +320,18 @@ class HostQueue:
                     return True
                 i += 1
             return False
+        finally:
+            self._leave()
 
     def take_idle(self) -> list[Any]:
         """Remove and return every idle connection, oldest first, for the caller to close."""
         fresh: list[Any] = []  # made outside the lock (module docstring)
-        with self._lock:
+        self._enter()
+        try:
             idle = self._idle
             self._idle = fresh
+        finally:
+            self._leave()
         return idle
 
     def close(self) -> list[Any]:
@@ -288,7 +341,8 @@ class HostQueue:
         returns False. Closing again returns an empty list.
         """
         fresh: list[Any] = []  # made outside the lock (module docstring)
-        with self._lock:
+        self._enter()
+        try:
             self._closed = True
             while self._waiters:
                 waiter = self._waiters.popleft()
@@ -296,6 +350,8 @@ class HostQueue:
                 waiter.lock.release()
             idle = self._idle
             self._idle = fresh
+        finally:
+            self._leave()
         return idle
 
     # --- what it is doing ---------------------------------------------------------------------

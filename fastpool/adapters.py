@@ -26,7 +26,6 @@ import os
 import sys
 import threading
 import warnings
-from types import FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import requests.adapters as _stock
@@ -54,6 +53,8 @@ from urllib3 import connectionpool as _u3_connectionpool
 from urllib3 import exceptions as _u3
 from urllib3.util import Timeout as TimeoutSauce
 
+from ._patches import stock_function
+from ._thirdparty import preloaded_ssl_context
 from .connection import PAIR_STORE_TYPES
 from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER, InvalidRequestError
 from .poolmanager import PoolManager, proxy_from_url
@@ -95,7 +96,7 @@ _NO_VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_NONE"}
 # requests 2.32.3 and 2.32.4 give every verify=True pool one preloaded SSLContext, which a CA
 # bundle set by cert_verify is then loaded into, for every pool (fixed in requests 2.32.5).
 # This adapter leaves it out of the pool key: each pool builds its own context.
-_PRELOADED_SSL_CONTEXT = getattr(_stock, "_preloaded_ssl_context", None)
+_PRELOADED_SSL_CONTEXT = preloaded_ssl_context()
 
 PAIR_STORE_TYPES.add(CaseInsensitiveDict)  # a PreparedRequest's headers, written directly
 
@@ -110,26 +111,6 @@ _ZERO = datetime.timedelta(0)
 _ORIGIN_CACHE_SIZE = 256
 _TIMEOUT_CACHE_SIZE = 32
 _URL_CACHE_SIZE = 1024
-
-
-def stock_function(func: Any, module: ModuleType) -> Any:
-    """The function ``module`` defines that ``func`` is or wraps, or None.
-
-    fastpool notices a tool that patches one of requests' extension points by comparing the
-    class attribute with the function requests defined, saved at import. A tool that patched it
-    before fastpool was imported (OpenTelemetry's auto-instrumentation, say) leaves a wrapper
-    whose ``__wrapped__`` leads to requests' function (``functools.wraps``, wrapt); an unknown
-    replacement gives None, and the patched route is then always taken.
-    """
-    filename = getattr(module, "__file__", None)
-    for _ in range(32):  # a chain of wrappers, never a cycle
-        if func is None:
-            return None
-        # a plain function: a proxy (wrapt's wrappers) answers for the __code__ it wraps
-        if type(func) is FunctionType and func.__code__.co_filename == filename:
-            return func
-        func = getattr(func, "__wrapped__", None)
-    return None
 
 
 #: requests' adapter class, as defined (whatever ``requests.adapters.HTTPAdapter`` names later)
@@ -220,18 +201,7 @@ def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseExce
     if isinstance(err, (_u3.ProtocolError, OSError)):
         return ConnectionError(err, request=request)
     if isinstance(err, _u3.MaxRetryError):
-        reason = err.reason
-        if isinstance(reason, _u3.ConnectTimeoutError) and not isinstance(
-            reason, _u3.NewConnectionError
-        ):
-            return ConnectTimeout(err, request=request)
-        if isinstance(reason, _u3.ResponseError):
-            return RetryError(err, request=request)
-        if isinstance(reason, _u3.ProxyError):
-            return ProxyError(err, request=request)
-        if isinstance(reason, _u3.SSLError):
-            return SSLError(err, request=request)
-        return ConnectionError(err, request=request)
+        return _max_retry_to_requests_error(err, request)
     if isinstance(err, _u3.ClosedPoolError):
         return ConnectionError(err, request=request)
     # Ours: stock never bounds the wait, so urllib3's EmptyPoolError escaped it unmapped.
@@ -254,13 +224,29 @@ def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseExce
     return None
 
 
+def _max_retry_to_requests_error(err: _u3.MaxRetryError, request: PreparedRequest) -> BaseException:
+    """The stock adapter's exception for retries run out: chosen by their last reason."""
+    reason = err.reason
+    if isinstance(reason, _u3.ConnectTimeoutError) and not isinstance(
+        reason, _u3.NewConnectionError
+    ):
+        return ConnectTimeout(err, request=request)
+    if isinstance(reason, _u3.ResponseError):
+        return RetryError(err, request=request)
+    if isinstance(reason, _u3.ProxyError):
+        return ProxyError(err, request=request)
+    if isinstance(reason, _u3.SSLError):
+        return SSLError(err, request=request)
+    return ConnectionError(err, request=request)
+
+
 def _resolve_timeout(timeout: Any) -> TimeoutSauce:
     """The stock adapter's reading of ``timeout``: a float, a (connect, read) tuple or a Timeout."""
     if isinstance(timeout, tuple):
         try:
             connect, read = timeout
-        except ValueError:
-            raise ValueError(MSG_BAD_TIMEOUT_TUPLE.format(timeout=timeout))
+        except ValueError as err:
+            raise ValueError(MSG_BAD_TIMEOUT_TUPLE.format(timeout=timeout)) from err
         return TimeoutSauce(connect=connect, read=read)
     if isinstance(timeout, TimeoutSauce):
         return timeout
@@ -327,8 +313,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
     :param pool_full_warning: keyword-only. ``"always"`` (default, stock): the "Connection pool
         is full" warning on every discard; ``"first"``: once per pool, then a summary line
         every 100 discards (:class:`fastpool.Session` uses it).
-    :param max_line_bytes, max_headers, max_head_bytes: keyword-only bounds on a response
-        head (default None: http.client's 65536 bytes a line and 100 header fields, and 1 MiB
+    :param max_line_bytes: (and ``max_headers``, ``max_head_bytes``) keyword-only bounds on a
+        response head (default None: http.client's 65536 bytes a line and 100 header fields, and 1 MiB
         in all); see :class:`fastpool.PoolManager`.
     :param source_address: keyword-only. ``(host, port)`` (or a host str: any port) that new
         connections bind to before connecting, as urllib3's ``source_address`` and
@@ -634,7 +620,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             mapped = _to_requests_error(err, request)
             if mapped is None:
                 raise
-            raise mapped
+            raise mapped from err
         if fast is None:
             return self.build_response(request, resp)
         return self._fast_response(request, resp)
@@ -691,7 +677,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         try:
             conn = self.get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         except _u3.LocationValueError as e:
-            raise InvalidURL(e, request=request)
+            raise InvalidURL(e, request=request) from e
         self.cert_verify(conn, request.url, verify, cert)  # type: ignore[arg-type]
         url = self.request_url(request, proxies)
         self.add_headers(
@@ -789,14 +775,14 @@ class HTTPAdapter(_stock.HTTPAdapter):
         if type(resp) is EngineResponse:
             store = resp._requests_store()
         else:  # another pool class's response: build_response's own way
-            store = CaseInsensitiveDict(resp.headers)._store
+            store = CaseInsensitiveDict(resp.headers)._store  # private: fastpool._thirdparty
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-        headers._store = store
+        headers._store = store  # private: fastpool._thirdparty
         content_type = store.get("content-type")
         # Response() and build_response's assignments, in Response.__init__'s order (plain
         # stores: they keep the object's compact attribute layout, a __dict__ update would not).
         response = Response.__new__(Response)
-        response._content = False
+        response._content = False  # private (and the next two): fastpool._thirdparty
         response._content_consumed = False
         response._next = None
         response.status_code = resp.status

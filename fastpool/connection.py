@@ -3,7 +3,9 @@ and reads a response head through the ``_http11`` core.
 
 The names and the constructor mirror urllib3's ``HTTPConnection``/``HTTPSConnection``; the
 engine underneath is fastpool's own: no http.client, one ``sendall`` for a head and a small
-body, ``recv_into`` a preallocated buffer for the response head.
+body, ``recv_into`` a preallocated buffer for the response head. TLS (contexts, the handshake
+and its checks, TLS inside a proxy's TLS) is :mod:`fastpool.tls`'s; ``build_ssl_context`` is
+importable from here too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from http.client import RemoteDisconnected
 from time import monotonic
 from typing import Any
 
-from urllib3._base_connection import ProxyConfig
+import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NameResolutionError,
@@ -26,10 +28,8 @@ from urllib3.exceptions import (
     ProxyError,
 )
 from urllib3.util.request import SKIP_HEADER, SKIPPABLE_HEADERS, body_to_chunks
-from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
-from urllib3.util.timeout import _DEFAULT_TIMEOUT
+from urllib3.util.timeout import Timeout
 
-from . import __version__
 from ._http11 import (
     HAS_ACCEPT_ENCODING,
     HAS_CONTENT_LENGTH,
@@ -40,7 +40,15 @@ from ._http11 import (
     parse_response_head,
     write_request_head,
 )
+from ._thirdparty import ProxyConfig
 from .exceptions import IncompleteResponseError
+from .tls import (
+    TLS_SETTINGS,
+    build_ssl_context,
+    context_for_proxy,
+    has_buffered_bytes,
+    wrap_and_verify,
+)
 
 if typing.TYPE_CHECKING:
     from ._http11_py import ResponseHead
@@ -56,8 +64,13 @@ __all__ = (
 
 port_by_scheme = {"http": 80, "https": 443}
 
-#: The User-Agent sent when the caller gives none (urllib3 sends ``python-urllib3/<version>``).
-default_user_agent = f"fastpool/{__version__}"
+#: The User-Agent sent when the caller gives none: urllib3's own, ``python-urllib3/<version of
+#: the installed urllib3>``, so that a server or a test keyed on it sees no change when
+#: ``fastpool.PoolManager`` replaces urllib3's (requests sends its own User-Agent anyway).
+default_user_agent = f"python-urllib3/{urllib3.__version__}"  # type: ignore[attr-defined]
+
+# urllib3's "no timeout given" sentinel, by its public name (a global: read per request).
+_DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 
 # Writing the head and a body this small in one sendall saves a syscall and a TCP segment.
 _COALESCE_BODY_BYTES = 16384
@@ -284,18 +297,12 @@ class HTTPConnection:
         """TLS to an ``https://`` proxy, verified by the proxy's own settings."""
         context = self.proxy_ssl_context
         if context is None:
-            config = self.proxy_config
-            context = build_ssl_context(
-                config.ssl_context if config else None,
-                assert_hostname=config.assert_hostname if config else None,
-                assert_fingerprint=config.assert_fingerprint if config else None,
-            )
-            self.proxy_ssl_context = context
+            context = self.proxy_ssl_context = context_for_proxy(self.proxy_config)
         config = self.proxy_config
         sock = self.sock
         assert sock is not None
         try:
-            self.sock = _wrap_and_verify(
+            self.sock = wrap_and_verify(
                 sock,
                 context,
                 self.host,
@@ -358,7 +365,10 @@ class HTTPConnection:
         self.request_started = True
         self.sock.sendall(data)
 
-    def _host_header(self) -> str:
+    def _host_header(self, url: str = "/") -> str:
+        if url[:1] != "/" and "://" in url:
+            # absolute-form through a forwarding proxy: Host names the origin
+            return url.split("/", 3)[2].rpartition("@")[2]
         cached = self._host_value
         if cached is not None and cached[0] == self._tunnel_host:
             return cached[1]
@@ -400,6 +410,7 @@ class HTTPConnection:
         try:
             if headers:
                 items = (
+                    # private (requests' CaseInsensitiveDict): fastpool._thirdparty
                     headers._store.values()  # type: ignore[attr-defined]
                     if type(headers) in PAIR_STORE_TYPES
                     else headers.items()
@@ -407,42 +418,21 @@ class HTTPConnection:
                 pairs, present = collect_request_headers(items, SKIP_HEADER, SKIPPABLE_HEADERS)
             else:
                 pairs, present = [], 0
-            has_length = present & HAS_CONTENT_LENGTH
-            has_te = present & HAS_TRANSFER_ENCODING
             # urllib3's head, byte for byte: Host, Accept-Encoding, the body's framing and
             # User-Agent (each unless the caller gave it), then the caller's headers in order.
             defaults: list[tuple[str, str]] = []
             if not present & HAS_HOST:
-                if url[:1] != "/" and "://" in url:
-                    # absolute-form through a forwarding proxy: Host names the origin
-                    authority = url.split("/", 3)[2].rpartition("@")[2]
-                    defaults.append(("Host", authority))
-                else:
-                    defaults.append(("Host", self._host_header()))
+                defaults.append(("Host", self._host_header(url)))
             if not present & HAS_ACCEPT_ENCODING:
                 defaults.append(("Accept-Encoding", "identity"))
-
             if body is None and not chunked:
                 chunks: Iterable[Any] | None = None
-                if has_te and not has_length:
+                if present & HAS_TRANSFER_ENCODING and not present & HAS_CONTENT_LENGTH:
                     chunked = True  # the caller's Transfer-Encoding: an empty chunked body follows
-                elif not has_length and not has_te and method.upper() not in _NO_BODY_METHODS:
+                elif not present & _HAS_FRAMING and method.upper() not in _NO_BODY_METHODS:
                     defaults.append(("Content-Length", "0"))
             else:
-                chunks, content_length = body_to_chunks(body, method, self.blocksize)
-                if chunked:
-                    if not has_te:
-                        defaults.append(("Transfer-Encoding", "chunked"))
-                elif has_length:
-                    chunked = False
-                elif has_te:
-                    chunked = True
-                elif content_length is None:
-                    if chunks is not None:
-                        chunked = True
-                        defaults.append(("Transfer-Encoding", "chunked"))
-                else:
-                    defaults.append(("Content-Length", str(content_length)))
+                chunks, chunked = self._body_framing(body, method, chunked, present, defaults)
             if not present & HAS_USER_AGENT:
                 defaults.append(("User-Agent", default_user_agent))
             if defaults:
@@ -459,6 +449,35 @@ class HTTPConnection:
             # needs its last chunk, or the server waits for the body until a timeout.
             self._send(head + b"0\r\n\r\n" if chunked else head)
             return
+        self._send_with_body(head, chunks, chunked)
+
+    def _body_framing(
+        self,
+        body: Any,
+        method: str,
+        chunked: bool,
+        present: int,
+        defaults: list[tuple[str, str]],
+    ) -> tuple[Iterable[Any] | None, bool]:
+        """The body's chunks and whether they go chunked, adding the framing header to
+        ``defaults`` unless the caller's headers (``present``) frame the body themselves."""
+        chunks, content_length = body_to_chunks(body, method, self.blocksize)
+        if chunked:
+            if not present & HAS_TRANSFER_ENCODING:
+                defaults.append(("Transfer-Encoding", "chunked"))
+        elif present & HAS_CONTENT_LENGTH:
+            chunked = False
+        elif present & HAS_TRANSFER_ENCODING:
+            chunked = True
+        elif content_length is None:
+            if chunks is not None:
+                chunked = True
+                defaults.append(("Transfer-Encoding", "chunked"))
+        else:
+            defaults.append(("Content-Length", str(content_length)))
+        return chunks, chunked
+
+    def _send_with_body(self, head: bytes, chunks: Iterable[Any], chunked: bool) -> None:
         if not chunked and type(chunks) is tuple and len(chunks) == 1:
             data = chunks[0]
             if isinstance(data, str):
@@ -491,46 +510,52 @@ class HTTPConnection:
         """
         sock = self.sock
         assert sock is not None
-        max_head_bytes = self.max_head_bytes
-        max_headers = self.max_headers
-        max_line_bytes = self.max_line_bytes
-        data: bytes | bytearray = self._rest
+        data = self._rest
         self._rest = b""
         # Go's rule: once any byte of the response arrived, the request is never replayed.
         self.head_started = bool(data)
-        line_start = 0  # where the last, unfinished line of ``data`` starts
         if data:
-            parsed = parse_response_head(data, method, max_head_bytes, max_headers, max_line_bytes)
+            parsed = parse_response_head(
+                data, method, self.max_head_bytes, self.max_headers, self.max_line_bytes
+            )
             if parsed is not None:
                 head, used = parsed
                 self._rest = bytes(data[used:])
                 return head
-            data = bytearray(data)
-            line_start = data.rfind(b"\n") + 1
-        view = _receive_view(self.blocksize)
+            return self._read_rest_of_head(bytearray(data), method)
         blocksize = self.blocksize
+        view = _receive_view(blocksize)
+        n = sock.recv_into(view, blocksize)
+        if not n:
+            # http.client's exception: urllib3 reports it as ProtocolError("Connection
+            # aborted.", RemoteDisconnected(...)), and so does our pool.
+            raise RemoteDisconnected("Remote end closed connection without response")
+        self.head_started = True
+        # The common case: the whole head arrives in one segment, parse in place.
+        parsed = parse_response_head(
+            view[:n], method, self.max_head_bytes, self.max_headers, self.max_line_bytes
+        )
+        if parsed is not None:
+            head, used = parsed
+            if used < n:
+                self._rest = bytes(view[used:n])
+            return head
+        return self._read_rest_of_head(bytearray(view[:n]), method)
+
+    def _read_rest_of_head(self, data: bytearray, method: str) -> ResponseHead:
+        """Receive until ``data``, the start of a head, holds all of it."""
+        sock = self.sock
+        assert sock is not None
+        max_head_bytes = self.max_head_bytes
+        max_headers = self.max_headers
+        max_line_bytes = self.max_line_bytes
+        blocksize = self.blocksize
+        view = _receive_view(blocksize)
+        line_start = data.rfind(b"\n") + 1  # where the last, unfinished line of ``data`` starts
         while True:
             n = sock.recv_into(view, blocksize)
             if not n:
-                if data:
-                    return self._head_at_eof(data, method)
-                # http.client's exception: urllib3 reports it as ProtocolError("Connection
-                # aborted.", RemoteDisconnected(...)), and so does our pool.
-                raise RemoteDisconnected("Remote end closed connection without response")
-            if not data:
-                self.head_started = True
-                # The common case: the whole head arrives in one segment, parse in place.
-                parsed = parse_response_head(
-                    view[:n], method, max_head_bytes, max_headers, max_line_bytes
-                )
-                if parsed is not None:
-                    head, used = parsed
-                    if used < n:
-                        self._rest = bytes(view[used:n])
-                    return head
-                data = bytearray(view[:n])
-                line_start = data.rfind(b"\n") + 1
-                continue
+                return self._head_at_eof(data, method)
             seen = len(data)
             data += view[:n]
             # Parse again only when the new bytes may end a head (a blank line) or pass a
@@ -580,20 +605,7 @@ class HTTPConnection:
         return rest
 
 
-def has_buffered_bytes(sock: Any) -> bool:
-    """True when a TLS socket holds bytes already taken off the wire but not read.
-
-    A TLS record carries more than one read asks for: the rest waits in the ``ssl`` object
-    (``pending()``), where polling the socket cannot see it. Bytes after a complete response
-    are a protocol error (or an injected response), so such a connection is never reused.
-    A plain socket buffers nothing of ours.
-    """
-    if type(sock) is socket.socket or sock is None:
-        return False
-    pending = getattr(sock, "pending", None)
-    return pending is not None and pending() > 0
-
-
+_HAS_FRAMING = HAS_CONTENT_LENGTH | HAS_TRANSFER_ENCODING
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 #: Mapping types whose ``_store`` maps a lower-case name to its ``(name, value)`` pair, read
@@ -602,209 +614,11 @@ _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONN
 PAIR_STORE_TYPES: set[type] = set()
 
 
-def build_ssl_context(
-    ssl_context: ssl.SSLContext | None = None,
-    *,
-    cert_reqs: int | str | None = None,
-    ca_certs: str | None = None,
-    ca_cert_dir: str | None = None,
-    ca_cert_data: str | bytes | None = None,
-    cert_file: str | None = None,
-    key_file: str | None = None,
-    key_password: str | None = None,
-    ssl_version: int | str | None = None,
-    ssl_minimum_version: ssl.TLSVersion | None = None,
-    ssl_maximum_version: ssl.TLSVersion | None = None,
-    assert_hostname: None | str | typing.Literal[False] = None,
-    assert_fingerprint: str | None = None,
-) -> ssl.SSLContext:
-    """An SSLContext set up by urllib3's rules (built once per pool, shared by its connections).
-
-    Without ``ssl_context`` a new one comes from urllib3's ``create_urllib3_context`` (TLS 1.2+,
-    its ciphers). ``cert_reqs`` (default ``CERT_REQUIRED``: verification on) is applied to a
-    given context too, as urllib3 does. ``ca_certs``/``ca_cert_dir``/``ca_cert_data`` are
-    loaded, else the system's default CAs (for a context built here). ``cert_file``,
-    ``key_file`` and ``key_password`` load a client certificate. ``assert_hostname`` or
-    ``assert_fingerprint`` turn the built-in hostname check off: the connection checks them.
-    """
-    context = ssl_context
-    if context is None:
-        context = create_urllib3_context(
-            ssl_version=resolve_ssl_version(ssl_version),
-            ssl_minimum_version=ssl_minimum_version,
-            ssl_maximum_version=ssl_maximum_version,
-            cert_reqs=resolve_cert_reqs(cert_reqs),
-        )
-    verify_mode = resolve_cert_reqs(cert_reqs)
-    if verify_mode == ssl.CERT_NONE:
-        context.check_hostname = False
-    context.verify_mode = verify_mode
-    if assert_fingerprint or assert_hostname or assert_hostname is False:
-        context.check_hostname = False  # checked by the connection instead
-    if ca_certs or ca_cert_dir or ca_cert_data:
-        context.load_verify_locations(ca_certs, ca_cert_dir, ca_cert_data)
-    elif ssl_context is None:
-        context.load_default_certs()
-    if cert_file:
-        # Without a password an encrypted key fails at once, with urllib3's error; OpenSSL's
-        # own fallback would prompt for one on the terminal.
-        context.load_cert_chain(
-            cert_file, key_file, _no_key_password if key_password is None else key_password
-        )
-    try:
-        context.set_alpn_protocols(["http/1.1"])
-    except NotImplementedError:  # pragma: no cover - very old OpenSSL
-        pass
-    return context
-
-
-def _no_key_password() -> str:
-    from urllib3.exceptions import SSLError
-
-    raise SSLError("Client private key is encrypted, password is required")
-
-
-def _wrap_and_verify(
-    sock: Any,
-    context: ssl.SSLContext,
-    server_hostname: str,
-    assert_hostname: None | str | typing.Literal[False],
-    assert_fingerprint: str | None,
-) -> Any:
-    """TLS over ``sock`` (over a TLS socket too: an origin through an https proxy's tunnel),
-    then urllib3's extra checks: a pinned fingerprint, or ``assert_hostname``."""
-    name = server_hostname.strip("[]")
-    if isinstance(sock, (ssl.SSLSocket, _TLSInTLS)):
-        tls: Any = _TLSInTLS(sock, context, name)
-    else:
-        tls = context.wrap_socket(sock, server_hostname=name)
-    try:
-        _check_peer(tls, context, name, assert_hostname, assert_fingerprint)
-    except BaseException:
-        tls.close()  # the caller closes the socket under it; this object too, or it leaks
-        raise
-    return tls
-
-
-def _check_peer(
-    tls: Any,
-    context: ssl.SSLContext,
-    name: str,
-    assert_hostname: None | str | typing.Literal[False],
-    assert_fingerprint: str | None,
-) -> None:
-    """urllib3's checks after the handshake: a pinned fingerprint, or ``assert_hostname``."""
-    if assert_fingerprint:
-        from urllib3.util.ssl_ import assert_fingerprint as check_fingerprint
-
-        check_fingerprint(tls.getpeercert(binary_form=True), assert_fingerprint)
-    elif (
-        context.verify_mode != ssl.CERT_NONE
-        and not context.check_hostname
-        and assert_hostname is not False
-    ):
-        from urllib3.util.ssl_match_hostname import match_hostname
-
-        match_hostname(
-            tls.getpeercert(),
-            assert_hostname or name,
-            hostname_checks_common_name=context.hostname_checks_common_name,
-        )
-
-
-class _TLSInTLS:
-    """A TLS session inside another (``https://`` proxy, CONNECT tunnel, then the origin):
-    an ``ssl.SSLObject`` whose records travel through the outer TLS socket. It offers the
-    few socket methods the engine uses."""
-
-    def __init__(self, outer: Any, context: ssl.SSLContext, server_hostname: str) -> None:
-        self._outer = outer
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(
-            self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
-        )
-        self._run(self._tls.do_handshake)
-
-    def _run(self, operation: Any, *args: Any) -> Any:
-        while True:
-            try:
-                result = operation(*args)
-            except ssl.SSLWantReadError:
-                self._flush()
-                data = self._outer.recv(65536)
-                if data:
-                    self._incoming.write(data)
-                else:
-                    self._incoming.write_eof()
-                continue
-            self._flush()
-            return result
-
-    def _flush(self) -> None:
-        data = self._outgoing.read()
-        if data:
-            self._outer.sendall(data)
-
-    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
-        try:
-            return int(self._run(self._tls.read, nbytes or len(buffer), buffer))
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            return 0  # like SSLSocket's suppress_ragged_eofs
-
-    def recv(self, bufsize: int) -> bytes:
-        try:
-            return bytes(self._run(self._tls.read, bufsize))
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            return b""
-
-    def sendall(self, data: Any) -> None:
-        view = memoryview(data).cast("B")
-        while view:
-            sent = self._run(self._tls.write, view)
-            view = view[sent:]
-
-    def getpeercert(self, binary_form: bool = False) -> Any:
-        return self._tls.getpeercert(binary_form)
-
-    def pending(self) -> int:
-        """Bytes taken off the wire but not yet read: decrypted, or still in either TLS layer."""
-        return int(self._tls.pending() + self._incoming.pending + has_buffered_bytes(self._outer))
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._outer.settimeout(timeout)
-
-    def gettimeout(self) -> float | None:
-        return typing.cast("float | None", self._outer.gettimeout())
-
-    def fileno(self) -> int:
-        return int(self._outer.fileno())
-
-    def shutdown(self, how: int) -> None:
-        self._outer.shutdown(how)
-
-    def close(self) -> None:
-        self._outer.close()
-
-
-_TLS_SETTINGS = (
-    "cert_reqs",
-    "ca_certs",
-    "ca_cert_dir",
-    "ca_cert_data",
-    "cert_file",
-    "key_file",
-    "key_password",
-    "ssl_version",
-    "ssl_minimum_version",
-    "ssl_maximum_version",
-)
-
-
 class HTTPSConnection(HTTPConnection):
     """An HTTP/1.1 connection over TLS (urllib3's ``HTTPSConnection`` contract).
 
-    Pools hand every connection one prepared ``ssl_context`` (see :func:`build_ssl_context`).
+    Pools hand every connection one prepared ``ssl_context`` (see
+    :func:`fastpool.tls.build_ssl_context`).
     Standalone, the connection takes urllib3's TLS arguments (``cert_reqs``, ``ca_certs``,
     ``ca_cert_dir``, ``ca_cert_data``, ``cert_file``, ``key_file``, ``key_password``,
     ``ssl_version``, ``ssl_minimum_version``, ``ssl_maximum_version``; verification on by
@@ -831,7 +645,7 @@ class HTTPSConnection(HTTPConnection):
         assert_fingerprint: str | None = None,
         **kw: Any,
     ) -> None:
-        tls = {name: kw.pop(name) for name in _TLS_SETTINGS if name in kw}
+        tls = {name: kw.pop(name) for name in TLS_SETTINGS if name in kw}
         super().__init__(host, port, **kw)
         if ssl_context is None or any(value is not None for value in tls.values()):
             ssl_context = build_ssl_context(
@@ -857,11 +671,7 @@ class HTTPSConnection(HTTPConnection):
             config = self.proxy_config
             context = self.proxy_ssl_context
             if context is None:
-                context = self.proxy_ssl_context = build_ssl_context(
-                    config.ssl_context if config else None,
-                    assert_hostname=config.assert_hostname if config else None,
-                    assert_fingerprint=config.assert_fingerprint if config else None,
-                )
+                context = self.proxy_ssl_context = context_for_proxy(config)
             name = self.host
             assert_hostname = config.assert_hostname if config else None
             assert_fingerprint = config.assert_fingerprint if config else None
@@ -874,7 +684,7 @@ class HTTPSConnection(HTTPConnection):
             assert_hostname = self.assert_hostname
             assert_fingerprint = self.assert_fingerprint
         try:
-            self.sock = _wrap_and_verify(sock, context, name, assert_hostname, assert_fingerprint)
+            self.sock = wrap_and_verify(sock, context, name, assert_hostname, assert_fingerprint)
         except BaseException:
             self.sock = None
             sock.close()

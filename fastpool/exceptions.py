@@ -10,6 +10,7 @@ pure twin cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from urllib3 import exceptions as _u3
@@ -121,7 +122,10 @@ MSG_HTTP_BAD_CHAR = "forbidden character {char!r} in response head line: {line!r
 MSG_HTTP_BAD_CONTENT_LENGTH = "invalid Content-Length: {value!r}"
 MSG_HTTP_BAD_TRANSFER_ENCODING = "invalid Transfer-Encoding: {value!r}"
 MSG_HTTP_BAD_CHUNK_SIZE = "invalid chunk size line: {line!r}"
-MSG_HTTP_CHUNK_LINE_TOO_LONG = "chunk size line longer than max_line_bytes={limit} bytes"
+# urllib3's words first, so code matching on its message keeps working
+MSG_HTTP_CHUNK_LINE_TOO_LONG = (
+    "chunk size line exceeded maximum allowed length (max_line_bytes={limit} bytes)"
+)
 MSG_HTTP_CHUNK_NO_CRLF = "chunk data not followed by CRLF: got {got!r}"
 MSG_HTTP_TRAILERS_TOO_LARGE = "chunked trailers larger than max_trailer_bytes={limit} bytes"
 MSG_HTTP_BAD_TRAILER = "invalid chunked trailer line: {line!r}"
@@ -149,3 +153,36 @@ class InvalidContentLengthError(InvalidResponseError, _u3.InvalidHeader):
     raises ``requests.exceptions.InvalidHeader`` for it, as with the stock adapter. Never
     retried: the server sent it, a retry gets the same.
     """
+
+
+class ForeignPatchWarning(UserWarning):
+    """A tool patched an extension point in a way fastpool's traffic cannot pass through.
+
+    Raised as a warning, once per patch, when urllib3's ``HTTPConnectionPool.urlopen`` is
+    wrapped by a plain function that calls urllib3's own ``urlopen`` (a ``functools.wraps``
+    decorator): that wrapper would run urllib3's code on fastpool's pool, so fastpool's
+    request goes on without it. Wrappers made with ``wrapt`` (OpenTelemetry, ddtrace) and
+    outright replacements (``unittest.mock``) are honoured.
+    """
+
+
+# "[Errno 111] Connection refused" inside an exception's text, for describe_error
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"Kind: detail"`` for a failed request, short enough for one line."""
+    kind = type(exc).__name__
+    text = str(exc)
+    match = _ERRNO_TEXT.search(text)
+    if match:
+        detail = match.group(1).strip()
+    elif "Read timed out" in text:
+        detail = "read timed out"
+    elif "timed out" in text:
+        detail = "timed out"
+    else:
+        detail = text.splitlines()[0] if text else ""
+        if len(detail) > 100:
+            detail = detail[:97] + "..."
+    return f"{kind}: {detail}" if detail else kind

@@ -29,7 +29,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from urllib3._collections import HTTPHeaderDict
+from urllib3 import HTTPHeaderDict
 
 from . import __version__
 from .pool import HTTPConnectionPool, set_process_trace

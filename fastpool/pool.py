@@ -12,10 +12,10 @@ import errno
 import logging
 import math
 import os
+import re
 import socket
 import ssl
 import sys
-import threading
 import typing
 import warnings
 import weakref
@@ -24,11 +24,9 @@ from http.client import RemoteDisconnected
 from time import monotonic
 from typing import Any
 
-from urllib3._collections import HTTPHeaderDict
-from urllib3._request_methods import RequestMethods
-from urllib3.connectionpool import _normalize_host
+from urllib3 import HTTPHeaderDict
+from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.exceptions import (
-    EmptyPoolError,
     HostChangedError,
     InsecureRequestWarning,
     LocationValueError,
@@ -45,11 +43,13 @@ from urllib3.util.proxy import connection_requires_http_tunnel
 from urllib3.util.request import set_file_position
 from urllib3.util.retry import Retry
 from urllib3.util.ssl_match_hostname import CertificateError
-from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
-from urllib3.util.url import _encode_target, parse_url
+from urllib3.util.timeout import Timeout
+from urllib3.util.url import parse_url
 
 from ._hostqueue import HostQueue
-from .connection import HTTPConnection, HTTPSConnection, build_ssl_context, port_by_scheme
+from ._patches import STOCK_URLOPEN, urlopen_through_patch
+from ._thirdparty import RequestMethods, encode_target, headers_for_method_change, normalize_host
+from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
 from .exceptions import (
     MSG_NAN,
     MSG_NOT_INT,
@@ -61,13 +61,17 @@ from .exceptions import (
 )
 from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
 from .response import HTTPResponse
+from .tls import PoolContexts, is_forwarding
 
 if typing.TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_from_url")
 
+#: The pools' logger with ``urllib3_logging=False``; by default they log as urllib3's do, under
+#: ``urllib3.connectionpool``.
 log = logging.getLogger("fastpool.connectionpool")
+_U3_LOG = logging.getLogger("urllib3.connectionpool")
 
 # Go's rules for the keep-alive race: a reused connection that fails before any response byte
 # is retried once on a new connection when the request is idempotent (these methods, or an
@@ -86,13 +90,54 @@ _STALE_ERRORS = (
     ssl.SSLEOFError,
     ssl.SSLZeroReturnError,
 )
+# What read_response_head may raise that _make_request turns into urllib3's errors or a replay
+# (see _head_failed; ssl's errors include SSLEOFError and SSLZeroReturnError).
+_HEAD_ERRORS = (*_STALE_ERRORS, socket.timeout, ssl.SSLError, BlockingIOError, ProtocolError)
+# A request cut by these (and BrokenPipeError) still gets its answer read.
+_RESET_ERRNOS = (errno.EPROTOTYPE, errno.ECONNRESET)
 _URL_CACHE_SIZE = 256
+# urllib3's "no timeout given" sentinel, by its public name (a global: read per request).
+_DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
+
+
+# What urlopen retries (urllib3's list): urllib3's error for it goes to Retry.increment.
+_RETRIED_ERRORS = (
+    _U3TimeoutError,
+    OSError,
+    _U3ProtocolError,
+    ssl.SSLError,
+    SSLError,
+    CertificateError,
+    ProxyError,
+)
+
+
+class _Again(typing.NamedTuple):
+    """What urlopen passes on unchanged to its next call for a retry or a redirect (built only
+    then: the common call never pays for it)."""
+
+    redirect: bool
+    assert_same_host: bool
+    timeout: Any
+    pool_timeout: float | None
+    release_conn: bool
+    chunked: bool
+    body_pos: Any
+    preload_content: bool
+    decode_content: bool
+    response_kw: dict[str, Any]
 
 
 def _resolve(timeout: Any) -> float | None:
     if timeout is _DEFAULT_TIMEOUT:
         return socket.getdefaulttimeout()
     return typing.cast("float | None", timeout)
+
+
+def _timed_out(err: BaseException) -> bool:
+    return isinstance(err, socket.timeout) or (
+        isinstance(err, OSError) and err.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+    )
 
 
 def _close_idle(queue: Any) -> None:
@@ -197,8 +242,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _wrap_proxy_error(err: Exception) -> ProxyError:
-    new = ProxyError("Unable to connect to proxy", err)
+# urllib3's hint when a TLS handshake with an https:// proxy meets a plain-HTTP proxy.
+_HTTP_ONLY_PROXY_HINT = (
+    ". Your proxy appears to only use HTTP and not HTTPS, try changing your proxy URL to be "
+    "HTTP. See: https://urllib3.readthedocs.io/en/latest/advanced-usage.html"
+    "#https-proxy-error-http-proxy"
+)
+_HTTP_ONLY_PROXY_SIGNS = ("wrong version number", "unknown protocol", "record layer failure")
+
+
+def _wrap_proxy_error(err: Exception, proxy_scheme: str | None = None) -> ProxyError:
+    words = " ".join(re.split("[^a-z]", str(err).lower()))
+    http_only = proxy_scheme == "https" and any(sign in words for sign in _HTTP_ONLY_PROXY_SIGNS)
+    new = ProxyError(
+        "Unable to connect to proxy" + (_HTTP_ONLY_PROXY_HINT if http_only else ""), err
+    )
     new.__cause__ = err
     return new
 
@@ -225,11 +283,15 @@ class HTTPConnectionPool(RequestMethods):
         ``PoolTimeoutError`` when ``urlopen`` gets no ``pool_timeout``. Default None: forever.
     :param pool_full_warning: keyword-only. ``"always"`` (default, as urllib3): log "Connection
         pool is full" on every discard; ``"first"``: once, then a summary every 100 discards.
-    :param max_line_bytes, max_headers, max_head_bytes: keyword-only bounds on a response head:
-        one line's bytes, its line ending included (default None: 65536, http.client's), its
-        header fields (None: 100, http.client's), and all its bytes, 1xx heads included
-        (None: 1048576, a bound http.client lacks). Past one, ``ProtocolError`` (the cause a
+    :param max_line_bytes: (and ``max_headers``, ``max_head_bytes``) keyword-only bounds on a
+        response head: one line's bytes, its line ending included (default None: 65536,
+        http.client's), its header fields (None: 100, http.client's), and all its bytes, 1xx
+        heads included (None: 1048576, a bound http.client lacks). Past one, ``ProtocolError`` (the cause a
         ``ResponseHeadTooLarge``), never retried.
+    :param urllib3_logging: keyword-only. Log under ``urllib3.connectionpool``, with urllib3's
+        lines, so that logging set up for urllib3 (levels, handlers, filters) applies
+        unchanged (default True); False: under ``fastpool.connectionpool`` instead. One or
+        the other, never both, so a root handler does not print every line twice.
     :param \\**conn_kw: passed to each new connection (``source_address``, ``socket_options``,
         ``blocksize`` ...).
 
@@ -274,6 +336,7 @@ class HTTPConnectionPool(RequestMethods):
         max_line_bytes: int | None = None,
         max_headers: int | None = None,
         max_head_bytes: int | None = None,
+        urllib3_logging: bool = True,
         _trace: Any = None,
         _limiter: ConnectionLimit | None = None,
         **conn_kw: Any,
@@ -281,7 +344,7 @@ class HTTPConnectionPool(RequestMethods):
         if not host:
             raise LocationValueError("No host specified.")
         _check_connection_class(self, HTTPSConnection if self.scheme == "https" else HTTPConnection)
-        self.host = _normalize_host(host, scheme=self.scheme)
+        self.host = normalize_host(host, scheme=self.scheme)
         self.port = port
         self._tunnel_host = self.host.lower()
         RequestMethods.__init__(self, headers)
@@ -310,6 +373,7 @@ class HTTPConnectionPool(RequestMethods):
         }
         self._head_bounds = {name: value for name, value in bounds.items() if value is not None}
         self._retired = False
+        self._log = _U3_LOG if urllib3_logging else log
         self._limiter = _limiter
         # None, or the Trace given, else the process-wide one an instrumentation set
         # (fastpool.otel): read once here, not on every request
@@ -365,7 +429,9 @@ class HTTPConnectionPool(RequestMethods):
     def _new_conn(self) -> HTTPConnection:
         """Return a fresh, not yet connected connection (logs like urllib3)."""
         self.num_connections += 1
-        log.debug(self._new_conn_log, self.num_connections, self.host, self.port or self._log_port)
+        self._log.debug(
+            self._new_conn_log, self.num_connections, self.host, self.port or self._log_port
+        )
         conn = self._make_conn()
         conn._limiter = self._limiter
         if self._head_bounds:
@@ -391,48 +457,61 @@ class HTTPConnectionPool(RequestMethods):
         if timeout is None:
             timeout = self.pool_timeout
         trace = self._trace
-        if trace is not None:
-            trace.emit("get_conn", host=self.host, port=self.port)
+        conn: HTTPConnection | None
         if trace is None:
             conn = self.pool.checkout(timeout)
         else:
             conn = self._traced_checkout(trace, timeout)
         try:
-            if conn is None:
-                conn = self._new_conn() if self._limiter is None else self._room_for(None, timeout)
-                if conn.sock is None:  # to dial (not one handed over at the cap)
-                    if trace is not None:
-                        trace.emit(
-                            "got_conn", host=self.host, port=self.port, reused=False, idle_time=None
-                        )
+            if conn is None:  # a free slot: a connection to dial, or one handed over at the cap
+                conn = self._fresh_conn(timeout, trace)
+                if conn.sock is None:
                     return conn
             elif self._limiter is not None:
                 self._limiter.busy(conn)
-            if self._expiry:
-                self._expire(conn)
-            if conn.sock is not None and not conn.is_connected:
-                log.debug("Resetting dropped connection: %s", self.host)
-                self.dropped_stale += 1
-                if trace is not None:
-                    trace.emit("discard", host=self.host, port=self.port, reason="stale")
-                conn.close()
-            if conn.sock is None and self._limiter is not None and not conn._has_token:
-                conn = self._room_for(conn, timeout)  # closed here: it needs room again
+            # The common case, a live idle connection and no expiry, stops at this test.
+            if self._expiry or not conn.is_connected:
+                conn = self._revive(conn, timeout)
             if trace is not None:
-                reused = conn.sock is not None
-                trace.emit(
-                    "got_conn",
-                    host=self.host,
-                    port=self.port,
-                    reused=reused,
-                    idle_time=monotonic() - conn.idle_since if reused else None,
-                )
-            return typing.cast(HTTPConnection, conn)
+                self._emit_got_conn(trace, conn)
+            return conn
         except BaseException:
             if conn is not None:
                 conn.close()
             self._put_conn(None)
             raise
+
+    def _fresh_conn(self, timeout: float | None, trace: Any) -> HTTPConnection:
+        """A free slot: a new connection to dial, or (at the global cap) one handed over."""
+        conn = self._new_conn() if self._limiter is None else self._room_for(None, timeout)
+        if conn.sock is None and trace is not None:
+            trace.emit("got_conn", host=self.host, port=self.port, reused=False, idle_time=None)
+        return conn
+
+    def _revive(self, conn: HTTPConnection, timeout: float | None) -> HTTPConnection:
+        """An idle connection that may not serve as it is: close it when it expired or the
+        server dropped it (its slot stays), and find room at the global cap to dial again."""
+        if self._expiry:
+            self._expire(conn)
+        if conn.sock is not None and not conn.is_connected:
+            self._log.debug("Resetting dropped connection: %s", self.host)
+            self.dropped_stale += 1
+            if self._trace is not None:
+                self._trace.emit("discard", host=self.host, port=self.port, reason="stale")
+            conn.close()
+        if conn.sock is None and self._limiter is not None and not conn._has_token:
+            conn = self._room_for(conn, timeout)  # closed here: it needs room again
+        return conn
+
+    def _emit_got_conn(self, trace: Any, conn: HTTPConnection) -> None:
+        reused = conn.sock is not None
+        trace.emit(
+            "got_conn",
+            host=self.host,
+            port=self.port,
+            reused=reused,
+            idle_time=monotonic() - conn.idle_since if reused else None,
+        )
 
     def _room_for(self, closed: HTTPConnection | None, timeout: float | None) -> HTTPConnection:
         """At the global cap: a token to dial (on ``closed``, or a new connection), or an idle
@@ -455,6 +534,7 @@ class HTTPConnectionPool(RequestMethods):
 
     def _traced_checkout(self, trace: Any, timeout: float | None) -> Any:
         # Only with a trace: try without waiting first, so a wait can be reported as one.
+        trace.emit("get_conn", host=self.host, port=self.port)
         try:
             return self.pool.checkout(0)
         except PoolTimeoutError:
@@ -493,7 +573,7 @@ class HTTPConnectionPool(RequestMethods):
             self.expired_lifetime += 1
             reason = "expired_lifetime"
         if reason is not None:
-            log.debug("Closing expired connection (%s): %s", reason, self.host)
+            self._log.debug("Closing expired connection (%s): %s", reason, self.host)
             if self._trace is not None:
                 self._trace.emit("discard", host=self.host, port=self.port, reason=reason)
             conn.close()
@@ -534,14 +614,14 @@ class HTTPConnectionPool(RequestMethods):
             # A crawler discarding thousands of connections needs the fact, not a flood.
             discarded = self.pool.discarded
             if discarded == 1:
-                log.warning(
+                self._log.warning(
                     "Connection pool is full, discarding connection: %s. Connection pool size: "
                     "%s (further discards from this pool are summarised every 100)",
                     self.host,
                     self.pool.idle,
                 )
             elif discarded % 100 == 0:
-                log.warning(
+                self._log.warning(
                     "Connection pool is full: %d connections to %s discarded so far; "
                     "raise pool_maxsize (now %s) to keep them",
                     discarded,
@@ -549,7 +629,7 @@ class HTTPConnectionPool(RequestMethods):
                     self.pool.maxsize,
                 )
             return
-        log.warning(
+        self._log.warning(
             "Connection pool is full, discarding connection: %s. Connection pool size: %s",
             self.host,
             self.pool.idle,
@@ -629,7 +709,7 @@ class HTTPConnectionPool(RequestMethods):
         scheme, _, host, port, *_ = parse_url(url)
         scheme = scheme or "http"
         if host is not None:
-            host = _normalize_host(host, scheme=scheme)
+            host = normalize_host(host, scheme=scheme)
         if self.port and not port:
             port = port_by_scheme.get(scheme)
         elif not self.port and port == port_by_scheme.get(scheme):
@@ -646,7 +726,7 @@ class HTTPConnectionPool(RequestMethods):
         if cached is not None:
             return cached
         if url.startswith("/"):
-            result: tuple[str, str | None] = (_encode_target(url), None)
+            result: tuple[str, str | None] = (encode_target(url), None)
         else:
             parsed = parse_url(url)
             # absolute form (a forwarding proxy): the fragment stays with the client, as urllib3
@@ -671,59 +751,36 @@ class HTTPConnectionPool(RequestMethods):
         decode_content: bool,
         enforce_content_length: bool = True,
     ) -> HTTPResponse:
-        """Send one request on ``conn`` and return the response (the body not yet read)."""
+        """Send one request on ``conn`` and return the response (the body not yet read).
+
+        A reused connection that fails before any response byte is sent the request once more
+        on a new connection when the request is replayable (Go's rule: see ``_replay``).
+        """
         self.num_requests += 1
         fixed = self._fixed_timeouts
         if timeout is _DEFAULT_TIMEOUT and fixed is not None:
             connect_timeout, read_timeout = fixed
             timeout_obj = None
-        elif type(timeout) is Timeout and timeout.total is None:
-            # Without ``total`` the two timeouts are fixed values: no clone, no clock. A caller
-            # (the adapter) passes the same object again and again: its two properties are
-            # read again only for another object or another socket default (which they read).
-            last = self._last_timeout
-            default = socket.getdefaulttimeout()
-            if last[0] is not timeout or last[1] != default:
-                last = (timeout, default, timeout.connect_timeout, timeout.read_timeout)
-                self._last_timeout = last
-            connect_timeout = _resolve(last[2])
-            read_timeout = _resolve(last[3])
-            timeout_obj = None
         else:
-            timeout_obj = self._get_timeout(timeout)
-            timeout_obj.start_connect()
-            connect_timeout = _resolve(timeout_obj.connect_timeout)
-            read_timeout = None
+            connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
         conn.timeout = connect_timeout
-        reused = conn.sock is not None
-        trace = self._trace
+        replay = conn.sock is not None  # reused: Go's rules are checked only if the race happens
+        # Dial a closed connection (HTTPS: also check its TLS settings).
         try:
-            try:
-                if trace is None:
-                    self._validate_conn(conn)
-                else:
-                    self._traced_connect(trace, conn)
-            except (socket.timeout, ssl.SSLError) as e:
-                self._raise_timeout(e, url, connect_timeout)
-                raise
+            if self._trace is None:
+                self._validate_conn(conn)
+            else:
+                self._traced_connect(self._trace, conn)
         except (OSError, _U3TimeoutError, ssl.SSLError, CertificateError, SSLError) as e:
-            new_e: Exception = e
-            if isinstance(e, (ssl.SSLError, CertificateError)):
-                new_e = SSLError(e)
-            if conn.proxy is not None and not conn.has_connected_to_proxy:
-                new_e = _wrap_proxy_error(new_e)
-            raise new_e from e
+            self._dial_failed(e, conn, url, connect_timeout)
         conn.settimeout(connect_timeout)
-        replay = reused  # Go's rules are checked only if the race happens (see below)
         while True:
             try:
                 conn.request(method, url, body=body, headers=headers, chunked=chunked)
-            except BrokenPipeError:
-                # The server may answer and then close; its answer is still readable, but the
-                # connection carries half a request: never reuse it.
-                conn.reusable = False
             except OSError as e:
-                if e.errno != errno.EPROTOTYPE and e.errno != errno.ECONNRESET:
+                # A reset or broken pipe: the server may answer and then close; its answer is
+                # still readable, but the connection carries half a request: never reuse it.
+                if not isinstance(e, BrokenPipeError) and e.errno not in _RESET_ERRNOS:
                     raise
                 conn.reusable = False
             if timeout_obj is not None:
@@ -734,44 +791,17 @@ class HTTPConnectionPool(RequestMethods):
                 )
             conn.settimeout(read_timeout)
             try:
-                if trace is None:
+                if self._trace is None:
                     head = conn.read_response_head(method)
                 else:
-                    sent = monotonic()
-                    head = conn.read_response_head(method)
-                    trace.emit(
-                        "first_byte", host=self.host, port=self.port, seconds=monotonic() - sent
-                    )
+                    head = self._traced_read_head(self._trace, conn, method)
                 break
-            except _STALE_ERRORS as e:
-                # Go's rules: only a reused connection, only before any response byte came.
-                if not replay or conn.head_started or not _replayable(method, body, headers):
-                    raise
-                # An idle connection the server closed as we reused it, before any response
-                # byte: send the request once more on a new connection (not a Retry step).
+            except _HEAD_ERRORS as e:
+                # Returns only when the request is to be sent again, on a new connection.
+                self._head_failed(e, conn, method, url, body, headers, replay, read_timeout)
                 replay = False
-                self.retried += 1
-                log.debug("Resetting dropped connection: %s", self.host)
-                if trace is not None:
-                    trace.emit(
-                        "retry", host=self.host, port=self.port, method=method, url=url, error=e
-                    )
-                conn.close()
-                conn.timeout = connect_timeout
-                if trace is None:
-                    self._validate_conn(conn)
-                else:
-                    self._traced_connect(trace, conn)
-                conn.settimeout(connect_timeout)
-            except (socket.timeout, ssl.SSLError, BlockingIOError) as e:
-                self._raise_timeout(e, url, read_timeout)
-                raise
-            except InvalidContentLengthError:
-                raise  # urllib3 raises InvalidHeader here, unwrapped (requests: InvalidHeader)
-            except ProtocolError as e:
-                # A malformed or oversized head: urllib3's shape, with our precise cause.
-                raise ProtocolError("Connection aborted.", e) from e
-        response = HTTPResponse(
+                self._redial(conn, connect_timeout)
+        return HTTPResponse(
             head,
             conn,
             self,
@@ -782,12 +812,107 @@ class HTTPConnectionPool(RequestMethods):
             decode_content=decode_content,
             enforce_content_length=enforce_content_length,
         )
-        return response
 
-    def _traced_connect(self, trace: Any, conn: HTTPConnection) -> None:
-        """``_validate_conn`` reporting connect_start, connect_done and (HTTPS) tls_done."""
-        if conn.sock is not None and self.scheme != "https":
+    # --- timeouts -----------------------------------------------------------------------------
+    def _timeouts(self, timeout: Any) -> tuple[float | None, float | None, Timeout | None]:
+        """The connect and read timeouts of one request, and the running ``Timeout`` when it
+        has a ``total`` (its read timeout is then what the connect left of it)."""
+        if type(timeout) is Timeout and timeout.total is None:
+            # Without ``total`` the two timeouts are fixed values: no clone, no clock. A caller
+            # (the adapter) passes the same object again and again: its two properties are
+            # read again only for another object or another socket default (which they read).
+            last = self._last_timeout
+            default = socket.getdefaulttimeout()
+            if last[0] is not timeout or last[1] != default:
+                last = (
+                    timeout,
+                    default,
+                    _resolve(timeout.connect_timeout),
+                    _resolve(timeout.read_timeout),
+                )
+                self._last_timeout = last
+            return last[2], last[3], None
+        timeout_obj = self._get_timeout(timeout)
+        timeout_obj.start_connect()
+        return _resolve(timeout_obj.connect_timeout), None, timeout_obj
+
+    # --- dialing and the keep-alive replay ----------------------------------------------------
+    def _dial_failed(
+        self, e: Exception, conn: HTTPConnection, url: str, connect_timeout: float | None
+    ) -> typing.NoReturn:
+        """Raise urllib3's error for a failed dial, TLS handshake or tunnel: a socket timeout
+        as ReadTimeoutError (urllib3's), ssl's errors as SSLError, and those before the proxy
+        answered as ProxyError."""
+        new_e: Exception = e
+        if isinstance(e, (socket.timeout, ssl.SSLError)) and _timed_out(e):
+            new_e = ReadTimeoutError(
+                self._u3_self, url, f"Read timed out. (read timeout={connect_timeout})"
+            )
+        elif isinstance(e, (ssl.SSLError, CertificateError)):
+            new_e = SSLError(e)
+        if conn.proxy is not None and not conn.has_connected_to_proxy:
+            new_e = _wrap_proxy_error(new_e, conn.proxy.scheme)
+        if new_e is e:
+            raise e
+        raise new_e from e
+
+    def _head_failed(
+        self,
+        e: Exception,
+        conn: HTTPConnection,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        replay: bool,
+        read_timeout: float | None,
+    ) -> None:
+        """The response head did not come: raise urllib3's error, or return when the request is
+        to be sent once more on a new connection (``_redial``)."""
+        if isinstance(e, _STALE_ERRORS):
+            # Go's rules: only a reused connection, only before any response byte came.
+            if not replay or conn.head_started or not _replayable(method, body, headers):
+                raise e
+            # An idle connection the server closed as we reused it, before any response
+            # byte: send the request once more on a new connection (not a Retry step).
+            self.retried += 1
+            self._log.debug("Resetting dropped connection: %s", self.host)
+            if self._trace is not None:
+                self._trace.emit(
+                    "retry", host=self.host, port=self.port, method=method, url=url, error=e
+                )
+            return
+        if isinstance(e, (socket.timeout, ssl.SSLError, BlockingIOError)):
+            self._raise_timeout(e, url, read_timeout)
+            raise e
+        if isinstance(e, InvalidContentLengthError):
+            raise e  # urllib3 raises InvalidHeader here, unwrapped (requests: InvalidHeader)
+        # A malformed or oversized head (ProtocolError): urllib3's shape, with our precise cause.
+        raise ProtocolError("Connection aborted.", e) from e
+
+    def _redial(self, conn: HTTPConnection, connect_timeout: float | None) -> None:
+        # The keep-alive replay's new connection (its errors are not converted, as before).
+        conn.close()
+        conn.timeout = connect_timeout
+        if self._trace is None:
             self._validate_conn(conn)
+        else:
+            self._traced_connect(self._trace, conn)
+        conn.settimeout(connect_timeout)
+
+    def _traced_read_head(self, trace: Any, conn: HTTPConnection, method: str) -> Any:
+        sent = monotonic()
+        head = conn.read_response_head(method)
+        trace.emit("first_byte", host=self.host, port=self.port, seconds=monotonic() - sent)
+        return head
+
+    def _traced_connect(self, trace: Any, conn: HTTPConnection, connect: Any = None) -> None:
+        """``connect(conn)`` (``_validate_conn``, or ``_prepare_proxy`` for a tunnel) reporting
+        connect_start, connect_done and (HTTPS) tls_done."""
+        if connect is None:
+            connect = self._validate_conn
+        if conn.sock is not None and self.scheme != "https":
+            connect(conn)
             return
         dialing = conn.sock is None
         start = monotonic()
@@ -795,7 +920,7 @@ class HTTPConnectionPool(RequestMethods):
             trace.emit("connect_start", host=self.host, port=self.port)
         error: BaseException | None = None
         try:
-            self._validate_conn(conn)
+            connect(conn)
         except BaseException as e:
             error = e
             raise
@@ -820,7 +945,7 @@ class HTTPConnectionPool(RequestMethods):
         trace.emit("tls_done", host=self.host, port=self.port, seconds=now - tcp_done, error=error)
 
     def _log_response(self, method: str, url: str, response: HTTPResponse) -> None:
-        log.debug(
+        self._log.debug(
             '%s://%s:%s "%s %s %s" %s %s',
             self.scheme,
             self.host,
@@ -840,14 +965,12 @@ class HTTPConnectionPool(RequestMethods):
         return Timeout.from_float(timeout)
 
     def _raise_timeout(self, err: BaseException, url: str, timeout_value: Any) -> None:
-        if isinstance(err, socket.timeout) or (
-            isinstance(err, OSError) and err.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
-        ):
+        if _timed_out(err):
             raise ReadTimeoutError(
                 self._u3_self, url, f"Read timed out. (read timeout={timeout_value})"
             ) from err
 
-    def urlopen(  # type: ignore[override]
+    def urlopen(  # type: ignore[override]  # noqa: C901 - the hot path inline (see pyproject)
         self,
         method: str,
         url: str,
@@ -863,6 +986,7 @@ class HTTPConnectionPool(RequestMethods):
         body_pos: Any = None,
         preload_content: bool = True,
         decode_content: bool = True,
+        _routed: bool = False,
         **response_kw: Any,
     ) -> HTTPResponse:
         """Check a connection out, send the request, and return the response (urllib3 semantics).
@@ -874,27 +998,38 @@ class HTTPConnectionPool(RequestMethods):
         body ends (``release_conn`` only matters to urllib3's own bookkeeping), and a request
         without a body on a reused connection that the server had closed is sent once more on
         a new connection, without counting as a retry.
+
+        A tool that patched urllib3's ``HTTPConnectionPool.urlopen`` (OpenTelemetry's urllib3
+        instrumentation, ddtrace, a mock) sees this call as it would see urllib3's.
         """
+        if _U3Pool.urlopen is not STOCK_URLOPEN and not _routed:
+            return urlopen_through_patch(  # type: ignore[no-any-return]
+                self,
+                (method, url),
+                dict(
+                    body=body, headers=headers, retries=retries, redirect=redirect,
+                    assert_same_host=assert_same_host, timeout=timeout,
+                    pool_timeout=pool_timeout, release_conn=release_conn, chunked=chunked,
+                    body_pos=body_pos, preload_content=preload_content,
+                    decode_content=decode_content, **response_kw,
+                ),
+            )  # fmt: skip
         url, destination_scheme = self._target(url)
         if headers is None:
             headers = self.headers
         if not isinstance(retries, Retry):
             retries = Retry.from_int(retries, redirect=redirect, default=self.retries)
-        if release_conn is None:
-            release_conn = preload_content
         if assert_same_host and not self.is_same_host(url):
             raise HostChangedError(self._u3_self, url, retries)
-        http_tunnel_required = self.proxy is not None and connection_requires_http_tunnel(
-            self.proxy, self.proxy_config, destination_scheme
-        )
-        if self.proxy is not None and not http_tunnel_required and self.proxy_headers:
-            # Forwarding proxy: it gets the proxy headers with the request.
-            merged = HTTPHeaderDict(headers)
-            merged.update(self.proxy_headers)
-            headers = merged
+        tunnel = False
+        if self.proxy is not None:
+            tunnel, headers = self._through_proxy(headers, destination_scheme)
         if body is not None or body_pos is not None:
             body_pos = set_file_position(body, body_pos)
 
+        # The connection's lifecycle: checked out, (tunnelled,) sent on; its slot goes back with
+        # the response's body, or here when the request fails. (An EmptyPoolError from the
+        # checkout holds nothing; one from a dial at the global cap holds a slot.)
         conn: HTTPConnection | None = None
         response: HTTPResponse | None = None
         owned = False  # do we hold a slot that nobody else will give back?
@@ -903,12 +1038,8 @@ class HTTPConnectionPool(RequestMethods):
         try:
             conn = self._get_conn(timeout=pool_timeout)
             owned = True
-            if http_tunnel_required and conn.sock is None:
-                try:
-                    self._prepare_proxy(conn)
-                except (ssl.SSLError, OSError) as e:
-                    self._raise_timeout(e, self.proxy.url, conn.timeout)
-                    raise
+            if tunnel and conn.sock is None:
+                self._open_tunnel(conn)
             response = self._make_request(
                 conn,
                 method,
@@ -925,97 +1056,173 @@ class HTTPConnectionPool(RequestMethods):
             owned = False  # the response gives the slot back when its body ends
             if preload_content:
                 response._body = response.read(decode_content=decode_content)
-            if log.isEnabledFor(logging.DEBUG):
+            if self._log.isEnabledFor(logging.DEBUG):
                 self._log_response(method, url, response)
             clean_exit = True
-        except EmptyPoolError:
-            # From the checkout (no slot held) or a dial at the global cap (slot held).
-            clean_exit = not owned
-            raise
-        except InvalidContentLengthError:
-            raise  # as urllib3's InvalidHeader: not retried (the finally closes the connection)
-        except (
-            _U3TimeoutError,
-            OSError,
-            _U3ProtocolError,
-            ssl.SSLError,
-            SSLError,
-            CertificateError,
-            ProxyError,
-        ) as e:
-            new_e: Exception = e
-            if isinstance(e, (ssl.SSLError, CertificateError)):
-                new_e = SSLError(e)
-            if (
-                isinstance(new_e, (OSError, NewConnectionError, _U3TimeoutError, SSLError))
-                and conn is not None
-                and conn.proxy is not None
-                and not conn.has_connected_to_proxy
-            ):
-                new_e = _wrap_proxy_error(new_e)
-            elif isinstance(new_e, OSError):
-                new_e = ProtocolError("Connection aborted.", new_e)
-            retries = retries.increment(
-                method, url, error=new_e, _pool=self._u3_self, _stacktrace=sys.exc_info()[2]
-            )
-            retries.sleep()
+        except _RETRIED_ERRORS as e:
+            retries = self._retries_after_error(e, conn, method, url, retries)
             err = e
         except (ValueError, TypeError):
-            # A request its connection refused to write (a bad method, target or header,
-            # InvalidRequestError) before a byte of it was sent: the connection is as clean as
-            # before, so it is kept. Only then: a failure in the dial, the TLS handshake or the
-            # proxy tunnel leaves a connection that is not what it should be. (After the clauses
-            # above: ssl's certificate errors are ValueErrors too.)
-            if (
-                owned
-                and response is None
-                and conn is not None
-                and conn.head_refused
-                and conn.sock is not None
-                and not conn.request_started
-                and conn.reusable
-            ):
-                conn.head_refused = False
+            # After the clauses above: ssl's certificate errors are ValueErrors too.
+            if owned and response is None and self._refused_cleanly(conn):
                 owned = False
                 clean_exit = True
                 self._put_conn(conn)
             raise
         finally:
             if not clean_exit:
-                if response is not None:
-                    response._abandon()
-                elif owned:
-                    try:
-                        if conn is not None:
-                            conn.close()
-                    finally:
-                        self._put_conn(None)
+                self._abandon(conn, response, owned)
                 conn = None
 
-        # What a retry or a redirect passes on unchanged (a plain tuple: cheap to build).
-        again = (
+        if err is None:
+            assert response is not None
+            status = response.status
+            # The common end: neither a redirect to follow nor a status to retry.
+            if (not redirect or status not in response.REDIRECT_STATUSES) and _no_status_retry(
+                retries, status
+            ):
+                return response
+        # A retry or a redirect: the next call gets this one's options, by name.
+        again = _Again(
             redirect,
             assert_same_host,
             timeout,
             pool_timeout,
-            release_conn,
+            preload_content if release_conn is None else release_conn,
             chunked,
             body_pos,
             preload_content,
             decode_content,
             response_kw,
         )
-        if conn is None:
-            log.warning("Retrying (%r) after connection broken by '%r': %s", retries, err, url)
+        return self._retry_or_redirect(err, response, method, url, body, headers, retries, again)
+
+    # --- urlopen's steps off the common path ---------------------------------------------------
+    def _through_proxy(
+        self, headers: Mapping[str, str], destination_scheme: str | None
+    ) -> tuple[bool, Mapping[str, str]]:
+        """Whether the request needs a CONNECT tunnel, and its headers (a forwarding proxy
+        gets the proxy headers with the request)."""
+        tunnel = connection_requires_http_tunnel(self.proxy, self.proxy_config, destination_scheme)
+        if not tunnel and self.proxy_headers:
+            merged = HTTPHeaderDict(headers)
+            merged.update(self.proxy_headers)
+            headers = merged
+        return tunnel, headers
+
+    def _open_tunnel(self, conn: HTTPConnection) -> None:
+        try:
+            if self._trace is None:
+                self._prepare_proxy(conn)
+            else:  # the tunnel is this connection's dial: reported as one
+                self._traced_connect(self._trace, conn, self._prepare_proxy)
+        except (ssl.SSLError, OSError) as e:
+            self._raise_timeout(e, self.proxy.url, conn.timeout)
+            raise
+
+    def _retries_after_error(
+        self,
+        e: Exception,
+        conn: HTTPConnection | None,
+        method: str,
+        url: str,
+        retries: Retry,
+    ) -> Retry:
+        """urllib3's error for a failed attempt, counted by ``retries`` (which raises
+        MaxRetryError when they are exhausted), after their backoff sleep."""
+        if isinstance(e, InvalidContentLengthError):
+            raise e  # as urllib3's InvalidHeader: not retried (urlopen closes the connection)
+        new_e: Exception = e
+        if isinstance(e, (ssl.SSLError, CertificateError)):
+            new_e = SSLError(e)
+        if (
+            isinstance(new_e, (OSError, NewConnectionError, _U3TimeoutError, SSLError))
+            and conn is not None
+            and conn.proxy is not None
+            and not conn.has_connected_to_proxy
+        ):
+            new_e = _wrap_proxy_error(new_e, conn.proxy.scheme)
+        elif isinstance(new_e, OSError):
+            new_e = ProtocolError("Connection aborted.", new_e)
+        retries = retries.increment(
+            method, url, error=new_e, _pool=self._u3_self, _stacktrace=sys.exc_info()[2]
+        )
+        retries.sleep()
+        return retries
+
+    @staticmethod
+    def _refused_cleanly(conn: HTTPConnection | None) -> bool:
+        """A request its connection refused to write (a bad method, target or header,
+        InvalidRequestError) before a byte of it was sent: the connection is as clean as
+        before, so it is kept. Only then: a failure in the dial, the TLS handshake or the proxy
+        tunnel leaves a connection that is not what it should be."""
+        if (
+            conn is not None
+            and conn.head_refused
+            and conn.sock is not None
+            and not conn.request_started
+            and conn.reusable
+        ):
+            conn.head_refused = False
+            return True
+        return False
+
+    def _abandon(
+        self, conn: HTTPConnection | None, response: HTTPResponse | None, owned: bool
+    ) -> None:
+        """A failed attempt: its connection is closed and its slot given back."""
+        if response is not None:
+            response._abandon()
+        elif owned:
+            try:
+                if conn is not None:
+                    conn.close()
+            finally:
+                self._put_conn(None)
+
+    def _urlopen_again(
+        self, method: str, url: str, body: Any, headers: Any, retries: Retry, again: _Again
+    ) -> HTTPResponse:
+        return self.urlopen(
+            method,
+            url,
+            body,
+            headers,
+            retries,
+            again.redirect,
+            again.assert_same_host,
+            timeout=again.timeout,
+            pool_timeout=again.pool_timeout,
+            release_conn=again.release_conn,
+            chunked=again.chunked,
+            body_pos=again.body_pos,
+            preload_content=again.preload_content,
+            decode_content=again.decode_content,
+            **again.response_kw,
+        )
+
+    def _retry_or_redirect(
+        self,
+        err: BaseException | None,
+        response: HTTPResponse | None,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Any,
+        retries: Retry,
+        again: _Again,
+    ) -> HTTPResponse:
+        """The next call after a failed attempt (``err``, already counted by ``retries``), or
+        after a response that may be a redirect to follow or a status to retry (urllib3's
+        rules)."""
+        if err is not None:
+            self._log.warning(
+                "Retrying (%r) after connection broken by '%r': %s", retries, err, url
+            )
             return self._urlopen_again(method, url, body, headers, retries, again)
         assert response is not None
-
         status = response.status
-        if (not redirect or status not in response.REDIRECT_STATUSES) and _no_status_retry(
-            retries, status
-        ):
-            return response
-        if redirect and status in response.REDIRECT_STATUSES:
+        if again.redirect and status in response.REDIRECT_STATUSES:
             redirect_location = response.get_redirect_location()
             if redirect_location:
                 return self._follow_redirect(
@@ -1038,42 +1245,9 @@ class HTTPConnectionPool(RequestMethods):
                 return response
             response.drain_conn()
             retries.sleep(response)
-            log.debug("Retry: %s", url)
+            self._log.debug("Retry: %s", url)
             return self._urlopen_again(method, url, body, headers, retries, again)
         return response
-
-    def _urlopen_again(
-        self, method: str, url: str, body: Any, headers: Any, retries: Retry, again: tuple[Any, ...]
-    ) -> HTTPResponse:
-        (
-            redirect,
-            assert_same_host,
-            timeout,
-            pool_timeout,
-            release_conn,
-            chunked,
-            body_pos,
-            preload_content,
-            decode_content,
-            response_kw,
-        ) = again
-        return self.urlopen(
-            method,
-            url,
-            body,
-            headers,
-            retries,
-            redirect,
-            assert_same_host,
-            timeout=timeout,
-            pool_timeout=pool_timeout,
-            release_conn=release_conn,
-            chunked=chunked,
-            body_pos=body_pos,
-            preload_content=preload_content,
-            decode_content=decode_content,
-            **response_kw,
-        )
 
     def _follow_redirect(
         self,
@@ -1084,15 +1258,15 @@ class HTTPConnectionPool(RequestMethods):
         headers: Any,
         retries: Retry,
         redirect_location: str,
-        again: tuple[Any, ...],
+        again: _Again,
     ) -> HTTPResponse:
         if response.status == 303:
             # RFC 9110 15.4.4: the method becomes GET, and the body (maybe sensitive) is lost,
             # and with it what described it: no chunked framing, nothing to rewind (urllib3's).
             method = "GET"
             body = None
-            headers = HTTPHeaderDict(headers)._prepare_for_method_change()
-            again = (*again[:5], False, None, *again[7:])  # chunked, body_pos
+            headers = headers_for_method_change(headers)
+            again = again._replace(chunked=False, body_pos=None)
         if retries.remove_headers_on_redirect and not self.is_same_host(redirect_location):
             new_headers = (
                 dict(headers) if not isinstance(headers, HTTPHeaderDict) else headers.copy()
@@ -1110,7 +1284,7 @@ class HTTPConnectionPool(RequestMethods):
             return response
         response.drain_conn()
         retries.sleep_for_retry(response)
-        log.debug("Redirecting %s -> %s", url, redirect_location)
+        self._log.debug("Redirecting %s -> %s", url, redirect_location)
         return self._urlopen_again(method, redirect_location, body, headers, retries, again)
 
 
@@ -1121,8 +1295,9 @@ class HTTPSConnectionPool(HTTPConnectionPool):
     checking). One ``SSLContext`` is built per pool from ``cert_reqs``, ``ca_certs``,
     ``ca_cert_dir``, ``ca_cert_data``, ``cert_file``/``key_file``/``key_password``,
     ``ssl_version``, ``ssl_minimum_version``/``ssl_maximum_version`` (or a given
-    ``ssl_context``) and shared by its connections. ``assert_hostname``,
-    ``assert_fingerprint`` and ``server_hostname`` work as in urllib3.
+    ``ssl_context``) and shared by its connections, and built again when one of them changes
+    (see :class:`fastpool.tls.PoolContexts`). ``assert_hostname``, ``assert_fingerprint`` and
+    ``server_hostname`` work as in urllib3.
     """
 
     scheme = "https"
@@ -1180,66 +1355,11 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         self.ssl_maximum_version = ssl_maximum_version
         self.assert_hostname = assert_hostname
         self.assert_fingerprint = assert_fingerprint
-        self._context: ssl.SSLContext | None = None
-        self._context_settings: tuple[Any, ...] = ()
-        self._context_lock = threading.Lock()
-        self._proxy_ssl_context: ssl.SSLContext | None = None
-
-    def _build_context(self) -> ssl.SSLContext:
-        """The pool's one SSLContext, with urllib3's defaults and rules."""
-        return build_ssl_context(
-            self.ssl_context,
-            cert_reqs=self.cert_reqs,
-            ca_certs=self.ca_certs,
-            ca_cert_dir=self.ca_cert_dir,
-            ca_cert_data=self.ca_cert_data,
-            cert_file=self.cert_file,
-            key_file=self.key_file,
-            key_password=self.key_password,
-            ssl_version=self.ssl_version,
-            ssl_minimum_version=self.ssl_minimum_version,
-            ssl_maximum_version=self.ssl_maximum_version,
-            assert_hostname=self.assert_hostname,
-            assert_fingerprint=self.assert_fingerprint,
-        )
-
-    def _tls_settings(self) -> tuple[Any, ...]:
-        return (
-            self.ssl_context,
-            self.cert_reqs,
-            self.ca_certs,
-            self.ca_cert_dir,
-            self.ca_cert_data,
-            self.cert_file,
-            self.key_file,
-            self.key_password,
-            self.ssl_version,
-            self.ssl_minimum_version,
-            self.ssl_maximum_version,
-            self.assert_hostname,
-            self.assert_fingerprint,
-            self.server_hostname,
-        )
-
-    def _current_context(self) -> ssl.SSLContext:
-        """The pool's SSLContext for its current TLS settings.
-
-        requests' ``cert_verify`` sets ``cert_reqs``/``ca_certs``/``cert_file`` ... on the pool
-        object; a change builds a new context, and connections made under the old one are
-        not reused (so an unverified connection never serves a verified request).
-        """
-        settings = self._tls_settings()
-        context = self._context
-        if context is None or settings != self._context_settings:
-            with self._context_lock:  # threads dialing at once must share one context
-                if self._context is None or settings != self._context_settings:
-                    self._context = self._build_context()
-                    self._context_settings = settings
-                context = self._context
-        return context
+        #: The pool's SSLContexts, for its current TLS settings (see fastpool.tls).
+        self._tls = PoolContexts()
 
     def _make_conn(self) -> HTTPConnection:
-        context = self._current_context()
+        context = self._tls.context(self)
         host, port = self.host, self.port
         if self.proxy is not None and self.proxy.host is not None:
             host, port = self.proxy.host, self.proxy.port
@@ -1256,36 +1376,20 @@ class HTTPSConnectionPool(HTTPConnectionPool):
             **self.conn_kw,
         )
         if self.proxy is not None and self.proxy.scheme == "https":
-            conn.proxy_ssl_context = self._proxy_context()
+            conn.proxy_ssl_context = (
+                context if is_forwarding(self) else self._tls.proxy_context(self)
+            )
         return conn
 
     def _refit(self, conn: HTTPConnection, context: ssl.SSLContext) -> HTTPConnection:
         tls = typing.cast(HTTPSConnection, conn)
         tls.ssl_context = context
+        if is_forwarding(self):
+            tls.proxy_ssl_context = context
         tls.server_hostname = self.server_hostname
         tls.assert_hostname = self.assert_hostname
         tls.assert_fingerprint = self.assert_fingerprint
         return conn
-
-    def _proxy_context(self) -> ssl.SSLContext:
-        """The one context for TLS to an ``https://`` proxy: the ProxyManager's
-        ``proxy_ssl_context`` or urllib3's default, with this pool's CA settings."""
-        context = self._proxy_ssl_context
-        if context is None:
-            with self._context_lock:
-                if self._proxy_ssl_context is None:
-                    config = self.proxy_config
-                    self._proxy_ssl_context = build_ssl_context(
-                        config.ssl_context if config else None,
-                        cert_reqs=self.cert_reqs,
-                        ca_certs=self.ca_certs,
-                        ca_cert_dir=self.ca_cert_dir,
-                        ca_cert_data=self.ca_cert_data,
-                        assert_hostname=config.assert_hostname if config else None,
-                        assert_fingerprint=config.assert_fingerprint if config else None,
-                    )
-                context = self._proxy_ssl_context
-        return context
 
     def _prepare_proxy(self, conn: HTTPConnection) -> None:
         """Open the CONNECT tunnel through the proxy, then TLS to the origin."""
@@ -1293,7 +1397,7 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         conn.connect()
 
     def _validate_conn(self, conn: HTTPConnection) -> None:
-        context = self._current_context()
+        context = self._tls.context(self)
         if typing.cast(HTTPSConnection, conn).ssl_context is not context:
             # Made under other TLS settings: never reuse it under these.
             conn.close()

@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 import typing
+import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -18,8 +19,6 @@ from urllib.parse import urljoin
 
 from urllib3 import connection as _u3_connection
 from urllib3 import connectionpool as _u3_connectionpool
-from urllib3._collections import HTTPHeaderDict
-from urllib3._request_methods import RequestMethods
 from urllib3.exceptions import (
     ClosedPoolError,
     LocationValueError,
@@ -27,13 +26,19 @@ from urllib3.exceptions import (
     ProxySchemeUnknown,
     URLSchemeUnknown,
 )
-from urllib3.poolmanager import SSL_KEYWORDS, PoolKey, _default_key_normalizer
+from urllib3.poolmanager import SSL_KEYWORDS, PoolKey
 from urllib3.util.proxy import connection_requires_http_tunnel
 from urllib3.util.retry import Retry
 from urllib3.util.url import parse_url
 
 from ._lru import LRUMap
-from .connection import HTTPConnection, HTTPSConnection, ProxyConfig, port_by_scheme
+from ._thirdparty import (
+    ProxyConfig,
+    RequestMethods,
+    default_key_normalizer,
+    headers_for_method_change,
+)
+from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
 from .limits import ConnectionLimit
 from .pool import HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
@@ -44,15 +49,17 @@ if typing.TYPE_CHECKING:
 
 __all__ = ("PoolKey", "PoolManager", "ProxyManager", "key_fn_by_scheme", "proxy_from_url")
 
+#: The managers' logger with ``urllib3_logging=False`` (by default: ``urllib3.poolmanager``).
 log = logging.getLogger("fastpool.poolmanager")
+_U3_LOG = logging.getLogger("urllib3.poolmanager")
 
 _DEFAULT_BLOCKSIZE = 16384
 _CACHE_SIZE = 1024
 
 #: scheme -> callable(request_context) -> pool key (urllib3's key rules and PoolKey fields).
 key_fn_by_scheme = {
-    "http": functools.partial(_default_key_normalizer, PoolKey),
-    "https": functools.partial(_default_key_normalizer, PoolKey),
+    "http": functools.partial(default_key_normalizer, PoolKey),
+    "https": functools.partial(default_key_normalizer, PoolKey),
 }
 
 #: scheme -> pool class.
@@ -189,13 +196,16 @@ class PoolManager(RequestMethods):
         one is needed (default 10). Its idle connections close at once; connections in use
         close when their response ends.
     :param headers: headers sent with every request unless ``headers`` are given.
-    :param idle_timeout, max_lifetime, max_connections_per_host, pool_timeout,
-        pool_full_warning: keyword-only, default None (stock behaviour); passed to every pool
-        (see :class:`~fastpool.pool.HTTPConnectionPool`).
-    :param max_line_bytes, max_headers, max_head_bytes: keyword-only bounds on a response
-        head (default None: 65536 bytes a line and 100 header fields, as http.client, and
-        1048576 bytes in all); passed to every pool (see
+    :param idle_timeout: (and ``max_lifetime``, ``max_connections_per_host``,
+        ``pool_timeout``, ``pool_full_warning``) keyword-only, default None (stock
+        behaviour); passed to every pool (see :class:`~fastpool.pool.HTTPConnectionPool`).
+    :param max_line_bytes: (and ``max_headers``, ``max_head_bytes``) keyword-only bounds on
+        a response head (default None: 65536 bytes a line and 100 header fields, as
+        http.client, and 1048576 bytes in all); passed to every pool (see
         :class:`~fastpool.pool.HTTPConnectionPool`).
+    :param urllib3_logging: keyword-only. Log under urllib3's logger names
+        (``urllib3.poolmanager``, ``urllib3.connectionpool``), as urllib3 does, so logging
+        set up for urllib3 keeps working (default None: True); False: under ``fastpool.*``.
     :param max_connections: keyword-only. A hard cap on open connections across all pools,
         dials included (default None: no cap). At the cap a dial closes the oldest idle
         connection of any host, else waits up to ``pool_timeout`` (FIFO) and raises
@@ -230,6 +240,7 @@ class PoolManager(RequestMethods):
         max_line_bytes: int | None = None,
         max_headers: int | None = None,
         max_head_bytes: int | None = None,
+        urllib3_logging: bool | None = None,
         trace: Any = None,
         _quiet_connection_class: bool = False,
         **connection_pool_kw: Any,
@@ -247,6 +258,7 @@ class PoolManager(RequestMethods):
             "max_line_bytes": max_line_bytes,
             "max_headers": max_headers,
             "max_head_bytes": max_head_bytes,
+            "urllib3_logging": urllib3_logging,
         }
         self._pool_options: dict[str, Any] = {n: v for n, v in options.items() if v is not None}
         #: The global cap on open connections across this manager's pools, or None.
@@ -256,6 +268,7 @@ class PoolManager(RequestMethods):
         if self._pool_options:
             # Bad values fail here, naming the option, not at the first request.
             HTTPConnectionPool("localhost", **self._pool_options).close()
+        self._log = log if urllib3_logging is False else _U3_LOG
         self.trace = trace if trace else None  # an empty Trace would be called for nothing
         self._clearing = False
         self.evicted_pools = 0
@@ -414,7 +427,7 @@ class PoolManager(RequestMethods):
         generation = self._generation[0]  # before the settings are read
         request_context = self._merge_pool_kwargs(pool_kwargs)
         request_context["scheme"] = scheme
-        if not port:
+        if port is None:  # port 0 stays 0, as with urllib3
             port = port_by_scheme.get(scheme.lower(), 80)
         request_context["port"] = port
         request_context["host"] = host
@@ -436,6 +449,12 @@ class PoolManager(RequestMethods):
     def connection_from_context(self, request_context: dict[str, Any]) -> HTTPConnectionPool:
         """The pool for a request context (a dict with at least ``scheme``, ``host``, ``port``)."""
         if "strict" in request_context:
+            warnings.warn(
+                "The 'strict' parameter is no longer needed on Python 3+. "
+                "This will raise an error in urllib3 v3.0.",
+                FutureWarning,
+                stacklevel=2,
+            )
             request_context.pop("strict")
         scheme = request_context["scheme"].lower()
         key_fn = self.key_fn_by_scheme.get(scheme)
@@ -573,7 +592,7 @@ class PoolManager(RequestMethods):
             kw["body"] = None
             kw["chunked"] = False
             kw["body_pos"] = None
-            kw["headers"] = HTTPHeaderDict(kw["headers"])._prepare_for_method_change()
+            kw["headers"] = headers_for_method_change(kw["headers"])
         retries = kw.get("retries", response.retries)
         if not isinstance(retries, Retry):
             retries = Retry.from_int(retries, redirect=redirect)
@@ -595,7 +614,7 @@ class PoolManager(RequestMethods):
             return response
         kw["retries"] = retries
         kw["redirect"] = redirect
-        log.info("Redirecting %s -> %s", url, redirect_location)
+        self._log.info("Redirecting %s -> %s", url, redirect_location)
         response.drain_conn()
         return self.urlopen(method, redirect_location, **kw)
 
@@ -612,8 +631,8 @@ class ProxyManager(PoolManager):
         built with the pools' CA settings, verification on).
     :param use_forwarding_for_https: send ``https://`` URLs to an ``https://`` proxy in
         absolute form instead of a tunnel (the proxy sees the requests; default ``False``).
-    :param proxy_assert_hostname, proxy_assert_fingerprint: check the proxy's certificate
-        against this name or pinned fingerprint instead.
+    :param proxy_assert_hostname: (and ``proxy_assert_fingerprint``) check the proxy's
+        certificate against this name or pinned fingerprint instead.
     """
 
     def __init__(
@@ -633,7 +652,7 @@ class ProxyManager(PoolManager):
         proxy = parse_url(proxy_url)
         if proxy.scheme not in ("http", "https"):
             raise ProxySchemeUnknown(proxy.scheme)
-        if not proxy.port:
+        if proxy.port is None:
             proxy = proxy._replace(port=port_by_scheme.get(proxy.scheme, 80))
         self.proxy = proxy
         self.proxy_headers = proxy_headers or {}

@@ -1,8 +1,9 @@
 """The response body: Content-Length, chunked, read-to-close or no framing; content decoding;
 the connection goes back to its pool exactly when the body has been read to its end.
 
-:class:`HTTPResponse` follows urllib3's ``BaseHTTPResponse`` contract, so requests uses it as
-``Response.raw`` unchanged.
+:class:`HTTPResponse` is a subclass of urllib3's ``HTTPResponse`` that overrides every public
+method and the attributes tools read (``_fp``, ``chunked``, ``chunk_left``), so requests uses
+it as ``Response.raw`` unchanged and ``isinstance(r, urllib3.HTTPResponse)`` holds.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ import ssl
 import typing
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
-from urllib3._collections import HTTPHeaderDict
+from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import DecodeError, HTTPError, IncompleteRead, ReadTimeoutError
-from urllib3.response import BaseHTTPResponse
+from urllib3.response import HTTPResponse as _U3HTTPResponse
 
 from ._http11 import ChunkedDecoder, header_store
-from .connection import has_buffered_bytes
 from .exceptions import (
     MAX_DECODE_LINKS,
     MSG_TOO_MANY_ENCODINGS,
     IncompleteResponseError,
     ProtocolError,
 )
+from .tls import has_buffered_bytes
 
 if typing.TYPE_CHECKING:
     from ._http11_py import ResponseHead
@@ -332,6 +333,26 @@ class _OriginalResponse:
         self._response = response
         self.msg = _Message(response.headers)
 
+    @property
+    def headers(self) -> _Message:
+        """``http.client``'s other name for ``msg``."""
+        return self.msg
+
+    @property
+    def version(self) -> int:
+        """The HTTP version, as ``http.client`` gives it (10 or 11; httpie shows it)."""
+        return self._response.version
+
+    @property
+    def status(self) -> int:
+        """The status code."""
+        return self._response.status
+
+    @property
+    def reason(self) -> str:
+        """The reason phrase."""
+        return self._response.reason
+
     def isclosed(self) -> bool:
         return self._response.closed
 
@@ -367,8 +388,8 @@ class _RawBody:
 _COOKIE_HEADERS = ("set-cookie", "set-cookie2")
 
 
-class HTTPResponse(BaseHTTPResponse):
-    """A streamed HTTP response: a urllib3 ``BaseHTTPResponse`` (requests' ``Response.raw``).
+class HTTPResponse(_U3HTTPResponse):
+    """A streamed HTTP response: a urllib3 ``HTTPResponse`` (requests' ``Response.raw``).
 
     Created by the pool from a parsed response head and the connection it arrived on.
 
@@ -393,7 +414,7 @@ class HTTPResponse(BaseHTTPResponse):
     reason: str
     version: int
     _head: ResponseHead
-    _connection: HTTPConnection | None
+    _connection: HTTPConnection | None  # type: ignore[assignment]  # fastpool's class
     _pool: Any
     _queue: Any
     _request_method: str
@@ -431,6 +452,7 @@ class HTTPResponse(BaseHTTPResponse):
     _done = False
     _closed = False
     _holding = False  # True while _drain_cheaply owns the connection's timeout
+    _original: _OriginalResponse | None = None
 
     def __init__(
         self,
@@ -485,7 +507,9 @@ class HTTPResponse(BaseHTTPResponse):
         if retries is not None and retries.history:
             self.retries = retries  # urllib3's setter: ``url`` moves to the last redirect
         if framing == "none" or (framing == "length" and head.content_length == 0):
-            self._finish()
+            # No body: the connection stays with the response until it is read, released or
+            # closed, as with urllib3 (``r.connection``; ``close()`` first closes it).
+            self._done = True
         elif framing == "chunked":
             self._chunks = ChunkedDecoder()
         if preload_content and not self._done:
@@ -508,7 +532,7 @@ class HTTPResponse(BaseHTTPResponse):
                 else:
                     entry.append(value)
             headers = HTTPHeaderDict.__new__(HTTPHeaderDict)
-            headers._container = container
+            headers._container = container  # private: fastpool._thirdparty
             self._headers = headers
         return headers
 
@@ -587,7 +611,7 @@ class HTTPResponse(BaseHTTPResponse):
             # HTTPHeaderDict's own layout, lower name -> [name as first seen, value, ...]
             return OrderedDict(
                 (key, (values[0], ", ".join(values[1:])))
-                for key, values in headers._container.items()
+                for key, values in headers._container.items()  # private: fastpool._thirdparty
             )
         store = header_store(self._head.headers)
         if self._summary is None:
@@ -606,8 +630,12 @@ class HTTPResponse(BaseHTTPResponse):
         return "set-cookie" in headers or "set-cookie2" in headers
 
     @property
-    def _original_response(self) -> _OriginalResponse:
-        return _OriginalResponse(self)
+    def _original_response(self) -> _OriginalResponse:  # type: ignore[override]  # read-only
+        original = self._original
+        if original is None:
+            # made on first use (cookies), then the same object, as urllib3's is
+            original = self._original = _OriginalResponse(self)
+        return original
 
     def get_redirect_location(self) -> str | None | typing.Literal[False]:
         """The Location of a redirect status, ``None`` if missing, ``False`` if no redirect."""
@@ -651,19 +679,29 @@ class HTTPResponse(BaseHTTPResponse):
 
     def close(self) -> None:
         """Stop reading. An unfinished body closes the connection (a small remainder that has
-        already arrived is drained instead, so the connection can be reused)."""
+        already arrived is drained instead, so the connection can be reused); so does a
+        response without a body that was never read, as urllib3's ``close()`` does."""
         if not self._closed:
             self._closed = True
             if not self._done:
                 self._drain_cheaply()
                 if not self._done:
                     self._abandon()
+            elif self._connection is not None and not self._holding:
+                self._abandon()
         if not self.auto_close:
             io.IOBase.close(self)
 
     def shutdown(self) -> None:
-        """Shut the socket down, so a read blocked in another thread returns (urllib3 2.3)."""
+        """Shut the socket down, so a read blocked in another thread returns (urllib3 2.3).
+
+        Raises RuntimeError, as urllib3 does, once the connection went back to the pool.
+        """
         conn = self._connection
+        if conn is None and self._pool is not None:
+            raise RuntimeError(
+                "Cannot shutdown as connection has already been released to the pool"
+            )
         if conn is not None and conn.sock is not None:
             try:
                 conn.sock.shutdown(socket.SHUT_RDWR)
@@ -685,6 +723,8 @@ class HTTPResponse(BaseHTTPResponse):
             self._drain_cheaply(keep=True)
             if not self._done:
                 self._detach()
+        elif self._connection is not None:
+            self._finish()
 
     def _detach(self) -> None:
         """Hand the slot back, keep the socket for this response's reads, close it after."""
@@ -700,10 +740,12 @@ class HTTPResponse(BaseHTTPResponse):
                 self._read_raw(None)
         except (HTTPError, OSError):
             self._abandon()
+        if self._connection is not None:
+            self._finish()
         self._decoded.clear()
 
     # --- reading ------------------------------------------------------------------------------
-    def read(
+    def read(  # noqa: C901 - every body read, one flat frame as urllib3 (see pyproject)
         self,
         amt: int | None = None,
         decode_content: bool | None = None,
@@ -713,6 +755,8 @@ class HTTPResponse(BaseHTTPResponse):
 
         With ``amt`` the call returns exactly ``amt`` bytes unless the body ends first.
         """
+        if self._done and self._connection is not None:
+            self._finish()  # a body that ended before any read (see __init__): released now
         if decode_content is None:
             decode_content = self.decode_content
         if amt is not None and amt < 0:
@@ -775,6 +819,8 @@ class HTTPResponse(BaseHTTPResponse):
 
     def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
         """Return up to ``amt`` bytes with at most one read from the socket."""
+        if self._done and self._connection is not None:
+            self._finish()  # a body that ended before any read (see __init__): released now
         if decode_content is None:
             decode_content = self.decode_content
         if self._decoded:
@@ -815,13 +861,15 @@ class HTTPResponse(BaseHTTPResponse):
 
     def stream(
         self, amt: int | None = 2**16, decode_content: bool | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Yield the body in pieces of up to ``amt`` bytes (default 64 KiB) until it ends.
 
         A chunked body yields what has arrived without waiting to fill ``amt`` (as urllib3's
         ``read_chunked`` does: live streams such as server-sent events or JSON lines are seen
         at once); other bodies yield full ``amt`` pieces, the last one shorter.
         """
+        if self._done and self._connection is not None:
+            self._finish()  # a body that ended before any read (see __init__): released now
         read = self.read1 if self.chunked else self.read
         while not self._done or self._decoded or self._surplus or self._decoding_pending():
             data = read(amt, decode_content)
@@ -830,7 +878,7 @@ class HTTPResponse(BaseHTTPResponse):
 
     def read_chunked(
         self, amt: int | None = None, decode_content: bool | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """urllib3 compatibility: like :meth:`stream` (chunk boundaries are not preserved)."""
         return self.stream(amt, decode_content)
 

@@ -7,42 +7,36 @@ This module keeps requests' algorithms and their answers, and removes the repeti
 
 * the environment is read once into an :class:`~fastpool._environment.Environment` snapshot
   (per-host answers cached); :meth:`Session.refresh_environment` takes a new one;
-* ``prepare_request`` takes a fast route for the common shapes of each part (plain http(s) URLs,
-  dict headers and params, no body, an empty cookie jar) and calls requests' own code for
-  every part it cannot be sure of, in requests' order;
-* ``mount``/``get_adapter`` go through the compiled :class:`~fastpool._prefix.PrefixRouter`.
+* ``prepare_request`` takes the fast route of :mod:`fastpool._prepare` for the common shapes of
+  each part, and requests' own code for every part it cannot be sure of, in requests' order;
+* the cookie jar is a :class:`~fastpool.cookies.ThreadSafeCookieJar` (:mod:`fastpool.cookies`);
+* ``mount``/``get_adapter`` go through the compiled :class:`~fastpool._prefix.PrefixRouter`;
+* ``send`` skips the cookie and redirect machinery for responses that would not use it.
 
 The differential tests (tests/test_session_diff.py) hold the PreparedRequest and the send
 arguments to those of ``requests.Session`` for the same input and environment.
+
+Where requests is imported: by the requests floor only, which is :mod:`fastpool.adapters` and
+the Session's modules (this one, :mod:`fastpool.cookies`, :mod:`fastpool._prepare`,
+:mod:`fastpool._environment`, and :mod:`fastpool._install` inside its functions). They stand in
+for requests' own classes and functions, and call them for every case they do not take a fast
+route on, so their answers stay requests'. The engine below them (``PoolManager`` and the
+pools, connections and responses) never imports requests; :mod:`fastpool.cli`, above, may.
 """
 
 from __future__ import annotations
 
-import functools
-import http.cookiejar
-import re
-import sys
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 import requests
 import requests.adapters
 import requests.sessions
-from requests.auth import _basic_auth_str
-from requests.cookies import (
-    MockRequest,
-    RequestsCookieJar,
-    cookiejar_from_dict,
-    extract_cookies_to_jar,
-    get_cookie_header,
-    merge_cookies,
-)
+from requests.cookies import extract_cookies_to_jar
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError, InvalidSchema
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import SSLError as RequestsSSLError
@@ -52,19 +46,21 @@ from requests.models import (
     REDIRECT_STATI,
     PreparedRequest,
     Request,
-    RequestEncodingMixin,
     Response,
 )
-from requests.sessions import merge_hooks, merge_setting, preferred_clock
-from requests.structures import CaseInsensitiveDict
-from requests.utils import check_header_validity, default_headers, get_auth_from_url
+from requests.sessions import preferred_clock
+from requests.utils import default_headers, get_auth_from_url
 from urllib3.exceptions import DecodeError, ReadTimeoutError
 from urllib3.exceptions import ProtocolError as U3ProtocolError
 from urllib3.exceptions import SSLError as U3SSLError
 
 from ._environment import Environment
+from ._patches import stock_function
 from ._prefix import PrefixRouter
-from .adapters import HTTPAdapter, stock_function
+from ._prepare import Preparer, merge_dicts, merge_scalar
+from ._thirdparty import basic_auth_str, requests_mock_send_lock
+from .adapters import HTTPAdapter
+from .cookies import _KNOWN_JARS, ThreadSafeCookieJar
 from .exceptions import MSG_NO_MATCH, NoMatchError
 from .response import HTTPResponse as EngineResponse
 
@@ -78,6 +74,7 @@ __all__ = (
     "DEFAULT_POOL_CONNECTIONS",
     "DEFAULT_POOL_MAXSIZE",
     "Session",
+    # defined in fastpool.cookies; still importable from here, where it lived before
     "ThreadSafeCookieJar",
 )
 
@@ -102,123 +99,6 @@ DEFAULT_MAX_LIFETIME = 600.0
 
 class _Router(Protocol):
     def match(self, url: str) -> Any: ...
-
-
-# --- thread-safe cookies -------------------------------------------------------------------------
-class ThreadSafeCookieJar(RequestsCookieJar):
-    """A :class:`~requests.cookies.RequestsCookieJar` that many threads may use at once.
-
-    ``http.cookiejar`` locks its writes (``set_cookie``, ``extract_cookies``, ``clear``) and
-    ``add_cookie_header``, but not iteration, which every ``RequestsCookieJar`` read and every
-    jar merge uses; a write during a merge raises "dictionary changed size during iteration".
-    Here iteration walks a snapshot taken under the jar's own lock. Pickles like its base.
-    """
-
-    def __iter__(self) -> Iterator[Any]:
-        with self._cookies_lock:
-            return iter(list(CookieJar.__iter__(self)))
-
-    def copy(self) -> ThreadSafeCookieJar:
-        """Return a copy of this jar (also a ``ThreadSafeCookieJar``)."""
-        new_jar = ThreadSafeCookieJar()
-        new_jar.set_policy(self.get_policy())
-        new_jar.update(self)
-        return new_jar
-
-    def __getstate__(self) -> dict[str, Any]:
-        with self._cookies_lock:
-            state = self.__dict__.copy()
-            state["_cookies"] = {
-                domain: {path: dict(names) for path, names in paths.items()}
-                for domain, paths in self._cookies.items()  # type: ignore[attr-defined]
-            }
-        state.pop("_cookies_lock")
-        return state
-
-
-_KNOWN_JARS = (ThreadSafeCookieJar, RequestsCookieJar)
-
-# http.cookiejar's own helpers (not in typeshed): the iteration order and request host it uses
-_deepvalues = http.cookiejar.deepvalues  # type: ignore[attr-defined]
-# deepvalues walks a jar in insertion order (Python >= 3.10) or sorted by key (older ones)
-_jar_keys: Callable[[dict[str, Any]], Iterable[str]] = (
-    sorted if list(_deepvalues({"b": {"x": 1}, "a": {"y": 2}})) == [2, 1] else list
-)
-_eff_request_host = http.cookiejar.eff_request_host  # type: ignore[attr-defined]
-
-
-def _jar_is_empty(jar: object) -> bool:
-    # Only for the jars we know; anything else takes requests' merge.
-    return type(jar) in _KNOWN_JARS and not jar._cookies  # type: ignore[attr-defined]
-
-
-def _copy_jar(jar: object) -> RequestsCookieJar | None:
-    """``merge_cookies(RequestsCookieJar(), jar)`` for a jar we know, without copying each cookie.
-
-    requests copies every cookie (``copy.copy`` and ``set_cookie``) on every request; the new
-    jar here holds the same cookie objects (nothing changes a stored cookie), inserted in the
-    order requests' copy inserts them (http.cookiejar's iteration order, which sets the order of
-    the Cookie header). None: use requests' merge, for a jar we do not know or for a quoted
-    value that requests' ``set_cookie`` would rewrite.
-    """
-    if type(jar) not in _KNOWN_JARS:
-        return None
-    copied: dict[str, dict[str, dict[str, Any]]] = {}
-    keys = _jar_keys
-    with jar._cookies_lock:  # type: ignore[attr-defined]
-        source = jar._cookies  # type: ignore[attr-defined]
-        for domain in keys(source):  # http.cookiejar.deepvalues, as three plain loops
-            paths = source[domain]
-            for path in keys(paths):
-                names = paths[path]
-                for name in keys(names):
-                    cookie = names[name]
-                    value = cookie.value
-                    if type(value) is str and value[:1] == '"' and '\\"' in value:
-                        return None
-                    copied.setdefault(cookie.domain, {}).setdefault(cookie.path, {})[
-                        cookie.name
-                    ] = cookie
-    new_jar = RequestsCookieJar()
-    new_jar._cookies = copied  # type: ignore[attr-defined]
-    return new_jar
-
-
-def _clear_expired_cookies(jar: RequestsCookieJar) -> None:
-    """``jar.clear_expired_cookies()`` for a jar only this thread holds, without deepvalues."""
-    now = time.time()
-    for paths in jar._cookies.values():  # type: ignore[attr-defined]
-        for names in paths.values():
-            for name in [name for name, cookie in names.items() if cookie.is_expired(now)]:
-                del names[name]
-
-
-def _prepare_cookies(p: PreparedRequest, jar: RequestsCookieJar) -> None:
-    """``p.prepare_cookies(jar)`` for a jar built here (so with the default cookie policy).
-
-    http.cookiejar asks the policy about every domain in the jar, re-reading the request's host
-    each time; a crawler's jar holds thousands. The policy's answer is a suffix test, made here
-    once per domain; the jar of the domains that pass gives the same Cookie header.
-    """
-    p._cookies = jar
-    req_host, erhn = _eff_request_host(MockRequest(p))
-    if not req_host.startswith("."):
-        req_host = "." + req_host
-    if not erhn.startswith("."):
-        erhn = "." + erhn
-    near = RequestsCookieJar()
-    near._cookies = {  # type: ignore[attr-defined]
-        domain: paths
-        for domain, paths in jar._cookies.items()  # type: ignore[attr-defined]
-        # DefaultCookiePolicy.domain_return_ok, with no blocked or allowed domains
-        if req_host.endswith(dotted := domain if not domain or domain[0] == "." else "." + domain)
-        or erhn.endswith(dotted)
-    }
-    header = get_cookie_header(near, p)  # clears the expired cookies of those domains
-    _clear_expired_cookies(jar)  # and of the others, as add_cookie_header on jar would
-    jar._now = jar._policy._now = near._now  # type: ignore[attr-defined]
-    if header is not None:
-        p.headers["Cookie"] = header
 
 
 # --- adapters: requests' OrderedDict, with a router kept in step ---------------------------------
@@ -326,55 +206,6 @@ class _AdapterMap(OrderedDict):  # type: ignore[type-arg]
         return self
 
 
-# --- the fast route for URLs ---------------------------------------------------------------------
-# A plain http(s) URL that requests' prepare_url returns unchanged: lower-case scheme and host, a
-# port without leading zeros, no userinfo, fragment or percent sign, a path without dot segments
-# and with only the characters both urllib3 and requote_uri leave alone. Anything else goes to
-# requests' prepare_url.
-_PATH_CHARS = r"A-Za-z0-9\-._~!$&'()*+,;=:@/"
-_FAST_URL = re.compile(
-    r"(https?)://([a-z0-9\-][a-z0-9.\-]*)(?::([1-9][0-9]{0,4}))?"
-    rf"(/[{_PATH_CHARS}]*)?(?:\?([{_PATH_CHARS}?]+))?\Z"
-)
-
-
-@functools.lru_cache(maxsize=1024)  # a pure function of its arguments
-def _fast_url(url: str, enc_params: str) -> str | None:
-    """The URL prepare_url would make of a plain ``url`` and encoded params, or None (not
-    plain: requests' prepare_url decides)."""
-    match = _FAST_URL.match(url)
-    if match is None:
-        return None
-    scheme, host, port, path, query = match.groups()
-    if path is None:
-        path = "/"
-    elif "/." in path:  # maybe a dot segment, which urllib3 removes
-        return None
-    if port is None:
-        origin = f"{scheme}://{host}"
-    elif int(port) > 65535:
-        return None
-    else:
-        origin = f"{scheme}://{host}:{port}"
-    if enc_params:
-        query = f"{query}&{enc_params}" if query else enc_params
-    if query:
-        return f"{origin}{path}?{query}"
-    return f"{origin}{path}"
-
-
-# urlencode's output (what _encode_params returns for a dict) that requote_uri leaves unchanged.
-_PLAIN_PARAMS = re.compile(r"[A-Za-z0-9_.\-~%+=&]*\Z")
-
-_EMPTY_BODY_TYPES = (type(None), dict, list, tuple, str, bytes)
-_HEADER_CACHE_SIZE = 1024
-_SESSION_HEADERS_CACHE_SIZE = 16
-_NO_HOOKS: dict[str, list[Any]] = {
-    "response": []
-}  # merge_hooks of no hooks: prepare_hooks would register nothing
-_NO_BODY_METHODS = ("GET", "HEAD")
-
-
 def _read_content(response: Response) -> None:
     """``response.content`` (requests reads the body once a response is not streamed).
 
@@ -386,7 +217,7 @@ def _read_content(response: Response) -> None:
     if (
         type(raw) is not EngineResponse
         or type(response) is not Response
-        or response._content is not False
+        or response._content is not False  # private: fastpool._thirdparty
         or response._content_consumed
         or response.status_code == 0
     ):
@@ -395,39 +226,15 @@ def _read_content(response: Response) -> None:
     try:
         data = raw.read(decode_content=True)
     except U3ProtocolError as e:
-        raise ChunkedEncodingError(e)  # as iter_content maps it
+        raise ChunkedEncodingError(e) from e  # as iter_content maps it
     except DecodeError as e:
-        raise ContentDecodingError(e)  # as iter_content maps it
+        raise ContentDecodingError(e) from e  # as iter_content maps it
     except ReadTimeoutError as e:
-        raise RequestsConnectionError(e)  # as iter_content maps it
+        raise RequestsConnectionError(e) from e  # as iter_content maps it
     except U3SSLError as e:
-        raise RequestsSSLError(e)  # as iter_content maps it
-    response._content = data or b""
+        raise RequestsSSLError(e) from e  # as iter_content maps it
+    response._content = data or b""  # private: fastpool._thirdparty
     response._content_consumed = True
-
-
-def _merge_scalar(request_setting: Any, session_setting: Any) -> Any:
-    """``merge_setting`` for values that are not both mappings, without its generic helpers."""
-    if session_setting is None:
-        return request_setting
-    if request_setting is None:
-        return session_setting
-    if isinstance(request_setting, Mapping) and isinstance(session_setting, Mapping):
-        return merge_setting(request_setting, session_setting)
-    return request_setting
-
-
-def _merge_dicts(request_setting: Any, session_setting: Any) -> Any:
-    """``merge_setting`` (OrderedDict result) with a fast route for two plain dicts."""
-    if type(request_setting) is dict and type(session_setting) is dict:
-        if not request_setting and not session_setting:
-            return OrderedDict()
-        merged: OrderedDict[Any, Any] = OrderedDict(session_setting)
-        merged.update(request_setting)
-        for key in [k for k, v in merged.items() if v is None]:
-            del merged[key]
-        return merged
-    return merge_setting(request_setting, session_setting)
 
 
 class Session(requests.Session):
@@ -470,8 +277,9 @@ class Session(requests.Session):
     Thread safety (a contract): one Session may be shared by many threads, each calling the
     verbs, ``request``, ``send``, ``mount``, ``get_adapter`` and ``close`` at any time.
 
-    * cookies: the Session's jar is a :class:`ThreadSafeCookieJar`; cookies set by responses
-      on any thread all reach it. Assign another jar to ``cookies`` and its safety is its own.
+    * cookies: the Session's jar is a :class:`~fastpool.cookies.ThreadSafeCookieJar`; cookies set
+      by responses on any thread all reach it. Assign another jar to ``cookies`` and its safety
+      is its own.
     * mounts: ``mount`` and changes to ``adapters`` are serialised; a lookup sees either the old
       or the new set of mounts, never a half-changed one. Requests already sent keep their
       adapter.
@@ -535,10 +343,8 @@ class Session(requests.Session):
     def _init_state(self) -> None:
         self._environment: Environment | None = None
         self._environment_lock = threading.Lock()
-        # (name, value) pairs already checked by check_header_validity: a pure function
-        self._valid_headers: dict[tuple[str, str], bool] = {}
-        # The session headers' pairs -> their merged, checked store (requests without headers)
-        self._session_headers: dict[tuple[Any, ...], OrderedDict[str, tuple[str, Any]]] = {}
+        # the fast preparation route, with this Session's caches of checked headers
+        self._preparer = Preparer()
 
     # --- adapters ---------------------------------------------------------------------------
     @property
@@ -667,7 +473,8 @@ class Session(requests.Session):
             request_hooks = default_hooks()
         else:
             request_hooks = Request(hooks=hooks).hooks  # register_hook's checks and errors
-        prep = self._prepare(
+        prep = self._preparer.prepare(
+            self,
             method.upper(),
             url,
             {} if headers is None else headers,
@@ -690,7 +497,8 @@ class Session(requests.Session):
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Build the :class:`~requests.PreparedRequest` requests would build for ``request``."""
-        return self._prepare(
+        return self._preparer.prepare(
+            self,
             request.method,
             request.url,
             request.headers,
@@ -702,158 +510,6 @@ class Session(requests.Session):
             request.hooks,
             request.json,
         )
-
-    def _prepare(
-        self,
-        method: Any,
-        url: Any,
-        request_headers: Any,
-        files: Any,
-        data: Any,
-        request_params: Any,
-        auth: Any,
-        request_cookies: Any,
-        request_hooks: Any,
-        json: Any,
-    ) -> PreparedRequest:
-        # cookies (requests: merge the request's cookies into a copy of the session's jar)
-        if not request_cookies and _jar_is_empty(self.cookies):
-            merged_cookies: CookieJar | None = None
-        else:
-            cookies = request_cookies or {}
-            if not isinstance(cookies, CookieJar):
-                cookies = cookiejar_from_dict(cookies)
-            session_copy: CookieJar | None = _copy_jar(self.cookies)
-            if session_copy is None:
-                session_copy = merge_cookies(RequestsCookieJar(), self.cookies)
-            merged_cookies = merge_cookies(session_copy, cookies)
-
-        if self.trust_env and not auth and not self.auth:
-            auth = self.environment().netrc_auth(url)
-
-        method = method.upper()
-        session_key = None
-        headers = None
-        if type(request_headers) is dict and not request_headers:
-            session_key, headers = self._checked_session_headers()
-        checked = headers is not None
-        if headers is None:
-            headers, fresh_headers = self._merge_headers(request_headers)
-        else:
-            fresh_headers = True
-        params = _merge_dicts(request_params, self.params)
-        auth = _merge_scalar(auth, self.auth)
-        hooks = merge_hooks(request_hooks, self.hooks)
-
-        p = PreparedRequest()
-        p.prepare_method(method)
-
-        fast_url = None
-        if type(url) is str and type(params) is OrderedDict:
-            enc_params = RequestEncodingMixin._encode_params(params) if params else ""
-            if not enc_params or _PLAIN_PARAMS.match(enc_params):
-                fast_url = _fast_url(url, enc_params)
-        if fast_url is not None:
-            p.url = fast_url
-        else:
-            p.prepare_url(url, params)
-
-        if checked:
-            p.headers = headers
-        elif fresh_headers:
-            self._prepare_headers(p, headers)
-            if session_key is not None:
-                self._remember_session_headers(session_key, headers)
-        else:
-            p.prepare_headers(headers)
-
-        if merged_cookies is None:
-            p._cookies = RequestsCookieJar()
-        else:
-            _prepare_cookies(p, merged_cookies)  # type: ignore[arg-type]
-
-        if not files and json is None and type(data) in _EMPTY_BODY_TYPES and not data:
-            # prepare_body with nothing to send: no body, Content-Length: 0 where one may be
-            if p.method not in _NO_BODY_METHODS and p.headers.get("Content-Length") is None:
-                p.headers["Content-Length"] = "0"
-        else:
-            p.prepare_body(data, files, json)
-
-        # A fast URL has no userinfo, so without auth prepare_auth would do nothing.
-        if auth is not None or fast_url is None:
-            p.prepare_auth(auth, url)
-        if type(hooks) is not dict or hooks != _NO_HOOKS:  # nothing to register otherwise
-            p.prepare_hooks(hooks)
-        return p
-
-    def _checked_session_headers(self) -> tuple[Any, CaseInsensitiveDict[Any] | None]:
-        """For a request without headers of its own: (the session headers' pairs, or None when
-        they cannot be a key; a new copy of their merged and checked form, if remembered)."""
-        session_headers = self.headers
-        if type(session_headers) is not CaseInsensitiveDict:
-            return None, None
-        key = tuple(session_headers._store.values())
-        try:
-            store = self._session_headers.get(key)
-        except TypeError:  # an unhashable value: requests' own checks will report it
-            return None, None
-        if store is None:
-            return key, None
-        headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-        headers._store = store.copy()
-        return key, headers
-
-    def _remember_session_headers(self, key: Any, headers: CaseInsensitiveDict[Any]) -> None:
-        # Remember only what the pairs themselves give (str names and values, None dropped): a
-        # thread changing the session headers meanwhile cannot file a wrong answer under key.
-        if not all(type(name) is str and type(value) in (str, type(None)) for name, value in key):
-            return
-        expected = OrderedDict(
-            (name.lower(), (name, value)) for name, value in key if value is not None
-        )
-        if expected != headers._store:
-            return
-        if len(self._session_headers) >= _SESSION_HEADERS_CACHE_SIZE:
-            self._session_headers.clear()
-        self._session_headers[key] = expected
-
-    def _merge_headers(self, request_headers: Any) -> tuple[Any, bool]:
-        """merge_setting for headers; True with a new CaseInsensitiveDict made here."""
-        session_headers = self.headers
-        if type(session_headers) is CaseInsensitiveDict and isinstance(
-            request_headers, (dict, CaseInsensitiveDict)
-        ):
-            # merge_setting(request_headers, session_headers, dict_class=CaseInsensitiveDict)
-            # CaseInsensitiveDict() then its store (__init__ goes through MutableMapping.update)
-            merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-            merged._store = session_headers._store.copy()
-            for name, value in request_headers.items():
-                merged[name] = value
-            store = merged._store
-            for key in [k for k, (_, v) in store.items() if v is None]:
-                del store[key]
-            return merged, True
-        return merge_setting(
-            request_headers, session_headers, dict_class=CaseInsensitiveDict
-        ), False
-
-    def _prepare_headers(self, p: PreparedRequest, headers: CaseInsensitiveDict[Any]) -> None:
-        # prepare_headers checks every header and copies them into a new CaseInsensitiveDict;
-        # ours is new already. Checks of str pairs are remembered.
-        valid = self._valid_headers
-        for pair in headers._store.values():
-            if type(pair[0]) is not str:
-                p.prepare_headers(headers)  # bytes names are converted: requests' way
-                return
-            if type(pair[1]) is not str:
-                check_header_validity(pair)  # InvalidHeader for a list or dict: not hashable
-                continue
-            if pair not in valid:
-                check_header_validity(pair)
-                if len(valid) >= _HEADER_CACHE_SIZE:
-                    valid.clear()
-                valid[pair] = True
-        p.headers = headers
 
     # --- environment settings -----------------------------------------------------------------
     def merge_environment_settings(
@@ -875,10 +531,10 @@ class Session(requests.Session):
             if verify is True or verify is None:
                 verify = env.ca_bundle or verify
         return {
-            "proxies": _merge_dicts(proxies, self.proxies),
-            "stream": _merge_scalar(stream, self.stream),
-            "verify": _merge_scalar(verify, self.verify),
-            "cert": _merge_scalar(cert, self.cert),
+            "proxies": merge_dicts(proxies, self.proxies),
+            "stream": merge_scalar(stream, self.stream),
+            "verify": merge_scalar(verify, self.verify),
+            "cert": merge_scalar(cert, self.cert),
         }
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
@@ -929,6 +585,7 @@ class Session(requests.Session):
             r.history = history
         if not allow_redirects:
             try:
+                # private: fastpool._thirdparty
                 r._next = next(self.resolve_redirects(r, request, yield_requests=True, **kwargs))  # type: ignore[assignment]
             except StopIteration:
                 pass
@@ -952,8 +609,7 @@ class Session(requests.Session):
         # slower, see request.)
         if getattr(self.get_adapter, "__func__", None) is not _RequestsSession.get_adapter:
             return
-        mocker = sys.modules.get("requests_mock.mocker")
-        lock = getattr(mocker, "_send_lock", None)
+        lock = requests_mock_send_lock()
         if lock is None:
             return
         with lock:
@@ -984,7 +640,7 @@ class Session(requests.Session):
                 return
             extract_cookies_to_jar(jar, request, raw)
             return
-        original = getattr(raw, "_original_response", None)
+        original = getattr(raw, "_original_response", None)  # private: fastpool._thirdparty
         if not original:
             return
         if type(jar) in _KNOWN_JARS:
@@ -1016,7 +672,7 @@ class Session(requests.Session):
             username, password = None, None
         # as in requests: never on a TLS tunnel, where the header could leak
         if not scheme.startswith("https") and username and password:
-            headers["Proxy-Authorization"] = _basic_auth_str(username, password)
+            headers["Proxy-Authorization"] = basic_auth_str(username, password)
         return new_proxies
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:

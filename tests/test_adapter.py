@@ -635,9 +635,9 @@ def test_foreign_pool_classes_still_work_on_the_fast_route(app_server) -> None:
 
 
 def test_a_ca_bundle_is_looked_for_once_per_pool_unlike_stock(https_server, ca_bundle, tmp_path):
-    """A deliberate difference (README): stock asks the file system for the bundle on every
-    request; the fast route once per pool, so a bundle deleted later fails only when a new
-    connection has to load it."""
+    """A deliberate difference (docs/differences.md): stock asks the file system for the bundle
+    on every request; the fast route once per pool, so a bundle deleted later fails only when a
+    new connection has to load it."""
     import shutil
 
     import requests

@@ -637,7 +637,7 @@ def test_retry_warnings_are_logged_like_stock(env: Env, caplog: pytest.LogCaptur
     logged = {}
     for adapter_cls, logger in (
         (STOCK, "urllib3.connectionpool"),
-        (OURS, "fastpool.connectionpool"),
+        (OURS, "urllib3.connectionpool"),  # fastpool logs as urllib3 by default
     ):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger=logger):

@@ -1,6 +1,6 @@
-"""The ``fastpool`` command (``fastpool.cli``), the demo (``fastpool.demo``) and the embedded
-server (``fastpool._localserver``), in-process and as ``python -m fastpool`` subprocesses, against
-real servers on loopback."""
+"""The ``fastpool`` command (``fastpool.cli.command``), the demo (``fastpool.cli.demo``) and the
+embedded server (``fastpool.cli.localserver``), in-process and as ``python -m fastpool``
+subprocesses, against real servers on loopback."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ import requests
 import requests.adapters
 
 import fastpool
-from fastpool import _localserver, cli, demo
-from fastpool._localserver import MAX_HOLD_SECONDS, LocalServer, LocalServers, ServerProcess
+from fastpool.cli import command as cli
+from fastpool.cli import demo
+from fastpool.cli import localserver as _localserver
+from fastpool.cli.localserver import MAX_HOLD_SECONDS, LocalServer, LocalServers, ServerProcess
 
 # The directory fastpool was imported from (source tree or site-packages), for subprocesses.
 _IMPORT_ROOT = str(Path(fastpool.__file__).resolve().parent.parent)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import importlib
+import io
 import json
 import socket
 import subprocess
@@ -22,15 +23,20 @@ import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
 import requests.sessions
+import urllib3
+import urllib3.connectionpool
 from servers import AppServer
 from urllib3.response import HTTPResponse as Urllib3Response
 
 import fastpool
+from fastpool import _patches
 from fastpool.adapters import ForeignPoolManagerWarning, stock_function
+from fastpool.exceptions import ForeignPatchWarning
 from fastpool.response import HTTPResponse as EngineResponse
 
 MODES = ("requests", "adapter", "session")
@@ -205,11 +211,11 @@ def test_requests_mock_fixture(
 
 
 # --- OpenTelemetry's requests instrumentation --------------------------------------------------
-@pytest.fixture
-def otel_spans() -> Iterator[Any]:
-    """RequestsInstrumentor on for the test, with an in-memory exporter (yielded)."""
+def _instrumented(module: str, instrumentor_name: str) -> Iterator[Any]:
+    """An OpenTelemetry instrumentor on while the caller runs, with an in-memory exporter
+    (yielded)."""
     _tool("opentelemetry.sdk.trace")
-    instrumentation = _tool("opentelemetry.instrumentation.requests")
+    instrumentation = _tool(module)
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -217,12 +223,18 @@ def otel_spans() -> Iterator[Any]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = instrumentation.RequestsInstrumentor()
+    instrumentor = getattr(instrumentation, instrumentor_name)()
     instrumentor.instrument(tracer_provider=provider)
     try:
         yield exporter
     finally:
         instrumentor.uninstrument()
+
+
+@pytest.fixture
+def otel_spans() -> Iterator[Any]:
+    """RequestsInstrumentor on for the test, with an in-memory exporter (yielded)."""
+    yield from _instrumented("opentelemetry.instrumentation.requests", "RequestsInstrumentor")
 
 
 def _traceparent(response: requests.Response) -> str | None:
@@ -548,6 +560,115 @@ def test_wrapt_wrapper_on_requests_session_send(app_server: AppServer) -> None:
     finally:
         requests.sessions.Session.send = original  # type: ignore[method-assign]
     assert requests.sessions.Session.send is fastpool.sessions._STOCK_SEND
+
+
+# --- patches on urllib3's HTTPConnectionPool.urlopen -------------------------------------------
+U3_MODES = ("urllib3", "poolmanager", "adapter", "session")
+
+
+def _u3_get(mode: str, url: str) -> Any:
+    """GET ``url`` in ``mode``: urllib3's PoolManager (the reference), fastpool's, or requests."""
+    if mode == "urllib3":
+        return urllib3.PoolManager().request("GET", url)
+    if mode == "poolmanager":
+        return fastpool.PoolManager().request("GET", url)
+    with make_session(mode) as session:
+        return session.get(url)
+
+
+def _u3_body(response: Any) -> bytes:
+    return (
+        response.data
+        if isinstance(response, (Urllib3Response, EngineResponse))
+        else response.content
+    )
+
+
+@pytest.fixture
+def otel_urllib3_spans() -> Iterator[Any]:
+    """URLLib3Instrumentor on for the test, with an in-memory exporter (yielded)."""
+    yield from _instrumented("opentelemetry.instrumentation.urllib3", "URLLib3Instrumentor")
+
+
+@pytest.mark.parametrize("mode", U3_MODES)
+def test_opentelemetry_urllib3_spans_and_traceparent(
+    mode: str, app_server: AppServer, otel_urllib3_spans: Any
+) -> None:
+    url = app_server.url + "/echo?q=1"
+    _u3_get("urllib3", url)
+    expected = _span_summary(otel_urllib3_spans)
+    assert len(expected) == 1
+    otel_urllib3_spans.clear()
+
+    r = _u3_get(mode, url)
+    if mode != "urllib3":
+        assert type(getattr(r, "raw", r)) is EngineResponse
+    assert _span_summary(otel_urllib3_spans) == expected
+    (span,) = otel_urllib3_spans.get_finished_spans()
+    ctx = span.get_span_context()
+    sent = {k.lower(): v for k, v in json.loads(_u3_body(r))["headers"]}
+    assert sent["traceparent"].startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
+    # Redirects followed by the PoolManager: one span a hop, as urllib3 gives.
+    otel_urllib3_spans.clear()
+    _u3_get("urllib3", app_server.url + "/redirect/2")
+    expected = _span_summary(otel_urllib3_spans)
+    otel_urllib3_spans.clear()
+    _u3_get(mode, app_server.url + "/redirect/2")
+    assert _span_summary(otel_urllib3_spans) == expected
+
+
+def test_opentelemetry_urllib3_uninstrumented_takes_the_plain_route(
+    app_server: AppServer, otel_urllib3_spans: Any
+) -> None:
+    instrumentation = _tool("opentelemetry.instrumentation.urllib3")
+    instrumentation.URLLib3Instrumentor().uninstrument()
+    try:
+        assert urllib3.connectionpool.HTTPConnectionPool.urlopen is _patches.STOCK_URLOPEN
+        fastpool.PoolManager().request("GET", app_server.url + "/echo")
+        assert otel_urllib3_spans.get_finished_spans() == ()
+    finally:
+        instrumentation.URLLib3Instrumentor().instrument()
+
+
+@pytest.mark.parametrize("mode", U3_MODES)
+def test_mock_replacing_urllib3_urlopen_intercepts(mode: str, app_server: AppServer) -> None:
+    # A test suite that mocks urllib3's urlopen must not send its traffic to the network.
+    canned = Urllib3Response(
+        body=io.BytesIO(b'{"headers": []}'), status=200, headers={"Content-Type": "application/json"},
+        preload_content=False,
+    )  # fmt: skip
+    with mock.patch.object(
+        urllib3.connectionpool.HTTPConnectionPool, "urlopen", autospec=True, return_value=canned
+    ) as urlopen:
+        r = _u3_get(mode, app_server.url + "/echo")
+    assert urlopen.call_count == 1
+    pool = urlopen.call_args.args[0]
+    assert (pool.scheme, pool.host, pool.port) == ("http", "127.0.0.1", app_server.port)
+    assert json.loads(_u3_body(r)) == {"headers": []}
+    assert app_server.requests == 0
+
+
+def test_functools_wrapper_on_urllib3_urlopen_warns(app_server: AppServer) -> None:
+    # A plain wrapper calls urllib3's own urlopen, which cannot run on fastpool's pool: fastpool
+    # says so once, and goes on without it.
+    original = urllib3.connectionpool.HTTPConnectionPool.urlopen
+    seen: list[str] = []
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(args[1])
+        return original(self, *args, **kwargs)
+
+    with mock.patch.object(urllib3.connectionpool.HTTPConnectionPool, "urlopen", wrapper):
+        with pytest.warns(ForeignPatchWarning, match="calls urllib3's own urlopen"):
+            r = fastpool.PoolManager().request("GET", app_server.url + "/echo")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fastpool.PoolManager().request("GET", app_server.url + "/echo")  # once
+        urllib3.PoolManager().request("GET", app_server.url + "/echo")
+    assert r.status == 200
+    assert seen == ["/echo"]  # urllib3's request only
+    assert app_server.requests == 3
 
 
 def test_responses_passthrough_over_tls(

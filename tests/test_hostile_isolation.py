@@ -189,7 +189,7 @@ def test_credentials_and_body_on_a_307_to_another_host(hostile, kind: str, how: 
 def test_replacing_session_verify_takes_effect(
     hostile, untrusted_ssl_context, ca_bundle, kind
 ) -> None:
-    """``session.verify`` replaced between requests (README: settings are read by every
+    """``session.verify`` replaced between requests (docs/threads.md: settings are read by every
     request): an unverified connection never serves a request that wants verification."""
     server = hostile(answer_each(OK), tls=untrusted_ssl_context)
     results = {}

@@ -45,6 +45,7 @@ class Harness:
         self.problems: list[str] = []
         self.timeouts = 0
         self.deadline = time.monotonic() + TIME_BUDGET
+        self.start = threading.Barrier(THREADS)
 
     def dial(self) -> Token:
         with self.lock:
@@ -76,6 +77,7 @@ class Harness:
         rng = random.Random(seed)
         q = self.q
         held: list[Token] = []
+        self.start.wait()
         try:
             for _ in range(OPS_PER_THREAD):
                 if time.monotonic() > self.deadline:

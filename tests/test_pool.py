@@ -51,7 +51,7 @@ def test_article_threads_same_counts_and_lines_as_urllib3(
     results = {}
     for name, cls, logger in (
         ("urllib3", urllib3.HTTPConnectionPool, "urllib3"),
-        ("fastpool", HTTPConnectionPool, "fastpool"),
+        ("fastpool", HTTPConnectionPool, "urllib3"),  # the same logging setup serves both
     ):
         server = server_factory()
         caplog.clear()
@@ -73,6 +73,36 @@ def test_article_threads_same_counts_and_lines_as_urllib3(
         assert full[0] == (
             "Connection pool is full, discarding connection: 127.0.0.1. Connection pool size: 1"
         )
+
+
+@pytest.mark.parametrize("urllib3_logging", [None, True, False])
+def test_logs_under_urllib3s_names_unless_told_not_to(app_server, caplog, urllib3_logging):
+    # urllib3's own test_debug_log, side by side: logging set up for urllib3.connectionpool
+    # sees fastpool's lines (the default), or fastpool.* gets them instead, never both.
+    import fastpool
+
+    kw = {} if urllib3_logging is None else {"urllib3_logging": urllib3_logging}
+    prefix = "fastpool" if urllib3_logging is False else "urllib3"
+    seen = {}
+    for name, manager in (("urllib3", urllib3.PoolManager()), ("ours", fastpool.PoolManager(**kw))):
+        caplog.clear()
+        with (
+            caplog.at_level(logging.DEBUG, logger="urllib3"),
+            caplog.at_level(logging.DEBUG, logger="fastpool"),
+        ):
+            manager.request("GET", app_server.url + "/redirect/1")
+        manager.clear()
+        seen[name] = [
+            (r.name, r.getMessage().replace(str(app_server.port), "PORT"))
+            for r in caplog.records
+            if r.name.startswith(("urllib3.", "fastpool."))
+        ]
+    ours = {"urllib3.connectionpool", "urllib3.poolmanager"}  # urllib3's Retry logs its own
+    expected = [
+        (n.replace("urllib3", prefix, 1) if n in ours else n, m) for n, m in seen["urllib3"]
+    ]
+    assert [n for n, _ in seen["urllib3"]].count("urllib3.connectionpool") == 3
+    assert seen["ours"] == expected
 
 
 def test_block_true_caps_connections(app_server):
@@ -116,7 +146,7 @@ def test_counters_and_dropped_connection_log(fault_server_factory, caplog):
         while conn.is_connected and __import__("time").monotonic() < deadline:
             pass
         pool.pool.checkin(conn)
-        with caplog.at_level(logging.DEBUG, logger="fastpool"):
+        with caplog.at_level(logging.DEBUG, logger="urllib3"):
             pool.request("GET", "/")
         assert "Resetting dropped connection: 127.0.0.1" in caplog.messages
         # urllib3 reconnects the same connection object: no "Starting new" and no new number

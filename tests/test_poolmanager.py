@@ -71,7 +71,7 @@ def test_lru_eviction_closes_idle_at_once_and_in_flight_survives(server_factory)
 def test_article_pool_connections_counts(server_factory, caplog):
     """The article's first scenario: pool_connections=1 vs 2, three requests over two hosts."""
     a, b = server_factory("127.0.0.2"), server_factory("127.0.0.3")
-    caplog.set_level(logging.DEBUG, logger="fastpool")
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     for num_pools, expected in ((1, 3), (2, 2)):
         caplog.clear()
         with PoolManager(num_pools=num_pools) as pm:
@@ -96,7 +96,7 @@ def test_log_lines_match_urllib3(app_server, caplog):
             if r.name.endswith("connectionpool")
         ]
 
-    assert lines(PoolManager, "fastpool") == lines(urllib3.PoolManager, "urllib3")
+    assert lines(PoolManager, "urllib3") == lines(urllib3.PoolManager, "urllib3")
 
 
 def test_pool_key_separates_settings(https_server, ca_bundle):

@@ -7,6 +7,7 @@ import gc
 import gzip
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -33,6 +34,10 @@ from fastpool.pool import HTTPConnectionPool
 from fastpool.poolmanager import PoolManager
 
 _BOMB_SIZE = 64 * 1024 * 1024  # decoded: 64 MiB of zeros, a few KiB on the wire
+# CPython 3.12+ runs the cyclic collector at the eval breaker (between bytecodes, after calls),
+# no longer inside the allocation that triggers it: a test below cannot always stage a
+# collection at the exact moment it wants there.
+COLLECTS_AT_SAFE_POINTS = sys.version_info >= (3, 12)
 
 
 def _raw(body: bytes, *headers: str) -> bytes:
@@ -214,37 +219,42 @@ def test_checkin_from_a_finalizer_while_checkout_makes_its_waiter(hostqueue_cls)
         assert got == "timed out"
 
 
-@pytest.mark.parametrize("operation", ["checkout", "nowait", "unmatched", "take_idle", "close"])
-def test_no_collection_while_the_queue_lock_is_held(hostqueue_cls, operation):
-    q = hostqueue_cls(maxsize=1, block=True)
-    lock = getattr(q, "_lock", None)
-    if lock is None:
-        pytest.skip(
-            "no lock in this twin: its critical parts hold the GIL, a re-entrant checkin is safe"
-        )
-    if operation in ("checkout", "nowait"):
-        q.checkout()  # at the cap
-    else:
-        q.checkin(q.checkout() or object())  # one idle connection
-    under_lock = []
+def test_a_finalizer_checkin_inside_a_critical_part_is_settled():
+    # From CPython 3.12 the collector runs at any call boundary, so inside the pure twin's
+    # critical parts too, and a finalizer there gives a dropped response's slot back in the
+    # same thread. Staged deterministically: the waiters' deque calls checkin from inside
+    # checkout's critical part, as such a finalizer would. The non-reentrant lock must not
+    # deadlock, and the slot must reach the waiter being queued. (The compiled twin has no
+    # lock: its critical parts are single C calls.)
+    from collections import deque
 
-    def collecting() -> None:
-        if lock.locked():  # a finalizer's checkin here would deadlock on this lock
-            under_lock.append(operation)
+    from fastpool._hostqueue_py import HostQueue
 
-    calls = {
-        "checkout": lambda: pytest.raises(PoolTimeoutError, q.checkout, 0.01),
-        "nowait": lambda: pytest.raises(PoolTimeoutError, q.checkout, 0),
-        "unmatched": lambda: pytest.raises(ValueError, q.checkin, None),
-        "take_idle": q.take_idle,
-        "close": q.close,
-    }
-    # 200 lists kept alive drain the list free list: a new list is then a real allocation.
-    _run_with_collections(calls[operation], collecting, primes=200)
-    assert not under_lock
+    q = HostQueue(maxsize=1, limit=2)
+    dropped = q.checkout()  # the slot a garbage-collected response holds
+    q.checkout()  # at the cap of 2
+
+    class FinalizerRunsHere(deque):  # type: ignore[type-arg]
+        def append(self, waiter: object) -> None:
+            assert q.checkin(dropped) is False  # deferred: settled when the part ends
+            super().append(waiter)
+
+    q._waiters = FinalizerRunsHere()
+    got: list[object] = []
+    worker = threading.Thread(target=lambda: got.append(q.checkout(5.0)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "deadlock: a finalizer's checkin re-entered the queue's lock"
+    assert got == [None]  # handed the finalizer's slot: dial a connection
+    assert (q.in_use, q.waiters, q.wait_count) == (2, 0, 1)
 
 
 def test_dropped_response_frees_the_slot_a_blocked_checkout_waits_for(fault_server_factory):
+    if COLLECTS_AT_SAFE_POINTS and fastpool.implementation() == "cython":
+        pytest.skip(
+            "CPython 3.12+ never collects inside the compiled checkout (one C call, no bytecode):"
+            " the collection this test stages there cannot happen"
+        )
     server = fault_server_factory(
         send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100, then="keep")
     )
@@ -502,6 +512,11 @@ def test_limiter_keeps_a_token_released_by_a_finalizer_as_its_wait_times_out(app
         return "acquired"
 
     outcome = _run_with_collections(acquire, finalizer)
+    if not fired and COLLECTS_AT_SAFE_POINTS:
+        pytest.skip(
+            "CPython 3.12+: no collection ran while the acquiring thread held the limiter's lock"
+            " (the collector runs between bytecodes); the moment this test stages did not happen"
+        )
     assert fired
     # Either way the released token is accounted for: nothing open after a timeout, or the
     # acquiring dial holds the one token.

@@ -14,12 +14,12 @@ from requests.adapters import BaseAdapter
 
 import fastpool
 from fastpool import sessions
+from fastpool.cookies import ThreadSafeCookieJar
 from fastpool.sessions import (
     DEFAULT_ADAPTER,
     DEFAULT_POOL_CONNECTIONS,
     DEFAULT_POOL_MAXSIZE,
     Session,
-    ThreadSafeCookieJar,
 )
 
 ENV_NAMES = (

@@ -16,7 +16,8 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from fastpool.sessions import DEFAULT_ADAPTER, Session, ThreadSafeCookieJar
+from fastpool.cookies import ThreadSafeCookieJar
+from fastpool.sessions import DEFAULT_ADAPTER, Session
 
 THREADS = 64
 REQUESTS_PER_THREAD = 15

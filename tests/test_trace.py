@@ -301,6 +301,26 @@ def test_tls_done_follows_connect_done(https_server: Any, ca_bundle: str) -> Non
     assert tls["seconds"] >= 0.0
 
 
+def test_a_proxy_tunnel_is_reported_as_the_dial(
+    https_server: Any, proxy_server: Any, ca_bundle: str
+) -> None:
+    # Through an HTTP proxy's CONNECT tunnel the dial is the tunnel plus the TLS handshake
+    # with the origin: the same connect_start / connect_done / tls_done as a direct dial.
+    recorder = Recorder()
+    trace = Trace()
+    trace.add("*", recorder)
+    with fastpool.ProxyManager(proxy_server.url, trace=trace, ca_certs=ca_bundle) as manager:
+        for _ in range(2):
+            assert manager.request("GET", f"{https_server.url}/bytes/1").status == 200
+    names = recorder.names()
+    assert names.count("connect_start") == names.count("connect_done") == 1
+    assert _before(names, "connect_start", "connect_done")
+    assert _before(names, "connect_done", "tls_done")
+    [tls] = recorder.named("tls_done")
+    assert tls["error"] is None
+    assert [e["reused"] for e in recorder.named("got_conn")] == [False, True]
+
+
 def test_tls_done_carries_the_handshake_error(untrusted_https_server: Any, ca_bundle: str) -> None:
     recorder = Recorder()
     with traced_manager(recorder, ca_certs=ca_bundle, retries=False) as manager:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import textwrap
 import threading
@@ -22,7 +21,10 @@ from urllib.parse import urlsplit
 import requests
 import requests.adapters
 
-from . import __version__, implementation
+from .. import __version__, implementation
+from ..exceptions import describe_error
+from ..stats import PoolStats
+from ..stats import advise as pool_advice
 from .demo import (
     PoolLog,
     Style,
@@ -33,8 +35,6 @@ from .demo import (
     run_in_threads,
     run_throughput,
 )
-from .stats import PoolStats
-from .stats import advise as pool_advice
 
 __all__ = (
     "FetchReport",
@@ -47,7 +47,6 @@ __all__ = (
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 # --- argument types ------------------------------------------------------------------------------
@@ -74,6 +73,15 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def _dask_target(text: str) -> str:
+    if text.startswith("local:"):
+        _int_at_least(1)(text[len("local:") :])
+        return text
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a scheduler address or local:N")
+    return text
 
 
 def _thread_list(text: str) -> tuple[int, ...]:
@@ -151,24 +159,6 @@ class FetchReport:
     def responses(self) -> int:
         """URLs that got an HTTP response (any status)."""
         return sum(self.statuses.values())
-
-
-def describe_error(exc: BaseException) -> str:
-    """``"Kind: detail"`` for a failed request, short enough for one line."""
-    kind = type(exc).__name__
-    text = str(exc)
-    match = _ERRNO.search(text)
-    if match:
-        detail = match.group(1).strip()
-    elif "Read timed out" in text:
-        detail = "read timed out"
-    elif "timed out" in text:
-        detail = "timed out"
-    else:
-        detail = text.splitlines()[0] if text else ""
-        if len(detail) > 100:
-            detail = detail[:97] + "..."
-    return f"{kind}: {detail}" if detail else kind
 
 
 def error_kind(described: str) -> str:
@@ -308,13 +298,21 @@ def count_hosts(urls: Iterable[str]) -> int:
 
 
 def advice(
-    report: FetchReport, hosts: int, args: argparse.Namespace, stats: PoolStats | None = None
+    report: FetchReport,
+    hosts: int,
+    args: argparse.Namespace,
+    stats: PoolStats | None = None,
+    pool_hosts: int | None = None,
 ) -> list[str]:
     """Suggestions where the numbers make them obvious: from the pool ``stats`` when there are
-    some (:func:`fastpool.stats.advise`), else from the pools' log; then timeouts and errors."""
+    some (:func:`fastpool.stats.advise`), else from the pools' log; then timeouts and errors.
+    ``pool_hosts`` (default ``hosts``) is how many hosts one Session's pools served (on a
+    cluster: the most any one worker was given)."""
     tips = []
     if stats is not None:
-        tips += pool_advice(stats, threads=args.threads, hosts=hosts)
+        tips += pool_advice(
+            stats, threads=args.threads, hosts=hosts if pool_hosts is None else pool_hosts
+        )
     elif hosts > args.pool_connections and report.connections_started > hosts:
         tips.append(
             f"{hosts} hosts but --pool-connections {args.pool_connections}: pools were evicted "
@@ -348,9 +346,12 @@ def print_summary(
     client: str,
     hosts: int,
     stats: PoolStats | None = None,
+    pool_hosts: int | None = None,
+    extra_rows: Sequence[tuple[str, str]] = (),
 ) -> None:
     """The summary after ``get``/``crawl``: statuses, errors, throughput, connections, the
-    pool ``stats`` table (when given; the busiest 10 hosts unless ``--verbose``), advice."""
+    ``extra_rows`` (``crawl --dask``: the cluster), the pool ``stats`` table (when given; the
+    busiest 10 hosts unless ``--verbose``), advice (``pool_hosts``: see :func:`advice`)."""
     rate = report.urls / report.seconds if report.seconds > 0 else 0.0
     out.write(
         style.bold(f"fetched {report.urls} URLs")
@@ -370,11 +371,12 @@ def print_summary(
     if args.verbose and report.started_per_host:
         per_host = sorted(report.started_per_host.items(), key=lambda item: (-item[1], item[0]))
         rows += [("", f"{n} x {host}") for host, n in per_host[:20]]
+    rows += list(extra_rows)
     if stats is not None:
         table = stats.table(max_hosts=None if args.verbose else 10)
         rows += [("pools" if i == 0 else "", line) for i, line in enumerate(table)]
     # A tip can be long: wrapped beside its label, each tip a "- " item.
-    for number, tip in enumerate(advice(report, hosts, args, stats)):
+    for number, tip in enumerate(advice(report, hosts, args, stats, pool_hosts)):
         lines = textwrap.wrap(tip, 85, initial_indent="- ", subsequent_indent="  ")
         label = "advice" if number == 0 else ""
         rows += [(label if i == 0 else "", style.yellow(line)) for i, line in enumerate(lines)]
@@ -455,7 +457,106 @@ def _cmd_crawl(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         except OSError as exc:
             err.write(f"fastpool crawl: error: cannot read {args.file}: {exc.strerror or exc}\n")
             return 2
+    if args.dask is not None:
+        return _cmd_crawl_dask(urls, args, out, err)
     return _cmd_fetch(urls, args, out, err)
+
+
+def _dials(stats: PoolStats | None) -> tuple[int, int]:
+    """(connections dialed, connections discarded because the pool was full) in ``stats``: new
+    ones, plus those re-dialed in place of a stale or expired idle one (the pools' log says
+    "Starting new" or "Resetting dropped" for each, which is what ``crawl`` counts)."""
+    if stats is None:
+        return 0, 0
+    total = stats.total
+    dials = total.created + total.dropped_stale + total.expired_idle + total.expired_lifetime
+    return dials, total.discarded_full
+
+
+def _cmd_crawl_dask(urls: list[str], args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """``crawl --dask``: the same crawl on a Dask cluster (fastpool.dask), the same output."""
+    if not urls:
+        err.write("fastpool: error: no URLs to fetch\n")
+        return 2
+    if args.client != "fastpool":
+        err.write("fastpool crawl: error: --dask runs fastpool.Session on the workers; "
+                  "--client requests cannot be used with it\n")  # fmt: skip
+        return 2
+    try:
+        from .. import dask as cluster_crawl
+    except ImportError as exc:
+        err.write(f"fastpool crawl: error: {exc}\n")
+        return 2
+    from ..stats import merge
+
+    out_style = Style.for_stream(out, args.color)
+    err_style = Style.for_stream(err, args.color)
+    show_bar = bool(getattr(err, "isatty", lambda: False)()) and not args.no_progress
+    # The Session each worker builds: the adapter and pool options of the single-machine crawl.
+    settings = {
+        "adapter": {
+            "pool_connections": args.pool_connections,
+            "pool_maxsize": args.pool_maxsize,
+            "pool_block": args.pool_block,
+            "max_retries": args.max_retries,
+        }
+    }
+    started = time.perf_counter()
+    with cluster_crawl.connect(args.dask) as (client, where):
+        setup = time.perf_counter() - started
+        progress = Progress(err, len(urls), show_bar)
+
+        def on_event(text: str) -> None:
+            progress.message(f"{err_style.yellow('cluster')} {text}")
+
+        report = FetchReport(urls=len(urls))
+        try:
+            crawl = cluster_crawl.crawl(
+                client, urls, settings=settings, threads=args.threads, timeout=args.timeout,
+                on_event=on_event,
+            )  # fmt: skip
+            # The workers' Sessions may predate this crawl (a shared scheduler): this crawl's
+            # connections are the difference.
+            before = _dials(merge(cluster_crawl.cluster_stats(client, crawl.name).values()))
+            crawl_started = time.perf_counter()
+            for result in crawl:
+                if result.error is not None:
+                    report.errors[error_kind(result.error)] += 1
+                    report.failed.append((result.url, result.error))
+                    progress.message(f"{err_style.red('error')} {result.url}: {result.error}")
+                else:
+                    assert result.status is not None
+                    report.statuses[result.status] += 1
+                    report.bytes_received += result.size
+                    if args.verbose:
+                        size = _format_bytes(result.size)
+                        progress.message(f"{result.status} {size:>10}  {result.url}", out)
+                progress.advance(result.error is not None)
+            report.seconds = time.perf_counter() - crawl_started
+            stats = crawl.stats()
+        finally:
+            progress.close()
+    after = _dials(stats)
+    report.connections_started = max(0, after[0] - before[0])
+    report.connections_discarded = max(0, after[1] - before[1])
+    per_host: Counter[str] = Counter()
+    for host in stats.hosts:
+        per_host[host.host] += host.created + host.dropped_stale + host.expired_idle
+        per_host[host.host] += host.expired_lifetime
+    report.started_per_host = dict(per_host)
+    workers_used = len(crawl.hosts_per_worker)
+    lost = f", {len(crawl.workers_lost)} lost" if crawl.workers_lost else ""
+    rows = [
+        ("cluster", f"{where} (ready in {format_seconds(setup)}); {args.threads} threads on each"),
+        ("", f"{workers_used} workers given hosts{lost}, {crawl.submitted} tasks of up to "
+             + f"{crawl.batch_size} URLs, {crawl.resubmitted} URLs sent again"),
+    ]  # fmt: skip
+    hosts_each = max(crawl.hosts_per_worker.values(), default=None)
+    client_name = "fastpool.Session + fastpool.HTTPAdapter on each Dask worker"
+    print_summary(
+        out, out_style, report, args, client_name, count_hosts(urls), stats, hosts_each, rows
+    )
+    return 1 if report.failed else 0
 
 
 def _cmd_bench(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -577,6 +678,14 @@ def build_parser() -> argparse.ArgumentParser:
         "blank lines and lines starting with # are ignored.",
     )
     crawl.add_argument("file", metavar="FILE", help="a file of URLs, or - for stdin")
+    crawl.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        type=_dask_target,
+        default=None,
+        help="crawl on a Dask cluster: a scheduler address (tcp://host:8786), or local:N for a "
+        "LocalCluster of N worker processes; --threads is per worker (needs fastpool[dask])",
+    )
     crawl.set_defaults(handler=_cmd_crawl)
 
     bench = commands.add_parser(

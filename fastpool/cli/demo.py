@@ -23,8 +23,8 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 import requests
 import requests.adapters
 
-from ._localserver import LocalServers, ServerProcess
-from .stats import PoolStats, advise, merge, snapshot
+from ..stats import PoolStats, advise, merge, snapshot
+from .localserver import LocalServers, ServerProcess
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -15,8 +15,8 @@ Routes (GET and HEAD; a request body with Content-Length is read and ignored):
                         that), so threaded experiments are deterministic
 * ``/stats``            JSON ``{"connections": .., "requests": ..}`` of this server
 
-Run ``python -m fastpool._localserver [--hosts N]`` to serve in a separate process: it prints one
-JSON line ``{"urls": [...]}`` and serves until its stdin closes.
+Run ``python -m fastpool.cli.localserver [--hosts N]`` to serve in a separate process: it prints
+one JSON line ``{"urls": [...]}`` and serves until its stdin closes.
 """
 
 from __future__ import annotations
@@ -367,7 +367,7 @@ class ServerProcess:
 
     def __init__(self, hosts: int = 1) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "fastpool._localserver", "--hosts", str(hosts)],
+            [sys.executable, "-m", "fastpool.cli.localserver", "--hosts", str(hosts)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -400,7 +400,7 @@ class ServerProcess:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve in this process until stdin closes (used to keep the server off the client's GIL)."""
-    parser = argparse.ArgumentParser(prog="python -m fastpool._localserver")
+    parser = argparse.ArgumentParser(prog="python -m fastpool.cli.localserver")
     parser.add_argument("--hosts", type=int, default=1, help="number of hosts (default 1)")
     args = parser.parse_args(argv)
     with LocalServers(args.hosts) as group:
