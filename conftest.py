@@ -3,6 +3,8 @@ pure-Python twin (id ``py``).
 
 The compiled modules are imported directly, so a build that lacks one fails loudly instead of
 quietly testing the twin twice. ``--no-c-extensions`` skips the ``c`` leg, for pure installs.
+With ``FASTPOOL_NO_EXTENSIONS`` set, the ``c_extension`` tests are deselected: the compiled pass
+ran them already, and the variable does not change what they import.
 """
 
 from __future__ import annotations
@@ -85,3 +87,32 @@ def router_cls(prefix_module: ModuleType) -> type:
 def http11(backend: str) -> ModuleType:
     """The ``_http11`` core module of the backend under test."""
     return _core("_http11", backend)
+
+
+#: How many compiled-backend tests the FASTPOOL_NO_EXTENSIONS pass left out (for the header).
+_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``FASTPOOL_NO_EXTENSIONS`` set, leave out the compiled-backend variants (marker
+    ``c_extension``): they import the compiled modules directly, so the variable does not change
+    what they run, and the compiled pass already ran them."""
+    from fastpool._compat import env_flag
+
+    if not env_flag(os.environ.get("FASTPOOL_NO_EXTENSIONS")):
+        return
+    compiled = [item for item in items if item.get_closest_marker("c_extension") is not None]
+    if compiled:
+        items[:] = [item for item in items if item.get_closest_marker("c_extension") is None]
+        config.hook.pytest_deselected(items=compiled)
+        config.stash[_DESELECTED] = len(compiled)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    count = config.stash.get(_DESELECTED, 0)
+    if not count:
+        return None
+    return (
+        f"FASTPOOL_NO_EXTENSIONS: {count} compiled-backend (c_extension) tests deselected:"
+        " the compiled pass runs them, and the variable does not change them"
+    )

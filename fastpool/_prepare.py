@@ -6,7 +6,7 @@ requests merges every setting through generic helpers and prepares every part of
 common shape of each part (a plain http(s) URL, dict headers and params, no body, an empty
 cookie jar), with answers made by requests' own code once and remembered, and calls requests'
 own code, in requests' order, for every part it cannot be sure of. The differential tests
-(tests/test_session_diff.py) hold the result to requests'.
+(tests/with_dummyserver/test_session_diff.py) hold the result to requests'.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ adapter, and responses are the same :class:`requests.Response` objects.
 * the *fast* route serves the common case (no proxy, ``verify`` True, False or a CA path, no client
   certificate, hooks not overridden). It skips the repeated URL parsing, pool-key building and
   ``Timeout`` construction of the stock route and builds the ``Response`` directly. The
-  differential tests (tests/test_adapter_diff.py) hold both routes to the stock adapter's output.
+  differential tests (tests/with_dummyserver/test_adapter_diff.py) hold both routes to the stock adapter's output.
 """
 
 from __future__ import annotations

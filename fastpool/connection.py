@@ -64,6 +64,18 @@ __all__ = (
 
 port_by_scheme = {"http": 80, "https": 443}
 
+
+class TokenLimit(typing.Protocol):
+    """The global cap a connection holds a token of (``fastpool.limits.ConnectionLimit`` is
+    one): its socket's close gives the token back."""
+
+    def acquire(self) -> HTTPConnection | None:
+        """Take a token for a dial (waiting at the cap)."""
+
+    def release(self, conn: HTTPConnection | None) -> None:
+        """Give back the token ``conn`` (None: a token without a connection) held."""
+
+
 #: The User-Agent sent when the caller gives none: urllib3's own, ``python-urllib3/<version of
 #: the installed urllib3>``, so that a server or a test keyed on it sees no change when
 #: ``fastpool.PoolManager`` replaces urllib3's (requests sends its own User-Agent anyway).
@@ -168,7 +180,7 @@ class HTTPConnection:
         self._sock_timeout: object = object()  # what settimeout() was last called with
         #: The global connection cap this connection counts against (set by its pool), or None,
         #: and whether it holds one of its tokens (from its dial until its close).
-        self._limiter: Any = None
+        self._limiter: TokenLimit | None = None
         self._has_token = False
         #: ``time.monotonic()`` when the socket was opened, and when it last went idle.
         self.connected_at = 0.0
@@ -351,6 +363,7 @@ class HTTPConnection:
     def _give_token_back(self) -> None:
         if self._has_token:
             self._has_token = False
+            assert self._limiter is not None  # a token comes from a limiter
             self._limiter.release(self)
 
     def settimeout(self, timeout: float | None) -> None:

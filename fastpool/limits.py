@@ -20,13 +20,27 @@ import threading
 from _thread import TIMEOUT_MAX, allocate_lock
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .exceptions import MSG_CAP_TIMEOUT, MSG_NOT_INT, MSG_NOT_POSITIVE, PoolTimeoutError
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
-    from .pool import HTTPConnectionPool
+
+
+class HTTPConnectionPool(Protocol):
+    """What the limit reads of a pool (``fastpool.pool.HTTPConnectionPool`` is one): named
+    here, one floor down, so that the limit never imports the pool that uses it."""
+
+    host: str
+    port: int | None
+    #: the pool's HostQueue (``remove``, ``checkin``, ``closed``)
+    pool: Any
+    #: the pool's Trace, or None
+    _trace: Any
+    #: True once the pool left its manager's LRU
+    _retired: bool
+
 
 __all__ = ("ConnectionLimit",)
 

@@ -324,6 +324,18 @@ class _Message:
         return self._headers.getlist(name)
 
 
+class ConnectionHome(typing.Protocol):
+    """Where a response gives its connection back at the end of its body
+    (``fastpool.pool.HTTPConnectionPool`` is one): named here, one floor down."""
+
+    #: the pool's HostQueue: a response checks its connection in only where its slot came from
+    pool: Any
+
+    def _put_conn(self, conn: HTTPConnection | None) -> None: ...
+
+    def _release_from_finalizer(self) -> None: ...
+
+
 class _OriginalResponse:
     """What requests reads from ``raw._original_response``: ``msg`` and ``isclosed()``."""
 
@@ -415,7 +427,7 @@ class HTTPResponse(_U3HTTPResponse):
     version: int
     _head: ResponseHead
     _connection: HTTPConnection | None  # type: ignore[assignment]  # fastpool's class
-    _pool: Any
+    _pool: ConnectionHome | None  # type: ignore[assignment]  # fastpool's pools
     _queue: Any
     _request_method: str
     _request_url: str | None
@@ -998,7 +1010,11 @@ class HTTPResponse(_U3HTTPResponse):
             if isinstance(e, socket.timeout) or (
                 isinstance(e, ssl.SSLError) and "read operation timed out" in str(e)
             ):
-                raise ReadTimeoutError(self._pool, self._request_url, "Read timed out.") from e
+                raise ReadTimeoutError(
+                    self._pool,  # type: ignore[arg-type]  # fastpool's pool, urllib3's interface
+                    self._request_url,
+                    "Read timed out.",
+                ) from e
             if isinstance(e, (ProtocolError, DecodeError)) or not isinstance(e, OSError):
                 raise
             raise ProtocolError(f"Connection broken: {e!r}", e) from e

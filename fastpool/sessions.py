@@ -13,7 +13,7 @@ This module keeps requests' algorithms and their answers, and removes the repeti
 * ``mount``/``get_adapter`` go through the compiled :class:`~fastpool._prefix.PrefixRouter`;
 * ``send`` skips the cookie and redirect machinery for responses that would not use it.
 
-The differential tests (tests/test_session_diff.py) hold the PreparedRequest and the send
+The differential tests (tests/with_dummyserver/test_session_diff.py) hold the PreparedRequest and the send
 arguments to those of ``requests.Session`` for the same input and environment.
 
 Where requests is imported: by the requests floor only, which is :mod:`fastpool.adapters` and

@@ -1,4 +1,4 @@
-"""Fixtures for the local test servers in ``tests/servers.py`` (real sockets on 127.0.0.0/8).
+"""Fixtures for the local test servers of ``tests/dummyserver/`` (real sockets on 127.0.0.0/8).
 
 Servers whose counters a test reads are function-scoped, so ``connections``/``requests`` count
 that test only; the TLS material is built once per session. Every server fixture fails the test
@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from typing import Callable, Union
+from typing import Any, Callable
 
 import pytest
 import trustme
-from servers import AppServer, FaultServer, Handler, ProxyServer, _Server
-
-#: Every loopback address the server certificates are valid for (127.0.0.1 ... 127.0.0.16).
-LOOPBACK_HOSTS = tuple(f"127.0.0.{i}" for i in range(1, 17))
-
-TLSArg = Union[bool, ssl.SSLContext, None]
-
-
-def _tls_context(tls: TLSArg, trusted: ssl.SSLContext) -> ssl.SSLContext | None:
-    """A factory's ``tls`` argument: True -> ``trusted``; a context as is; False/None -> plain."""
-    return trusted if tls is True else (tls or None)
-
-
-def _server_context(ca: trustme.CA, *identities: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*identities).configure_cert(context)
-    return context
+from dummyserver import AppServer, FaultServer, Handler, ProxyServer, _Server
+from dummyserver.hostile import HostileServer
+from dummyserver.tls import LOOPBACK_HOSTS, TLSArg, server_context, tls_context
 
 
 class _Servers:
@@ -57,6 +43,35 @@ def _servers() -> Iterator[_Servers]:
     servers.close()
 
 
+# --- a clock the test moves -------------------------------------------------------------------
+class FakeClock:
+    """A ``time.monotonic`` stand-in that moves only when the test calls :meth:`advance`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock of connection ages: ``fastpool.pool`` (idle stamps, ``idle_timeout`` and
+    ``max_lifetime`` checks) and ``fastpool.connection`` (``connected_at``) read it instead of
+    ``time.monotonic`` for this test, so expiry tests advance it rather than sleep. Waits (the
+    host queue's, the limiter's, socket timeouts) keep the real clock."""
+    import fastpool.connection
+    import fastpool.pool
+
+    fake = FakeClock()
+    monkeypatch.setattr(fastpool.pool, "monotonic", fake)
+    monkeypatch.setattr(fastpool.connection, "monotonic", fake)
+    return fake
+
+
 # --- TLS material ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tls_ca() -> trustme.CA:
@@ -75,7 +90,7 @@ def ca_bundle(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> s
 @pytest.fixture(scope="session")
 def server_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
     """Server-side context with a cert for ``localhost`` and 127.0.0.1-127.0.0.16."""
-    return _server_context(tls_ca, "localhost", *LOOPBACK_HOSTS)
+    return server_context(tls_ca, "localhost", *LOOPBACK_HOSTS)
 
 
 @pytest.fixture(scope="session")
@@ -87,13 +102,13 @@ def untrusted_ca() -> trustme.CA:
 @pytest.fixture(scope="session")
 def untrusted_ssl_context(untrusted_ca: trustme.CA) -> ssl.SSLContext:
     """Server-side context whose cert (right hosts) is signed by ``untrusted_ca``."""
-    return _server_context(untrusted_ca, "localhost", *LOOPBACK_HOSTS)
+    return server_context(untrusted_ca, "localhost", *LOOPBACK_HOSTS)
 
 
 @pytest.fixture(scope="session")
 def wrong_host_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
     """Server-side context, trusted CA, but a cert only for ``wrong.example``."""
-    return _server_context(tls_ca, "wrong.example")
+    return server_context(tls_ca, "wrong.example")
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +124,7 @@ def client_cert(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def mtls_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
     """Server-side context that requires a client certificate signed by ``tls_ca``."""
-    context = _server_context(tls_ca, "localhost", *LOOPBACK_HOSTS)
+    context = server_context(tls_ca, "localhost", *LOOPBACK_HOSTS)
     context.verify_mode = ssl.CERT_REQUIRED
     tls_ca.configure_trust(context)
     return context
@@ -126,7 +141,7 @@ def server_factory(_servers: _Servers, server_ssl_context: ssl.SSLContext) -> Se
     """
 
     def make(host: str = "127.0.0.1", tls: TLSArg = False) -> AppServer:
-        context = _tls_context(tls, server_ssl_context)
+        context = tls_context(tls, server_ssl_context)
         return _servers.start(AppServer(host, tls=context))  # type: ignore[return-value]
 
     return make
@@ -163,11 +178,11 @@ def fault_server_factory(
     _servers: _Servers, server_ssl_context: ssl.SSLContext
 ) -> Callable[..., FaultServer]:
     """``fault_server_factory(handler, host="127.0.0.1", tls=False)`` -> a started FaultServer
-    running ``handler(conn)`` per connection (see ``servers.close_after``/``send_raw``).
+    running ``handler(conn)`` per connection (see ``dummyserver.close_after``/``send_raw``).
     """
 
     def make(handler: Handler, host: str = "127.0.0.1", tls: TLSArg = False) -> FaultServer:
-        context = _tls_context(tls, server_ssl_context)
+        context = tls_context(tls, server_ssl_context)
         return _servers.start(FaultServer(handler, host, tls=context))  # type: ignore[return-value]
 
     return make
@@ -184,7 +199,7 @@ def proxy_server_factory(
     def make(
         host: str = "127.0.0.1", auth: tuple[str, str] | None = None, tls: TLSArg = False
     ) -> ProxyServer:
-        context = _tls_context(tls, server_ssl_context)
+        context = tls_context(tls, server_ssl_context)
         return _servers.start(ProxyServer(host, auth=auth, tls=context))  # type: ignore[return-value]
 
     return make
@@ -194,3 +209,27 @@ def proxy_server_factory(
 def proxy_server(proxy_server_factory: Callable[..., ProxyServer]) -> ProxyServer:
     """A forward proxy on 127.0.0.1 without authentication."""
     return proxy_server_factory()
+
+
+# --- the attack suite's hostile servers --------------------------------------------------------
+@pytest.fixture(name="hostile")
+def hostile_fixture(server_ssl_context: ssl.SSLContext) -> Iterator[Callable[..., HostileServer]]:
+    """``hostile(script, tls=False, host="127.0.0.1")`` -> a running :class:`HostileServer`,
+    stopped after the test. ``tls=True`` uses the trusted test certificate (see ``ca_bundle``);
+    a server-side ``ssl.SSLContext`` is used as is."""
+    started: list[HostileServer] = []
+
+    def make(
+        script: Any, tls: bool | ssl.SSLContext = False, host: str = "127.0.0.1"
+    ) -> HostileServer:
+        context = server_ssl_context if tls is True else (tls or None)
+        server = HostileServer(script, host, context)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+    errors = [text for server in started for text in server.errors]
+    if errors:
+        pytest.fail("a hostile-server script failed:\n" + "\n".join(errors))
