@@ -162,7 +162,11 @@ class HostQueue:
         # Busy before the lock: a thread's first store on a thread-local allocates, and a
         # collection run there must already see it (what it defers is settled under the lock).
         self._local.busy = True
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except BaseException:  # interrupted while waiting (KeyboardInterrupt): not ours
+            self._local.busy = False
+            raise
 
     def _leave(self) -> None:
         while self._deferred:

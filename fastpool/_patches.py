@@ -68,7 +68,7 @@ def _through(pool: Any, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     inner = getattr(layer, "__wrapped__", None)
     if wrapper is not None and inner is not None:  # wrapt: wrapper(wrapped, instance, a, kw)
         return wrapper(lambda *a, **kw: _through(pool, inner, a, kw), pool, args, kwargs)
-    if stock_function(layer, urllib3.connectionpool) is None:
+    if stock_function(layer, urllib3.connectionpool) is None and not _calls_stock(layer):
         bind = getattr(type(layer), "__get__", None)
         bound = layer if bind is None else bind(layer, pool, type(pool))
         return bound(*args, **kwargs)
@@ -82,3 +82,12 @@ def _through(pool: Any, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any
             stacklevel=4,
         )
     return pool.urlopen(*args, _routed=True, **kwargs)
+
+
+def _calls_stock(layer: Any) -> bool:
+    """True for a mock that answers by running urllib3's own ``urlopen`` (a spy:
+    ``side_effect=`` or ``wraps=`` it), which cannot run on fastpool's pool."""
+    for inner in (getattr(layer, "side_effect", None), getattr(layer, "_mock_wraps", None)):
+        if inner is not None and stock_function(inner, urllib3.connectionpool) is not None:
+            return True
+    return False

@@ -1384,8 +1384,8 @@ class HTTPSConnectionPool(HTTPConnectionPool):
     def _refit(self, conn: HTTPConnection, context: ssl.SSLContext) -> HTTPConnection:
         tls = typing.cast(HTTPSConnection, conn)
         tls.ssl_context = context
-        if is_forwarding(self):
-            tls.proxy_ssl_context = context
+        if self.proxy is not None and self.proxy.scheme == "https":
+            tls.proxy_ssl_context = self._tls.proxy_context(self)
         tls.server_hostname = self.server_hostname
         tls.assert_hostname = self.assert_hostname
         tls.assert_fingerprint = self.assert_fingerprint
@@ -1398,7 +1398,13 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 
     def _validate_conn(self, conn: HTTPConnection) -> None:
         context = self._tls.context(self)
-        if typing.cast(HTTPSConnection, conn).ssl_context is not context:
+        tls = typing.cast(HTTPSConnection, conn)
+        if tls.ssl_context is not context or (
+            # TLS to an https:// proxy follows the pool's settings too
+            self.proxy is not None
+            and self.proxy.scheme == "https"
+            and tls.proxy_ssl_context is not self._tls.proxy_context(self)
+        ):
             # Made under other TLS settings: never reuse it under these.
             conn.close()
             conn = self._refit(conn, context)

@@ -670,7 +670,11 @@ class HTTPResponse(_U3HTTPResponse):
         if not self.auto_close:
             return self._closed
         return self._closed or (
-            self._done and not self._decoded and not self._surplus and not self._decoding_pending()
+            self._done
+            and self._connection is None  # an empty body holds it until read (io's with, too)
+            and not self._decoded
+            and not self._surplus
+            and not self._decoding_pending()
         )
 
     def isclosed(self) -> bool:

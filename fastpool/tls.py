@@ -258,13 +258,14 @@ class PoolContexts:
     (its finalizer closes its idle sockets).
     """
 
-    __slots__ = ("_context", "_lock", "_proxy_context", "_settings")
+    __slots__ = ("_context", "_lock", "_proxy_context", "_proxy_settings", "_settings")
 
     def __init__(self) -> None:
         self._context: ssl.SSLContext | None = None
         self._settings: tuple[Any, ...] = ()
         self._lock = threading.Lock()
         self._proxy_context: ssl.SSLContext | None = None
+        self._proxy_settings: tuple[Any, ...] = ()
 
     def context(self, pool: PoolSettings) -> ssl.SSLContext:
         """The pool's SSLContext for its current TLS settings.
@@ -287,11 +288,15 @@ class PoolContexts:
         :func:`proxy_policy`); a forwarding pool's own context is that already."""
         if is_forwarding(pool):
             return self.context(pool)
+        # Rebuilt when the pool's settings change, as the origin's context is (requests'
+        # cert_verify turning verification on must reach the proxy's TLS too).
+        settings = _pool_settings(pool)
         context = self._proxy_context
-        if context is None:
+        if context is None or settings != self._proxy_settings:
             with self._lock:
-                if self._proxy_context is None:
+                if self._proxy_context is None or settings != self._proxy_settings:
                     self._proxy_context = proxy_policy(pool, None)
+                    self._proxy_settings = settings
                 context = self._proxy_context
         return context
 

@@ -806,3 +806,24 @@ def test_a_finalizer_checkin_inside_a_critical_part_is_settled():
     assert not worker.is_alive(), "deadlock: a finalizer's checkin re-entered the queue's lock"
     assert got == [None]  # handed the finalizer's slot: dial a connection
     assert (q.in_use, q.waiters, q.wait_count) == (2, 0, 1)
+
+
+def test_an_interrupted_wait_for_the_lock_leaves_the_thread_not_busy():
+    # A KeyboardInterrupt while a critical part waits for the lock must not leave this thread
+    # marked busy: its later check-ins would be deferred instead of done.
+    from fastpool._hostqueue_py import HostQueue
+
+    q = HostQueue(maxsize=1)
+    real = q._lock
+
+    class Interrupted:
+        def acquire(self, *args: Any) -> bool:
+            raise KeyboardInterrupt
+
+    q._lock = Interrupted()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        q.checkout()
+    q._lock = real
+    slot = q.checkout()
+    assert q.checkin(slot or object()) is True  # kept as idle: done, not deferred
+    assert (q.in_use, q.idle) == (0, 1)

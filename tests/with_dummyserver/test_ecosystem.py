@@ -648,6 +648,24 @@ def test_mock_replacing_urllib3_urlopen_intercepts(mode: str, app_server: AppSer
     assert app_server.requests == 0
 
 
+@pytest.mark.parametrize("how", ["side_effect", "wraps"])
+def test_spy_on_urllib3_urlopen_warns_and_is_not_run_on_fastpools_pool(
+    how: str, app_server: AppServer
+) -> None:
+    # A spy runs urllib3's own urlopen, which cannot run on fastpool's pool: like a
+    # functools wrapper, fastpool says so once and sends the request without it.
+    original = urllib3.connectionpool.HTTPConnectionPool.urlopen
+    kw = {"side_effect": original} if how == "side_effect" else {"wraps": original}
+    with mock.patch.object(
+        urllib3.connectionpool.HTTPConnectionPool, "urlopen", autospec=how == "side_effect", **kw
+    ) as spy:
+        with pytest.warns(ForeignPatchWarning, match="calls urllib3's own urlopen"):
+            r = fastpool.PoolManager().request("GET", app_server.url + "/echo")
+        assert spy.call_count == 0
+    assert r.status == 200
+    assert app_server.requests == 1
+
+
 def test_functools_wrapper_on_urllib3_urlopen_warns(app_server: AppServer) -> None:
     # A plain wrapper calls urllib3's own urlopen, which cannot run on fastpool's pool: fastpool
     # says so once, and goes on without it.

@@ -90,3 +90,22 @@ def test_trusted_https_proxy_for_http_urls(proxy_server_factory, ca_bundle, app_
     untrusted.trust_env = False
     untrusted.mount("http://", fastpool.HTTPAdapter())
     assert untrusted.get(url, proxies=proxies, verify=False).content == b"abc"
+
+
+def test_the_proxys_tls_follows_the_pools_settings(
+    https_server: Any, proxy_server_factory: Any, ca_bundle: str
+) -> None:
+    # requests' cert_verify sets cert_reqs/ca_certs on a pool it reuses: turning verification
+    # on must reach the TLS to the proxy too, and connections made before are not reused.
+    proxy = proxy_server_factory(tls=True)
+    with fastpool.ProxyManager(proxy.url, cert_reqs="CERT_NONE") as manager:
+        pool = manager.connection_from_url(https_server.url)
+        r = pool.urlopen("GET", "/echo", preload_content=False, retries=False)
+        assert r.connection.proxy_ssl_context.verify_mode == ssl.CERT_NONE
+        r.read()
+        pool.cert_reqs, pool.ca_certs = "CERT_REQUIRED", ca_bundle
+        r = pool.urlopen("GET", "/echo", preload_content=False, retries=False)
+        assert r.connection.proxy_ssl_context.verify_mode == ssl.CERT_REQUIRED
+        assert r.connection.proxy_is_verified and r.connection.is_verified
+        r.read()
+    assert proxy.connections == 2  # the unverified connection was not reused

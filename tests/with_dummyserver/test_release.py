@@ -10,6 +10,7 @@ not stream, gives the connection back for reuse.
 from __future__ import annotations
 
 import inspect
+import io
 from typing import Any
 
 import pytest
@@ -133,3 +134,20 @@ def test_requests_reuses_the_connection_after_an_empty_body(
             for _ in range(3):
                 assert session.request(method, app_server.url + path).content == b""
         assert app_server.connections == 1, type(session)
+
+
+@pytest.mark.parametrize("how", ["with", "BufferedReader"])
+def test_an_unread_empty_body_is_not_closed_yet(app_server: Any, how: str) -> None:
+    # Until it is read the empty body holds its connection, and io sees an open file: a
+    # ``with`` block and a BufferedReader read it (and so give the connection back).
+    def step(pool: Any, r: Any) -> Any:
+        closed_before = r.closed
+        if how == "with":
+            with r:
+                data = r.read()
+        else:
+            data = io.BufferedReader(r).read()
+        pool.urlopen("GET", "/echo")
+        return closed_before, data, app_server.connections
+
+    assert _each(app_server, "/bytes/0", step)["fastpool"] == (False, b"", 1)
