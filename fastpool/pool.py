@@ -675,9 +675,10 @@ class HTTPConnectionPool(RequestMethods):
     def _release_from_finalizer(self) -> None:
         """Give back the slot of a response garbage-collected with its body unread.
 
-        The collector may run this in the middle of this thread's own checkout or checkin:
-        the HostQueue allocates nothing GC-tracked inside its critical parts (neither twin),
-        so the slot is always given back at once, and a checkout waiting for it gets it.
+        The collector may run this in the middle of this thread's own checkout or checkin: the
+        compiled HostQueue's critical parts are single C calls, and the pure twin settles a
+        check-in made inside one of its critical parts when that part ends, so the slot comes
+        back without a deadlock, and a checkout waiting for it gets it.
         """
         self._put_conn(None)
 

@@ -201,7 +201,7 @@ def test_malformed_head(fault_server_factory, raw):
 
 
 def test_conflicting_content_length_is_not_wrapped(fault_server_factory):
-    # urllib3 raises InvalidHeader for it, unwrapped (tests/test_review_fixes.py)
+    # urllib3 raises InvalidHeader for it, unwrapped (tests/with_dummyserver/test_response.py)
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
     server = fault_server_factory(send_raw(raw))
     with _pool(server) as pool:

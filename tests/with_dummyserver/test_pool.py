@@ -330,8 +330,8 @@ def test_dropped_unread_response_gives_its_slot_back(app_server):
 
 
 def test_finalizer_releases_the_slot_at_once(app_server):
-    # No deferral: the HostQueue allocates nothing GC-tracked in its critical parts, so a
-    # finalizer can always check the slot in directly (tests/test_review_fixes.py).
+    # Outside the HostQueue's critical parts a finalizer checks the slot in at once (inside
+    # one, the pure twin settles it when the part ends: tests/unit/test_hostqueue.py).
     with HTTPConnectionPool(app_server.host, app_server.port, maxsize=1, block=True) as pool:
         r = pool.request("GET", "/bytes/300000", preload_content=False)
         r.__del__()
