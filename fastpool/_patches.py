@@ -11,6 +11,7 @@ urllib3's ``urlopen``; requests' routes live beside the adapter and the Session.
 from __future__ import annotations
 
 import warnings
+import weakref
 from types import FunctionType, ModuleType
 from typing import Any
 
@@ -47,7 +48,9 @@ _U3Pool = urllib3.connectionpool.HTTPConnectionPool
 #: nothing patched it.
 STOCK_URLOPEN = stock_function(_U3Pool.urlopen, urllib3.connectionpool)
 
-_warned: set[int] = set()
+# The patches already warned about (weakly: a mock or wrapper goes when its test ends, and a new
+# one that reuses its id must still be warned about).
+_warned: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def urlopen_through_patch(pool: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -72,8 +75,7 @@ def _through(pool: Any, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any
         bind = getattr(type(layer), "__get__", None)
         bound = layer if bind is None else bind(layer, pool, type(pool))
         return bound(*args, **kwargs)
-    if id(layer) not in _warned:
-        _warned.add(id(layer))
+    if _first_warning(layer):
         warnings.warn(
             f"urllib3's HTTPConnectionPool.urlopen is wrapped by {layer!r}, which calls "
             "urllib3's own urlopen; fastpool's requests do not pass through that wrapper "
@@ -91,3 +93,14 @@ def _calls_stock(layer: Any) -> bool:
         if inner is not None and stock_function(inner, urllib3.connectionpool) is not None:
             return True
     return False
+
+
+def _first_warning(layer: Any) -> bool:
+    """True the first time ``layer`` is met (always, for one that takes no weak reference)."""
+    try:
+        if layer in _warned:
+            return False
+        _warned.add(layer)
+    except TypeError:
+        pass
+    return True
