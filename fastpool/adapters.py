@@ -511,7 +511,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             if isinstance(manager, PoolManager) and manager.trace is not self._trace:
                 manager.trace = self._trace
                 for pool in manager.pools.values():
-                    pool._trace = self._trace
+                    pool.set_trace(self._trace)
 
     def pool_stats(self) -> Any:
         """A :class:`fastpool.stats.PoolStats` over the pool manager and proxy managers."""

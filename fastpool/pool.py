@@ -9,6 +9,7 @@ out of and back into the compiled ``HostQueue`` and spoken to by fastpool's own 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ import sys
 import typing
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.client import RemoteDisconnected
 from time import monotonic
 from typing import Any
@@ -56,7 +57,6 @@ from .exceptions import (
     MSG_NOT_NUMBER,
     MSG_NOT_POSITIVE,
     InvalidContentLengthError,
-    PoolTimeoutError,
     ProtocolError,
 )
 from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
@@ -210,13 +210,117 @@ _process_trace: list[Any] = [None]
 def set_process_trace(trace: Any) -> Any:
     """Give ``trace`` (a :class:`fastpool.trace.Trace`, or None to stop) to every pool without
     a Trace of its own, present and future; returns the one it replaces. For instrumentations
-    (see :mod:`fastpool.otel`): a pool without a Trace pays one ``is None`` check a step."""
+    (see :mod:`fastpool.otel`): each pool switches between its plain and traced paths (see
+    :meth:`HTTPConnectionPool.set_trace`), so that ``None`` costs the requests nothing."""
     old = _process_trace[0]
     _process_trace[0] = trace
     for pool in list(_all_pools):
         if pool._trace is old:
-            pool._trace = trace
+            pool.set_trace(trace)
     return old
+
+
+# --- the steps a pool takes with a Trace, or without ----------------------------------------
+# A pool chooses when its Trace is set (HTTPConnectionPool.set_trace): its plain path stores
+# the plain callables (functions, never a bound method of the pool: that would be a cycle),
+# its traced path the same steps reporting to a fastpool.trace.PoolSteps.
+
+
+def _read_head(conn: HTTPConnection, method: str) -> Any:
+    return conn.read_response_head(method)
+
+
+def _close(conn: HTTPConnection, reason: str) -> None:
+    conn.close()
+
+
+def _drop_if_retired(pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
+    # A retired pool (evicted by its manager) keeps nothing idle; a waiter handed the
+    # connection directly keeps it (remove() finds it only on the idle stack).
+    if pool._retired and pool.pool.remove(conn):
+        pool._discard(conn, "closed")
+
+
+class _Plain:
+    """The untraced pool's steps off the common path (the tunnel, the keep-alive replay)."""
+
+    @staticmethod
+    def tunnel(pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
+        pool._prepare_proxy(conn)
+
+    @staticmethod
+    def replay(
+        pool: HTTPConnectionPool,
+        conn: HTTPConnection,
+        connect_timeout: float | None,
+        method: str,
+        url: str,
+        error: BaseException,
+    ) -> None:
+        pool._redial(conn, connect_timeout)
+
+
+_PLAIN = _Plain()
+
+
+class _Traced:
+    """A traced pool's steps: the plain ones, each inside its step of ``steps`` (a
+    fastpool.trace.PoolSteps). Given the pool at each call, never kept."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: Any) -> None:
+        self.steps = steps
+
+    def ready(
+        self, pool: HTTPConnectionPool, conn: HTTPConnection, timeout: float | None
+    ) -> HTTPConnection:
+        conn = pool._revive(conn, timeout)
+        self.steps.got_conn(conn)
+        return conn
+
+    def dial(
+        self,
+        pool: HTTPConnectionPool,
+        conn: HTTPConnection,
+        connect: Callable[[HTTPConnection], None] | None = None,
+    ) -> None:
+        """``connect(conn)`` (``_validate_conn``, or ``_prepare_proxy`` for a tunnel) reporting
+        connect_start, connect_done and (HTTPS) tls_done."""
+        if connect is None:
+            connect = pool._validate_conn
+        tls = pool.scheme == "https"
+        if conn.sock is not None and not tls:
+            connect(conn)
+            return
+        with self.steps.connect(conn, tls):
+            connect(conn)
+
+    def read_head(self, conn: HTTPConnection, method: str) -> Any:
+        with self.steps.first_byte():
+            return conn.read_response_head(method)
+
+    def kept(self, pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
+        if pool._retired and pool.pool.remove(conn):
+            pool._discard(conn, "closed")
+        else:
+            self.steps.put_idle()
+
+    def tunnel(self, pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
+        # the tunnel is this connection's dial: reported as one
+        self.dial(pool, conn, pool._prepare_proxy)
+
+    def replay(
+        self,
+        pool: HTTPConnectionPool,
+        conn: HTTPConnection,
+        connect_timeout: float | None,
+        method: str,
+        url: str,
+        error: BaseException,
+    ) -> None:
+        self.steps.retry(method, url, error)
+        pool._redial(conn, connect_timeout)
 
 
 def _check_connection_class(pool: Any, base: type) -> None:
@@ -314,6 +418,17 @@ class HTTPConnectionPool(RequestMethods):
     #: The ``verify`` that fastpool.HTTPAdapter's cert_verify last applied to this pool: the
     #: adapter does not repeat it for every request (None: not yet).
     adapter_verify: Any = None
+    # The steps chosen by set_trace (plain or traced); the functions are called with the pool.
+    _trace_now: Any = None
+    _route: _Plain | _Traced
+    _checkout: Callable[[float | None], Any]
+    _ready: Callable[[Any, HTTPConnection, float | None], HTTPConnection]
+    _dial: Callable[[Any, HTTPConnection], None]
+    _read_head: Callable[[HTTPConnection, str], Any]
+    _discard: Callable[[HTTPConnection, str], None]
+    _kept: Callable[[Any, HTTPConnection], None]
+    _check_conn: bool
+    _kept_watch: bool
 
     def __init__(
         self,
@@ -377,7 +492,7 @@ class HTTPConnectionPool(RequestMethods):
         self._limiter = _limiter
         # None, or the Trace given, else the process-wide one an instrumentation set
         # (fastpool.otel): read once here, not on every request
-        self._trace = _trace if _trace is not None else _process_trace[0]
+        self.set_trace(_trace if _trace is not None else _process_trace[0])
         self.expired_idle = 0
         self.expired_lifetime = 0
         self.dropped_stale = 0
@@ -409,6 +524,51 @@ class HTTPConnectionPool(RequestMethods):
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(host={self.host!r}, port={self.port!r})"
+
+    # --- tracing ------------------------------------------------------------------------------
+    def set_trace(self, trace: Any) -> None:
+        """Report this pool's steps to ``trace`` (a :class:`fastpool.trace.Trace`; None: stop).
+
+        The pool chooses here, once, between its plain path and its traced path: without a
+        Trace a request runs no trace code and tests nothing about tracing. Requests already
+        running may report some of their steps, or miss some. (The plain path calls the
+        ``_validate_conn`` of the pool's class: override it in a subclass, as urllib3's.)
+        """
+        self._trace_now = trace
+        cls = type(self)
+        if trace is None:
+            self._route = _PLAIN
+            self._checkout = self.pool.checkout
+            self._ready = cls._revive
+            self._dial = cls._validate_conn
+            self._read_head = _read_head
+            self._discard = _close
+            self._kept = _drop_if_retired
+            self._check_conn = self._expiry
+            self._kept_watch = self._retired
+            return
+        from .trace import PoolSteps  # only when tracing is asked for
+
+        steps = PoolSteps(trace, self.host, self.port)
+        route = _Traced(steps)
+        self._route = route
+        self._checkout = functools.partial(steps.checkout, self.pool)
+        self._ready = route.ready
+        self._dial = route.dial
+        self._read_head = route.read_head
+        self._discard = steps.discard
+        self._kept = route.kept
+        self._check_conn = True  # every checkout ends with got_conn
+        self._kept_watch = True  # every check-in reports put_idle
+
+    @property
+    def _trace(self) -> Any:
+        """The pool's Trace, or None (assigning it calls :meth:`set_trace`)."""
+        return self._trace_now
+
+    @_trace.setter
+    def _trace(self, trace: Any) -> None:
+        self.set_trace(trace)
 
     @property
     def _u3_self(self) -> Any:
@@ -456,24 +616,15 @@ class HTTPConnectionPool(RequestMethods):
         """
         if timeout is None:
             timeout = self.pool_timeout
-        trace = self._trace
-        conn: HTTPConnection | None
-        if trace is None:
-            conn = self.pool.checkout(timeout)
-        else:
-            conn = self._traced_checkout(trace, timeout)
+        conn: HTTPConnection | None = self._checkout(timeout)
         try:
             if conn is None:  # a free slot: a connection to dial, or one handed over at the cap
-                conn = self._fresh_conn(timeout, trace)
-                if conn.sock is None:
-                    return conn
+                conn = self._fresh_conn(timeout)
             elif self._limiter is not None:
                 self._limiter.busy(conn)
-            # The common case, a live idle connection and no expiry, stops at this test.
-            if self._expiry or not conn.is_connected:
-                conn = self._revive(conn, timeout)
-            if trace is not None:
-                self._emit_got_conn(trace, conn)
+            # The common case, a live idle connection, no expiry and no trace, stops here.
+            if self._check_conn or not conn.is_connected:
+                conn = self._ready(self, conn, timeout)  # _revive (traced: then got_conn)
             return conn
         except BaseException:
             if conn is not None:
@@ -481,37 +632,23 @@ class HTTPConnectionPool(RequestMethods):
             self._put_conn(None)
             raise
 
-    def _fresh_conn(self, timeout: float | None, trace: Any) -> HTTPConnection:
+    def _fresh_conn(self, timeout: float | None) -> HTTPConnection:
         """A free slot: a new connection to dial, or (at the global cap) one handed over."""
-        conn = self._new_conn() if self._limiter is None else self._room_for(None, timeout)
-        if conn.sock is None and trace is not None:
-            trace.emit("got_conn", host=self.host, port=self.port, reused=False, idle_time=None)
-        return conn
+        return self._new_conn() if self._limiter is None else self._room_for(None, timeout)
 
     def _revive(self, conn: HTTPConnection, timeout: float | None) -> HTTPConnection:
         """An idle connection that may not serve as it is: close it when it expired or the
-        server dropped it (its slot stays), and find room at the global cap to dial again."""
+        server dropped it (its slot stays), and find room at the global cap to dial again.
+        A new connection (not yet dialed) passes unchanged."""
         if self._expiry:
             self._expire(conn)
         if conn.sock is not None and not conn.is_connected:
             self._log.debug("Resetting dropped connection: %s", self.host)
             self.dropped_stale += 1
-            if self._trace is not None:
-                self._trace.emit("discard", host=self.host, port=self.port, reason="stale")
-            conn.close()
+            self._discard(conn, "stale")
         if conn.sock is None and self._limiter is not None and not conn._has_token:
             conn = self._room_for(conn, timeout)  # closed here: it needs room again
         return conn
-
-    def _emit_got_conn(self, trace: Any, conn: HTTPConnection) -> None:
-        reused = conn.sock is not None
-        trace.emit(
-            "got_conn",
-            host=self.host,
-            port=self.port,
-            reused=reused,
-            idle_time=monotonic() - conn.idle_since if reused else None,
-        )
 
     def _room_for(self, closed: HTTPConnection | None, timeout: float | None) -> HTTPConnection:
         """At the global cap: a token to dial (on ``closed``, or a new connection), or an idle
@@ -532,30 +669,6 @@ class HTTPConnectionPool(RequestMethods):
         closed._has_token = True
         return closed
 
-    def _traced_checkout(self, trace: Any, timeout: float | None) -> Any:
-        # Only with a trace: try without waiting first, so a wait can be reported as one.
-        trace.emit("get_conn", host=self.host, port=self.port)
-        try:
-            return self.pool.checkout(0)
-        except PoolTimeoutError:
-            if timeout is not None and timeout <= 0:
-                raise
-        trace.emit("wait_start", host=self.host, port=self.port)
-        start = monotonic()
-        timed_out = True
-        try:
-            conn = self.pool.checkout(timeout)
-            timed_out = False
-            return conn
-        finally:
-            trace.emit(
-                "wait_end",
-                host=self.host,
-                port=self.port,
-                seconds=monotonic() - start,
-                timed_out=timed_out,
-            )
-
     def _expire(self, conn: HTTPConnection) -> None:
         """Close ``conn`` (keeping its slot) when it idled or lived too long."""
         if conn.sock is None:
@@ -574,9 +687,7 @@ class HTTPConnectionPool(RequestMethods):
             reason = "expired_lifetime"
         if reason is not None:
             self._log.debug("Closing expired connection (%s): %s", reason, self.host)
-            if self._trace is not None:
-                self._trace.emit("discard", host=self.host, port=self.port, reason=reason)
-            conn.close()
+            self._discard(conn, reason)
 
     def _put_conn(self, conn: HTTPConnection | None) -> None:
         """Check a connection (or ``None``: just the slot) back in; close what is not kept."""
@@ -595,13 +706,8 @@ class HTTPConnectionPool(RequestMethods):
                     self._discard(conn, "closed")
                 return
         if kept:
-            # A retired pool (evicted by its manager) keeps nothing idle; a waiter handed the
-            # connection directly keeps it (remove() finds it only on the idle stack).
-            if self._retired and self.pool.remove(conn):
-                self._discard(conn, "closed")
-                return
-            if self._trace is not None:
-                self._trace.emit("put_idle", host=self.host, port=self.port)
+            if self._kept_watch:  # a retired pool keeps nothing idle; a traced one reports it
+                self._kept(self, conn)
             return
         if not self.pool.closed and not self._retired:
             self._warn_full()
@@ -635,11 +741,6 @@ class HTTPConnectionPool(RequestMethods):
             self.pool.idle,
         )
 
-    def _discard(self, conn: HTTPConnection, reason: str) -> None:
-        if self._trace is not None:
-            self._trace.emit("discard", host=self.host, port=self.port, reason=reason)
-        conn.close()
-
     def _retire(self) -> int:
         """The manager dropped this pool (evicted or cleared): close its idle connections now.
 
@@ -648,6 +749,7 @@ class HTTPConnectionPool(RequestMethods):
         connections were closed.
         """
         self._retired = True  # before take_idle: a checkin racing us re-checks this flag
+        self._kept_watch = True
         idle = self.pool.take_idle()
         for conn in idle:
             conn.close()
@@ -671,6 +773,7 @@ class HTTPConnectionPool(RequestMethods):
             self._limiter.reset()
         if old.closed:
             self.pool.close()
+        self.set_trace(self._trace_now)  # its checkout is the new queue's
 
     def _release_from_finalizer(self) -> None:
         """Give back the slot of a response garbage-collected with its body unread.
@@ -768,10 +871,7 @@ class HTTPConnectionPool(RequestMethods):
         replay = conn.sock is not None  # reused: Go's rules are checked only if the race happens
         # Dial a closed connection (HTTPS: also check its TLS settings).
         try:
-            if self._trace is None:
-                self._validate_conn(conn)
-            else:
-                self._traced_connect(self._trace, conn)
+            self._dial(self, conn)  # _validate_conn (traced: connect_start ... tls_done)
         except (OSError, _U3TimeoutError, ssl.SSLError, CertificateError, SSLError) as e:
             self._dial_failed(e, conn, url, connect_timeout)
         conn.settimeout(connect_timeout)
@@ -792,16 +892,13 @@ class HTTPConnectionPool(RequestMethods):
                 )
             conn.settimeout(read_timeout)
             try:
-                if self._trace is None:
-                    head = conn.read_response_head(method)
-                else:
-                    head = self._traced_read_head(self._trace, conn, method)
+                head = self._read_head(conn, method)  # traced: first_byte
                 break
             except _HEAD_ERRORS as e:
                 # Returns only when the request is to be sent again, on a new connection.
                 self._head_failed(e, conn, method, url, body, headers, replay, read_timeout)
                 replay = False
-                self._redial(conn, connect_timeout)
+                self._route.replay(self, conn, connect_timeout, method, url, e)  # _redial
         return HTTPResponse(
             head,
             conn,
@@ -878,10 +975,6 @@ class HTTPConnectionPool(RequestMethods):
             # byte: send the request once more on a new connection (not a Retry step).
             self.retried += 1
             self._log.debug("Resetting dropped connection: %s", self.host)
-            if self._trace is not None:
-                self._trace.emit(
-                    "retry", host=self.host, port=self.port, method=method, url=url, error=e
-                )
             return
         if isinstance(e, (socket.timeout, ssl.SSLError, BlockingIOError)):
             self._raise_timeout(e, url, read_timeout)
@@ -895,55 +988,8 @@ class HTTPConnectionPool(RequestMethods):
         # The keep-alive replay's new connection (its errors are not converted, as before).
         conn.close()
         conn.timeout = connect_timeout
-        if self._trace is None:
-            self._validate_conn(conn)
-        else:
-            self._traced_connect(self._trace, conn)
+        self._dial(self, conn)
         conn.settimeout(connect_timeout)
-
-    def _traced_read_head(self, trace: Any, conn: HTTPConnection, method: str) -> Any:
-        sent = monotonic()
-        head = conn.read_response_head(method)
-        trace.emit("first_byte", host=self.host, port=self.port, seconds=monotonic() - sent)
-        return head
-
-    def _traced_connect(self, trace: Any, conn: HTTPConnection, connect: Any = None) -> None:
-        """``connect(conn)`` (``_validate_conn``, or ``_prepare_proxy`` for a tunnel) reporting
-        connect_start, connect_done and (HTTPS) tls_done."""
-        if connect is None:
-            connect = self._validate_conn
-        if conn.sock is not None and self.scheme != "https":
-            connect(conn)
-            return
-        dialing = conn.sock is None
-        start = monotonic()
-        if dialing:
-            trace.emit("connect_start", host=self.host, port=self.port)
-        error: BaseException | None = None
-        try:
-            connect(conn)
-        except BaseException as e:
-            error = e
-            raise
-        finally:
-            if dialing or conn.connected_at >= start:
-                self._emit_connected(trace, conn, start, error)
-
-    def _emit_connected(
-        self, trace: Any, conn: HTTPConnection, start: float, error: BaseException | None
-    ) -> None:
-        now = monotonic()
-        tcp_done = conn.connected_at if conn.connected_at >= start else None
-        if self.scheme != "https" or tcp_done is None:
-            trace.emit(
-                "connect_done", host=self.host, port=self.port, seconds=now - start, error=error
-            )
-            return
-        # The dial stamps connected_at: what follows it was the TLS handshake.
-        trace.emit(
-            "connect_done", host=self.host, port=self.port, seconds=tcp_done - start, error=None
-        )
-        trace.emit("tls_done", host=self.host, port=self.port, seconds=now - tcp_done, error=error)
 
     def _log_response(self, method: str, url: str, response: HTTPResponse) -> None:
         self._log.debug(
@@ -1113,10 +1159,7 @@ class HTTPConnectionPool(RequestMethods):
 
     def _open_tunnel(self, conn: HTTPConnection) -> None:
         try:
-            if self._trace is None:
-                self._prepare_proxy(conn)
-            else:  # the tunnel is this connection's dial: reported as one
-                self._traced_connect(self._trace, conn, self._prepare_proxy)
+            self._route.tunnel(self, conn)  # _prepare_proxy (traced: reported as the dial)
         except (ssl.SSLError, OSError) as e:
             self._raise_timeout(e, self.proxy.url, conn.timeout)
             raise

@@ -351,7 +351,7 @@ class PoolManager(RequestMethods):
             trace.add(event, hook)
             self.trace = trace
             for pool in self.pools.values():
-                pool._trace = trace
+                pool.set_trace(trace)
         else:
             self.trace.add(event, hook)
 

@@ -2,8 +2,10 @@
 
 A :class:`Trace` is a registry of callables per event. Register hooks with
 ``add_trace_hook(event, hook)`` on a PoolManager, an HTTPAdapter or a Session (or pass
-``PoolManager(trace=Trace())``): the pools then call :meth:`Trace.emit` at the points listed
-in :data:`EVENTS`. Without a Trace (the default) a request pays one ``is not None`` check.
+``PoolManager(trace=Trace())``): the pools then report the events listed in :data:`EVENTS`,
+each through one step of :class:`PoolSteps` (a context manager for the events that come in
+pairs, as httpcore's ``Trace``). A pool chooses once, when its Trace is set, between its plain
+path and its traced path: without a Trace (the default) a request runs no trace code at all.
 
 >>> trace = Trace()
 >>> trace.add("got_conn", lambda event: print(event.name, event["reused"]))
@@ -41,10 +43,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import monotonic
 from typing import Any, Callable
 
-__all__ = ("ALL", "DISCARD_REASONS", "EVENTS", "Hook", "Trace", "TraceEvent")
+from .exceptions import PoolTimeoutError
+
+__all__ = ("ALL", "DISCARD_REASONS", "EVENTS", "Hook", "PoolSteps", "Trace", "TraceEvent")
 
 log = logging.getLogger("fastpool.trace")
 
@@ -196,3 +202,102 @@ class Trace:
     def __repr__(self) -> str:
         counts = {name: len(hooks) for name, hooks in self._hooks.items() if hooks}
         return f"<Trace hooks={counts}>"
+
+
+class PoolSteps:
+    """The traced steps of one pool: each reports its events to ``trace`` with the pool's
+    ``host`` and ``port``. Paired events are context managers (``wait``, ``connect``,
+    ``first_byte``: the second event when the block ends), single ones plain calls.
+
+    Holds no reference to the pool (a pool keeps its steps: that would be a cycle, and a pool
+    closes its idle sockets when it is freed)."""
+
+    __slots__ = ("host", "port", "trace")
+
+    def __init__(self, trace: Trace, host: str, port: int | None) -> None:
+        self.trace = trace
+        self.host = host
+        self.port = port
+
+    def _emit(self, event: str, **info: Any) -> None:
+        self.trace.emit(event, host=self.host, port=self.port, **info)
+
+    def checkout(self, queue: Any, timeout: float | None) -> Any:
+        """``queue.checkout(timeout)`` (a HostQueue) reporting get_conn, and wait_start and
+        wait_end around a wait at the cap: it first tries without waiting, so that a wait is
+        reported as one."""
+        self._emit("get_conn")
+        try:
+            return queue.checkout(0)
+        except PoolTimeoutError:
+            if timeout is not None and timeout <= 0:
+                raise
+        with self.wait():
+            return queue.checkout(timeout)
+
+    @contextmanager
+    def wait(self) -> Iterator[None]:
+        """wait_start now, wait_end when the block ends (``timed_out``: it raised)."""
+        self._emit("wait_start")
+        start = monotonic()
+        timed_out = True
+        try:
+            yield
+            timed_out = False
+        finally:
+            self._emit("wait_end", seconds=monotonic() - start, timed_out=timed_out)
+
+    def got_conn(self, conn: Any) -> None:
+        """got_conn for ``conn``, about to serve: reused when it is open."""
+        reused = conn.sock is not None
+        self._emit(
+            "got_conn", reused=reused, idle_time=monotonic() - conn.idle_since if reused else None
+        )
+
+    @contextmanager
+    def connect(self, conn: Any, tls: bool) -> Iterator[None]:
+        """Around what may dial ``conn`` (and, ``tls``, handshake): connect_start when it is
+        closed, then connect_done (and tls_done) when the block ends, if it dialed."""
+        dialing = conn.sock is None
+        start = monotonic()
+        if dialing:
+            self._emit("connect_start")
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            if dialing or conn.connected_at >= start:
+                self._connected(conn, start, error, tls)
+
+    def _connected(self, conn: Any, start: float, error: BaseException | None, tls: bool) -> None:
+        now = monotonic()
+        tcp_done = conn.connected_at if conn.connected_at >= start else None
+        if not tls or tcp_done is None:
+            self._emit("connect_done", seconds=now - start, error=error)
+            return
+        # The dial stamps connected_at: what follows it was the TLS handshake.
+        self._emit("connect_done", seconds=tcp_done - start, error=None)
+        self._emit("tls_done", seconds=now - tcp_done, error=error)
+
+    @contextmanager
+    def first_byte(self) -> Iterator[None]:
+        """Around reading a response head: first_byte when it arrived (nothing if it failed)."""
+        sent = monotonic()
+        yield
+        self._emit("first_byte", seconds=monotonic() - sent)
+
+    def put_idle(self) -> None:
+        """put_idle: a connection went back to the idle stack."""
+        self._emit("put_idle")
+
+    def discard(self, conn: Any, reason: str) -> None:
+        """discard, then close ``conn``."""
+        self._emit("discard", reason=reason)
+        conn.close()
+
+    def retry(self, method: str, url: str, error: BaseException) -> None:
+        """retry: the request is sent again."""
+        self._emit("retry", method=method, url=url, error=error)

@@ -11,6 +11,7 @@ import pytest
 from dummyserver import close_after, pattern_bytes
 
 import fastpool
+from fastpool.exceptions import PoolTimeoutError
 from fastpool.poolmanager import PoolManager
 from fastpool.trace import ALL, DISCARD_REASONS, EVENTS, Trace, TraceEvent
 
@@ -421,3 +422,176 @@ def test_empty_trace_is_not_kept(app_server):
         assert pm.trace is traced
         pm.request("GET", url)
         assert pm.connection_from_url(url)._trace is traced
+
+
+# --- the traced path and the plain path, chosen once per pool ------------------------------------
+def _payloads(recorder: Recorder) -> list[tuple[str, dict[str, Any]]]:
+    """The events without their timings (seconds, idle_time) and errors: what is pinned."""
+    volatile = ("seconds", "idle_time", "error")
+    return [
+        (e.name, {k: v for k, v in e.info.items() if k not in volatile}) for e in recorder.events
+    ]
+
+
+def test_the_exact_events_of_a_new_then_a_reused_connection(app_server: Any) -> None:
+    recorder = Recorder()
+    origin = {"host": "127.0.0.1", "port": app_server.port}
+    with traced_manager(recorder) as manager:
+        manager.request("GET", f"{app_server.url}/bytes/1")
+        manager.request("GET", f"{app_server.url}/bytes/1")
+    assert _payloads(recorder) == [
+        ("get_conn", origin),
+        ("got_conn", {**origin, "reused": False}),
+        ("connect_start", origin),
+        ("connect_done", origin),
+        ("first_byte", origin),
+        ("put_idle", origin),
+        ("get_conn", origin),
+        ("got_conn", {**origin, "reused": True}),
+        ("first_byte", origin),
+        ("put_idle", origin),
+    ]
+    got_new, got_reused = recorder.named("got_conn")
+    assert got_new["idle_time"] is None
+    assert got_reused["idle_time"] >= 0.0
+    assert recorder.named("connect_done")[0]["error"] is None
+
+
+def test_a_wait_that_times_out_at_the_cap(app_server: Any) -> None:
+    recorder = Recorder()
+    with traced_manager(recorder, maxsize=1, block=True) as manager:
+        pool = manager.connection_from_url(app_server.url)
+        held = pool._get_conn()
+        recorder.events.clear()
+        with pytest.raises(PoolTimeoutError):
+            pool._get_conn(timeout=0.05)
+        pool._put_conn(held)
+    assert recorder.names() == ["get_conn", "wait_start", "wait_end", "put_idle"]
+    [end] = recorder.named("wait_end")
+    assert end["timed_out"] is True
+    assert end["seconds"] >= 0.04
+
+
+def test_a_checkout_at_the_cap_with_no_wait_reports_no_wait(app_server: Any) -> None:
+    recorder = Recorder()
+    with traced_manager(recorder, maxsize=1, block=True) as manager:
+        pool = manager.connection_from_url(app_server.url)
+        held = pool._get_conn()
+        with pytest.raises(PoolTimeoutError):
+            pool._get_conn(timeout=0)
+        pool._put_conn(held)
+    assert recorder.names() == ["get_conn", "got_conn", "get_conn", "put_idle"]
+
+
+def test_a_failed_dial_reports_its_error() -> None:
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # nobody listens there once closed
+    recorder = Recorder()
+    with traced_manager(recorder, retries=False) as manager:
+        with pytest.raises(Exception, match="(?i)refused|connect"):
+            manager.request("GET", f"http://127.0.0.1:{port}/")
+        [(_, pool)] = manager.pools.items()
+        assert pool.pool.in_use == 0
+    assert recorder.names() == ["get_conn", "got_conn", "connect_start", "connect_done"]
+    [done] = recorder.named("connect_done")
+    assert "refused" in str(done["error"]).lower()  # urllib3's NewConnectionError
+
+
+def test_expired_and_stale_connections_are_discarded_with_their_reason(
+    app_server: Any, fault_server_factory: Callable[..., Any]
+) -> None:
+    recorder = Recorder()
+    with traced_manager(recorder, idle_timeout=0.01) as manager:
+        manager.request("GET", f"{app_server.url}/bytes/1")
+        threading.Event().wait(0.05)
+        recorder.events.clear()
+        manager.request("GET", f"{app_server.url}/bytes/1")
+    assert recorder.names()[:4] == ["get_conn", "discard", "got_conn", "connect_start"]
+    assert recorder.named("discard")[0]["reason"] == "expired_idle"
+    assert recorder.named("got_conn")[0]["reused"] is False
+    # The server closes the idle connection after one response: found dropped at checkout.
+    server = fault_server_factory(close_after(1))
+    recorder = Recorder()
+    with traced_manager(recorder) as manager:
+        manager.request("GET", f"{server.url}/a")
+        threading.Event().wait(0.1)
+        recorder.events.clear()
+        assert manager.request("GET", f"{server.url}/b").status == 200
+    assert recorder.names()[:4] == ["get_conn", "discard", "got_conn", "connect_start"]
+    assert recorder.named("discard")[0]["reason"] == "stale"
+    assert "retry" not in recorder.names()
+
+
+def test_a_retired_pool_reports_its_returning_connection_closed(app_server: Any) -> None:
+    recorder = Recorder()
+    with traced_manager(recorder) as manager:
+        pool = manager.connection_from_url(app_server.url)
+        response = manager.request("GET", f"{app_server.url}/bytes/3", preload_content=False)
+        manager.clear()  # retires the pool while the response holds its connection
+        recorder.events.clear()
+        assert response.read() == b"abc"
+        response.release_conn()
+    assert pool.retired
+    assert _payloads(recorder) == [
+        ("discard", {"host": "127.0.0.1", "port": app_server.port, "reason": "closed"})
+    ]
+
+
+def test_hooks_added_to_a_pool_already_in_use(app_server: Any) -> None:
+    with fastpool.PoolManager() as manager:
+        manager.request("GET", f"{app_server.url}/bytes/1")
+        pool = manager.connection_from_url(app_server.url)
+        assert pool._trace is None
+        recorder = Recorder()
+        manager.add_trace_hook(ALL, recorder)
+        assert pool._trace is manager.trace
+        manager.request("GET", f"{app_server.url}/bytes/1")
+    assert recorder.names() == ["get_conn", "got_conn", "first_byte", "put_idle"]
+
+
+def test_set_process_trace_switches_pools_on_and_off(app_server: Any) -> None:
+    from fastpool.pool import set_process_trace
+
+    recorder = Recorder()
+    trace = Trace()
+    trace.add(ALL, recorder)
+    with fastpool.PoolManager() as manager:
+        manager.request("GET", f"{app_server.url}/bytes/1")
+        pool = manager.connection_from_url(app_server.url)
+        plain = dict(vars(pool))
+        previous = set_process_trace(trace)
+        try:
+            assert pool._trace is trace
+            manager.request("GET", f"{app_server.url}/bytes/1")
+            assert recorder.names() == ["get_conn", "got_conn", "first_byte", "put_idle"]
+        finally:
+            assert set_process_trace(previous) is trace
+        assert pool._trace is previous
+        manager.request("GET", f"{app_server.url}/bytes/1")
+        assert len(recorder.events) == 4
+        # back on the plain path: the very callables it had before
+        for name in ("_checkout", "_ready", "_dial", "_read_head", "_discard", "_kept"):
+            assert vars(pool)[name] == plain[name], name
+
+
+def test_a_pool_holds_no_reference_to_itself_either_way(app_server: Any) -> None:
+    import gc
+    import weakref
+
+    from fastpool.pool import HTTPConnectionPool
+
+    trace = Trace()
+    trace.add(ALL, lambda event: None)
+    for traced in (None, trace):
+        pool = HTTPConnectionPool("127.0.0.1", app_server.port, _trace=traced)
+        pool.request("GET", "/bytes/1")
+        ref = weakref.ref(pool)
+        gc.disable()
+        try:
+            del pool
+            assert ref() is None  # freed at once (its idle sockets closed), not by the collector
+        finally:
+            gc.enable()
