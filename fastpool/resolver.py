@@ -1,0 +1,528 @@
+"""A DNS cache and non-blocking resolver (issue #16).
+
+:class:`Resolver` answers ``getaddrinfo``-shaped lists for ``SOCK_STREAM`` from a TTL cache
+(clamped to ``[min_ttl, max_ttl]``, with negative caching of NXDOMAIN/NODATA and LRU eviction),
+and resolves misses in the background: through ``socket.getaddrinfo`` in a small thread pool
+(the default, ``backend="threads"``), or through c-ares (``backend="cares"``, the optional
+``pycares`` dependency), which also gives each answer's real TTL. :meth:`Resolver.submit` never
+blocks; :meth:`Resolver.resolve` is its blocking twin for the one-request path. Concurrent
+lookups of one name share one query.
+
+:func:`happy_eyeballs_order` sorts addresses as RFC 8305 section 4 asks, and
+:data:`HAPPY_EYEBALLS_DELAY` is its "Connection Attempt Delay".
+
+Errors are :class:`socket.gaierror` with getaddrinfo's errno classes (``EAI_NONAME`` for NXDOMAIN,
+``EAI_AGAIN`` for SERVFAIL and timeouts), so code written for ``socket.getaddrinfo`` keeps
+working. See docs/dns.md.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = [
+    "DEFAULT_TTL",
+    "HAPPY_EYEBALLS_DELAY",
+    "Resolver",
+    "ResolverClosedError",
+    "ResolverStats",
+    "happy_eyeballs_order",
+]
+
+#: RFC 8305 section 5 "Connection Attempt Delay": how long to wait for one connection attempt
+#: before starting the next address's (the RFC recommends 250 ms).
+HAPPY_EYEBALLS_DELAY = 0.25
+
+#: The lifetime given to answers that carry no TTL (``socket.getaddrinfo``, the "threads"
+#: backend), before the ``[min_ttl, max_ttl]`` clamp. libcurl's DNS cache uses the same 60 s.
+DEFAULT_TTL = 60.0
+
+#: One getaddrinfo result: (family, type, proto, canonname, sockaddr).
+AddrInfo = tuple[Any, ...]
+
+_EAI_NODATA: int = getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
+_EAI_ADDRFAMILY: int = getattr(socket, "EAI_ADDRFAMILY", socket.EAI_FAMILY)
+# the errno classes that mean "this name has no such address" (cached negative_ttl); every
+# other failure (EAI_AGAIN: SERVFAIL, timeouts, unreachable servers; EAI_FAIL) is not cached
+_NEGATIVE_ERRNOS = frozenset({socket.EAI_NONAME, _EAI_NODATA})
+# glibc's gai_strerror texts, so messages read as getaddrinfo's do
+_MESSAGES = {
+    socket.EAI_NONAME: "Name or service not known",
+    _EAI_NODATA: "No address associated with hostname",
+    socket.EAI_AGAIN: "Temporary failure in name resolution",
+    socket.EAI_FAIL: "Non-recoverable failure in name resolution",
+}
+
+
+class ResolverClosedError(OSError):
+    """The :class:`Resolver` was closed: set on lookups pending at :meth:`Resolver.close` and
+    raised by lookups started after it. An ``OSError``, so connection code that wraps socket
+    errors reports it as a failed connection rather than crashing."""
+
+
+@dataclass(frozen=True)
+class ResolverStats:
+    """A read-only snapshot of a :class:`Resolver`'s counters (:attr:`Resolver.stats`)."""
+
+    #: lookups answered from a fresh positive cache entry
+    hits: int
+    #: lookups that found no fresh entry (each joined or started a query)
+    misses: int
+    #: lookups answered from a fresh negative (NXDOMAIN/NODATA) entry
+    negative_hits: int
+    #: distinct queries running now (coalesced lookups share one)
+    in_flight: int
+    #: entries in the cache now, positive and negative, fresh or not yet swept
+    entries: int
+
+
+def _gaierror(errno: int, host: str) -> socket.gaierror:
+    return socket.gaierror(errno, _MESSAGES.get(errno, "Name resolution failed") + f" ({host!r})")
+
+
+@dataclass
+class _Entry:
+    expires: float
+    # port-less getaddrinfo tuples (positive entry) or None (negative entry)
+    infos: list[AddrInfo] | None
+    errno: int = 0
+
+
+class _Flight:
+    """One running query and the lookups waiting on it."""
+
+    __slots__ = ("host", "store", "waiters")
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.waiters: list[tuple[concurrent.futures.Future[list[AddrInfo]], int]] = []
+        # cleared by forget() so that an answer to a query started before it is not cached
+        self.store = True
+
+
+_Key = tuple[str, int]
+# a backend reports (infos, ttl or None for "no TTL known") or a gaierror
+_Done = Callable[[Union[tuple[list[AddrInfo], Optional[float]], socket.gaierror]], None]
+
+
+def _with_port(infos: list[AddrInfo], port: int) -> list[AddrInfo]:
+    return [(f, t, p, c, (sa[0], port, *sa[2:])) for f, t, p, c, sa in infos]
+
+
+def _numeric(host: str, port: int, family: int) -> list[AddrInfo] | None:
+    """getaddrinfo's answer for an IP literal (no query, no cache), or None for a name."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return socket.getaddrinfo(
+            host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_NUMERICHOST
+        )
+    except socket.gaierror as exc:
+        if exc.errno in (_EAI_ADDRFAMILY, socket.EAI_FAMILY):
+            raise  # an IP literal of the other family than the one asked for
+        return None
+    except UnicodeError:
+        return None
+
+
+class Resolver:
+    """A thread-safe DNS cache in front of a non-blocking resolver backend.
+
+    ``min_ttl``/``max_ttl`` clamp every positive entry's lifetime (the answer's TTL with
+    ``backend="cares"``, :data:`DEFAULT_TTL` with ``backend="threads"``, which sees no TTL).
+    ``negative_ttl`` is how long NXDOMAIN/NODATA (``EAI_NONAME``/``EAI_NODATA``) is
+    remembered; SERVFAIL, timeouts and other temporary failures are never cached (concurrent
+    lookups still share the one failing query). ``max_entries`` bounds the cache (least
+    recently used entries go first) and the number of distinct queries in flight.
+
+    ``backend="threads"`` runs ``socket.getaddrinfo`` in a pool of ``workers`` threads, so
+    ``/etc/hosts``, ``localhost`` and the system's resolver configuration apply as usual.
+    ``backend="cares"`` uses c-ares through pycares (``pip install fastpool[pycares]``): A and
+    AAAA queried in parallel on c-ares' own event thread, ``nameservers`` such as
+    ``["127.0.0.1:5353"]`` instead of the system's. ``clock`` (seconds, monotonic) is for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_ttl: float = 1.0,
+        max_ttl: float = 300.0,
+        negative_ttl: float = 30.0,
+        max_entries: int = 4096,
+        workers: int = 4,
+        backend: str = "threads",
+        nameservers: list[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= min_ttl <= max_ttl:
+            raise ValueError(f"need 0 <= min_ttl <= max_ttl, got {min_ttl!r} and {max_ttl!r}")
+        if negative_ttl < 0:
+            raise ValueError(f"negative_ttl must be >= 0, got {negative_ttl!r}")
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers!r}")
+        self.min_ttl = float(min_ttl)
+        self.max_ttl = float(max_ttl)
+        self.negative_ttl = float(negative_ttl)
+        self.max_entries = max_entries
+        self.backend = backend
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._flights: dict[_Key, _Flight] = {}
+        self._closed = False
+        self._hits = self._misses = self._negative_hits = 0
+        self._query: Callable[[str, int, _Done], None]
+        self._shutdown: Callable[[], None]
+        if backend == "threads":
+            if nameservers is not None:
+                raise ValueError(
+                    'nameservers needs backend="cares": getaddrinfo uses the system resolver'
+                )
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="fastpool-resolver"
+            )
+            self._query = self._query_threads
+            self._shutdown = self._shutdown_threads
+        elif backend == "cares":
+            self._cares = _CaresBackend(nameservers)
+            self._query = self._cares.query
+            self._shutdown = self._cares.close
+        else:
+            raise ValueError(f'backend must be "threads" or "cares", got {backend!r}')
+
+    # -- public interface ------------------------------------------------------------------
+
+    def resolve(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[AddrInfo]:
+        """Blocking; returns getaddrinfo-shaped tuples (family, type, proto, canonname,
+        sockaddr) for SOCK_STREAM, from the cache when fresh. Raises socket.gaierror (same
+        errno classes as getaddrinfo: EAI_NONAME for NXDOMAIN, EAI_AGAIN for SERVFAIL/timeouts)
+        so callers that handle getaddrinfo's errors keep working."""
+        return self.submit(host, port, family).result()
+
+    def submit(
+        self, host: str, port: int, family: int = socket.AF_UNSPEC
+    ) -> concurrent.futures.Future[list[AddrInfo]]:
+        """Non-blocking: a Future of the same list as :meth:`resolve` (already done on a cache
+        hit, including a negative hit whose exception is set, and for IP literals). Concurrent
+        lookups of one name share one query (coalescing). A caller may cancel its Future; the
+        shared query goes on for the others and still fills the cache."""
+        future: concurrent.futures.Future[list[AddrInfo]] = concurrent.futures.Future()
+        try:
+            literal = _numeric(host, port, family)
+        except socket.gaierror as exc:
+            future.set_exception(exc)
+            return future
+        if literal is not None:
+            future.set_result(literal)
+            return future
+        key = (host.lower(), int(family))
+        start = False
+        with self._lock:
+            if self._closed:
+                future.set_exception(ResolverClosedError("the resolver is closed"))
+                return future
+            entry = self._cache.get(key)
+            if entry is not None:
+                if entry.expires > self._clock():
+                    self._cache.move_to_end(key)
+                    if entry.infos is None:
+                        self._negative_hits += 1
+                        future.set_exception(_gaierror(entry.errno, host))
+                    else:
+                        self._hits += 1
+                        future.set_result(_with_port(entry.infos, port))
+                    return future
+                del self._cache[key]
+            self._misses += 1
+            flight = self._flights.get(key)
+            if flight is None:
+                if len(self._flights) >= self.max_entries:
+                    future.set_exception(
+                        socket.gaierror(
+                            socket.EAI_AGAIN,
+                            f"{_MESSAGES[socket.EAI_AGAIN]} ({host!r}: "
+                            f"{len(self._flights)} queries in flight, the resolver's limit)",
+                        )
+                    )
+                    return future
+                flight = self._flights[key] = _Flight(host)
+                start = True
+            flight.waiters.append((future, port))
+        if start:
+            try:
+                self._query(host, family, lambda outcome: self._finish(key, flight, outcome))
+            except Exception as exc:  # noqa: BLE001 - the backend refused the query (closed meanwhile, ...)
+                self._finish(key, flight, _as_gaierror(exc, host))
+        return future
+
+    def forget(self, host: str | None = None) -> None:
+        """Drop the cache entries of ``host`` (every family), or all entries when ``host`` is
+        None. Answers to queries already running for them are not cached either."""
+        with self._lock:
+            if host is None:
+                self._cache.clear()
+                for flight in self._flights.values():
+                    flight.store = False
+                return
+            name = host.lower()
+            for key in [k for k in self._cache if k[0] == name]:
+                del self._cache[key]
+            for key, flight in self._flights.items():
+                if key[0] == name:
+                    flight.store = False
+
+    def close(self) -> None:
+        """Stop the backend and fail every pending lookup with :class:`ResolverClosedError`;
+        lookups after this fail the same way. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            flights = list(self._flights.values())
+            self._flights.clear()
+            self._cache.clear()
+        for flight in flights:
+            for future, _port in flight.waiters:
+                _settle(future, exc=ResolverClosedError("the resolver was closed"))
+        self._shutdown()
+
+    @property
+    def stats(self) -> ResolverStats:
+        """A snapshot of the counters: hits, misses, negative hits, queries in flight and
+        cache entries."""
+        with self._lock:
+            return ResolverStats(
+                hits=self._hits,
+                misses=self._misses,
+                negative_hits=self._negative_hits,
+                in_flight=len(self._flights),
+                entries=len(self._cache),
+            )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        key: _Key,
+        flight: _Flight,
+        outcome: tuple[list[AddrInfo], float | None] | socket.gaierror,
+    ) -> None:
+        with self._lock:
+            if self._flights.get(key) is not flight:
+                return  # close() already failed its waiters
+            del self._flights[key]
+            if flight.store:
+                if isinstance(outcome, socket.gaierror):
+                    if outcome.errno in _NEGATIVE_ERRNOS and self.negative_ttl > 0:
+                        self._store(
+                            key, _Entry(self._clock() + self.negative_ttl, None, outcome.errno)
+                        )
+                else:
+                    infos, ttl = outcome
+                    ttl = DEFAULT_TTL if ttl is None else ttl
+                    ttl = min(max(ttl, self.min_ttl), self.max_ttl)
+                    if ttl > 0:
+                        self._store(key, _Entry(self._clock() + ttl, infos))
+            waiters = flight.waiters
+        for future, port in waiters:
+            if isinstance(outcome, socket.gaierror):
+                _settle(future, exc=_gaierror(outcome.errno or socket.EAI_FAIL, flight.host))
+            else:
+                _settle(future, result=_with_port(outcome[0], port))
+
+    def _store(self, key: _Key, entry: _Entry) -> None:
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        now = self._clock()
+        while len(self._cache) > self.max_entries:
+            # expired entries first (oldest-used among them), then the least recently used
+            stale = next((k for k, e in self._cache.items() if e.expires <= now), None)
+            if stale is not None and stale != key:
+                del self._cache[stale]
+            else:
+                self._cache.popitem(last=False)
+
+    def _query_threads(self, host: str, family: int, done: _Done) -> None:
+        def run() -> None:
+            try:
+                infos = socket.getaddrinfo(host, 0, family, socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                done(exc)
+            except Exception as exc:  # noqa: BLE001 - UnicodeError for a bad IDNA name, ...
+                done(_as_gaierror(exc, host))
+            else:
+                done(([tuple(info) for info in infos], None))
+
+        self._executor.submit(run)
+
+    def _shutdown_threads(self) -> None:
+        # getaddrinfo cannot be interrupted: queued calls are dropped, running ones finish
+        # in the background and their answers are discarded
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _as_gaierror(exc: BaseException, host: str) -> socket.gaierror:
+    if isinstance(exc, socket.gaierror):
+        return exc
+    return socket.gaierror(socket.EAI_FAIL, f"{_MESSAGES[socket.EAI_FAIL]} ({host!r}: {exc})")
+
+
+def _settle(
+    future: concurrent.futures.Future[list[AddrInfo]],
+    result: list[AddrInfo] | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result if result is not None else [])
+    except concurrent.futures.InvalidStateError:
+        pass  # the caller cancelled its lookup
+
+
+class _CaresBackend:
+    """c-ares through pycares, on c-ares' own event thread (so queries never block the
+    caller): ``ares_getaddrinfo`` asks A and AAAA in parallel and reports each address's TTL."""
+
+    def __init__(self, nameservers: list[str] | None) -> None:
+        try:
+            import pycares
+        except ImportError as exc:
+            raise ImportError(
+                'Resolver(backend="cares") needs pycares: pip install fastpool[pycares]'
+            ) from exc
+        version = getattr(pycares, "__version__", "0")
+        major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+        options: dict[str, Any] = {"flags": pycares.ARES_FLAG_NOSEARCH}
+        if major == 4:
+            options["event_thread"] = True  # 5.x runs the event thread by default
+        elif major != 5:
+            raise ImportError(
+                f'Resolver(backend="cares") supports pycares 4.x (with event_thread) and 5.x, '
+                f"found pycares {version}"
+            )
+        if nameservers and major == 4:
+            # 4.x's servers setter takes bare addresses: one port for all, as channel options
+            hosts, ports = zip(*(_split_nameserver(ns) for ns in nameservers))
+            if len(set(ports)) > 1:
+                raise ValueError(f"pycares 4.x needs one port for all nameservers: {nameservers}")
+            options["servers"] = list(hosts)
+            if ports[0] is not None:
+                options["udp_port"] = options["tcp_port"] = ports[0]
+        elif nameservers:
+            options["servers"] = list(nameservers)  # c-ares' "ip:port" / "[ipv6]:port" form
+        try:
+            self._channel = pycares.Channel(**options)
+        except TypeError as exc:  # a 4.x before event_thread
+            raise ImportError(
+                f'Resolver(backend="cares") needs a pycares with event_thread support (4.x '
+                f"from late 2024, or 5.x); found pycares {version}: {exc}"
+            ) from exc
+        errno = pycares.errno
+        self._negative = {
+            errno.ARES_ENOTFOUND: socket.EAI_NONAME,
+            errno.ARES_EBADNAME: socket.EAI_NONAME,
+            errno.ARES_ENODATA: _EAI_NODATA,
+        }
+        self._again = {
+            errno.ARES_ESERVFAIL,
+            errno.ARES_ETIMEOUT,
+            errno.ARES_ECONNREFUSED,
+            errno.ARES_EREFUSED,
+            errno.ARES_EBADRESP,
+        }
+        self._strerror: Callable[[int], object] = errno.strerror
+
+    def query(self, host: str, family: int, done: _Done) -> None:
+        def callback(result: Any, status: int | None) -> None:
+            try:
+                if status is not None:
+                    done(self._error(status, host))
+                    return
+                infos: list[AddrInfo] = []
+                ttls: list[int] = []
+                for node in result.nodes:
+                    addr = node.addr
+                    ip = addr[0].decode("ascii") if isinstance(addr[0], bytes) else addr[0]
+                    infos.append(
+                        (
+                            socket.AddressFamily(node.family),
+                            socket.SOCK_STREAM,
+                            socket.IPPROTO_TCP,
+                            "",
+                            (ip, 0, *addr[2:]),
+                        )
+                    )
+                    ttls.append(int(node.ttl))
+                if not infos:
+                    done(_gaierror(_EAI_NODATA, host))
+                else:
+                    done((infos, float(min(ttls))))
+            except Exception as exc:  # noqa: BLE001 - never let an error die silently on c-ares' thread
+                done(_as_gaierror(exc, host))
+
+        self._channel.getaddrinfo(
+            host,
+            None,
+            family=socket.AddressFamily(family),
+            type=socket.SOCK_STREAM,
+            proto=socket.IPPROTO_TCP,
+            callback=callback,
+        )
+
+    def _error(self, status: int, host: str) -> socket.gaierror:
+        errno = self._negative.get(status)
+        if errno is None:
+            errno = socket.EAI_AGAIN if status in self._again else socket.EAI_FAIL
+        return socket.gaierror(
+            errno, f"{_MESSAGES[errno]} ({host!r}: c-ares {self._strerror(status)!s})"
+        )
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _split_nameserver(nameserver: str) -> tuple[str, int | None]:
+    """("127.0.0.1", 5353) for "127.0.0.1:5353", ("::1", 53) for "[::1]:53", (ns, None) bare."""
+    if nameserver.startswith("["):
+        host, _, rest = nameserver[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    if nameserver.count(":") == 1:
+        host, _, port = nameserver.partition(":")
+        return host, int(port)
+    return nameserver, None
+
+
+def happy_eyeballs_order(infos: list[AddrInfo]) -> list[AddrInfo]:
+    """RFC 8305 section 4: interleave address families, preferred family (of the first result)
+    first. Within a family the input (the resolver's, RFC 6724) order is kept: for
+    ``[v6a, v6b, v4a, v4b]`` this gives ``[v6a, v4a, v6b, v4b]``; a single-family list comes
+    back as it is."""
+    if not infos:
+        return []
+    by_family: dict[int, list[AddrInfo]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    queues = list(by_family.values())  # insertion order: the first result's family first
+    ordered: list[AddrInfo] = []
+    for i in range(max(len(q) for q in queues)):
+        ordered.extend(q[i] for q in queues if i < len(q))
+    return ordered
