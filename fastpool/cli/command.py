@@ -7,15 +7,18 @@ differ from the article, or an unexpected error happened; 2 for bad usage; 130 o
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import queue
 import sys
 import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, NamedTuple, Optional
 from urllib.parse import urlsplit
 
 import requests
@@ -23,6 +26,7 @@ import requests.adapters
 
 from .. import __version__, implementation
 from ..exceptions import describe_error
+from ..schedule import HostScheduler
 from ..stats import PoolStats
 from ..stats import advise as pool_advice
 from .demo import (
@@ -32,18 +36,22 @@ from .demo import (
     collect_pool_stats,
     format_seconds,
     run_demo,
-    run_in_threads,
     run_throughput,
 )
 
 __all__ = (
     "FetchReport",
+    "FetchResult",
     "build_parser",
     "collect_pool_stats",
+    "crawl_in_threads",
+    "fetch_one",
     "fetch_urls",
     "main",
     "make_session",
+    "pool_sizes",
     "read_url_file",
+    "schedule_urls",
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -73,6 +81,34 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def _seconds_at_least_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _per_second(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of requests per second, got {text!r}"
+        ) from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _output_path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file name, or - for stdout")
+    return text
 
 
 def _dask_target(text: str) -> str:
@@ -225,62 +261,229 @@ class Progress:
         self.stream.flush()
 
 
+#: ``--pool-connections`` left to the command is the number of hosts, within these bounds.
+MIN_POOL_CONNECTIONS = 10
+MAX_POOL_CONNECTIONS = 10_000
+#: The longest a crawl thread waits before it looks at the scheduler again.
+_MAX_WAIT = 1.0
+
+
+class FetchResult(NamedTuple):
+    """One URL's outcome, as ``--output`` writes it (see :meth:`to_json`).
+
+    ``status`` is the HTTP status (None when the request failed), ``headers`` the response
+    headers (a plain dict), ``size`` the body bytes (decoded, as ``len(response.content)``),
+    ``elapsed`` the seconds from sending the request to the end of the body, ``error``
+    ``"Kind: detail"`` from :func:`fastpool.exceptions.describe_error` (None on success),
+    ``final_url`` the URL after redirects (None when there were none), ``position`` the URL's
+    index in the input.
+    """
+
+    url: str
+    status: Optional[int]  # noqa: UP045 - NamedTuple fields are evaluated; 3.9 has no X | None
+    headers: dict[str, str]
+    size: int
+    elapsed: float
+    error: Optional[str]  # noqa: UP045
+    final_url: Optional[str] = None  # noqa: UP045
+    position: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--output`` record: url, status, headers, size, elapsed, error, final_url."""
+        return {
+            "url": self.url,
+            "status": self.status,
+            "headers": self.headers,
+            "size": self.size,
+            "elapsed": round(self.elapsed, 6),
+            "error": self.error,
+            "final_url": self.final_url,
+        }
+
+
+def fetch_one(
+    session: requests.Session, url: str, timeout: float, position: int = 0
+) -> FetchResult:
+    """GET ``url`` on ``session`` and read the body; a failure is a result, never raised."""
+    started = time.perf_counter()
+    try:
+        response = session.get(url, timeout=timeout)
+        size = len(response.content)
+    except Exception as exc:  # noqa: BLE001 - a failure is a per-URL result, the run goes on
+        elapsed = time.perf_counter() - started
+        return FetchResult(url, None, {}, 0, elapsed, describe_error(exc), None, position)
+    elapsed = time.perf_counter() - started
+    final_url = response.url if response.history else None
+    headers = dict(response.headers)
+    return FetchResult(url, response.status_code, headers, size, elapsed, None, final_url, position)
+
+
+def host_key(url: str) -> str:
+    """The politeness key of ``url``: its host name, lower-cased ("" when it has none). Every
+    scheme and port of a host share it (as ``fastpool.dask.host_key``)."""
+    try:
+        return urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return ""
+
+
+def schedule_urls(urls: Sequence[str], scheduler: HostScheduler) -> HostScheduler:
+    """Queue ``urls`` on ``scheduler`` by host (key: ``(position, host)``, item: the URL). A
+    URL without a host (invalid) gets a host of its own, so it neither waits for nor delays
+    anything: it fails at once."""
+    for position, url in enumerate(urls):
+        host: Hashable = host_key(url) or ("", position)
+        scheduler.push((position, host), host, url)
+    return scheduler
+
+
+def crawl_in_threads(
+    session: requests.Session,
+    scheduler: HostScheduler,
+    threads: int = 8,
+    timeout: float = 10.0,
+) -> Iterator[FetchResult]:
+    """Fetch what ``scheduler`` holds with ``threads`` threads sharing ``session``; yields each
+    :class:`FetchResult` as it completes (completion order).
+
+    The threads take turns on the scheduler under one lock: each pops the next URL allowed
+    now, or waits on a condition, at most until :meth:`HostScheduler.next_ready` and never
+    longer than a second, for a ``done()`` or a delay to end. ``threads`` bounds the requests
+    in flight. Closing the generator early stops the threads after their current request.
+
+    This is the executor that ``Session.map`` (the single-thread engine of issue 16) will
+    replace: a function with the same arguments and results, driving the same scheduler.
+    """
+    cond = threading.Condition()
+    results: queue.Queue[FetchResult | None] = queue.Queue()
+    stopping = [False]
+    clock = scheduler.clock
+
+    def next_url() -> tuple[tuple[int, Hashable], str] | None:
+        with cond:
+            while not stopping[0]:
+                popped = scheduler.pop()
+                if popped is not None:
+                    if not len(scheduler):
+                        cond.notify_all()  # the last URL is out: idle threads may leave
+                    return popped
+                if not len(scheduler):
+                    return None  # nothing queued: the others finish what is in flight
+                wake = scheduler.next_ready()
+                wait = _MAX_WAIT if wake is None else min(max(wake - clock(), 0.0), _MAX_WAIT)
+                cond.wait(wait)
+            return None
+
+    def worker() -> None:
+        try:
+            while (popped := next_url()) is not None:
+                (position, host), url = popped
+                try:
+                    result = fetch_one(session, url, timeout, position)
+                finally:
+                    with cond:
+                        scheduler.done(host)
+                        cond.notify()
+                results.put(result)
+        finally:
+            results.put(None)  # this thread is finished
+
+    count = max(1, min(threads, len(scheduler)))
+    workers = [
+        threading.Thread(target=worker, name=f"fastpool-crawl-{n}", daemon=True)
+        for n in range(count)
+    ]
+    for thread in workers:
+        thread.start()
+    running = count
+    try:
+        while running:
+            try:
+                result = results.get(timeout=_MAX_WAIT)
+            except queue.Empty:
+                if not any(thread.is_alive() for thread in workers) and results.empty():
+                    return  # every thread ended (its last put was lost): nothing more comes
+                continue
+            if result is None:
+                running -= 1
+            else:
+                yield result
+    finally:
+        with cond:
+            stopping[0] = True
+            cond.notify_all()
+        for thread in workers:
+            thread.join(timeout=0.1)
+
+
 def fetch_urls(
     session: requests.Session,
     urls: Sequence[str],
     threads: int = 8,
     timeout: float = 10.0,
     progress: Progress | None = None,
-    on_response: Callable[[str, requests.Response], None] | None = None,
+    on_result: Callable[[FetchResult], None] | None = None,
     on_error: Callable[[str, str], None] | None = None,
+    *,
+    per_host: int | None = None,
+    delay: float = 0.0,
+    rate: float | None = None,
+    max_hosts: int | None = None,
 ) -> FetchReport:
     """GET every URL with ``threads`` (default 8) threads sharing ``session``; ``timeout``
     (default 10 s) applies to connect and to each read. A URL that fails (invalid, unreachable,
     timed out) is recorded and reported through ``on_error(url, "Kind: detail")``; the run
-    carries on. Bodies are read fully and dropped."""
+    carries on. Bodies are read fully and dropped; ``on_result(result)`` is told every
+    :class:`FetchResult`.
+
+    Hosts take turns (:class:`fastpool.schedule.HostScheduler`): at most ``per_host`` (default
+    None: only ``threads``) requests in flight per host, starts to one host at least ``delay``
+    (default 0) seconds apart, at most ``rate`` (default None: no cap) starts a second overall,
+    and at most ``max_hosts`` (default None: all) hosts taking turns at once."""
     report = FetchReport(urls=len(urls))
-    lock = threading.Lock()
-    position = [0]
-
-    def next_url() -> str | None:
-        with lock:
-            if position[0] >= len(urls):
-                return None
-            url = urls[position[0]]
-            position[0] += 1
-            return url
-
-    def worker() -> None:
-        while (url := next_url()) is not None:
-            try:
-                response = session.get(url, timeout=timeout)
-                size = len(response.content)
-            except Exception as exc:  # noqa: BLE001 - a failure is a per-URL result, the run goes on
-                described = describe_error(exc)
-                with lock:
-                    report.errors[error_kind(described)] += 1
-                    report.failed.append((url, described))
-                if on_error is not None:
-                    on_error(url, described)
-                failed = True
-            else:
-                with lock:
-                    report.statuses[response.status_code] += 1
-                    report.bytes_received += size
-                if on_response is not None:
-                    on_response(url, response)
-                failed = False
-            if progress is not None:
-                progress.advance(failed)
-
+    scheduler = HostScheduler(per_host=per_host, delay=delay, rate=rate, max_hosts=max_hosts)
+    schedule_urls(urls, scheduler)
     with PoolLog() as log:
         started = time.perf_counter()
-        run_in_threads([worker] * max(1, threads))
+        # The swap point for Session.map: the same scheduler in, the same results out.
+        for result in crawl_in_threads(session, scheduler, threads, timeout):
+            if result.error is not None:
+                report.errors[error_kind(result.error)] += 1
+                report.failed.append((result.url, result.error))
+                if on_error is not None:
+                    on_error(result.url, result.error)
+            else:
+                assert result.status is not None
+                report.statuses[result.status] += 1
+                report.bytes_received += result.size
+            if on_result is not None:
+                on_result(result)
+            if progress is not None:
+                progress.advance(result.error is not None)
         report.seconds = time.perf_counter() - started
     report.connections_started = log.started
     report.connections_discarded = log.discarded
     report.started_per_host = log.started_per_host()
     return report
+
+
+def pool_sizes(
+    hosts: int,
+    threads: int,
+    per_host: int | None = None,
+    pool_connections: int | None = None,
+    pool_maxsize: int | None = None,
+) -> tuple[int, int]:
+    """``(pool_connections, pool_maxsize)`` for a crawl of ``hosts`` hosts: the given ones, or
+    crawler-grade defaults. ``pool_connections``: a pool for every host, at least
+    :data:`MIN_POOL_CONNECTIONS` (requests' 10) and at most :data:`MAX_POOL_CONNECTIONS`;
+    ``pool_maxsize``: the requests one host can have in flight (``per_host``, else
+    ``threads``), at least 10 (requests' default), so no connection is discarded."""
+    if pool_connections is None:
+        pool_connections = min(max(hosts, MIN_POOL_CONNECTIONS), MAX_POOL_CONNECTIONS)
+    if pool_maxsize is None:
+        pool_maxsize = max(10, min(threads, per_host or threads))
+    return pool_connections, pool_maxsize
 
 
 def count_hosts(urls: Iterable[str]) -> int:
@@ -411,35 +614,97 @@ def _cmd_demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return 1 if surprises else 0
 
 
+def _size_pools(urls: Sequence[str], args: argparse.Namespace) -> int | None:
+    """Fill in ``--pool-connections``/``--pool-maxsize`` left to the command (see
+    :func:`pool_sizes`); returns the number of hosts that may take turns at once (None: all).
+
+    When there are more hosts than the pools it sized (past :data:`MAX_POOL_CONNECTIONS`),
+    half as many hosts as pools take turns at a time: the pools' LRU then keeps the pools of
+    the hosts being crawled (plus those of hosts just finished), where a round robin over all
+    hosts would evict every pool before its host's next turn. A ``--pool-connections`` given
+    is used as given, with all hosts taking turns."""
+    hosts = count_hosts(urls)
+    auto = args.pool_connections is None
+    connections, maxsize = pool_sizes(
+        hosts, args.threads, args.per_host, args.pool_connections, args.pool_maxsize
+    )
+    args.pool_connections, args.pool_maxsize = connections, maxsize
+    if auto and hosts > connections:
+        return max(1, connections // 2)
+    return None
+
+
+def _open_output(args: argparse.Namespace, out: IO[str], err: IO[str]) -> IO[str] | None:
+    """The ``--output`` stream (``-``: ``out``), or None; raises OSError when it can't open."""
+    if args.output is None:
+        return None
+    if args.output == "-":
+        return out
+    return open(args.output, "w", encoding="utf-8", newline="\n")
+
+
+def _politeness_row(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The summary's "politeness" row, only when a politeness flag was given."""
+    parts = []
+    if args.per_host is not None:
+        parts.append(f"{args.per_host} in flight per host")
+    if args.delay:
+        parts.append(f"{args.delay:g} s between starts to a host")
+    if args.rate is not None:
+        parts.append(f"at most {args.rate:g} requests/s")
+    return [("politeness", ", ".join(parts))] if parts else []
+
+
 def _cmd_fetch(urls: list[str], args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not urls:
         err.write("fastpool: error: no URLs to fetch\n")
         return 2
-    session, client = make_session(
-        args.client, args.pool_connections, args.pool_maxsize, args.pool_block, args.max_retries
-    )
-    out_style = Style.for_stream(out, args.color)
-    err_style = Style.for_stream(err, args.color)
-    show_bar = bool(getattr(err, "isatty", lambda: False)()) and not args.no_progress
-    progress = Progress(err, len(urls), show_bar)
-
-    def on_error(url: str, described: str) -> None:
-        progress.message(f"{err_style.red('error')} {url}: {described}")
-
-    def on_response(url: str, response: requests.Response) -> None:
-        if args.verbose:
-            size = _format_bytes(len(response.content))
-            progress.message(f"{response.status_code} {size:>10}  {url}", out)
-
+    max_hosts = _size_pools(urls, args)
     try:
-        report = fetch_urls(
-            session, urls, args.threads, args.timeout, progress, on_response, on_error
+        output = _open_output(args, out, err)
+    except OSError as exc:
+        err.write(
+            f"fastpool {args.command}: error: cannot write {args.output}: {exc.strerror or exc}\n"
         )
-        stats = collect_pool_stats(session)
+        return 2
+    if args.output == "-":
+        out = err  # stdout is the JSON lines; the summary and --verbose lines go to stderr
+    try:
+        session, client = make_session(
+            args.client, args.pool_connections, args.pool_maxsize, args.pool_block,
+            args.max_retries,
+        )  # fmt: skip
+        out_style = Style.for_stream(out, args.color)
+        err_style = Style.for_stream(err, args.color)
+        show_bar = bool(getattr(err, "isatty", lambda: False)()) and not args.no_progress
+        progress = Progress(err, len(urls), show_bar)
+
+        def on_error(url: str, described: str) -> None:
+            progress.message(f"{err_style.red('error')} {url}: {described}")
+
+        def on_result(result: FetchResult) -> None:
+            if output is not None:
+                output.write(json.dumps(result.to_json()) + "\n")
+                if args.output == "-":
+                    output.flush()  # a reader of the stream sees each record as it comes
+            if args.verbose and result.error is None:
+                size = _format_bytes(result.size)
+                progress.message(f"{result.status} {size:>10}  {result.url}", out)
+
+        try:
+            report = fetch_urls(
+                session, urls, args.threads, args.timeout, progress, on_result, on_error,
+                per_host=args.per_host, delay=args.delay, rate=args.rate, max_hosts=max_hosts,
+            )  # fmt: skip
+            stats = collect_pool_stats(session)
+        finally:
+            progress.close()
+            session.close()
     finally:
-        progress.close()
-        session.close()
-    print_summary(out, out_style, report, args, client, count_hosts(urls), stats)
+        if output is not None and args.output != "-":
+            output.close()
+    rows = _politeness_row(args)
+    print_summary(out, out_style, report, args, client, count_hosts(urls), stats, None, rows)
     return 1 if report.failed else 0
 
 
@@ -482,12 +747,41 @@ def _cmd_crawl_dask(urls: list[str], args: argparse.Namespace, out: IO[str], err
         err.write("fastpool crawl: error: --dask runs fastpool.Session on the workers; "
                   "--client requests cannot be used with it\n")  # fmt: skip
         return 2
+    if args.delay or args.rate is not None:
+        err.write("fastpool crawl: error: --delay and --rate are not supported with --dask "
+                  "(--per-host is)\n")  # fmt: skip
+        return 2
     try:
         from .. import dask as cluster_crawl
     except ImportError as exc:
         err.write(f"fastpool crawl: error: {exc}\n")
         return 2
     from ..stats import merge
+
+    _size_pools(urls, args)
+    try:
+        output = _open_output(args, out, err)
+    except OSError as exc:
+        err.write(f"fastpool crawl: error: cannot write {args.output}: {exc.strerror or exc}\n")
+        return 2
+    if args.output == "-":
+        out = err  # stdout is the JSON lines; the summary and --verbose lines go to stderr
+    try:
+        return _crawl_dask(cluster_crawl, merge, urls, args, out, err, output)
+    finally:
+        if output is not None and args.output != "-":
+            output.close()
+
+
+def _crawl_dask(
+    cluster_crawl: Any,
+    merge: Callable[..., PoolStats],
+    urls: list[str],
+    args: argparse.Namespace,
+    out: IO[str],
+    err: IO[str],
+    output: IO[str] | None,
+) -> int:
 
     out_style = Style.for_stream(out, args.color)
     err_style = Style.for_stream(err, args.color)
@@ -513,13 +807,19 @@ def _cmd_crawl_dask(urls: list[str], args: argparse.Namespace, out: IO[str], err
         try:
             crawl = cluster_crawl.crawl(
                 client, urls, settings=settings, threads=args.threads, timeout=args.timeout,
-                on_event=on_event,
+                per_host=args.per_host, on_event=on_event,
             )  # fmt: skip
             # The workers' Sessions may predate this crawl (a shared scheduler): this crawl's
             # connections are the difference.
             before = _dials(merge(cluster_crawl.cluster_stats(client, crawl.name).values()))
             crawl_started = time.perf_counter()
             for result in crawl:
+                if output is not None:
+                    record = FetchResult(
+                        result.url, result.status, result.headers, result.size,
+                        result.elapsed, result.error, None, result.position,
+                    )  # fmt: skip
+                    output.write(json.dumps(record.to_json()) + "\n")
                 if result.error is not None:
                     report.errors[error_kind(result.error)] += 1
                     report.failed.append((result.url, result.error))
@@ -553,6 +853,7 @@ def _cmd_crawl_dask(urls: list[str], args: argparse.Namespace, out: IO[str], err
     ]  # fmt: skip
     hosts_each = max(crawl.hosts_per_worker.values(), default=None)
     client_name = "fastpool.Session + fastpool.HTTPAdapter on each Dask worker"
+    rows += _politeness_row(args)
     print_summary(
         out, out_style, report, args, client_name, count_hosts(urls), stats, hosts_each, rows
     )
@@ -591,14 +892,46 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--pool-connections",
         type=_int_at_least(1),
-        default=10,
-        help="host pools kept per adapter (default 10, as requests)",
+        default=None,
+        help="host pools kept per adapter (default: the number of hosts in the input, "
+        f"{MIN_POOL_CONNECTIONS} to {MAX_POOL_CONNECTIONS:,})",
     )
     fetch.add_argument(
         "--pool-maxsize",
         type=_int_at_least(1),
-        default=10,
-        help="idle connections kept per host (default 10, as requests)",
+        default=None,
+        help="idle connections kept per host (default: the requests one host can have in "
+        "flight, --per-host or else --threads, at least 10)",
+    )
+    fetch.add_argument(
+        "--per-host",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="requests in flight per host (default: no cap but --threads)",
+    )
+    fetch.add_argument(
+        "--delay",
+        type=_seconds_at_least_zero,
+        default=0.0,
+        metavar="SECONDS",
+        help="politeness: the minimum time between two request starts to one host (default 0)",
+    )
+    fetch.add_argument(
+        "--rate",
+        type=_per_second,
+        default=None,
+        metavar="N",
+        help="at most N requests started per second overall (default: no cap)",
+    )
+    fetch.add_argument(
+        "--output",
+        "-o",
+        type=_output_path,
+        default=None,
+        metavar="FILE",
+        help="write one JSON object per URL to FILE ('-' for stdout, the summary then goes to "
+        "stderr): url, status, headers, size, elapsed, error, final_url",
     )
     fetch.add_argument(
         "--pool-block",

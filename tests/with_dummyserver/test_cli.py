@@ -5,6 +5,7 @@ subprocesses, against real servers on loopback."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ from fastpool.cli import command as cli
 from fastpool.cli import demo
 from fastpool.cli import localserver as _localserver
 from fastpool.cli.localserver import MAX_HOLD_SECONDS, LocalServer, LocalServers, ServerProcess
+from fastpool.schedule import HostScheduler
 
 # The directory fastpool was imported from (source tree or site-packages), for subprocesses.
 _IMPORT_ROOT = str(Path(fastpool.__file__).resolve().parent.parent)
@@ -388,6 +390,205 @@ def test_count_hosts() -> None:
 def test_make_session_rejects_an_unknown_client() -> None:
     with pytest.raises(ValueError, match="client must be"):
         cli.make_session("urllib3")
+
+
+# --- crawl: crawler-grade defaults, politeness flags, --output (issue 16) ----------------------
+
+
+@pytest.fixture(scope="module")
+def twenty_hosts() -> Any:
+    with LocalServers(20) as servers:
+        yield servers
+
+
+def _listing(tmp_path: Path, urls: list[str]) -> str:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls) + "\n", encoding="utf-8")
+    return str(listing)
+
+
+def test_default_pools_reuse_connections_over_many_hosts(
+    twenty_hosts: LocalServers, tmp_path: Path
+) -> None:
+    # Five rounds over 20 hosts, 8 threads, 2 per host: with pools sized to the hosts, every
+    # host keeps its connections between rounds.
+    hosts, per_host = 20, 2
+    urls = [f"{base}/bytes/10" for _ in range(5) for base in twenty_hosts.urls]
+    listing = _listing(tmp_path, urls)
+    twenty_hosts.reset_counts()
+    status, out, err = run_main("crawl", "--per-host", str(per_host), listing)
+    assert status == 0, err
+    assert "status       200 x 100" in out
+    created = int(column(pool_rows(out)["total"], "created"))
+    assert 0 < created <= hosts * per_host
+    assert twenty_hosts.connections() == created  # the servers agree with fastpool's stats
+    assert f"{created} started for {hosts} hosts" in out
+    assert "(20 pools of 20+20)" in out  # pool_connections=20, in each of the two adapters
+    assert "evicted" not in out and "advice" not in out
+    assert "politeness   2 in flight per host" in out
+
+    # requests' old default, asked for explicitly: the LRU of 10 pools evicts at every turn.
+    twenty_hosts.reset_counts()
+    args = ("crawl", "--per-host", str(per_host), "--pool-connections", "10", listing)
+    status, out, err = run_main(*args)
+    assert status == 0, err
+    assert int(column(pool_rows(out)["total"], "created")) > hosts * per_host
+    assert "set pool_connections >= 20" in flat(out)
+
+
+def test_more_hosts_than_pools_take_turns_without_evictions(twenty_hosts: LocalServers) -> None:
+    # What the command does past MAX_POOL_CONNECTIONS hosts, in small: 20 hosts, 8 pools,
+    # 4 hosts taking turns at a time: every host is dialed once.
+    urls = [f"{base}/bytes/10" for _ in range(3) for base in twenty_hosts.urls]
+    twenty_hosts.reset_counts()
+    session, _ = cli.make_session(pool_connections=8, pool_maxsize=1)
+    with session:
+        report = cli.fetch_urls(session, urls, threads=4, per_host=1, max_hosts=4)
+    assert report.statuses == {200: 60}
+    assert twenty_hosts.connections() == 20
+    assert report.connections_started == 20
+
+
+def test_pool_sizes() -> None:
+    assert cli.pool_sizes(1, 8) == (10, 10)
+    assert cli.pool_sizes(200, 8) == (200, 10)
+    assert cli.pool_sizes(50_000, 8) == (cli.MAX_POOL_CONNECTIONS, 10)
+    assert cli.pool_sizes(200, 64) == (200, 64)
+    assert cli.pool_sizes(200, 64, per_host=4) == (200, 10)
+    assert cli.pool_sizes(200, 64, per_host=32) == (200, 32)
+    assert cli.pool_sizes(200, 64, 32, pool_connections=3, pool_maxsize=2) == (3, 2)
+
+
+def test_per_host_caps_connections_to_a_host(app_server: Any) -> None:
+    urls = [f"{app_server.url}/slow?delay=0.05"] * 8
+    status, out, err = run_main("get", "--threads", "4", "--per-host", "1", *urls)
+    assert status == 0, err
+    assert app_server.connections == 1  # one request at a time: one connection
+    assert "status       200 x 8" in out
+
+
+def test_delay_spaces_the_starts_to_a_host(server_factory: Callable[..., Any]) -> None:
+    polite, other = server_factory("127.0.0.2"), server_factory("127.0.0.3")
+    urls = [f"{polite.url}/bytes/1"] * 4 + [f"{other.url}/bytes/1"]
+    session, _ = cli.make_session()
+    seen: list[cli.FetchResult] = []
+    with session:
+        report = cli.fetch_urls(session, urls, threads=4, delay=0.1, on_result=seen.append)
+    assert report.statuses == {200: 5}
+    assert report.seconds >= 0.3  # three waits of 0.1 s between four starts to one host
+    # The other host did not wait behind the polite one's queue: its URL was among the first.
+    assert [r.position for r in seen].index(4) <= 1
+
+
+def test_rate_caps_starts_overall(twenty_hosts: LocalServers) -> None:
+    urls = [f"{base}/bytes/1" for base in twenty_hosts.urls[:6]]
+    status, out, err = run_main("get", "--threads", "6", "--rate", "20", *urls)
+    assert status == 0, err
+    assert "politeness   at most 20 requests/s" in out
+    match = re.search(r"fetched 6 URLs in ([\d.]+) (ms|s)", out)
+    assert match is not None
+    seconds = float(match[1]) / (1000 if match[2] == "ms" else 1)
+    assert seconds >= 0.25 - 0.01  # five waits of 1/20 s after the first start
+
+
+def _records(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_output_json_lines_to_a_file(app_server: Any, tmp_path: Path) -> None:
+    refused = closed_port_url()
+    urls = [f"{app_server.url}/bytes/5", f"{app_server.url}/redirect/2", refused, "not-a-url"]
+    output = tmp_path / "results.jsonl"
+    status, out, _err = run_main("get", "--threads", "2", "--output", str(output), *urls)
+    assert status == 1
+    assert "fetched 4 URLs" in out  # the summary is where it always was
+    records = {record["url"]: record for record in _records(output.read_text("utf-8"))}
+    assert sorted(records) == sorted(urls)
+    for record in records.values():
+        assert list(record) == ["url", "status", "headers", "size", "elapsed", "error", "final_url"]
+        assert isinstance(record["elapsed"], float) and record["elapsed"] >= 0
+    good = records[urls[0]]
+    assert (good["status"], good["size"], good["error"], good["final_url"]) == (200, 5, None, None)
+    assert {k.lower(): v for k, v in good["headers"].items()}["content-length"] == "5"
+    moved = records[urls[1]]
+    assert moved["status"] == 200 and moved["final_url"] == f"{app_server.url}/echo"
+    assert records[refused]["status"] is None
+    assert records[refused]["error"] == "ConnectionError: Connection refused"
+    assert records[refused]["headers"] == {} and records[refused]["size"] == 0
+    assert records["not-a-url"]["error"].startswith("MissingSchema: ")
+
+
+def test_output_to_stdout_keeps_the_stream_clean(app_server: Any) -> None:
+    urls = [f"{app_server.url}/bytes/{n}" for n in range(1, 6)] + [closed_port_url()]
+    out, err = io.StringIO(), TTYBuffer()
+    status = cli.main(["get", "-v", "--threads", "2", "-o", "-", *urls], out=out, err=err)
+    assert status == 1
+    records = _records(out.getvalue())  # every stdout line is a record, nothing else
+    assert len(records) == 6
+    assert sum(record["error"] is not None for record in records) == 1
+    text = err.getvalue()
+    assert "fetched 6 URLs" in text and "] 6/6" in text  # summary and bar on stderr
+    assert "ConnectionError: Connection refused" in text
+    assert f"200        3 B  {app_server.url}/bytes/3" in text  # --verbose lines too
+
+
+def test_crawl_output_as_module(app_server: Any) -> None:
+    text = f"{app_server.url}/bytes/1\n{app_server.url}/bytes/2\n"
+    result = run_module("crawl", "--output", "-", "--per-host", "1", "--delay", "0.01", "-",
+                        stdin=text)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(record["size"] for record in _records(result.stdout)) == [1, 2]
+    assert "fetched 2 URLs" in result.stderr
+
+
+def test_output_that_cannot_be_written(app_server: Any, tmp_path: Path) -> None:
+    target = tmp_path / "missing-directory" / "out.jsonl"
+    status, _out, err = run_main("get", "--output", str(target), f"{app_server.url}/")
+    assert status == 2
+    assert f"cannot write {target}" in err
+    assert app_server.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--per-host", "0"], "--per-host"),
+        (["--per-host", "x"], "--per-host"),
+        (["--delay", "-1"], "--delay"),
+        (["--delay", "nan"], "--delay"),
+        (["--delay", "inf"], "--delay"),
+        (["--rate", "0"], "--rate"),
+        (["--rate", "fast"], "--rate"),
+        (["--output", ""], "--output"),
+    ],
+)
+def test_bad_politeness_arguments(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["crawl", *args, "urls.txt"]) == 2
+    captured = capsys.readouterr()
+    assert named in captured.err
+    assert captured.out == ""
+
+
+def test_dask_refuses_delay_and_rate(tmp_path: Path) -> None:
+    listing = _listing(tmp_path, ["http://127.0.0.1:1/"])
+    for flag in (["--delay", "1"], ["--rate", "5"]):
+        status, _out, err = run_main("crawl", "--dask", "local:1", *flag, listing)
+        assert status == 2
+        assert "--delay and --rate are not supported with --dask" in err
+
+
+def test_crawl_in_threads_stops_when_closed(app_server: Any) -> None:
+    scheduler = cli.schedule_urls([f"{app_server.url}/bytes/1"] * 50, HostScheduler(delay=0.05))
+    session, _ = cli.make_session()
+    with session:
+        results = cli.crawl_in_threads(session, scheduler, threads=4)
+        first = next(results)
+        results.close()  # the threads stop after their current request
+    assert first.status == 200
+    assert len(scheduler) >= 40 and scheduler.in_flight == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("fastpool-crawl-")]
 
 
 # --- the demo ----------------------------------------------------------------------------------

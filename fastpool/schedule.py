@@ -1,0 +1,273 @@
+"""A sans-IO crawl scheduler: which queued request may start now, fairly across hosts.
+
+:class:`HostScheduler` holds the requests waiting to start and decides which one may start
+*now* under four controls: a cap on requests in flight per host (``per_host``), a minimum time
+between two starts to one host (``delay``, politeness), a global rate (``rate`` requests a
+second, a token bucket of ``burst``) and a cap on requests in flight overall
+(``max_in_flight``, backpressure). Hosts take turns (round robin), so a host with 10,000 URLs
+does not starve the others, and ``max_hosts`` can bound how many hosts take turns at once (the
+others wait their turn, first come first served), to keep a crawl within as many connection
+pools as it keeps.
+
+It does no I/O, never blocks and never sleeps: the caller asks :meth:`HostScheduler.pop` for
+the next request, reports each one finished with :meth:`HostScheduler.done`, and when ``pop()``
+has nothing, :meth:`HostScheduler.next_ready` tells until when to wait (or that only a
+``done()`` or ``push()`` can change things). Time comes from the ``clock`` it is given
+(``time.monotonic`` by default), so one scheduler serves threads (under one lock) and a
+single-thread event loop alike, and tests run on a fake clock. It is not thread-safe itself.
+
+Every operation is O(1) or O(log hosts): hosts that can start now wait in a round-robin
+deque, hosts waiting for their delay in a heap ordered by the time it ends, hosts at their cap
+or with nothing queued are in neither, and are put back by ``done()`` or ``push()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Hashable
+from typing import Any, Callable
+
+__all__ = ("HostScheduler",)
+
+# Where a host with queued items is: exactly one of these at any time.
+_IDLE = 0  # nothing queued (or not admitted yet while it waits its turn: _ADMIT)
+_READY = 1  # in the round-robin deque: may start now (rate and max_in_flight permitting)
+_TIMED = 2  # in the heap: its delay since the last start has not passed yet
+_FULL = 3  # at its per-host cap: done() puts it back
+_ADMIT = 4  # queued items, but max_hosts hosts already take turns: waits for one to leave
+
+
+class _Host:
+    """One host's queue and counters."""
+
+    __slots__ = ("active", "in_flight", "last_start", "name", "queue", "state")
+
+    def __init__(self, name: Hashable) -> None:
+        self.name = name
+        self.queue: deque[tuple[Any, Any]] = deque()
+        self.in_flight = 0
+        self.last_start = -math.inf
+        self.state = _IDLE
+        self.active = False  # one of the (at most max_hosts) hosts taking turns
+
+
+def _optional_number(name: str, value: object, minimum: float, strict: bool) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    if math.isnan(value) or (value <= minimum if strict else value < minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _optional_count(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+class HostScheduler:
+    """Queued requests per host, handed out fairly under per-host and global limits.
+
+    - ``per_host`` (default None: no cap): requests in flight to one host at a time.
+    - ``delay`` (default 0): the minimum number of seconds between two starts to one host.
+    - ``rate`` (default None: no cap): requests started per second overall, with bursts of up
+      to ``burst`` (default 1) requests.
+    - ``max_in_flight`` (default None: no cap): requests in flight overall; ``pop()`` hands out
+      nothing more until a ``done()``.
+    - ``max_hosts`` (default None: no cap): hosts taking turns at once; a further host waits
+      until one of them has nothing queued and nothing in flight.
+    - ``clock`` (default ``time.monotonic``): the time in seconds, for delays and the rate.
+
+    A *host* is any hashable key the caller chooses (a host name, say); items are handed back
+    as given. ``len(scheduler)`` is the number of items queued, not counting those in flight.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_host: int | None = None,
+        delay: float = 0.0,
+        rate: float | None = None,
+        burst: int = 1,
+        max_in_flight: int | None = None,
+        max_hosts: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_host = _optional_count("per_host", per_host)
+        checked_delay = _optional_number("delay", delay, 0.0, strict=False)
+        if checked_delay is None or math.isinf(checked_delay):
+            raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
+        self.delay = checked_delay
+        self.rate = _optional_number("rate", rate, 0.0, strict=True)
+        if self.rate is not None and math.isinf(self.rate):
+            self.rate = None  # an infinite rate is no cap
+        burst_count = _optional_count("burst", burst)
+        if burst_count is None:
+            raise TypeError("burst must be an int >= 1, got None")
+        self.burst = burst_count
+        self.max_in_flight = _optional_count("max_in_flight", max_in_flight)
+        self.max_hosts = _optional_count("max_hosts", max_hosts)
+        self.clock = clock
+        self._hosts: dict[Hashable, _Host] = {}
+        self._ready: deque[_Host] = deque()
+        self._timed: list[tuple[float, int, _Host]] = []
+        self._admit: deque[_Host] = deque()
+        self._order = itertools.count()  # breaks ties in the heap: first in, first out
+        self._queued = 0
+        self._in_flight = 0
+        self._active = 0
+        self._tokens = float(self.burst)
+        self._refilled = clock()
+
+    # --- what the caller reads -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Items queued (pushed and not popped yet)."""
+        return self._queued
+
+    @property
+    def in_flight(self) -> int:
+        """Items popped and not reported ``done()`` yet."""
+        return self._in_flight
+
+    def __repr__(self) -> str:
+        return (
+            f"<HostScheduler queued={self._queued} in_flight={self._in_flight} "
+            f"ready_hosts={len(self._ready)} timed_hosts={len(self._timed)} "
+            f"waiting_hosts={len(self._admit)}>"
+        )
+
+    # --- the operations --------------------------------------------------------------------------
+
+    def push(self, key: Any, host: Hashable, item: Any) -> None:
+        """Queue ``item`` for ``host``; ``pop()`` hands back ``(key, item)``."""
+        entry = self._hosts.get(host)
+        if entry is None:
+            entry = self._hosts[host] = _Host(host)
+        entry.queue.append((key, item))
+        self._queued += 1
+        if entry.state == _IDLE:
+            if entry.active or self.max_hosts is None or self._active < self.max_hosts:
+                self._activate(entry)
+                self._place(entry, self.clock())
+            else:
+                entry.state = _ADMIT
+                self._admit.append(entry)
+
+    def pop(self) -> tuple[Any, Any] | None:
+        """The next ``(key, item)`` allowed to start now, or None (see :meth:`next_ready`).
+
+        Hosts take turns; within a host, items start in the order they were pushed. The item
+        counts as in flight until ``done(host)``."""
+        if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
+            return None
+        now = self.clock()
+        self._release_timed(now)
+        if not self._ready:
+            return None
+        if self.rate is not None:
+            self._refill(now)
+            if self._tokens < 1.0:
+                return None
+            self._tokens -= 1.0
+        entry = self._ready.popleft()
+        key, item = entry.queue.popleft()
+        self._queued -= 1
+        self._in_flight += 1
+        entry.in_flight += 1
+        entry.last_start = now
+        entry.state = _IDLE
+        if entry.queue:
+            self._place(entry, now)
+        return key, item
+
+    def done(self, host: Hashable) -> None:
+        """An item of ``host`` finished (successfully or not): its per-host slot is free."""
+        entry = self._hosts.get(host)
+        if entry is None or entry.in_flight <= 0:
+            raise ValueError(f"done({host!r}) without an item of that host in flight")
+        entry.in_flight -= 1
+        self._in_flight -= 1
+        if entry.state == _FULL:
+            entry.state = _IDLE
+            self._place(entry, self.clock())
+        elif entry.state == _IDLE and not entry.queue and not entry.in_flight:
+            self._retire(entry)
+
+    def next_ready(self) -> float | None:
+        """The ``clock()`` time at which ``pop()`` may next return an item because a delay or
+        the rate allows it (a time at or before now: it may already), or None when nothing
+        waits on time: only ``done()`` or ``push()`` can make ``pop()`` return something."""
+        if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
+            return None
+        if self._ready:
+            when = self.clock()
+        elif self._timed:
+            when = self._timed[0][0]
+        else:
+            return None
+        if self.rate is not None:
+            now = self.clock()
+            tokens = min(float(self.burst), self._tokens + (now - self._refilled) * self.rate)
+            if tokens < 1.0:
+                when = max(when, now + (1.0 - tokens) / self.rate)
+        return when
+
+    # --- inside ----------------------------------------------------------------------------------
+
+    def _refill(self, now: float) -> None:
+        assert self.rate is not None
+        if now > self._refilled:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = max(self._refilled, now)
+
+    def _release_timed(self, now: float) -> None:
+        timed = self._timed
+        while timed and timed[0][0] <= now:
+            _, _, entry = heapq.heappop(timed)
+            entry.state = _READY
+            self._ready.append(entry)
+
+    def _place(self, entry: _Host, now: float) -> None:
+        """Put an _IDLE, active host with items queued where it belongs."""
+        if self.per_host is not None and entry.in_flight >= self.per_host:
+            entry.state = _FULL
+            return
+        when = entry.last_start + self.delay
+        if self.delay and when > now:
+            entry.state = _TIMED
+            heapq.heappush(self._timed, (when, next(self._order), entry))
+        else:
+            entry.state = _READY
+            self._ready.append(entry)
+
+    def _activate(self, entry: _Host) -> None:
+        if not entry.active:
+            entry.active = True
+            self._active += 1
+
+    def _retire(self, entry: _Host) -> None:
+        """A host with nothing queued and nothing in flight stops taking turns; the next host
+        waiting for a turn gets it. Its record is dropped unless its delay still runs."""
+        if entry.active:
+            entry.active = False
+            self._active -= 1
+        now = self.clock()
+        if not self.delay or entry.last_start + self.delay <= now:
+            del self._hosts[entry.name]
+        while self._admit and (self.max_hosts is None or self._active < self.max_hosts):
+            waiting = self._admit.popleft()
+            waiting.state = _IDLE
+            self._activate(waiting)
+            self._place(waiting, now)
