@@ -57,6 +57,7 @@ from ._patches import stock_function
 from ._thirdparty import preloaded_ssl_context
 from .connection import PAIR_STORE_TYPES
 from .exceptions import MSG_NAN, MSG_NEGATIVE, MSG_NOT_INT, MSG_NOT_NUMBER, InvalidRequestError
+from .pool import HTTPConnectionPool
 from .poolmanager import PoolManager, proxy_from_url
 from .response import HTTPResponse as EngineResponse
 
@@ -564,6 +565,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
         verify: Any = True,
         cert: Any = None,
         proxies: dict[str, str] | None = None,
+        *,
+        _exchange: Any = None,
     ) -> Response:
         """Send a :class:`requests.PreparedRequest` and return a :class:`requests.Response`.
 
@@ -579,6 +582,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
         classes for its recorders) the request goes through a urllib3 pool manager of this
         adapter's own, so that the cassette records or replays it.
         """
+        if _exchange is not None:
+            return self._send_exchanged(request, stream, timeout, verify, cert, proxies, _exchange)
         if _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND:
             patched: Any = _StockHTTPAdapter.send
             return patched(  # type: ignore[no-any-return]
@@ -624,6 +629,108 @@ class HTTPAdapter(_stock.HTTPAdapter):
         if fast is None:
             return self.build_response(request, resp)
         return self._fast_response(request, resp)
+
+    def _target(
+        self,
+        request: PreparedRequest,
+        stream: bool,
+        timeout: Any,
+        verify: Any,
+        cert: Any,
+        proxies: dict[str, str] | None,
+    ) -> tuple[Any, str, TimeoutSauce, bool]:
+        """:meth:`send`'s pool, request target and timeout, and whether the fast route took
+        them."""
+        if (
+            self._fast_route
+            and cert is None
+            and (verify is True or verify is False or type(verify) is str)
+        ):
+            fast = self._fast_target(request, timeout, verify, proxies)
+            if fast is not None:
+                return (*fast, True)
+        return (*self._general_target(request, stream, timeout, verify, cert, proxies), False)
+
+    def _loop_begin(
+        self,
+        request: PreparedRequest,
+        stream: bool,
+        timeout: Any,
+        verify: Any,
+        cert: Any,
+        proxies: dict[str, str] | None,
+    ) -> Any:
+        """:meth:`send` up to its first byte, for the multiplexed loop (fastpool.multi): the
+        pool's Exchange, None (no free connection now) or False (``send`` must run it: a tool
+        patched it, a cassette is on, or the pool is not fastpool's)."""
+        if (
+            _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND
+            or type(self).send is not HTTPAdapter.send
+            or _U3_POOL.ConnectionCls is not _U3_CONNECTION
+        ):
+            return False
+        conn, url, resolved_timeout, _ = self._target(
+            request, stream, timeout, verify, cert, proxies
+        )
+        if not isinstance(conn, HTTPConnectionPool):
+            return False
+        body = request.body
+        try:
+            return conn._loop_begin(
+                request.method,  # type: ignore[arg-type]
+                url,
+                body,
+                request.headers,  # type: ignore[arg-type]
+                not (body is None or "Content-Length" in request.headers),
+                resolved_timeout,
+                not stream,
+            )
+        except Exception as err:
+            mapped = _to_requests_error(err, request)
+            if mapped is None:
+                raise
+            raise mapped from err
+
+    def _send_exchanged(
+        self,
+        request: PreparedRequest,
+        stream: bool,
+        timeout: Any,
+        verify: Any,
+        cert: Any,
+        proxies: dict[str, str] | None,
+        exchange: Any,
+    ) -> Response:
+        """:meth:`send` for a request the multiplexed loop sent and got the answer of: on the
+        pool that holds its connection, through ``urlopen``, which finds it all done."""
+        _, url, resolved_timeout, fast = self._target(
+            request, stream, timeout, verify, cert, proxies
+        )
+        body = request.body
+        try:
+            resp = exchange.tag.urlopen(
+                method=request.method,
+                url=url,
+                body=body,
+                headers=request.headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=self.max_retries,
+                timeout=resolved_timeout,
+                pool_timeout=self._pool_timeout,
+                chunked=not (body is None or "Content-Length" in request.headers),
+                _exchange=exchange,
+            )
+        except Exception as err:
+            mapped = _to_requests_error(err, request)
+            if mapped is None:
+                raise
+            raise mapped from err
+        if fast:
+            return self._fast_response(request, resp)
+        return self.build_response(request, resp)
 
     def _send_through_urllib3(
         self,

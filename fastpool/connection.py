@@ -186,6 +186,10 @@ class HTTPConnection:
         self.connected_at = 0.0
         self.idle_since = 0.0
         self._rest = b""  # bytes received past the last response head, for the body reader
+        #: Set by the multiplexed loop (fastpool._loop): the current request is on the wire
+        #: already, or its dial failed with this exception (raised by the next connect()).
+        self.sent_ahead = False
+        self.dial_error: BaseException | None = None
         self._poller: Any = None
         self._host_value: tuple[str | None, str] | None = None
         #: The context for TLS to an ``https://`` proxy (prepared by the pool, or built once).
@@ -279,6 +283,10 @@ class HTTPConnection:
         self.has_connected_to_proxy = self.proxy is not None
 
     def _connect_transport(self) -> None:
+        if self.dial_error is not None:
+            # The multiplexed loop dialed for this request and failed: the same exception.
+            error, self.dial_error = self.dial_error, None
+            raise error
         limiter = self._limiter
         if limiter is None:
             self.sock = self._dial(self.host, self.port)
@@ -356,6 +364,7 @@ class HTTPConnection:
         self.has_connected_to_proxy = False
         self.request_started = False
         self.head_refused = False
+        self.sent_ahead = False
         if sock is not None:
             sock.close()
         self._give_token_back()  # after the close: the cap counts real sockets
@@ -419,7 +428,54 @@ class HTTPConnection:
         """
         if self.sock is None:
             self.connect()
+        elif self.sent_ahead:
+            # The multiplexed loop (fastpool._loop) wrote this very request already.
+            self.sent_ahead = False
+            self.request_started = True
+            return
         self.request_started = False  # until a byte of this request goes out
+        head, chunks, chunked = self._render(method, url, body, headers, chunked)
+        if chunks is None:
+            # No body; a chunked one (chunked=True, or the caller's Transfer-Encoding) still
+            # needs its last chunk, or the server waits for the body until a timeout.
+            self._send(head + b"0\r\n\r\n" if chunked else head)
+            return
+        self._send_with_body(head, chunks, chunked)
+
+    def render_request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        chunked: bool = False,
+    ) -> bytes:
+        """The bytes :meth:`request` would write, without writing them (the multiplexed loop
+        sends them itself). A file-like or iterable body is read here, into memory."""
+        head, chunks, chunked = self._render(method, url, body, headers, chunked)
+        if chunks is None:
+            return head + b"0\r\n\r\n" if chunked else head
+        parts = [head]
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if isinstance(chunk, str):
+                chunk = chunk.encode("utf-8")
+            parts.append(b"%x\r\n%b\r\n" % (len(chunk), bytes(chunk)) if chunked else bytes(chunk))
+        if chunked:
+            parts.append(b"0\r\n\r\n")
+        return b"".join(parts)
+
+    def _render(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        chunked: bool,
+    ) -> tuple[bytes, Iterable[Any] | None, bool]:
+        """The request head, and the body's chunks and framing (see :meth:`request`)."""
         try:
             if headers:
                 items = (
@@ -450,19 +506,12 @@ class HTTPConnection:
                 defaults.append(("User-Agent", default_user_agent))
             if defaults:
                 pairs[0:0] = defaults
-
-            head = write_request_head(method, url, pairs)
+            return write_request_head(method, url, pairs), chunks, chunked
         except (ValueError, TypeError):
             # Refused before a byte was sent (a bad method, target, header or body type): the
             # connection is as clean as before; the pool may keep it (HTTPConnectionPool.urlopen)
             self.head_refused = True
             raise
-        if chunks is None:
-            # No body; a chunked one (chunked=True, or the caller's Transfer-Encoding) still
-            # needs its last chunk, or the server waits for the body until a timeout.
-            self._send(head + b"0\r\n\r\n" if chunked else head)
-            return
-        self._send_with_body(head, chunks, chunked)
 
     def _body_framing(
         self,

@@ -48,6 +48,7 @@ from urllib3.util.timeout import Timeout
 from urllib3.util.url import parse_url
 
 from ._hostqueue import HostQueue
+from ._loop import Exchange
 from ._patches import STOCK_URLOPEN, urlopen_through_patch
 from ._thirdparty import RequestMethods, encode_target, headers_for_method_change, normalize_host
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
@@ -57,6 +58,7 @@ from .exceptions import (
     MSG_NOT_NUMBER,
     MSG_NOT_POSITIVE,
     InvalidContentLengthError,
+    PoolTimeoutError,
     ProtocolError,
 )
 from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
@@ -363,6 +365,11 @@ def _wrap_proxy_error(err: Exception, proxy_scheme: str | None = None) -> ProxyE
     )
     new.__cause__ = err
     return new
+
+
+def _connect(conn: HTTPConnection) -> None:
+    """A dial for the multiplexed loop's workers: the connection's own connect."""
+    conn.connect()
 
 
 class HTTPConnectionPool(RequestMethods):
@@ -793,6 +800,9 @@ class HTTPConnectionPool(RequestMethods):
     def _prepare_proxy(self, conn: HTTPConnection) -> None:
         pass
 
+    def _set_tunnel(self, conn: HTTPConnection) -> None:
+        """Name the CONNECT tunnel's far end on ``conn`` (HTTPS pools through a proxy)."""
+
     def close(self) -> None:
         """Close the idle connections and disable the pool; in-flight ones close on return."""
         for conn in self.pool.close():
@@ -839,6 +849,92 @@ class HTTPConnectionPool(RequestMethods):
             self._target_cache.clear()
         self._target_cache[url] = result
         return result
+
+    # --- the multiplexed loop's steps (fastpool.multi, fastpool._loop) --------------------------
+    def _loop_begin(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        chunked: bool,
+        timeout: Any,
+        read_body: bool,
+    ) -> Exchange | bool | None:
+        """What ``urlopen`` does before its first byte goes out, without blocking: an
+        :class:`~fastpool._loop.Exchange` holding a checked-out connection and the request's
+        bytes; None when no connection is free now; False when the request must go through
+        ``urlopen`` itself (a patched or overridden ``urlopen``, a TLS-in-TLS tunnel, a request
+        the connection refuses to write: ``urlopen`` then raises that error)."""
+        if (
+            _U3Pool.urlopen is not STOCK_URLOPEN
+            or type(self).urlopen is not HTTPConnectionPool.urlopen
+        ):
+            return False
+        url, destination_scheme = self._target(url)
+        if headers is None:
+            headers = self.headers
+        tunnel = False
+        if self.proxy is not None:
+            tunnel, headers = self._through_proxy(headers, destination_scheme)
+            if tunnel and self.proxy.scheme == "https":
+                return False  # TLS inside TLS: not on a non-blocking socket yet
+        try:
+            conn = self._get_conn(timeout=0)
+        except PoolTimeoutError:
+            return None
+        try:
+            self._fit(conn)
+            if tunnel and conn.sock is None:
+                self._set_tunnel(conn)  # before rendering: Host names the tunnel's far end
+            data = conn.render_request(method, url, body, headers, chunked=chunked)
+        except (ValueError, TypeError):
+            if conn.head_refused:  # urlopen refuses it again, with this error
+                conn.head_refused = False
+                self._put_conn(conn)
+                return False
+            self._loop_give_back(conn)
+            raise
+        except BaseException:
+            self._loop_give_back(conn)
+            raise
+        connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
+        deadline = None
+        if timeout_obj is not None:
+            read_timeout = _resolve(timeout_obj.read_timeout)
+            total = timeout_obj.total
+            if isinstance(total, (int, float)):
+                deadline = monotonic() + total
+        conn.timeout = connect_timeout
+        dial = None
+        if conn.sock is None:
+            dial = _connect  # the tunnel too, when one is set
+        return Exchange(
+            conn,
+            method,
+            data,
+            read_timeout=read_timeout,
+            deadline=deadline,
+            read_body=read_body,
+            dial=dial,
+            tag=self,
+        )
+
+    def _fit(self, conn: HTTPConnection) -> None:
+        """Close a connection made under other settings (HTTPS: the TLS settings)."""
+
+    def _loop_give_back(self, conn: HTTPConnection) -> None:
+        try:
+            conn.close()
+        finally:
+            self._put_conn(None)
+
+    def _loop_abandon(self, exchange: Exchange) -> None:
+        """An exchange the loop took will not be finished (the map was left, or cancelled):
+        its connection is closed and its slot given back."""
+        if exchange.conn is not None:
+            conn, exchange.conn = exchange.conn, None
+            self._loop_give_back(conn)
 
     # --- one request --------------------------------------------------------------------------
     def _make_request(
@@ -1034,6 +1130,7 @@ class HTTPConnectionPool(RequestMethods):
         preload_content: bool = True,
         decode_content: bool = True,
         _routed: bool = False,
+        _exchange: Any = None,
         **response_kw: Any,
     ) -> HTTPResponse:
         """Check a connection out, send the request, and return the response (urllib3 semantics).
@@ -1050,6 +1147,8 @@ class HTTPConnectionPool(RequestMethods):
         instrumentation, ddtrace, a mock) sees this call as it would see urllib3's.
         """
         if _U3Pool.urlopen is not STOCK_URLOPEN and not _routed:
+            if _exchange is not None:  # patched since the loop took it: the patch decides
+                self._loop_abandon(_exchange)
             return urlopen_through_patch(  # type: ignore[no-any-return]
                 self,
                 (method, url),
@@ -1083,7 +1182,10 @@ class HTTPConnectionPool(RequestMethods):
         clean_exit = False
         err: BaseException | None = None
         try:
-            conn = self._get_conn(timeout=pool_timeout)
+            if _exchange is None:
+                conn = self._get_conn(timeout=pool_timeout)
+            else:  # checked out, sent and answered by the multiplexed loop (fastpool.multi)
+                conn = _exchange.conn
             owned = True
             if tunnel and conn.sock is None:
                 self._open_tunnel(conn)
@@ -1437,10 +1539,13 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 
     def _prepare_proxy(self, conn: HTTPConnection) -> None:
         """Open the CONNECT tunnel through the proxy, then TLS to the origin."""
-        conn.set_tunnel(self._tunnel_host, self.port or 443, self.proxy_headers)
+        self._set_tunnel(conn)
         conn.connect()
 
-    def _validate_conn(self, conn: HTTPConnection) -> None:
+    def _set_tunnel(self, conn: HTTPConnection) -> None:
+        conn.set_tunnel(self._tunnel_host, self.port or 443, self.proxy_headers)
+
+    def _fit(self, conn: HTTPConnection) -> None:
         context = self._tls.context(self)
         tls = typing.cast(HTTPSConnection, conn)
         if tls.ssl_context is not context or (
@@ -1451,7 +1556,10 @@ class HTTPSConnectionPool(HTTPConnectionPool):
         ):
             # Made under other TLS settings: never reuse it under these.
             conn.close()
-            conn = self._refit(conn, context)
+            self._refit(conn, context)
+
+    def _validate_conn(self, conn: HTTPConnection) -> None:
+        self._fit(conn)
         if conn.sock is None:
             conn.connect()
         # urllib3 warns on every request over an unverified connection (the warnings filter

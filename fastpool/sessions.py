@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
@@ -62,6 +62,7 @@ from ._thirdparty import basic_auth_str, requests_mock_send_lock
 from .adapters import HTTPAdapter
 from .cookies import _KNOWN_JARS, ThreadSafeCookieJar
 from .exceptions import MSG_NO_MATCH, NoMatchError
+from .multi import Result, map_session
 from .response import HTTPResponse as EngineResponse
 
 if TYPE_CHECKING:
@@ -550,6 +551,13 @@ class Session(requests.Session):
         """
         if _RequestsSession.send is not _STOCK_SEND:
             return self._send_through_patch(request, kwargs)
+        return self._send_hop(request, kwargs, None)
+
+    def _send_hop(
+        self, request: PreparedRequest, kwargs: dict[str, Any], exchange: Any
+    ) -> Response:
+        """:meth:`send`'s steps; with an ``exchange`` the multiplexed loop has sent the request
+        and read its answer already, and the adapter takes it from there (fastpool.multi)."""
         kwargs.setdefault("stream", self.stream)
         kwargs.setdefault("verify", self.verify)
         kwargs.setdefault("cert", self.cert)
@@ -562,8 +570,12 @@ class Session(requests.Session):
         stream = kwargs.get("stream")
         hooks = request.hooks
         adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
-        start = preferred_clock()
-        r = adapter.send(request, **kwargs)
+        if exchange is None:
+            start = preferred_clock()
+            r = adapter.send(request, **kwargs)
+        else:
+            start = exchange.started  # elapsed counts from when the loop took the request
+            r = adapter.send(request, _exchange=exchange, **kwargs)  # type: ignore[call-arg]
         r.elapsed = timedelta(seconds=preferred_clock() - start)
         if hooks and hooks.get("response"):  # dispatch_hook does nothing otherwise
             r = dispatch_hook("response", hooks, r, **kwargs)
@@ -592,6 +604,82 @@ class Session(requests.Session):
         if not stream:
             _read_content(r)
         return r
+
+    def map(
+        self,
+        requests: Iterable[Any],
+        *,
+        concurrency: int = 64,
+        per_host: int | None = None,
+        delay: float = 0.0,
+        rate: float | None = None,
+        timeout: Any = None,
+        stream: bool | None = None,
+        allow_redirects: bool = True,
+        dial_workers: int = 4,
+    ) -> Iterator[Result]:
+        """Send many requests at once from this thread; yield a :class:`~fastpool.multi.Result`
+        ``(request, response, error)`` for each as it completes (not in the given order).
+
+        ``requests``: URLs (GET), :class:`requests.Request` or :class:`requests.PreparedRequest`
+        objects, in any iterable (read lazily, a bounded number ahead). Each is prepared and
+        sent as :meth:`request` would (the Session's headers, auth, cookies, proxies, hooks,
+        ``verify``/``cert`` and the environment), follows redirects as :meth:`send` does, and
+        ends with the same ``Response`` or the same exception, which is yielded in ``error``
+        rather than raised.
+
+        :param concurrency: requests in flight at most.
+        :param per_host: requests in flight per host (``host:port``) at most (None: no limit
+            but ``concurrency``). Above the adapter's ``pool_maxsize`` connections are churned.
+        :param delay: politeness: seconds at least between the starts of two requests to one
+            host.
+        :param rate: requests started per second at most, over all hosts (None: no limit).
+        :param timeout: as for :meth:`request` (a float, ``(connect, read)`` or a urllib3
+            ``Timeout``; ``total`` is a deadline per request).
+        :param stream: as for :meth:`request`: the body is read later, by the caller.
+        :param allow_redirects: as for :meth:`request`.
+        :param dial_workers: threads that open new connections (DNS, TCP, TLS) while the loop
+            carries on; everything else runs in this thread.
+
+        Leaving the loop early (``break``, an exception) or closing the iterator cancels what
+        is in flight: their connections are closed and every pool slot is given back. See the
+        concurrency guide for the model and when to prefer threads.
+        """
+        return map_session(
+            self,
+            requests,
+            concurrency=concurrency,
+            per_host=per_host,
+            delay=delay,
+            rate=rate,
+            timeout=timeout,
+            stream=stream,
+            allow_redirects=allow_redirects,
+            dial_workers=dial_workers,
+        )
+
+    def _loop_begin(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Any:
+        """Hand ``request`` to the multiplexed loop: an Exchange, None (its pool has no free
+        connection now), or False where the loop cannot take it without skipping a step a tool
+        or a subclass put on the way (then :meth:`send` runs it)."""
+        cls = type(self)
+        if (
+            _RequestsSession.send is not _STOCK_SEND
+            or cls.send is not _OWN_STEPS[2]
+            or cls._send_hop is not Session._send_hop
+        ):
+            return False
+        adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
+        if not isinstance(adapter, HTTPAdapter):
+            return False
+        return adapter._loop_begin(
+            request,
+            kwargs.get("stream", self.stream),
+            kwargs.get("timeout"),
+            kwargs.get("verify", self.verify),
+            kwargs.get("cert", self.cert),
+            kwargs.get("proxies"),
+        )
 
     def _send_through_patch(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
         patched: Any = _RequestsSession.send

@@ -273,7 +273,8 @@ class FetchResult(NamedTuple):
 
     ``status`` is the HTTP status (None when the request failed), ``headers`` the response
     headers (a plain dict), ``size`` the body bytes (decoded, as ``len(response.content)``),
-    ``elapsed`` the seconds from sending the request to the end of the body, ``error``
+    ``elapsed`` the seconds from sending the request to the end of the body (None for a failed
+    request under the map engine), ``error``
     ``"Kind: detail"`` from :func:`fastpool.exceptions.describe_error` (None on success),
     ``final_url`` the URL after redirects (None when there were none), ``position`` the URL's
     index in the input.
@@ -283,7 +284,7 @@ class FetchResult(NamedTuple):
     status: Optional[int]  # noqa: UP045 - NamedTuple fields are evaluated; 3.9 has no X | None
     headers: dict[str, str]
     size: int
-    elapsed: float
+    elapsed: Optional[float]  # noqa: UP045
     error: Optional[str]  # noqa: UP045
     final_url: Optional[str] = None  # noqa: UP045
     position: int = 0
@@ -295,7 +296,7 @@ class FetchResult(NamedTuple):
             "status": self.status,
             "headers": self.headers,
             "size": self.size,
-            "elapsed": round(self.elapsed, 6),
+            "elapsed": None if self.elapsed is None else round(self.elapsed, 6),
             "error": self.error,
             "final_url": self.final_url,
         }
@@ -351,8 +352,7 @@ def crawl_in_threads(
     longer than a second, for a ``done()`` or a delay to end. ``threads`` bounds the requests
     in flight. Closing the generator early stops the threads after their current request.
 
-    This is the executor that ``Session.map`` (the single-thread engine of issue 16) will
-    replace: a function with the same arguments and results, driving the same scheduler.
+    ``--engine threads``; the default engine is :func:`crawl_with_map`.
     """
     cond = threading.Condition()
     results: queue.Queue[FetchResult | None] = queue.Queue()
@@ -416,6 +416,44 @@ def crawl_in_threads(
             thread.join(timeout=0.1)
 
 
+def crawl_with_map(
+    session: requests.Session,
+    urls: Sequence[str],
+    concurrency: int = 8,
+    timeout: float = 10.0,
+    *,
+    per_host: int | None = None,
+    delay: float = 0.0,
+    rate: float | None = None,
+) -> Iterator[FetchResult]:
+    """Fetch ``urls`` with :meth:`fastpool.Session.map` from this thread, ``concurrency`` in
+    flight; yields each :class:`FetchResult` as it completes. The politeness limits are
+    map's own (its scheduler is the same :class:`~fastpool.schedule.HostScheduler`).
+    ``elapsed`` is the responses' ``elapsed`` summed over the redirect hops (None for a
+    request that failed: map does not time those)."""
+    items = [requests.Request("GET", url) for url in urls]
+    position = {id(item): n for n, item in enumerate(items)}
+    results = session.map(  # type: ignore[attr-defined]
+        items, concurrency=concurrency, per_host=per_host, delay=delay, rate=rate,
+        timeout=timeout,
+    )  # fmt: skip
+    try:
+        for given, response, error in results:
+            url = given.url
+            n = position[id(given)]
+            if error is not None:
+                yield FetchResult(url, None, {}, 0, None, describe_error(error), None, n)
+                continue
+            elapsed = sum(r.elapsed.total_seconds() for r in (*response.history, response))
+            final_url = response.url if response.history else None
+            yield FetchResult(
+                url, response.status_code, dict(response.headers), len(response.content),
+                elapsed, None, final_url, n,
+            )  # fmt: skip
+    finally:
+        results.close()
+
+
 def fetch_urls(
     session: requests.Session,
     urls: Sequence[str],
@@ -429,6 +467,7 @@ def fetch_urls(
     delay: float = 0.0,
     rate: float | None = None,
     max_hosts: int | None = None,
+    engine: str = "threads",
 ) -> FetchReport:
     """GET every URL with ``threads`` (default 8) threads sharing ``session``; ``timeout``
     (default 10 s) applies to connect and to each read. A URL that fails (invalid, unreachable,
@@ -439,14 +478,25 @@ def fetch_urls(
     Hosts take turns (:class:`fastpool.schedule.HostScheduler`): at most ``per_host`` (default
     None: only ``threads``) requests in flight per host, starts to one host at least ``delay``
     (default 0) seconds apart, at most ``rate`` (default None: no cap) starts a second overall,
-    and at most ``max_hosts`` (default None: all) hosts taking turns at once."""
+    and at most ``max_hosts`` (default None: all) hosts taking turns at once.
+
+    ``engine``: ``"threads"`` (default: ``threads`` threads) or ``"map"``
+    (:meth:`fastpool.Session.map` from this thread, ``threads`` requests in flight;
+    ``max_hosts`` does not apply, map reads a bounded number of URLs ahead)."""
     report = FetchReport(urls=len(urls))
     scheduler = HostScheduler(per_host=per_host, delay=delay, rate=rate, max_hosts=max_hosts)
     schedule_urls(urls, scheduler)
     with PoolLog() as log:
         started = time.perf_counter()
-        # The swap point for Session.map: the same scheduler in, the same results out.
-        for result in crawl_in_threads(session, scheduler, threads, timeout):
+        if engine == "map":
+            results = crawl_with_map(
+                session, urls, threads, timeout, per_host=per_host, delay=delay, rate=rate
+            )
+        elif engine == "threads":
+            results = crawl_in_threads(session, scheduler, threads, timeout)
+        else:
+            raise ValueError(f"engine must be 'map' or 'threads', got {engine!r}")
+        for result in results:
             if result.error is not None:
                 report.errors[error_kind(result.error)] += 1
                 report.failed.append((result.url, result.error))
@@ -659,6 +709,9 @@ def _cmd_fetch(urls: list[str], args: argparse.Namespace, out: IO[str], err: IO[
     if not urls:
         err.write("fastpool: error: no URLs to fetch\n")
         return 2
+    if args.engine == "map" and args.client != "fastpool":
+        err.write("fastpool: error: --engine map needs the fastpool client (Session.map)\n")
+        return 2
     max_hosts = _size_pools(urls, args)
     try:
         output = _open_output(args, out, err)
@@ -695,6 +748,7 @@ def _cmd_fetch(urls: list[str], args: argparse.Namespace, out: IO[str], err: IO[
             report = fetch_urls(
                 session, urls, args.threads, args.timeout, progress, on_result, on_error,
                 per_host=args.per_host, delay=args.delay, rate=args.rate, max_hosts=max_hosts,
+                engine=_engine(args, session),
             )  # fmt: skip
             stats = collect_pool_stats(session)
         finally:
@@ -706,6 +760,13 @@ def _cmd_fetch(urls: list[str], args: argparse.Namespace, out: IO[str], err: IO[
     rows = _politeness_row(args)
     print_summary(out, out_style, report, args, client, count_hosts(urls), stats, None, rows)
     return 1 if report.failed else 0
+
+
+def _engine(args: argparse.Namespace, session: requests.Session) -> str:
+    """``--engine``, or its default: map where the session has it (fastpool's), else threads."""
+    if args.engine is not None:
+        return str(args.engine)
+    return "map" if hasattr(session, "map") else "threads"
 
 
 def _cmd_get(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -949,6 +1010,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(0),
         default=0,
         help="retries of failed connects (default 0, as requests)",
+    )
+    fetch.add_argument(
+        "--engine",
+        choices=("map", "threads"),
+        default=None,
+        help="map (the default with the fastpool client: Session.map, --threads requests in "
+        "flight from one thread) or threads (--threads threads; the only one with --client "
+        "requests)",
     )
     fetch.add_argument(
         "--client",

@@ -495,18 +495,24 @@ def _records(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_output_json_lines_to_a_file(app_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["map", "threads"])
+def test_output_json_lines_to_a_file(app_server: Any, tmp_path: Path, engine: str) -> None:
     refused = closed_port_url()
     urls = [f"{app_server.url}/bytes/5", f"{app_server.url}/redirect/2", refused, "not-a-url"]
     output = tmp_path / "results.jsonl"
-    status, out, _err = run_main("get", "--threads", "2", "--output", str(output), *urls)
+    status, out, _err = run_main(
+        "get", "--threads", "2", "--engine", engine, "--output", str(output), *urls
+    )
     assert status == 1
     assert "fetched 4 URLs" in out  # the summary is where it always was
     records = {record["url"]: record for record in _records(output.read_text("utf-8"))}
     assert sorted(records) == sorted(urls)
     for record in records.values():
         assert list(record) == ["url", "status", "headers", "size", "elapsed", "error", "final_url"]
-        assert isinstance(record["elapsed"], float) and record["elapsed"] >= 0
+        if engine == "map" and record["error"] is not None:
+            assert record["elapsed"] is None  # map does not time a failed request
+        else:
+            assert isinstance(record["elapsed"], float) and record["elapsed"] >= 0
     good = records[urls[0]]
     assert (good["status"], good["size"], good["error"], good["final_url"]) == (200, 5, None, None)
     assert {k.lower(): v for k, v in good["headers"].items()}["content-length"] == "5"
@@ -794,3 +800,15 @@ def test_server_process_serves_until_closed() -> None:
         url = proc.urls[0]
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/", timeout=2)
+
+
+def test_engine_map_needs_the_fastpool_client(app_server: Any) -> None:
+    status, _out, err = run_main(
+        "get", "--engine", "map", "--client", "requests", f"{app_server.url}/bytes/1"
+    )
+    assert status == 2
+    assert "--engine map needs the fastpool client" in err
+    status, _out, err = run_main(
+        "get", "--engine", "threads", "--client", "requests", f"{app_server.url}/bytes/1"
+    )
+    assert status == 0, err

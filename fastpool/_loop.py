@@ -1,0 +1,477 @@
+"""The multiplexed loop: many HTTP/1.1 exchanges in flight from one thread (pure Python).
+
+An :class:`Exchange` is one request on one connection checked out of a pool. The :class:`Loop`
+writes its bytes and reads its answer on a non-blocking socket, alongside every other exchange
+in flight, waiting on the OS poller (epoll, kqueue or poll through :mod:`selectors`; the GIL is
+released while it waits). What it reads stays on the connection for the ordinary, blocking code
+to parse, so an exchange ends exactly where one request at a time would: that code finds the
+request written (``conn.sent_ahead``) and the answer in ``conn._rest``, and does not block.
+
+- **Dials** run ``dial(exchange)`` (the pool's own connect: DNS, TCP, proxy tunnel, TLS and its
+  checks, the global cap's token) in a few worker threads, so every setting and error is the
+  one-request path's; the loop carries on meanwhile.
+- **Failures** stay where the blocking code will meet them: a failed dial as
+  ``conn.dial_error`` (raised by the next ``connect()``), a failed or timed-out read as a socket
+  stand-in (:class:`FailedSocket`) that raises it on the next receive.
+- **Timeouts**: the read timeout counts from the last byte received, as a socket timeout does;
+  ``deadline`` (monotonic) ends an exchange whatever its progress (``Timeout(total=...)``).
+
+Nothing here knows pools or requests: :mod:`fastpool.multi` drives it.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import selectors
+import socket
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+from time import monotonic, perf_counter
+from typing import Any, Callable
+
+from ._http11 import ChunkedDecoder, parse_response_head
+
+__all__ = ("Exchange", "FailedSocket", "Loop")
+
+_RECV_SIZE = 65536
+_RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
+
+_UNSET = object()
+
+# Exchange states
+_DIALING = 0
+_SENDING = 1
+_HEAD = 2
+_BODY = 3
+_DONE = 4
+
+
+class FailedSocket:
+    """Stands in for a connection's socket after the loop met an error reading from it: the
+    next receive raises that error (a timeout, a reset) where the blocking code would have met
+    it, and closing closes the real socket. The connection is never reused after it."""
+
+    __slots__ = ("_error", "_sock")
+
+    def __init__(self, sock: Any, error: BaseException) -> None:
+        self._sock = sock
+        self._error = error
+
+    def _raise(self, *args: Any) -> Any:
+        raise self._error
+
+    recv = recv_into = send = sendall = _raise
+
+    def settimeout(self, timeout: float | None) -> None:
+        """Nothing to wait for: the next receive fails at once."""
+
+    def gettimeout(self) -> float | None:
+        """The real socket's timeout."""
+        return self._sock.gettimeout()  # type: ignore[no-any-return]
+
+    def pending(self) -> int:
+        """No bytes are buffered."""
+        return 0
+
+    def fileno(self) -> int:
+        """The real socket's descriptor (until closed)."""
+        return self._sock.fileno()  # type: ignore[no-any-return]
+
+    def shutdown(self, how: int) -> None:
+        """Shut the real socket down."""
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        """Close the real socket."""
+        self._sock.close()
+
+
+class Exchange:
+    """One request in the loop: ``conn`` (checked out, maybe not dialed), the request's bytes,
+    and what to read back: the head only (``read_body=False``, for ``stream=True``) or the whole
+    response. ``tag`` is the caller's. After the loop hands it back, ``error`` is None or what
+    the dial raised (``stage == "dial"``); read errors are left on the connection."""
+
+    __slots__ = (
+        "buf",
+        "cancelled",
+        "conn",
+        "data",
+        "deadline",
+        "decoder",
+        "dial",
+        "error",
+        "expires",
+        "method",
+        "read_body",
+        "read_timeout",
+        "remaining",
+        "sent",
+        "stage",
+        "started",
+        "state",
+        "tag",
+    )
+
+    def __init__(
+        self,
+        conn: Any,
+        method: str,
+        data: bytes,
+        *,
+        read_timeout: float | None,
+        deadline: float | None = None,
+        read_body: bool = True,
+        dial: Callable[[Any], None] | None = None,
+        tag: Any = None,
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.data = memoryview(data)
+        self.read_timeout = read_timeout
+        self.deadline = deadline
+        self.read_body = read_body
+        self.dial = dial
+        self.tag = tag
+        self.sent = 0
+        self.buf = bytearray()
+        self.state = _DIALING
+        self.error: BaseException | None = None
+        self.stage: str | None = None
+        self.expires: float | None = None
+        self.decoder: Any = None
+        self.remaining = 0
+        self.cancelled = False
+        #: ``time.perf_counter()`` when the request was handed to the loop (requests' clock
+        #: for ``Response.elapsed``).
+        self.started = perf_counter()
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.method} on {self.conn!r} state={self.state}>"
+
+
+class Loop:
+    """Drives :class:`Exchange` objects to their end from the thread that calls :meth:`poll`.
+
+    :param dial_workers: threads that run dials (connect, tunnel, TLS handshake).
+    """
+
+    def __init__(self, *, dial_workers: int = 4) -> None:
+        if dial_workers < 1:
+            raise ValueError(f"dial_workers must be >= 1, got {dial_workers}")
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._dial_workers = dial_workers
+        self._dialer: ThreadPoolExecutor | None = None
+        self._dialed: collections.deque[Exchange] = collections.deque()
+        self._timers: list[tuple[float, int, Exchange]] = []
+        self._seq = 0
+        self._active: set[Exchange] = set()
+        self._done: list[Exchange] = []
+        self._view = memoryview(bytearray(_RECV_SIZE))
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Exchanges in flight."""
+        return len(self._active)
+
+    # --- starting ---------------------------------------------------------------------------
+    def start(self, ex: Exchange) -> None:
+        """Put ``ex`` in flight: dial it first when its connection has no socket."""
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        self._active.add(ex)
+        if ex.conn.sock is None:
+            if ex.dial is None:
+                raise ValueError("an exchange on a closed connection needs a dial")
+            if self._dialer is None:
+                self._dialer = ThreadPoolExecutor(
+                    self._dial_workers, thread_name_prefix="fastpool-dial"
+                )
+            self._dialer.submit(self._run_dial, ex)
+            return
+        self._begin_send(ex)
+
+    def _run_dial(self, ex: Exchange) -> None:
+        # In a worker thread: the loop does not touch ex until it is in _dialed.
+        try:
+            assert ex.dial is not None
+            ex.dial(ex.conn)
+        except BaseException as e:  # noqa: B036, BLE001 - raised in the loop thread instead
+            ex.error = e
+            ex.stage = "dial"
+        self._dialed.append(ex)
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # a full wake-up pipe already wakes the loop; a closed one: the loop ended
+
+    def _begin_send(self, ex: Exchange) -> None:
+        sock = ex.conn.sock
+        sock.setblocking(False)
+        ex.conn._sock_timeout = _UNSET  # settimeout() must set it again after the loop
+        ex.state = _SENDING
+        self._arm(ex)
+        self._send(ex)
+
+    # --- waiting ----------------------------------------------------------------------------
+    def poll(self, timeout: float | None = None) -> list[Exchange]:
+        """Wait up to ``timeout`` seconds (None: until one ends) and return the exchanges that
+        ended (possibly none). Call it again while :func:`len` is not 0."""
+        done = self._done
+        if not done:
+            wait = self._wait_time(timeout)
+            for key, events in self._selector.select(wait):
+                ex = key.data
+                if ex is None:
+                    self._drain_wake()
+                elif events & selectors.EVENT_WRITE and ex.state == _SENDING:
+                    self._send(ex)
+                else:
+                    self._receive(ex)
+            self._take_dialed()
+            self._expire(monotonic())
+        self._done = []
+        return done
+
+    def _wait_time(self, timeout: float | None) -> float | None:
+        if self._dialed:
+            return 0
+        timers = self._timers
+        while timers and (timers[0][2].state == _DONE or timers[0][0] != timers[0][2].expires):
+            heapq.heappop(timers)  # stale entries: the exchange ended or its timer moved
+        if timers:
+            wait = max(timers[0][0] - monotonic(), 0.0)
+            return wait if timeout is None else min(wait, timeout)
+        return timeout
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _take_dialed(self) -> None:
+        dialed = self._dialed
+        while dialed:
+            ex = dialed.popleft()
+            if ex.cancelled:
+                ex.conn.close()
+                self._finish(ex)
+            elif ex.error is not None:
+                ex.conn.dial_error = ex.error  # the blocking code raises it at its connect()
+                self._finish(ex)
+            else:
+                self._begin_send(ex)
+
+    # --- timers -----------------------------------------------------------------------------
+    def _arm(self, ex: Exchange) -> None:
+        """(Re)start the read timeout, bounded by the deadline."""
+        expires = None
+        if ex.read_timeout is not None:
+            expires = monotonic() + ex.read_timeout
+        if ex.deadline is not None and (expires is None or ex.deadline < expires):
+            expires = ex.deadline
+        ex.expires = expires
+        if expires is not None:
+            self._seq += 1
+            heapq.heappush(self._timers, (expires, self._seq, ex))
+
+    def _expire(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            expires, _, ex = heapq.heappop(timers)
+            if ex.state in (_DONE, _DIALING) or expires != ex.expires:
+                continue
+            # The socket timeout the blocking code would have met, at the same step: its
+            # request() (still writing) or its next receive.
+            self._fail(ex, socket.timeout("timed out"), sending=ex.state == _SENDING)
+
+    # --- writing ----------------------------------------------------------------------------
+    def _send(self, ex: Exchange) -> None:
+        sock = ex.conn.sock
+        data = ex.data
+        try:
+            while ex.sent < len(data):
+                ex.sent += sock.send(data[ex.sent :])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            self._watch(ex, selectors.EVENT_WRITE)
+            return
+        except ssl.SSLWantReadError:
+            self._watch(ex, selectors.EVENT_READ)
+            return
+        except OSError as e:
+            # As the blocking request(): after a reset the server's answer may still be there
+            # to read, but the connection carries half a request and is never reused.
+            if not isinstance(e, BrokenPipeError) and e.errno not in _RESET_ERRNOS:
+                self._fail(ex, e, sending=True)
+                return
+            ex.conn.reusable = False
+        ex.conn.sent_ahead = True
+        ex.state = _HEAD
+        self._arm(ex)
+        self._watch(ex, selectors.EVENT_READ)
+        self._receive(ex)  # an answer may be there already (TLS: buffered)
+
+    def _watch(self, ex: Exchange, events: int) -> None:
+        sock = ex.conn.sock
+        try:
+            key = self._selector.get_key(sock)
+        except KeyError:
+            self._selector.register(sock, events, ex)
+            return
+        if key.events != events:
+            self._selector.modify(sock, events, ex)
+
+    def _unwatch(self, ex: Exchange) -> None:
+        sock = ex.conn.sock
+        if sock is None:
+            return
+        try:
+            self._selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    # --- reading ----------------------------------------------------------------------------
+    def _receive(self, ex: Exchange) -> None:
+        if ex.state == _SENDING:  # TLS wanted a read to go on writing
+            self._send(ex)
+            return
+        sock = ex.conn.sock
+        view = self._view
+        got = False
+        try:
+            while True:
+                n = sock.recv_into(view, _RECV_SIZE)
+                if not n:
+                    self._complete(ex)  # the end of the stream: the blocking code judges it
+                    return
+                ex.buf += view[:n]
+                got = True
+                if self._ended(ex):
+                    self._complete(ex)
+                    return
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except ssl.SSLWantWriteError:
+            self._watch(ex, selectors.EVENT_WRITE)
+        except OSError as e:
+            self._fail(ex, e)
+            return
+        if got:
+            self._arm(ex)
+
+    def _ended(self, ex: Exchange) -> bool:
+        """Whether ``ex.buf`` holds all the loop reads: the head, then (``read_body``) the
+        body to its framed end. A head the parser refuses ends it too: the blocking code
+        raises the same error from the same bytes."""
+        conn = ex.conn
+        buf = ex.buf
+        if ex.state == _HEAD:
+            if not self._may_end_head(ex, conn):
+                return False
+            try:
+                parsed = parse_response_head(
+                    buf, ex.method, conn.max_head_bytes, conn.max_headers, conn.max_line_bytes
+                )
+            except Exception:  # noqa: BLE001 - the blocking code raises it from the same bytes
+                return True
+            if parsed is None:
+                return False
+            head, used = parsed
+            framing = head.framing
+            if not ex.read_body or framing == "none":
+                return True
+            ex.state = _BODY
+            if framing == "length":
+                ex.remaining = used + (head.content_length or 0)
+                return len(buf) >= ex.remaining
+            if framing == "chunked":
+                ex.decoder = ChunkedDecoder(conn.max_line_bytes)
+                ex.remaining = used
+            else:
+                ex.remaining = 0
+                return False  # close-delimited: to the end of the stream
+        if ex.decoder is not None:
+            try:
+                ex.decoder.feed(bytes(buf[ex.remaining :]))
+            except Exception:  # noqa: BLE001 - the blocking code raises it from the same bytes
+                return True
+            ex.remaining = len(buf)
+            return bool(ex.decoder.done)
+        if ex.remaining:
+            return len(buf) >= ex.remaining
+        return False
+
+    @staticmethod
+    def _may_end_head(ex: Exchange, conn: Any) -> bool:
+        """Parse again only when the new bytes may end the head (a blank line) or pass a
+        bound, so a head trickled in small pieces is not scanned once per piece."""
+        buf = ex.buf
+        seen = ex.remaining  # in the head state: how much was looked at before
+        ex.remaining = len(buf)
+        if (
+            buf.find(b"\n\r\n", max(seen - 2, 0)) >= 0
+            or buf.find(b"\n\n", max(seen - 1, 0)) >= 0
+            or len(buf) >= conn.max_head_bytes
+        ):
+            return True
+        line_start = buf.rfind(b"\n", seen) + 1 or buf.rfind(b"\n") + 1
+        return bool(len(buf) - line_start > conn.max_line_bytes)
+
+    # --- ending -----------------------------------------------------------------------------
+    def _complete(self, ex: Exchange) -> None:
+        """Everything read: hand the bytes to the connection for the blocking code."""
+        self._unwatch(ex)
+        ex.conn._rest = bytes(ex.buf)
+        ex.buf = bytearray()
+        self._finish(ex)
+
+    def _fail(self, ex: Exchange, error: BaseException, sending: bool = False) -> None:
+        """A read (or write) failed: the bytes read so far, then the error, for the blocking
+        code to meet in that order."""
+        self._unwatch(ex)
+        conn = ex.conn
+        conn._rest = bytes(ex.buf)
+        ex.buf = bytearray()
+        conn.reusable = False
+        conn.sock = FailedSocket(conn.sock, error)
+        if sending:
+            conn.sent_ahead = False  # request() meets the error at its send
+        self._finish(ex)
+
+    def _finish(self, ex: Exchange) -> None:
+        ex.state = _DONE
+        self._active.discard(ex)
+        self._done.append(ex)
+
+    def cancel(self, ex: Exchange) -> None:
+        """Stop ``ex``: its connection is closed (a dial in progress is closed when it ends).
+        It is handed back by :meth:`poll` like any other."""
+        if ex.state == _DONE or ex.cancelled:
+            return
+        ex.cancelled = True
+        if ex.state == _DIALING:
+            return  # _take_dialed closes it
+        self._unwatch(ex)
+        ex.conn.close()
+        self._finish(ex)
+
+    def close(self) -> None:
+        """Cancel everything in flight and release the poller and the dial threads."""
+        if self._closed:
+            return
+        for ex in list(self._active):
+            self.cancel(ex)
+        if self._dialer is not None:
+            self._dialer.shutdown(wait=True)
+            self._take_dialed()
+        self._closed = True
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -1,0 +1,444 @@
+"""Session.map: many requests in flight from one thread, with one-request semantics.
+
+The differential test runs one corpus through ``Session.map`` and through ``Session.request``
+(a fresh Session each, same settings, same servers) and compares everything observable: the
+outcome's type, status, reason, headers, body, URL, history, the final request, the cookies
+the Session kept, and for errors the exception's class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from dummyserver import AppServer, FaultServer, send_raw
+
+import fastpool
+from fastpool.multi import Result
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No proxy, CA-bundle or netrc settings of the machine leak into a test."""
+    for name in (
+        "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+        "no_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that refuses connections."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def observe(outcome: Any, session: requests.Session) -> dict[str, Any]:
+    """What a caller can see of one outcome (a Response or an exception)."""
+    cookies = sorted((c.domain, c.path, c.name, c.value) for c in session.cookies)
+    if isinstance(outcome, BaseException):
+        return {"error": type(outcome).__name__, "cookies": cookies}
+    body = outcome.content
+    skip = {"date"}
+    with contextlib.suppress(ValueError):
+        data = json.loads(body)
+        if isinstance(data, dict) and "connection" in data:
+            del data["connection"]  # the server's connection counter differs, and its length
+            skip.add("content-length")
+            body = data
+    headers = [(k, v) for k, v in outcome.headers.items() if k.lower() not in skip]
+    return {
+        "status": outcome.status_code,
+        "reason": outcome.reason,
+        "headers": headers,
+        "body": body,
+        "url": outcome.url,
+        "encoding": outcome.encoding,
+        "history": [(r.status_code, r.url) for r in outcome.history],
+        "request": (
+            outcome.request.method,
+            outcome.request.url,
+            sorted(outcome.request.headers.items()),
+            outcome.request.body,
+        ),
+        "next": outcome.next.url if outcome.next is not None else None,
+        "cookies": cookies,
+    }
+
+
+def corpus(http: str, https: str) -> list[tuple[Any, dict[str, Any]]]:
+    """(request, options) pairs: requests' shapes, the server's routes, and failures."""
+    dead = f"http://127.0.0.1:{closed_port()}/"
+    return [
+        (f"{http}/bytes/100", {}),
+        (f"{http}/bytes/200000", {}),
+        (f"{https}/bytes/70000", {}),
+        (f"{http}/chunked/5000?chunk=7", {}),
+        (f"{https}/chunked/300", {}),
+        (f"{http}/stream/5", {}),
+        (f"{http}/gzip", {}),
+        (f"{https}/deflate", {}),
+        (f"{http}/echo?x=1&y=2", {}),
+        (requests.Request("POST", f"{http}/echo", data={"a": "1"}), {}),
+        (requests.Request("PUT", f"{https}/echo", json={"k": [1, 2]}), {}),
+        (requests.Request("HEAD", f"{http}/bytes/10"), {}),
+        (requests.Request("GET", f"{http}/echo", headers={"X-Custom": "v"}), {}),
+        (f"{http}/status/404", {}),
+        (f"{http}/status/204", {}),
+        (f"{http}/status/304", {}),
+        (f"{http}/redirect/3", {}),
+        (f"{https}/redirect/2?absolute=1", {}),
+        (f"{http}/redirect-to?url={https}/echo", {}),
+        (
+            requests.Request(
+                "POST", f"{http}/redirect-to?url=/echo&status_code=303", data=b"secret"
+            ),
+            {},
+        ),
+        (
+            requests.Request("POST", f"{http}/redirect-to?url=/echo&status_code=307", data=b"kept"),
+            {},
+        ),
+        (f"{http}/redirect/3", {"allow_redirects": False}),
+        (f"{http}/cookies/set?a=1&b=2", {}),
+        (requests.Request("GET", f"{http}/basic-auth/u/p", auth=("u", "p")), {}),
+        (f"{http}/basic-auth/u/p", {}),
+        (f"{http}/no-length?n=5000", {}),
+        (f"{http}/http10", {}),
+        (f"{http}/close", {}),
+        (f"{http}/headers", {}),
+        (f"{http}/response-headers?X-A=1&X-A=2", {}),
+        (f"{http}/redirect/5", {"max_redirects": 2}),
+        (f"{http}/slow?delay=2", {"timeout": 0.2}),
+        (f"{http}/bytes/10", {"timeout": (1, 1)}),
+        (dead, {}),
+        ("http://fastpool-test.invalid/", {}),
+        ("ftp://127.0.0.1/x", {}),
+        ("not a url", {}),
+    ]
+
+
+def run_single(
+    given: Any, options: dict[str, Any], make: Callable[[], fastpool.Session]
+) -> dict[str, Any]:
+    session = make()
+    session.max_redirects = options.get("max_redirects", 30)
+    kwargs = {k: v for k, v in options.items() if k != "max_redirects"}
+    try:
+        if isinstance(given, requests.Request):
+            prep = session.prepare_request(given)
+            settings = session.merge_environment_settings(prep.url, {}, None, None, None)
+            outcome: Any = session.send(prep, **settings, **kwargs)
+        else:
+            outcome = session.get(given, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the outcome compared
+        outcome = e
+    with session:
+        return observe(outcome, session)
+
+
+def run_mapped(
+    given: Any, options: dict[str, Any], make: Callable[[], fastpool.Session]
+) -> dict[str, Any]:
+    session = make()
+    session.max_redirects = options.get("max_redirects", 30)
+    kwargs = {k: v for k, v in options.items() if k != "max_redirects"}
+    (result,) = list(session.map([given], **kwargs))
+    assert result.request is given
+    assert (result.response is None) != (result.error is None)
+    with session:
+        return observe(result.error or result.response, session)
+
+
+@pytest.fixture
+def make_session(ca_bundle: str) -> Callable[[], fastpool.Session]:
+    def make() -> fastpool.Session:
+        session = fastpool.Session()
+        session.verify = ca_bundle
+        return session
+
+    return make
+
+
+def test_map_answers_as_one_request_at_a_time(
+    app_server: AppServer, https_server: AppServer, make_session: Callable[[], fastpool.Session]
+) -> None:
+    for given, options in corpus(app_server.url, https_server.url):
+        expected = run_single(given, options, make_session)
+        got = run_mapped(given, options, make_session)
+        assert got == expected, (given, options)
+
+
+def test_map_of_the_whole_corpus_at_once_matches(
+    app_server: AppServer, https_server: AppServer, make_session: Callable[[], fastpool.Session]
+) -> None:
+    # Every request in flight together, on one Session: each outcome as one request gives.
+    # (Not the routes that set cookies: on one Session they reach the other requests.)
+    items = [
+        (given, options)
+        for given, options in corpus(app_server.url, https_server.url)
+        if not options
+        and not any(r in str(getattr(given, "url", given)) for r in ("/cookies", "/headers"))
+    ]
+    expected = {id(given): run_single(given, {}, make_session) for given, _ in items}
+    session = make_session()
+    with session:
+        results = list(session.map([given for given, _ in items], concurrency=16))
+    assert len(results) == len(items)
+    for result in results:
+        got = observe(result.error or result.response, session)
+        want = expected[id(result.request)]
+        got["cookies"] = want["cookies"] = None  # one jar for all here
+        assert got == want, result.request
+
+
+def test_requests_are_in_flight_together_from_one_thread(app_server: AppServer) -> None:
+    # /hold answers only when n requests with its key have arrived: one at a time would wait
+    # 5 s for each and report released=False.
+    n = 12
+    urls = [f"{app_server.url}/hold?key=map-together&n={n}"] * n
+    before = set(threading.enumerate())
+    with fastpool.Session() as session:
+        results = list(session.map(urls, concurrency=n, dial_workers=2))
+        assert all(r.error is None for r in results), [r.error for r in results]
+        assert [r.response.json()["released"] for r in results] == [True] * n  # type: ignore[union-attr]
+    # Besides the server's threads, only the dial workers were started: the exchanges ran here.
+    started = {t.name for t in set(threading.enumerate()) - before}
+    client = {name for name in started if not name.startswith("AppServer-")}
+    assert all(name.startswith("fastpool-dial") for name in client), client
+
+
+def test_per_host_limit_and_connection_reuse(app_server: AppServer) -> None:
+    urls = [f"{app_server.url}/echo?i={i}" for i in range(10)]
+    with fastpool.Session() as session:
+        results = list(session.map(urls, per_host=1))
+        connections = {r.response.json()["connection"] for r in results}  # type: ignore[union-attr]
+        assert len(connections) == 1  # one request at a time to the host, one kept connection
+        stats = session.pool_stats()
+    assert stats.total.created == 1
+
+
+def test_stream_leaves_the_body_to_the_caller(app_server: AppServer) -> None:
+    with fastpool.Session() as session:
+        (result,) = list(session.map([f"{app_server.url}/bytes/50000"], stream=True))
+        response = result.response
+        assert response is not None
+        assert not response.raw.closed
+        assert len(response.content) == 50000
+        again = session.get(f"{app_server.url}/echo").json()
+        assert again["connection"] >= 1
+
+
+def test_leaving_early_cancels_and_gives_every_slot_back(app_server: AppServer) -> None:
+    session = fastpool.Session(max_connections_per_host=4, pool_timeout=3)
+    with session:
+        urls = [f"{app_server.url}/slow?delay=0.3"] * 3 + [f"{app_server.url}/bytes/1"] * 20
+        it = session.map(urls, concurrency=8)
+        first = next(it)
+        assert first.error is None
+        it.close()
+        # Four requests that must all hold a connection at once: a leaked slot would make one
+        # of them wait for pool_timeout and fail.
+        key = "map-after-cancel"
+        out: list[Any] = []
+
+        def get() -> None:
+            out.append(session.get(f"{app_server.url}/hold?key={key}&n=4").json()["released"])
+
+        threads = [threading.Thread(target=get) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert out == [True] * 4
+
+
+def test_an_exception_in_the_callers_loop_cancels(app_server: AppServer) -> None:
+    session = fastpool.Session(max_connections_per_host=2, pool_timeout=3)
+    with session:
+        urls = [f"{app_server.url}/slow?delay=0.2"] * 6
+
+        def consume() -> None:
+            for _ in session.map(urls, concurrency=2):
+                raise KeyError("caller")
+
+        with pytest.raises(KeyError):
+            consume()
+        for _ in range(3):
+            assert len(session.get(f"{app_server.url}/bytes/3").content) == 3
+
+
+def test_a_patched_path_sees_every_request(app_server: AppServer) -> None:
+    responses = pytest.importorskip("responses")
+    url = f"{app_server.url}/mocked"
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, url, body=b"from the mock")
+        with fastpool.Session() as session:
+            results = list(session.map([url] * 3))
+        assert [r.response.content for r in results] == [b"from the mock"] * 3  # type: ignore[union-attr]
+        assert len(mock.calls) == 3
+
+
+def test_a_server_that_cuts_the_body_fails_as_one_request(
+    fault_server_factory: Callable[..., FaultServer],
+) -> None:
+    server = fault_server_factory(
+        send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", then="close")
+    )
+    with fastpool.Session() as session:
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            session.get(f"{server.url}/")
+        (result,) = list(session.map([f"{server.url}/"]))
+    assert isinstance(result.error, requests.exceptions.ChunkedEncodingError)
+
+
+def test_a_reset_fails_as_one_request(fault_server_factory: Callable[..., FaultServer]) -> None:
+    server = fault_server_factory(send_raw(b"HTTP/1.1 200 OK\r\nContent-Le", then="reset"))
+    with fastpool.Session() as session:
+        try:
+            session.get(f"{server.url}/")
+        except Exception as e:  # noqa: BLE001 - whatever it is, map must give the same
+            expected: Any = type(e)
+        (result,) = list(session.map([f"{server.url}/"]))
+    assert type(result.error) is expected
+
+
+def test_results_are_results() -> None:
+    result = Result("u", None, ValueError("x"))
+    request, response, error = result
+    assert (request, response, type(error)) == ("u", None, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"per_host": 0}, "per_host"),
+        ({"concurrency": 1.5}, "concurrency"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
+    with fastpool.Session() as session, pytest.raises(ValueError, match=message):
+        list(session.map(["http://127.0.0.1:1/"], **kwargs))
+
+
+def compare_both_ways(
+    items: list[tuple[Any, dict[str, Any]]], make: Callable[[], fastpool.Session]
+) -> None:
+    for given, options in items:
+        expected = run_single(given, options, make)
+        got = run_mapped(given, options, make)
+        assert got == expected, (given, options)
+
+
+def test_through_a_proxy_as_one_request(
+    app_server: AppServer,
+    https_server: AppServer,
+    proxy_server: Any,
+    ca_bundle: str,
+) -> None:
+    # Forwarding for http://, a CONNECT tunnel for https://, with proxy credentials in the URL.
+    def make() -> fastpool.Session:
+        session = fastpool.Session()
+        session.verify = ca_bundle
+        session.proxies = {"http": proxy_server.url, "https": proxy_server.url}
+        return session
+
+    compare_both_ways(
+        [
+            (f"{app_server.url}/echo", {}),
+            (f"{https_server.url}/echo", {}),
+            (f"{app_server.url}/redirect-to?url={https_server.url}/bytes/5", {}),
+            (requests.Request("POST", f"{https_server.url}/echo", data=b"x" * 5000), {}),
+        ],
+        make,
+    )
+
+
+def test_tls_failures_as_one_request(
+    untrusted_https_server: AppServer, https_server: AppServer, ca_bundle: str
+) -> None:
+    def make() -> fastpool.Session:
+        session = fastpool.Session()
+        session.verify = ca_bundle
+        return session
+
+    compare_both_ways(
+        [
+            (f"{untrusted_https_server.url}/bytes/1", {}),
+            # The same host under two names: only one matches the certificate.
+            (f"https://localhost:{https_server.port}/bytes/1", {}),
+        ],
+        make,
+    )
+
+
+def test_a_kept_connection_the_server_closed_is_replayed_as_one_request(
+    fault_server_factory: Callable[..., FaultServer],
+) -> None:
+    # Each connection answers once, then closes without answering the next request: the
+    # second request meets a kept-alive connection the server closed (Go's replay rule).
+    from dummyserver import close_after
+
+    server = fault_server_factory(close_after(1, body=b"answer", how="wait"))
+    urls = [f"{server.url}/a", f"{server.url}/b", f"{server.url}/c"]
+    with fastpool.Session() as session:
+        single = [session.get(url).content for url in urls]
+    with fastpool.Session() as session:
+        mapped = [r.response.content for r in session.map(urls, concurrency=1)]  # type: ignore[union-attr]
+    assert mapped == single == [b"answer"] * 3
+
+
+def test_hooks_and_retries_as_one_request(
+    app_server: AppServer, fault_server_factory: Callable[..., FaultServer]
+) -> None:
+    from urllib3.util.retry import Retry
+
+    calls: list[tuple[str, int]] = []
+
+    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        calls.append((response.url, response.status_code))
+
+    def make() -> fastpool.Session:
+        session = fastpool.Session()
+        session.hooks["response"].append(hook)
+        session.mount(
+            f"{app_server.url}/status/503",
+            fastpool.HTTPAdapter(max_retries=Retry(2, status_forcelist=[503], backoff_factor=0)),
+        )
+        return session
+
+    items: list[tuple[Any, dict[str, Any]]] = [
+        (f"{app_server.url}/redirect/2", {}),
+        (f"{app_server.url}/status/503", {}),
+    ]
+    for given, options in items:
+        del calls[:]
+        expected = run_single(given, options, make)
+        single_calls = list(calls)
+        del calls[:]
+        got = run_mapped(given, options, make)
+        assert got == expected, given
+        assert calls == single_calls, given
+
+
+def test_a_total_deadline_ends_a_slow_answer(app_server: AppServer) -> None:
+    from urllib3.util.timeout import Timeout
+
+    with fastpool.Session() as session:
+        (result,) = list(
+            session.map([f"{app_server.url}/slow?delay=3"], timeout=Timeout(total=0.3))
+        )
+        assert isinstance(result.error, requests.exceptions.ReadTimeout)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            session.get(f"{app_server.url}/slow?delay=3", timeout=Timeout(total=0.3))
