@@ -317,6 +317,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
     :param max_line_bytes: (and ``max_headers``, ``max_head_bytes``) keyword-only bounds on a
         response head (default None: http.client's 65536 bytes a line and 100 header fields, and 1 MiB
         in all); see :class:`fastpool.PoolManager`.
+    :param resolver: keyword-only. A :class:`fastpool.resolver.Resolver` for new connections
+        (a DNS cache with TTLs); see :class:`fastpool.PoolManager`. Default None.
     :param source_address: keyword-only. ``(host, port)`` (or a host str: any port) that new
         connections bind to before connecting, as urllib3's ``source_address`` and
         requests-toolbelt's ``SourceAddressAdapter``. Default None.
@@ -360,6 +362,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         max_line_bytes: int | None = None,
         max_headers: int | None = None,
         max_head_bytes: int | None = None,
+        resolver: Any = None,
     ) -> None:
         _check_count("pool_connections", pool_connections)
         _check_count("pool_maxsize", pool_maxsize)
@@ -379,6 +382,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             "max_line_bytes": max_line_bytes,
             "max_headers": max_headers,
             "max_head_bytes": max_head_bytes,
+            "resolver": resolver,
         }
         options = {name: value for name, value in options.items() if value is not None}
         if pool_full_warning != "always":

@@ -42,6 +42,7 @@ from ._http11 import (
 )
 from ._thirdparty import ProxyConfig
 from .exceptions import IncompleteResponseError
+from .resolver import happy_eyeballs_order
 from .tls import (
     TLS_SETTINGS,
     build_ssl_context,
@@ -137,6 +138,9 @@ class HTTPConnection:
     max_head_bytes: int = 1048576
     max_line_bytes: int = 65536
     max_headers: int = 100
+    #: A :class:`fastpool.resolver.Resolver` for the dial (set per pool), or None:
+    #: ``socket.getaddrinfo`` at every dial.
+    resolver: Any = None
 
     def __init__(
         self,
@@ -242,7 +246,10 @@ class HTTPConnection:
     def _dial(self, host: str, port: int) -> socket.socket:
         timeout = _resolve_timeout(self.timeout)
         try:
-            infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+            if self.resolver is None:
+                infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+            else:  # cached, families interleaved (RFC 8305 section 4)
+                infos = happy_eyeballs_order(self.resolver.resolve(host.strip("[]"), port))
         except socket.gaierror as e:
             raise NameResolutionError(host, self, e) from e  # type: ignore[arg-type]
         last: OSError | None = None

@@ -399,6 +399,9 @@ class HTTPConnectionPool(RequestMethods):
         http.client's), its header fields (None: 100, http.client's), and all its bytes, 1xx
         heads included (None: 1048576, a bound http.client lacks). Past one, ``ProtocolError`` (the cause a
         ``ResponseHeadTooLarge``), never retried.
+    :param resolver: keyword-only. A :class:`fastpool.resolver.Resolver` that new connections
+        resolve their host with (cached, address families interleaved). Default None:
+        ``socket.getaddrinfo`` at every dial, as urllib3.
     :param urllib3_logging: keyword-only. Log under ``urllib3.connectionpool``, with urllib3's
         lines, so that logging set up for urllib3 (levels, handlers, filters) applies
         unchanged (default True); False: under ``fastpool.connectionpool`` instead. One or
@@ -459,6 +462,7 @@ class HTTPConnectionPool(RequestMethods):
         max_headers: int | None = None,
         max_head_bytes: int | None = None,
         urllib3_logging: bool = True,
+        resolver: Any = None,
         _trace: Any = None,
         _limiter: ConnectionLimit | None = None,
         **conn_kw: Any,
@@ -493,7 +497,9 @@ class HTTPConnectionPool(RequestMethods):
             "max_headers": _check_bound("max_headers", max_headers),
             "max_head_bytes": _check_bound("max_head_bytes", max_head_bytes),
         }
-        self._head_bounds = {name: value for name, value in bounds.items() if value is not None}
+        # ... and the resolver, when one is given
+        bounds["resolver"] = resolver
+        self._conn_settings = {name: value for name, value in bounds.items() if value is not None}
         self._retired = False
         self._log = _U3_LOG if urllib3_logging else log
         self._limiter = _limiter
@@ -601,8 +607,8 @@ class HTTPConnectionPool(RequestMethods):
         )
         conn = self._make_conn()
         conn._limiter = self._limiter
-        if self._head_bounds:
-            conn.__dict__.update(self._head_bounds)
+        if self._conn_settings:
+            conn.__dict__.update(self._conn_settings)
         return conn
 
     def _make_conn(self) -> HTTPConnection:

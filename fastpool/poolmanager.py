@@ -203,6 +203,9 @@ class PoolManager(RequestMethods):
         a response head (default None: 65536 bytes a line and 100 header fields, as
         http.client, and 1048576 bytes in all); passed to every pool (see
         :class:`~fastpool.pool.HTTPConnectionPool`).
+    :param resolver: keyword-only. A :class:`fastpool.resolver.Resolver` shared by every
+        pool's dials: a DNS cache with TTLs (default None: ``socket.getaddrinfo`` at every
+        dial). It is not closed with the manager: it may serve several.
     :param urllib3_logging: keyword-only. Log under urllib3's logger names
         (``urllib3.poolmanager``, ``urllib3.connectionpool``), as urllib3 does, so logging
         set up for urllib3 keeps working (default None: True); False: under ``fastpool.*``.
@@ -241,6 +244,7 @@ class PoolManager(RequestMethods):
         max_headers: int | None = None,
         max_head_bytes: int | None = None,
         urllib3_logging: bool | None = None,
+        resolver: Any = None,
         trace: Any = None,
         _quiet_connection_class: bool = False,
         **connection_pool_kw: Any,
@@ -259,6 +263,7 @@ class PoolManager(RequestMethods):
             "max_headers": max_headers,
             "max_head_bytes": max_head_bytes,
             "urllib3_logging": urllib3_logging,
+            "resolver": resolver,
         }
         self._pool_options: dict[str, Any] = {n: v for n, v in options.items() if v is not None}
         #: The global cap on open connections across this manager's pools, or None.

@@ -171,6 +171,12 @@ class Resolver:
             raise ValueError(f"max_entries must be >= 1, got {max_entries!r}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers!r}")
+        # what a pickled copy is made from (a new, empty cache: see __reduce__)
+        self._settings = {
+            "min_ttl": min_ttl, "max_ttl": max_ttl, "negative_ttl": negative_ttl,
+            "max_entries": max_entries, "workers": workers, "backend": backend,
+            "nameservers": nameservers,
+        }  # fmt: skip
         self.min_ttl = float(min_ttl)
         self.max_ttl = float(max_ttl)
         self.negative_ttl = float(negative_ttl)
@@ -200,6 +206,11 @@ class Resolver:
             self._shutdown = self._cares.close
         else:
             raise ValueError(f'backend must be "threads" or "cares", got {backend!r}')
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A pickled Resolver (in a pickled Session, sent to another process) comes back as a
+        new one with the same settings and an empty cache: threads and sockets do not travel."""
+        return (_rebuild, (self._settings,))
 
     # -- public interface ------------------------------------------------------------------
 
@@ -526,3 +537,7 @@ def happy_eyeballs_order(infos: list[AddrInfo]) -> list[AddrInfo]:
     for i in range(max(len(q) for q in queues)):
         ordered.extend(q[i] for q in queues if i < len(q))
     return ordered
+
+
+def _rebuild(settings: dict[str, Any]) -> Resolver:
+    return Resolver(**settings)

@@ -265,7 +265,8 @@ class Session(requests.Session):
     schemes: one adapter serves ``https://`` and ``http://``), ``max_connections_per_host`` and
     ``pool_timeout`` (how long a request waits at a cap before ``PoolTimeout``). The bounds on a
     response head, ``max_line_bytes``, ``max_headers`` and ``max_head_bytes``, are http.client's
-    (and 1 MiB in all) unless given. Expired and stale
+    (and 1 MiB in all) unless given. ``resolver``: a :class:`fastpool.resolver.Resolver` (a
+    DNS cache with TTLs) for new connections; default None, as requests. Expired and stale
     connections are closed at checkout (no background thread), and an idempotent request that
     meets a connection the server closed is sent again once (Go's rules). See
     :meth:`pool_stats` and :meth:`add_trace_hook`.
@@ -304,6 +305,7 @@ class Session(requests.Session):
         max_line_bytes: int | None = None,
         max_headers: int | None = None,
         max_head_bytes: int | None = None,
+        resolver: Any = None,
     ) -> None:
         self._init_state()
         # requests.Session.__init__'s settings (a test keeps them in step), without building
@@ -332,6 +334,7 @@ class Session(requests.Session):
                 max_line_bytes=max_line_bytes,
                 max_headers=max_headers,
                 max_head_bytes=max_head_bytes,
+                resolver=resolver,
             )
             # One adapter serves both schemes, so max_connections caps the whole Session.
             adapter = DEFAULT_ADAPTER(**kw)
