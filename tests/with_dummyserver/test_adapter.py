@@ -77,6 +77,7 @@ def test_signature_is_stock_plus_keyword_only_options() -> None:
         "max_line_bytes": None,
         "max_headers": None,
         "max_head_bytes": None,
+        "resolver": None,
     }
 
 
