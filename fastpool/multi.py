@@ -1,21 +1,24 @@
-"""Many requests in flight from one thread: :meth:`fastpool.Session.map`.
+"""Many requests in flight from one thread: the runner behind ``Session.map`` and
+``PoolManager.map``.
 
-Each request goes through the same steps as :meth:`Session.send`, in three parts:
+Each request goes through the one-request path's own steps, in three parts:
 
-1. **begin** (this thread): the adapter picks the pool exactly as ``send`` would, the pool
+1. **begin** (this thread): the pool is picked exactly as one request would pick it, and it
    checks a connection out without waiting and renders the request's bytes
    (``HTTPConnectionPool._loop_begin``);
 2. **exchange** (:mod:`fastpool._loop`): the bytes go out and the answer comes back on a
    non-blocking socket, alongside every other request in flight; new connections are dialed by
    a few worker threads running the pools' own connect;
-3. **finish** (this thread): the ordinary ``Session.send`` runs with ``allow_redirects=False``
-   and finds the request written and its answer read, so hooks, cookies, decoding, errors and
-   urllib3's ``Retry`` are the one-request path's own. A redirect becomes the next hop, built by
-   requests' own ``resolve_redirects`` (``Response.next``), as ``send`` would follow it.
+3. **finish** (this thread): the ordinary ``urlopen`` (under ``Session.send`` for a Session)
+   runs and finds the request written and its answer read, so hooks, cookies, decoding, errors
+   and urllib3's ``Retry`` are the one-request path's own. A redirect becomes the next hop.
 
-Where a tool patched that path (a mock, a tracer, a cassette), or the adapter, pool or session
-is not fastpool's own, a request runs through ``Session.send`` one at a time in this thread, so
-the tool sees it: never a silent bypass.
+A *driver* knows one API's steps (:class:`ManagerDriver` here for ``PoolManager``; the
+Session's is in :mod:`fastpool._session_map`); :func:`run_map` runs any of them with the
+scheduler's limits (:class:`fastpool.schedule.HostScheduler`) and the loop. Where a tool
+patched the path (a mock, a tracer, a cassette), or a class on it is not fastpool's own, the
+driver sends the request one at a time in this thread, so the tool sees it: never a silent
+bypass.
 """
 
 from __future__ import annotations
@@ -23,46 +26,52 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from requests.exceptions import TooManyRedirects
-from requests.models import PreparedRequest, Request, Response
+from urllib3.exceptions import ClosedPoolError
+from urllib3.util.timeout import Timeout
 
 from ._loop import Exchange, Loop
+from ._thirdparty import RequestMethods
 from .schedule import HostScheduler
 
-__all__ = ("Result", "map_session")
+__all__ = ("Driver", "ManagerDriver", "Result", "host_of", "run_map")
 
-#: Results waiting to be yielded, and requests taken from the caller's iterable ahead of
-#: being started, are bounded by these multiples of ``concurrency``.
+#: Requests taken from the caller's iterable ahead of being started: this many times
+#: ``concurrency`` at most.
 _LOOKAHEAD = 8
 
 
 class Result(NamedTuple):
-    """One request's outcome from :meth:`fastpool.Session.map`: the ``request`` as given (a
-    URL, a :class:`requests.Request` or a :class:`requests.PreparedRequest`), and either its
-    ``response`` or the ``error`` it raised (the other is None)."""
+    """One request's outcome from ``Session.map`` or ``PoolManager.map``: the ``request`` as
+    given, and either its ``response`` or the ``error`` it raised (the other is None)."""
 
     request: Any
-    response: Response | None
+    response: Any
     error: BaseException | None
 
 
-class _Job:
-    """One item of the map: its hops so far and the keyword arguments of ``send``."""
+class Driver(Protocol):
+    """One API's steps for :func:`run_map`. A job is the driver's record of one request; it
+    has a ``host`` (the politeness key: :func:`host_of`)."""
 
-    __slots__ = ("given", "hist", "host", "kwargs", "prep")
+    def new(self, given: Any) -> Any:
+        """The job for an item of the caller's iterable (raises what preparing it raises)."""
 
-    def __init__(self, given: Any, prep: PreparedRequest, kwargs: dict[str, Any]) -> None:
-        self.given = given
-        self.prep = prep
-        self.kwargs = kwargs
-        self.hist: list[Response] = []
-        self.host = _host_of(prep.url)
+    def begin(self, job: Any) -> Exchange | bool | None:
+        """Hand the job's next hop to the loop: an Exchange, None (its pool has no free
+        connection now), or False (it must run through :meth:`send` without the loop)."""
+
+    def send(self, job: Any, exchange: Exchange | None) -> Any:
+        """The hop's response or exception (never raised), finishing ``exchange``, or
+        (None) the whole hop in this thread."""
+
+    def after(self, job: Any, outcome: Any) -> Result | None:
+        """The job's result, or None when it has a next hop (a redirect to follow)."""
 
 
-def _host_of(url: Any) -> str:
+def host_of(url: Any) -> str:
     """The politeness key: the host name, lower-cased; every port and scheme of a host share
     it (as ``fastpool crawl`` and ``fastpool.dask``)."""
     try:
@@ -71,24 +80,25 @@ def _host_of(url: Any) -> str:
         return ""
 
 
-def map_session(
-    session: Any,
+def run_map(
+    driver: Driver,
     requests: Iterable[Any],
     *,
     concurrency: int,
     per_host: int | None,
     delay: float,
     rate: float | None,
-    timeout: Any,
-    stream: bool | None,
-    allow_redirects: bool,
     dial_workers: int,
 ) -> Iterator[Result]:
-    """The generator behind :meth:`fastpool.Session.map` (which documents the arguments)."""
+    """Yield a :class:`Result` per item of ``requests`` as each completes, at most
+    ``concurrency`` in flight (``per_host`` per host), starts to one host ``delay`` seconds
+    apart and at most ``rate`` a second; leaving early cancels what is in flight."""
     _check_positive("concurrency", concurrency)
     if per_host is not None:
         _check_positive("per_host", per_host)
-    run = _Run(session, iter(requests), concurrency, timeout, stream, allow_redirects)
+    if not isinstance(dial_workers, int) or dial_workers < 1:
+        raise ValueError(f"dial_workers must be an int >= 1, got {dial_workers!r}")
+    run = _Run(driver, iter(requests), concurrency)
     run.scheduler = HostScheduler(per_host=per_host, delay=delay, rate=rate)
     run.loop = Loop(dial_workers=dial_workers)
     try:
@@ -104,31 +114,29 @@ def map_session(
         run.cancel()
 
 
+def _check_positive(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+_NO_SLOT = object()
+
+
 class _Run:
     """The state of one map: the caller's input, the scheduler, the loop, the results."""
 
     scheduler: HostScheduler
     loop: Loop
 
-    def __init__(
-        self,
-        session: Any,
-        source: Iterator[Any],
-        concurrency: int,
-        timeout: Any,
-        stream: bool | None,
-        allow_redirects: bool,
-    ) -> None:
-        self.session = session
+    def __init__(self, driver: Driver, source: Iterator[Any], concurrency: int) -> None:
+        self.driver = driver
         self.source = source
         self.exhausted = False
         self.concurrency = concurrency
-        self.timeout = timeout
-        self.stream = stream
-        self.allow_redirects = allow_redirects
-        self.started: dict[Exchange, _Job] = {}  # in the loop
-        self.waiting_slot: deque[_Job] = deque()  # its pool had no free connection
+        self.started: dict[Exchange, Any] = {}  # in the loop
+        self.waiting_slot: deque[Any] = deque()  # its pool had no free connection
         self.ready: deque[Result] = deque()
+        self.given: dict[int, Any] = {}  # id(job) -> the item, for errors before a result
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
@@ -138,11 +146,12 @@ class _Run:
             except StopIteration:
                 self.exhausted = True
                 return
-            job = _new_job(
-                self.session, given, self.timeout, self.stream, self.allow_redirects, self.ready
-            )
-            if job is not None:
-                self.scheduler.push(job, job.host, None)
+            try:
+                job = self.driver.new(given)
+            except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+                self.ready.append(Result(given, None, e))
+                continue
+            self.scheduler.push(job, job.host, None)
 
     def start_what_may(self) -> None:
         """Start what the limits allow (the results waiting to be yielded are bounded too)."""
@@ -154,7 +163,7 @@ class _Run:
                 if popped is None:
                     return
                 job = popped[0]
-            outcome = _begin(self.session, job, bool(started))
+            outcome = self._begin(job)
             if outcome is _NO_SLOT:
                 self.waiting_slot.append(job)
                 return
@@ -162,7 +171,30 @@ class _Run:
                 started[outcome] = job
                 self.loop.start(outcome)
             else:
-                _after_hop(self.session, self.scheduler, job, outcome, ready)
+                self._after(job, outcome)
+
+    def _begin(self, job: Any) -> Any:
+        """An Exchange for the loop, ``_NO_SLOT`` (no free connection, and this map's requests
+        in flight will free one), or the hop's outcome from the one-request path in this
+        thread (where the loop cannot take it, or to wait at a pool's cap as one request
+        would, up to its ``pool_timeout``)."""
+        try:
+            exchange = self.driver.begin(job)
+        except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+            return e
+        if exchange is None and self.started:
+            return _NO_SLOT
+        if exchange is None or exchange is False:
+            return self.driver.send(job, None)
+        return exchange
+
+    def _after(self, job: Any, outcome: Any) -> None:
+        self.scheduler.done(job.host)
+        result = self.driver.after(job, outcome)
+        if result is None:
+            self.scheduler.push(job, job.host, None)  # its next hop
+        else:
+            self.ready.append(result)
 
     def finished(self) -> bool:
         return (
@@ -177,15 +209,17 @@ class _Run:
         """Let the loop run until an exchange ends (or a politeness wait does)."""
         if not self.started:
             if not self.ready:
-                _idle(self.scheduler)
+                wake = self.scheduler.next_ready()
+                if wake is not None:
+                    time.sleep(min(max(wake - time.monotonic(), 0.0), 1.0))
             return
         wake = self.scheduler.next_ready()
         wait = None if wake is None else max(wake - time.monotonic(), 0.0)
         for ex in self.loop.poll(wait):
             job = self.started[ex]
-            outcome = _finish(self.session, job, ex)
+            outcome = self.driver.send(job, ex)
             del self.started[ex]  # after: an interruption leaves it to cancel()
-            _after_hop(self.session, self.scheduler, job, outcome, self.ready)
+            self._after(job, outcome)
 
     def cancel(self) -> None:
         """The caller left early (or an error): stop what is in flight, give every slot back."""
@@ -197,111 +231,105 @@ class _Run:
             ex.tag._loop_abandon(ex)
 
 
-def _check_positive(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+# --- PoolManager ---------------------------------------------------------------------------------
+class _Capture(RequestMethods):
+    """``RequestMethods.request``'s encoding (fields, json, body) without sending: its
+    ``urlopen`` returns what it was given."""
+
+    def urlopen(self, method: str, url: str, **kw: Any) -> Any:  # type: ignore[override]
+        return method, url, kw
 
 
-def _idle(scheduler: HostScheduler) -> None:
-    """Nothing in flight and nothing allowed to start: wait for the politeness delay or the
-    rate to allow the next request."""
-    wake = scheduler.next_ready()
-    if wake is not None:
-        time.sleep(min(max(wake - time.monotonic(), 0.0), 1.0))
+class _ManagerJob:
+    __slots__ = ("conn", "given", "host", "kw", "method", "redirect", "target", "url")
+
+    def __init__(self, given: Any, method: str, url: str, kw: dict[str, Any]) -> None:
+        self.given = given
+        self.method = method
+        self.url = url
+        self.redirect = kw.pop("redirect", True)
+        self.kw = kw
+        self.host = host_of(url)
+        self.conn: Any = None
+        self.target = url
 
 
-def _new_job(
-    session: Any,
-    given: Any,
-    timeout: Any,
-    stream: bool | None,
-    allow_redirects: bool,
-    ready: deque[Result],
-) -> _Job | None:
-    """Prepare ``given`` as ``Session.request`` would; a request that cannot be prepared
-    becomes its error's result at once."""
-    try:
-        if isinstance(given, PreparedRequest):
-            prep = given
+class ManagerDriver:
+    """:class:`Driver` for ``PoolManager.map``: ``PoolManager.request``'s steps, hop by hop
+    (``PoolManager.urlopen`` with its redirects across hosts)."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+
+    def new(self, given: Any) -> _ManagerJob:
+        if isinstance(given, str):
+            method, url, kwargs = "GET", given, {}
+        elif isinstance(given, tuple) and len(given) in (2, 3):
+            method, url = given[0], given[1]
+            kwargs = dict(given[2]) if len(given) == 3 else {}
         else:
-            request = given if isinstance(given, Request) else Request("GET", given)
-            prep = session.prepare_request(request)
-        settings = session.merge_environment_settings(prep.url, {}, stream, None, None)
-    except Exception as e:  # noqa: BLE001 - the request's outcome, yielded to the caller
-        ready.append(Result(given, None, e))
+            raise TypeError(
+                "PoolManager.map takes URLs, (method, url) or (method, url, kwargs), "
+                f"got {type(given).__name__}"
+            )
+        capture: Any = RequestMethods.request(_Capture(self.manager.headers), method, url, **kwargs)
+        return _ManagerJob(given, *capture)
+
+    def begin(self, job: _ManagerJob) -> Exchange | bool | None:
+        manager = self.manager
+        cls = type(manager)
+        if getattr(cls.urlopen, "__module__", None) != __name__.rpartition(".")[0] + ".poolmanager":
+            return False  # a subclass's or a patch's urlopen: it must see the request
+        kw = manager._hop_kw(job.url, job.kw)
+        scheme, host, port, target = manager._split_url(job.url)
+        job.conn = manager.connection_from_host(host, port=port, scheme=scheme)
+        job.target = target
+        kw["assert_same_host"] = False
+        kw["redirect"] = False
+        kw.setdefault("headers", manager.headers)
+        return job.conn._loop_begin(  # type: ignore[no-any-return]
+            job.method,
+            target,
+            kw.get("body"),
+            kw["headers"],
+            kw.get("chunked", False),
+            kw.get("timeout", Timeout.DEFAULT_TIMEOUT),
+            kw.get("preload_content", True),
+        )
+
+    def send(self, job: _ManagerJob, exchange: Exchange | None) -> Any:
+        try:
+            if exchange is None:
+                # The whole hop here, as PoolManager.urlopen's first half.
+                kw = self.manager._hop_kw(job.url, job.kw)
+                scheme, host, port, target = self.manager._split_url(job.url)
+                kw["assert_same_host"] = False
+                kw["redirect"] = False
+                kw.setdefault("headers", self.manager.headers)
+                job.conn = self.manager.connection_from_host(host, port=port, scheme=scheme)
+                try:
+                    return job.conn.urlopen(job.method, target, **kw)
+                except ClosedPoolError:  # evicted meanwhile: nothing was sent
+                    job.conn = self.manager.connection_from_host(host, port=port, scheme=scheme)
+                    return job.conn.urlopen(job.method, target, **kw)
+            return job.conn.urlopen(job.method, job.target, _exchange=exchange, **job.kw)
+        except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+            return e
+
+    def after(self, job: _ManagerJob, outcome: Any) -> Result | None:
+        if isinstance(outcome, BaseException):
+            return Result(job.given, None, outcome)
+        response = outcome
+        if not (job.redirect and response.status in response.REDIRECT_STATUSES):
+            return Result(job.given, response, None)
+        try:
+            step = self.manager._follow(
+                job.method, job.url, job.redirect, job.kw, job.conn, response
+            )
+        except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+            return Result(job.given, None, e)
+        if step is None:
+            return Result(job.given, response, None)
+        job.method, job.url = step
+        job.host = host_of(job.url)
         return None
-    kwargs = {"timeout": timeout, **settings}
-    job = _Job(given, prep, kwargs)
-    if not allow_redirects:
-        job.hist = None  # type: ignore[assignment]  # no redirect is followed
-    return job
-
-
-_NO_SLOT = object()
-
-
-def _begin(session: Any, job: _Job, may_wait: bool) -> Any:
-    """Start a hop: an Exchange for the loop, ``_NO_SLOT`` (the pool has no free connection
-    and ``may_wait``: this map's requests in flight will free one), or the hop's Response or
-    exception from ``Session.send`` in this thread (where the loop cannot take it, or to wait
-    for a connection at the pool's cap as one request would, up to ``pool_timeout``)."""
-    try:
-        exchange = session._loop_begin(job.prep, job.kwargs)
-    except Exception as e:  # noqa: BLE001 - the request's outcome, yielded to the caller
-        return e
-    if exchange is None and may_wait:
-        return _NO_SLOT
-    if exchange is None or exchange is False:
-        return _send(session, job, None)
-    return exchange
-
-
-def _finish(session: Any, job: _Job, ex: Exchange) -> Any:
-    """The hop's Response or exception, from ``Session.send`` finding the exchange done."""
-    if ex.cancelled:
-        return RuntimeError("cancelled")
-    return _send(session, job, ex)
-
-
-def _send(session: Any, job: _Job, ex: Exchange | None) -> Any:
-    kwargs = dict(job.kwargs, allow_redirects=False)
-    try:
-        if ex is None:
-            return session.send(job.prep, **kwargs)  # a patched send sees it
-        return session._send_hop(job.prep, kwargs, ex)
-    except Exception as e:  # noqa: BLE001 - the request's outcome, yielded to the caller
-        return e
-
-
-def _after_hop(
-    session: Any, scheduler: HostScheduler, job: _Job, outcome: Any, ready: deque[Result]
-) -> None:
-    """A hop ended: the result, or (a redirect to follow) the next hop queued."""
-    scheduler.done(job.host)
-    if isinstance(outcome, BaseException):
-        ready.append(Result(job.given, None, outcome))
-        return
-    response: Response = outcome
-    if job.hist is None or response.next is None:
-        if job.hist:
-            job.hist.append(response)
-            history = job.hist
-            response = history.pop()
-            response.history = history
-        ready.append(Result(job.given, response, None))
-        return
-    # requests' resolve_redirects, hop by hop: the history as it keeps it, its limit, and the
-    # next request it built (Response.next: method, auth, cookies and body rebuilt).
-    hist = job.hist
-    hist.append(response)
-    response.history = hist[1:]
-    if len(response.history) >= session.max_redirects:
-        error = TooManyRedirects(f"Exceeded {session.max_redirects} redirects.", response=response)
-        ready.append(Result(job.given, None, error))
-        return
-    nxt = response.next
-    assert nxt is not None
-    job.kwargs["proxies"] = session.rebuild_proxies(nxt, job.kwargs.get("proxies"))
-    job.prep = nxt
-    job.host = _host_of(nxt.url)
-    scheduler.push(job, job.host, None)

@@ -13,7 +13,7 @@ import threading
 import typing
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -40,6 +40,7 @@ from ._thirdparty import (
 )
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
 from .limits import ConnectionLimit
+from .multi import ManagerDriver, Result, run_map
 from .pool import HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
 from .stats import COUNTERS
@@ -587,9 +588,27 @@ class PoolManager(RequestMethods):
 
         if not (redirect and response.status in response.REDIRECT_STATUSES):
             return response
+        step = self._follow(method, url, redirect, kw, conn, response)
+        if step is None:
+            return response
+        return self.urlopen(*step, **kw)
+
+    def _follow(
+        self,
+        method: str,
+        url: str,
+        redirect: bool,
+        kw: dict[str, Any],
+        conn: HTTPConnectionPool,
+        response: HTTPResponse,
+    ) -> tuple[str, str] | None:
+        """urllib3's redirect step after ``response`` (a redirect status) to ``method url``:
+        the method and absolute URL to request next (``kw`` changed for it; a 303 makes it a
+        GET), or None when ``response`` is the answer (no Location, or the redirects are used up and
+        ``raise_on_redirect`` is off). Raises ``MaxRetryError`` past the limit otherwise."""
         redirect_location = response.get_redirect_location()
         if not redirect_location:
-            return response
+            return None
         redirect_location = urljoin(url, redirect_location)
         if response.status == 303:
             # RFC 9110 15.4.4: GET, the body lost, and with it its framing and rewind position
@@ -616,12 +635,48 @@ class PoolManager(RequestMethods):
             if retries.raise_on_redirect:
                 response.drain_conn()
                 raise
-            return response
+            return None
         kw["retries"] = retries
         kw["redirect"] = redirect
         self._log.info("Redirecting %s -> %s", url, redirect_location)
         response.drain_conn()
-        return self.urlopen(method, redirect_location, **kw)
+        return method, redirect_location
+
+    def _hop_kw(self, url: str, kw: dict[str, Any]) -> dict[str, Any]:
+        """What one request to ``url`` adds to its ``urlopen`` arguments (a ProxyManager: the
+        proxy headers of a forwarded request)."""
+        return kw
+
+    def map(
+        self,
+        requests: Iterable[Any],
+        *,
+        concurrency: int = 64,
+        per_host: int | None = None,
+        delay: float = 0.0,
+        rate: float | None = None,
+        dial_workers: int = 4,
+    ) -> Iterator[Result]:
+        """Send many requests at once from this thread; yield a :class:`~fastpool.multi.Result`
+        ``(request, response, error)`` for each as it completes (not in the given order).
+
+        Each item is a URL (a GET), ``(method, url)`` or ``(method, url, kwargs)`` with the
+        keyword arguments of :meth:`request` (``body``, ``fields``, ``json``, ``headers`` and
+        ``urlopen``'s: ``timeout``, ``retries``, ``redirect``, ``preload_content`` ...). Each
+        ends as :meth:`request` would end it, redirects across hosts included, with the same
+        response or the same exception (yielded in ``error``, not raised).
+        ``concurrency``, ``per_host``, ``delay``, ``rate`` and ``dial_workers`` are those of
+        :meth:`fastpool.Session.map`, which documents the model.
+        """
+        return run_map(
+            ManagerDriver(self),
+            requests,
+            concurrency=concurrency,
+            per_host=per_host,
+            delay=delay,
+            rate=rate,
+            dial_workers=dial_workers,
+        )
 
 
 class ProxyManager(PoolManager):
@@ -702,11 +757,14 @@ class ProxyManager(PoolManager):
         self, method: str, url: str, redirect: bool = True, **kw: Any
     ) -> HTTPResponse:
         """Same as the pool's ``urlopen``; ``url`` must be absolute."""
+        return super().urlopen(method, url, redirect=redirect, **self._hop_kw(url, kw))
+
+    def _hop_kw(self, url: str, kw: dict[str, Any]) -> dict[str, Any]:
         u = parse_url(url)
         if not connection_requires_http_tunnel(self.proxy, self.proxy_config, u.scheme):
             headers = kw.get("headers", self.headers)
             kw["headers"] = self._set_proxy_headers(url, headers)
-        return super().urlopen(method, url, redirect=redirect, **kw)
+        return kw
 
 
 def proxy_from_url(url: str, **kw: Any) -> ProxyManager:

@@ -58,11 +58,12 @@ from ._environment import Environment
 from ._patches import stock_function
 from ._prefix import PrefixRouter
 from ._prepare import Preparer, merge_dicts, merge_scalar
+from ._session_map import SessionDriver
 from ._thirdparty import basic_auth_str, requests_mock_send_lock
 from .adapters import HTTPAdapter
 from .cookies import _KNOWN_JARS, ThreadSafeCookieJar
 from .exceptions import MSG_NO_MATCH, NoMatchError
-from .multi import Result, map_session
+from .multi import Result, run_map
 from .response import HTTPResponse as EngineResponse
 
 if TYPE_CHECKING:
@@ -648,16 +649,13 @@ class Session(requests.Session):
         is in flight: their connections are closed and every pool slot is given back. See the
         concurrency guide for the model and when to prefer threads.
         """
-        return map_session(
-            self,
+        return run_map(
+            SessionDriver(self, timeout, stream, allow_redirects),
             requests,
             concurrency=concurrency,
             per_host=per_host,
             delay=delay,
             rate=rate,
-            timeout=timeout,
-            stream=stream,
-            allow_redirects=allow_redirects,
             dial_workers=dial_workers,
         )
 

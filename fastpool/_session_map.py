@@ -1,0 +1,102 @@
+"""``Session.map``'s driver (see :mod:`fastpool.multi`): ``Session.request``'s steps, hop by hop.
+
+An item is prepared as ``Session.request`` prepares it (``prepare_request`` and
+``merge_environment_settings``). Each hop runs ``Session.send`` with ``allow_redirects=False``:
+through the loop (``Session._loop_begin`` then ``Session._send_hop`` with the exchange), or
+whole in this thread where the loop cannot take it (a patched ``send``, a foreign adapter).
+A redirect is followed as ``send`` follows it: requests' own ``resolve_redirects`` builds the
+next request (``Response.next``: method, auth, cookies, body rewound, proxies), and the history
+and the redirect limit are kept as requests keeps them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from requests.exceptions import TooManyRedirects
+from requests.models import PreparedRequest, Request, Response
+
+from ._loop import Exchange
+from .multi import Result, host_of
+
+__all__ = ("SessionDriver",)
+
+
+class _Job:
+    """One item of the map: its hops so far and the keyword arguments of ``send``."""
+
+    __slots__ = ("given", "hist", "host", "kwargs", "prep")
+
+    def __init__(self, given: Any, prep: PreparedRequest, kwargs: dict[str, Any]) -> None:
+        self.given = given
+        self.prep = prep
+        self.kwargs = kwargs
+        #: the responses so far, as resolve_redirects keeps them; None: redirects not followed
+        self.hist: list[Response] | None = []
+        self.host = host_of(prep.url)
+
+
+class SessionDriver:
+    """:class:`fastpool.multi.Driver` for a :class:`fastpool.Session`."""
+
+    def __init__(
+        self, session: Any, timeout: Any, stream: bool | None, allow_redirects: bool
+    ) -> None:
+        self.session = session
+        self.timeout = timeout
+        self.stream = stream
+        self.allow_redirects = allow_redirects
+
+    def new(self, given: Any) -> _Job:
+        session = self.session
+        if isinstance(given, PreparedRequest):
+            prep = given
+        else:
+            request = given if isinstance(given, Request) else Request("GET", given)
+            prep = session.prepare_request(request)
+        settings = session.merge_environment_settings(prep.url, {}, self.stream, None, None)
+        job = _Job(given, prep, {"timeout": self.timeout, **settings})
+        if not self.allow_redirects:
+            job.hist = None
+        return job
+
+    def begin(self, job: _Job) -> Exchange | bool | None:
+        return self.session._loop_begin(job.prep, job.kwargs)  # type: ignore[no-any-return]
+
+    def send(self, job: _Job, exchange: Exchange | None) -> Any:
+        kwargs = dict(job.kwargs, allow_redirects=False)
+        try:
+            if exchange is None:
+                return self.session.send(job.prep, **kwargs)  # a patched send sees it
+            return self.session._send_hop(job.prep, kwargs, exchange)
+        except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+            return e
+
+    def after(self, job: _Job, outcome: Any) -> Result | None:
+        if isinstance(outcome, BaseException):
+            return Result(job.given, None, outcome)
+        response: Response = outcome
+        hist = job.hist
+        if hist is None or response.next is None:
+            if hist:
+                # send's ending: the first response first, the last one returned
+                hist.append(response)
+                response = hist.pop()
+                response.history = hist
+            return Result(job.given, response, None)
+        # resolve_redirects' bookkeeping, hop by hop: the history as it keeps it, its limit,
+        # and the next request it built (Response.next).
+        session = self.session
+        hist.append(response)
+        response.history = hist[1:]
+        if len(response.history) >= session.max_redirects:
+            error = TooManyRedirects(
+                f"Exceeded {session.max_redirects} redirects.", response=response
+            )
+            return Result(job.given, None, error)
+        nxt = response.next
+        assert nxt is not None
+        job.kwargs["proxies"] = session.rebuild_proxies(nxt, job.kwargs.get("proxies"))
+        job.prep = nxt
+        job.host = host_of(nxt.url)
+        return None
