@@ -14,7 +14,7 @@ request written (``conn.sent_ahead``) and the answer in ``conn._rest``, and does
   ``conn.dial_error`` (raised by the next ``connect()``), a failed or timed-out read as a socket
   stand-in (:class:`FailedSocket`) that raises it on the next receive.
 - **Timeouts**: the read timeout counts from the last byte received, as a socket timeout does;
-  ``deadline`` (monotonic) ends an exchange whatever its progress (``Timeout(total=...)``).
+  ``deadline`` (monotonic) ends an exchange whatever its progress.
 
 Nothing here knows pools or requests: :mod:`fastpool.multi` drives it.
 """
@@ -26,6 +26,7 @@ import heapq
 import selectors
 import socket
 import ssl
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic, perf_counter
 from typing import Any, Callable
@@ -101,12 +102,18 @@ class Exchange:
         "deadline",
         "decoder",
         "dial",
+        "dialing",
         "error",
+        "events",
         "expires",
+        "fd",
+        "future",
+        "line_start",
         "method",
         "read_body",
         "read_timeout",
         "remaining",
+        "route",
         "sent",
         "stage",
         "started",
@@ -120,7 +127,7 @@ class Exchange:
         method: str,
         data: bytes,
         *,
-        read_timeout: float | None,
+        read_timeout: float | None | Callable[[], float | None],
         deadline: float | None = None,
         read_body: bool = True,
         dial: Callable[[Any], None] | None = None,
@@ -143,6 +150,13 @@ class Exchange:
         self.decoder: Any = None
         self.remaining = 0
         self.cancelled = False
+        self.future: Any = None  # the dial's, while it runs in a worker
+        self.line_start = 0  # in the head: where its last, unfinished line starts
+        self.route: Any = None  # the caller's: how it picked the pool (the adapter's target)
+        #: True when cancelled mid-dial: the dialing worker closes the connection
+        self.dialing = False
+        self.fd = -1  # the socket's descriptor, registered with the poller for ``events``
+        self.events = 0
         #: ``time.perf_counter()`` when the request was handed to the loop (requests' clock
         #: for ``Response.elapsed``).
         self.started = perf_counter()
@@ -168,6 +182,7 @@ class Loop:
         self._dial_workers = dial_workers
         self._dialer: ThreadPoolExecutor | None = None
         self._dialed: collections.deque[Exchange] = collections.deque()
+        self._dial_lock = threading.Lock()  # a dial's end against its cancellation
         self._timers: list[tuple[float, int, Exchange]] = []
         self._seq = 0
         self._active: set[Exchange] = set()
@@ -192,25 +207,34 @@ class Loop:
                 self._dialer = ThreadPoolExecutor(
                     self._dial_workers, thread_name_prefix="fastpool-dial"
                 )
-            self._dialer.submit(self._run_dial, ex)
+            ex.future = self._dialer.submit(self._run_dial, ex)
             return
         self._begin_send(ex)
 
     def _run_dial(self, ex: Exchange) -> None:
-        # In a worker thread: the loop does not touch ex until it is in _dialed.
+        # In a worker thread: the loop does not touch ex.conn until it is in _dialed.
         try:
             assert ex.dial is not None
             ex.dial(ex.conn)
         except BaseException as e:  # noqa: B036, BLE001 - raised in the loop thread instead
             ex.error = e
             ex.stage = "dial"
-        self._dialed.append(ex)
+        with self._dial_lock:
+            if ex.cancelled:
+                # Left while dialing (cancel() gave the slot back already): close what the
+                # dial opened, here, so close() never waits for a dial.
+                ex.conn.close()
+                return
+            self._dialed.append(ex)
         try:
             self._wake_w.send(b"\0")
         except OSError:
             pass  # a full wake-up pipe already wakes the loop; a closed one: the loop ended
 
     def _begin_send(self, ex: Exchange) -> None:
+        if callable(ex.read_timeout):
+            # what a Timeout(total=...) leaves for reading once connected, as urllib3 reckons
+            ex.read_timeout = ex.read_timeout()
         sock = ex.conn.sock
         sock.setblocking(False)
         ex.conn._sock_timeout = _UNSET  # settimeout() must set it again after the loop
@@ -260,10 +284,7 @@ class Loop:
         dialed = self._dialed
         while dialed:
             ex = dialed.popleft()
-            if ex.cancelled:
-                ex.conn.close()
-                self._finish(ex)
-            elif ex.error is not None:
+            if ex.error is not None:
                 ex.conn.dial_error = ex.error  # the blocking code raises it at its connect()
                 self._finish(ex)
             else:
@@ -319,23 +340,19 @@ class Loop:
         self._receive(ex)  # an answer may be there already (TLS: buffered)
 
     def _watch(self, ex: Exchange, events: int) -> None:
-        sock = ex.conn.sock
-        try:
-            key = self._selector.get_key(sock)
-        except KeyError:
-            self._selector.register(sock, events, ex)
-            return
-        if key.events != events:
-            self._selector.modify(sock, events, ex)
+        # By descriptor, and the registration kept on the exchange: the selector's own lookup
+        # of a socket object formats the socket's repr on every miss.
+        if not ex.events:
+            ex.fd = ex.conn.sock.fileno()
+            self._selector.register(ex.fd, events, ex)
+        elif ex.events != events:
+            self._selector.modify(ex.fd, events, ex)
+        ex.events = events
 
     def _unwatch(self, ex: Exchange) -> None:
-        sock = ex.conn.sock
-        if sock is None:
-            return
-        try:
-            self._selector.unregister(sock)
-        except (KeyError, ValueError):
-            pass
+        if ex.events:
+            ex.events = 0
+            self._selector.unregister(ex.fd)
 
     # --- reading ----------------------------------------------------------------------------
     def _receive(self, ex: Exchange) -> None:
@@ -411,7 +428,8 @@ class Loop:
     @staticmethod
     def _may_end_head(ex: Exchange, conn: Any) -> bool:
         """Parse again only when the new bytes may end the head (a blank line) or pass a
-        bound, so a head trickled in small pieces is not scanned once per piece."""
+        bound, so a head trickled in small pieces is not scanned once per piece: each byte is
+        looked at a bounded number of times."""
         buf = ex.buf
         seen = ex.remaining  # in the head state: how much was looked at before
         ex.remaining = len(buf)
@@ -421,8 +439,10 @@ class Loop:
             or len(buf) >= conn.max_head_bytes
         ):
             return True
-        line_start = buf.rfind(b"\n", seen) + 1 or buf.rfind(b"\n") + 1
-        return bool(len(buf) - line_start > conn.max_line_bytes)
+        newline = buf.rfind(b"\n", seen)
+        if newline >= 0:
+            ex.line_start = newline + 1
+        return bool(len(buf) - ex.line_start > conn.max_line_bytes)
 
     # --- ending -----------------------------------------------------------------------------
     def _complete(self, ex: Exchange) -> None:
@@ -455,9 +475,20 @@ class Loop:
         It is handed back by :meth:`poll` like any other."""
         if ex.state == _DONE or ex.cancelled:
             return
-        ex.cancelled = True
         if ex.state == _DIALING:
-            return  # _take_dialed closes it
+            with self._dial_lock:
+                ex.cancelled = True
+                if ex in self._dialed:  # dialed, not yet taken: closed here
+                    self._dialed.remove(ex)
+                    ex.conn.close()
+                elif ex.future is not None and ex.future.cancel():
+                    ex.conn.close()  # never started: nothing opened, a cap token maybe held
+                else:
+                    ex.dialing = True  # the worker closes it when its dial ends
+            self._active.discard(ex)
+            ex.state = _DONE
+            return
+        ex.cancelled = True
         self._unwatch(ex)
         ex.conn.close()
         self._finish(ex)
@@ -469,8 +500,8 @@ class Loop:
         for ex in list(self._active):
             self.cancel(ex)
         if self._dialer is not None:
-            self._dialer.shutdown(wait=True)
-            self._take_dialed()
+            # Never waits for a dial: a cancelled one is closed by its worker (_run_dial).
+            self._dialer.shutdown(wait=False, cancel_futures=True)
         self._closed = True
         self._selector.close()
         self._wake_r.close()

@@ -53,6 +53,7 @@ from urllib3 import connectionpool as _u3_connectionpool
 from urllib3 import exceptions as _u3
 from urllib3.util import Timeout as TimeoutSauce
 
+from ._loop import Exchange
 from ._patches import stock_function
 from ._thirdparty import preloaded_ssl_context
 from .connection import PAIR_STORE_TYPES
@@ -673,14 +674,14 @@ class HTTPAdapter(_stock.HTTPAdapter):
             or _U3_POOL.ConnectionCls is not _U3_CONNECTION
         ):
             return False
-        conn, url, resolved_timeout, _ = self._target(
+        conn, url, resolved_timeout, fast = self._target(
             request, stream, timeout, verify, cert, proxies
         )
         if not isinstance(conn, HTTPConnectionPool):
             return False
         body = request.body
         try:
-            return conn._loop_begin(
+            exchange = conn._loop_begin(
                 request.method,  # type: ignore[arg-type]
                 url,
                 body,
@@ -694,6 +695,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
             if mapped is None:
                 raise
             raise mapped from err
+        if isinstance(exchange, Exchange):
+            exchange.route = (url, resolved_timeout, fast)  # for _send_exchanged
+        return exchange
 
     def _send_exchanged(
         self,
@@ -706,10 +710,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
         exchange: Any,
     ) -> Response:
         """:meth:`send` for a request the multiplexed loop sent and got the answer of: on the
-        pool that holds its connection, through ``urlopen``, which finds it all done."""
-        _, url, resolved_timeout, fast = self._target(
-            request, stream, timeout, verify, cert, proxies
-        )
+        pool that holds its connection, with the target :meth:`_loop_begin` found, through
+        ``urlopen``, which finds it all done."""
+        url, resolved_timeout, fast = exchange.route
         body = request.body
         try:
             resp = exchange.tag.urlopen(

@@ -176,7 +176,8 @@ class HTTPConnection:
         self.head_started = False
         #: False when this socket must not serve another request (a request was cut short).
         self.reusable = True
-        #: Requests answered on this connection (0: fresh).
+        #: Requests answered on this connection's socket (0: fresh; a keep-alive replay is for
+        #: a reused socket only).
         self.requests = 0
         self._tunnel_host: str | None = None
         self._tunnel_port: int | None = None
@@ -309,6 +310,7 @@ class HTTPConnection:
                 self._give_token_back()
                 raise
         self.connected_at = monotonic()
+        self.requests = 0  # of this socket
         self._rest = b""
         self._poller = None
         self.reusable = True

@@ -367,6 +367,10 @@ def _wrap_proxy_error(err: Exception, proxy_scheme: str | None = None) -> ProxyE
     return new
 
 
+def _read_timeout_of(timeout: Timeout) -> float | None:
+    return _resolve(timeout.read_timeout)
+
+
 def _connect(conn: HTTPConnection) -> None:
     """A dial for the multiplexed loop's workers: the connection's own connect."""
     conn.connect()
@@ -905,12 +909,11 @@ class HTTPConnectionPool(RequestMethods):
             self._loop_give_back(conn)
             raise
         connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
-        deadline = None
+        read: Any = read_timeout
         if timeout_obj is not None:
-            read_timeout = _resolve(timeout_obj.read_timeout)
-            total = timeout_obj.total
-            if isinstance(total, (int, float)):
-                deadline = monotonic() + total
+            # With a total, the read timeout is what the connect left of it, read once
+            # connected, as _make_request does: the loop asks when it starts sending.
+            read = functools.partial(_read_timeout_of, timeout_obj)
         conn.timeout = connect_timeout
         dial = None
         if conn.sock is None:
@@ -919,8 +922,7 @@ class HTTPConnectionPool(RequestMethods):
             conn,
             method,
             data,
-            read_timeout=read_timeout,
-            deadline=deadline,
+            read_timeout=read,
             read_body=read_body,
             dial=dial,
             tag=self,
@@ -937,10 +939,14 @@ class HTTPConnectionPool(RequestMethods):
 
     def _loop_abandon(self, exchange: Exchange) -> None:
         """An exchange the loop took will not be finished (the map was left, or cancelled):
-        its connection is closed and its slot given back."""
+        its connection is closed (by its dialing worker, when cancelled mid-dial) and its slot
+        given back."""
         if exchange.conn is not None:
             conn, exchange.conn = exchange.conn, None
-            self._loop_give_back(conn)
+            if exchange.dialing:
+                self._put_conn(None)
+            else:
+                self._loop_give_back(conn)
 
     # --- one request --------------------------------------------------------------------------
     def _make_request(
@@ -970,7 +976,10 @@ class HTTPConnectionPool(RequestMethods):
         else:
             connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
         conn.timeout = connect_timeout
-        replay = conn.sock is not None  # reused: Go's rules are checked only if the race happens
+        # Reused (answered a request before on this socket): Go's rules are checked only if the
+        # race happens. A socket just dialed (by the loop's worker, or a tunnel opened by
+        # urlopen) has answered nothing.
+        replay = conn.requests > 0
         # Dial a closed connection (HTTPS: also check its TLS settings).
         try:
             self._dial(self, conn)  # _validate_conn (traced: connect_start ... tls_done)
