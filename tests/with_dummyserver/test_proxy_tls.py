@@ -109,3 +109,26 @@ def test_the_proxys_tls_follows_the_pools_settings(
         assert r.connection.proxy_is_verified and r.connection.is_verified
         r.read()
     assert proxy.connections == 2  # the unverified connection was not reused
+
+
+def test_a_tunnel_just_opened_is_not_a_reused_connection(
+    proxy_server: Any, fault_server_factory: Any, ca_bundle: str
+) -> None:
+    # The origin reads the request and closes without answering. The tunnel was opened for
+    # this very request, so the keep-alive replay (for reused connections only) must not send
+    # it again: one request, one error, as urllib3.
+    seen: list[int] = []
+
+    def handler(conn: Any) -> None:
+        if conn.read_request() is not None:
+            seen.append(conn.number)
+        conn.close()
+
+    origin = fault_server_factory(handler, tls=True)
+    proxies = {"https": proxy_server.url}
+    with fastpool.Session() as session, pytest.raises(requests.exceptions.ConnectionError):
+        session.get(f"{origin.url}/once", proxies=proxies, verify=ca_bundle)
+    assert seen == [1]
+    with requests.Session() as stock, pytest.raises(requests.exceptions.ConnectionError):
+        stock.get(f"{origin.url}/once", proxies=proxies, verify=ca_bundle)
+    assert seen == [1, 2]
