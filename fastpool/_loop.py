@@ -294,8 +294,10 @@ class Loop:
     def _arm(self, ex: Exchange) -> None:
         """(Re)start the read timeout, bounded by the deadline."""
         expires = None
-        if ex.read_timeout is not None:
-            expires = monotonic() + ex.read_timeout
+        read_timeout = ex.read_timeout
+        assert not callable(read_timeout)  # resolved by _begin_send
+        if read_timeout is not None:
+            expires = monotonic() + read_timeout
         if ex.deadline is not None and (expires is None or ex.deadline < expires):
             expires = ex.deadline
         ex.expires = expires

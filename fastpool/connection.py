@@ -443,48 +443,6 @@ class HTTPConnection:
             self.request_started = True
             return
         self.request_started = False  # until a byte of this request goes out
-        head, chunks, chunked = self._render(method, url, body, headers, chunked)
-        if chunks is None:
-            # No body; a chunked one (chunked=True, or the caller's Transfer-Encoding) still
-            # needs its last chunk, or the server waits for the body until a timeout.
-            self._send(head + b"0\r\n\r\n" if chunked else head)
-            return
-        self._send_with_body(head, chunks, chunked)
-
-    def render_request(
-        self,
-        method: str,
-        url: str,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        chunked: bool = False,
-    ) -> bytes:
-        """The bytes :meth:`request` would write, without writing them (the multiplexed loop
-        sends them itself). A file-like or iterable body is read here, into memory."""
-        head, chunks, chunked = self._render(method, url, body, headers, chunked)
-        if chunks is None:
-            return head + b"0\r\n\r\n" if chunked else head
-        parts = [head]
-        for chunk in chunks:
-            if not chunk:
-                continue
-            if isinstance(chunk, str):
-                chunk = chunk.encode("utf-8")
-            parts.append(b"%x\r\n%b\r\n" % (len(chunk), bytes(chunk)) if chunked else bytes(chunk))
-        if chunked:
-            parts.append(b"0\r\n\r\n")
-        return b"".join(parts)
-
-    def _render(
-        self,
-        method: str,
-        url: str,
-        body: Any,
-        headers: Mapping[str, str] | None,
-        chunked: bool,
-    ) -> tuple[bytes, Iterable[Any] | None, bool]:
-        """The request head, and the body's chunks and framing (see :meth:`request`)."""
         try:
             if headers:
                 items = (
@@ -515,12 +473,42 @@ class HTTPConnection:
                 defaults.append(("User-Agent", default_user_agent))
             if defaults:
                 pairs[0:0] = defaults
-            return write_request_head(method, url, pairs), chunks, chunked
+
+            head = write_request_head(method, url, pairs)
         except (ValueError, TypeError):
             # Refused before a byte was sent (a bad method, target, header or body type): the
             # connection is as clean as before; the pool may keep it (HTTPConnectionPool.urlopen)
             self.head_refused = True
             raise
+        if chunks is None:
+            # No body; a chunked one (chunked=True, or the caller's Transfer-Encoding) still
+            # needs its last chunk, or the server waits for the body until a timeout.
+            self._send(head + b"0\r\n\r\n" if chunked else head)
+            return
+        self._send_with_body(head, chunks, chunked)
+
+    def render_request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        chunked: bool = False,
+    ) -> bytes:
+        """The bytes :meth:`request` would write, without writing them (the multiplexed loop
+        sends them itself). A file-like or iterable body is read here, into memory."""
+        # request() itself, writing into a recorder: one code path for the bytes, and none
+        # added to request()'s.
+        sock = self.sock
+        recorder = _Recorder()
+        self.sock = recorder  # type: ignore[assignment]
+        try:
+            self.request(method, url, body, headers, chunked=chunked)
+        finally:
+            self.sock = sock
+            self.request_started = False
+        return b"".join(recorder.parts)
 
     def _body_framing(
         self,
@@ -674,6 +662,19 @@ class HTTPConnection:
         """Return (and forget) the bytes received past the response head."""
         rest, self._rest = self._rest, b""
         return rest
+
+
+class _Recorder:
+    """Stands in for the socket while :meth:`HTTPConnection.render_request` runs
+    :meth:`~HTTPConnection.request`: keeps what would be sent."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def sendall(self, data: Any) -> None:
+        self.parts.append(bytes(data))
 
 
 _HAS_FRAMING = HAS_CONTENT_LENGTH | HAS_TRANSFER_ENCODING
