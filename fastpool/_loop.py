@@ -28,12 +28,17 @@ import socket
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.client import RemoteDisconnected
 from time import monotonic, perf_counter
 from typing import Any, Callable
 
 from ._http11 import ChunkedDecoder, parse_response_head
 
-__all__ = ("Exchange", "FailedSocket", "Loop")
+# A reused connection the server closed as we sent: the keep-alive replay's errors (the pool's
+# _STALE_ERRORS, for a receive).
+_STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+__all__ = ("Exchange", "FailedSocket", "Loop", "Resend")
 
 _RECV_SIZE = 65536
 _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
@@ -46,6 +51,17 @@ _SENDING = 1
 _HEAD = 2
 _BODY = 3
 _DONE = 4
+
+
+class Resend(Exception):
+    """Raised by ``urlopen`` for a request of the loop that urllib3's ``Retry`` sends again:
+    the runner sends it again after ``delay`` seconds, counting with ``retries``, rather than
+    the loop thread sleeping the backoff and sending it itself. Never reaches the caller."""
+
+    def __init__(self, retries: Any, delay: float) -> None:
+        super().__init__(retries, delay)
+        self.retries = retries
+        self.delay = delay
 
 
 class FailedSocket:
@@ -113,6 +129,9 @@ class Exchange:
         "read_body",
         "read_timeout",
         "remaining",
+        "replay",
+        "replayed",
+        "retries",
         "route",
         "sent",
         "stage",
@@ -131,6 +150,7 @@ class Exchange:
         deadline: float | None = None,
         read_body: bool = True,
         dial: Callable[[Any], None] | None = None,
+        replay: bool = False,
         tag: Any = None,
     ) -> None:
         self.conn = conn
@@ -140,6 +160,11 @@ class Exchange:
         self.deadline = deadline
         self.read_body = read_body
         self.dial = dial
+        #: Go's keep-alive replay, allowed once: a reused connection the server closed before
+        #: any answer byte gets the request again on a new connection (the pool decides).
+        self.replay = replay
+        self.replayed: BaseException | None = None  # the error that made it replay
+        self.retries: Any = None  # the caller's: the Retry state of a request sent again
         self.tag = tag
         self.sent = 0
         self.buf = bytearray()
@@ -201,15 +226,19 @@ class Loop:
             raise RuntimeError("the loop is closed")
         self._active.add(ex)
         if ex.conn.sock is None:
-            if ex.dial is None:
-                raise ValueError("an exchange on a closed connection needs a dial")
-            if self._dialer is None:
-                self._dialer = ThreadPoolExecutor(
-                    self._dial_workers, thread_name_prefix="fastpool-dial"
-                )
-            ex.future = self._dialer.submit(self._run_dial, ex)
+            self._dial(ex)
             return
         self._begin_send(ex)
+
+    def _dial(self, ex: Exchange) -> None:
+        if ex.dial is None:
+            raise ValueError("an exchange on a closed connection needs a dial")
+        if self._dialer is None:
+            self._dialer = ThreadPoolExecutor(
+                self._dial_workers, thread_name_prefix="fastpool-dial"
+            )
+        ex.state = _DIALING
+        ex.future = self._dialer.submit(self._run_dial, ex)
 
     def _run_dial(self, ex: Exchange) -> None:
         # In a worker thread: the loop does not touch ex.conn until it is in _dialed.
@@ -368,6 +397,9 @@ class Loop:
             while True:
                 n = sock.recv_into(view, _RECV_SIZE)
                 if not n:
+                    if self._may_replay(ex):
+                        self._replay(ex, RemoteDisconnected("closed before any answer byte"))
+                        return
                     self._complete(ex)  # the end of the stream: the blocking code judges it
                     return
                 ex.buf += view[:n]
@@ -380,10 +412,30 @@ class Loop:
         except ssl.SSLWantWriteError:
             self._watch(ex, selectors.EVENT_WRITE)
         except OSError as e:
+            if isinstance(e, _STALE_ERRORS) and self._may_replay(ex):
+                self._replay(ex, e)
+                return
             self._fail(ex, e)
             return
         if got:
             self._arm(ex)
+
+    @staticmethod
+    def _may_replay(ex: Exchange) -> bool:
+        return ex.replay and ex.state == _HEAD and not ex.buf
+
+    def _replay(self, ex: Exchange, error: BaseException) -> None:
+        """Go's rule, in the loop: the server closed a reused connection before any answer
+        byte; the request goes again, once, on a new connection (not a Retry step)."""
+        self._unwatch(ex)
+        conn = ex.conn
+        conn.close()
+        ex.replay = False
+        ex.replayed = error
+        ex.sent = 0
+        ex.remaining = 0
+        ex.line_start = 0
+        self._dial(ex)
 
     def _ended(self, ex: Exchange) -> bool:
         """Whether ``ex.buf`` holds all the loop reads: the head, then (``read_body``) the

@@ -25,7 +25,7 @@ __all__ = ("SessionDriver",)
 class _Job:
     """One item of the map: its hops so far and the keyword arguments of ``send``."""
 
-    __slots__ = ("given", "hist", "host", "kwargs", "prep")
+    __slots__ = ("given", "hist", "host", "kwargs", "prep", "retries")
 
     def __init__(self, given: Any, prep: PreparedRequest, kwargs: dict[str, Any]) -> None:
         self.given = given
@@ -34,6 +34,7 @@ class _Job:
         #: the responses so far, as resolve_redirects keeps them; None: redirects not followed
         self.hist: list[Response] | None = []
         self.host = host_of(prep.url)
+        self.retries: Any = None  # urllib3's Retry state once a hop is sent again
 
 
 class SessionDriver:
@@ -61,7 +62,13 @@ class SessionDriver:
         return job
 
     def begin(self, job: _Job) -> Exchange | bool | None:
-        return self.session._loop_begin(job.prep, job.kwargs)  # type: ignore[no-any-return]
+        exchange = self.session._loop_begin(job.prep, job.kwargs)
+        if isinstance(exchange, Exchange):
+            exchange.retries = job.retries  # None: the adapter's max_retries
+        return exchange  # type: ignore[no-any-return]
+
+    def retry(self, job: _Job, retries: Any) -> None:
+        job.retries = retries
 
     def send(self, job: _Job, exchange: Exchange | None) -> Any:
         kwargs = dict(job.kwargs, allow_redirects=False)
@@ -75,6 +82,7 @@ class SessionDriver:
     def after(self, job: _Job, outcome: Any) -> Result | None:
         if isinstance(outcome, BaseException):
             return Result(job.given, None, outcome)
+        job.retries = None  # a redirect's hop starts afresh, as send's does
         response: Response = outcome
         hist = job.hist
         if hist is None or response.next is None:

@@ -724,7 +724,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 assert_same_host=False,
                 preload_content=False,
                 decode_content=False,
-                retries=self.max_retries,
+                # a hop urllib3's Retry sends again counts on (the runner carries it)
+                retries=self.max_retries if exchange.retries is None else exchange.retries,
                 timeout=resolved_timeout,
                 pool_timeout=self._pool_timeout,
                 chunked=not (body is None or "Content-Length" in request.headers),

@@ -23,6 +23,7 @@ bypass.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 from urllib3.exceptions import ClosedPoolError
 from urllib3.util.timeout import Timeout
 
-from ._loop import Exchange, Loop
+from ._loop import Exchange, Loop, Resend
 from ._thirdparty import RequestMethods
 from .schedule import HostScheduler
 
@@ -69,6 +70,9 @@ class Driver(Protocol):
 
     def after(self, job: Any, outcome: Any) -> Result | None:
         """The job's result, or None when it has a next hop (a redirect to follow)."""
+
+    def retry(self, job: Any, retries: Any) -> None:
+        """urllib3's ``Retry`` sends the job's hop again, counting with ``retries``."""
 
 
 def host_of(url: Any) -> str:
@@ -136,7 +140,9 @@ class _Run:
         self.started: dict[Exchange, Any] = {}  # in the loop
         self.waiting_slot: deque[Any] = deque()  # its pool had no free connection
         self.ready: deque[Result] = deque()
-        self.given: dict[int, Any] = {}  # id(job) -> the item, for errors before a result
+        # (when, n, job): hops urllib3's Retry sends again once their backoff has passed
+        self.later: list[tuple[float, int, Any]] = []
+        self.resent = 0
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
@@ -155,6 +161,11 @@ class _Run:
 
     def start_what_may(self) -> None:
         """Start what the limits allow (the results waiting to be yielded are bounded too)."""
+        later = self.later
+        now = time.monotonic()
+        while later and later[0][0] <= now:
+            job = heapq.heappop(later)[2]
+            self.scheduler.push(job, job.host, None)
         started, ready = self.started, self.ready
         while len(started) < self.concurrency and len(ready) < self.concurrency:
             job = self.waiting_slot.popleft() if self.waiting_slot else None
@@ -190,6 +201,12 @@ class _Run:
 
     def _after(self, job: Any, outcome: Any) -> None:
         self.scheduler.done(job.host)
+        if isinstance(outcome, Resend):
+            # urllib3's Retry: again after its backoff, without the loop thread sleeping
+            self.driver.retry(job, outcome.retries)
+            self.resent += 1
+            heapq.heappush(self.later, (time.monotonic() + outcome.delay, self.resent, job))
+            return
         result = self.driver.after(job, outcome)
         if result is None:
             self.scheduler.push(job, job.host, None)  # its next hop
@@ -203,17 +220,23 @@ class _Run:
             and not len(self.scheduler)
             and not self.waiting_slot
             and not self.ready
+            and not self.later
         )
 
-    def wait(self) -> None:
-        """Let the loop run until an exchange ends (or a politeness wait does)."""
-        if not self.started:
-            if not self.ready:
-                wake = self.scheduler.next_ready()
-                if wake is not None:
-                    time.sleep(min(max(wake - time.monotonic(), 0.0), 1.0))
-            return
+    def _wake(self) -> float | None:
+        """When a politeness wait or a retry's backoff ends (None: nothing waits on time)."""
         wake = self.scheduler.next_ready()
+        if self.later and (wake is None or self.later[0][0] < wake):
+            wake = self.later[0][0]
+        return wake
+
+    def wait(self) -> None:
+        """Let the loop run until an exchange ends (or a politeness wait or backoff does)."""
+        wake = self._wake()
+        if not self.started:
+            if not self.ready and wake is not None:
+                time.sleep(min(max(wake - time.monotonic(), 0.0), 1.0))
+            return
         wait = None if wake is None else max(wake - time.monotonic(), 0.0)
         for ex in self.loop.poll(wait):
             job = self.started[ex]
@@ -315,6 +338,9 @@ class ManagerDriver:
             return job.conn.urlopen(job.method, job.target, _exchange=exchange, **job.kw)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
+
+    def retry(self, job: _ManagerJob, retries: Any) -> None:
+        job.kw["retries"] = retries
 
     def after(self, job: _ManagerJob, outcome: Any) -> Result | None:
         if isinstance(outcome, BaseException):

@@ -48,7 +48,7 @@ from urllib3.util.timeout import Timeout
 from urllib3.util.url import parse_url
 
 from ._hostqueue import HostQueue
-from ._loop import Exchange
+from ._loop import Exchange, Resend
 from ._patches import STOCK_URLOPEN, urlopen_through_patch
 from ._thirdparty import RequestMethods, encode_target, headers_for_method_change, normalize_host
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
@@ -128,6 +128,9 @@ class _Again(typing.NamedTuple):
     preload_content: bool
     decode_content: bool
     response_kw: dict[str, Any]
+    #: the multiplexed loop's request: a retry is raised as Resend for the runner to send
+    #: after the backoff, instead of sleeping in the loop thread
+    resend: bool = False
 
 
 def _resolve(timeout: Any) -> float | None:
@@ -261,6 +264,10 @@ class _Plain:
     ) -> None:
         pool._redial(conn, connect_timeout)
 
+    @staticmethod
+    def replayed(method: str, url: str, error: BaseException) -> None:
+        """The loop replayed the request itself (see HTTPConnectionPool._replayed)."""
+
 
 _PLAIN = _Plain()
 
@@ -324,6 +331,9 @@ class _Traced:
         self.steps.retry(method, url, error)
         pool._redial(conn, connect_timeout)
 
+    def replayed(self, method: str, url: str, error: BaseException) -> None:
+        self.steps.retry(method, url, error)
+
 
 def _check_connection_class(pool: Any, base: type) -> None:
     """Fail at once, naming it, for a ``ConnectionCls`` the engine cannot drive."""
@@ -365,6 +375,16 @@ def _wrap_proxy_error(err: Exception, proxy_scheme: str | None = None) -> ProxyE
     )
     new.__cause__ = err
     return new
+
+
+def _retry_delay(retries: Retry, response: Any) -> float:
+    """How long ``retries.sleep(response)`` would sleep: the answer's Retry-After when it is
+    respected and given, else the backoff."""
+    if retries.respect_retry_after_header and response is not None:
+        retry_after = retries.get_retry_after(response)
+        if retry_after:
+            return float(retry_after)
+    return max(float(retries.get_backoff_time()), 0.0)
 
 
 def _read_timeout_of(timeout: Timeout) -> float | None:
@@ -874,13 +894,16 @@ class HTTPConnectionPool(RequestMethods):
         """What ``urlopen`` does before its first byte goes out, without blocking: an
         :class:`~fastpool._loop.Exchange` holding a checked-out connection and the request's
         bytes; None when no connection is free now; False when the request must go through
-        ``urlopen`` itself (a patched or overridden ``urlopen``, a TLS-in-TLS tunnel, a request
-        the connection refuses to write: ``urlopen`` then raises that error)."""
+        ``urlopen`` itself (a patched or overridden ``urlopen``, a TLS-in-TLS tunnel, a body
+        that is a file or an iterable, a request the connection refuses to write: ``urlopen``
+        then raises that error)."""
         if (
             _U3Pool.urlopen is not STOCK_URLOPEN
             or type(self).urlopen is not HTTPConnectionPool.urlopen
         ):
             return False
+        if body is not None and not isinstance(body, (bytes, str)):
+            return False  # a file or an iterable: read as it goes out, rewound for a retry
         url, destination_scheme = self._target(url)
         if headers is None:
             headers = self.headers
@@ -915,18 +938,24 @@ class HTTPConnectionPool(RequestMethods):
             # connected, as _make_request does: the loop asks when it starts sending.
             read = functools.partial(_read_timeout_of, timeout_obj)
         conn.timeout = connect_timeout
-        dial = None
-        if conn.sock is None:
-            dial = _connect  # the tunnel too, when one is set
         return Exchange(
             conn,
             method,
             data,
             read_timeout=read,
+            dial=_connect,  # the tunnel too, when one is set
+            # Go's replay, done by the loop: a reused socket, a request it may send again
+            replay=conn.requests > 0 and _replayable(method, body, headers),
             read_body=read_body,
-            dial=dial,
             tag=self,
         )
+
+    def _replayed(self, method: str, url: str, error: BaseException) -> None:
+        """The loop sent the request again on a new connection (Go's replay): counted, logged
+        and traced as ``_head_failed`` does it for one request."""
+        self.retried += 1
+        self._log.debug("Resetting dropped connection: %s", self.host)
+        self._route.replayed(method, url, error)
 
     def _fit(self, conn: HTTPConnection) -> None:
         """Close a connection made under other settings (HTTPS: the TLS settings)."""
@@ -1201,6 +1230,8 @@ class HTTPConnectionPool(RequestMethods):
                 conn = self._get_conn(timeout=pool_timeout)
             else:  # checked out, sent and answered by the multiplexed loop (fastpool.multi)
                 conn = _exchange.conn
+                if _exchange.replayed is not None:
+                    self._replayed(method, url, _exchange.replayed)
             owned = True
             if tunnel and conn.sock is None:
                 self._open_tunnel(conn)
@@ -1224,7 +1255,7 @@ class HTTPConnectionPool(RequestMethods):
                 self._log_response(method, url, response)
             clean_exit = True
         except _RETRIED_ERRORS as e:
-            retries = self._retries_after_error(e, conn, method, url, retries)
+            retries = self._retries_after_error(e, conn, method, url, retries, _exchange is None)
             err = e
         except (ValueError, TypeError):
             # After the clauses above: ssl's certificate errors are ValueErrors too.
@@ -1258,6 +1289,7 @@ class HTTPConnectionPool(RequestMethods):
             preload_content,
             decode_content,
             response_kw,
+            _exchange is not None,
         )
         return self._retry_or_redirect(err, response, method, url, body, headers, retries, again)
 
@@ -1288,6 +1320,7 @@ class HTTPConnectionPool(RequestMethods):
         method: str,
         url: str,
         retries: Retry,
+        sleep: bool = True,
     ) -> Retry:
         """urllib3's error for a failed attempt, counted by ``retries`` (which raises
         MaxRetryError when they are exhausted), after their backoff sleep."""
@@ -1308,7 +1341,8 @@ class HTTPConnectionPool(RequestMethods):
         retries = retries.increment(
             method, url, error=new_e, _pool=self._u3_self, _stacktrace=sys.exc_info()[2]
         )
-        retries.sleep()
+        if sleep:  # else the loop's runner waits it out (Resend)
+            retries.sleep()
         return retries
 
     @staticmethod
@@ -1380,6 +1414,8 @@ class HTTPConnectionPool(RequestMethods):
             self._log.warning(
                 "Retrying (%r) after connection broken by '%r': %s", retries, err, url
             )
+            if again.resend:
+                raise Resend(retries, _retry_delay(retries, None))
             return self._urlopen_again(method, url, body, headers, retries, again)
         assert response is not None
         status = response.status
@@ -1405,6 +1441,9 @@ class HTTPConnectionPool(RequestMethods):
                     raise
                 return response
             response.drain_conn()
+            if again.resend:
+                self._log.debug("Retry: %s", url)
+                raise Resend(retries, _retry_delay(retries, response))
             retries.sleep(response)
             self._log.debug("Retry: %s", url)
             return self._urlopen_again(method, url, body, headers, retries, again)

@@ -394,9 +394,16 @@ def test_a_kept_connection_the_server_closed_is_replayed_as_one_request(
     urls = [f"{server.url}/a", f"{server.url}/b", f"{server.url}/c"]
     with fastpool.Session() as session:
         single = [session.get(url).content for url in urls]
+        single_retried = session.pool_stats().total.retried
     with fastpool.Session() as session:
+        events: list[str] = []
+        session.add_trace_hook("retry", lambda event: events.append(event["url"]))
         mapped = [r.response.content for r in session.map(urls, concurrency=1)]  # type: ignore[union-attr]
+        mapped_retried = session.pool_stats().total.retried
     assert mapped == single == [b"answer"] * 3
+    # The loop replayed them itself (no blocking redial): counted and traced as one request.
+    assert mapped_retried == single_retried == 2
+    assert events == ["/b", "/c"]
 
 
 def test_hooks_and_retries_as_one_request(
@@ -442,3 +449,51 @@ def test_a_total_deadline_ends_a_slow_answer(app_server: AppServer) -> None:
         assert isinstance(result.error, requests.exceptions.ReadTimeout)
         with pytest.raises(requests.exceptions.ReadTimeout):
             session.get(f"{app_server.url}/slow?delay=3", timeout=Timeout(total=0.3))
+
+
+def test_a_retry_waits_its_backoff_without_holding_up_the_others(
+    app_server: AppServer, fault_server_factory: Callable[..., FaultServer]
+) -> None:
+    # urllib3's Retry honours Retry-After: 1 s. One request at a time sleeps it; in map the
+    # runner waits it out while the loop goes on, so the answers that come meanwhile are
+    # yielded first, and the retried request ends last, as one request would end it.
+    from urllib3.util.retry import Retry
+
+    answered: list[int] = []
+
+    def handler(conn: Any) -> None:
+        while conn.read_request() is not None:
+            answered.append(1)
+            if len(answered) == 1:
+                conn.respond(503, b"later", [("Retry-After", "1")])
+            else:
+                conn.respond(200, b"done")
+
+    flaky = fault_server_factory(handler)
+    retry = Retry(total=2, status_forcelist=[503], backoff_factor=0)
+    with fastpool.Session() as session:
+        session.mount(flaky.url, fastpool.HTTPAdapter(max_retries=retry))
+        urls = [f"{flaky.url}/x"] + [f"{app_server.url}/slow?delay=0.2"] * 3
+        results = list(session.map(urls, concurrency=4))
+        assert [r.error for r in results] == [None] * 4
+        assert results[-1].request == f"{flaky.url}/x"
+        last = results[-1].response
+        assert last is not None and (last.status_code, last.content) == (200, b"done")
+        assert [h.status for h in last.raw.retries.history] == [503]
+    assert len(answered) == 2
+
+
+def test_a_file_body_goes_through_urlopen_as_one_request(app_server: AppServer) -> None:
+    import io
+
+    def request() -> requests.Request:
+        return requests.Request("POST", f"{app_server.url}/echo", data=io.BytesIO(b"from a file"))
+
+    with fastpool.Session() as session:
+        single = session.send(session.prepare_request(request())).json()
+        (result,) = list(session.map([request()]))
+    mapped = result.response.json()  # type: ignore[union-attr]
+    for echo in (single, mapped):
+        del echo["connection"]
+    assert mapped == single
+    assert mapped["body"] == "from a file"
