@@ -13,8 +13,7 @@ request written (``conn.sent_ahead``) and the answer in ``conn._rest``, and does
 - **Failures** stay where the blocking code will meet them: a failed dial as
   ``conn.dial_error`` (raised by the next ``connect()``), a failed or timed-out read as a socket
   stand-in (:class:`FailedSocket`) that raises it on the next receive.
-- **Timeouts**: the read timeout counts from the last byte received, as a socket timeout does;
-  ``deadline`` (monotonic) ends an exchange whatever its progress.
+- **Timeouts**: the read timeout counts from the last byte received, as a socket timeout does.
 
 Nothing here knows pools or requests: :mod:`fastpool.multi` drives it.
 """
@@ -38,7 +37,7 @@ from ._http11 import ChunkedDecoder, parse_response_head
 # _STALE_ERRORS, for a receive).
 _STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
-__all__ = ("Exchange", "FailedSocket", "Loop", "Resend")
+__all__ = ("Exchange", "FailedSocket", "Loop")
 
 _RECV_SIZE = 65536
 _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
@@ -51,17 +50,6 @@ _SENDING = 1
 _HEAD = 2
 _BODY = 3
 _DONE = 4
-
-
-class Resend(Exception):
-    """Raised by ``urlopen`` for a request of the loop that urllib3's ``Retry`` sends again:
-    the runner sends it again after ``delay`` seconds, counting with ``retries``, rather than
-    the loop thread sleeping the backoff and sending it itself. Never reaches the caller."""
-
-    def __init__(self, retries: Any, delay: float) -> None:
-        super().__init__(retries, delay)
-        self.retries = retries
-        self.delay = delay
 
 
 class FailedSocket:
@@ -112,10 +100,10 @@ class Exchange:
 
     __slots__ = (
         "buf",
+        "caller",
         "cancelled",
         "conn",
         "data",
-        "deadline",
         "decoder",
         "dial",
         "dialing",
@@ -132,7 +120,6 @@ class Exchange:
         "replay",
         "replayed",
         "retries",
-        "route",
         "sent",
         "stage",
         "started",
@@ -147,7 +134,6 @@ class Exchange:
         data: bytes,
         *,
         read_timeout: float | None | Callable[[], float | None],
-        deadline: float | None = None,
         read_body: bool = True,
         dial: Callable[[Any], None] | None = None,
         replay: bool = False,
@@ -157,7 +143,6 @@ class Exchange:
         self.method = method
         self.data = memoryview(data)
         self.read_timeout = read_timeout
-        self.deadline = deadline
         self.read_body = read_body
         self.dial = dial
         #: Go's keep-alive replay, allowed once: a reused connection the server closed before
@@ -177,7 +162,7 @@ class Exchange:
         self.cancelled = False
         self.future: Any = None  # the dial's, while it runs in a worker
         self.line_start = 0  # in the head: where its last, unfinished line starts
-        self.route: Any = None  # the caller's: how it picked the pool (the adapter's target)
+        self.caller: Any = None  # the caller's: how it picked the pool (the adapter's target)
         #: True when cancelled mid-dial: the dialing worker closes the connection
         self.dialing = False
         self.fd = -1  # the socket's descriptor, registered with the poller for ``events``
@@ -238,21 +223,22 @@ class Loop:
                 self._dial_workers, thread_name_prefix="fastpool-dial"
             )
         ex.state = _DIALING
-        ex.future = self._dialer.submit(self._run_dial, ex)
+        ex.future = self._dialer.submit(self._run_dial, ex, ex.conn)
 
-    def _run_dial(self, ex: Exchange) -> None:
-        # In a worker thread: the loop does not touch ex.conn until it is in _dialed.
+    def _run_dial(self, ex: Exchange, conn: Any) -> None:
+        # In a worker thread, on its own reference to the connection: a cancel may hand the
+        # exchange's slot back meanwhile. The loop does not touch conn until ex is in _dialed.
         try:
             assert ex.dial is not None
-            ex.dial(ex.conn)
+            ex.dial(conn)
         except BaseException as e:  # noqa: B036, BLE001 - raised in the loop thread instead
             ex.error = e
             ex.stage = "dial"
         with self._dial_lock:
             if ex.cancelled:
-                # Left while dialing (cancel() gave the slot back already): close what the
-                # dial opened, here, so close() never waits for a dial.
-                ex.conn.close()
+                # Left while dialing (the slot was given back already): close what the dial
+                # opened, here, so close() never waits for a dial.
+                conn.close()
                 return
             self._dialed.append(ex)
         try:
@@ -321,14 +307,12 @@ class Loop:
 
     # --- timers -----------------------------------------------------------------------------
     def _arm(self, ex: Exchange) -> None:
-        """(Re)start the read timeout, bounded by the deadline."""
+        """(Re)start the read timeout."""
         expires = None
         read_timeout = ex.read_timeout
         assert not callable(read_timeout)  # resolved by _begin_send
         if read_timeout is not None:
             expires = monotonic() + read_timeout
-        if ex.deadline is not None and (expires is None or ex.deadline < expires):
-            expires = ex.deadline
         ex.expires = expires
         if expires is not None:
             self._seq += 1
@@ -408,7 +392,7 @@ class Loop:
                     self._complete(ex)
                     return
         except (BlockingIOError, ssl.SSLWantReadError):
-            pass
+            self._watch(ex, selectors.EVENT_READ)  # after a WantWrite too: not writable again
         except ssl.SSLWantWriteError:
             self._watch(ex, selectors.EVENT_WRITE)
         except OSError as e:

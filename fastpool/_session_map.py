@@ -27,13 +27,15 @@ class _Job:
 
     __slots__ = ("given", "hist", "host", "kwargs", "prep", "retries")
 
-    def __init__(self, given: Any, prep: PreparedRequest, kwargs: dict[str, Any]) -> None:
+    def __init__(self, given: Any, url: Any) -> None:
         self.given = given
-        self.prep = prep
-        self.kwargs = kwargs
+        #: prepared when it starts, as Session.request prepares it when called (the jar's
+        #: cookies, the auth and the hooks of that moment)
+        self.prep: PreparedRequest | None = None
+        self.kwargs: dict[str, Any] = {}
         #: the responses so far, as resolve_redirects keeps them; None: redirects not followed
         self.hist: list[Response] | None = []
-        self.host = host_of(prep.url)
+        self.host = host_of(url)
         self.retries: Any = None  # urllib3's Retry state once a hop is sent again
 
 
@@ -49,20 +51,28 @@ class SessionDriver:
         self.allow_redirects = allow_redirects
 
     def new(self, given: Any) -> _Job:
+        url = given.url if isinstance(given, (Request, PreparedRequest)) else given
+        job = _Job(given, url)
+        if not self.allow_redirects:
+            job.hist = None
+        return job
+
+    def _prepare(self, job: _Job) -> PreparedRequest:
         session = self.session
+        given = job.given
         if isinstance(given, PreparedRequest):
             prep = given
         else:
             request = given if isinstance(given, Request) else Request("GET", given)
             prep = session.prepare_request(request)
         settings = session.merge_environment_settings(prep.url, {}, self.stream, None, None)
-        job = _Job(given, prep, {"timeout": self.timeout, **settings})
-        if not self.allow_redirects:
-            job.hist = None
-        return job
+        job.kwargs = {"timeout": self.timeout, **settings}
+        job.prep = prep
+        return prep
 
     def begin(self, job: _Job) -> Exchange | bool | None:
-        exchange = self.session._loop_begin(job.prep, job.kwargs)
+        prep = job.prep if job.prep is not None else self._prepare(job)
+        exchange = self.session._loop_begin(prep, job.kwargs)
         if isinstance(exchange, Exchange):
             exchange.retries = job.retries  # None: the adapter's max_retries
         return exchange  # type: ignore[no-any-return]
@@ -71,11 +81,12 @@ class SessionDriver:
         job.retries = retries
 
     def send(self, job: _Job, exchange: Exchange | None) -> Any:
-        kwargs = dict(job.kwargs, allow_redirects=False)
         try:
+            prep = job.prep if job.prep is not None else self._prepare(job)
+            kwargs = dict(job.kwargs, allow_redirects=False)
             if exchange is None:
-                return self.session.send(job.prep, **kwargs)  # a patched send sees it
-            return self.session._send_hop(job.prep, kwargs, exchange)
+                return self.session.send(prep, **kwargs)  # a patched send sees it
+            return self.session._send_hop(prep, kwargs, exchange)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
 

@@ -570,8 +570,6 @@ class HTTPAdapter(_stock.HTTPAdapter):
         verify: Any = True,
         cert: Any = None,
         proxies: dict[str, str] | None = None,
-        *,
-        _exchange: Any = None,
     ) -> Response:
         """Send a :class:`requests.PreparedRequest` and return a :class:`requests.Response`.
 
@@ -587,8 +585,6 @@ class HTTPAdapter(_stock.HTTPAdapter):
         classes for its recorders) the request goes through a urllib3 pool manager of this
         adapter's own, so that the cassette records or replays it.
         """
-        if _exchange is not None:
-            return self._send_exchanged(request, stream, timeout, verify, cert, proxies, _exchange)
         if _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND:
             patched: Any = _StockHTTPAdapter.send
             return patched(  # type: ignore[no-any-return]
@@ -670,7 +666,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
         patched it, a cassette is on, or the pool is not fastpool's)."""
         if (
             _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND
-            or type(self).send is not HTTPAdapter.send
+            # overridden, or patched on this adapter: it must see the request
+            or getattr(self.send, "__func__", None) is not HTTPAdapter.send
             or _U3_POOL.ConnectionCls is not _U3_CONNECTION
         ):
             return False
@@ -696,23 +693,14 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 raise
             raise mapped from err
         if isinstance(exchange, Exchange):
-            exchange.route = (url, resolved_timeout, fast)  # for _send_exchanged
+            exchange.caller = (self, url, resolved_timeout, fast)  # for _send_exchanged
         return exchange
 
-    def _send_exchanged(
-        self,
-        request: PreparedRequest,
-        stream: bool,
-        timeout: Any,
-        verify: Any,
-        cert: Any,
-        proxies: dict[str, str] | None,
-        exchange: Any,
-    ) -> Response:
+    def _send_exchanged(self, request: PreparedRequest, exchange: Any) -> Response:
         """:meth:`send` for a request the multiplexed loop sent and got the answer of: on the
         pool that holds its connection, with the target :meth:`_loop_begin` found, through
         ``urlopen``, which finds it all done."""
-        url, resolved_timeout, fast = exchange.route
+        _, url, resolved_timeout, fast = exchange.caller
         body = request.body
         try:
             resp = exchange.tag.urlopen(

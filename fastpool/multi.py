@@ -33,8 +33,9 @@ from urllib.parse import urlsplit
 from urllib3.exceptions import ClosedPoolError
 from urllib3.util.timeout import Timeout
 
-from ._loop import Exchange, Loop, Resend
+from ._loop import Exchange, Loop
 from ._thirdparty import RequestMethods
+from .pool import Resend
 from .schedule import HostScheduler
 
 __all__ = ("Driver", "ManagerDriver", "Result", "host_of", "run_map")
@@ -94,17 +95,20 @@ def run_map(
     rate: float | None,
     dial_workers: int,
 ) -> Iterator[Result]:
-    """Yield a :class:`Result` per item of ``requests`` as each completes, at most
+    """An iterator of a :class:`Result` per item of ``requests`` as each completes, at most
     ``concurrency`` in flight (``per_host`` per host), starts to one host ``delay`` seconds
-    apart and at most ``rate`` a second; leaving early cancels what is in flight."""
+    apart and at most ``rate`` a second; leaving early cancels what is in flight. Bad
+    arguments raise here, before any request."""
     _check_positive("concurrency", concurrency)
     if per_host is not None:
         _check_positive("per_host", per_host)
-    if not isinstance(dial_workers, int) or dial_workers < 1:
-        raise ValueError(f"dial_workers must be an int >= 1, got {dial_workers!r}")
-    run = _Run(driver, iter(requests), concurrency)
-    run.scheduler = HostScheduler(per_host=per_host, delay=delay, rate=rate)
-    run.loop = Loop(dial_workers=dial_workers)
+    _check_positive("dial_workers", dial_workers)
+    scheduler = HostScheduler(per_host=per_host, delay=delay, rate=rate)  # checks the others
+    return _results(_Run(driver, iter(requests), concurrency, scheduler, dial_workers))
+
+
+def _results(run: _Run) -> Iterator[Result]:
+    run.loop = Loop(dial_workers=run.dial_workers)
     try:
         while True:
             run.take_input()
@@ -129,11 +133,19 @@ _NO_SLOT = object()
 class _Run:
     """The state of one map: the caller's input, the scheduler, the loop, the results."""
 
-    scheduler: HostScheduler
     loop: Loop
 
-    def __init__(self, driver: Driver, source: Iterator[Any], concurrency: int) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        source: Iterator[Any],
+        concurrency: int,
+        scheduler: HostScheduler,
+        dial_workers: int,
+    ) -> None:
         self.driver = driver
+        self.scheduler = scheduler
+        self.dial_workers = dial_workers
         self.source = source
         self.exhausted = False
         self.concurrency = concurrency
@@ -241,6 +253,9 @@ class _Run:
         for ex in self.loop.poll(wait):
             job = self.started[ex]
             outcome = self.driver.send(job, ex)
+            # Its connection is the response's now, unless urlopen never took it (a tool
+            # answered in its place, or finishing failed first): then it goes back here.
+            ex.tag._loop_abandon(ex)
             del self.started[ex]  # after: an interruption leaves it to cancel()
             self._after(job, outcome)
 
@@ -249,7 +264,7 @@ class _Run:
         loop = self.loop
         for ex in list(self.started):
             loop.cancel(ex)
-        loop.close()  # waits for dials in progress, and closes what they opened
+        loop.close()  # dials in progress close what they open, in their workers
         for ex in self.started:
             ex.tag._loop_abandon(ex)
 
@@ -277,6 +292,9 @@ class _ManagerJob:
         self.target = url
 
 
+_POOLMANAGER = __name__.rpartition(".")[0] + ".poolmanager"
+
+
 class ManagerDriver:
     """:class:`Driver` for ``PoolManager.map``: ``PoolManager.request``'s steps, hop by hop
     (``PoolManager.urlopen`` with its redirects across hosts)."""
@@ -300,8 +318,8 @@ class ManagerDriver:
 
     def begin(self, job: _ManagerJob) -> Exchange | bool | None:
         manager = self.manager
-        cls = type(manager)
-        if getattr(cls.urlopen, "__module__", None) != __name__.rpartition(".")[0] + ".poolmanager":
+        function = getattr(manager.urlopen, "__func__", None)
+        if getattr(function, "__module__", None) != _POOLMANAGER:
             return False  # a subclass's or a patch's urlopen: it must see the request
         kw = manager._hop_kw(job.url, job.kw)
         scheme, host, port, target = manager._split_url(job.url)

@@ -48,7 +48,6 @@ from urllib3.util.timeout import Timeout
 from urllib3.util.url import parse_url
 
 from ._hostqueue import HostQueue
-from ._loop import Exchange, Resend
 from ._patches import STOCK_URLOPEN, urlopen_through_patch
 from ._thirdparty import RequestMethods, encode_target, headers_for_method_change, normalize_host
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
@@ -67,6 +66,8 @@ from .tls import PoolContexts, is_forwarding
 
 if typing.TYPE_CHECKING:
     from typing_extensions import Self
+
+    from ._loop import Exchange
 
 __all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_from_url")
 
@@ -112,6 +113,18 @@ _RETRIED_ERRORS = (
     CertificateError,
     ProxyError,
 )
+
+
+class Resend(Exception):
+    """Raised by ``urlopen`` for a request of the multiplexed loop (fastpool.multi) that
+    urllib3's ``Retry`` sends again: the runner sends it again after ``delay`` seconds,
+    counting with ``retries``, rather than the loop thread sleeping the backoff and sending it
+    itself. It never reaches the caller of ``map``."""
+
+    def __init__(self, retries: Retry, delay: float) -> None:
+        super().__init__(retries, delay)
+        self.retries = retries
+        self.delay = delay
 
 
 class _Again(typing.NamedTuple):
@@ -233,6 +246,11 @@ def set_process_trace(trace: Any) -> Any:
 
 def _read_head(conn: HTTPConnection, method: str) -> Any:
     return conn.read_response_head(method)
+
+
+def _validate(pool: HTTPConnectionPool, conn: HTTPConnection) -> None:
+    # looked up per call, as urllib3 does: a patch of the class's _validate_conn applies
+    pool._validate_conn(conn)
 
 
 def _close(conn: HTTPConnection, reason: str) -> None:
@@ -568,8 +586,7 @@ class HTTPConnectionPool(RequestMethods):
 
         The pool chooses here, once, between its plain path and its traced path: without a
         Trace a request runs no trace code and tests nothing about tracing. Requests already
-        running may report some of their steps, or miss some. (The plain path calls the
-        ``_validate_conn`` of the pool's class: override it in a subclass, as urllib3's.)
+        running may report some of their steps, or miss some.
         """
         self._trace_now = trace
         cls = type(self)
@@ -577,7 +594,7 @@ class HTTPConnectionPool(RequestMethods):
             self._route = _PLAIN
             self._checkout = self.pool.checkout
             self._ready = cls._revive
-            self._dial = cls._validate_conn
+            self._dial = _validate
             self._read_head = _read_head
             self._discard = _close
             self._kept = _drop_if_retired
@@ -897,11 +914,16 @@ class HTTPConnectionPool(RequestMethods):
         ``urlopen`` itself (a patched or overridden ``urlopen``, a TLS-in-TLS tunnel, a body
         that is a file or an iterable, a request the connection refuses to write: ``urlopen``
         then raises that error)."""
+        cls = type(self)
         if (
             _U3Pool.urlopen is not STOCK_URLOPEN
-            or type(self).urlopen is not HTTPConnectionPool.urlopen
+            # overridden, or patched on this pool: it must see the request
+            or getattr(self.urlopen, "__func__", None) is not HTTPConnectionPool.urlopen
+            or cls._validate_conn not in _OWN_VALIDATE_CONN  # it must see the dial first
         ):
             return False
+        from ._loop import Exchange  # the loop is imported by the first map only
+
         if body is not None and not isinstance(body, (bytes, str)):
             return False  # a file or an iterable: read as it goes out, rewound for a retry
         url, destination_scheme = self._target(url)
@@ -943,7 +965,11 @@ class HTTPConnectionPool(RequestMethods):
             method,
             data,
             read_timeout=read,
-            dial=_connect,  # the tunnel too, when one is set
+            # the connection's own connect (the tunnel too, when one is set), in a dial worker;
+            # a traced pool reports it as its dial
+            dial=_connect
+            if self._trace_now is None
+            else functools.partial(typing.cast(_Traced, self._route).dial, self, connect=_connect),
             # Go's replay, done by the loop: a reused socket, a request it may send again
             replay=conn.requests > 0 and _replayable(method, body, headers),
             read_body=read_body,
@@ -967,9 +993,10 @@ class HTTPConnectionPool(RequestMethods):
             self._put_conn(None)
 
     def _loop_abandon(self, exchange: Exchange) -> None:
-        """An exchange the loop took will not be finished (the map was left, or cancelled):
-        its connection is closed (by its dialing worker, when cancelled mid-dial) and its slot
-        given back."""
+        """An exchange the loop took that ``urlopen`` did not take over (the map was left, a
+        tool answered in its place, finishing failed before the checkout): its connection is
+        closed (by its dialing worker, when cancelled mid-dial) and its slot given back.
+        Nothing happens once ``urlopen`` has taken it (the response owns it then)."""
         if exchange.conn is not None:
             conn, exchange.conn = exchange.conn, None
             if exchange.dialing:
@@ -1229,7 +1256,7 @@ class HTTPConnectionPool(RequestMethods):
             if _exchange is None:
                 conn = self._get_conn(timeout=pool_timeout)
             else:  # checked out, sent and answered by the multiplexed loop (fastpool.multi)
-                conn = _exchange.conn
+                conn, _exchange.conn = _exchange.conn, None  # ours now: not the runner's
                 if _exchange.replayed is not None:
                     self._replayed(method, url, _exchange.replayed)
             owned = True
@@ -1628,6 +1655,10 @@ class HTTPSConnectionPool(HTTPConnectionPool):
                 stacklevel=2,
             )
 
+
+#: The pools' own dial checks: a subclass's must see a dial before the request goes out, so
+#: its pool sends through urlopen, not the loop.
+_OWN_VALIDATE_CONN = (HTTPConnectionPool._validate_conn, HTTPSConnectionPool._validate_conn)
 
 #: Another name for the pool of one origin, as the design documents call it.
 HostPool = HTTPConnectionPool

@@ -573,13 +573,14 @@ class Session(requests.Session):
         allow_redirects = kwargs.pop("allow_redirects", True)
         stream = kwargs.get("stream")
         hooks = request.hooks
-        adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
         if exchange is None:
+            adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
             start = preferred_clock()
             r = adapter.send(request, **kwargs)
         else:
-            start = exchange.started  # elapsed counts from when the loop took the request
-            r = adapter.send(request, _exchange=exchange, **kwargs)  # type: ignore[call-arg]
+            # the adapter the loop began with; elapsed counts from when it took the request
+            start = exchange.started
+            r = exchange.caller[0]._send_exchanged(request, exchange)
         r.elapsed = timedelta(seconds=preferred_clock() - start)
         if hooks and hooks.get("response"):  # dispatch_hook does nothing otherwise
             r = dispatch_hook("response", hooks, r, **kwargs)
@@ -666,7 +667,8 @@ class Session(requests.Session):
         cls = type(self)
         if (
             _RequestsSession.send is not _STOCK_SEND
-            or cls.send is not _OWN_STEPS[2]
+            # overridden, or patched on this Session (vars() is not read: see request)
+            or getattr(self.send, "__func__", None) is not _OWN_STEPS[2]
             or cls._send_hop is not Session._send_hop
         ):
             return False

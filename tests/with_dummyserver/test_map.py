@@ -497,3 +497,165 @@ def test_a_file_body_goes_through_urlopen_as_one_request(app_server: AppServer) 
         del echo["connection"]
     assert mapped == single
     assert mapped["body"] == "from a file"
+
+
+# --- review findings, pinned ---------------------------------------------------------------------
+class SlowResolver:
+    """A duck-typed resolver that answers after ``seconds``: a dial that is still running."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def resolve(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[Any]:
+        import time
+
+        time.sleep(self.seconds)
+        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+
+
+def test_leaving_while_a_dial_succeeds_closes_it_and_frees_the_cap(app_server: AppServer) -> None:
+    import time
+
+    session = fastpool.Session(max_connections=2, pool_timeout=2, resolver=SlowResolver(0.5))
+    with session:
+        fast = f"http://127.0.0.1:{app_server.port}/bytes/1"
+        slow = f"http://localhost:{app_server.port}/bytes/2"
+        assert session.get(fast).status_code == 200  # a kept connection: no dial for it
+        it = session.map([fast, slow], concurrency=2)
+        first = next(it)
+        assert first.request == fast
+        it.close()  # the dial to localhost is still resolving
+        deadline = time.monotonic() + 5
+        while session.pool_stats().total.open > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # its worker closes what it opened when the dial ends
+        stats = session.pool_stats()
+        assert (stats.total.open, stats.total.in_use) == (1, 0)
+        # Both tokens of the cap are usable: two requests that must hold one each at once.
+        out: list[Any] = []
+        key = "after-mid-dial"
+        threads = [
+            threading.Thread(
+                target=lambda u=u: out.append(session.get(f"{u}/hold?key={key}&n=2").json())
+            )
+            for u in (f"http://127.0.0.1:{app_server.port}", f"http://localhost:{app_server.port}")
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert [o["released"] for o in out] == [True, True]
+
+
+def test_a_patch_on_the_instance_sees_every_request(app_server: AppServer) -> None:
+    from unittest import mock
+
+    urls = [f"{app_server.url}/bytes/{n}" for n in (1, 2, 3)]
+    with fastpool.Session(max_connections_per_host=1, pool_timeout=2) as session:
+        with mock.patch.object(session, "send", wraps=session.send) as spy:
+            results = list(session.map(urls))
+        assert spy.call_count == 3
+        assert sorted(len(r.response.content) for r in results) == [1, 2, 3]  # type: ignore[union-attr]
+        adapter = session.get_adapter(app_server.url)
+        with mock.patch.object(adapter, "send", wraps=adapter.send) as adapter_spy:
+            results = list(session.map(urls))
+        assert adapter_spy.call_count == 3
+        assert [r.error for r in results] == [None] * 3
+        assert session.get(urls[0]).status_code == 200  # and no slot was kept
+
+
+def test_a_pool_class_that_checks_the_dial_sees_it_before_the_request(
+    fault_server_factory: Callable[..., FaultServer],
+) -> None:
+    from fastpool.pool import HTTPConnectionPool
+
+    seen: list[str] = []
+
+    def handler(conn: Any) -> None:
+        request = conn.read_request()
+        if request is not None:
+            seen.append(request.path)
+            conn.respond(200, b"ok")
+
+    server = fault_server_factory(handler)
+
+    class Vetoing(HTTPConnectionPool):
+        def _validate_conn(self, conn: Any) -> None:
+            super()._validate_conn(conn)
+            raise ValueError("this peer is not the one pinned")
+
+    session = fastpool.Session()
+    with session:
+        adapter = session.get_adapter(server.url)
+        adapter.poolmanager.pool_classes_by_scheme = {"http": Vetoing, "https": Vetoing}
+        (result,) = list(session.map([f"{server.url}/transfer?token=SECRET"]))
+        assert isinstance(result.error, ValueError)
+    assert seen == []
+
+
+def test_a_traced_pool_reports_the_loops_dials(app_server: AppServer) -> None:
+    def events_of(run: Callable[[fastpool.Session], None]) -> list[str]:
+        names: list[str] = []
+        with fastpool.Session() as session:
+            session.add_trace_hook("*", lambda event: names.append(event.name))
+            run(session)
+        return names
+
+    url = f"{app_server.url}/bytes/3"
+    single = events_of(lambda s: s.get(url).content)
+    mapped = events_of(lambda s: [r.response.content for r in s.map([url])])  # type: ignore[union-attr]
+    assert "connect_start" in single and "connect_done" in single
+    assert sorted(mapped) == sorted(single)
+
+
+def test_each_request_is_prepared_when_it_starts(app_server: AppServer) -> None:
+    # One at a time, the second request carries the cookie the first one set: map prepares
+    # each request when it starts, not when it reads it from the iterable.
+    urls = [f"{app_server.url}/cookies/set?k=v", f"{app_server.url}/cookies"]
+    with fastpool.Session() as session:
+        expected = [session.get(u).json() for u in urls]
+    with fastpool.Session() as session:
+        got = [r.response.json() for r in session.map(urls, concurrency=1)]  # type: ignore[union-attr]
+    assert got == expected
+    assert got[1]["cookies"] == {"k": "v"}
+
+
+def test_a_file_body_is_sent_whole_again_by_a_retry(
+    fault_server_factory: Callable[..., FaultServer],
+) -> None:
+    import io
+
+    from urllib3.util.retry import Retry
+
+    bodies: list[bytes] = []
+
+    def handler(conn: Any) -> None:
+        while (request := conn.read_request()) is not None:
+            bodies.append(request.body)
+            conn.respond(503 if len(bodies) == 1 else 200, b"x")
+
+    server = fault_server_factory(handler)
+    with fastpool.Session() as session:
+        session.mount(
+            server.url,
+            fastpool.HTTPAdapter(max_retries=Retry(2, status_forcelist=[503], backoff_factor=0)),
+        )
+        request = requests.Request("PUT", f"{server.url}/up", data=io.BytesIO(b"z" * 1000))
+        (result,) = list(session.map([request]))
+    assert result.error is None and result.response.status_code == 200  # type: ignore[union-attr]
+    assert bodies == [b"z" * 1000, b"z" * 1000]
+
+
+def test_an_interrupt_in_a_hook_gives_the_slot_back_once(app_server: AppServer) -> None:
+    def interrupt(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    with fastpool.Session(max_connections_per_host=1, pool_timeout=2) as session:
+        session.hooks["response"].append(interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            list(session.map([f"{app_server.url}/bytes/5"]))
+        session.hooks["response"].remove(interrupt)
+        import gc
+
+        gc.collect()  # the abandoned response's finalizer runs now
+        assert session.pool_stats().total.in_use == 0
+        assert session.get(f"{app_server.url}/bytes/5").status_code == 200
