@@ -634,13 +634,15 @@ class Session(requests.Session):
         rather than raised.
 
         :param concurrency: requests in flight at most.
-        :param per_host: requests in flight per host (``host:port``) at most (None: no limit
-            but ``concurrency``). Above the adapter's ``pool_maxsize`` connections are churned.
+        :param per_host: requests in flight per host (its name: ports and schemes share it)
+            at most (None: no limit but ``concurrency``). Above the adapter's ``pool_maxsize``
+            connections are churned.
         :param delay: politeness: seconds at least between the starts of two requests to one
             host.
         :param rate: requests started per second at most, over all hosts (None: no limit).
         :param timeout: as for :meth:`request` (a float, ``(connect, read)`` or a urllib3
-            ``Timeout``; ``total`` is a deadline per request).
+            ``Timeout``, whose ``total`` bounds each read with what the connect left of it, as
+            urllib3 takes it).
         :param stream: as for :meth:`request`: the body is read later, by the caller.
         :param allow_redirects: as for :meth:`request`.
         :param dial_workers: threads that open new connections (DNS, TCP, TLS) while the loop
