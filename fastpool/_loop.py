@@ -99,6 +99,7 @@ class Exchange:
     the dial raised (``stage == "dial"``); read errors are left on the connection."""
 
     __slots__ = (
+        "armed",
         "buf",
         "caller",
         "cancelled",
@@ -157,6 +158,7 @@ class Exchange:
         self.error: BaseException | None = None
         self.stage: str | None = None
         self.expires: float | None = None
+        self.armed = False  # an entry in the loop's timer heap
         self.decoder: Any = None
         self.remaining = 0
         self.cancelled = False
@@ -281,8 +283,8 @@ class Loop:
         if self._dialed:
             return 0
         timers = self._timers
-        while timers and (timers[0][2].state == _DONE or timers[0][0] != timers[0][2].expires):
-            heapq.heappop(timers)  # stale entries: the exchange ended or its timer moved
+        while timers and timers[0][2].state == _DONE:
+            heapq.heappop(timers)  # the exchange ended: its timer with it
         if timers:
             wait = max(timers[0][0] - monotonic(), 0.0)
             return wait if timeout is None else min(wait, timeout)
@@ -307,22 +309,31 @@ class Loop:
 
     # --- timers -----------------------------------------------------------------------------
     def _arm(self, ex: Exchange) -> None:
-        """(Re)start the read timeout."""
-        expires = None
+        """(Re)start the read timeout. One heap entry an exchange at most: progress only moves
+        ``ex.expires`` on, and the entry, found early, is pushed again (a heap entry for every
+        segment received would keep each exchange, and the heap, for a whole timeout)."""
         read_timeout = ex.read_timeout
         assert not callable(read_timeout)  # resolved by _begin_send
-        if read_timeout is not None:
-            expires = monotonic() + read_timeout
-        ex.expires = expires
-        if expires is not None:
+        if read_timeout is None:
+            ex.expires = None
+            return
+        ex.expires = monotonic() + read_timeout
+        if not ex.armed:
+            ex.armed = True
             self._seq += 1
-            heapq.heappush(self._timers, (expires, self._seq, ex))
+            heapq.heappush(self._timers, (ex.expires, self._seq, ex))
 
     def _expire(self, now: float) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
-            expires, _, ex = heapq.heappop(timers)
-            if ex.state in (_DONE, _DIALING) or expires != ex.expires:
+            _, _, ex = heapq.heappop(timers)
+            ex.armed = False
+            if ex.state in (_DONE, _DIALING) or ex.expires is None:
+                continue
+            if ex.expires > now:  # it made progress since: its timer goes on
+                ex.armed = True
+                self._seq += 1
+                heapq.heappush(timers, (ex.expires, self._seq, ex))
                 continue
             # The socket timeout the blocking code would have met, at the same step: its
             # request() (still writing) or its next receive.

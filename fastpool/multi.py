@@ -27,7 +27,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Optional, Protocol
 from urllib.parse import urlsplit
 
 from urllib3.exceptions import ClosedPoolError
@@ -51,7 +51,7 @@ class Result(NamedTuple):
 
     request: Any
     response: Any
-    error: BaseException | None
+    error: Optional[BaseException]  # noqa: UP045 - a NamedTuple field: 3.9 has no X | None
 
 
 class Driver(Protocol):

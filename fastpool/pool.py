@@ -469,7 +469,7 @@ class HTTPConnectionPool(RequestMethods):
     _checked_connection_cls: type | None = None
     #: The ``verify`` that fastpool.HTTPAdapter's cert_verify last applied to this pool: the
     #: adapter does not repeat it for every request (None: not yet).
-    adapter_verify: Any = None
+    adapter_verify: bool | str | None = None
     # The steps chosen by set_trace (plain or traced); the functions are called with the pool.
     _trace_now: Any = None
     _route: _Plain | _Traced
