@@ -26,8 +26,6 @@ from urllib3.util.timeout import Timeout
 import fastpool
 import fastpool._loop as loop_module
 
-pytestmark = pytest.mark.timeout(30)
-
 OWN = response(b"own")
 
 
