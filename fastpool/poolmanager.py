@@ -215,7 +215,7 @@ class PoolManager(RequestMethods):
         connection of any host, else waits up to ``pool_timeout`` (FIFO) and raises
         ``PoolTimeoutError`` (an ``EmptyPoolError``). See :class:`~fastpool.limits.ConnectionLimit`.
     :param trace: keyword-only. A :class:`fastpool.trace.Trace` whose hooks see each step of
-        each request (default None: tracing costs one ``is not None`` check). A Trace without
+        each request (default None: a pool without a Trace runs no trace code). A Trace without
         hooks is not kept, so it costs nothing either: register its hooks before passing it,
         or later with :meth:`add_trace_hook`.
     :param \\**connection_pool_kw: passed to each new pool (``maxsize``, ``block``,
