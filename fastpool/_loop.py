@@ -96,7 +96,7 @@ class Exchange:
     """One request in the loop: ``conn`` (checked out, maybe not dialed), the request's bytes,
     and what to read back: the head only (``read_body=False``, for ``stream=True``) or the whole
     response. ``tag`` is the caller's. After the loop hands it back, ``error`` is None or what
-    the dial raised (``stage == "dial"``); read errors are left on the connection."""
+    the dial raised; read errors are left on the connection."""
 
     __slots__ = (
         "armed",
@@ -122,7 +122,6 @@ class Exchange:
         "replayed",
         "retries",
         "sent",
-        "stage",
         "started",
         "state",
         "tag",
@@ -156,7 +155,6 @@ class Exchange:
         self.buf = bytearray()
         self.state = _DIALING
         self.error: BaseException | None = None
-        self.stage: str | None = None
         self.expires: float | None = None
         self.armed = False  # an entry in the loop's timer heap
         self.decoder: Any = None
@@ -235,7 +233,6 @@ class Loop:
             ex.dial(conn)
         except BaseException as e:  # noqa: B036, BLE001 - raised in the loop thread instead
             ex.error = e
-            ex.stage = "dial"
         with self._dial_lock:
             if ex.cancelled:
                 # Left while dialing (the slot was given back already): close what the dial

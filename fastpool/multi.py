@@ -321,13 +321,7 @@ class ManagerDriver:
         function = getattr(manager.urlopen, "__func__", None)
         if getattr(function, "__module__", None) != _POOLMANAGER:
             return False  # a subclass's or a patch's urlopen: it must see the request
-        kw = manager._hop_kw(job.url, job.kw)
-        scheme, host, port, target = manager._split_url(job.url)
-        job.conn = manager.connection_from_host(host, port=port, scheme=scheme)
-        job.target = target
-        kw["assert_same_host"] = False
-        kw["redirect"] = False
-        kw.setdefault("headers", manager.headers)
+        kw, target = self._hop(job)
         return job.conn._loop_begin(  # type: ignore[no-any-return]
             job.method,
             target,
@@ -338,19 +332,28 @@ class ManagerDriver:
             kw.get("preload_content", True),
         )
 
+    def _hop(self, job: _ManagerJob) -> tuple[dict[str, Any], str]:
+        """PoolManager.urlopen's first half for the job's URL: its pool (on ``job.conn``), its
+        ``urlopen`` arguments and its request target (also on ``job.target``)."""
+        manager = self.manager
+        kw = manager._hop_kw(job.url, job.kw)
+        scheme, host, port, target = manager._split_url(job.url)
+        job.conn = manager.connection_from_host(host, port=port, scheme=scheme)
+        job.target = target
+        kw["assert_same_host"] = False
+        kw["redirect"] = False
+        kw.setdefault("headers", manager.headers)
+        return kw, target
+
     def send(self, job: _ManagerJob, exchange: Exchange | None) -> Any:
         try:
             if exchange is None:
                 # The whole hop here, as PoolManager.urlopen's first half.
-                kw = self.manager._hop_kw(job.url, job.kw)
-                scheme, host, port, target = self.manager._split_url(job.url)
-                kw["assert_same_host"] = False
-                kw["redirect"] = False
-                kw.setdefault("headers", self.manager.headers)
-                job.conn = self.manager.connection_from_host(host, port=port, scheme=scheme)
+                kw, target = self._hop(job)
                 try:
                     return job.conn.urlopen(job.method, target, **kw)
                 except ClosedPoolError:  # evicted meanwhile: nothing was sent
+                    scheme, host, port, _ = self.manager._split_url(job.url)
                     job.conn = self.manager.connection_from_host(host, port=port, scheme=scheme)
                     return job.conn.urlopen(job.method, target, **kw)
             return job.conn.urlopen(job.method, job.target, _exchange=exchange, **job.kw)
