@@ -160,16 +160,20 @@ class PeerServer(AppServer):
             return len(self._live)
 
 
-def _local_ports(remotes: list[tuple[str, int]]) -> list[int]:
-    """On a worker: the local ports of its TCP connections to ``remotes``."""
+def _local_ports(remotes: list[tuple[str, int]]) -> dict[str, list[int]]:
+    """On a worker: the local ports of its TCP connections, for each of ``remotes``.
+
+    Keyed by remote because a local port number is only unique per remote: two workers may
+    each hold port P, one towards each of two servers.
+    """
     import psutil
 
     wanted = {tuple(r) for r in remotes}
-    return [
-        c.laddr.port
-        for c in psutil.Process().net_connections(kind="tcp")
-        if c.raddr and (c.raddr.ip, c.raddr.port) in wanted
-    ]
+    ports: dict[str, list[int]] = {}
+    for c in psutil.Process().net_connections(kind="tcp"):
+        if c.raddr and (c.raddr.ip, c.raddr.port) in wanted:
+            ports.setdefault(f"{c.raddr.ip}:{c.raddr.port}", []).append(c.laddr.port)
+    return ports
 
 
 def _session_started(name: str, dask_worker: Any = None) -> float | None:
@@ -257,10 +261,13 @@ def test_crawl_is_host_affine_and_complete(
     remotes = [(s.host, s.port) for s in hosts]
     ports = dask_client.run(_local_ports, remotes)
     for server in hosts:
-        owners = {w for w, local in ports.items() if set(server.peer_ports) & set(local)}
+        remote = f"{server.host}:{server.port}"
+        owners = {
+            w for w, local in ports.items() if set(server.peer_ports) & set(local.get(remote, ()))
+        }
         assert len(owners) == 1, (server, owners)
         (owner,) = owners
-        assert set(server.peer_ports) <= set(ports[owner])
+        assert set(server.peer_ports) <= set(ports[owner][remote])
         assert by_host[server.host] == {owner}
         # ... and that worker's pool stats count the same connections.
         origin = server.url
