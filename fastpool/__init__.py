@@ -23,6 +23,7 @@ _LAZY = {
     "connection_from_url": "fastpool.pool",
     "HTTPAdapter": "fastpool.adapters",
     "PoolTimeout": "fastpool.adapters",
+    "DeadlineExceeded": "fastpool.exceptions",
     "Session": "fastpool.sessions",
     "ThreadSafeCookieJar": "fastpool.cookies",
     "PoolStats": "fastpool.stats",
@@ -36,6 +37,7 @@ _LAZY = {
 }
 
 __all__ = (
+    "DeadlineExceeded",
     "HTTPAdapter",
     "HTTPConnectionPool",
     "HTTPSConnectionPool",

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from requests.exceptions import TooManyRedirects
+from requests.exceptions import Timeout, TooManyRedirects
 from requests.models import PreparedRequest, Request, Response
 
+from . import exceptions
 from ._loop import Exchange
-from .multi import Result, host_of
+from .multi import Result, host_of, narrow_timeout
 
-__all__ = ("SessionDriver",)
+__all__ = ("DeadlineExceeded", "SessionDriver")
+
+
+class DeadlineExceeded(exceptions.DeadlineExceeded, Timeout):
+    """:class:`fastpool.DeadlineExceeded` as ``Session.map`` yields it: a
+    :class:`requests.exceptions.Timeout` too, with its ``request``."""
 
 
 class _Job:
@@ -70,9 +76,11 @@ class SessionDriver:
         job.prep = prep
         return prep
 
-    def begin(self, job: _Job) -> Exchange | bool | None:
+    def begin(
+        self, job: _Job, wait: bool = False, limit: float | None = None
+    ) -> Exchange | bool | None:
         prep = job.prep if job.prep is not None else self._prepare(job)
-        exchange = self.session._loop_begin(prep, job.kwargs)
+        exchange = self.session._loop_begin(prep, job.kwargs, wait, limit)
         if isinstance(exchange, Exchange):
             exchange.retries = job.retries  # None: the adapter's max_retries
         return exchange  # type: ignore[no-any-return]
@@ -80,15 +88,25 @@ class SessionDriver:
     def retry(self, job: _Job, retries: Any) -> None:
         job.retries = retries
 
-    def send(self, job: _Job, exchange: Exchange | None) -> Any:
+    def send(self, job: _Job, exchange: Exchange | None, remaining: float | None = None) -> Any:
         try:
             prep = job.prep if job.prep is not None else self._prepare(job)
             kwargs = dict(job.kwargs, allow_redirects=False)
+            if remaining is not None:
+                kwargs["timeout"] = narrow_timeout(kwargs.get("timeout"), remaining)
             if exchange is None:
                 return self.session.send(prep, **kwargs)  # a patched send sees it
             return self.session._send_hop(prep, kwargs, exchange)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
+
+    def expired(self, job: _Job, deadline: float) -> Result:
+        prep = job.prep
+        what = f"{prep.method} {prep.url}" if prep is not None else repr(job.given)
+        error = DeadlineExceeded(
+            f"{what}: not done within its deadline of {deadline:g} s", request=prep
+        )
+        return Result(job.given, None, error)
 
     def after(self, job: _Job, outcome: Any) -> Result | None:
         if isinstance(outcome, BaseException):

@@ -660,10 +660,14 @@ class HTTPAdapter(_stock.HTTPAdapter):
         verify: Any,
         cert: Any,
         proxies: dict[str, str] | None,
+        wait: bool = False,
+        limit: float | None = None,
     ) -> Any:
         """:meth:`send` up to its first byte, for the multiplexed loop (fastpool.multi): the
         pool's Exchange, None (no free connection now) or False (``send`` must run it: a tool
-        patched it, a cassette is on, or the pool is not fastpool's)."""
+        patched it, a cassette is on, or the pool is not fastpool's). With ``wait`` it waits
+        for a connection as :meth:`send` would (``pool_timeout``; at most ``limit`` seconds
+        when given) and raises what ``send`` raises when none comes."""
         if (
             _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND
             # overridden, or patched on this adapter: it must see the request
@@ -686,6 +690,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 not (body is None or "Content-Length" in request.headers),
                 resolved_timeout,
                 not stream,
+                wait=wait,
+                pool_timeout=self._pool_timeout,
+                limit=limit,
             )
         except Exception as err:
             mapped = _to_requests_error(err, request)

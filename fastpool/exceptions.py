@@ -67,6 +67,12 @@ class PoolClosedError(_PoolErrorMixin, FastpoolError, _u3.ClosedPoolError):
     """The pool was closed: it hands out no more connections."""
 
 
+class DeadlineExceeded(FastpoolError, _u3.TimeoutError):
+    """A request of ``map`` did not end within its ``deadline``: it was cancelled (its
+    connection closed, its slot given back). ``Session.map`` yields it as a
+    :class:`requests.exceptions.Timeout` too."""
+
+
 class NoMatchError(FastpoolError, LookupError):
     """No mounted prefix matches the URL (requests raises ``InvalidSchema`` for this)."""
 

@@ -24,6 +24,7 @@ bypass.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -35,10 +36,11 @@ from urllib3.util.timeout import Timeout
 
 from ._loop import Exchange, Loop
 from ._thirdparty import RequestMethods
+from .exceptions import DeadlineExceeded
 from .pool import Resend
 from .schedule import HostScheduler
 
-__all__ = ("Driver", "ManagerDriver", "Result", "host_of", "run_map")
+__all__ = ("Driver", "ManagerDriver", "Result", "host_of", "narrow_timeout", "run_map")
 
 #: Requests taken from the caller's iterable ahead of being started: this many times
 #: ``concurrency`` at most.
@@ -61,19 +63,27 @@ class Driver(Protocol):
     def new(self, given: Any) -> Any:
         """The job for an item of the caller's iterable (raises what preparing it raises)."""
 
-    def begin(self, job: Any) -> Exchange | bool | None:
+    def begin(
+        self, job: Any, wait: bool = False, limit: float | None = None
+    ) -> Exchange | bool | None:
         """Hand the job's next hop to the loop: an Exchange, None (its pool has no free
-        connection now), or False (it must run through :meth:`send` without the loop)."""
+        connection now), or False (it must run through :meth:`send` without the loop). With
+        ``wait``, wait for a free connection as one request would (its pool timeout, at most
+        ``limit`` seconds when given), raising what one request raises when none comes."""
 
-    def send(self, job: Any, exchange: Exchange | None) -> Any:
+    def send(self, job: Any, exchange: Exchange | None, remaining: float | None = None) -> Any:
         """The hop's response or exception (never raised), finishing ``exchange``, or
-        (None) the whole hop in this thread."""
+        (None) the whole hop in this thread, its timeouts narrowed to ``remaining`` seconds
+        (the job's deadline) when given (:func:`narrow_timeout`)."""
 
     def after(self, job: Any, outcome: Any) -> Result | None:
         """The job's result, or None when it has a next hop (a redirect to follow)."""
 
     def retry(self, job: Any, retries: Any) -> None:
         """urllib3's ``Retry`` sends the job's hop again, counting with ``retries``."""
+
+    def expired(self, job: Any, deadline: float) -> Result:
+        """The job's result when its ``deadline`` (seconds) passed before it ended."""
 
 
 def host_of(url: Any) -> str:
@@ -94,17 +104,47 @@ def run_map(
     delay: float,
     rate: float | None,
     dial_workers: int,
+    deadline: float | None = None,
 ) -> Iterator[Result]:
     """An iterator of a :class:`Result` per item of ``requests`` as each completes, at most
     ``concurrency`` in flight (``per_host`` per host), starts to one host ``delay`` seconds
-    apart and at most ``rate`` a second; leaving early cancels what is in flight. Bad
+    apart and at most ``rate`` a second, each ended (cancelled) ``deadline`` seconds after it
+    started if it has not ended by then; leaving early cancels what is in flight. Bad
     arguments raise here, before any request."""
     _check_positive("concurrency", concurrency)
     if per_host is not None:
         _check_positive("per_host", per_host)
     _check_positive("dial_workers", dial_workers)
+    if deadline is not None and (
+        isinstance(deadline, bool)
+        or not isinstance(deadline, (int, float))
+        or not 0 < deadline < math.inf
+    ):
+        raise ValueError(f"deadline must be a number of seconds > 0 or None, got {deadline!r}")
     scheduler = HostScheduler(per_host=per_host, delay=delay, rate=rate)  # checks the others
-    return _results(_Run(driver, iter(requests), concurrency, scheduler, dial_workers))
+    run = _Run(driver, iter(requests), concurrency, scheduler, dial_workers)
+    run.deadline = None if deadline is None else float(deadline)
+    return _results(run)
+
+
+def narrow_timeout(timeout: Any, remaining: float) -> Timeout:
+    """``timeout`` (None, seconds, ``(connect, read)`` or a urllib3 ``Timeout``) as a urllib3
+    ``Timeout`` whose ``total`` is at most ``remaining`` seconds: a hop sent whole, in the
+    caller's thread, ends by the request's deadline."""
+    remaining = max(remaining, 0.001)  # 0 would mean "do not wait" to a socket
+    if isinstance(timeout, Timeout):
+        total = timeout.total
+        return Timeout(
+            connect=timeout._connect,
+            read=timeout._read,
+            total=min(total, remaining) if isinstance(total, (int, float)) else remaining,
+        )
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return Timeout(connect=connect, read=read, total=remaining)
+    if timeout is Timeout.DEFAULT_TIMEOUT:
+        return Timeout(total=remaining)
+    return Timeout(connect=timeout, read=timeout, total=remaining)
 
 
 def _results(run: _Run) -> Iterator[Result]:
@@ -128,6 +168,7 @@ def _check_positive(name: str, value: Any) -> None:
 
 
 _NO_SLOT = object()
+_EXPIRED = object()
 
 
 class _Run:
@@ -154,7 +195,16 @@ class _Run:
         self.ready: deque[Result] = deque()
         # (when, n, job): hops urllib3's Retry sends again once their backoff has passed
         self.later: list[tuple[float, int, Any]] = []
-        self.resent = 0
+        self.order = 0
+        # The deadline (seconds from a request's first start; None: none), when each started
+        # request expires, those expiries in time order, and which exchange a job has in the
+        # loop (to cancel it there).
+        self.deadline: float | None = None
+        self.expiry: dict[Any, float] = {}
+        self.expiries: list[tuple[float, int, Any]] = []
+        self.exchange_of: dict[Any, Exchange] = {}
+        #: expired while queued for a next hop: dropped when the scheduler hands them out
+        self.dead: set[Any] = set()
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
@@ -178,7 +228,7 @@ class _Run:
         while later and later[0][0] <= now:
             job = heapq.heappop(later)[2]
             self.scheduler.push(job, job.host, None)
-        started, ready = self.started, self.ready
+        started, ready, dead = self.started, self.ready, self.dead
         while len(started) < self.concurrency and len(ready) < self.concurrency:
             job = self.waiting_slot.popleft() if self.waiting_slot else None
             if job is None:
@@ -186,44 +236,108 @@ class _Run:
                 if popped is None:
                     return
                 job = popped[0]
+            if dead and job in dead:  # its deadline passed while it waited: yielded already
+                dead.discard(job)
+                self.scheduler.done(job.host)
+                continue
+            if self.deadline is not None and job not in self.expiry:
+                expires = time.monotonic() + self.deadline
+                self.expiry[job] = expires
+                self.order += 1
+                heapq.heappush(self.expiries, (expires, self.order, job))
             outcome = self._begin(job)
             if outcome is _NO_SLOT:
                 self.waiting_slot.append(job)
                 return
+            if outcome is _EXPIRED:
+                self.scheduler.done(job.host)
+                del self.expiry[job]
+                ready.append(self.driver.expired(job, self.deadline))  # type: ignore[arg-type]
+                continue
             if isinstance(outcome, Exchange):
                 started[outcome] = job
+                if self.deadline is not None:
+                    self.exchange_of[job] = outcome
                 self.loop.start(outcome)
             else:
                 self._after(job, outcome)
 
     def _begin(self, job: Any) -> Any:
         """An Exchange for the loop, ``_NO_SLOT`` (no free connection, and this map's requests
-        in flight will free one), or the hop's outcome from the one-request path in this
-        thread (where the loop cannot take it, or to wait at a pool's cap as one request
-        would, up to its ``pool_timeout``)."""
+        in flight will free one), ``_EXPIRED``, or the hop's outcome from the one-request path
+        in this thread (where the loop cannot take it)."""
+        expires = self.expiry.get(job)
         try:
             exchange = self.driver.begin(job)
+            if exchange is None and not self.started:
+                # Nothing of this map will free a connection: wait at the pool's cap as one
+                # request would (up to its pool_timeout, and the deadline), then go on in the
+                # loop, the hop's Retry state carried on.
+                limit = None if expires is None else expires - time.monotonic()
+                exchange = self.driver.begin(job, True, limit)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+            if expires is not None and time.monotonic() >= expires:
+                return _EXPIRED  # the wait at the cap ended at the deadline
             return e
-        if exchange is None and self.started:
+        if exchange is None:
             return _NO_SLOT
-        if exchange is None or exchange is False:
-            return self.driver.send(job, None)
+        if exchange is False:
+            if expires is None:
+                return self.driver.send(job, None)
+            outcome = self.driver.send(job, None, expires - time.monotonic())
+            if time.monotonic() >= expires:
+                # Sent whole in this thread, its timeouts narrowed to the deadline, and ended
+                # at or after it: the deadline is what ended it.
+                if not isinstance(outcome, BaseException):
+                    _close(outcome)
+                return _EXPIRED
+            return outcome
         return exchange
 
     def _after(self, job: Any, outcome: Any) -> None:
         self.scheduler.done(job.host)
+        expiry = self.expiry
+        if expiry:
+            self.exchange_of.pop(job, None)
         if isinstance(outcome, Resend):
             # urllib3's Retry: again after its backoff, without the loop thread sleeping
             self.driver.retry(job, outcome.retries)
-            self.resent += 1
-            heapq.heappush(self.later, (time.monotonic() + outcome.delay, self.resent, job))
+            self.order += 1
+            heapq.heappush(self.later, (time.monotonic() + outcome.delay, self.order, job))
             return
         result = self.driver.after(job, outcome)
         if result is None:
             self.scheduler.push(job, job.host, None)  # its next hop
         else:
+            expiry.pop(job, None)
             self.ready.append(result)
+
+    def expire(self) -> None:
+        """End every request whose deadline has passed: cancelled where it is (in the loop,
+        waiting out a backoff, or queued for its next hop), its result yielded now."""
+        expiries = self.expiries
+        now = time.monotonic()
+        while expiries and expiries[0][0] <= now:
+            job = heapq.heappop(expiries)[2]
+            if self.expiry.pop(job, None) is None:
+                continue  # it ended before its deadline
+            ex = self.exchange_of.pop(job, None)
+            if ex is not None:
+                # In the loop (writing, reading, or dialing: a dial's worker closes what it
+                # opens): its connection closed and its slot given back now.
+                del self.started[ex]
+                self.loop.cancel(ex)
+                ex.tag._loop_abandon(ex)
+                self.scheduler.done(job.host)
+            elif any(entry[2] is job for entry in self.later):
+                self.later = [entry for entry in self.later if entry[2] is not job]
+                heapq.heapify(self.later)
+            elif job in self.waiting_slot:
+                self.waiting_slot.remove(job)
+                self.scheduler.done(job.host)
+            else:
+                self.dead.add(job)  # queued in the scheduler for its next hop
+            self.ready.append(self.driver.expired(job, self.deadline))  # type: ignore[arg-type]
 
     def finished(self) -> bool:
         return (
@@ -240,24 +354,33 @@ class _Run:
         wake = self.scheduler.next_ready()
         if self.later and (wake is None or self.later[0][0] < wake):
             wake = self.later[0][0]
+        if self.expiries and (wake is None or self.expiries[0][0] < wake):
+            wake = self.expiries[0][0]
         return wake
 
     def wait(self) -> None:
-        """Let the loop run until an exchange ends (or a politeness wait or backoff does)."""
+        """Let the loop run until an exchange ends (or a politeness wait, a backoff or a
+        deadline does)."""
         wake = self._wake()
         if not self.started:
             if not self.ready and wake is not None:
                 time.sleep(min(max(wake - time.monotonic(), 0.0), 1.0))
+            if self.expiries:
+                self.expire()
             return
         wait = None if wake is None else max(wake - time.monotonic(), 0.0)
         for ex in self.loop.poll(wait):
-            job = self.started[ex]
+            job = self.started.get(ex)
+            if job is None:
+                continue  # cancelled at its deadline: handed back by the loop all the same
             outcome = self.driver.send(job, ex)
             # Its connection is the response's now, unless urlopen never took it (a tool
             # answered in its place, or finishing failed first): then it goes back here.
             ex.tag._loop_abandon(ex)
             del self.started[ex]  # after: an interruption leaves it to cancel()
             self._after(job, outcome)
+        if self.expiries:
+            self.expire()
 
     def cancel(self) -> None:
         """The caller left early (or an error): stop what is in flight, give every slot back."""
@@ -267,6 +390,15 @@ class _Run:
         loop.close()  # dials in progress close what they open, in their workers
         for ex in self.started:
             ex.tag._loop_abandon(ex)
+
+
+def _close(outcome: Any) -> None:
+    """Let a response the deadline overtook go: its connection back, or closed."""
+    for response in (*getattr(outcome, "history", ()), outcome):
+        try:
+            response.close()
+        except Exception:  # noqa: BLE001, S110 - nothing to report it to; the result says why
+            pass
 
 
 # --- PoolManager ---------------------------------------------------------------------------------
@@ -316,7 +448,9 @@ class ManagerDriver:
         capture: Any = RequestMethods.request(_Capture(self.manager.headers), method, url, **kwargs)
         return _ManagerJob(given, *capture)
 
-    def begin(self, job: _ManagerJob) -> Exchange | bool | None:
+    def begin(
+        self, job: _ManagerJob, wait: bool = False, limit: float | None = None
+    ) -> Exchange | bool | None:
         manager = self.manager
         function = getattr(manager.urlopen, "__func__", None)
         if getattr(function, "__module__", None) != _POOLMANAGER:
@@ -330,6 +464,9 @@ class ManagerDriver:
             kw.get("chunked", False),
             kw.get("timeout", Timeout.DEFAULT_TIMEOUT),
             kw.get("preload_content", True),
+            wait=wait,
+            pool_timeout=kw.get("pool_timeout"),
+            limit=limit,
         )
 
     def _hop(self, job: _ManagerJob) -> tuple[dict[str, Any], str]:
@@ -345,11 +482,18 @@ class ManagerDriver:
         kw.setdefault("headers", manager.headers)
         return kw, target
 
-    def send(self, job: _ManagerJob, exchange: Exchange | None) -> Any:
+    def send(
+        self, job: _ManagerJob, exchange: Exchange | None, remaining: float | None = None
+    ) -> Any:
         try:
             if exchange is None:
                 # The whole hop here, as PoolManager.urlopen's first half.
                 kw, target = self._hop(job)
+                if remaining is not None:
+                    timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
+                    if timeout is Timeout.DEFAULT_TIMEOUT:
+                        timeout = job.conn.timeout  # the pool's own, as urlopen takes it
+                    kw["timeout"] = narrow_timeout(timeout, remaining)
                 try:
                     return job.conn.urlopen(job.method, target, **kw)
                 except ClosedPoolError:  # evicted meanwhile: nothing was sent
@@ -362,6 +506,12 @@ class ManagerDriver:
 
     def retry(self, job: _ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries
+
+    def expired(self, job: _ManagerJob, deadline: float) -> Result:
+        error = DeadlineExceeded(
+            f"{job.method} {job.url}: not done within its deadline of {deadline:g} s"
+        )
+        return Result(job.given, None, error)
 
     def after(self, job: _ManagerJob, outcome: Any) -> Result | None:
         if isinstance(outcome, BaseException):

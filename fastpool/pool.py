@@ -907,13 +907,20 @@ class HTTPConnectionPool(RequestMethods):
         chunked: bool,
         timeout: Any,
         read_body: bool,
+        wait: bool = False,
+        pool_timeout: float | None = None,
+        limit: float | None = None,
     ) -> Exchange | bool | None:
-        """What ``urlopen`` does before its first byte goes out, without blocking: an
+        """What ``urlopen`` does before its first byte goes out: an
         :class:`~fastpool._loop.Exchange` holding a checked-out connection and the request's
         bytes; None when no connection is free now; False when the request must go through
         ``urlopen`` itself (a patched or overridden ``urlopen``, a TLS-in-TLS tunnel, a body
         that is a file or an iterable, a request the connection refuses to write: ``urlopen``
-        then raises that error)."""
+        then raises that error).
+
+        It does not wait for a connection unless ``wait``: then it waits as
+        ``urlopen(pool_timeout=pool_timeout)`` would (None: the pool's ``pool_timeout``), at
+        most ``limit`` seconds when given, and raises ``EmptyPoolError`` as ``urlopen`` does."""
         cls = type(self)
         if (
             _U3Pool.urlopen is not STOCK_URLOPEN
@@ -934,10 +941,18 @@ class HTTPConnectionPool(RequestMethods):
             tunnel, headers = self._through_proxy(headers, destination_scheme)
             if tunnel and self.proxy.scheme == "https":
                 return False  # TLS inside TLS: not on a non-blocking socket yet
+        pool_wait: float | None = 0.0
+        if wait:
+            pool_wait = self.pool_timeout if pool_timeout is None else pool_timeout
+            if limit is not None:
+                limit = max(limit, 0.001)  # 0 would mean "do not wait"
+                pool_wait = limit if pool_wait is None else min(pool_wait, limit)
         try:
-            conn = self._get_conn(timeout=0)
+            conn = self._get_conn(timeout=pool_wait)
         except PoolTimeoutError:
-            return None
+            if not wait:
+                return None
+            raise
         try:
             self._fit(conn)
             if tunnel and conn.sock is None:

@@ -656,6 +656,7 @@ class PoolManager(RequestMethods):
         delay: float = 0.0,
         rate: float | None = None,
         dial_workers: int = 4,
+        deadline: float | None = None,
     ) -> Iterator[Result]:
         """Send many requests at once from this thread; yield a :class:`~fastpool.multi.Result`
         ``(request, response, error)`` for each as it completes (not in the given order).
@@ -665,8 +666,9 @@ class PoolManager(RequestMethods):
         ``urlopen``'s: ``timeout``, ``retries``, ``redirect``, ``preload_content`` ...). Each
         ends as :meth:`request` would end it, redirects across hosts included, with the same
         response or the same exception (yielded in ``error``, not raised).
-        ``concurrency``, ``per_host``, ``delay``, ``rate`` and ``dial_workers`` are those of
-        :meth:`fastpool.Session.map`, which documents the model.
+        ``concurrency``, ``per_host``, ``delay``, ``rate``, ``dial_workers`` and ``deadline``
+        are those of :meth:`fastpool.Session.map`, which documents the model; a request past
+        its deadline yields :class:`fastpool.DeadlineExceeded` (a urllib3 ``TimeoutError``).
         """
         return run_map(
             ManagerDriver(self),
@@ -676,6 +678,7 @@ class PoolManager(RequestMethods):
             delay=delay,
             rate=rate,
             dial_workers=dial_workers,
+            deadline=deadline,
         )
 
 

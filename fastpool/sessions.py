@@ -622,6 +622,7 @@ class Session(requests.Session):
         stream: bool | None = None,
         allow_redirects: bool = True,
         dial_workers: int = 4,
+        deadline: float | None = None,
     ) -> Iterator[Result]:
         """Send many requests at once from this thread; yield a :class:`~fastpool.multi.Result`
         ``(request, response, error)`` for each as it completes (not in the given order).
@@ -647,6 +648,10 @@ class Session(requests.Session):
         :param allow_redirects: as for :meth:`request`.
         :param dial_workers: threads that open new connections (DNS, TCP, TLS) while the loop
             carries on; everything else runs in this thread.
+        :param deadline: seconds a request may take at most, from its start to its result:
+            its hops, redirects, retries and their backoffs, and its body unless ``stream``
+            (None: no deadline, only the timeouts). A request still going then is cancelled
+            and yields :class:`fastpool.DeadlineExceeded` (a ``requests.exceptions.Timeout``).
 
         Leaving the loop early (``break``, an exception) or closing the iterator cancels what
         is in flight: their connections are closed and every pool slot is given back. See the
@@ -660,12 +665,20 @@ class Session(requests.Session):
             delay=delay,
             rate=rate,
             dial_workers=dial_workers,
+            deadline=deadline,
         )
 
-    def _loop_begin(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Any:
+    def _loop_begin(
+        self,
+        request: PreparedRequest,
+        kwargs: dict[str, Any],
+        wait: bool = False,
+        limit: float | None = None,
+    ) -> Any:
         """Hand ``request`` to the multiplexed loop: an Exchange, None (its pool has no free
         connection now), or False where the loop cannot take it without skipping a step a tool
-        or a subclass put on the way (then :meth:`send` runs it)."""
+        or a subclass put on the way (then :meth:`send` runs it). ``wait``: wait for a free
+        connection as :meth:`send` would (at most ``limit`` seconds when given)."""
         cls = type(self)
         if (
             _RequestsSession.send is not _STOCK_SEND
@@ -684,6 +697,8 @@ class Session(requests.Session):
             kwargs.get("verify", self.verify),
             kwargs.get("cert", self.cert),
             kwargs.get("proxies"),
+            wait,
+            limit,
         )
 
     def _send_through_patch(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:

@@ -659,3 +659,55 @@ def test_an_interrupt_in_a_hook_gives_the_slot_back_once(app_server: AppServer) 
         gc.collect()  # the abandoned response's finalizer runs now
         assert session.pool_stats().total.in_use == 0
         assert session.get(f"{app_server.url}/bytes/5").status_code == 200
+
+
+def test_a_retry_that_must_wait_at_the_cap_keeps_its_count(
+    fault_server_factory: Callable[..., FaultServer],
+) -> None:
+    # The retry of a 503 waits out Retry-After in the runner; meanwhile another thread takes
+    # the host's only connection. The retry then waits at the cap (as one request would) and
+    # goes on in the loop with its Retry state: the second 503 exhausts total=1, as it does for
+    # one request (RetryError), rather than starting the count afresh and succeeding.
+    from urllib3.util.retry import Retry
+
+    seen: list[str] = []
+    first = threading.Event()
+
+    def handler(conn: Any) -> None:
+        while (request := conn.read_request()) is not None:
+            seen.append(request.path)
+            if request.path == "/hold":
+                import time
+
+                time.sleep(1.5)
+                conn.respond(200, b"held")
+            elif seen.count("/x") <= 2:
+                first.set()
+                conn.respond(503, b"later", [("Retry-After", "1")])
+            else:
+                conn.respond(200, b"third")
+
+    def session() -> fastpool.Session:
+        s = fastpool.Session()
+        retry = Retry(total=1, status_forcelist=[503])
+        adapter = fastpool.HTTPAdapter(
+            max_retries=retry, max_connections_per_host=1, pool_timeout=10
+        )
+        s.mount("http://", adapter)
+        return s
+
+    one = fault_server_factory(handler)
+    with session() as s, pytest.raises(requests.exceptions.RetryError):
+        s.get(f"{one.url}/x")  # the oracle: one request at a time
+
+    seen.clear()
+    first.clear()
+    server = fault_server_factory(handler)
+    with session() as s:
+        holder = threading.Thread(target=lambda: first.wait(5) and s.get(f"{server.url}/hold"))
+        holder.start()
+        (result,) = list(s.map([f"{server.url}/x"]))
+        holder.join(10)
+        assert isinstance(result.error, requests.exceptions.RetryError), result
+        assert seen == ["/x", "/hold", "/x"]
+        assert s.pool_stats().total.in_use == 0
