@@ -350,8 +350,13 @@ class _Run:
         )
 
     def _wake(self) -> float | None:
-        """When a politeness wait or a retry's backoff ends (None: nothing waits on time)."""
-        wake = self.scheduler.next_ready()
+        """When a politeness wait, a retry's backoff or a deadline ends (None: nothing waits
+        on time). The scheduler's readiness counts only while a request may start: at the
+        concurrency limit, or behind a request waiting for a connection, only an exchange's end
+        can let one start (waking for the scheduler then would spin the loop)."""
+        wake = None
+        if len(self.started) < self.concurrency and not self.waiting_slot:
+            wake = self.scheduler.next_ready()
         if self.later and (wake is None or self.later[0][0] < wake):
             wake = self.later[0][0]
         if self.expiries and (wake is None or self.expiries[0][0] < wake):

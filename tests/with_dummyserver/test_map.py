@@ -711,3 +711,26 @@ def test_a_retry_that_must_wait_at_the_cap_keeps_its_count(
         assert isinstance(result.error, requests.exceptions.RetryError), result
         assert seen == ["/x", "/hold", "/x"]
         assert s.pool_stats().total.in_use == 0
+
+
+def test_at_the_concurrency_limit_the_loop_waits_rather_than_spins(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Requests queued and ready to start, none allowed to (the limit): only an exchange's end
+    # can change that, so the loop must sleep in the poller until one ends, not poll with no
+    # wait over and over (which burnt a core and the GIL).
+    from fastpool import _loop
+
+    timeouts: list[float | None] = []
+    real = _loop.Loop.poll
+
+    def counting(self: _loop.Loop, timeout: float | None = None) -> list[_loop.Exchange]:
+        timeouts.append(timeout)
+        return real(self, timeout)
+
+    monkeypatch.setattr(_loop.Loop, "poll", counting)
+    urls = [f"{app_server.url}/slow?delay=0.05"] * 20
+    with fastpool.Session() as session:
+        results = list(session.map(urls, concurrency=2))
+    assert [r.error for r in results] == [None] * 20
+    assert len(timeouts) <= 3 * len(urls), (len(timeouts), timeouts[:10])
