@@ -600,7 +600,12 @@ class Session(requests.Session):
             history.insert(0, r)
             r = history.pop()
             r.history = history
-        if not allow_redirects:
+        if not allow_redirects and (
+            # requests' resolve_redirects parses the URL before it looks at the status; a
+            # response that is no redirect has no next request (Response.next stays None)
+            type(self).resolve_redirects is not _RequestsSession.resolve_redirects
+            or self._redirect_target(r) is not None
+        ):
             try:
                 # private: fastpool._thirdparty
                 r._next = next(self.resolve_redirects(r, request, yield_requests=True, **kwargs))  # type: ignore[assignment]
