@@ -19,6 +19,10 @@ Clients (each bounded per run by ``--requests`` and ``--seconds``, 10 s per requ
 * ``map-16``/``map-64``/``map-256``: one ``fastpool.Session()``, ``session.map(urls,
   concurrency=C, timeout=10)`` from one thread over a generator that stops at the count or the
   deadline; every response must be a 200 with the whole body (``.content``);
+* ``pm-map-16``/``-64``/``-256``: one ``fastpool.PoolManager(num_pools=256, maxsize=64)``
+  (the Session's pool sizes, the bench CA verified), ``manager.map(items, concurrency=C)``:
+  the lighter results (urllib3-style responses: status, headers, ``.data``), no requests
+  objects;
 * ``pycurl-multi-16``/``-64``/``-256``: one ``pycurl.CurlMulti`` with C reused easy handles
   (NOSIGNAL, CAINFO the bench CA, peer and host verification on, HTTP/1.1), driven through
   libcurl's socket interface (``M_SOCKETFUNCTION``/``M_TIMERFUNCTION`` on an epoll selector,
@@ -318,6 +322,50 @@ class Map(Client):
         self.session.close()
 
 
+class PoolManagerMap(Client):
+    """``fastpool.PoolManager().map(urls, concurrency=C)`` from one thread: the lighter
+    results (urllib3-style responses: status, headers, body bytes), no requests objects."""
+
+    distributions = ("fastpool",)
+
+    def __init__(self, concurrency: int) -> None:
+        self.key, self.concurrency = f"pm-map-{concurrency}", concurrency
+
+    def open(self, ca_bundle: str) -> None:
+        import fastpool
+
+        # The Session's pool sizes (256 pools of 64), and the same verification.
+        self.manager = fastpool.PoolManager(
+            num_pools=256, maxsize=64, cert_reqs="CERT_REQUIRED", ca_certs=ca_bundle
+        )
+
+    def run(
+        self, urls: list[str], max_requests: int, max_seconds: float, expected: int
+    ) -> RunResult:
+        def drive() -> RunResult:
+            bounds = _Bounds(max_requests, max_seconds, expected)
+            count = len(urls)
+
+            def source() -> Iterator[tuple[str, str, dict[str, Any]]]:
+                while bounds.more():
+                    url = urls[bounds.issued % count]
+                    bounds.issued += 1
+                    yield ("GET", url, {"timeout": TIMEOUT, "retries": False})
+
+            results = self.manager.map(source(), concurrency=self.concurrency)
+            for _request, response, error in results:
+                if error is not None:
+                    bounds.fail(f"{type(error).__name__}: {error}")
+                else:
+                    bounds.ok(response.status, len(response.data))
+            return bounds.end()
+
+        return _in_worker(drive, max_seconds)
+
+    def close(self) -> None:
+        self.manager.clear()
+
+
 class PycurlMulti(Client):
     """``pycurl.CurlMulti`` with ``concurrency`` reused easy handles."""
 
@@ -501,6 +549,7 @@ def all_clients() -> list[Client]:
     return [
         Threads(16),
         *(Map(c) for c in CONCURRENCIES),
+        *(PoolManagerMap(c) for c in CONCURRENCIES),
         *(PycurlMulti(c) for c in CONCURRENCIES),
         *(Aiohttp(c) for c in CONCURRENCIES),
     ]
