@@ -914,9 +914,9 @@ class HTTPConnectionPool(RequestMethods):
         """What ``urlopen`` does before its first byte goes out: an
         :class:`~fastpool._loop.Exchange` holding a checked-out connection and the request's
         bytes; None when no connection is free now; False when the request must go through
-        ``urlopen`` itself (a patched or overridden ``urlopen``, a TLS-in-TLS tunnel, a body
-        that is a file or an iterable, a request the connection refuses to write: ``urlopen``
-        then raises that error).
+        ``urlopen`` itself (a patched or overridden ``urlopen``, ``_validate_conn`` or
+        ``ConnectionCls.request``, a TLS-in-TLS tunnel, a body that is a file or an iterable, a
+        request the connection refuses to write: ``urlopen`` then raises that error).
 
         It does not wait for a connection unless ``wait``: then it waits as
         ``urlopen(pool_timeout=pool_timeout)`` would (None: the pool's ``pool_timeout``), at
@@ -927,6 +927,9 @@ class HTTPConnectionPool(RequestMethods):
             # overridden, or patched on this pool: it must see the request
             or getattr(self.urlopen, "__func__", None) is not HTTPConnectionPool.urlopen
             or cls._validate_conn not in _OWN_VALIDATE_CONN  # it must see the dial first
+            # a ConnectionCls with its own request() (or a patch of ours): it runs once, as it
+            # would for one request, not once to render the bytes and again to finish
+            or self.ConnectionCls.request is not _OWN_REQUEST
         ):
             return False
         from ._loop import Exchange  # the loop is imported by the first map only
@@ -1674,6 +1677,7 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 #: The pools' own dial checks: a subclass's must see a dial before the request goes out, so
 #: its pool sends through urlopen, not the loop.
 _OWN_VALIDATE_CONN = (HTTPConnectionPool._validate_conn, HTTPSConnectionPool._validate_conn)
+_OWN_REQUEST = HTTPConnection.request
 
 #: Another name for the pool of one origin, as the design documents call it.
 HostPool = HTTPConnectionPool

@@ -148,3 +148,23 @@ def test_bad_items_are_named(app_server: AppServer) -> None:
         (result,) = list(manager.map([42]))
     assert isinstance(result.error, TypeError)
     assert "PoolManager.map takes URLs" in str(result.error)
+
+
+def test_a_connection_class_with_its_own_request_sees_each_request_once(
+    app_server: AppServer,
+) -> None:
+    from fastpool.connection import HTTPConnection
+
+    calls: list[str] = []
+
+    class Counting(HTTPConnection):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+            calls.append(url)
+            super().request(method, url, *args, **kwargs)
+
+    urls = [f"{app_server.url}/bytes/{n}" for n in (1, 2, 3)]
+    with fastpool.PoolManager() as manager:
+        manager.connection_from_url(app_server.url).ConnectionCls = Counting
+        results = list(manager.map(urls))
+    assert sorted(len(r.response.data) for r in results) == [1, 2, 3]  # type: ignore[union-attr]
+    assert sorted(calls) == ["/bytes/1", "/bytes/2", "/bytes/3"]
