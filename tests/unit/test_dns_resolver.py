@@ -302,20 +302,25 @@ def test_lru_bound(make: Any, gai: FakeGAI) -> None:
     assert r.stats.entries == 3
 
 
-def test_expired_entries_are_evicted_before_fresh_ones(make: Any, gai: FakeGAI) -> None:
+def test_a_full_cache_evicts_the_least_recently_used_even_if_fresh(make: Any, gai: FakeGAI) -> None:
+    # Constant-time eviction: the least recently used goes, fresh or not; an expired entry
+    # more recently used stays until it is looked up (then a miss, and refreshed).
     for name in ("old.example", "new.example", "third.example"):
         gai.table[name] = ["192.0.2.1"]
     clock = Clock()
     r = make(max_entries=2, clock=clock, min_ttl=0, max_ttl=10)
-    r.resolve("new.example", 80)  # least recently used, but fresh
+    r.resolve("new.example", 80)
     clock.now += 5
-    r.resolve("old.example", 80)
-    r.forget("new.example")
-    r.resolve("new.example", 80)  # new.example is fresh; old.example is not yet stale
-    clock.now += 6
-    r.resolve("old.example", 80)  # stale: a miss; refreshed
-    r.resolve("third.example", 80)
+    r.resolve("old.example", 80)  # expires at 15; new.example at 10
+    clock.now += 6  # new.example has expired, old.example has not
+    r.resolve("new.example", 80)  # stale: a miss, refreshed, now the most recently used
+    assert gai.calls["new.example"] == 2
+    r.resolve("third.example", 80)  # full: old.example, the least recently used, goes
     assert r.stats.entries == 2
+    r.resolve("new.example", 80)
+    assert gai.calls["new.example"] == 2  # kept
+    r.resolve("old.example", 80)
+    assert gai.calls["old.example"] == 2  # evicted, asked again
 
 
 def test_in_flight_queries_are_bounded(make: Any, gai: FakeGAI) -> None:
