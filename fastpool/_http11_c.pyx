@@ -851,6 +851,10 @@ cdef class ChunkedDecoder:
     trailer section at most ``max_trailer_bytes`` (default 65536) bytes; beyond that, and for a
     malformed size, a missing CRLF after chunk data or a bad trailer line,
     :class:`~fastpool.exceptions.InvalidChunkError` is raised.
+
+    :meth:`feed_chunk` decodes one piece of one chunk at a time instead (the pieces urllib3's
+    ``read_chunked`` yields); the input after that piece is held back (``held``) and decoded
+    first by the next call of either method.
     """
 
     cdef object _max_line_obj
@@ -864,6 +868,8 @@ cdef class ChunkedDecoder:
     cdef list _trailers
     cdef bytes _unused
     cdef bytes _line_out  # the line _line() took last
+    cdef bytes _held  # input feed_chunk() stopped before, from _held_pos on
+    cdef Py_ssize_t _held_pos
 
     def __init__(self, max_line_bytes=65536, max_trailer_bytes=65536):
         self._max_line_obj = _check_limit("max_line_bytes", max_line_bytes)
@@ -876,6 +882,8 @@ cdef class ChunkedDecoder:
         self._trailer_bytes = 0
         self._trailers = []
         self._unused = b""
+        self._held = b""
+        self._held_pos = 0
 
     @property
     def done(self):
@@ -891,6 +899,17 @@ cdef class ChunkedDecoder:
     def unused(self):
         """Bytes fed after the end of the body (the next response, or garbage)."""
         return self._unused
+
+    @property
+    def chunk_left(self):
+        """Body bytes of the current chunk still to come; 0 between chunks (after a chunk's
+        data, before the next chunk's data begins)."""
+        return self._remaining if self._state == _DATA else 0
+
+    @property
+    def held(self):
+        """How many input bytes :meth:`feed_chunk` held back (not decoded yet)."""
+        return len(self._held) - self._held_pos
 
     cdef Py_ssize_t _line(self, const unsigned char* data, Py_ssize_t pos, Py_ssize_t size,
                           Py_ssize_t limit, object too_long) except -2:
@@ -979,18 +998,62 @@ cdef class ChunkedDecoder:
         self._trailers.append((_latin1(p, colon), value))
         return 0
 
+    cdef Py_ssize_t _step(self, const unsigned char* buf, Py_ssize_t pos,
+                          Py_ssize_t size) except -2:
+        """One step through the framing at ``buf[pos:size]`` (a size line, the CRLF after
+        chunk data, a trailer line); returns the next pos, or -1 if the input ends inside a
+        line (held in ``_partial``). At the end of the body the rest becomes ``unused``."""
+        cdef unsigned long long chunk
+        cdef Py_ssize_t start
+        cdef bytes line
+        if self._state == _SIZE:
+            pos = self._line(buf, pos, size, self._max_line, MSG_HTTP_CHUNK_LINE_TOO_LONG)
+            if pos < 0:
+                return pos
+            chunk = self._chunk_size(self._line_out)
+            if chunk:
+                self._state = _DATA
+                self._remaining = chunk
+            else:
+                self._state = _TRAILER
+        elif self._state == _DATA_END:
+            if buf[pos] != (0x0D if self._remaining == 2 else 0x0A):  # CR, then LF
+                raise InvalidChunkError(MSG_HTTP_CHUNK_NO_CRLF.format(
+                    got=PyBytes_FromStringAndSize(<const char*>buf + pos, 1)
+                ))
+            pos += 1
+            self._remaining -= 1
+            if self._remaining == 0:
+                self._state = _SIZE
+        else:  # _TRAILER
+            start = pos - len(self._partial)
+            pos = self._line(buf, pos, size, self._max_trailer - self._trailer_bytes,
+                             MSG_HTTP_TRAILERS_TOO_LARGE)
+            if pos < 0:
+                return pos
+            line = self._line_out
+            self._trailer_bytes += pos - start
+            if not line:
+                self._state = _DONE
+                self._unused = PyBytes_FromStringAndSize(<const char*>buf + pos, size - pos)
+                return size
+            self._trailer(line)
+        return pos
+
     def feed(self, data):
         """Decode the next piece of the body; return the body bytes it holds (maybe ``b""``)."""
         cdef Py_buffer view
         cdef const unsigned char* buf
-        cdef Py_ssize_t pos = 0, size, take, start
-        cdef unsigned long long chunk
-        cdef bytes line = b""
+        cdef Py_ssize_t pos = 0, size, take
         cdef list out = None
         cdef bytes piece = b""
         cdef int pieces = 0
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+        if len(self._held):  # left by feed_chunk(): it comes first
+            data = self._held[self._held_pos:] + bytes(data)
+            self._held = b""
+            self._held_pos = 0
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
             buf = <const unsigned char*>view.buf
@@ -1014,42 +1077,64 @@ cdef class ChunkedDecoder:
                     if self._remaining == 0:
                         self._state = _DATA_END
                         self._remaining = 2
-                elif self._state == _SIZE:
-                    pos = self._line(buf, pos, size, self._max_line,
-                                     MSG_HTTP_CHUNK_LINE_TOO_LONG)
-                    line = self._line_out
+                else:
+                    pos = self._step(buf, pos, size)
                     if pos < 0:
                         break
-                    chunk = self._chunk_size(line)
-                    if chunk:
-                        self._state = _DATA
-                        self._remaining = chunk
-                    else:
-                        self._state = _TRAILER
-                elif self._state == _DATA_END:
-                    if buf[pos] != (0x0D if self._remaining == 2 else 0x0A):  # CR, then LF
-                        raise InvalidChunkError(MSG_HTTP_CHUNK_NO_CRLF.format(
-                            got=PyBytes_FromStringAndSize(<const char*>buf + pos, 1)
-                        ))
-                    pos += 1
-                    self._remaining -= 1
-                    if self._remaining == 0:
-                        self._state = _SIZE
-                else:  # _TRAILER
-                    start = pos - len(self._partial)
-                    pos = self._line(buf, pos, size, self._max_trailer - self._trailer_bytes,
-                                     MSG_HTTP_TRAILERS_TOO_LARGE)
-                    line = self._line_out
-                    if pos < 0:
-                        break
-                    self._trailer_bytes += pos - start
-                    if not line:
-                        self._state = _DONE
-                        self._unused = PyBytes_FromStringAndSize(<const char*>buf + pos, size - pos)
-                        break
-                    self._trailer(line)
         finally:
             PyBuffer_Release(&view)
         if pieces > 1:
             return b"".join(out)
+        return piece
+
+    def feed_chunk(self, data=b"", long long limit=-1):
+        """Decode the body up to the end of the current chunk, or ``limit`` bytes of it (-1: no
+        bound), whichever comes first; return them (``b""`` if the input, held back and
+        ``data``, ends before any body byte, or the body ends).
+
+        The pieces of urllib3's ``read_chunked``: one chunk, or ``limit`` bytes of one, a piece.
+        The input after the piece is held back for the next call of this or :meth:`feed`.
+        A piece shorter than ``limit`` with ``chunk_left`` above 0 ends where the input did: the
+        rest of its chunk is still to come.
+        """
+        cdef Py_buffer view
+        cdef const unsigned char* buf
+        cdef Py_ssize_t pos = 0, size, take
+        cdef bytes piece = b""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+        if len(self._held):
+            pos = self._held_pos
+            data = self._held + bytes(data) if len(data) else self._held
+            self._held = b""
+            self._held_pos = 0
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            buf = <const unsigned char*>view.buf
+            size = view.len
+            if self._state == _DONE:
+                self._unused += PyBytes_FromStringAndSize(<const char*>buf + pos, size - pos)
+                return b""
+            while pos < size:
+                if self._state == _DATA:
+                    take = size - pos
+                    if self._remaining < take:
+                        take = <Py_ssize_t>self._remaining
+                    if 0 <= limit < take:
+                        take = <Py_ssize_t>limit
+                    piece = PyBytes_FromStringAndSize(<const char*>buf + pos, take)
+                    pos += take
+                    self._remaining -= take
+                    if self._remaining == 0:
+                        self._state = _DATA_END
+                        self._remaining = 2
+                    break  # one piece of one chunk a call
+                pos = self._step(buf, pos, size)
+                if pos < 0:
+                    return b""
+        finally:
+            PyBuffer_Release(&view)
+        if pos < size:
+            self._held = data if type(data) is bytes else bytes(data)
+            self._held_pos = pos
         return piece

@@ -652,9 +652,15 @@ class ChunkedDecoder:
     trailer section at most ``max_trailer_bytes`` (default 65536) bytes; beyond that, and for a
     malformed size, a missing CRLF after chunk data or a bad trailer line,
     :class:`~fastpool.exceptions.InvalidChunkError` is raised.
+
+    :meth:`feed_chunk` decodes one piece of one chunk at a time instead (the pieces urllib3's
+    ``read_chunked`` yields); the input after that piece is held back (``held``) and decoded
+    first by the next call of either method.
     """
 
     __slots__ = (
+        "_held",
+        "_held_pos",
         "_max_line",
         "_max_trailer",
         "_partial",
@@ -674,6 +680,8 @@ class ChunkedDecoder:
         self._trailer_bytes = 0
         self._trailers: list[tuple[str, str]] = []
         self._unused = b""
+        self._held = b""  # input feed_chunk() stopped before, from _held_pos on
+        self._held_pos = 0
 
     @property
     def done(self) -> bool:
@@ -689,6 +697,17 @@ class ChunkedDecoder:
     def unused(self) -> bytes:
         """Bytes fed after the end of the body (the next response, or garbage)."""
         return self._unused
+
+    @property
+    def chunk_left(self) -> int:
+        """Body bytes of the current chunk still to come; 0 between chunks (after a chunk's
+        data, before the next chunk's data begins)."""
+        return self._remaining if self._state == _DATA else 0
+
+    @property
+    def held(self) -> int:
+        """How many input bytes :meth:`feed_chunk` held back (not decoded yet)."""
+        return len(self._held) - self._held_pos
 
     def _line(self, data: bytes, pos: int, limit: int) -> tuple[bytes, int]:
         """Take one CRLF line from ``data[pos:]`` (joined with a held partial one).
@@ -756,6 +775,9 @@ class ChunkedDecoder:
             if not isinstance(data, (bytearray, memoryview)):
                 raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
             data = bytes(data)
+        if self._held:  # left by feed_chunk(): it comes first
+            data = self._held[self._held_pos :] + data
+            self._held, self._held_pos = b"", 0
         if self._state == _DONE:
             self._unused += data
             return b""
@@ -781,38 +803,101 @@ class ChunkedDecoder:
                 if lf > pos and data[lf - 1] == 0x0D and data.find(b"\r", pos, lf - 1) < 0:
                     line = data[pos : lf - 1]  # the usual case: a whole line, no bare CR
                     pos = lf + 1
+                    chunk = self._chunk_size(line)
+                    if chunk:
+                        self._state = _DATA
+                        self._remaining = chunk
+                    else:
+                        self._state = _TRAILER
                 else:
-                    line, pos = self._line(data, pos, self._max_line)
+                    pos = self._step(data, pos)
                     if pos < 0:
                         break
-                chunk = self._chunk_size(line)
-                if chunk:
-                    self._state = _DATA
-                    self._remaining = chunk
-                else:
-                    self._state = _TRAILER
-            elif state == _DATA_END:
-                if self._remaining == 2 and data[pos : pos + 2] == b"\r\n":  # the usual case
-                    pos += 2
-                    self._state = _SIZE
-                    continue
-                if data[pos] != (0x0D if self._remaining == 2 else 0x0A):  # CR, then LF
-                    raise InvalidChunkError(MSG_HTTP_CHUNK_NO_CRLF.format(got=data[pos : pos + 1]))
-                pos += 1
-                self._remaining -= 1
-                if self._remaining == 0:
-                    self._state = _SIZE
-            else:  # _TRAILER
-                start = pos - len(self._partial)
-                line, pos = self._line(data, pos, self._max_trailer - self._trailer_bytes)
+            elif state == _DATA_END and self._remaining == 2 and data[pos : pos + 2] == b"\r\n":
+                pos += 2  # the usual case, in one step
+                self._state = _SIZE
+            else:
+                pos = self._step(data, pos)
                 if pos < 0:
                     break
-                self._trailer_bytes += pos - start
-                if not line:
-                    self._state = _DONE
-                    self._unused = data[pos:]
-                    break
-                self._trailer(line)
         if len(out) == 1:
             return out[0]
         return b"".join(out)
+
+    def _step(self, data: bytes, pos: int) -> int:
+        """One step through the framing at ``data[pos:]`` (a size line, the CRLF after chunk
+        data, a trailer line); returns the next pos, or -1 if ``data`` ends inside a line (held
+        in ``_partial``). At the end of the body the rest of ``data`` becomes ``unused``."""
+        state = self._state
+        if state == _SIZE:
+            line, pos = self._line(data, pos, self._max_line)
+            if pos < 0:
+                return pos
+            chunk = self._chunk_size(line)
+            if chunk:
+                self._state = _DATA
+                self._remaining = chunk
+            else:
+                self._state = _TRAILER
+        elif state == _DATA_END:
+            if data[pos] != (0x0D if self._remaining == 2 else 0x0A):  # CR, then LF
+                raise InvalidChunkError(MSG_HTTP_CHUNK_NO_CRLF.format(got=data[pos : pos + 1]))
+            pos += 1
+            self._remaining -= 1
+            if self._remaining == 0:
+                self._state = _SIZE
+        else:  # _TRAILER
+            start = pos - len(self._partial)
+            line, pos = self._line(data, pos, self._max_trailer - self._trailer_bytes)
+            if pos < 0:
+                return pos
+            self._trailer_bytes += pos - start
+            if not line:
+                self._state = _DONE
+                self._unused = data[pos:]
+                return len(data)
+            self._trailer(line)
+        return pos
+
+    def feed_chunk(self, data: Buffer = b"", limit: int = -1) -> bytes:
+        """Decode the body up to the end of the current chunk, or ``limit`` bytes of it (-1: no
+        bound), whichever comes first; return them (``b""`` if the input, held back and
+        ``data``, ends before any body byte, or the body ends).
+
+        The pieces of urllib3's ``read_chunked``: one chunk, or ``limit`` bytes of one, a piece.
+        The input after the piece is held back for the next call of this or :meth:`feed`.
+        A piece shorter than ``limit`` with ``chunk_left`` above 0 ends where the input did: the
+        rest of its chunk is still to come.
+        """
+        if type(data) is not bytes:
+            if not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+            data = bytes(data)
+        pos = 0
+        if self._held:
+            pos = self._held_pos
+            data = self._held + data if data else self._held
+            self._held, self._held_pos = b"", 0
+        size = len(data)
+        if self._state == _DONE:
+            self._unused += data[pos:]
+            return b""
+        piece = b""
+        while pos < size:
+            if self._state == _DATA:
+                take = min(self._remaining, size - pos)
+                if 0 <= limit < take:
+                    take = limit
+                piece = data[pos : pos + take]
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _DATA_END
+                    self._remaining = 2
+                break  # one piece of one chunk a call
+            pos = self._step(data, pos)
+            if pos < 0:
+                return b""
+        if pos < size:
+            self._held, self._held_pos = data, pos
+        return piece

@@ -880,22 +880,67 @@ class HTTPResponse(_U3HTTPResponse):
     ) -> Generator[bytes, None, None]:
         """Yield the body in pieces of up to ``amt`` bytes (default 64 KiB) until it ends.
 
-        A chunked body yields what has arrived without waiting to fill ``amt`` (as urllib3's
-        ``read_chunked`` does: live streams such as server-sent events or JSON lines are seen
-        at once); other bodies yield full ``amt`` pieces, the last one shorter.
+        A chunked body yields a piece per chunk, as urllib3's ``read_chunked`` does (live
+        streams such as server-sent events or JSON lines are seen a chunk at a time): each chunk
+        whole when ``amt`` is None, else in pieces of ``amt`` bytes, the chunk's last one
+        shorter; decoded, each piece gives what it decodes to (at most ``amt`` bytes a step).
+        Other bodies yield full ``amt`` pieces, the last one shorter.
         """
         if self._done and self._connection is not None:
             self._finish()  # a body that ended before any read (see __init__): released now
-        read = self.read1 if self.chunked else self.read
+        if self.chunked:
+            if self._fp_wrapper is None:
+                yield from self._stream_chunks(amt, decode_content)
+                return
+            read = self.read1  # through a tool's ``_fp`` (see _RawBody): what has arrived
+        else:
+            read = self.read
         while not self._done or self._decoded or self._surplus or self._decoding_pending():
             data = read(amt, decode_content)
+            if data:
+                yield data
+
+    def _stream_chunks(
+        self, amt: int | None, decode_content: bool | None
+    ) -> Generator[bytes, None, None]:
+        """:meth:`stream` of a chunked body: urllib3's ``read_chunked`` pieces."""
+        if amt is not None and amt < 0:
+            amt = None
+        if amt == 0:
+            return
+        if decode_content is None:
+            decode_content = self.decode_content
+        decoded = self._decoded
+        while decoded:  # left over from an earlier decoded read(amt)
+            yield self._take_decoded(amt or len(decoded), None)
+        decoder = self._get_decoder() if decode_content else None
+        if decoder is None:
+            while True:
+                data = self._read_chunk_piece(amt)
+                if not data:
+                    return
+                yield data
+        max_length = _UNBOUNDED if amt is None else amt
+        while True:
+            if decoder.has_unconsumed_tail:
+                raw = b""  # decode what is held back before reading on
+            else:
+                raw = self._read_chunk_piece(amt)
+                if not raw:
+                    break
+            data = self._decode_with(raw, decoder, max_length)
+            if data:
+                yield data
+        if not self._flushed:  # the end of the body: what the decoder still holds
+            data = self._decode_with(b"", decoder, _UNBOUNDED)
             if data:
                 yield data
 
     def read_chunked(
         self, amt: int | None = None, decode_content: bool | None = None
     ) -> Generator[bytes, None, None]:
-        """urllib3 compatibility: like :meth:`stream` (chunk boundaries are not preserved)."""
+        """urllib3 compatibility: :meth:`stream` with ``amt`` None by default (a piece per
+        chunk)."""
         return self.stream(amt, decode_content)
 
     def supports_chunked_reads(self) -> bool:
@@ -1010,23 +1055,31 @@ class HTTPResponse(_U3HTTPResponse):
             else:
                 data = self._read_to_close(conn.sock, amt, once)
         except BaseException as e:
-            self._abandon()
-            if isinstance(e, socket.timeout) or (
-                isinstance(e, ssl.SSLError) and "read operation timed out" in str(e)
-            ):
-                raise ReadTimeoutError(
-                    self._pool,  # type: ignore[arg-type]  # fastpool's pool, urllib3's interface
-                    self._request_url,
-                    "Read timed out.",
-                ) from e
-            if isinstance(e, (ProtocolError, DecodeError)) or not isinstance(e, OSError):
+            error = self._read_failed(e)
+            if error is e:
                 raise
-            raise ProtocolError(f"Connection broken: {e!r}", e) from e
+            raise error from e
         self._fp_bytes_read += len(data)
         if amt is not None and len(data) > amt:
             # A chunk (or a read-to-close segment) longer than asked: keep the surplus.
             data, self._surplus = data[:amt], data[amt:]
         return data
+
+    def _read_failed(self, e: BaseException) -> BaseException:
+        """A body read failed with ``e``: close the connection; the error to raise (``e``
+        itself, or urllib3's ReadTimeoutError or ProtocolError for a socket error)."""
+        self._abandon()
+        if isinstance(e, socket.timeout) or (
+            isinstance(e, ssl.SSLError) and "read operation timed out" in str(e)
+        ):
+            return ReadTimeoutError(
+                self._pool,  # type: ignore[arg-type]  # fastpool's pool, urllib3's interface
+                self._request_url,
+                "Read timed out.",
+            )
+        if isinstance(e, (ProtocolError, DecodeError)) or not isinstance(e, OSError):
+            return e
+        return ProtocolError(f"Connection broken: {e!r}", e)
 
     def _read_length(self, sock: socket.socket, amt: int | None, once: bool) -> bytes:
         remaining = self.length_remaining
@@ -1099,7 +1152,7 @@ class HTTPResponse(_U3HTTPResponse):
         data = self._rest
         self._rest = b""
         while True:
-            if data:
+            if data or decoder.held:  # held: input a stream of chunk pieces did not use yet
                 piece = decoder.feed(data)
                 if piece:
                     out.append(piece)
@@ -1116,6 +1169,56 @@ class HTTPResponse(_U3HTTPResponse):
                 self._abandon()
                 raise IncompleteResponseError("Response ended prematurely")
         return b"".join(out) if len(out) != 1 else out[0]
+
+    def _read_chunk_piece(self, amt: int | None) -> bytes:
+        """The next piece of a chunked body, as urllib3's ``read_chunked`` reads them: the rest
+        of the current chunk, or ``amt`` bytes of it when more are left (waiting until they
+        have arrived); b"" at the end of the body."""
+        surplus = self._surplus
+        if surplus:  # left over by a read(amt), which does not keep chunk boundaries
+            if amt is None or len(surplus) <= amt:
+                self._surplus = b""
+                return surplus
+            data, self._surplus = surplus[:amt], surplus[amt:]
+            return data
+        if self._done:
+            return b""
+        conn = self._connection
+        if conn is None or conn.sock is None:
+            self._done = True
+            return b""
+        decoder = self._chunks
+        limit = -1 if amt is None else amt
+        parts: list[bytes] = []
+        data = self._rest
+        self._rest = b""
+        try:
+            while True:
+                piece = decoder.feed_chunk(data, limit)
+                if piece:
+                    parts.append(piece)
+                    if decoder.chunk_left == 0 or len(piece) == limit:
+                        break  # the chunk, or amt bytes of it
+                    if limit > 0:
+                        limit -= len(piece)
+                elif decoder.done:
+                    if decoder.unused:
+                        self._keep_alive = False  # bytes nobody asked for: never reuse
+                    self._finish()
+                    break
+                # The input ended within the piece (feed_chunk holds nothing back): read on.
+                data = conn.sock.recv(_RECV_SIZE)
+                if not data:
+                    self._abandon()
+                    raise IncompleteResponseError("Response ended prematurely")
+        except BaseException as e:
+            error = self._read_failed(e)
+            if error is e:
+                raise
+            raise error from e
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._fp_bytes_read += len(data)
+        return data
 
     def _read_to_close(self, sock: socket.socket, amt: int | None, once: bool) -> bytes:
         out: list[bytes] = []
