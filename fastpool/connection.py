@@ -30,6 +30,7 @@ from urllib3.exceptions import (
 from urllib3.util.request import SKIP_HEADER, SKIPPABLE_HEADERS, body_to_chunks
 from urllib3.util.timeout import Timeout
 
+from ._dialer import race
 from ._http11 import (
     HAS_ACCEPT_ENCODING,
     HAS_CONTENT_LENGTH,
@@ -42,7 +43,7 @@ from ._http11 import (
 )
 from ._thirdparty import ProxyConfig
 from .exceptions import IncompleteResponseError
-from .resolver import happy_eyeballs_order
+from .resolver import HAPPY_EYEBALLS_DELAY, happy_eyeballs_order
 from .tls import (
     TLS_SETTINGS,
     build_ssl_context,
@@ -141,6 +142,12 @@ class HTTPConnection:
     #: A :class:`fastpool.resolver.Resolver` for the dial (set per pool), or None:
     #: ``socket.getaddrinfo`` at every dial.
     resolver: Any = None
+    #: Happy Eyeballs (RFC 8305 section 5) for a host with several addresses: the seconds
+    #: between starting a connection attempt to one address and starting the next in parallel
+    #: (the first to connect wins; the connect timeout bounds the whole race). Default
+    #: :data:`fastpool.resolver.HAPPY_EYEBALLS_DELAY` (250 ms). ``None`` tries the addresses one
+    #: after the other, each with the whole connect timeout, as urllib3 does. See docs/dns.md.
+    happy_eyeballs_delay: float | None = HAPPY_EYEBALLS_DELAY
 
     def __init__(
         self,
@@ -249,10 +256,17 @@ class HTTPConnection:
         try:
             if self.resolver is None:
                 infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
-            else:  # cached, families interleaved (RFC 8305 section 4)
-                infos = happy_eyeballs_order(self.resolver.resolve(host.strip("[]"), port))
+            else:  # cached
+                infos = self.resolver.resolve(host.strip("[]"), port)
         except socket.gaierror as e:
             raise NameResolutionError(host, self, e) from e  # type: ignore[arg-type]
+        if len(infos) > 1:
+            delay = self.happy_eyeballs_delay
+            if delay is not None:
+                return self._race(host, happy_eyeballs_order(infos), timeout, delay)
+            if self.resolver is not None:  # families interleaved (RFC 8305 section 4)
+                infos = happy_eyeballs_order(infos)
+        # One address (or no racing): each in turn with the whole timeout, as urllib3.
         last: OSError | None = None
         for family, type_, proto, _, addr in infos:
             sock = socket.socket(family, type_, proto)
@@ -264,12 +278,6 @@ class HTTPConnection:
                 if self.source_address:
                     sock.bind(self.source_address)
                 sock.connect(addr)
-            except socket.timeout as e:
-                sock.close()
-                raise ConnectTimeoutError(
-                    self,
-                    f"Connection to {host} timed out. (connect timeout={timeout})",
-                ) from e
             except OSError as e:
                 sock.close()
                 last = e
@@ -279,11 +287,33 @@ class HTTPConnection:
                 raise
             self._sock_timeout = timeout
             return sock
-        assert last is not None
-        raise NewConnectionError(
+        if last is None:  # a resolver answered no address (urllib3's words for it)
+            last = OSError("getaddrinfo returns an empty list")
+        raise self._dial_error(host, timeout, last) from last
+
+    def _race(
+        self, host: str, infos: list[Any], timeout: float | None, delay: float
+    ) -> socket.socket:
+        """Happy Eyeballs (RFC 8305 section 5) between ``infos``: see :mod:`fastpool._dialer`."""
+        try:
+            sock = race(infos, timeout, delay, self.socket_options, self.source_address)
+        except OSError as e:
+            raise self._dial_error(host, timeout, e) from e
+        self._sock_timeout = timeout
+        return sock
+
+    def _dial_error(self, host: str, timeout: float | None, last: OSError) -> Exception:
+        """urllib3's exception for a dial whose last attempt failed with ``last``: a timeout
+        (the connect timeout, or the kernel's ETIMEDOUT) or any other error."""
+        if isinstance(last, socket.timeout):
+            return ConnectTimeoutError(
+                self,
+                f"Connection to {host} timed out. (connect timeout={timeout})",
+            )
+        return NewConnectionError(
             self,  # type: ignore[arg-type]
             f"Failed to establish a new connection: {last}",
-        ) from last
+        )
 
     def connect(self) -> None:
         """Open the socket (to the proxy when one is set, then the CONNECT tunnel)."""
