@@ -103,7 +103,16 @@ def host_of(url: Any) -> str:
                 end = authority.find(stop)
                 if end >= 0:
                     authority = authority[:end]
-            if not ("\t" in authority or "\r" in authority or "\n" in authority):
+            # without the userinfo, as urlsplit finds the host: no credentials in the cache
+            # (urlsplit refuses brackets there, so such a URL takes the long way)
+            userinfo, _, authority = authority.rpartition("@")
+            if not (
+                "\t" in authority
+                or "\r" in authority
+                or "\n" in authority
+                or "[" in userinfo
+                or "]" in userinfo
+            ):
                 host = _HOST_OF_AUTHORITY.get(authority)
                 if host is None:
                     host = _hostname("//" + authority)
@@ -194,6 +203,8 @@ def _check_positive(name: str, value: Any) -> None:
 
 
 _NO_SLOT = object()
+#: seconds between looks for a connection another thread gave back, while a request waits
+_SLOT_RECHECK = 0.02
 _EXPIRED = object()
 
 
@@ -293,12 +304,15 @@ class _Run:
         in flight will free one), ``_EXPIRED``, or the hop's outcome from the one-request path
         in this thread (where the loop cannot take it)."""
         expires = self.expiry.get(job)
+        # Nothing of this map holds a connection (none in flight, no unyielded streamed
+        # response): only then may this thread block, or it could wait for itself.
+        alone = not self.started and not self.ready
         try:
             exchange = self.driver.begin(job)
-            if exchange is None and not self.started:
-                # Nothing of this map will free a connection: wait at the pool's cap as one
-                # request would (up to its pool_timeout, and the deadline), then go on in the
-                # loop, the hop's Retry state carried on.
+            if exchange is None and alone:
+                # Another thread holds the pool's connections: wait at the cap as one request
+                # would (up to its pool_timeout, and the deadline), then go on in the loop,
+                # the hop's Retry state carried on.
                 limit = None if expires is None else expires - time.monotonic()
                 exchange = self.driver.begin(job, True, limit)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
@@ -308,6 +322,10 @@ class _Run:
         if exchange is None:
             return _NO_SLOT
         if exchange is False:
+            if not alone:
+                # Sent whole in this thread, it may wait at a cap for a connection this map
+                # holds: it waits (and nothing new starts) until the map has drained.
+                return _NO_SLOT
             if expires is None:
                 return self.driver.send(job, None)
             outcome = self.driver.send(job, None, expires - time.monotonic())
@@ -381,7 +399,12 @@ class _Run:
         concurrency limit, or behind a request waiting for a connection, only an exchange's end
         can let one start (waking for the scheduler then would spin the loop)."""
         wake = None
-        if len(self.started) < self.concurrency and not self.waiting_slot:
+        if self.waiting_slot:
+            if self.started:
+                # Another thread may free a connection without waking the loop: look again
+                # now and then.
+                wake = time.monotonic() + _SLOT_RECHECK
+        elif len(self.started) < self.concurrency:
             wake = self.scheduler.next_ready()
         if self.later and (wake is None or self.later[0][0] < wake):
             wake = self.later[0][0]
@@ -394,7 +417,9 @@ class _Run:
         deadline does)."""
         wake = self._wake()
         if not self.started:
-            if not self.ready and wake is not None:
+            # A request waiting for the map to drain goes now (start_what_may); else sleep
+            # until a politeness wait, a backoff or a deadline ends.
+            if not self.ready and not self.waiting_slot and wake is not None:
                 time.sleep(min(max(wake - time.monotonic(), 0.0), 1.0))
             if self.expiries:
                 self.expire()
@@ -525,6 +550,12 @@ class ManagerDriver:
                     if timeout is Timeout.DEFAULT_TIMEOUT:
                         timeout = job.conn.timeout  # the pool's own, as urlopen takes it
                     kw["timeout"] = narrow_timeout(timeout, remaining)
+                    # and the wait at a cap (None: the pool's own pool_timeout)
+                    wait = kw.get("pool_timeout")
+                    if wait is None:
+                        wait = job.conn.pool_timeout
+                    limit = max(remaining, 0.001)
+                    kw["pool_timeout"] = limit if wait is None else min(wait, limit)
                 try:
                     return job.conn.urlopen(job.method, target, **kw)
                 except ClosedPoolError:  # evicted meanwhile: nothing was sent

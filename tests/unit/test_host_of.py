@@ -37,6 +37,8 @@ CORPUS = [
     "HTTP://UPPER/",
     "http://ünïcode.example/",
     "http://@/",
+    "http://us[er@host/",  # urlsplit refuses a bracket in the userinfo
+    "http://user:p@ss@Host:1/",
     "http://:80/",
     "",
     "no-scheme",
@@ -62,3 +64,10 @@ def test_any_text_matches_urlsplit(rest: str, prefix: str) -> None:
     url = prefix + rest
     assert host_of(url) == oracle(url)
     assert host_of(url) == oracle(url)
+
+
+def test_no_credentials_stay_in_the_cache() -> None:
+    from fastpool import multi
+
+    assert host_of("https://alice:s3cret@Cached.example:8443/x") == "cached.example"
+    assert not [key for key in multi._HOST_OF_AUTHORITY if "s3cret" in key]

@@ -239,3 +239,64 @@ def test_a_wait_at_the_cap_ends_at_the_deadline(app_server: AppServer) -> None:
         assert session.pool_stats().total.in_use == 0
         (after,) = list(session.map([f"{app_server.url}/bytes/2"], deadline=5))
         assert after.response is not None and after.response.content == pattern_bytes(2)
+
+
+def test_a_hop_sent_whole_waits_for_the_map_to_drain_rather_than_for_itself(
+    app_server: AppServer,
+) -> None:
+    # A file body goes through Session.send in the map's thread. The host's one connection is
+    # held by the map's own first request: sending at once would wait at the cap for a
+    # connection only the (then blocked) loop can give back. It waits for the map to drain.
+    import io
+
+    with fastpool.Session(max_connections_per_host=1, pool_timeout=4) as session:
+        upload = requests.Request("POST", f"{app_server.url}/echo", data=io.BytesIO(b"abc"))
+        started = time.monotonic()
+        results = list(
+            session.map([f"{app_server.url}/slow?delay=0.2", upload], concurrency=2, deadline=3)
+        )
+        assert time.monotonic() - started < 2.5  # not the 4 s pool_timeout
+        assert [r.error for r in results] == [None, None]
+        echoed = next(r for r in results if r.request is upload).response
+        assert echoed is not None and echoed.json()["body"] == "abc"
+
+
+def test_a_connection_another_thread_gives_back_is_taken_promptly(
+    app_server: AppServer, server_factory: Callable[..., Any]
+) -> None:
+    other, free = server_factory(), server_factory()
+    with fastpool.Session(max_connections_per_host=1) as session:
+        held = session.get(f"{app_server.url}/bytes/1", stream=True)
+        threading.Timer(0.3, held.close).start()
+        urls = [
+            f"{other.url}/slow?delay=3",  # in flight all along: it never wakes the loop early
+            f"{app_server.url}/bytes/2",  # waits for the connection the thread gives back
+            f"{free.url}/bytes/3",  # queued behind it
+        ]
+        started = time.monotonic()
+        done: dict[str, float] = {}
+        for result in session.map(urls, concurrency=3, deadline=2.0, timeout=10):
+            done[result.request] = time.monotonic() - started
+            if result.request != urls[0]:
+                assert result.error is None, result
+        assert done[urls[1]] < 1.5 and done[urls[2]] < 1.5  # not at the 2 s deadline
+
+
+def test_pool_manager_bounds_a_hop_sent_whole_at_the_cap_by_the_deadline(
+    app_server: AppServer,
+) -> None:
+    # A PoolManager subclass's urlopen: each hop goes through it, whole, in the map's thread.
+    # Another thread holds the pool's one connection; the wait at the cap ends at the deadline.
+    class Subclassed(fastpool.PoolManager):
+        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+            return super().urlopen(*args, **kwargs)
+
+    with Subclassed(maxsize=1, block=True) as manager:
+        held = manager.request("GET", f"{app_server.url}/bytes/1", preload_content=False)
+        try:
+            started = time.monotonic()
+            (result,) = list(manager.map([f"{app_server.url}/bytes/2"], deadline=0.4))
+            assert time.monotonic() - started < 3
+            assert isinstance(result.error, fastpool.DeadlineExceeded)
+        finally:
+            held.release_conn()
