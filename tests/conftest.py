@@ -233,3 +233,15 @@ def hostile_fixture(server_ssl_context: ssl.SSLContext) -> Iterator[Callable[...
     errors = [text for server in started for text in server.errors]
     if errors:
         pytest.fail("a hostile-server script failed:\n" + "\n".join(errors))
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No proxy, CA-bundle or netrc settings of the machine leak into a test (use it with
+    ``pytest.mark.usefixtures("clean_environment")``)."""
+    for name in (
+        "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+        "no_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))

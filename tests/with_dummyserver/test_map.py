@@ -22,18 +22,7 @@ from dummyserver import AppServer, FaultServer, send_raw
 import fastpool
 from fastpool.multi import Result
 
-pytestmark = pytest.mark.filterwarnings("error")
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No proxy, CA-bundle or netrc settings of the machine leak into a test."""
-    for name in (
-        "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-        "no_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC",
-    ):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
+pytestmark = [pytest.mark.filterwarnings("error"), pytest.mark.usefixtures("clean_environment")]
 
 
 def closed_port() -> int:
