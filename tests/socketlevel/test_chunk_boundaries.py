@@ -285,3 +285,27 @@ def test_feed_chunk_state(http11: ModuleType) -> None:
     assert decoder.unused == b"more"
     with pytest.raises(TypeError):
         http11.ChunkedDecoder().feed_chunk("5\r\nhello")
+
+
+def test_unlike_urllib3_stream_without_decode_content_decodes_a_chunked_body(
+    fault_server_factory, managers
+) -> None:
+    # urllib3 2.x's read_chunked does not fall back to response.decode_content when
+    # decode_content is None (its read() does), so a chunked gzip body streams compressed
+    # from urllib3 by default. fastpool decodes, as its read() and the documented default do.
+    server = fault_server_factory(_serve("one-write", "gzip"))
+    stock, ours = managers
+    chunks, _ = LAYOUTS["gzip"]
+    plain = zlib.decompress(b"".join(chunks), 31)
+    stock_pieces = _pieces_default(stock, f"{server.url}/")
+    our_pieces = _pieces_default(ours, f"{server.url}/")
+    assert b"".join(our_pieces) == plain
+    if b"".join(stock_pieces) != plain:  # urllib3 as of 2.8: the compressed bytes
+        assert b"".join(stock_pieces) == b"".join(chunks)
+
+
+def _pieces_default(manager: Any, url: str) -> list[bytes]:
+    r = manager.request("GET", url, preload_content=False, retries=False, timeout=10)
+    pieces = list(r.stream())
+    r.release_conn()
+    return pieces
