@@ -111,6 +111,10 @@ READERS = {
     "read_chunked(7)": lambda r, dc: r.read_chunked(7, decode_content=dc),
 }
 
+#: the amt each reader passes (None: a piece per chunk)
+_AMT = {"stream(7)": 7, "stream(1000)": 1000, "read_chunked(7)": 7}
+URLLIB3_VERSION = tuple(int(part) for part in urllib3.__version__.split(".")[:2])
+
 CASES = [
     pytest.param(layout, reader, decode, id=f"{layout}-{reader}-{'decoded' if decode else 'raw'}")
     for layout in LAYOUTS
@@ -145,6 +149,14 @@ def test_stream_yields_urllib3s_pieces(
     stock, ours = managers
     expected = _pieces(stock, url, reader, decode)
     got = _pieces(ours, url, reader, decode)
+    amt = _AMT.get(reader)
+    if layout == "gzip" and decode and amt and URLLIB3_VERSION < (2, 6):
+        # urllib3 before 2.6 decoded a whole raw piece at once, however much it gave; 2.6
+        # bounds each decoded piece by amt, and fastpool keeps that on every release.
+        chunks, _ = LAYOUTS[layout]
+        assert all(len(p) <= amt for p in got)
+        assert b"".join(got) == b"".join(expected) == zlib.decompress(b"".join(chunks), 31)
+        return
     assert [len(p) for p in got] == [len(p) for p in expected]
     assert got == expected
     # the body is whole, and the connection was kept for the next request
