@@ -1,4 +1,4 @@
-"""One ratio table for the four compiled cores, each beside its urllib3/requests/stdlib counterpart.
+"""One ratio table for the five compiled cores, each beside its urllib3/requests/stdlib counterpart.
 
 Run ``python bench/cores.py``. Every row is measured in the same run (``timeit`` medians of
 repeats, as the per-core modules document), so the ratios hold even on a noisy machine; the
@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the bench helpers, and a source checkout
 
 from cores_hostqueue import measure_hostqueue
+from cores_loop import measure_loop
 from cores_lru_prefix import measure_lru, measure_prefix
 from test_bench_http11 import CASES, check_results, ns_per_call
 
@@ -52,7 +53,9 @@ def target_for(name: str, backend: str) -> str:
 
 
 def main() -> None:
-    rows = measure_lru() + measure_prefix() + measure_hostqueue() + measure_http11()
+    rows = (
+        measure_lru() + measure_prefix() + measure_hostqueue() + measure_http11() + measure_loop()
+    )
     print(f"fastpool {fastpool.__version__}, cores measured side by side (same run, medians)\n")
     header = f"| {'operation':44} | backend | ns/op | reference | ns/op | speed-up | target |"
     print(header)

@@ -5,7 +5,7 @@
 is empty, ``0``, ``false``, ``no`` or ``off`` (in any case). On any interpreter other than
 CPython the package is always pure.
 
-The cores never mix backends: either every compiled module imports, or all four twins are used.
+The cores never mix backends: either every compiled module imports, or all the twins are used.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 __all__ = ("CORES", "IMPLEMENTATION", "NO_EXTENSIONS", "env_flag")
 
 #: The compiled cores, each a facade ``_x.py`` over ``_x_c.pyx`` and its twin ``_x_py.py``.
-CORES = ("_lru", "_hostqueue", "_prefix", "_http11")
+CORES = ("_lru", "_hostqueue", "_prefix", "_http11", "_loop")
 
 _FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from time import monotonic
 from typing import Any
 
-__all__ = ["race"]
+__all__ = ["attempt", "race"]
 
 #: What a non-blocking connect() answers while the handshake goes on (EINTR too: the connect
 #: goes on in the background, PEP 475 / CPython issue 23618); Windows says WSAEWOULDBLOCK. On
@@ -74,7 +74,7 @@ def race(
             while started < count and (not in_flight or now >= next_start):
                 started += 1
                 try:
-                    sock = _attempt(infos[started - 1], socket_options, source_address, opened)
+                    sock = attempt(infos[started - 1], socket_options, source_address, opened)
                 except OSError as e:
                     last = e
                     continue
@@ -104,7 +104,7 @@ def race(
             sock.close()
 
 
-def _attempt(
+def attempt(
     info: tuple[Any, ...],
     socket_options: Sequence[tuple[int, int, int | bytes]] | None,
     source_address: tuple[str, int] | None,

@@ -907,6 +907,11 @@ cdef class ChunkedDecoder:
         return self._remaining if self._state == _DATA else 0
 
     @property
+    def crlf_left(self):
+        """Bytes of the CRLF after the current chunk's data still to come (2 or 1), else 0."""
+        return self._remaining if self._state == _DATA_END else 0
+
+    @property
     def held(self):
         """How many input bytes :meth:`feed_chunk` held back (not decoded yet)."""
         return len(self._held) - self._held_pos
@@ -1087,7 +1092,7 @@ cdef class ChunkedDecoder:
             return b"".join(out)
         return piece
 
-    def feed_chunk(self, data=b"", long long limit=-1):
+    def feed_chunk(self, data=b"", limit=-1):
         """Decode the body up to the end of the current chunk, or ``limit`` bytes of it (-1: no
         bound), whichever comes first; return them (``b""`` if the input, held back and
         ``data``, ends before any body byte, or the body ends).
@@ -1101,8 +1106,13 @@ cdef class ChunkedDecoder:
         cdef const unsigned char* buf
         cdef Py_ssize_t pos = 0, size, take
         cdef bytes piece = b""
+        cdef long long bound = -1
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(MSG_HTTP_NOT_BUFFER.format(name="data", type=type(data).__name__))
+        # Any int, as the pure twin takes it: one past the largest chunk (MAX_SIZE) bounds
+        # nothing, and any negative one means no bound.
+        if 0 <= limit <= MAX_SIZE:
+            bound = limit
         if len(self._held):
             pos = self._held_pos
             data = self._held + bytes(data) if len(data) else self._held
@@ -1120,8 +1130,8 @@ cdef class ChunkedDecoder:
                     take = size - pos
                     if self._remaining < take:
                         take = <Py_ssize_t>self._remaining
-                    if 0 <= limit < take:
-                        take = <Py_ssize_t>limit
+                    if 0 <= bound < take:
+                        take = <Py_ssize_t>bound
                     piece = PyBytes_FromStringAndSize(<const char*>buf + pos, take)
                     pos += take
                     self._remaining -= take

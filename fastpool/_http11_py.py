@@ -705,6 +705,11 @@ class ChunkedDecoder:
         return self._remaining if self._state == _DATA else 0
 
     @property
+    def crlf_left(self) -> int:
+        """Bytes of the CRLF after the current chunk's data still to come (2 or 1), else 0."""
+        return self._remaining if self._state == _DATA_END else 0
+
+    @property
     def held(self) -> int:
         """How many input bytes :meth:`feed_chunk` held back (not decoded yet)."""
         return len(self._held) - self._held_pos

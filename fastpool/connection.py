@@ -30,7 +30,7 @@ from urllib3.exceptions import (
 from urllib3.util.request import SKIP_HEADER, SKIPPABLE_HEADERS, body_to_chunks
 from urllib3.util.timeout import Timeout
 
-from ._dialer import race
+from ._dialer import attempt, race
 from ._http11 import (
     HAS_ACCEPT_ENCODING,
     HAS_CONTENT_LENGTH,
@@ -47,6 +47,7 @@ from .resolver import HAPPY_EYEBALLS_DELAY, happy_eyeballs_order
 from .tls import (
     TLS_SETTINGS,
     build_ssl_context,
+    check_peer,
     context_for_proxy,
     has_buffered_bytes,
     wrap_and_verify,
@@ -146,7 +147,9 @@ class HTTPConnection:
     #: between starting a connection attempt to one address and starting the next in parallel
     #: (the first to connect wins; the connect timeout bounds the whole race). Default
     #: :data:`fastpool.resolver.HAPPY_EYEBALLS_DELAY` (250 ms). ``None`` tries the addresses one
-    #: after the other, each with the whole connect timeout, as urllib3 does. See docs/dns.md.
+    #: after the other, each with the whole connect timeout, as urllib3 does; so does a
+    #: ``source_address`` with a port other than 0 (one socket at a time can bind it). See
+    #: docs/dns.md.
     happy_eyeballs_delay: float | None = HAPPY_EYEBALLS_DELAY
 
     def __init__(
@@ -251,26 +254,37 @@ class HTTPConnection:
         self._tunnel_port = port
         self._tunnel_headers = headers or {}
 
-    def _dial(self, host: str, port: int) -> socket.socket:
-        timeout = _resolve_timeout(self.timeout)
+    def _addresses(self, host: str, port: int) -> list[Any]:
+        """``getaddrinfo``'s answer (the resolver's, when set), or urllib3's error for none."""
         try:
             if self.resolver is None:
-                infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
-            else:  # cached
-                infos = self.resolver.resolve(host.strip("[]"), port)
+                return socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+            return typing.cast("list[Any]", self.resolver.resolve(host.strip("[]"), port))
         except socket.gaierror as e:
             raise NameResolutionError(host, self, e) from e  # type: ignore[arg-type]
+        except OSError as e:  # no answer at all (out of descriptors): urllib3's _new_conn error
+            raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e  # type: ignore[arg-type]
+
+    def _dial(self, host: str, port: int) -> socket.socket:
+        timeout = _resolve_timeout(self.timeout)
+        infos = self._addresses(host, port)
         if len(infos) > 1:
             delay = self.happy_eyeballs_delay
-            if delay is not None:
+            source = self.source_address
+            # A source address with a fixed port binds one socket at a time (a second attempt
+            # in flight would fail with EADDRINUSE): no race, each address in turn as urllib3.
+            if delay is not None and not (source and source[1]):
                 return self._race(host, happy_eyeballs_order(infos), timeout, delay)
             if self.resolver is not None:  # families interleaved (RFC 8305 section 4)
                 infos = happy_eyeballs_order(infos)
         # One address (or no racing): each in turn with the whole timeout, as urllib3.
         last: OSError | None = None
         for family, type_, proto, _, addr in infos:
-            sock = socket.socket(family, type_, proto)
+            sock = None
             try:
+                # Made inside the try, as urllib3 does: out of descriptors (EMFILE) or a family
+                # the host cannot open is this address's failure, not a raw OSError.
+                sock = socket.socket(family, type_, proto)
                 if self.socket_options:
                     for opt in self.socket_options:
                         sock.setsockopt(*opt)
@@ -279,11 +293,13 @@ class HTTPConnection:
                     sock.bind(self.source_address)
                 sock.connect(addr)
             except OSError as e:
-                sock.close()
+                if sock is not None:
+                    sock.close()
                 last = e
                 continue
             except BaseException:
-                sock.close()
+                if sock is not None:
+                    sock.close()
                 raise
             self._sock_timeout = timeout
             return sock
@@ -339,18 +355,85 @@ class HTTPConnection:
             except BaseException:
                 self._give_token_back()
                 raise
-        self.connected_at = monotonic()
-        self.requests = 0  # of this socket
-        self._rest = b""
-        self._poller = None
-        self.reusable = True
-        self.head_refused = False
+        self._connected()
         if self._tunnel_host is not None:
             if getattr(self.proxy, "scheme", None) == "https":
                 self._connect_tls_proxy()
             # Until here a failure is the proxy's (urllib3 reports it as a ProxyError).
             self.has_connected_to_proxy = True
             self._tunnel()
+
+    def _connected(self) -> None:
+        """A new socket: the state of the one before it goes."""
+        self.connected_at = monotonic()
+        self.requests = 0  # of this socket
+        self._rest = b""
+        self._poller = None
+        self.reusable = True
+        self.head_refused = False
+
+    # --- a dial the multiplexed loop drives itself (fastpool._loop) ---------------------------
+    def loop_dial_address(self) -> Any:
+        """The one address the multiplexed loop may dial itself, in its own thread (a
+        non-blocking connect, then the TLS handshake), or None when the dial must run whole
+        in a worker, as :meth:`connect`: through a proxy, under a global cap whose token is
+        not held yet, to a name not in the resolver's cache (or with no resolver), or to
+        several addresses (Happy Eyeballs races them in the worker)."""
+        if (
+            self.proxy is not None
+            or self._tunnel_host is not None
+            or self.dial_error is not None
+            or (self._limiter is not None and not self._has_token)
+        ):
+            return None
+        host = self.host.strip("[]")
+        if self.resolver is not None:
+            # fastpool's Resolver answers from its cache without blocking; another one (any
+            # object with resolve()) is asked in the worker
+            cached = getattr(self.resolver, "cached", None)
+            infos = cached(host, self.port) if cached is not None else None
+        else:
+            try:
+                infos = socket.getaddrinfo(
+                    host, self.port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
+                )
+            except (socket.gaierror, UnicodeError):
+                return None  # a name: getaddrinfo may block (or fails), in the worker
+        if not infos or len(infos) != 1:
+            return None
+        return infos[0]
+
+    def loop_dial_start(self, address: Any) -> socket.socket:
+        """Start the loop's dial to ``address``: a non-blocking socket (it is ``sock`` from
+        now on, so that :meth:`close` closes it) whose connect is under way. Raises the
+        ``OSError`` of a connect that failed at once."""
+        sock = attempt(address, self.socket_options, self.source_address, set())
+        self.sock = sock
+        return sock
+
+    def loop_dial_connected(self) -> Any:
+        """The loop's TCP connect succeeded: the connection's new state. Returns the TLS
+        socket whose handshake the loop drives next (None here: plain HTTP)."""
+        self._connected()
+        self.has_connected_to_proxy = False
+        return None
+
+    def loop_dial_verified(self) -> None:
+        """The loop's TLS handshake completed: the checks after it (HTTPS only)."""
+
+    def loop_dial_failed(self, error: BaseException, connected: bool) -> BaseException:
+        """The loop's dial failed: the socket closed, the cap's token given back, and the
+        exception :meth:`connect` raises for it stored in ``dial_error`` and returned.
+        ``connected``: the TCP connect had succeeded (a TLS error goes as it is, as from
+        :meth:`connect`); before that an ``OSError`` becomes urllib3's dial error."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+        self._give_token_back()
+        if not connected and isinstance(error, OSError):
+            error = self._dial_error(self.host, _resolve_timeout(self.timeout), error)
+        self.dial_error = error
+        return error
 
     def _connect_tls_proxy(self) -> None:
         """TLS to an ``https://`` proxy, verified by the proxy's own settings."""
@@ -760,12 +843,49 @@ class HTTPSConnection(HTTPConnection):
         self.server_hostname = server_hostname
         self.assert_hostname = assert_hostname
         self.assert_fingerprint = assert_fingerprint
+        #: the TLS settings of a handshake the multiplexed loop drives (loop_dial_connected)
+        self._loop_tls: tuple[Any, ...] | None = None
 
     def connect(self) -> None:
         """Dial (through the proxy, and its tunnel if set) and complete the TLS handshake."""
         self._connect_transport()
         sock = self.sock
         assert sock is not None
+        context, name, assert_hostname, assert_fingerprint = self._tls_target()
+        try:
+            self.sock = wrap_and_verify(sock, context, name, assert_hostname, assert_fingerprint)
+        except BaseException:
+            self.sock = None
+            sock.close()
+            self._give_token_back()
+            raise
+        self._verified(context, assert_fingerprint)
+
+    def loop_dial_connected(self) -> Any:
+        """The loop's TCP connect succeeded: wrap the socket for the handshake the loop drives
+        (``do_handshake`` on the non-blocking socket), with the settings :meth:`connect` uses."""
+        super().loop_dial_connected()
+        context, name, assert_hostname, assert_fingerprint = self._tls_target()
+        self._loop_tls = (context, name.strip("[]"), assert_hostname, assert_fingerprint)
+        tls = context.wrap_socket(
+            self.sock,  # type: ignore[arg-type]
+            server_hostname=name.strip("[]"),
+            do_handshake_on_connect=False,
+        )
+        self.sock = tls
+        return tls
+
+    def loop_dial_verified(self) -> None:
+        """The loop's handshake completed: urllib3's checks after it, as :meth:`connect`."""
+        assert self._loop_tls is not None
+        context, name, assert_hostname, assert_fingerprint = self._loop_tls
+        self._loop_tls = None
+        check_peer(self.sock, context, name, assert_hostname, assert_fingerprint)
+        self._verified(context, assert_fingerprint)
+
+    def _tls_target(self) -> tuple[ssl.SSLContext, str, Any, str | None]:
+        """The TLS context, the server name, ``assert_hostname`` and ``assert_fingerprint``
+        of this connection's TLS session."""
         if self.proxy is not None and self._tunnel_host is None:
             # Forwarding (use_forwarding_for_https): this TLS session is with the proxy, so it
             # takes the proxy's settings, never the origin's (its client certificate, its
@@ -785,13 +905,9 @@ class HTTPSConnection(HTTPConnection):
             name = name.rstrip(".")  # as in Host (see _compute_host_header)
             assert_hostname = self.assert_hostname
             assert_fingerprint = self.assert_fingerprint
-        try:
-            self.sock = wrap_and_verify(sock, context, name, assert_hostname, assert_fingerprint)
-        except BaseException:
-            self.sock = None
-            sock.close()
-            self._give_token_back()
-            raise
+        return context, name, assert_hostname, assert_fingerprint
+
+    def _verified(self, context: ssl.SSLContext, assert_fingerprint: str | None) -> None:
         self._poller = None
         self.is_verified = context.verify_mode == ssl.CERT_REQUIRED or bool(assert_fingerprint)
         if self.proxy is not None:

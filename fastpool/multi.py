@@ -190,6 +190,10 @@ def _results(run: _Run) -> Iterator[Result]:
             run.start_what_may()
             while run.ready:
                 yield run.ready.popleft()
+                # Each result taken makes room under the results' bound: start what it allows
+                # now, so the loop does not drain before the next wait (a poll may return a
+                # whole concurrency's worth of results).
+                run.start_what_may()
             if run.finished():
                 return
             run.wait()

@@ -574,6 +574,7 @@ class HTTPConnectionPool(RequestMethods):
                 _resolve(timeout.read_timeout),
             )
         self._last_timeout: tuple[Any, ...] = (None, None, None, None)  # see _make_request
+        self._last_number: tuple[Any, Any] = (None, None)  # see _timeouts
         self._same_host_cache: dict[str, bool] = {}
         self._target_cache: dict[str, tuple[str, str | None]] = {}
 
@@ -932,7 +933,7 @@ class HTTPConnectionPool(RequestMethods):
             or self.ConnectionCls.request is not _OWN_REQUEST
         ):
             return False
-        from ._loop import Exchange  # the loop is imported by the first map only
+        from ._loop import Exchange  # (pure build: the twin is imported by the first map)
 
         if body is not None and not isinstance(body, (bytes, str)):
             return False  # a file or an iterable: read as it goes out, rewound for a retry
@@ -990,6 +991,9 @@ class HTTPConnectionPool(RequestMethods):
             else functools.partial(typing.cast(_Traced, self._route).dial, self, connect=_connect),
             # Go's replay, done by the loop: a reused socket, a request it may send again
             replay=conn.requests > 0 and _replayable(method, body, headers),
+            # the loop may dial it itself (one known address, no proxy): not when the dial
+            # must be seen whole (a trace, a connection class with its own connect)
+            direct=self._trace_now is None and type(conn).connect in _OWN_CONNECT,
             read_body=read_body,
             tag=self,
         )
@@ -1100,6 +1104,14 @@ class HTTPConnectionPool(RequestMethods):
     def _timeouts(self, timeout: Any) -> tuple[float | None, float | None, Timeout | None]:
         """The connect and read timeouts of one request, and the running ``Timeout`` when it
         has a ``total`` (its read timeout is then what the connect left of it)."""
+        if type(timeout) is float or type(timeout) is int:
+            # A number means Timeout(connect=n, read=n): one object kept for the last number
+            # (urllib3's from_float checks it once), so the fixed path below needs no clone.
+            last_number = self._last_number
+            if last_number[0] != timeout or type(last_number[0]) is not type(timeout):
+                last_number = (timeout, Timeout.from_float(timeout))
+                self._last_number = last_number
+            timeout = last_number[1]
         if type(timeout) is Timeout and timeout.total is None:
             # Without ``total`` the two timeouts are fixed values: no clone, no clock. A caller
             # (the adapter) passes the same object again and again: its two properties are
@@ -1678,6 +1690,7 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 #: its pool sends through urlopen, not the loop.
 _OWN_VALIDATE_CONN = (HTTPConnectionPool._validate_conn, HTTPSConnectionPool._validate_conn)
 _OWN_REQUEST = HTTPConnection.request
+_OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
 
 #: Another name for the pool of one origin, as the design documents call it.
 HostPool = HTTPConnectionPool

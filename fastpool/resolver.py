@@ -277,6 +277,30 @@ class Resolver:
                 self._finish(key, flight, _as_gaierror(exc, host))
         return future
 
+    def cached(
+        self, host: str, port: int, family: int = socket.AF_UNSPEC
+    ) -> list[AddrInfo] | None:
+        """Non-blocking and asking nothing: what :meth:`resolve` would return at once (an IP
+        literal, or a fresh answer in the cache, counted as a hit), else None: a name not in
+        the cache, an expired or a negative entry (nothing is counted; :meth:`resolve` asks or
+        raises). The multiplexed loop dials such a host itself, without a worker thread."""
+        try:
+            literal = _numeric(host, port, family)
+        except socket.gaierror:
+            return None  # resolve() raises it
+        if literal is not None:
+            return literal
+        key = (host.lower(), int(family))
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None or entry.infos is None or self._closed:
+                return None
+            if not entry.expires > self._clock():
+                return None
+            self._cache.move_to_end(key)
+            self._hits += 1
+            return _with_port(entry.infos, port)
+
     def forget(self, host: str | None = None) -> None:
         """Drop the cache entries of ``host`` (every family), or all entries when ``host`` is
         None. Answers to queries already running for them are not cached either."""
@@ -408,9 +432,41 @@ def _settle(
         pass  # the caller cancelled its lookup
 
 
+class _Channel:
+    """One pycares Channel and its count of queries (see :class:`_CaresBackend`)."""
+
+    __slots__ = ("channel", "closed", "pending", "retired", "started")
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.started = 0  # queries given to it
+        self.pending = 0  # of those, not answered yet
+        self.retired = False  # takes no new queries; closed once pending is 0
+        self.closed = False
+
+
 class _CaresBackend:
     """c-ares through pycares, on c-ares' own event thread (so queries never block the
-    caller): ``ares_getaddrinfo`` asks A and AAAA in parallel and reports each address's TTL."""
+    caller): ``ares_getaddrinfo`` asks A and AAAA in parallel and reports each address's TTL.
+
+    c-ares (1.23+) keeps every answer in its channel's query cache until the answer's TTL runs
+    out, with no size bound, and pycares has no switch for it (c-ares' ``qcache_max_ttl``
+    option is not among pycares' ``Channel`` arguments). So every
+    :attr:`queries_per_channel` queries, new queries go to a fresh channel, whose cache is
+    empty, and the old channel is closed when its last query is answered: never cancelled,
+    never waited for. Our own cache, with its TTL clamps and bound, is the one meant to
+    remember answers.
+    """
+
+    #: queries one c-ares channel takes before new ones go to a fresh channel: its cache then
+    #: holds at most this many names (some 2 KiB each), and opening a channel (a thread and a
+    #: few descriptors, well under a millisecond) is rare next to the queries
+    queries_per_channel = 1024
+    #: retired channels allowed to wait for their last answers at once. Past it the current
+    #: channel takes more queries until one is done: a name that times out keeps its whole
+    #: channel (a thread, its descriptors, its cache) alive, and a few of them must not
+    #: multiply those by the query rate.
+    max_draining = 4
 
     def __init__(self, nameservers: list[str] | None) -> None:
         try:
@@ -439,13 +495,21 @@ class _CaresBackend:
                 options["udp_port"] = options["tcp_port"] = ports[0]
         elif nameservers:
             options["servers"] = list(nameservers)  # c-ares' "ip:port" / "[ipv6]:port" form
+        self._pycares = pycares
+        self._options = options
+        self._lock = threading.Lock()
+        self._closed = False
         try:
-            self._channel = pycares.Channel(**options)
+            self._current = _Channel(pycares.Channel(**options))
         except TypeError as exc:  # a 4.x before event_thread
             raise ImportError(
                 f'Resolver(backend="cares") needs a pycares with event_thread support (4.x '
                 f"from late 2024, or 5.x); found pycares {version}: {exc}"
             ) from exc
+        # retired channels that still have queries in flight (closed by their last answer)
+        self._draining: set[_Channel] = set()
+        #: channels opened so far, the first included (for tests and curiosity)
+        self.channels_opened = 1
         errno = pycares.errno
         self._negative = {
             errno.ARES_ENOTFOUND: socket.EAI_NONAME,
@@ -462,8 +526,26 @@ class _CaresBackend:
         self._strerror: Callable[[int], object] = errno.strerror
 
     def query(self, host: str, family: int, done: _Done) -> None:
+        idle: _Channel | None = None
+        with self._lock:
+            if self._closed:
+                raise ResolverClosedError("the resolver is closed")
+            if (
+                self._current.started >= self.queries_per_channel
+                and len(self._draining) < self.max_draining
+            ):
+                idle = self._recycle()
+            chan = self._current
+            chan.started += 1
+            chan.pending += 1  # counted before it is sent, so chan cannot be closed under it
+        if idle is not None:
+            idle.channel.close()
+
         def callback(result: Any, status: int | None) -> None:
             try:
+                # before done(), so that the old channel's close is asked for by the time a
+                # caller sees its answer
+                self._answered(chan)
                 if status is not None:
                     done(self._error(status, host))
                     return
@@ -489,14 +571,50 @@ class _CaresBackend:
             except Exception as exc:  # noqa: BLE001 - never let an error die silently on c-ares' thread
                 done(_as_gaierror(exc, host))
 
-        self._channel.getaddrinfo(
-            host,
-            None,
-            family=socket.AddressFamily(family),
-            type=socket.SOCK_STREAM,
-            proto=socket.IPPROTO_TCP,
-            callback=callback,
-        )
+        try:
+            chan.channel.getaddrinfo(
+                host,
+                None,
+                family=socket.AddressFamily(family),
+                type=socket.SOCK_STREAM,
+                proto=socket.IPPROTO_TCP,
+                callback=callback,
+            )
+        except BaseException:
+            self._answered(chan)  # refused: pycares will not call back
+            raise
+
+    def _recycle(self) -> _Channel | None:
+        """Make a fresh channel the current one (called with the lock held). Returns the old
+        one when it has nothing in flight, for the caller to close once the lock is released;
+        otherwise its last answer closes it."""
+        old = self._current
+        try:
+            self._current = _Channel(self._pycares.Channel(**self._options))
+        except Exception:  # noqa: BLE001 - out of descriptors or threads: lookups go on
+            old.started = 0  # on the old channel (its cache grows a while); try again later
+            return None
+        self.channels_opened += 1
+        old.retired = True
+        if old.pending:
+            self._draining.add(old)
+            return None
+        old.closed = True
+        return old
+
+    def _answered(self, chan: _Channel) -> None:
+        """One of ``chan``'s queries is answered (or was refused): close ``chan`` if it is
+        retired and this was its last."""
+        with self._lock:
+            chan.pending -= 1
+            if not chan.retired or chan.pending or chan.closed:
+                return
+            chan.closed = True
+            self._draining.discard(chan)
+        # Outside the lock: ours is never held while calling into a channel that may be busy
+        # (c-ares' thread runs this, holding c-ares' lock). pycares' close() (4.11, 5.x) only queues the
+        # channel for its shutdown thread, so it neither waits nor joins the thread we are on.
+        chan.channel.close()
 
     def _error(self, status: int, host: str) -> socket.gaierror:
         errno = self._negative.get(status)
@@ -507,7 +625,15 @@ class _CaresBackend:
         )
 
     def close(self) -> None:
-        self._channel.close()
+        with self._lock:
+            self._closed = True
+            chans = [c for c in (self._current, *self._draining) if not c.closed]
+            self._draining.clear()
+            for chan in chans:
+                chan.retired = chan.closed = True
+        # pycares cancels what is still in flight: the Resolver already failed its lookups
+        for chan in chans:
+            chan.channel.close()
 
 
 def _split_nameserver(nameserver: str) -> tuple[str, int | None]:

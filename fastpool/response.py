@@ -807,7 +807,9 @@ class HTTPResponse(_U3HTTPResponse):
             if decoder.has_unconsumed_tail:
                 raw = b""
             elif not self._done or self._surplus:
-                raw = self._read_raw(max(amt, 8192))
+                # once: what has arrived (up to 8 KiB), not a wait for all 8 KiB (urllib3 reads
+                # amt raw bytes at a time, so a flushed piece of a slow stream comes out at once)
+                raw = self._read_raw(max(amt, 8192), once=True)
             elif self._flushed:
                 break
             else:
@@ -1166,9 +1168,33 @@ class HTTPResponse(_U3HTTPResponse):
                 break
             data = sock.recv(_RECV_SIZE)
             if not data:
-                self._abandon()
-                raise IncompleteResponseError("Response ended prematurely")
+                self._chunked_cut_short(size, None)
         return b"".join(out) if len(out) != 1 else out[0]
+
+    def _chunked_cut_short(self, got: int, piece: int | None) -> typing.NoReturn:
+        """The peer closed inside a chunked body: close the connection and raise urllib3's
+        error for where it stopped. ``got``: the body bytes this call had read; ``piece``: for
+        a chunk piece (``read_chunked``), the most bytes it still wanted (-1: the rest of the
+        chunk), None for ``read()``.
+
+        Within a chunk's data or the CRLF after it: ``ProtocolError("Connection broken:
+        IncompleteRead(...)", IncompleteRead)``, with ``read_chunked``'s numbers for a piece;
+        before a chunk-size line (or within one, or the trailers): "Response ended prematurely".
+        """
+        decoder = self._chunks
+        self._abandon()
+        expected = decoder.chunk_left
+        if expected:
+            if piece is not None and 0 < piece < expected:
+                expected = piece  # urllib3 reads a piece of at most amt bytes
+        else:
+            expected = decoder.crlf_left
+            if expected and piece is not None:
+                got = 2 - expected  # urllib3 reads the CRLF after a piece on its own
+        if not expected:
+            raise IncompleteResponseError("Response ended prematurely")
+        err = IncompleteRead(got, expected)
+        raise IncompleteResponseError(f"Connection broken: {err!r}", err)
 
     def _read_chunk_piece(self, amt: int | None) -> bytes:
         """The next piece of a chunked body, as urllib3's ``read_chunked`` reads them: the rest
@@ -1209,8 +1235,7 @@ class HTTPResponse(_U3HTTPResponse):
                 # The input ended within the piece (feed_chunk holds nothing back): read on.
                 data = conn.sock.recv(_RECV_SIZE)
                 if not data:
-                    self._abandon()
-                    raise IncompleteResponseError("Response ended prematurely")
+                    self._chunked_cut_short(sum(map(len, parts)), limit)
         except BaseException as e:
             error = self._read_failed(e)
             if error is e:

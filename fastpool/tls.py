@@ -29,6 +29,7 @@ __all__ = (
     "PoolContexts",
     "TLSInTLS",
     "build_ssl_context",
+    "check_peer",
     "context_for_proxy",
     "has_buffered_bytes",
     "is_forwarding",
@@ -317,14 +318,14 @@ def wrap_and_verify(
     else:
         tls = context.wrap_socket(sock, server_hostname=name)
     try:
-        _check_peer(tls, context, name, assert_hostname, assert_fingerprint)
+        check_peer(tls, context, name, assert_hostname, assert_fingerprint)
     except BaseException:
         tls.close()  # the caller closes the socket under it; this object too, or it leaks
         raise
     return tls
 
 
-def _check_peer(
+def check_peer(
     tls: Any,
     context: ssl.SSLContext,
     name: str,

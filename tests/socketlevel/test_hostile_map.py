@@ -24,7 +24,7 @@ from map_clients import TIMEOUT, fresh_session, in_use, mapped, of, open_fds, ou
 from urllib3.util.timeout import Timeout
 
 import fastpool
-import fastpool._loop as loop_module
+import fastpool._loop_py as loop_module
 
 OWN = response(b"own")
 
@@ -308,6 +308,19 @@ class _CountingBuffer(bytearray):
         return found
 
 
+def _use_pure_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run maps on the loop's pure-Python twin, whatever the build."""
+    import fastpool._loop
+    import fastpool._session_map
+    import fastpool.adapters
+    import fastpool.multi
+
+    for module in (fastpool._loop, fastpool.multi, fastpool.adapters, fastpool._session_map):
+        monkeypatch.setattr(module, "Exchange", loop_module.Exchange)
+    monkeypatch.setattr(fastpool._loop, "Loop", loop_module.Loop)
+    monkeypatch.setattr(fastpool.multi, "Loop", loop_module.Loop)
+
+
 @pytest.mark.parametrize(
     "shape",
     [
@@ -336,6 +349,9 @@ def test_a_head_trickled_byte_by_byte_is_parsed_in_linear_work(
         real_init(self, *args, **kwargs)
         self.buf = _CountingBuffer()
 
+    # Counted on the pure twin (a compiled class cannot be patched); the compiled loop mirrors
+    # its _may_end_head line by line.
+    _use_pure_loop(monkeypatch)
     monkeypatch.setattr(loop_module, "parse_response_head", counting_parse)
     monkeypatch.setattr(loop_module.Exchange, "__init__", init)
     _CountingBuffer.scanned = 0

@@ -459,3 +459,26 @@ def test_happy_eyeballs_keeps_every_address_once() -> None:
 
 def test_connection_attempt_delay_is_rfc_8305s() -> None:
     assert HAPPY_EYEBALLS_DELAY == 0.25
+
+
+def test_cached_answers_only_what_it_holds_and_never_asks(make: Any, gai: FakeGAI) -> None:
+    # The multiplexed loop's question: an answer now, without blocking or asking, or None.
+    gai.table["a.example"] = ["192.0.2.1"]
+    gai.table["gone.example"] = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    clock = Clock()
+    r = make(clock=clock)
+    assert _ips(r.cached("127.0.0.9", 80) or []) == ["127.0.0.9"]  # a literal: at once
+    assert r.cached("a.example", 80) is None  # not asked yet: nothing asked now either
+    assert gai.calls == {} and r.stats.misses == 0
+    r.resolve("a.example", 80)
+    answer = r.cached("a.example", 443)
+    assert answer is not None and answer[0][4] == ("192.0.2.1", 443)
+    assert (r.stats.hits, r.stats.misses, gai.calls["a.example"]) == (1, 1, 1)
+    with pytest.raises(socket.gaierror):
+        r.resolve("gone.example", 80)
+    assert r.cached("gone.example", 80) is None  # a negative answer: resolve() raises it
+    clock.now += DEFAULT_TTL + 1
+    assert r.cached("a.example", 80) is None  # expired: resolve() asks again
+    assert gai.calls["a.example"] == 1
+    r.close()
+    assert r.cached("a.example", 80) is None

@@ -702,22 +702,59 @@ def test_a_retry_that_must_wait_at_the_cap_keeps_its_count(
         assert s.pool_stats().total.in_use == 0
 
 
+def test_each_result_taken_lets_the_next_request_start(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A poll may hand back every request in flight at once. The first result taken from such
+    # a batch makes room under the results' bound, so new requests start before the caller
+    # gets the rest of the batch: the network is not left idle while results are yielded.
+    from fastpool import multi
+
+    in_flight = 0
+    seen: list[int] = []  # requests in flight as each result reaches the caller
+
+    class WholeBatchLoop(multi.Loop):  # type: ignore[misc,valid-type]
+        def start(self, ex: Any) -> None:
+            nonlocal in_flight
+            in_flight += 1
+            super().start(ex)
+
+        def poll(self, timeout: float | None = None) -> list[Any]:
+            nonlocal in_flight
+            done: list[Any] = []
+            while len(self):  # everything in flight ends in the same poll
+                done += super().poll(timeout)
+            in_flight -= len(done)
+            return done
+
+    monkeypatch.setattr(multi, "Loop", WholeBatchLoop)
+    urls = [f"{app_server.url}/bytes/1"] * 12
+    with fastpool.Session() as session:
+        for result in session.map(urls, concurrency=3, timeout=10):
+            assert result.error is None, result
+            seen.append(in_flight)
+    # Batches of 3: the 2nd and 3rd results of each of the first three batches are taken with
+    # the next batch in flight (draining first, every result would see none).
+    assert len(seen) == 12
+    assert sum(1 for n in seen[:9] if n > 0) == 6, seen
+
+
 def test_at_the_concurrency_limit_the_loop_waits_rather_than_spins(
     app_server: AppServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Requests queued and ready to start, none allowed to (the limit): only an exchange's end
     # can change that, so the loop must sleep in the poller until one ends, not poll with no
     # wait over and over (which burnt a core and the GIL).
-    from fastpool import _loop
+    from fastpool import multi
 
     timeouts: list[float | None] = []
-    real = _loop.Loop.poll
 
-    def counting(self: _loop.Loop, timeout: float | None = None) -> list[_loop.Exchange]:
-        timeouts.append(timeout)
-        return real(self, timeout)
+    class CountingLoop(multi.Loop):  # type: ignore[misc,valid-type]
+        def poll(self, timeout: float | None = None) -> list[Any]:
+            timeouts.append(timeout)
+            return super().poll(timeout)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(_loop.Loop, "poll", counting)
+    monkeypatch.setattr(multi, "Loop", CountingLoop)
     urls = [f"{app_server.url}/slow?delay=0.05"] * 20
     with fastpool.Session() as session:
         results = list(session.map(urls, concurrency=2))

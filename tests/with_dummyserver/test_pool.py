@@ -284,6 +284,13 @@ def test_timeout_objects_passed_again_are_read_each_time(app_server):
         for seconds in (3.0, 4.0, 3.0):
             assert pool.request("GET", "/bytes/1", timeout=Timeout(read=seconds)).status == 200
             assert idle_timeout(pool) == seconds
+        # A number is kept by value and type, and each new one is read (and checked) anew.
+        for number in (5, 6.5, 6.5, 5, 2):
+            assert pool.request("GET", "/bytes/1", timeout=number).status == 200
+            assert idle_timeout(pool) == number
+        for bad in (-1, 0):
+            with pytest.raises(ValueError):
+                pool.request("GET", "/bytes/1", timeout=bad)
 
 
 def test_https_pool_and_connection_from_url(https_server, ca_bundle):

@@ -1,0 +1,575 @@
+# cython: language_level=3
+"""The multiplexed loop, compiled: the twin of ``_loop_py.py``, which documents the model.
+
+The two change together, method for method. Here the exchange's counters and state are C
+fields and the loop's steps C calls; sockets, the poller and the dial threads are the same
+Python objects, so every error and every setting is the pure twin's (and the one-request
+path's). The GIL is released while the poller waits.
+"""
+
+from cpython.pyport cimport PY_SSIZE_T_MAX
+
+import collections
+import heapq
+import os
+import socket
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.client import RemoteDisconnected
+from time import monotonic, perf_counter
+
+from ._failed_socket import FailedSocket
+from ._http11_c import ChunkedDecoder, parse_response_head
+from ._poller import new_poller, poll_timeout
+
+__all__ = ("Exchange", "Loop")
+
+cdef tuple _STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+cdef Py_ssize_t _RECV_SIZE = 65536
+cdef frozenset _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
+cdef object _UNSET = object()
+cdef int _READ = 0x001  # fastpool._poller's READ and WRITE (epoll's bits)
+cdef int _WRITE = 0x004
+
+# Exchange states
+cdef enum:
+    _DIALING = 0
+    _SENDING = 1
+    _HEAD = 2
+    _BODY = 3
+    _DONE = 4
+    _CONNECTING = 5
+    _HANDSHAKING = 6
+
+
+cdef class Exchange:
+    """One request in the loop: ``conn`` (checked out, maybe not dialed), the request's bytes,
+    and what to read back: the head only (``read_body=False``, for ``stream=True``) or the whole
+    response. ``tag`` is the caller's. After the loop hands it back, ``error`` is None or what
+    the dial raised; read errors are left on the connection."""
+
+    cdef public object conn
+    cdef public object method
+    cdef public object data
+    cdef public object read_timeout
+    cdef public bint read_body
+    cdef public object dial
+    cdef public bint direct
+    cdef public bint replay
+    cdef public object replayed
+    cdef public object retries
+    cdef public object tag
+    cdef public Py_ssize_t sent
+    cdef public object buf
+    cdef public int state
+    cdef public object error
+    cdef public object expires
+    cdef public bint armed
+    cdef public object decoder
+    cdef public Py_ssize_t remaining
+    cdef public bint cancelled
+    cdef public object future
+    cdef public Py_ssize_t line_start
+    cdef public object caller
+    cdef public bint dialing
+    cdef public int fd
+    cdef public int events
+    cdef public double started
+
+    def __init__(
+        self,
+        conn,
+        method,
+        data,
+        *,
+        read_timeout,
+        bint read_body=True,
+        dial=None,
+        bint replay=False,
+        bint direct=False,
+        tag=None,
+    ):
+        self.conn = conn
+        self.method = method
+        self.data = memoryview(data)
+        self.read_timeout = read_timeout
+        self.read_body = read_body
+        self.dial = dial
+        self.direct = direct
+        self.replay = replay
+        self.replayed = None
+        self.retries = None
+        self.tag = tag
+        self.sent = 0
+        self.buf = bytearray()
+        self.state = _DIALING
+        self.error = None
+        self.expires = None
+        self.armed = False
+        self.decoder = None
+        self.remaining = 0
+        self.cancelled = False
+        self.future = None
+        self.line_start = 0
+        self.caller = None
+        self.dialing = False
+        self.fd = -1
+        self.events = 0
+        self.started = perf_counter()
+
+    def __repr__(self):
+        return f"<Exchange {self.method} on {self.conn!r} state={self.state}>"
+
+
+cdef class Loop:
+    """Drives :class:`Exchange` objects to their end from the thread that calls :meth:`poll`.
+
+    :param dial_workers: threads that run dials (connect, tunnel, TLS handshake).
+    """
+
+    cdef object _poller
+    cdef dict _watched
+    cdef int _wake_fd
+    cdef object _wake_r
+    cdef object _wake_w
+    cdef int _dial_workers
+    cdef object _dialer
+    cdef object _dialed
+    cdef object _dial_lock
+    cdef list _timers
+    cdef long long _seq
+    cdef set _active
+    cdef list _done
+    cdef object _view
+    cdef bint _closed
+
+    def __init__(self, *, int dial_workers=4):
+        if dial_workers < 1:
+            raise ValueError(f"dial_workers must be >= 1, got {dial_workers}")
+        self._poller = new_poller()
+        self._watched = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_fd = self._wake_r.fileno()
+        self._poller.register(self._wake_fd, _READ)
+        self._dial_workers = dial_workers
+        self._dialer = None
+        self._dialed = collections.deque()
+        self._dial_lock = threading.Lock()
+        self._timers = []
+        self._seq = 0
+        self._active = set()
+        self._done = []
+        self._view = memoryview(bytearray(_RECV_SIZE))
+        self._closed = False
+
+    def __len__(self):
+        """Exchanges in flight."""
+        return len(self._active)
+
+    # --- starting ---------------------------------------------------------------------------
+    def start(self, Exchange ex not None):
+        """Put ``ex`` in flight: dial it first when its connection has no socket."""
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        self._active.add(ex)
+        if ex.conn.sock is None:
+            self._dial(ex)
+            return
+        self._begin_send(ex)
+
+    cdef _dial(self, Exchange ex):
+        if ex.dial is None:
+            raise ValueError("an exchange on a closed connection needs a dial")
+        if ex.direct:
+            address = ex.conn.loop_dial_address()
+            if address is not None:
+                self._connect(ex, address)
+                return
+        if self._dialer is None:
+            self._dialer = ThreadPoolExecutor(
+                self._dial_workers, thread_name_prefix="fastpool-dial"
+            )
+        ex.state = _DIALING
+        ex.future = self._dialer.submit(self._run_dial, ex, ex.conn)
+
+    def _run_dial(self, Exchange ex, conn):
+        # In a worker thread (see the pure twin).
+        try:
+            ex.dial(conn)
+        except BaseException as e:
+            ex.error = e
+        with self._dial_lock:
+            if ex.cancelled:
+                conn.close()
+                return
+            self._dialed.append(ex)
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    cdef _connect(self, Exchange ex, address):
+        ex.state = _CONNECTING
+        try:
+            ex.conn.loop_dial_start(address)
+        except OSError as e:
+            self._dial_failed(ex, e, False)
+            return
+        self._arm_for(ex, ex.conn.timeout)
+        self._watch(ex, _WRITE)
+
+    cdef _advance_dial(self, Exchange ex):
+        cdef int code
+        conn = ex.conn
+        if ex.state == _CONNECTING:
+            code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._dial_failed(ex, OSError(code, os.strerror(code)), False)
+                return
+            try:
+                tls = conn.loop_dial_connected()
+            except Exception as e:
+                self._dial_failed(ex, e, True)
+                return
+            if tls is None:
+                self._begin_send(ex)
+                return
+            ex.state = _HANDSHAKING
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._arm_for(ex, conn.timeout)
+            self._watch(ex, _READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._arm_for(ex, conn.timeout)
+            self._watch(ex, _WRITE)
+            return
+        except Exception as e:
+            self._dial_failed(ex, e, True)
+            return
+        try:
+            conn.loop_dial_verified()
+        except Exception as e:
+            self._dial_failed(ex, e, True)
+            return
+        self._begin_send(ex)
+
+    cdef _dial_failed(self, Exchange ex, error, bint connected):
+        self._unwatch(ex)
+        ex.error = ex.conn.loop_dial_failed(error, connected)
+        self._finish(ex)
+
+    cdef _begin_send(self, Exchange ex):
+        if callable(ex.read_timeout):
+            ex.read_timeout = ex.read_timeout()
+        sock = ex.conn.sock
+        sock.setblocking(False)
+        ex.conn._sock_timeout = _UNSET
+        ex.state = _SENDING
+        self._arm(ex)
+        self._send(ex)
+
+    # --- waiting ----------------------------------------------------------------------------
+    def poll(self, timeout=None):
+        """Wait up to ``timeout`` seconds (None: until one ends) and return the exchanges that
+        ended (possibly none). Call it again while :func:`len` is not 0."""
+        cdef Exchange ex
+        cdef int fd, events
+        done = self._done
+        if not done:
+            wait = poll_timeout(self._wait_time(timeout))
+            watched = self._watched
+            for fd, events in self._poller.poll(wait):
+                data = watched.get(fd)
+                if data is None:
+                    if fd == self._wake_fd:
+                        self._drain_wake()
+                    continue
+                ex = <Exchange>data
+                if events & ~_READ and ex.state == _SENDING:
+                    self._send(ex)
+                elif ex.state >= _CONNECTING:
+                    self._advance_dial(ex)
+                else:
+                    self._receive(ex)
+            self._take_dialed()
+            self._expire(monotonic())
+        self._done = []
+        return done
+
+    cdef object _wait_time(self, timeout):
+        if self._dialed:
+            return 0
+        timers = self._timers
+        while timers and (<Exchange>timers[0][2]).state == _DONE:
+            heapq.heappop(timers)
+        if timers:
+            wait = max(timers[0][0] - monotonic(), 0.0)
+            return wait if timeout is None else min(wait, timeout)
+        return timeout
+
+    cdef _drain_wake(self):
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    cdef _take_dialed(self):
+        cdef Exchange ex
+        dialed = self._dialed
+        while dialed:
+            ex = dialed.popleft()
+            if ex.error is not None:
+                ex.conn.dial_error = ex.error
+                self._finish(ex)
+            else:
+                self._begin_send(ex)
+
+    # --- timers -----------------------------------------------------------------------------
+    cdef _arm(self, Exchange ex):
+        self._arm_for(ex, ex.read_timeout)
+
+    cdef _arm_for(self, Exchange ex, seconds):
+        if seconds is None:
+            ex.expires = None
+            return
+        ex.expires = monotonic() + seconds
+        if not ex.armed:
+            ex.armed = True
+            self._seq += 1
+            heapq.heappush(self._timers, (ex.expires, self._seq, ex))
+
+    cdef _expire(self, double now):
+        cdef Exchange ex
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            ex = heapq.heappop(timers)[2]
+            ex.armed = False
+            if ex.state == _DONE or ex.state == _DIALING or ex.expires is None:
+                continue
+            if ex.expires > now:
+                ex.armed = True
+                self._seq += 1
+                heapq.heappush(timers, (ex.expires, self._seq, ex))
+                continue
+            if ex.state >= _CONNECTING:
+                self._dial_failed(ex, socket.timeout("timed out"), ex.state == _HANDSHAKING)
+                continue
+            self._fail(ex, socket.timeout("timed out"), ex.state == _SENDING)
+
+    # --- writing ----------------------------------------------------------------------------
+    cdef _send(self, Exchange ex):
+        sock = ex.conn.sock
+        data = ex.data
+        cdef Py_ssize_t size = len(data)
+        try:
+            while ex.sent < size:
+                ex.sent += sock.send(data[ex.sent :])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            self._watch(ex, _WRITE)
+            return
+        except ssl.SSLWantReadError:
+            self._watch(ex, _READ)
+            return
+        except OSError as e:
+            if not isinstance(e, BrokenPipeError) and e.errno not in _RESET_ERRNOS:
+                self._fail(ex, e, True)
+                return
+            ex.conn.reusable = False
+        ex.conn.sent_ahead = True
+        ex.state = _HEAD
+        self._arm(ex)
+        kind = type(sock)
+        if kind is socket.socket or (kind is ssl.SSLSocket and not sock.pending()):
+            self._watch(ex, _READ)  # nothing buffered above the kernel: wait for the answer
+        else:
+            self._receive(ex)  # decrypted bytes the poller cannot see, or another socket
+
+    cdef _watch(self, Exchange ex, int events):
+        if not ex.events:
+            ex.fd = ex.conn.sock.fileno()
+            self._poller.register(ex.fd, events)
+            self._watched[ex.fd] = ex
+        elif ex.events != events:
+            self._poller.modify(ex.fd, events)
+        ex.events = events
+
+    cdef _unwatch(self, Exchange ex):
+        if ex.events:
+            ex.events = 0
+            if self._watched.get(ex.fd) is ex:  # only its own registration (see the twin)
+                del self._watched[ex.fd]
+                try:
+                    self._poller.unregister(ex.fd)
+                except OSError:
+                    pass
+
+    # --- reading ----------------------------------------------------------------------------
+    cdef _receive(self, Exchange ex):
+        cdef Py_ssize_t n
+        cdef bint got = False
+        if ex.state == _SENDING:
+            self._send(ex)
+            return
+        sock = ex.conn.sock
+        view = self._view
+        try:
+            while True:
+                n = sock.recv_into(view, _RECV_SIZE)
+                if not n:
+                    if self._may_replay(ex):
+                        self._replay(ex, RemoteDisconnected("closed before any answer byte"))
+                        return
+                    self._complete(ex)
+                    return
+                ex.buf += view[:n]
+                got = True
+                if self._ended(ex):
+                    self._complete(ex)
+                    return
+        except (BlockingIOError, ssl.SSLWantReadError):
+            self._watch(ex, _READ)
+        except ssl.SSLWantWriteError:
+            self._watch(ex, _WRITE)
+        except OSError as e:
+            if isinstance(e, _STALE_ERRORS) and self._may_replay(ex):
+                self._replay(ex, e)
+                return
+            self._fail(ex, e, False)
+            return
+        if got:
+            self._arm(ex)
+
+    cdef bint _may_replay(self, Exchange ex):
+        return ex.replay and ex.state == _HEAD and not ex.buf
+
+    cdef _replay(self, Exchange ex, error):
+        self._unwatch(ex)
+        ex.conn.close()
+        ex.replay = False
+        ex.replayed = error
+        ex.sent = 0
+        ex.remaining = 0
+        ex.line_start = 0
+        self._dial(ex)
+
+    cdef bint _ended(self, Exchange ex) except -1:
+        conn = ex.conn
+        buf = ex.buf
+        if ex.state == _HEAD:
+            if not self._may_end_head(ex, conn):
+                return False
+            try:
+                parsed = parse_response_head(
+                    buf, ex.method, conn.max_head_bytes, conn.max_headers, conn.max_line_bytes
+                )
+            except Exception:
+                return True
+            if parsed is None:
+                return False
+            head, used = parsed
+            framing = head.framing
+            if not ex.read_body or framing == "none":
+                return True
+            ex.state = _BODY
+            if framing == "length":
+                # at most PY_SSIZE_T_MAX (no buffer gets there: read to the end, as the twin)
+                ex.remaining = min(used + (head.content_length or 0), PY_SSIZE_T_MAX)
+                return len(buf) >= ex.remaining
+            if framing == "chunked":
+                ex.decoder = ChunkedDecoder(conn.max_line_bytes)
+                ex.remaining = used
+            else:
+                ex.remaining = 0
+                return False
+        if ex.decoder is not None:
+            try:
+                ex.decoder.feed(bytes(buf[ex.remaining :]))
+            except Exception:
+                return True
+            ex.remaining = len(buf)
+            return bool(ex.decoder.done)
+        if ex.remaining:
+            return len(buf) >= ex.remaining
+        return False
+
+    cdef bint _may_end_head(self, Exchange ex, conn) except -1:
+        buf = ex.buf
+        cdef Py_ssize_t seen = ex.remaining
+        cdef Py_ssize_t size = len(buf)
+        cdef Py_ssize_t newline
+        ex.remaining = size
+        if (
+            buf.find(b"\n\r\n", max(seen - 2, 0)) >= 0
+            or buf.find(b"\n\n", max(seen - 1, 0)) >= 0
+            or size >= conn.max_head_bytes
+        ):
+            return True
+        newline = buf.rfind(b"\n", seen)
+        if newline >= 0:
+            ex.line_start = newline + 1
+        return size - ex.line_start > conn.max_line_bytes
+
+    # --- ending -----------------------------------------------------------------------------
+    cdef _complete(self, Exchange ex):
+        self._unwatch(ex)
+        ex.conn._rest = bytes(ex.buf)
+        ex.buf = bytearray()
+        self._finish(ex)
+
+    cdef _fail(self, Exchange ex, error, bint sending):
+        self._unwatch(ex)
+        conn = ex.conn
+        conn._rest = bytes(ex.buf)
+        ex.buf = bytearray()
+        conn.reusable = False
+        conn.sock = FailedSocket(conn.sock, error)
+        if sending:
+            conn.sent_ahead = False
+        self._finish(ex)
+
+    cdef _finish(self, Exchange ex):
+        ex.state = _DONE
+        self._active.discard(ex)
+        self._done.append(ex)
+
+    def cancel(self, Exchange ex not None):
+        """Stop ``ex``: its connection is closed (a dial in progress is closed when it ends).
+        It is handed back by :meth:`poll` like any other."""
+        if ex.state == _DONE or ex.cancelled:
+            return
+        if ex.state == _DIALING:
+            with self._dial_lock:
+                ex.cancelled = True
+                if ex in self._dialed:
+                    self._dialed.remove(ex)
+                    ex.conn.close()
+                elif ex.future is not None and ex.future.cancel():
+                    ex.conn.close()
+                else:
+                    ex.dialing = True
+            self._active.discard(ex)
+            ex.state = _DONE
+            return
+        ex.cancelled = True
+        self._unwatch(ex)
+        ex.conn.close()
+        self._finish(ex)
+
+    def close(self):
+        """Cancel everything in flight and release the poller and the dial threads."""
+        if self._closed:
+            return
+        for ex in list(self._active):
+            self.cancel(ex)
+        if self._dialer is not None:
+            self._dialer.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        self._poller.close()
+        self._wake_r.close()
+        self._wake_w.close()

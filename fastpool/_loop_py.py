@@ -1,0 +1,614 @@
+"""The multiplexed loop: many HTTP/1.1 exchanges in flight from one thread (the pure-Python
+twin of ``_loop_c.pyx``; the two change together).
+
+An :class:`Exchange` is one request on one connection checked out of a pool. The :class:`Loop`
+writes its bytes and reads its answer on a non-blocking socket, alongside every other exchange
+in flight, waiting on the OS poller (epoll itself on Linux, else kqueue or select through
+:mod:`selectors`: see :mod:`fastpool._poller`; the GIL is released while it waits). What it
+reads stays on the connection for the ordinary, blocking code to parse, so an exchange ends
+exactly where one request at a time would: that code finds the request written
+(``conn.sent_ahead``) and the answer in ``conn._rest``, and does not block.
+
+- **Dials**: a ``direct`` exchange to one known address (an IP literal, or a name in the
+  resolver's cache), not through a proxy, is dialed by the loop itself: a non-blocking connect,
+  then the TLS handshake on the non-blocking socket, with the connection's own settings and
+  checks (``conn.loop_dial_*``). Any other dial runs ``dial(exchange)`` (the pool's own connect:
+  DNS, Happy Eyeballs, proxy tunnel, TLS and its checks, the global cap's token) in a few
+  worker threads; the loop carries on meanwhile. Either way every setting and error is the
+  one-request path's.
+- **Failures** stay where the blocking code will meet them: a failed dial as
+  ``conn.dial_error`` (raised by the next ``connect()``), a failed or timed-out read as a socket
+  stand-in (:class:`FailedSocket`) that raises it on the next receive.
+- **Timeouts**: the read timeout counts from the last byte received, as a socket timeout does.
+
+Nothing here knows pools or requests: :mod:`fastpool.multi` drives it.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import os
+import socket
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.client import RemoteDisconnected
+from time import monotonic, perf_counter
+from typing import Any, Callable
+
+from ._failed_socket import FailedSocket
+from ._http11_py import ChunkedDecoder, parse_response_head
+from ._poller import READ, WRITE, new_poller, poll_timeout
+
+# A reused connection the server closed as we sent: the keep-alive replay's errors (the pool's
+# _STALE_ERRORS, for a receive).
+_STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+__all__ = ("Exchange", "Loop")
+
+_RECV_SIZE = 65536
+_RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
+
+_UNSET = object()
+
+# Exchange states
+_DIALING = 0
+_SENDING = 1
+_HEAD = 2
+_BODY = 3
+_DONE = 4
+_CONNECTING = 5  # the loop's own dial: TCP
+_HANDSHAKING = 6  # the loop's own dial: TLS
+
+
+class Exchange:
+    """One request in the loop: ``conn`` (checked out, maybe not dialed), the request's bytes,
+    and what to read back: the head only (``read_body=False``, for ``stream=True``) or the whole
+    response. ``tag`` is the caller's. After the loop hands it back, ``error`` is None or what
+    the dial raised; read errors are left on the connection."""
+
+    __slots__ = (
+        "armed",
+        "buf",
+        "caller",
+        "cancelled",
+        "conn",
+        "data",
+        "decoder",
+        "dial",
+        "dialing",
+        "direct",
+        "error",
+        "events",
+        "expires",
+        "fd",
+        "future",
+        "line_start",
+        "method",
+        "read_body",
+        "read_timeout",
+        "remaining",
+        "replay",
+        "replayed",
+        "retries",
+        "sent",
+        "started",
+        "state",
+        "tag",
+    )
+
+    def __init__(
+        self,
+        conn: Any,
+        method: str,
+        data: bytes,
+        *,
+        read_timeout: float | None | Callable[[], float | None],
+        read_body: bool = True,
+        dial: Callable[[Any], None] | None = None,
+        replay: bool = False,
+        direct: bool = False,
+        tag: Any = None,
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.data = memoryview(data)
+        self.read_timeout = read_timeout
+        self.read_body = read_body
+        self.dial = dial
+        #: the loop may dial it itself (``conn.loop_dial_*``) when the connection says it can
+        self.direct = direct
+        #: Go's keep-alive replay, allowed once: a reused connection the server closed before
+        #: any answer byte gets the request again on a new connection (the pool decides).
+        self.replay = replay
+        self.replayed: BaseException | None = None  # the error that made it replay
+        self.retries: Any = None  # the caller's: the Retry state of a request sent again
+        self.tag = tag
+        self.sent = 0
+        self.buf = bytearray()
+        self.state = _DIALING
+        self.error: BaseException | None = None
+        self.expires: float | None = None
+        self.armed = False  # an entry in the loop's timer heap
+        self.decoder: Any = None
+        self.remaining = 0
+        self.cancelled = False
+        self.future: Any = None  # the dial's, while it runs in a worker
+        self.line_start = 0  # in the head: where its last, unfinished line starts
+        self.caller: Any = None  # the caller's: how it picked the pool (the adapter's target)
+        #: True when cancelled mid-dial: the dialing worker closes the connection
+        self.dialing = False
+        self.fd = -1  # the socket's descriptor, registered with the poller for ``events``
+        self.events = 0
+        #: ``time.perf_counter()`` when the request was handed to the loop (requests' clock
+        #: for ``Response.elapsed``).
+        self.started = perf_counter()
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.method} on {self.conn!r} state={self.state}>"
+
+
+class Loop:
+    """Drives :class:`Exchange` objects to their end from the thread that calls :meth:`poll`.
+
+    :param dial_workers: threads that run dials (connect, tunnel, TLS handshake).
+    """
+
+    def __init__(self, *, dial_workers: int = 4) -> None:
+        if dial_workers < 1:
+            raise ValueError(f"dial_workers must be >= 1, got {dial_workers}")
+        self._poller = new_poller()
+        self._watched: dict[int, Exchange] = {}  # by descriptor: what the poller reports
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_fd = self._wake_r.fileno()
+        self._poller.register(self._wake_fd, READ)
+        self._dial_workers = dial_workers
+        self._dialer: ThreadPoolExecutor | None = None
+        self._dialed: collections.deque[Exchange] = collections.deque()
+        self._dial_lock = threading.Lock()  # a dial's end against its cancellation
+        self._timers: list[tuple[float, int, Exchange]] = []
+        self._seq = 0
+        self._active: set[Exchange] = set()
+        self._done: list[Exchange] = []
+        self._view = memoryview(bytearray(_RECV_SIZE))
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Exchanges in flight."""
+        return len(self._active)
+
+    # --- starting ---------------------------------------------------------------------------
+    def start(self, ex: Exchange) -> None:
+        """Put ``ex`` in flight: dial it first when its connection has no socket."""
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        self._active.add(ex)
+        if ex.conn.sock is None:
+            self._dial(ex)
+            return
+        self._begin_send(ex)
+
+    def _dial(self, ex: Exchange) -> None:
+        if ex.dial is None:
+            raise ValueError("an exchange on a closed connection needs a dial")
+        if ex.direct:
+            address = ex.conn.loop_dial_address()
+            if address is not None:
+                self._connect(ex, address)
+                return
+        if self._dialer is None:
+            self._dialer = ThreadPoolExecutor(
+                self._dial_workers, thread_name_prefix="fastpool-dial"
+            )
+        ex.state = _DIALING
+        ex.future = self._dialer.submit(self._run_dial, ex, ex.conn)
+
+    def _run_dial(self, ex: Exchange, conn: Any) -> None:
+        # In a worker thread, on its own reference to the connection: a cancel may hand the
+        # exchange's slot back meanwhile. The loop does not touch conn until ex is in _dialed.
+        try:
+            assert ex.dial is not None
+            ex.dial(conn)
+        except BaseException as e:  # noqa: B036, BLE001 - raised in the loop thread instead
+            ex.error = e
+        with self._dial_lock:
+            if ex.cancelled:
+                # Left while dialing (the slot was given back already): close what the dial
+                # opened, here, so close() never waits for a dial.
+                conn.close()
+                return
+            self._dialed.append(ex)
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # a full wake-up pipe already wakes the loop; a closed one: the loop ended
+
+    def _connect(self, ex: Exchange, address: Any) -> None:
+        """The loop's own dial: a non-blocking connect to ``address``, bounded by the
+        connection's connect timeout (as each step of the TLS handshake after it)."""
+        ex.state = _CONNECTING
+        try:
+            ex.conn.loop_dial_start(address)
+        except OSError as e:  # failed at once (refused, a source address that cannot bind)
+            self._dial_failed(ex, e, False)
+            return
+        self._arm_for(ex, ex.conn.timeout)
+        self._watch(ex, WRITE)
+
+    def _advance_dial(self, ex: Exchange) -> None:
+        """The socket of the loop's own dial is ready: the connect's outcome, then (HTTPS) the
+        next step of the handshake, then the request."""
+        conn = ex.conn
+        if ex.state == _CONNECTING:
+            code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._dial_failed(ex, OSError(code, os.strerror(code)), False)
+                return
+            try:
+                tls = conn.loop_dial_connected()
+            except Exception as e:  # noqa: BLE001 - raised by the blocking code's connect()
+                self._dial_failed(ex, e, True)
+                return
+            if tls is None:
+                self._begin_send(ex)
+                return
+            ex.state = _HANDSHAKING
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._arm_for(ex, conn.timeout)
+            self._watch(ex, READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._arm_for(ex, conn.timeout)
+            self._watch(ex, WRITE)
+            return
+        except Exception as e:  # noqa: BLE001 - raised by the blocking code's connect()
+            self._dial_failed(ex, e, True)
+            return
+        try:
+            conn.loop_dial_verified()
+        except Exception as e:  # noqa: BLE001 - raised by the blocking code's connect()
+            self._dial_failed(ex, e, True)
+            return
+        self._begin_send(ex)
+
+    def _dial_failed(self, ex: Exchange, error: BaseException, connected: bool) -> None:
+        """The loop's own dial failed: the connection keeps the error its connect() raises."""
+        self._unwatch(ex)
+        ex.error = ex.conn.loop_dial_failed(error, connected)
+        self._finish(ex)
+
+    def _begin_send(self, ex: Exchange) -> None:
+        if callable(ex.read_timeout):
+            # what a Timeout(total=...) leaves for reading once connected, as urllib3 reckons
+            ex.read_timeout = ex.read_timeout()
+        sock = ex.conn.sock
+        sock.setblocking(False)
+        ex.conn._sock_timeout = _UNSET  # settimeout() must set it again after the loop
+        ex.state = _SENDING
+        self._arm(ex)
+        self._send(ex)
+
+    # --- waiting ----------------------------------------------------------------------------
+    def poll(self, timeout: float | None = None) -> list[Exchange]:
+        """Wait up to ``timeout`` seconds (None: until one ends) and return the exchanges that
+        ended (possibly none). Call it again while :func:`len` is not 0."""
+        done = self._done
+        if not done:
+            wait = poll_timeout(self._wait_time(timeout))
+            watched = self._watched
+            for fd, events in self._poller.poll(wait):
+                ex = watched.get(fd)
+                if ex is None:
+                    if fd == self._wake_fd:
+                        self._drain_wake()
+                elif events & ~READ and ex.state == _SENDING:  # writable (or an error)
+                    self._send(ex)
+                elif ex.state >= _CONNECTING:
+                    self._advance_dial(ex)
+                else:
+                    self._receive(ex)
+            self._take_dialed()
+            self._expire(monotonic())
+        self._done = []
+        return done
+
+    def _wait_time(self, timeout: float | None) -> float | None:
+        if self._dialed:
+            return 0
+        timers = self._timers
+        while timers and timers[0][2].state == _DONE:
+            heapq.heappop(timers)  # the exchange ended: its timer with it
+        if timers:
+            wait = max(timers[0][0] - monotonic(), 0.0)
+            return wait if timeout is None else min(wait, timeout)
+        return timeout
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _take_dialed(self) -> None:
+        dialed = self._dialed
+        while dialed:
+            ex = dialed.popleft()
+            if ex.error is not None:
+                ex.conn.dial_error = ex.error  # the blocking code raises it at its connect()
+                self._finish(ex)
+            else:
+                self._begin_send(ex)
+
+    # --- timers -----------------------------------------------------------------------------
+    def _arm(self, ex: Exchange) -> None:
+        """(Re)start the read timeout."""
+        assert not callable(ex.read_timeout)  # resolved by _begin_send
+        self._arm_for(ex, ex.read_timeout)
+
+    def _arm_for(self, ex: Exchange, seconds: float | None) -> None:
+        """(Re)start a timeout of ``seconds`` (None: none). One heap entry an exchange at most:
+        progress only moves ``ex.expires`` on, and the entry, found early, is pushed again (a
+        heap entry for every segment received would keep each exchange, and the heap, for a
+        whole timeout)."""
+        if seconds is None:
+            ex.expires = None
+            return
+        ex.expires = monotonic() + seconds
+        if not ex.armed:
+            ex.armed = True
+            self._seq += 1
+            heapq.heappush(self._timers, (ex.expires, self._seq, ex))
+
+    def _expire(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, ex = heapq.heappop(timers)
+            ex.armed = False
+            if ex.state in (_DONE, _DIALING) or ex.expires is None:
+                continue
+            if ex.expires > now:  # it made progress since: its timer goes on
+                ex.armed = True
+                self._seq += 1
+                heapq.heappush(timers, (ex.expires, self._seq, ex))
+                continue
+            if ex.state >= _CONNECTING:  # the loop's own dial: the connect timeout
+                self._dial_failed(ex, socket.timeout("timed out"), ex.state == _HANDSHAKING)
+                continue
+            # The socket timeout the blocking code would have met, at the same step: its
+            # request() (still writing) or its next receive.
+            self._fail(ex, socket.timeout("timed out"), sending=ex.state == _SENDING)
+
+    # --- writing ----------------------------------------------------------------------------
+    def _send(self, ex: Exchange) -> None:
+        sock = ex.conn.sock
+        data = ex.data
+        try:
+            while ex.sent < len(data):
+                ex.sent += sock.send(data[ex.sent :])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            self._watch(ex, WRITE)
+            return
+        except ssl.SSLWantReadError:
+            self._watch(ex, READ)
+            return
+        except OSError as e:
+            # As the blocking request(): after a reset the server's answer may still be there
+            # to read, but the connection carries half a request and is never reused.
+            if not isinstance(e, BrokenPipeError) and e.errno not in _RESET_ERRNOS:
+                self._fail(ex, e, sending=True)
+                return
+            ex.conn.reusable = False
+        ex.conn.sent_ahead = True
+        ex.state = _HEAD
+        self._arm(ex)
+        kind = type(sock)
+        if kind is socket.socket or (kind is ssl.SSLSocket and not sock.pending()):
+            # Nothing is buffered above the kernel: wait for the answer (trying to read now
+            # would fail with EAGAIN almost always, an exception per request).
+            self._watch(ex, READ)
+        else:
+            self._receive(ex)  # decrypted bytes the poller cannot see, or another socket
+
+    def _watch(self, ex: Exchange, events: int) -> None:
+        # By descriptor, and the registration kept on the exchange.
+        if not ex.events:
+            ex.fd = ex.conn.sock.fileno()
+            self._poller.register(ex.fd, events)
+            self._watched[ex.fd] = ex
+        elif ex.events != events:
+            self._poller.modify(ex.fd, events)
+        ex.events = events
+
+    def _unwatch(self, ex: Exchange) -> None:
+        if ex.events:
+            ex.events = 0
+            # Only its own registration: a socket closed behind the loop's back (epoll drops
+            # it silently) may have its number reused by another exchange's socket already.
+            if self._watched.get(ex.fd) is ex:
+                del self._watched[ex.fd]
+                try:
+                    self._poller.unregister(ex.fd)
+                except OSError:
+                    pass  # closed behind the loop's back: nothing left to unregister
+
+    # --- reading ----------------------------------------------------------------------------
+    def _receive(self, ex: Exchange) -> None:
+        if ex.state == _SENDING:  # TLS wanted a read to go on writing
+            self._send(ex)
+            return
+        sock = ex.conn.sock
+        view = self._view
+        got = False
+        try:
+            while True:
+                n = sock.recv_into(view, _RECV_SIZE)
+                if not n:
+                    if self._may_replay(ex):
+                        self._replay(ex, RemoteDisconnected("closed before any answer byte"))
+                        return
+                    self._complete(ex)  # the end of the stream: the blocking code judges it
+                    return
+                ex.buf += view[:n]
+                got = True
+                if self._ended(ex):
+                    self._complete(ex)
+                    return
+        except (BlockingIOError, ssl.SSLWantReadError):
+            self._watch(ex, READ)  # after a WantWrite too: not writable again
+        except ssl.SSLWantWriteError:
+            self._watch(ex, WRITE)
+        except OSError as e:
+            if isinstance(e, _STALE_ERRORS) and self._may_replay(ex):
+                self._replay(ex, e)
+                return
+            self._fail(ex, e)
+            return
+        if got:
+            self._arm(ex)
+
+    @staticmethod
+    def _may_replay(ex: Exchange) -> bool:
+        return ex.replay and ex.state == _HEAD and not ex.buf
+
+    def _replay(self, ex: Exchange, error: BaseException) -> None:
+        """Go's rule, in the loop: the server closed a reused connection before any answer
+        byte; the request goes again, once, on a new connection (not a Retry step)."""
+        self._unwatch(ex)
+        conn = ex.conn
+        conn.close()
+        ex.replay = False
+        ex.replayed = error
+        ex.sent = 0
+        ex.remaining = 0
+        ex.line_start = 0
+        self._dial(ex)
+
+    def _ended(self, ex: Exchange) -> bool:
+        """Whether ``ex.buf`` holds all the loop reads: the head, then (``read_body``) the
+        body to its framed end. A head the parser refuses ends it too: the blocking code
+        raises the same error from the same bytes."""
+        conn = ex.conn
+        buf = ex.buf
+        if ex.state == _HEAD:
+            if not self._may_end_head(ex, conn):
+                return False
+            try:
+                parsed = parse_response_head(
+                    buf, ex.method, conn.max_head_bytes, conn.max_headers, conn.max_line_bytes
+                )
+            except Exception:  # noqa: BLE001 - the blocking code raises it from the same bytes
+                return True
+            if parsed is None:
+                return False
+            head, used = parsed
+            framing = head.framing
+            if not ex.read_body or framing == "none":
+                return True
+            ex.state = _BODY
+            if framing == "length":
+                ex.remaining = used + (head.content_length or 0)
+                return len(buf) >= ex.remaining
+            if framing == "chunked":
+                ex.decoder = ChunkedDecoder(conn.max_line_bytes)
+                ex.remaining = used
+            else:
+                ex.remaining = 0
+                return False  # close-delimited: to the end of the stream
+        if ex.decoder is not None:
+            try:
+                ex.decoder.feed(bytes(buf[ex.remaining :]))
+            except Exception:  # noqa: BLE001 - the blocking code raises it from the same bytes
+                return True
+            ex.remaining = len(buf)
+            return bool(ex.decoder.done)
+        if ex.remaining:
+            return len(buf) >= ex.remaining
+        return False
+
+    @staticmethod
+    def _may_end_head(ex: Exchange, conn: Any) -> bool:
+        """Parse again only when the new bytes may end the head (a blank line) or pass a
+        bound, so a head trickled in small pieces is not scanned once per piece: each byte is
+        looked at a bounded number of times."""
+        buf = ex.buf
+        seen = ex.remaining  # in the head state: how much was looked at before
+        ex.remaining = len(buf)
+        if (
+            buf.find(b"\n\r\n", max(seen - 2, 0)) >= 0
+            or buf.find(b"\n\n", max(seen - 1, 0)) >= 0
+            or len(buf) >= conn.max_head_bytes
+        ):
+            return True
+        newline = buf.rfind(b"\n", seen)
+        if newline >= 0:
+            ex.line_start = newline + 1
+        return bool(len(buf) - ex.line_start > conn.max_line_bytes)
+
+    # --- ending -----------------------------------------------------------------------------
+    def _complete(self, ex: Exchange) -> None:
+        """Everything read: hand the bytes to the connection for the blocking code."""
+        self._unwatch(ex)
+        ex.conn._rest = bytes(ex.buf)
+        ex.buf = bytearray()
+        self._finish(ex)
+
+    def _fail(self, ex: Exchange, error: BaseException, sending: bool = False) -> None:
+        """A read (or write) failed: the bytes read so far, then the error, for the blocking
+        code to meet in that order."""
+        self._unwatch(ex)
+        conn = ex.conn
+        conn._rest = bytes(ex.buf)
+        ex.buf = bytearray()
+        conn.reusable = False
+        conn.sock = FailedSocket(conn.sock, error)
+        if sending:
+            conn.sent_ahead = False  # request() meets the error at its send
+        self._finish(ex)
+
+    def _finish(self, ex: Exchange) -> None:
+        ex.state = _DONE
+        self._active.discard(ex)
+        self._done.append(ex)
+
+    def cancel(self, ex: Exchange) -> None:
+        """Stop ``ex``: its connection is closed (a dial in progress is closed when it ends).
+        It is handed back by :meth:`poll` like any other."""
+        if ex.state == _DONE or ex.cancelled:
+            return
+        if ex.state == _DIALING:
+            with self._dial_lock:
+                ex.cancelled = True
+                if ex in self._dialed:  # dialed, not yet taken: closed here
+                    self._dialed.remove(ex)
+                    ex.conn.close()
+                elif ex.future is not None and ex.future.cancel():
+                    ex.conn.close()  # never started: nothing opened, a cap token maybe held
+                else:
+                    ex.dialing = True  # the worker closes it when its dial ends
+            self._active.discard(ex)
+            ex.state = _DONE
+            return
+        ex.cancelled = True
+        self._unwatch(ex)
+        ex.conn.close()
+        self._finish(ex)
+
+    def close(self) -> None:
+        """Cancel everything in flight and release the poller and the dial threads."""
+        if self._closed:
+            return
+        for ex in list(self._active):
+            self.cancel(ex)
+        if self._dialer is not None:
+            # Never waits for a dial: a cancelled one is closed by its worker (_run_dial).
+            self._dialer.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        self._poller.close()
+        self._wake_r.close()
+        self._wake_w.close()

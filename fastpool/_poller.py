@@ -1,0 +1,89 @@
+"""The loop's readiness poller: epoll itself where there is one, else :mod:`selectors` in
+epoll's shape.
+
+On Linux the loop calls ``select.epoll`` directly: the selectors wrapper costs more than the
+system calls it wraps (a register and unregister per request, and a key object per event). On
+macOS (kqueue), Windows (select) and elsewhere, :class:`SelectorPoller` gives the selectors
+default the same four methods and epoll's event bits.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import selectors
+from typing import Any
+
+__all__ = ("READ", "WRITE", "SelectorPoller", "new_poller", "poll_timeout")
+
+#: epoll's (and poll's) bits: readable, writable. Any other bit (an error, a hang-up) means
+#: both, as selectors reads them.
+READ = 0x001
+WRITE = 0x004
+
+
+def new_poller() -> Any:
+    """``select.epoll()`` on Linux, else a :class:`SelectorPoller`."""
+    if hasattr(select, "epoll"):
+        return select.epoll()
+    return SelectorPoller()
+
+
+#: The longest single wait, in milliseconds: epoll takes an int of them (about 24.8 days at
+#: most). A longer timer only means another wait after this one.
+_LONGEST_WAIT_MS = 86_400_000
+
+
+def poll_timeout(timeout: float | None) -> float | None:
+    """A wait in seconds for ``poll``: None (no limit), 0 for a negative one (epoll would read
+    it as "forever"), else rounded up to epoll's millisecond (a timer due in 0.3 ms must not
+    turn into a zero wait and a busy loop until it is due; selectors does the same), and at
+    most a day."""
+    if timeout is None:
+        return None
+    if not timeout > 0:
+        return 0.0
+    return min(math.ceil(timeout * 1e3), _LONGEST_WAIT_MS) * 1e-3
+
+
+class SelectorPoller:
+    """``selectors.DefaultSelector`` behind epoll's methods, by file descriptor."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    @staticmethod
+    def _selector_events(events: int) -> int:
+        return (selectors.EVENT_READ if events & READ else 0) | (
+            selectors.EVENT_WRITE if events & WRITE else 0
+        )
+
+    def register(self, fd: int, events: int) -> None:
+        """Watch ``fd`` for ``events`` (``READ``, ``WRITE``)."""
+        self._selector.register(fd, self._selector_events(events))
+
+    def modify(self, fd: int, events: int) -> None:
+        """Watch ``fd`` for other ``events``."""
+        self._selector.modify(fd, self._selector_events(events))
+
+    def unregister(self, fd: int) -> None:
+        """Stop watching ``fd``."""
+        self._selector.unregister(fd)
+
+    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        """Wait up to ``timeout`` seconds (None: no limit); ``(fd, events)`` of the ready."""
+        ready = self._selector.select(timeout)
+        return [
+            (
+                key.fd,
+                (READ if events & selectors.EVENT_READ else 0)
+                | (WRITE if events & selectors.EVENT_WRITE else 0),
+            )
+            for key, events in ready
+        ]
+
+    def close(self) -> None:
+        """Release the selector."""
+        self._selector.close()

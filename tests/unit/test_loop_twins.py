@@ -1,0 +1,358 @@
+"""The multiplexed loop's two twins (``_loop_c`` and ``_loop_py``), each driven directly over
+socketpairs: the same scripted peers, the same expected outcomes on the connection (what the
+loop hands the blocking code: the bytes read, the request written or not, the error to meet).
+
+Everything above the loop (pools, ``map``) runs on both backends in the rest of the suite;
+this file holds each twin to the same answers one level down, whatever the build.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+TO_CLOSE = b"HTTP/1.1 200 OK\r\n\r\nuntil the end"
+
+
+@pytest.fixture(params=["python", "cython"])
+def twin(request: pytest.FixtureRequest) -> Any:
+    name = "fastpool._loop_py" if request.param == "python" else "fastpool._loop_c"
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pytest.skip("no compiled loop in this build")
+
+
+class Conn:
+    """What the loop reads and sets on a connection (fastpool.connection's attribute names)."""
+
+    max_head_bytes = 65536
+    max_headers = 100
+    max_line_bytes = 8192
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self._rest = b""
+        self._sock_timeout: object = None
+        self.sent_ahead = False
+        self.reusable = True
+        self.dial_error: BaseException | None = None
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Conn, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(5)
+    conn = Conn(ours)
+    yield conn, theirs
+    theirs.close()
+    if conn.sock is not None:
+        conn.sock.close()
+
+
+def run(loop: Any, *exchanges: Any, seconds: float = 5.0) -> list[Any]:
+    """Poll until every exchange has ended (bounded in time); the order they ended in."""
+    ended: list[Any] = []
+    deadline = time.monotonic() + seconds
+    while len(ended) < len(exchanges):
+        assert time.monotonic() < deadline, "the loop did not end its exchanges"
+        ended += loop.poll(0.05)
+    return ended
+
+
+def serve(theirs: socket.socket, *pieces: bytes, pause: float = 0.0, close: bool = False) -> None:
+    """Read the request, then send ``pieces`` (``pause`` apart), then maybe close."""
+
+    def answer() -> None:
+        got = b""
+        while not got.endswith(b"\r\n\r\n"):
+            got += theirs.recv(4096)
+        for piece in pieces:
+            theirs.sendall(piece)
+            if pause:
+                time.sleep(pause)
+        if close:
+            theirs.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=answer, daemon=True).start()
+
+
+@pytest.mark.parametrize(
+    ("answer", "close"),
+    [(OK, False), (CHUNKED, False), (TO_CLOSE, True)],
+    ids=["length", "chunked", "to-close"],
+)
+def test_a_whole_answer_is_handed_to_the_connection(twin, pair, answer, close) -> None:
+    conn, theirs = pair
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0, tag="mine")
+    serve(theirs, answer[:20], answer[20:], pause=0.02, close=close)
+    loop.start(ex)
+    assert len(loop) == 1
+    assert run(loop, ex) == [ex]
+    assert len(loop) == 0
+    assert conn._rest == answer
+    assert conn.sent_ahead is True and conn.reusable is True
+    assert ex.tag == "mine" and ex.error is None
+    assert conn.sock.gettimeout() == 0.0  # left non-blocking: the blocking code sets it again
+    loop.close()
+
+
+def test_head_only_stops_at_the_blank_line(twin, pair) -> None:
+    conn, theirs = pair
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0, read_body=False)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+    serve(theirs, head)
+    loop.start(ex)
+    run(loop, ex)
+    assert conn._rest == head
+    loop.close()
+
+
+def test_a_silent_peer_times_out_where_the_blocking_code_meets_it(twin, pair) -> None:
+    conn, theirs = pair
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=0.2)
+    serve(theirs, b"HTTP/1.1 200 OK\r\n")  # then nothing
+    began = time.monotonic()
+    loop.start(ex)
+    run(loop, ex)
+    assert 0.15 < time.monotonic() - began < 3
+    assert conn._rest == b"HTTP/1.1 200 OK\r\n"
+    assert conn.reusable is False
+    with pytest.raises(socket.timeout):
+        conn.sock.recv(1)  # the stand-in raises the timeout at the next receive
+    loop.close()
+
+
+def test_a_reset_mid_body_is_left_for_the_next_receive(twin) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        theirs, _ = server.accept()
+    conn = Conn(ours)
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
+    loop.start(ex)
+    theirs.settimeout(5)
+    theirs.recv(4096)
+    theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort")
+    time.sleep(0.05)
+    # Linger 0: the close is a reset, not an end of stream.
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    theirs.close()
+    run(loop, ex)
+    assert conn._rest.endswith(b"short")  # the bytes read first, then the error
+    assert conn.reusable is False
+    with pytest.raises(ConnectionResetError):
+        conn.sock.recv(1)
+    conn.sock.close()
+    loop.close()
+
+
+def test_a_malformed_head_ends_the_exchange_for_the_parser_to_refuse(twin, pair) -> None:
+    conn, theirs = pair
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
+    bad = b"HTTP/1.1 200 OK\r\nBad\x01Header: x\r\n\r\n"
+    serve(theirs, bad)
+    loop.start(ex)
+    run(loop, ex)
+    assert conn._rest == bad  # the same bytes the blocking parser raises on
+    loop.close()
+
+
+def test_a_reused_connection_closed_before_any_answer_is_replayed_once(twin, pair) -> None:
+    conn, theirs = pair
+    loop = twin.Loop()
+    fresh: list[socket.socket] = []
+
+    def dial(c: Conn) -> None:
+        ours, peer = socket.socketpair()
+        fresh.append(peer)
+        c.sock = ours
+        serve(peer, OK)
+
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0, dial=dial, replay=True)
+    theirs.close()  # the server closed the idle connection
+    loop.start(ex)
+    run(loop, ex)
+    assert isinstance(ex.replayed, (ConnectionError, OSError))
+    assert conn._rest == OK and conn.closed == 1
+    for peer in fresh:
+        peer.close()
+    loop.close()
+
+
+def test_a_dial_error_is_left_for_connect(twin) -> None:
+    conn = Conn(None)
+    loop = twin.Loop(dial_workers=1)
+
+    def dial(c: Conn) -> None:
+        raise ConnectionRefusedError("refused")
+
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0, dial=dial)
+    loop.start(ex)
+    run(loop, ex)
+    assert isinstance(ex.error, ConnectionRefusedError)
+    assert conn.dial_error is ex.error
+    loop.close()
+
+
+def test_cancel_closes_the_connection_and_hands_the_exchange_back(twin, pair) -> None:
+    conn, _theirs = pair
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
+    loop.start(ex)
+    loop.cancel(ex)
+    assert ex.cancelled is True and conn.closed == 1
+    assert loop.poll(0) == [ex] and len(loop) == 0
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.start(twin.Exchange(Conn(None), "GET", REQUEST, read_timeout=1.0))
+
+
+def test_many_in_flight_end_independently(twin) -> None:
+    loop = twin.Loop()
+    pairs = [socket.socketpair() for _ in range(50)]
+    exchanges = []
+    for i, (ours, theirs) in enumerate(pairs):
+        body = str(i).encode()
+        serve(theirs, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        ex = twin.Exchange(Conn(ours), "GET", REQUEST, read_timeout=5.0, tag=i)
+        exchanges.append(ex)
+        loop.start(ex)
+    run(loop, *exchanges)
+    for ex in exchanges:
+        assert ex.conn._rest.endswith(b"\r\n\r\n" + str(ex.tag).encode())
+    loop.close()
+    for ours, theirs in pairs:
+        ours.close()
+        theirs.close()
+
+
+def test_bad_arguments(twin) -> None:
+    with pytest.raises(ValueError, match="dial_workers"):
+        twin.Loop(dial_workers=0)
+    loop = twin.Loop()
+    with pytest.raises(ValueError, match="needs a dial"):
+        loop.start(twin.Exchange(Conn(None), "GET", REQUEST, read_timeout=1.0))
+    loop.close()
+
+
+# --- edges: a hostile Content-Length, a socket closed behind the loop, extreme waits ------
+
+
+def test_a_content_length_at_the_limit_ends_at_eof_in_both_twins(twin) -> None:
+    # The parser accepts any Content-Length up to 2**63 - 1; head length + that overflows the
+    # compiled Exchange.remaining (Py_ssize_t). The pure twin reads to EOF and hands the bytes
+    # to the blocking code (which reports the short body as one result); the compiled one
+    # raised OverflowError out of poll(), ending the whole map (Session.map re-raises it).
+    ours, theirs = socket.socketpair()
+    conn = Conn(ours)
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\nabc"
+
+    def serve() -> None:
+        try:
+            theirs.recv(4096)
+            theirs.sendall(answer)
+            theirs.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the test ended first
+
+    threading.Thread(target=serve, daemon=True).start()
+    loop.start(ex)
+    try:
+        assert run(loop, ex) == [ex]
+        assert conn._rest == answer
+    finally:
+        loop.close()
+        ours.close()
+        theirs.close()
+
+
+def test_a_socket_closed_behind_the_loop_times_out_as_with_selectors(twin) -> None:
+    # A watched socket closed outside the loop: epoll drops it silently, so the exchange
+    # meets its read timeout; unregistering the closed descriptor then raised EBADF out of
+    # poll() (selectors' unregister swallowed it: the old loop handed the exchange back).
+    ours, theirs = socket.socketpair()
+    conn = Conn(ours)
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=0.2)
+    loop.start(ex)
+    ours.close()
+    try:
+        assert run(loop, ex, seconds=3) == [ex]
+        assert conn.reusable is False
+    finally:
+        loop.close()
+        theirs.close()
+
+
+def test_a_read_timeout_past_epolls_range_still_waits(twin) -> None:
+    # epoll_wait takes an int of milliseconds (about 24.8 days at most): a read timeout (or a
+    # map deadline) beyond it raised OverflowError from poll(). Session.get accepts it.
+    ours, theirs = socket.socketpair()
+    conn = Conn(ours)
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=1e7)
+
+    def serve() -> None:
+        try:
+            theirs.recv(4096)
+            time.sleep(0.2)
+            theirs.sendall(OK)
+        except OSError:
+            pass  # the test ended first
+
+    threading.Thread(target=serve, daemon=True).start()
+    loop.start(ex)
+    try:
+        ended: list[Any] = []
+        deadline = time.monotonic() + 5
+        while not ended and time.monotonic() < deadline:
+            ended = loop.poll(None)  # as multi does with nothing else to wake for
+        assert ended == [ex] and conn._rest == OK
+    finally:
+        loop.close()
+        ours.close()
+        theirs.close()
+
+
+def test_a_negative_poll_timeout_does_not_block(twin) -> None:
+    # selectors (and SelectorPoller, off Linux) treat a negative wait as zero; epoll.poll
+    # treats it as forever. multi clamps at 0, but the Loop's own contract differs by OS.
+    ours, theirs = socket.socketpair()
+    loop = twin.Loop()
+    ex = twin.Exchange(Conn(ours), "GET", REQUEST, read_timeout=None)
+    loop.start(ex)
+    timer = threading.Timer(1.0, lambda: theirs.sendall(OK))  # ends the wait either way
+    timer.start()
+    try:
+        began = time.monotonic()
+        loop.poll(-1)
+        assert time.monotonic() - began < 0.5
+    finally:
+        timer.join()
+        loop.close()
+        ours.close()
+        theirs.close()
