@@ -10,6 +10,7 @@ path's). The GIL is released while the poller waits.
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import collections
+import functools
 import heapq
 import os
 import socket
@@ -157,7 +158,7 @@ cdef class Loop:
         self._dial_workers = dial_workers
         self._dialer = None
         self._dialed = collections.deque()
-        self._dial_lock = threading.Lock()
+        self._dial_lock = threading.RLock()  # reentrant: see the pure twin
         self._timers = []
         self._seq = 0
         self._active = set()
@@ -188,6 +189,15 @@ cdef class Loop:
             if address is not None:
                 self._connect(ex, address)
                 return
+            lookup = ex.conn.loop_dial_lookup()
+            if lookup is not None:
+                ex.state = _DIALING
+                ex.future = lookup
+                lookup.add_done_callback(functools.partial(self._looked_up, ex))
+                return
+        self._dial_in_worker(ex)
+
+    cdef _dial_in_worker(self, Exchange ex):
         if self._dialer is None:
             self._dialer = ThreadPoolExecutor(
                 self._dial_workers, thread_name_prefix="fastpool-dial"
@@ -195,12 +205,19 @@ cdef class Loop:
         ex.state = _DIALING
         ex.future = self._dialer.submit(self._run_dial, ex, ex.conn)
 
+    def _looked_up(self, Exchange ex, future):
+        # In the resolver's thread (see the pure twin).
+        self._hand_back(ex, ex.conn)
+
     def _run_dial(self, Exchange ex, conn):
         # In a worker thread (see the pure twin).
         try:
             ex.dial(conn)
         except BaseException as e:
             ex.error = e
+        self._hand_back(ex, conn)
+
+    def _hand_back(self, Exchange ex, conn):
         with self._dial_lock:
             if ex.cancelled:
                 conn.close()
@@ -327,8 +344,18 @@ cdef class Loop:
             if ex.error is not None:
                 ex.conn.dial_error = ex.error
                 self._finish(ex)
+            elif ex.conn.sock is None:
+                self._after_lookup(ex)
             else:
                 self._begin_send(ex)
+
+    cdef _after_lookup(self, Exchange ex):
+        lookup, ex.future = ex.future, None
+        infos = None if lookup.cancelled() or lookup.exception() else lookup.result()
+        if infos is not None and len(infos) == 1:
+            self._connect(ex, infos[0])
+        else:
+            self._dial_in_worker(ex)
 
     # --- timers -----------------------------------------------------------------------------
     cdef _arm(self, Exchange ex):

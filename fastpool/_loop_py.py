@@ -27,6 +27,7 @@ Nothing here knows pools or requests: :mod:`fastpool.multi` drives it.
 from __future__ import annotations
 
 import collections
+import functools
 import heapq
 import os
 import socket
@@ -168,7 +169,9 @@ class Loop:
         self._dial_workers = dial_workers
         self._dialer: ThreadPoolExecutor | None = None
         self._dialed: collections.deque[Exchange] = collections.deque()
-        self._dial_lock = threading.Lock()  # a dial's end against its cancellation
+        # a dial's end against its cancellation; reentrant: cancelling a lookup's Future runs
+        # its callback (_looked_up) at once, in the cancelling thread
+        self._dial_lock = threading.RLock()
         self._timers: list[tuple[float, int, Exchange]] = []
         self._seq = 0
         self._active: set[Exchange] = set()
@@ -199,12 +202,27 @@ class Loop:
             if address is not None:
                 self._connect(ex, address)
                 return
+            lookup = ex.conn.loop_dial_lookup()
+            if lookup is not None:
+                # The resolver asks; the loop goes on, and takes the answer up when it comes.
+                ex.state = _DIALING
+                ex.future = lookup
+                lookup.add_done_callback(functools.partial(self._looked_up, ex))
+                return
+        self._dial_in_worker(ex)
+
+    def _dial_in_worker(self, ex: Exchange) -> None:
         if self._dialer is None:
             self._dialer = ThreadPoolExecutor(
                 self._dial_workers, thread_name_prefix="fastpool-dial"
             )
         ex.state = _DIALING
         ex.future = self._dialer.submit(self._run_dial, ex, ex.conn)
+
+    def _looked_up(self, ex: Exchange, future: Any) -> None:
+        # In the resolver's thread (this one for an answer that was there, or a cancel): the
+        # loop takes the exchange up again in _take_dialed.
+        self._hand_back(ex, ex.conn)
 
     def _run_dial(self, ex: Exchange, conn: Any) -> None:
         # In a worker thread, on its own reference to the connection: a cancel may hand the
@@ -214,10 +232,14 @@ class Loop:
             ex.dial(conn)
         except BaseException as e:  # noqa: B036, BLE001 - raised in the loop thread instead
             ex.error = e
+        self._hand_back(ex, conn)
+
+    def _hand_back(self, ex: Exchange, conn: Any) -> None:
+        """A dial (or a lookup) ended in another thread: queue ``ex`` for the loop and wake it."""
         with self._dial_lock:
             if ex.cancelled:
                 # Left while dialing (the slot was given back already): close what the dial
-                # opened, here, so close() never waits for a dial.
+                # opened (and a cap's token), here, so close() never waits for a dial.
                 conn.close()
                 return
             self._dialed.append(ex)
@@ -342,8 +364,21 @@ class Loop:
             if ex.error is not None:
                 ex.conn.dial_error = ex.error  # the blocking code raises it at its connect()
                 self._finish(ex)
+            elif ex.conn.sock is None:
+                self._after_lookup(ex)
             else:
                 self._begin_send(ex)
+
+    def _after_lookup(self, ex: Exchange) -> None:
+        """The resolver answered: the loop dials one address itself. Several (to race), or an
+        error, go to a worker, whose connect resolves again from the cache and races them, or
+        raises the error as one request does."""
+        lookup, ex.future = ex.future, None
+        infos = None if lookup.cancelled() or lookup.exception() else lookup.result()
+        if infos is not None and len(infos) == 1:
+            self._connect(ex, infos[0])
+        else:
+            self._dial_in_worker(ex)
 
     # --- timers -----------------------------------------------------------------------------
     def _arm(self, ex: Exchange) -> None:

@@ -43,7 +43,7 @@ from ._http11 import (
 )
 from ._thirdparty import ProxyConfig
 from .exceptions import IncompleteResponseError
-from .resolver import HAPPY_EYEBALLS_DELAY, happy_eyeballs_order
+from .resolver import HAPPY_EYEBALLS_DELAY, Resolver, happy_eyeballs_order
 from .tls import (
     TLS_SETTINGS,
     build_ssl_context,
@@ -373,25 +373,30 @@ class HTTPConnection:
         self.head_refused = False
 
     # --- a dial the multiplexed loop drives itself (fastpool._loop) ---------------------------
+    def _loop_may_dial(self) -> bool:
+        """Whether the multiplexed loop may dial this connection itself: not through a proxy,
+        and not under a global cap whose token must be waited for."""
+        return (
+            self.proxy is None
+            and self._tunnel_host is None
+            and self.dial_error is None
+            and (self._limiter is None or self._has_token)
+        )
+
     def loop_dial_address(self) -> Any:
         """The one address the multiplexed loop may dial itself, in its own thread (a
         non-blocking connect, then the TLS handshake), or None when the dial must run whole
-        in a worker, as :meth:`connect`: through a proxy, under a global cap whose token is
-        not held yet, to a name not in the resolver's cache (or with no resolver), or to
-        several addresses (Happy Eyeballs races them in the worker)."""
-        if (
-            self.proxy is not None
-            or self._tunnel_host is not None
-            or self.dial_error is not None
-            or (self._limiter is not None and not self._has_token)
-        ):
+        in a worker, as :meth:`connect`, or after a lookup (:meth:`loop_dial_lookup`): through
+        a proxy, under a global cap whose token is not held yet, to a name with no fresh
+        answer in fastpool's Resolver (or with no such resolver), or to several addresses
+        (Happy Eyeballs races them in the worker)."""
+        if not self._loop_may_dial():
             return None
         host = self.host.strip("[]")
-        if self.resolver is not None:
-            # fastpool's Resolver answers from its cache without blocking; another one (any
-            # object with resolve()) is asked in the worker
-            cached = getattr(self.resolver, "cached", None)
-            infos = cached(host, self.port) if cached is not None else None
+        if isinstance(self.resolver, Resolver):
+            infos = self.resolver.cached(host, self.port)
+        elif self.resolver is not None:
+            return None  # another resolver (any object with resolve()): asked in the worker
         else:
             try:
                 infos = socket.getaddrinfo(
@@ -402,6 +407,14 @@ class HTTPConnection:
         if not infos or len(infos) != 1:
             return None
         return infos[0]
+
+    def loop_dial_lookup(self) -> Any:
+        """A Future of the addresses of a name fastpool's Resolver must ask for (its
+        ``submit()``: the loop goes on meanwhile), or None: no such resolver, or a dial that
+        runs whole in a worker anyway."""
+        if not self._loop_may_dial() or not isinstance(self.resolver, Resolver):
+            return None
+        return self.resolver.submit(self.host.strip("[]"), self.port)
 
     def loop_dial_start(self, address: Any) -> socket.socket:
         """Start the loop's dial to ``address``: a non-blocking socket (it is ``sock`` from

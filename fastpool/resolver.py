@@ -277,9 +277,7 @@ class Resolver:
                 self._finish(key, flight, _as_gaierror(exc, host))
         return future
 
-    def cached(
-        self, host: str, port: int, family: int = socket.AF_UNSPEC
-    ) -> list[AddrInfo] | None:
+    def cached(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[AddrInfo] | None:
         """Non-blocking and asking nothing: what :meth:`resolve` would return at once (an IP
         literal, or a fresh answer in the cache, counted as a hit), else None: a name not in
         the cache, an expired or a negative entry (nothing is counted; :meth:`resolve` asks or

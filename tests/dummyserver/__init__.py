@@ -14,6 +14,8 @@
 - :mod:`.oneshot`: :class:`~.oneshot.OneShotServer`, one fixed payload per connection, then
   close (the differential fuzz against stock requests).
 - :mod:`.tls`: the server-side TLS contexts (trustme).
+- :mod:`.addresses`: addresses for dial tests (a blackhole whose connect hangs, a refused
+  port, a plain accepting server, a made-up name that resolves to chosen addresses).
 
 Only the standard library is used (plus ``brotli``/``zstandard`` for those routes when
 installed, and trustme for the TLS material). The fixtures in ``tests/conftest.py`` start and

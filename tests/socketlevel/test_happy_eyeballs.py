@@ -13,12 +13,9 @@ Wall-clock bounds are loose (3-5x): the machine is shared and loaded.
 
 from __future__ import annotations
 
-import gc
-import os
-import selectors
+import functools
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +23,16 @@ from typing import Any
 import pytest
 import requests
 import urllib3
+from dummyserver.addresses import (
+    Addr,
+    Blackhole,
+    Hosts,
+    Refused,
+    Server,
+    closed_after,
+    fds,
+    resolve_name,
+)
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 import fastpool
@@ -33,11 +40,6 @@ from fastpool.connection import HTTPConnection
 from fastpool.resolver import HAPPY_EYEBALLS_DELAY
 
 NAME = "dual.test"  # the made-up name every test resolves
-Addr = tuple[Any, ...]
-
-
-def _family(addr: Addr) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
 
 
 def _has_ipv6_loopback() -> bool:
@@ -50,129 +52,6 @@ def _has_ipv6_loopback() -> bool:
 
 
 needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1 here")
-
-
-def _fds() -> set[str]:
-    """The descriptors open now. Tests compare sets, not counts: another thread (a server of
-    an earlier test, a finalizer) may close a descriptor of its own meanwhile, and only the
-    ones this test opened and left open are a leak."""
-    gc.collect()  # sockets an earlier test dropped are closed now, not during this one
-    return set(os.listdir("/proc/self/fd"))
-
-
-class Server:
-    """A tiny HTTP/1.1 server on ``(host, 0)``: answers every GET with 200 and its own name,
-    counts ``accepted`` connections, ``requests`` and ``empty`` connections (closed by the client
-    without a request), and the ``peers`` it saw."""
-
-    def __init__(self, host: str, name: str | None = None) -> None:
-        self.name = (name or host).encode()
-        self.listener = socket.socket(_family((host,)))
-        self.listener.bind((host, 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.05)
-        self.addr: Addr = self.listener.getsockname()
-        self.accepted = self.requests = self.empty = self.live = 0
-        self.peers: list[Addr] = []
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while not self.stopping:
-            try:
-                conn, peer = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            with self.lock:
-                self.accepted += 1
-                self.live += 1
-                self.peers.append(peer)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        answered = 0
-        conn.settimeout(10)
-        buffer = b""
-        try:
-            while not self.stopping:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                _, _, buffer = buffer.partition(b"\r\n\r\n")
-                answered += 1
-                with self.lock:
-                    self.requests += 1
-                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(self.name)}\r\n\r\n"
-                conn.sendall(head.encode() + self.name)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            with self.lock:
-                self.live -= 1
-                if not answered:
-                    self.empty += 1
-
-    def wait_accepted(self, n: int, seconds: float = 5.0) -> None:
-        """Until ``n`` connections were accepted."""
-        deadline = time.monotonic() + seconds
-        while self.accepted < n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self.accepted >= n
-
-    def wait_idle(self, accepted: int = 0, seconds: float = 5.0) -> None:
-        """Until ``accepted`` connections were accepted and every one ended (the client closed
-        it): the server holds no socket then."""
-        self.wait_accepted(accepted, seconds)
-        deadline = time.monotonic() + seconds
-        while self.live and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self.live == 0
-
-    def close(self) -> None:
-        self.stopping = True
-        for thread in self.threads:
-            thread.join(5)
-        self.listener.close()
-
-
-class Blackhole:
-    """An address whose connect hangs: ``listen(0)``, accept queue filled and never accepted."""
-
-    def __init__(self, host: str) -> None:
-        family = _family((host,))
-        self.listener = socket.socket(family)
-        self.listener.bind((host, 0))
-        self.listener.listen(0)
-        self.addr: Addr = self.listener.getsockname()
-        self.fillers: list[socket.socket] = []
-        with selectors.DefaultSelector() as selector:
-            for _ in range(64):
-                filler = socket.socket(family)
-                filler.setblocking(False)
-                filler.connect_ex(self.addr)
-                self.fillers.append(filler)
-                selector.register(filler, selectors.EVENT_WRITE)
-                if not selector.select(0.3):
-                    # This one's SYN was dropped: the queue is full. Only the queued fillers
-                    # stay, so that draining the queue accepts exactly them.
-                    selector.unregister(filler)
-                    self.fillers.pop().close()
-                    break
-                selector.unregister(filler)
-            else:
-                raise AssertionError("listen(0) never stopped answering SYNs here")
-
-    def close(self) -> None:
-        for filler in self.fillers:
-            filler.close()
-        self.listener.close()
 
 
 def drain(holes: list[Blackhole], seconds: float) -> list[int]:
@@ -194,43 +73,11 @@ def drain(holes: list[Blackhole], seconds: float) -> list[int]:
     return accepted
 
 
-class Refused:
-    """An address that refuses connections: bound (so nobody else takes the port), not listening."""
-
-    def __init__(self, host: str) -> None:
-        self.sock = socket.socket(_family((host,)))
-        self.sock.bind((host, 0))
-        self.addr: Addr = self.sock.getsockname()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class Hosts:
-    """A duck-typed resolver: ``NAME`` -> the given socket addresses, in that order (each with
-    its own port); any other name -> getaddrinfo."""
-
-    def __init__(self, *addrs: Addr) -> None:
-        self.addrs = addrs
-        self.calls = 0
-
-    def infos(self) -> list[tuple[Any, ...]]:
-        return [(_family(a), socket.SOCK_STREAM, socket.IPPROTO_TCP, "", a) for a in self.addrs]
-
-    def resolve(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[Any]:
-        self.calls += 1
-        if host == NAME:
-            return self.infos()
-        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-
-
 @pytest.fixture
 def closing() -> Iterator[list[Any]]:
     """A list of things to close after the test (servers, blackholes, refused ports)."""
-    things: list[Any] = []
-    yield things
-    for thing in reversed(things):
-        thing.close()
+    with closed_after() as things:
+        yield things
 
 
 @pytest.fixture
@@ -281,8 +128,8 @@ def test_the_default_attempt_delay_is_rfc_8305s() -> None:
 def test_the_second_address_wins_after_the_attempt_delay_when_the_first_hangs(make: Any) -> None:
     hole = make(Blackhole, "127.0.0.1")
     good = make(Server, "127.0.0.2")
-    before = _fds()
-    conn, took = timed_dial(Hosts(hole.addr, good.addr), timeout=10.0)
+    before = fds()
+    conn, took = timed_dial(Hosts(NAME, hole.addr, good.addr), timeout=10.0)
     assert peer(conn) == good.addr
     # the second attempt started after the delay, and long before the 10 s connect timeout
     assert HAPPY_EYEBALLS_DELAY * 0.8 <= took < 2.5
@@ -291,10 +138,10 @@ def test_the_second_address_wins_after_the_attempt_delay_when_the_first_hangs(ma
     assert conn.sock.getblocking() and conn.sock.gettimeout() == 10.0
     assert conn._sock_timeout == 10.0
     good.wait_accepted(1)
-    assert len(_fds() - before) == 2  # the winner and its server side: the hanging attempt closed
+    assert len(fds() - before) == 2  # the winner and its server side: the hanging attempt closed
     conn.close()
     good.wait_idle(1)
-    assert _fds() - before == set()
+    assert fds() - before == set()
     assert (good.accepted, good.empty) == (1, 1)
 
 
@@ -302,7 +149,7 @@ def test_a_refused_first_address_fails_over_at_once(make: Any) -> None:
     refused = make(Refused, "127.0.0.1")
     good = make(Server, "127.0.0.2")
     # An attempt delay of 5 s: only the failure can have started the second attempt early.
-    conn, took = timed_dial(Hosts(refused.addr, good.addr), happy_eyeballs_delay=5.0)
+    conn, took = timed_dial(Hosts(NAME, refused.addr, good.addr), happy_eyeballs_delay=5.0)
     assert peer(conn) == good.addr
     assert took < 2.0
     conn.close()
@@ -310,27 +157,27 @@ def test_a_refused_first_address_fails_over_at_once(make: Any) -> None:
 
 def test_every_address_hanging_is_a_connect_timeout_at_about_the_timeout(make: Any) -> None:
     holes = [make(Blackhole, f"127.0.0.{i}") for i in (1, 2, 3)]
-    before = _fds()
+    before = fds()
     start = time.monotonic()
     with pytest.raises(ConnectTimeoutError) as info:
-        dial(Hosts(*(h.addr for h in holes)), timeout=1.0)
+        dial(Hosts(NAME, *(h.addr for h in holes)), timeout=1.0)
     took = time.monotonic() - start
     assert 0.9 <= took < 4.0  # the timeout bounds the whole race, not each attempt
     assert info.value.args[1] == f"Connection to {NAME} timed out. (connect timeout=1.0)"
     assert isinstance(info.value.__cause__, socket.timeout)
-    assert _fds() - before == set()
+    assert fds() - before == set()
 
 
 def test_every_address_refusing_is_a_new_connection_error_with_the_last_error(make: Any) -> None:
     refused = [make(Refused, f"127.0.0.{i}") for i in (1, 2, 3)]
-    before = _fds()
+    before = fds()
     with pytest.raises(NewConnectionError) as info:
-        dial(Hosts(*(r.addr for r in refused)))
+        dial(Hosts(NAME, *(r.addr for r in refused)))
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
     assert str(info.value).endswith(
         "Failed to establish a new connection: [Errno 111] Connection refused"
     )
-    assert _fds() - before == set()
+    assert fds() - before == set()
 
 
 def test_refused_then_hanging_is_a_timeout_and_hanging_then_refused_waits_for_the_hang(
@@ -340,31 +187,31 @@ def test_refused_then_hanging_is_a_timeout_and_hanging_then_refused_waits_for_th
     hole = make(Blackhole, "127.0.0.2")
     for order in ((refused.addr, hole.addr), (hole.addr, refused.addr)):
         with pytest.raises(ConnectTimeoutError):
-            dial(Hosts(*order), timeout=0.6)
+            dial(Hosts(NAME, *order), timeout=0.6)
 
 
 def test_losers_are_closed_at_once_and_never_reach_their_server(make: Any) -> None:
     holes = [make(Blackhole, f"127.0.0.{i}") for i in (1, 2)]
     good = make(Server, "127.0.0.3")
-    before = _fds()
-    conn = dial(Hosts(holes[0].addr, holes[1].addr, good.addr), happy_eyeballs_delay=0.05)
+    before = fds()
+    conn = dial(Hosts(NAME, holes[0].addr, holes[1].addr, good.addr), happy_eyeballs_delay=0.05)
     assert peer(conn) == good.addr
     good.wait_accepted(1)
-    assert len(_fds() - before) == 2
+    assert len(fds() - before) == 2
     # An attempt left open would retransmit its SYN (after about 1 s) and be accepted once
     # the queue has room: drain the queues and wait past the retransmission.
     assert drain(holes, 2.5) == [len(h.fillers) for h in holes]
     conn.close()
     good.wait_idle(1)
     assert (good.accepted, good.requests) == (1, 0)
-    assert _fds() - before == set()
+    assert fds() - before == set()
 
 
 def test_a_loser_that_connected_too_is_closed_at_once(make: Any) -> None:
     # An attempt delay of 0 starts every attempt at once: both connect, one wins.
     servers = [make(Server, "127.0.0.2"), make(Server, "127.0.0.3")]
-    before = _fds()
-    conn = dial(Hosts(*(s.addr for s in servers)), happy_eyeballs_delay=0.0)
+    before = fds()
+    conn = dial(Hosts(NAME, *(s.addr for s in servers)), happy_eyeballs_delay=0.0)
     winner = next(s for s in servers if s.addr == peer(conn))
     conn.request("GET", "/")
     head = conn.read_response_head("GET")
@@ -377,7 +224,7 @@ def test_a_loser_that_connected_too_is_closed_at_once(make: Any) -> None:
     assert (winner.accepted, winner.requests) == (1, 1)
     conn.close()
     winner.wait_idle(1)
-    assert _fds() - before == set()
+    assert fds() - before == set()
 
 
 def test_a_delay_of_none_tries_the_addresses_in_turn_each_with_the_whole_timeout(
@@ -386,7 +233,9 @@ def test_a_delay_of_none_tries_the_addresses_in_turn_each_with_the_whole_timeout
     hole = make(Blackhole, "127.0.0.1")
     good = make(Server, "127.0.0.2")
     # As urllib3: the first address gets the whole connect timeout, then the next is tried.
-    conn, took = timed_dial(Hosts(hole.addr, good.addr), timeout=0.5, happy_eyeballs_delay=None)
+    conn, took = timed_dial(
+        Hosts(NAME, hole.addr, good.addr), timeout=0.5, happy_eyeballs_delay=None
+    )
     assert peer(conn) == good.addr
     assert took >= 0.45
     conn.close()
@@ -394,18 +243,18 @@ def test_a_delay_of_none_tries_the_addresses_in_turn_each_with_the_whole_timeout
 
 def test_one_address_is_dialed_as_before(make: Any) -> None:
     good = make(Server, "127.0.0.2")
-    conn = dial(Hosts(good.addr), timeout=3.0)
+    conn = dial(Hosts(NAME, good.addr), timeout=3.0)
     assert peer(conn) == good.addr
     assert conn.sock is not None and conn.sock.gettimeout() == 3.0
     conn.close()
     hole = make(Blackhole, "127.0.0.3")
     with pytest.raises(ConnectTimeoutError, match=r"timed out. \(connect timeout=0.3\)"):
-        dial(Hosts(hole.addr), timeout=0.3)
+        dial(Hosts(NAME, hole.addr), timeout=0.3)
 
 
 def test_no_address_is_a_new_connection_error() -> None:
     with pytest.raises(NewConnectionError, match="getaddrinfo returns an empty list"):
-        dial(Hosts())
+        dial(Hosts(NAME))
 
 
 # --- address families -------------------------------------------------------------------------
@@ -415,7 +264,7 @@ def test_no_address_is_a_new_connection_error() -> None:
 def test_ipv6_first_and_ipv4_refused(make: Any) -> None:
     good6 = make(Server, "::1")
     refused4 = make(Refused, "127.0.0.1")
-    conn = dial(Hosts(good6.addr, refused4.addr))
+    conn = dial(Hosts(NAME, good6.addr, refused4.addr))
     assert conn.sock is not None and conn.sock.family == socket.AF_INET6
     assert peer(conn) == good6.addr[:2]
     conn.close()
@@ -425,7 +274,7 @@ def test_ipv6_first_and_ipv4_refused(make: Any) -> None:
 def test_a_hanging_ipv6_address_falls_back_to_ipv4(make: Any) -> None:
     hole6 = make(Blackhole, "::1")
     good4 = make(Server, "127.0.0.1")
-    conn, took = timed_dial(Hosts(hole6.addr, good4.addr))
+    conn, took = timed_dial(Hosts(NAME, hole6.addr, good4.addr))
     assert peer(conn) == good4.addr
     assert took < 2.5
     conn.close()
@@ -439,7 +288,9 @@ def test_the_families_are_interleaved_before_racing(make: Any) -> None:
     holes6 = [make(Blackhole, "::1"), make(Blackhole, "::1")]
     good4 = make(Server, "127.0.0.1")
     conn = dial(
-        Hosts(holes6[0].addr, holes6[1].addr, good4.addr), timeout=1.8, happy_eyeballs_delay=1.0
+        Hosts(NAME, holes6[0].addr, holes6[1].addr, good4.addr),
+        timeout=1.8,
+        happy_eyeballs_delay=1.0,
     )
     assert peer(conn) == good4.addr
     conn.close()
@@ -460,7 +311,7 @@ def test_source_address_and_socket_options_apply_to_every_attempt(make: Any) -> 
     # An IPv4 source address: the IPv6 attempt cannot bind it and is skipped; the second
     # IPv4 address wins after the first hangs, from the source address, with the options.
     conn = dial(
-        Hosts(hole.addr, good6.addr, good4.addr),
+        Hosts(NAME, hole.addr, good6.addr, good4.addr),
         source_address=("127.0.0.5", 0),
         socket_options=options,
     )
@@ -476,7 +327,7 @@ def test_source_address_and_socket_options_apply_to_every_attempt(make: Any) -> 
     assert good6.accepted == 0
     # No address of a family the source address can bind: the bind's error is the last one.
     with pytest.raises(NewConnectionError) as info:
-        dial(Hosts(good6.addr, good6.addr), source_address=("127.0.0.5", 0))
+        dial(Hosts(NAME, good6.addr, good6.addr), source_address=("127.0.0.5", 0))
     assert isinstance(info.value.__cause__, OSError)
     assert good6.accepted == 0
 
@@ -499,16 +350,18 @@ class _Interrupt:
 
 def test_an_interrupt_while_starting_an_attempt_closes_every_socket(make: Any) -> None:
     holes = [make(Blackhole, f"127.0.0.{i}") for i in (1, 2, 3)]
-    before = _fds()
+    before = fds()
     options = [_Interrupt(3)]
     with pytest.raises(KeyboardInterrupt):
-        dial(Hosts(*(h.addr for h in holes)), socket_options=options, happy_eyeballs_delay=0.02)
-    assert _fds() - before == set()
+        dial(
+            Hosts(NAME, *(h.addr for h in holes)), socket_options=options, happy_eyeballs_delay=0.02
+        )
+    assert fds() - before == set()
 
 
 def test_an_interrupt_while_waiting_closes_every_socket(make: Any) -> None:
     holes = [make(Blackhole, f"127.0.0.{i}") for i in (1, 2, 3)]
-    before = _fds()
+    before = fds()
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -517,11 +370,11 @@ def test_an_interrupt_while_waiting_closes_every_socket(make: Any) -> None:
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.4)  # all three attempts are in flight by then
         with pytest.raises(KeyboardInterrupt):
-            dial(Hosts(*(h.addr for h in holes)), timeout=10.0, happy_eyeballs_delay=0.05)
+            dial(Hosts(NAME, *(h.addr for h in holes)), timeout=10.0, happy_eyeballs_delay=0.05)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    assert _fds() - before == set()
+    assert fds() - before == set()
 
 
 # --- through the Session ------------------------------------------------------------------------
@@ -530,7 +383,7 @@ def test_an_interrupt_while_waiting_closes_every_socket(make: Any) -> None:
 def test_a_session_gets_the_race_end_to_end(make: Any) -> None:
     hole = make(Blackhole, "127.0.0.1")
     good = make(Server, "127.0.0.2")
-    resolver = Hosts(hole.addr, good.addr)
+    resolver = Hosts(NAME, hole.addr, good.addr)
     events: list[Any] = []
     with fastpool.Session(resolver=resolver) as session:
         session.add_trace_hook("connect_done", events.append)
@@ -548,7 +401,7 @@ def test_a_session_gets_the_race_end_to_end(make: Any) -> None:
 def test_a_session_reports_every_address_refused_as_a_connection_error(make: Any) -> None:
     refused = [make(Refused, f"127.0.0.{i}") for i in (1, 2)]
     events: list[Any] = []
-    with fastpool.Session(resolver=Hosts(*(r.addr for r in refused))) as session:
+    with fastpool.Session(resolver=Hosts(NAME, *(r.addr for r in refused))) as session:
         session.add_trace_hook("connect_done", events.append)
         with pytest.raises(requests.ConnectionError, match="Connection refused"):
             session.get(f"http://{NAME}:8080/")
@@ -559,8 +412,8 @@ def test_session_map_races_in_its_dial_workers(make: Any) -> None:
     hole = make(Blackhole, "127.0.0.1")
     good = make(Server, "127.0.0.2")
     urls = [f"http://{NAME}:8080/{i}" for i in range(8)]
-    before = _fds()
-    with fastpool.Session(resolver=Hosts(hole.addr, good.addr)) as session:
+    before = fds()
+    with fastpool.Session(resolver=Hosts(NAME, hole.addr, good.addr)) as session:
         start = time.monotonic()
         results = list(session.map(urls, concurrency=4, timeout=(10, 10)))
         took = time.monotonic() - start
@@ -569,7 +422,7 @@ def test_session_map_races_in_its_dial_workers(make: Any) -> None:
     assert took < 5.0  # far from a connect timeout per dial
     assert 1 <= good.accepted <= 4 and good.requests == len(urls)
     good.wait_idle(good.accepted)
-    assert _fds() - before == set()
+    assert fds() - before == set()
 
 
 # --- against stock urllib3 ----------------------------------------------------------------------
@@ -579,17 +432,7 @@ def test_session_map_races_in_its_dial_workers(make: Any) -> None:
 def name_resolves_to(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``name_resolves_to(*addrs)``: ``socket.getaddrinfo`` answers ``NAME`` with ``addrs`` (the
     default path of both libraries: stock urllib3 takes no resolver)."""
-    real = socket.getaddrinfo
-
-    def make(*addrs: Addr) -> None:
-        def getaddrinfo(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
-            if host == NAME:
-                return Hosts(*addrs).infos()
-            return real(host, port, *args, **kw)
-
-        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-    return make
+    return functools.partial(resolve_name, monkeypatch, NAME)
 
 
 def _get(manager: Any, url: str) -> tuple[Any, float]:
