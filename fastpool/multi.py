@@ -207,6 +207,7 @@ def _check_positive(name: str, value: Any) -> None:
 
 
 _NO_SLOT = object()
+_DRAIN = object()
 #: seconds between looks for a connection another thread gave back, while a request waits
 _SLOT_RECHECK = 0.02
 _EXPIRED = object()
@@ -263,57 +264,95 @@ class _Run:
             self.scheduler.push(job, job.host, None)
 
     def start_what_may(self) -> None:
-        """Start what the limits allow (the results waiting to be yielded are bounded too)."""
+        """Start what the limits allow (the results waiting to be yielded are bounded too).
+
+        A request whose pool has no free connection waits (``waiting_slot``), and so do the
+        later requests to its host, in order; requests to other hosts go on. Each pass tries
+        each waiting host once. Only when nothing of the map is in flight does the first
+        waiting request wait in this thread, as one request would."""
         later = self.later
         now = time.monotonic()
         while later and later[0][0] <= now:
             job = heapq.heappop(later)[2]
             self.scheduler.push(job, job.host, None)
-        started, ready, dead = self.started, self.ready, self.dead
-        while len(started) < self.concurrency and len(ready) < self.concurrency:
-            job = self.waiting_slot.popleft() if self.waiting_slot else None
-            if job is None:
-                popped = self.scheduler.pop()
-                if popped is None:
-                    return
-                job = popped[0]
-            if dead and job in dead:  # its deadline passed while it waited: yielded already
-                dead.discard(job)
-                self.scheduler.done(job.host)
+        started, ready = self.started, self.ready
+        blocked: set[str] = set()  # hosts with no free connection in this pass
+        drain = False  # a hop to send whole waits for the map to drain: nothing else starts
+        if self.waiting_slot:
+            waiting, self.waiting_slot = self.waiting_slot, deque()
+            for job in waiting:
+                if drain or job.host in blocked or len(ready) >= self.concurrency:
+                    self.waiting_slot.append(job)
+                    continue
+                outcome = self._start(job, False)
+                if outcome is not None:
+                    blocked.add(job.host)
+                    drain = outcome is _DRAIN
+                    self.waiting_slot.append(job)
+        while (
+            not drain
+            and len(started) + len(self.waiting_slot) < self.concurrency
+            and len(ready) < self.concurrency
+        ):
+            popped = self.scheduler.pop()
+            if popped is None:
+                break
+            job = popped[0]
+            if job.host in blocked:
+                self.waiting_slot.append(job)  # behind its host's waiting requests
                 continue
-            if self.deadline is not None and job not in self.expiry:
-                expires = time.monotonic() + self.deadline
-                self.expiry[job] = expires
-                self.order += 1
-                heapq.heappush(self.expiries, (expires, self.order, job))
-            outcome = self._begin(job)
-            if outcome is _NO_SLOT:
+            outcome = self._start(job, False)
+            if outcome is not None:
+                blocked.add(job.host)
+                drain = outcome is _DRAIN
                 self.waiting_slot.append(job)
-                return
-            if outcome is _EXPIRED:
-                self.scheduler.done(job.host)
-                del self.expiry[job]
-                ready.append(self.driver.expired(job, self.deadline))  # type: ignore[arg-type]
-                continue
-            if isinstance(outcome, Exchange):
-                started[outcome] = job
-                if self.deadline is not None:
-                    self.exchange_of[job] = outcome
-                self.loop.start(outcome)
-            else:
-                self._after(job, outcome)
+        if self.waiting_slot and not started and not ready:
+            # Nothing of this map holds a connection: the first waiting request may wait at
+            # its pool's cap in this thread (other threads hold the connections), or be sent
+            # whole.
+            job = self.waiting_slot.popleft()
+            if self._start(job, True) is not None:
+                self.waiting_slot.appendleft(job)
 
-    def _begin(self, job: Any) -> Any:
-        """An Exchange for the loop, ``_NO_SLOT`` (no free connection, and this map's requests
-        in flight will free one), ``_EXPIRED``, or the hop's outcome from the one-request path
-        in this thread (where the loop cannot take it)."""
+    def _start(self, job: Any, may_wait: bool) -> Any:
+        """Begin ``job``'s hop: into the loop, or to the results (an error, its deadline, a
+        hop sent whole): None. Or nothing was done: ``_NO_SLOT`` (its pool has no free
+        connection now) or ``_DRAIN`` (it must be sent whole once the map has drained)."""
+        dead = self.dead
+        if dead and job in dead:  # its deadline passed while it waited: yielded already
+            dead.discard(job)
+            self.scheduler.done(job.host)
+            return None
+        if self.deadline is not None and job not in self.expiry:
+            expires = time.monotonic() + self.deadline
+            self.expiry[job] = expires
+            self.order += 1
+            heapq.heappush(self.expiries, (expires, self.order, job))
+        outcome = self._begin(job, may_wait)
+        if outcome is _NO_SLOT or outcome is _DRAIN:
+            return outcome
+        if outcome is _EXPIRED:
+            self.scheduler.done(job.host)
+            del self.expiry[job]
+            self.ready.append(self.driver.expired(job, self.deadline))  # type: ignore[arg-type]
+        elif isinstance(outcome, Exchange):
+            self.started[outcome] = job
+            if self.deadline is not None:
+                self.exchange_of[job] = outcome
+            self.loop.start(outcome)
+        else:
+            self._after(job, outcome)
+        return None
+
+    def _begin(self, job: Any, may_wait: bool) -> Any:
+        """An Exchange for the loop, ``_NO_SLOT`` (no free connection now), ``_EXPIRED``, or
+        the hop's outcome from the one-request path in this thread (where the loop cannot
+        take it). ``may_wait``: nothing of this map holds a connection (none in flight, no
+        unyielded streamed response), so this thread may block without waiting for itself."""
         expires = self.expiry.get(job)
-        # Nothing of this map holds a connection (none in flight, no unyielded streamed
-        # response): only then may this thread block, or it could wait for itself.
-        alone = not self.started and not self.ready
         try:
             exchange = self.driver.begin(job)
-            if exchange is None and alone:
+            if exchange is None and may_wait:
                 # Another thread holds the pool's connections: wait at the cap as one request
                 # would (up to its pool_timeout, and the deadline), then go on in the loop,
                 # the hop's Retry state carried on.
@@ -326,10 +365,10 @@ class _Run:
         if exchange is None:
             return _NO_SLOT
         if exchange is False:
-            if not alone:
+            if not may_wait:
                 # Sent whole in this thread, it may wait at a cap for a connection this map
                 # holds: it waits (and nothing new starts) until the map has drained.
-                return _NO_SLOT
+                return _DRAIN
             if expires is None:
                 return self.driver.send(job, None)
             outcome = self.driver.send(job, None, expires - time.monotonic())

@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -700,6 +701,30 @@ def test_a_retry_that_must_wait_at_the_cap_keeps_its_count(
         assert isinstance(result.error, requests.exceptions.RetryError), result
         assert seen == ["/x", "/hold", "/x"]
         assert s.pool_stats().total.in_use == 0
+
+
+def test_a_host_with_no_free_connection_does_not_hold_up_the_others(app_server: AppServer) -> None:
+    # One connection a host at most (max_connections_per_host=1, waiting up to 2 s), and this
+    # thread holds the one to 127.0.0.1 (a streamed response not yet read). The map's request
+    # to 127.0.0.1 waits for it; its requests to localhost (another host, another pool) go on.
+    # Only once the caller has their results does it give the connection back.
+    a = f"http://127.0.0.1:{app_server.port}"
+    b = f"http://localhost:{app_server.port}"
+    with fastpool.Session() as session:
+        session.mount("http://", fastpool.HTTPAdapter(max_connections_per_host=1, pool_timeout=2))
+        held = session.get(f"{a}/bytes/3", stream=True)
+        order = []
+        began = time.monotonic()
+        urls = [f"{a}/bytes/1", f"{b}/bytes/2", f"{b}/bytes/3", f"{b}/bytes/4"]
+        for result in session.map(urls, concurrency=4, timeout=10):
+            assert result.error is None, result
+            order.append(result.request)
+            if len(order) == 3:
+                held.close()  # the caller lets 127.0.0.1's connection go
+        assert set(order[:3]) == {f"{b}/bytes/2", f"{b}/bytes/3", f"{b}/bytes/4"}
+        assert order[3] == f"{a}/bytes/1"
+        assert time.monotonic() - began < 1.5  # no pool_timeout was waited out
+        assert session.pool_stats().total.in_use == 0
 
 
 def test_each_result_taken_lets_the_next_request_start(
