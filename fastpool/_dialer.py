@@ -125,7 +125,7 @@ def attempt(
         code = sock.connect_ex(addr)
         if code and code not in _IN_PROGRESS:
             raise OSError(code, os.strerror(code))
-    except OSError:
+    except BaseException:  # an OSError, or a bad option or address (TypeError, OverflowError)
         opened.discard(sock)
         sock.close()
         raise

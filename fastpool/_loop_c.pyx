@@ -10,6 +10,7 @@ path's). The GIL is released while the poller waits.
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import collections
+import errno
 import functools
 import heapq
 import os
@@ -185,15 +186,14 @@ cdef class Loop:
         if ex.dial is None:
             raise ValueError("an exchange on a closed connection needs a dial")
         if ex.direct:
-            address = ex.conn.loop_dial_address()
-            if address is not None:
-                self._connect(ex, address)
+            plan = ex.conn.loop_dial_begin()
+            if type(plan) is tuple:
+                self._connect(ex, plan)
                 return
-            lookup = ex.conn.loop_dial_lookup()
-            if lookup is not None:
+            if plan is not None:
                 ex.state = _DIALING
-                ex.future = lookup
-                lookup.add_done_callback(functools.partial(self._looked_up, ex))
+                ex.future = plan
+                plan.add_done_callback(functools.partial(self._looked_up, ex))
                 return
         self._dial_in_worker(ex)
 
@@ -232,7 +232,7 @@ cdef class Loop:
         ex.state = _CONNECTING
         try:
             ex.conn.loop_dial_start(address)
-        except OSError as e:
+        except Exception as e:
             self._dial_failed(ex, e, False)
             return
         self._arm_for(ex, ex.conn.timeout)
@@ -243,7 +243,7 @@ cdef class Loop:
         conn = ex.conn
         if ex.state == _CONNECTING:
             code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
+            if code and code != errno.ECONNRESET:
                 self._dial_failed(ex, OSError(code, os.strerror(code)), False)
                 return
             try:
@@ -251,18 +251,24 @@ cdef class Loop:
             except Exception as e:
                 self._dial_failed(ex, e, True)
                 return
+            if code:  # reset after it was accepted (see the pure twin)
+                reset = ConnectionResetError(code, os.strerror(code))
+                if tls is not None:
+                    self._dial_failed(ex, reset, True)
+                else:
+                    self._fail(ex, reset, True)
+                return
             if tls is None:
                 self._begin_send(ex)
                 return
             ex.state = _HANDSHAKING
+            self._arm_for(ex, conn.timeout)  # one deadline for the whole handshake
         try:
             conn.sock.do_handshake()
         except ssl.SSLWantReadError:
-            self._arm_for(ex, conn.timeout)
             self._watch(ex, _READ)
             return
         except ssl.SSLWantWriteError:
-            self._arm_for(ex, conn.timeout)
             self._watch(ex, _WRITE)
             return
         except Exception as e:
@@ -351,11 +357,15 @@ cdef class Loop:
 
     cdef _after_lookup(self, Exchange ex):
         lookup, ex.future = ex.future, None
-        infos = None if lookup.cancelled() or lookup.exception() else lookup.result()
-        if infos is not None and len(infos) == 1:
-            self._connect(ex, infos[0])
-        else:
+        try:
+            address = ex.conn.loop_dial_looked_up(lookup)
+        except Exception as e:
+            self._dial_failed(ex, e, False)
+            return
+        if address is None:
             self._dial_in_worker(ex)
+        else:
+            self._connect(ex, address)
 
     # --- timers -----------------------------------------------------------------------------
     cdef _arm(self, Exchange ex):

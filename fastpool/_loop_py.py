@@ -27,6 +27,7 @@ Nothing here knows pools or requests: :mod:`fastpool.multi` drives it.
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import heapq
 import os
@@ -198,16 +199,15 @@ class Loop:
         if ex.dial is None:
             raise ValueError("an exchange on a closed connection needs a dial")
         if ex.direct:
-            address = ex.conn.loop_dial_address()
-            if address is not None:
-                self._connect(ex, address)
+            plan = ex.conn.loop_dial_begin()
+            if type(plan) is tuple:  # one address: the loop dials it
+                self._connect(ex, plan)
                 return
-            lookup = ex.conn.loop_dial_lookup()
-            if lookup is not None:
+            if plan is not None:
                 # The resolver asks; the loop goes on, and takes the answer up when it comes.
                 ex.state = _DIALING
-                ex.future = lookup
-                lookup.add_done_callback(functools.partial(self._looked_up, ex))
+                ex.future = plan
+                plan.add_done_callback(functools.partial(self._looked_up, ex))
                 return
         self._dial_in_worker(ex)
 
@@ -254,7 +254,7 @@ class Loop:
         ex.state = _CONNECTING
         try:
             ex.conn.loop_dial_start(address)
-        except OSError as e:  # failed at once (refused, a source address that cannot bind)
+        except Exception as e:  # noqa: BLE001 - failed at once (refused, a bad option), as connect()
             self._dial_failed(ex, e, False)
             return
         self._arm_for(ex, ex.conn.timeout)
@@ -266,7 +266,7 @@ class Loop:
         conn = ex.conn
         if ex.state == _CONNECTING:
             code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
+            if code and code != errno.ECONNRESET:  # refused, unreachable, ...
                 self._dial_failed(ex, OSError(code, os.strerror(code)), False)
                 return
             try:
@@ -274,18 +274,28 @@ class Loop:
             except Exception as e:  # noqa: BLE001 - raised by the blocking code's connect()
                 self._dial_failed(ex, e, True)
                 return
+            if code:
+                # Reset after it was accepted (a refused connect is ECONNREFUSED): connected,
+                # and the reset met where one request meets it: by the handshake, or by the
+                # request's write and then its read.
+                reset = ConnectionResetError(code, os.strerror(code))
+                if tls is not None:
+                    self._dial_failed(ex, reset, True)
+                else:
+                    self._fail(ex, reset, sending=True)
+                return
             if tls is None:
                 self._begin_send(ex)
                 return
             ex.state = _HANDSHAKING
+            # One deadline for the whole handshake, as ssl's blocking do_handshake() has.
+            self._arm_for(ex, conn.timeout)
         try:
             conn.sock.do_handshake()
         except ssl.SSLWantReadError:
-            self._arm_for(ex, conn.timeout)
             self._watch(ex, READ)
             return
         except ssl.SSLWantWriteError:
-            self._arm_for(ex, conn.timeout)
             self._watch(ex, WRITE)
             return
         except Exception as e:  # noqa: BLE001 - raised by the blocking code's connect()
@@ -370,15 +380,18 @@ class Loop:
                 self._begin_send(ex)
 
     def _after_lookup(self, ex: Exchange) -> None:
-        """The resolver answered: the loop dials one address itself. Several (to race), or an
-        error, go to a worker, whose connect resolves again from the cache and races them, or
-        raises the error as one request does."""
+        """The resolver answered: the loop dials one address itself; several (to race) go to a
+        worker with the answer; an error ends the exchange as one request's connect()."""
         lookup, ex.future = ex.future, None
-        infos = None if lookup.cancelled() or lookup.exception() else lookup.result()
-        if infos is not None and len(infos) == 1:
-            self._connect(ex, infos[0])
-        else:
+        try:
+            address = ex.conn.loop_dial_looked_up(lookup)
+        except Exception as e:  # noqa: BLE001 - the lookup's error, raised by connect()
+            self._dial_failed(ex, e, False)
+            return
+        if address is None:
             self._dial_in_worker(ex)
+        else:
+            self._connect(ex, address)
 
     # --- timers -----------------------------------------------------------------------------
     def _arm(self, ex: Exchange) -> None:

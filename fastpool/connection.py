@@ -205,6 +205,9 @@ class HTTPConnection:
         #: already, or its dial failed with this exception (raised by the next connect()).
         self.sent_ahead = False
         self.dial_error: BaseException | None = None
+        #: the addresses the multiplexed loop looked up for a dial it hands to a worker (several,
+        #: to race): the worker's connect takes them instead of asking again
+        self._answer: list[Any] | None = None
         self._poller: Any = None
         self._host_value: tuple[str | None, str] | None = None
         #: The context for TLS to an ``https://`` proxy (prepared by the pool, or built once).
@@ -256,6 +259,9 @@ class HTTPConnection:
 
     def _addresses(self, host: str, port: int) -> list[Any]:
         """``getaddrinfo``'s answer (the resolver's, when set), or urllib3's error for none."""
+        if self._answer is not None:  # looked up by the multiplexed loop for this dial
+            infos, self._answer = self._answer, None
+            return infos
         try:
             if self.resolver is None:
                 return socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
@@ -383,18 +389,20 @@ class HTTPConnection:
             and (self._limiter is None or self._has_token)
         )
 
-    def loop_dial_address(self) -> Any:
-        """The one address the multiplexed loop may dial itself, in its own thread (a
-        non-blocking connect, then the TLS handshake), or None when the dial must run whole
-        in a worker, as :meth:`connect`, or after a lookup (:meth:`loop_dial_lookup`): through
-        a proxy, under a global cap whose token is not held yet, to a name with no fresh
-        answer in fastpool's Resolver (or with no such resolver), or to several addresses
-        (Happy Eyeballs races them in the worker)."""
+    def loop_dial_begin(self) -> Any:
+        """How the multiplexed loop dials this connection: the one address it dials itself, in
+        its own thread (a non-blocking connect, then the TLS handshake); a Future of a lookup
+        fastpool's Resolver makes meanwhile (see :meth:`loop_dial_looked_up`); or None, when
+        the dial runs whole in a worker, as :meth:`connect`: through a proxy, under a global
+        cap whose token is not held yet, to a name with no such resolver, or to several
+        addresses (Happy Eyeballs races them in the worker, with the answer kept here)."""
         if not self._loop_may_dial():
             return None
         host = self.host.strip("[]")
         if isinstance(self.resolver, Resolver):
             infos = self.resolver.cached(host, self.port)
+            if infos is None:
+                return self.resolver.submit(host, self.port)
         elif self.resolver is not None:
             return None  # another resolver (any object with resolve()): asked in the worker
         else:
@@ -404,17 +412,18 @@ class HTTPConnection:
                 )
             except (socket.gaierror, UnicodeError):
                 return None  # a name: getaddrinfo may block (or fails), in the worker
-        if not infos or len(infos) != 1:
-            return None
-        return infos[0]
+        return self._one_address(infos)
 
-    def loop_dial_lookup(self) -> Any:
-        """A Future of the addresses of a name fastpool's Resolver must ask for (its
-        ``submit()``: the loop goes on meanwhile), or None: no such resolver, or a dial that
-        runs whole in a worker anyway."""
-        if not self._loop_may_dial() or not isinstance(self.resolver, Resolver):
-            return None
-        return self.resolver.submit(self.host.strip("[]"), self.port)
+    def loop_dial_looked_up(self, lookup: Any) -> Any:
+        """The loop's lookup ended: the one address to dial, or None (a worker dials the
+        answer). Raises the lookup's error (for :meth:`loop_dial_failed`)."""
+        return self._one_address(lookup.result())
+
+    def _one_address(self, infos: list[Any]) -> Any:
+        if len(infos) == 1:
+            return infos[0]
+        self._answer = infos  # the worker's connect takes this answer: no second lookup
+        return None
 
     def loop_dial_start(self, address: Any) -> socket.socket:
         """Start the loop's dial to ``address``: a non-blocking socket (it is ``sock`` from
@@ -443,7 +452,9 @@ class HTTPConnection:
         if sock is not None:
             sock.close()
         self._give_token_back()
-        if not connected and isinstance(error, OSError):
+        if isinstance(error, socket.gaierror):  # the loop's lookup, as _addresses raises it
+            error = NameResolutionError(self.host, self, error)  # type: ignore[arg-type]
+        elif not connected and isinstance(error, OSError):
             error = self._dial_error(self.host, _resolve_timeout(self.timeout), error)
         self.dial_error = error
         return error
@@ -500,6 +511,7 @@ class HTTPConnection:
         self.request_started = False
         self.head_refused = False
         self.sent_ahead = False
+        self._answer = None
         if sock is not None:
             sock.close()
         self._give_token_back()  # after the close: the cap counts real sockets

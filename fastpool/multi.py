@@ -283,12 +283,8 @@ class _Run:
             for job in waiting:
                 if drain or job.host in blocked or len(ready) >= self.concurrency:
                     self.waiting_slot.append(job)
-                    continue
-                outcome = self._start(job, False)
-                if outcome is not None:
-                    blocked.add(job.host)
-                    drain = outcome is _DRAIN
-                    self.waiting_slot.append(job)
+                else:
+                    drain = self._start_or_wait(job, blocked)
         while (
             not drain
             and len(started) + len(self.waiting_slot) < self.concurrency
@@ -300,12 +296,8 @@ class _Run:
             job = popped[0]
             if job.host in blocked:
                 self.waiting_slot.append(job)  # behind its host's waiting requests
-                continue
-            outcome = self._start(job, False)
-            if outcome is not None:
-                blocked.add(job.host)
-                drain = outcome is _DRAIN
-                self.waiting_slot.append(job)
+            else:
+                drain = self._start_or_wait(job, blocked)
         if self.waiting_slot and not started and not ready:
             # Nothing of this map holds a connection: the first waiting request may wait at
             # its pool's cap in this thread (other threads hold the connections), or be sent
@@ -313,6 +305,16 @@ class _Run:
             job = self.waiting_slot.popleft()
             if self._start(job, True) is not None:
                 self.waiting_slot.appendleft(job)
+
+    def _start_or_wait(self, job: Any, blocked: set[str]) -> bool:
+        """Start ``job``, or put it with the waiting requests (its host ``blocked`` for this
+        pass). True: it must be sent whole once the map has drained (nothing else starts)."""
+        outcome = self._start(job, False)
+        if outcome is None:
+            return False
+        blocked.add(job.host)
+        self.waiting_slot.append(job)
+        return outcome is _DRAIN
 
     def _start(self, job: Any, may_wait: bool) -> Any:
         """Begin ``job``'s hop: into the loop, or to the results (an error, its deadline, a

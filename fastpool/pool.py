@@ -945,18 +945,9 @@ class HTTPConnectionPool(RequestMethods):
             tunnel, headers = self._through_proxy(headers, destination_scheme)
             if tunnel and self.proxy.scheme == "https":
                 return False  # TLS inside TLS: not on a non-blocking socket yet
-        pool_wait: float | None = 0.0
-        if wait:
-            pool_wait = self.pool_timeout if pool_timeout is None else pool_timeout
-            if limit is not None:
-                limit = max(limit, 0.001)  # 0 would mean "do not wait"
-                pool_wait = limit if pool_wait is None else min(pool_wait, limit)
-        try:
-            conn = self._get_conn(timeout=pool_wait)
-        except PoolTimeoutError:
-            if not wait:
-                return None
-            raise
+        conn = self._loop_checkout(wait, pool_timeout, limit)
+        if conn is None or conn is False:
+            return conn  # None: no free connection now; False: urlopen's to handle
         try:
             self._fit(conn)
             if tunnel and conn.sock is None:
@@ -997,6 +988,27 @@ class HTTPConnectionPool(RequestMethods):
             read_body=read_body,
             tag=self,
         )
+
+    def _loop_checkout(
+        self, wait: bool, pool_timeout: float | None, limit: float | None
+    ) -> HTTPConnection | typing.Literal[False] | None:
+        """A connection for the loop; None: none free now (``wait``: after waiting as urlopen
+        would, up to ``limit`` seconds); False: the checkout failed otherwise (a closed pool,
+        a TLS file missing), and urlopen is to meet it again as one request does."""
+        pool_wait: float | None = 0.0
+        if wait:
+            pool_wait = self.pool_timeout if pool_timeout is None else pool_timeout
+            if limit is not None:
+                limit = max(limit, 0.001)  # 0 would mean "do not wait"
+                pool_wait = limit if pool_wait is None else min(pool_wait, limit)
+        try:
+            return self._get_conn(timeout=pool_wait)
+        except PoolTimeoutError:
+            if not wait:
+                return None
+            raise
+        except Exception:  # noqa: BLE001 - urlopen raises it (or what it becomes there)
+            return False
 
     def _replayed(self, method: str, url: str, error: BaseException) -> None:
         """The loop sent the request again on a new connection (Go's replay): counted, logged
