@@ -44,6 +44,8 @@ def test_a_flushed_piece_is_read_before_the_pause(hostile: Any, framing: str, cl
     steps = [("read",), ("send", head + parts[0]), ("sleep", PAUSE), ("send", parts[1])]
     if framing == "close":
         steps.append(("close",))
+    if client == "urllib3" and tuple(map(int, urllib3.__version__.split(".")[:2])) < (2, 6):
+        pytest.skip("urllib3 before 2.6 decoded read(amt) in other steps")
     server = hostile(steps)
     manager = fastpool.PoolManager() if client == "fastpool" else urllib3.PoolManager()
     with manager:

@@ -60,7 +60,7 @@ def _is_open(chan: Any) -> bool:
     closed one refuses every call ("Channel is destroyed, no new queries allowed")."""
     try:
         chan.channel.servers  # noqa: B018 - the call is the probe
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # pycares 5.0 (Python 3.9's) fails on its gone handle
         return False
     return True
 

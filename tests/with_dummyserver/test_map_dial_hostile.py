@@ -344,7 +344,7 @@ def test_tls_settings_as_one_request(
         "sni": server_factory(tls=sni),
     }
     der = ssl.PEM_cert_to_DER_cert(
-        ssl.get_server_certificate(("127.0.0.1", servers["ok"].port), timeout=5)
+        ssl.get_server_certificate(("127.0.0.1", servers["ok"].port))  # no timeout= on 3.9
     )
     right_print = hashlib.sha256(der).hexdigest()
     base = {"ca_certs": ca_bundle, "retries": False, "timeout": 5}
