@@ -153,13 +153,18 @@ class Harness:
 @pytest.mark.parametrize("drop_rate", [0.0, 0.1])
 def test_block_mode_never_exceeds_maxsize(hostqueue_cls: type, drop_rate: float) -> None:
     maxsize = 4
-    h = Harness(hostqueue_cls(maxsize=maxsize, block=True))
-    h.run(drop_rate)
-    h.check_end()
-    assert h.max_live <= maxsize
-    assert h.q.discarded == 0
-    if drop_rate == 0.0:
-        assert len(h.made) <= maxsize  # nothing is closed, so nothing is ever re-dialed
+    # Up to 3 runs, each checked in full: the last check only says the run was not vacuous,
+    # and a loaded machine can let 32 threads take turns on 4 slots without one waiting.
+    for _ in range(3):
+        h = Harness(hostqueue_cls(maxsize=maxsize, block=True))
+        h.run(drop_rate)
+        h.check_end()
+        assert h.max_live <= maxsize
+        assert h.q.discarded == 0
+        if drop_rate == 0.0:
+            assert len(h.made) <= maxsize  # nothing is closed, so nothing is ever re-dialed
+        if h.q.wait_count > 0:
+            break
     assert h.q.wait_count > 0  # 32 threads on 4 slots: the waiting path really ran
 
 
