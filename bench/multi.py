@@ -21,8 +21,10 @@ Clients (each bounded per run by ``--requests`` and ``--seconds``, 10 s per requ
   deadline; every response must be a 200 with the whole body (``.content``);
 * ``pm-map-16``/``-64``/``-256``: one ``fastpool.PoolManager(num_pools=256, maxsize=64)``
   (the Session's pool sizes, the bench CA verified), ``manager.map(items, concurrency=C)``:
-  the lighter results (urllib3-style responses: status, headers, ``.data``), no requests
-  objects;
+  urllib3-style responses (status, headers, ``.data``), no requests objects;
+* ``pm-light-16``/``-64``/``-256``: the same with ``map(..., light=True)``: the lightest
+  results (``fastpool.LightResponse``: status, headers, body bytes, made after the connection
+  went back), the issue's "lighter results";
 * ``pycurl-multi-16``/``-64``/``-256``: one ``pycurl.CurlMulti`` with C reused easy handles
   (NOSIGNAL, CAINFO the bench CA, peer and host verification on, HTTP/1.1), driven through
   libcurl's socket interface (``M_SOCKETFUNCTION``/``M_TIMERFUNCTION`` on an epoll selector,
@@ -323,13 +325,16 @@ class Map(Client):
 
 
 class PoolManagerMap(Client):
-    """``fastpool.PoolManager().map(urls, concurrency=C)`` from one thread: the lighter
-    results (urllib3-style responses: status, headers, body bytes), no requests objects."""
+    """``fastpool.PoolManager().map(urls, concurrency=C)`` from one thread: urllib3-style
+    responses, no requests objects; with ``light``, ``map(..., light=True)``: the lightest
+    results (``LightResponse``: status, headers, body bytes)."""
 
     distributions = ("fastpool",)
 
-    def __init__(self, concurrency: int) -> None:
-        self.key, self.concurrency = f"pm-map-{concurrency}", concurrency
+    def __init__(self, concurrency: int, light: bool = False) -> None:
+        self.key = f"pm-{'light' if light else 'map'}-{concurrency}"
+        self.concurrency = concurrency
+        self.light = light
 
     def open(self, ca_bundle: str) -> None:
         import fastpool
@@ -352,7 +357,7 @@ class PoolManagerMap(Client):
                     bounds.issued += 1
                     yield ("GET", url, {"timeout": TIMEOUT, "retries": False})
 
-            results = self.manager.map(source(), concurrency=self.concurrency)
+            results = self.manager.map(source(), concurrency=self.concurrency, light=self.light)
             for _request, response, error in results:
                 if error is not None:
                     bounds.fail(f"{type(error).__name__}: {error}")
@@ -550,6 +555,7 @@ def all_clients() -> list[Client]:
         Threads(16),
         *(Map(c) for c in CONCURRENCIES),
         *(PoolManagerMap(c) for c in CONCURRENCIES),
+        *(PoolManagerMap(c, light=True) for c in CONCURRENCIES),
         *(PycurlMulti(c) for c in CONCURRENCIES),
         *(Aiohttp(c) for c in CONCURRENCIES),
     ]

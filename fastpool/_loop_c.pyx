@@ -73,6 +73,8 @@ cdef class Exchange:
     cdef public bint cancelled
     cdef public object future
     cdef public Py_ssize_t line_start
+    cdef public object head
+    cdef public Py_ssize_t head_size
     cdef public object caller
     cdef public bint dialing
     cdef public int fd
@@ -114,6 +116,8 @@ cdef class Exchange:
         self.cancelled = False
         self.future = None
         self.line_start = 0
+        self.head = None
+        self.head_size = 0
         self.caller = None
         self.dialing = False
         self.fd = -1
@@ -290,7 +294,8 @@ cdef class Loop:
         if callable(ex.read_timeout):
             ex.read_timeout = ex.read_timeout()
         sock = ex.conn.sock
-        sock.setblocking(False)
+        if sock.gettimeout() != 0.0:  # a connection back from the loop is non-blocking still
+            sock.setblocking(False)
         ex.conn._sock_timeout = _UNSET
         ex.state = _SENDING
         self._arm(ex)
@@ -493,6 +498,7 @@ cdef class Loop:
         ex.sent = 0
         ex.remaining = 0
         ex.line_start = 0
+        ex.head = None
         self._dial(ex)
 
     cdef bint _ended(self, Exchange ex) except -1:
@@ -510,6 +516,7 @@ cdef class Loop:
             if parsed is None:
                 return False
             head, used = parsed
+            ex.head, ex.head_size = head, used  # for the caller: parsed once
             framing = head.framing
             if not ex.read_body or framing == "none":
                 return True

@@ -86,6 +86,8 @@ class Exchange:
         "expires",
         "fd",
         "future",
+        "head",
+        "head_size",
         "line_start",
         "method",
         "read_body",
@@ -138,6 +140,9 @@ class Exchange:
         self.cancelled = False
         self.future: Any = None  # the dial's, while it runs in a worker
         self.line_start = 0  # in the head: where its last, unfinished line starts
+        #: the response head the loop parsed (None: not parsed yet), and its size in bytes
+        self.head: Any = None
+        self.head_size = 0
         self.caller: Any = None  # the caller's: how it picked the pool (the adapter's target)
         #: True when cancelled mid-dial: the dialing worker closes the connection
         self.dialing = False
@@ -319,7 +324,8 @@ class Loop:
             # what a Timeout(total=...) leaves for reading once connected, as urllib3 reckons
             ex.read_timeout = ex.read_timeout()
         sock = ex.conn.sock
-        sock.setblocking(False)
+        if sock.gettimeout() != 0.0:  # a connection back from the loop is non-blocking still
+            sock.setblocking(False)
         ex.conn._sock_timeout = _UNSET  # settimeout() must set it again after the loop
         ex.state = _SENDING
         self._arm(ex)
@@ -535,6 +541,7 @@ class Loop:
         ex.sent = 0
         ex.remaining = 0
         ex.line_start = 0
+        ex.head = None
         self._dial(ex)
 
     def _ended(self, ex: Exchange) -> bool:
@@ -555,6 +562,7 @@ class Loop:
             if parsed is None:
                 return False
             head, used = parsed
+            ex.head, ex.head_size = head, used  # for the caller: parsed once
             framing = head.framing
             if not ex.read_body or framing == "none":
                 return True

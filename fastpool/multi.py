@@ -32,11 +32,13 @@ from typing import Any, NamedTuple, Optional, Protocol
 from urllib.parse import urlsplit
 
 from urllib3.exceptions import ClosedPoolError
+from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from ._loop import Exchange, Loop
 from ._thirdparty import RequestMethods
 from .exceptions import DeadlineExceeded
+from .light import LightResponse
 from .pool import Resend
 from .schedule import HostScheduler
 
@@ -526,25 +528,55 @@ class _ManagerJob:
 
 
 _POOLMANAGER = __name__.rpartition(".")[0] + ".poolmanager"
+#: RequestMethods.request sends these methods' fields in the URL (no body to encode) ...
+_URL_METHODS = frozenset(RequestMethods._encode_url_methods)
+#: ... and encodes these arguments: a request with none of them is passed on as it is
+_ENCODED = frozenset(
+    ("body", "fields", "headers", "json", "encode_multipart", "multipart_boundary")
+)
 
 
 class ManagerDriver:
     """:class:`Driver` for ``PoolManager.map``: ``PoolManager.request``'s steps, hop by hop
-    (``PoolManager.urlopen`` with its redirects across hosts)."""
+    (``PoolManager.urlopen`` with its redirects across hosts). With ``light``, each response
+    is a :class:`~fastpool.light.LightResponse`."""
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: Any, light: bool = False) -> None:
         self.manager = manager
+        self.light = light
+        # the last ``retries`` argument that is not a Retry, and the Retry urlopen makes of it
+        self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
 
     def new(self, given: Any) -> _ManagerJob:
+        if type(given) is str:
+            # RequestMethods.request's steps for a GET with no fields (pinned by a test)
+            return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
         if isinstance(given, str):
             method, url, kwargs = "GET", given, {}
         elif isinstance(given, tuple) and len(given) in (2, 3):
             method, url = given[0], given[1]
             kwargs = dict(given[2]) if len(given) == 3 else {}
+            if (
+                type(method) is str
+                and method.upper() in _URL_METHODS
+                and type(url) is str
+                and _ENCODED.isdisjoint(kwargs)
+                and not (self.light and not kwargs.get("preload_content", True))
+            ):
+                # the same steps for a method without a body, given nothing to encode:
+                # urlopen's arguments after the default headers (pinned by a test)
+                return _ManagerJob(
+                    given, method.upper(), url, {"headers": self.manager.headers, **kwargs}
+                )
         else:
             raise TypeError(
                 "PoolManager.map takes URLs, (method, url) or (method, url, kwargs), "
                 f"got {type(given).__name__}"
+            )
+        if self.light and not kwargs.get("preload_content", True):
+            raise ValueError(
+                "PoolManager.map(light=True) reads every body whole: preload_content=False "
+                "needs light=False"
             )
         capture: Any = RequestMethods.request(_Capture(self.manager.headers), method, url, **kwargs)
         return _ManagerJob(given, *capture)
@@ -607,9 +639,27 @@ class ManagerDriver:
                     scheme, host, port, _ = self.manager._split_url(job.url)
                     job.conn = self.manager.connection_from_host(host, port=port, scheme=scheme)
                     return job.conn.urlopen(job.method, target, **kw)
+            if self.light:
+                light = job.conn._loop_light(
+                    exchange, self._retries(job.conn, job.kw.get("retries")), job.redirect, job.url
+                )
+                if light is not None:
+                    return light
             return job.conn.urlopen(job.method, job.target, _exchange=exchange, **job.kw)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
+
+    def _retries(self, pool: Any, retries: Any) -> Retry:
+        """The Retry ``urlopen`` makes of ``retries`` for one hop (redirects are the
+        manager's: ``redirect=False``), kept for the next hop with the same argument."""
+        if isinstance(retries, Retry):
+            return retries
+        value, default, made = self._retry_of
+        if value is retries and type(value) is type(retries) and default is pool.retries:
+            return made
+        made = Retry.from_int(retries, redirect=False, default=pool.retries)
+        self._retry_of = (retries, pool.retries, made)
+        return made
 
     def retry(self, job: _ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries
@@ -624,8 +674,10 @@ class ManagerDriver:
         if isinstance(outcome, BaseException):
             return Result(job.given, None, outcome)
         response = outcome
+        if type(response) is LightResponse:
+            return Result(job.given, response, None)  # the plainest answer: nothing to follow
         if not (job.redirect and response.status in response.REDIRECT_STATUSES):
-            return Result(job.given, response, None)
+            return self._result(job, response)
         try:
             step = self.manager._follow(
                 job.method, job.url, job.redirect, job.kw, job.conn, response
@@ -633,7 +685,15 @@ class ManagerDriver:
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return Result(job.given, None, e)
         if step is None:
-            return Result(job.given, response, None)
+            return self._result(job, response)
         job.method, job.url = step
         job.host = host_of(job.url)
         return None
+
+    def _result(self, job: _ManagerJob, response: Any) -> Result:
+        if self.light:
+            try:
+                response = LightResponse.from_response(response, job.url)
+            except Exception as e:  # noqa: BLE001 - reading the body failed: the outcome
+                return Result(job.given, None, e)
+        return Result(job.given, response, None)

@@ -47,6 +47,7 @@ from urllib3.util.ssl_match_hostname import CertificateError
 from urllib3.util.timeout import Timeout
 from urllib3.util.url import parse_url
 
+from ._failed_socket import FailedSocket
 from ._hostqueue import HostQueue
 from ._patches import STOCK_URLOPEN, urlopen_through_patch
 from ._thirdparty import RequestMethods, encode_target, headers_for_method_change, normalize_host
@@ -60,9 +61,10 @@ from .exceptions import (
     PoolTimeoutError,
     ProtocolError,
 )
+from .light import LightResponse
 from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
 from .response import HTTPResponse
-from .tls import PoolContexts, is_forwarding
+from .tls import PoolContexts, has_buffered_bytes, is_forwarding
 
 if typing.TYPE_CHECKING:
     from typing_extensions import Self
@@ -70,6 +72,8 @@ if typing.TYPE_CHECKING:
     from ._loop import Exchange
 
 __all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_from_url")
+
+_Exchange: Any = None  # fastpool._loop.Exchange, once a map has begun
 
 #: The pools' logger with ``urllib3_logging=False``; by default they log as urllib3's do, under
 #: ``urllib3.connectionpool``.
@@ -933,7 +937,9 @@ class HTTPConnectionPool(RequestMethods):
             or self.ConnectionCls.request is not _OWN_REQUEST
         ):
             return False
-        from ._loop import Exchange  # (pure build: the twin is imported by the first map)
+        global _Exchange
+        if _Exchange is None:  # imported by the first map: one request never loads the loop
+            from ._loop import Exchange as _Exchange
 
         if body is not None and not isinstance(body, (bytes, str)):
             return False  # a file or an iterable: read as it goes out, rewound for a retry
@@ -970,7 +976,7 @@ class HTTPConnectionPool(RequestMethods):
             # connected, as _make_request does: the loop asks when it starts sending.
             read = functools.partial(_read_timeout_of, timeout_obj)
         conn.timeout = connect_timeout
-        return Exchange(
+        return _Exchange(  # type: ignore[no-any-return]
             conn,
             method,
             data,
@@ -1037,6 +1043,73 @@ class HTTPConnectionPool(RequestMethods):
                 self._put_conn(None)
             else:
                 self._loop_give_back(conn)
+
+    def _loop_light(
+        self, exchange: Exchange, retries: Retry, redirect: bool, url: str
+    ) -> LightResponse | None:
+        """The answer the loop read, as a :class:`~fastpool.light.LightResponse`, its
+        connection handed back: what ``urlopen(_exchange=exchange, preload_content=True)``
+        would end with, for the plainest answer only. None (nothing taken: ``urlopen`` is to
+        finish it) for anything else: a failed or replayed exchange, a head to refuse, an
+        interim (1xx) answer, a body framed other than by its length (chunked, to the close),
+        bytes past the body, a Content-Encoding to decode, a redirect to follow (``redirect``)
+        or a status ``retries`` may retry, and a pool that is traced, logs at DEBUG, or whose
+        ``urlopen`` is patched or overridden since the request started."""
+        conn = exchange.conn
+        if (
+            conn is None
+            or not conn.sent_ahead  # the request did not go out whole
+            or exchange.replayed is not None  # counted and traced by urlopen
+            or conn.sock is None
+            or type(conn.sock) is FailedSocket
+            or self._trace_now is not None
+            or _U3Pool.urlopen is not STOCK_URLOPEN
+            or getattr(self.urlopen, "__func__", None) is not HTTPConnectionPool.urlopen
+            or self._log.isEnabledFor(logging.DEBUG)
+        ):
+            return None
+        data = conn._rest
+        head = exchange.head  # parsed by the loop
+        if head is None:
+            return None  # a head to refuse, or cut short: urlopen raises it from the same bytes
+        used = exchange.head_size
+        status = head.status
+        framing = head.framing
+        if framing == "length":
+            end = used + head.content_length
+        elif framing == "none":  # HEAD, 204, 304
+            end = used
+        else:
+            return None
+        if (
+            len(data) != end
+            or status < 200
+            or (redirect and status in HTTPResponse.REDIRECT_STATUSES)
+            or not _no_status_retry(retries, status)
+        ):
+            return None
+        pairs = head.headers
+        for name, _value in pairs:
+            if len(name) == 16 and name.lower() == "content-encoding":
+                return None  # decoded by the response, as urllib3 decodes it
+        # Ours now: what urlopen and the response's end would do with it.
+        exchange.conn = None
+        conn._rest = b""
+        conn.sent_ahead = False
+        conn.request_started = True
+        conn.head_started = True
+        self.num_requests += 1
+        sock = conn.sock
+        if (
+            head.keep_alive
+            and conn.reusable
+            and (type(sock) is socket.socket or not has_buffered_bytes(sock))
+        ):
+            conn.requests += 1
+            self._put_conn(conn)
+        else:
+            self._loop_give_back(conn)
+        return LightResponse(head.status, head.reason, head.version, pairs, data[used:end], url)
 
     # --- one request --------------------------------------------------------------------------
     def _make_request(

@@ -657,6 +657,7 @@ class PoolManager(RequestMethods):
         rate: float | None = None,
         dial_workers: int = 4,
         deadline: float | None = None,
+        light: bool = False,
     ) -> Iterator[Result]:
         """Send many requests at once from this thread; yield a :class:`~fastpool.multi.Result`
         ``(request, response, error)`` for each as it completes (not in the given order).
@@ -669,9 +670,16 @@ class PoolManager(RequestMethods):
         ``concurrency``, ``per_host``, ``delay``, ``rate``, ``dial_workers`` and ``deadline``
         are those of :meth:`fastpool.Session.map`, which documents the model; a request past
         its deadline yields :class:`fastpool.DeadlineExceeded` (a urllib3 ``TimeoutError``).
+
+        ``light=True`` yields each response as a :class:`fastpool.LightResponse` (``status``,
+        ``reason``, ``version``, ``headers``, ``data``, ``url``), made once its body was read
+        and its connection handed back: less work per request than a urllib3 response. Every
+        request still ends as :meth:`request` ends it (redirects, ``Retry``, decoding, errors).
         """
+        if not isinstance(light, bool):
+            raise TypeError(f"light must be True or False, got {light!r}")
         return run_map(
-            ManagerDriver(self),
+            ManagerDriver(self, light),
             requests,
             concurrency=concurrency,
             per_host=per_host,

@@ -15,7 +15,7 @@ import ssl
 import typing
 import zlib
 from collections import OrderedDict
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 from urllib3 import HTTPHeaderDict
@@ -46,7 +46,7 @@ def _optional(name: str) -> Any:
 brotli = _optional("brotli")
 zstandard = _optional("zstandard")
 
-__all__ = ("HTTPResponse",)
+__all__ = ("HTTPResponse", "headers_from_pairs")
 
 # Draining a remainder this small on close() is cheaper than a new connection.
 _DRAIN_LIMIT = 65536
@@ -400,6 +400,23 @@ class _RawBody:
 _COOKIE_HEADERS = ("set-cookie", "set-cookie2")
 
 
+def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> HTTPHeaderDict:
+    """A parsed head's ``(name, value)`` pairs as urllib3's ``HTTPHeaderDict``."""
+    # Fill the dict's storage directly: the same layout HTTPHeaderDict.add builds, at a
+    # fraction of the cost (this runs on every request).
+    container: dict[str, list[str]] = {}
+    for name, value in pairs:
+        key = name.lower()
+        entry = container.get(key)
+        if entry is None:
+            container[key] = [name, value]
+        else:
+            entry.append(value)
+    headers = HTTPHeaderDict.__new__(HTTPHeaderDict)
+    headers._container = container  # private: fastpool._thirdparty
+    return headers
+
+
 class HTTPResponse(_U3HTTPResponse):
     """A streamed HTTP response: a urllib3 ``HTTPResponse`` (requests' ``Response.raw``).
 
@@ -533,19 +550,7 @@ class HTTPResponse(_U3HTTPResponse):
         """The response headers (urllib3 ``HTTPHeaderDict``: case-insensitive, duplicates kept)."""
         headers = self._headers
         if headers is None:
-            # Fill the dict's storage directly: the same layout HTTPHeaderDict.add builds, at a
-            # fraction of the cost (this runs on every request).
-            container: dict[str, list[str]] = {}
-            for name, value in self._head.headers:
-                key = name.lower()
-                entry = container.get(key)
-                if entry is None:
-                    container[key] = [name, value]
-                else:
-                    entry.append(value)
-            headers = HTTPHeaderDict.__new__(HTTPHeaderDict)
-            headers._container = container  # private: fastpool._thirdparty
-            self._headers = headers
+            headers = self._headers = headers_from_pairs(self._head.headers)
         return headers
 
     @headers.setter

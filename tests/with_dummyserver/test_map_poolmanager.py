@@ -168,3 +168,253 @@ def test_a_connection_class_with_its_own_request_sees_each_request_once(
         results = list(manager.map(urls))
     assert sorted(len(r.response.data) for r in results) == [1, 2, 3]  # type: ignore[union-attr]
     assert sorted(calls) == ["/bytes/1", "/bytes/2", "/bytes/3"]
+
+
+# --- light=True: LightResponse results --------------------------------------------------------
+def light_corpus(http: str, https: str) -> list[Any]:
+    """The corpus without what light=True refuses (preload_content=False), plus statuses a
+    Retry may retry."""
+    items = [
+        given
+        for given in corpus(http, https)
+        if not (isinstance(given, tuple) and len(given) == 3 and "preload_content" in given[2])
+    ]
+    retry_503 = Retry(total=2, status_forcelist=[503], backoff_factor=0, raise_on_status=False)
+    return [
+        *items,
+        ("GET", f"{http}/status/503", {"retries": retry_503}),
+        f"{http}/status/429",  # a status Retry-After may make retryable: the full path decides
+        ("GET", f"{http}/status/302", {"redirect": False}),  # a redirect not followed
+        f"{http}/headers",  # repeated header names
+        ("GET", f"{http}/bytes/7", {"retries": False, "timeout": 5.0}),
+    ]
+
+
+def observe_light(outcome: Any) -> dict[str, Any]:
+    """What a LightResponse shows (or the error), in ``observe``'s terms."""
+    if isinstance(outcome, BaseException):
+        return observe(outcome)
+    assert type(outcome) is fastpool.LightResponse, type(outcome)
+    seen = observe(outcome if hasattr(outcome, "retries") else _WithoutRetries(outcome))
+    del seen["url"], seen["history"]
+    return seen
+
+
+class _WithoutRetries:
+    """A LightResponse seen through ``observe`` (which reads ``retries``: it has none)."""
+
+    def __init__(self, light: Any) -> None:
+        self.status, self.headers, self.data = light.status, light.headers, light.data
+        self.url, self.retries = light.url, None
+
+
+def run_single_light(given: Any, make: Callable[[], fastpool.PoolManager]) -> dict[str, Any]:
+    seen = run_single(given, make)
+    seen.pop("url", None)
+    seen.pop("history", None)
+    return seen
+
+
+@pytest.fixture
+def lanes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each finish took the light lane (True) or left it to urlopen (False)."""
+    taken: list[bool] = []
+    light = fastpool.HTTPConnectionPool._loop_light
+
+    def counted(self: Any, *args: Any) -> Any:
+        outcome = light(self, *args)
+        taken.append(outcome is not None)
+        return outcome
+
+    monkeypatch.setattr(fastpool.HTTPConnectionPool, "_loop_light", counted)
+    return taken
+
+
+def test_light_answers_as_request(
+    app_server: AppServer,
+    https_server: AppServer,
+    make_manager: Callable[[], fastpool.PoolManager],
+    lanes: list[bool],
+) -> None:
+    items = light_corpus(app_server.url, https_server.url)
+    expected = {id(given): run_single_light(given, make_manager) for given in items}
+    with make_manager() as manager:
+        results = list(manager.map(items, concurrency=12, light=True))
+    assert len(results) == len(items)
+    for result in results:
+        assert (result.response is None) != (result.error is None)
+        assert observe_light(result.error or result.response) == expected[id(result.request)], (
+            result.request
+        )
+    # Both lanes ran: the plain answers light, the others through urlopen.
+    assert True in lanes and False in lanes
+
+
+def test_light_takes_its_lane_only_for_the_plainest_answers(
+    app_server: AppServer, make_manager: Callable[[], fastpool.PoolManager], lanes: list[bool]
+) -> None:
+    http = app_server.url
+    retry_503 = Retry(total=1, status_forcelist=[503], backoff_factor=0, raise_on_status=False)
+    plain = [
+        f"{http}/bytes/100",
+        ("HEAD", f"{http}/bytes/10"),
+        f"{http}/status/204",
+        ("GET", f"{http}/status/302", {"redirect": False}),  # not to follow: the answer
+    ]
+    full = [
+        ("GET", f"{http}/status/503", {"retries": retry_503}),  # a status to retry
+        f"{http}/status/429",  # Retry-After could make it retryable: urlopen decides
+        f"{http}/chunked/300?chunk=5",  # chunked
+        f"{http}/gzip",  # a Content-Encoding to decode
+        f"{http}/no-length?n=30",  # to the close
+        f"{http}/redirect/1",  # a redirect to follow (its last hop, /echo, is plain)
+    ]
+    with make_manager() as manager:
+        for given in plain:
+            lanes.clear()
+            (result,) = manager.map([given], light=True)
+            assert result.error is None, result.error
+            assert lanes == [True], given
+        for given in full:
+            lanes.clear()
+            (result,) = manager.map([given], light=True)
+            assert result.error is None, result.error
+            assert lanes[0] is False, given
+
+
+def test_light_url_is_the_url_answered(
+    app_server: AppServer, https_server: AppServer, make_manager: Callable[[], fastpool.PoolManager]
+) -> None:
+    http, https = app_server.url, https_server.url
+    cases = [
+        (f"{http}/bytes/3", f"{http}/bytes/3"),
+        (f"{http}/redirect/2", f"{http}/echo"),
+        (f"{http}/redirect-to?url={https}/bytes/4", f"{https}/bytes/4"),
+        (("GET", f"{http}/echo", {"fields": {"a": "1"}}), f"{http}/echo?a=1"),
+    ]
+    expected = {id(given): url for given, url in cases}
+    with make_manager() as manager:
+        for result in manager.map([given for given, _ in cases], light=True):
+            assert result.error is None, result.error
+            assert result.response.url == expected[id(result.request)]
+            assert repr(result.response).startswith("<LightResponse [200] ")
+
+
+def test_light_hands_connections_back_for_reuse(app_server: AppServer, lanes: list[bool]) -> None:
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager(maxsize=4) as manager:  # room for the 4 in flight
+        results = list(manager.map([url] * 60, concurrency=4, light=True))
+        pool = manager.connection_from_url(url)
+        assert [r.response.data for r in results] == [results[0].response.data] * 60
+        assert all(lanes) and len(lanes) == 60
+        assert pool.num_requests == 60
+        assert pool.num_connections <= 4  # each went back and was used again
+        assert pool.pool.idle == pool.num_connections  # none leaked: all back, idle
+
+
+def test_light_closes_what_the_server_closes(
+    app_server: AppServer, make_manager: Callable[[], fastpool.PoolManager], lanes: list[bool]
+) -> None:
+    url = f"{app_server.url}/close"
+    with make_manager() as manager:
+        for _ in range(3):
+            (result,) = manager.map([url], light=True)
+            assert result.response.data == b"closing"
+        pool = manager.connection_from_url(url)
+        assert lanes == [True] * 3
+        assert pool.num_connections == 3  # Connection: close: never reused
+        assert pool.pool.idle == 0
+
+
+def test_light_json_and_headers(
+    app_server: AppServer, make_manager: Callable[[], fastpool.PoolManager]
+) -> None:
+    with make_manager() as manager:
+        (result,) = manager.map([f"{app_server.url}/headers"], light=True)
+    light = result.response
+    assert light.status == 200 and light.reason == "OK" and light.version == 11
+    assert light.headers.getlist("x-dup") == ["a", "b"]
+    assert light.headers["X-MIXED-CASE"] == "Value"
+    assert "headers" in light.json()
+
+
+def test_light_refuses_what_it_cannot_do(app_server: AppServer) -> None:
+    url = f"{app_server.url}/bytes/5"
+    with fastpool.PoolManager() as manager:
+        with pytest.raises(TypeError, match="light must be True or False"):
+            manager.map([url], light=1)  # type: ignore[arg-type]
+        (result,) = manager.map([("GET", url, {"preload_content": False})], light=True)
+        assert isinstance(result.error, ValueError)
+        assert "preload_content=False needs light=False" in str(result.error)
+        assert manager.connection_from_url(url).num_requests == 0
+
+
+def test_light_under_a_mocked_urlopen_is_answered_by_the_mock(
+    app_server: AppServer, lanes: list[bool]
+) -> None:
+    # A test suite's mock of urllib3's urlopen answers every request: none goes to the network.
+    import io
+    from unittest import mock
+
+    import urllib3
+
+    def canned(*_args: Any, **_kwargs: Any) -> Any:
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(b"canned"), status=201, headers={"X-Canned": "1"},
+            preload_content=False,
+        )  # fmt: skip
+
+    urls = [f"{app_server.url}/bytes/{n}" for n in (1, 2, 3)]
+    with (
+        mock.patch.object(
+            urllib3.connectionpool.HTTPConnectionPool, "urlopen", autospec=True, side_effect=canned
+        ) as urlopen,
+        fastpool.PoolManager() as manager,
+    ):
+        results = list(manager.map(urls, light=True))
+    assert urlopen.call_count == 3
+    assert sorted(call.args[2] for call in urlopen.call_args_list) == [
+        "/bytes/1", "/bytes/2", "/bytes/3",
+    ]  # fmt: skip
+    for result in results:
+        assert type(result.response) is fastpool.LightResponse, result.error
+        assert (result.response.status, result.response.data) == (201, b"canned")
+        assert result.response.headers["x-canned"] == "1"
+        assert result.response.url == result.request
+    assert app_server.requests == 0
+    assert lanes == []  # the mock saw every request: none took the light lane
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "URL",
+        ("GET", "URL"),
+        ("get", "URL", {"timeout": 2.0, "retries": False, "redirect": False}),
+        ("HEAD", "URL", {"preload_content": True}),
+        ("DELETE", "URL", {"pool_timeout": 1}),
+        ("OPTIONS", "URL", {}),
+        ("GET", "URL", {"fields": {"a": "1"}}),  # these encode: the long way
+        ("GET", "URL", {"headers": {"X": "1"}}),
+        ("POST", "URL", {"body": b"x"}),
+    ],
+)
+def test_an_item_is_prepared_as_request_prepares_it(given: Any, app_server: AppServer) -> None:
+    # ManagerDriver.new skips RequestMethods.request where it has nothing to encode: the job
+    # must hold what it would hold.
+    from urllib3._request_methods import RequestMethods
+
+    from fastpool.multi import ManagerDriver, _Capture, _ManagerJob
+
+    url = f"{app_server.url}/bytes/5"
+    given = url if given == "URL" else (given[0], url, *given[2:])
+    method, target, kwargs = ("GET", given, {}) if isinstance(given, str) else (*given, {})[:3]
+    with fastpool.PoolManager(headers={"X-Default": "1"}) as manager:
+        job = ManagerDriver(manager).new(given)
+        captured = RequestMethods.request(_Capture(manager.headers), method, target, **kwargs)
+    expected = _ManagerJob(given, *captured)
+    assert (job.method, job.url, job.kw, job.redirect) == (
+        expected.method, expected.url, expected.kw, expected.redirect,
+    )  # fmt: skip
+    if not kwargs.keys() & {"headers", "fields", "body"}:
+        assert job.kw["headers"] is manager.headers
