@@ -43,6 +43,7 @@ cdef enum:
     _DONE = 4
     _CONNECTING = 5
     _HANDSHAKING = 6
+    _PUMP = 7
 
 
 cdef class Exchange:
@@ -290,6 +291,15 @@ cdef class Loop:
         ex.error = ex.conn.loop_dial_failed(error, connected)
         self._finish(ex)
 
+    def when_ready(self, Exchange ex not None, bint writable=False):
+        """Hand ``ex`` back from :meth:`poll` once its socket is ready (see the twin)."""
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        self._active.add(ex)
+        ex.state = _PUMP
+        self._arm(ex)
+        self._watch(ex, _WRITE if writable else _READ)
+
     cdef _begin_send(self, Exchange ex):
         if callable(ex.read_timeout):
             ex.read_timeout = ex.read_timeout()
@@ -320,6 +330,9 @@ cdef class Loop:
                 ex = <Exchange>data
                 if events & ~_READ and ex.state == _SENDING:
                     self._send(ex)
+                elif ex.state == _PUMP:
+                    self._unwatch(ex)
+                    self._finish(ex)
                 elif ex.state >= _CONNECTING:
                     self._advance_dial(ex)
                 else:
@@ -334,7 +347,7 @@ cdef class Loop:
             return 0
         timers = self._timers
         while timers and (<Exchange>timers[0][2]).state == _DONE:
-            heapq.heappop(timers)
+            (<Exchange>heapq.heappop(timers)[2]).armed = False
         if timers:
             wait = max(timers[0][0] - monotonic(), 0.0)
             return wait if timeout is None else min(wait, timeout)
@@ -398,6 +411,9 @@ cdef class Loop:
                 ex.armed = True
                 self._seq += 1
                 heapq.heappush(timers, (ex.expires, self._seq, ex))
+                continue
+            if ex.state == _PUMP:
+                self._fail(ex, socket.timeout("timed out"), False)
                 continue
             if ex.state >= _CONNECTING:
                 self._dial_failed(ex, socket.timeout("timed out"), ex.state == _HANDSHAKING)

@@ -62,6 +62,7 @@ _BODY = 3
 _DONE = 4
 _CONNECTING = 5  # the loop's own dial: TCP
 _HANDSHAKING = 6  # the loop's own dial: TLS
+_PUMP = 7  # the caller reads a body on it: handed back once its socket is ready
 
 
 class Exchange:
@@ -199,6 +200,18 @@ class Loop:
             self._dial(ex)
             return
         self._begin_send(ex)
+
+    def when_ready(self, ex: Exchange, writable: bool = False) -> None:
+        """Hand ``ex`` back from :meth:`poll` once its connection's socket is readable
+        (``writable``: writable, which TLS may need to read), for the caller to read a body
+        piece by piece; at its ``read_timeout`` it fails as a read fails (the socket then
+        raises ``socket.timeout`` to the caller's next read). Call it again for each wait."""
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        self._active.add(ex)
+        ex.state = _PUMP
+        self._arm(ex)
+        self._watch(ex, WRITE if writable else READ)
 
     def _dial(self, ex: Exchange) -> None:
         if ex.dial is None:
@@ -346,6 +359,9 @@ class Loop:
                         self._drain_wake()
                 elif events & ~READ and ex.state == _SENDING:  # writable (or an error)
                     self._send(ex)
+                elif ex.state == _PUMP:  # the caller reads
+                    self._unwatch(ex)
+                    self._finish(ex)
                 elif ex.state >= _CONNECTING:
                     self._advance_dial(ex)
                 else:
@@ -360,7 +376,8 @@ class Loop:
             return 0
         timers = self._timers
         while timers and timers[0][2].state == _DONE:
-            heapq.heappop(timers)  # the exchange ended: its timer with it
+            # the exchange ended: its timer with it (a body's exchange may wait again)
+            heapq.heappop(timers)[2].armed = False
         if timers:
             wait = max(timers[0][0] - monotonic(), 0.0)
             return wait if timeout is None else min(wait, timeout)
@@ -430,6 +447,9 @@ class Loop:
                 ex.armed = True
                 self._seq += 1
                 heapq.heappush(timers, (ex.expires, self._seq, ex))
+                continue
+            if ex.state == _PUMP:  # the caller's next read of the body meets the timeout
+                self._fail(ex, socket.timeout("timed out"))
                 continue
             if ex.state >= _CONNECTING:  # the loop's own dial: the connect timeout
                 self._dial_failed(ex, socket.timeout("timed out"), ex.state == _HANDSHAKING)

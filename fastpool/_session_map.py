@@ -13,14 +13,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from requests.exceptions import Timeout, TooManyRedirects
+from requests.exceptions import (
+    ChunkedEncodingError,
+    ConnectionError,
+    ContentDecodingError,
+    Timeout,
+    TooManyRedirects,
+)
+from requests.exceptions import SSLError as RequestsSSLError
 from requests.models import PreparedRequest, Request, Response
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
 from . import exceptions
 from ._loop import Exchange
 from .multi import Result, host_of, narrow_timeout
 
 __all__ = ("DeadlineExceeded", "SessionDriver")
+
+#: requests' Response.iter_content turns these urllib3 errors of a body read into its own
+_BODY_ERRORS = (
+    (ProtocolError, ChunkedEncodingError),
+    (DecodeError, ContentDecodingError),
+    (ReadTimeoutError, ConnectionError),
+    (SSLError, RequestsSSLError),
+)
 
 
 class DeadlineExceeded(exceptions.DeadlineExceeded, Timeout):
@@ -99,6 +115,21 @@ class SessionDriver:
             return self.session._send_hop(prep, kwargs, exchange)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
+
+    decode_body: bool | None = True  # as iter_content reads: decoded
+
+    def body_of(self, response: Response) -> Any:
+        return response.raw
+
+    def body_failed(self, error: Exception) -> Exception:
+        # iter_content's mapping of urllib3's errors
+        for urllib3_error, requests_error in _BODY_ERRORS:
+            if isinstance(error, urllib3_error):
+                return requests_error(error)
+        return error
+
+    def body_read(self, response: Response) -> None:
+        response._content_consumed = True  # .content raises, as after iter_content
 
     def expired(self, job: _Job, deadline: float) -> Result:
         prep = job.prep

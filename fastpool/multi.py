@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import heapq
 import math
+import socket
+import ssl
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Optional, Protocol
 from urllib.parse import urlsplit
 
@@ -40,6 +42,7 @@ from ._thirdparty import RequestMethods
 from .exceptions import DeadlineExceeded
 from .light import LightResponse
 from .pool import Resend
+from .response import HTTPResponse
 from .schedule import HostScheduler
 
 __all__ = ("Driver", "ManagerDriver", "Result", "host_of", "narrow_timeout", "run_map")
@@ -86,6 +89,20 @@ class Driver(Protocol):
 
     def expired(self, job: Any, deadline: float) -> Result:
         """The job's result when its ``deadline`` (seconds) passed before it ended."""
+
+    #: how ``on_body`` gets a body: decoded (True), as it came (False), or as the response
+    #: decodes it (None)
+    decode_body: bool | None
+
+    def body_of(self, response: Any) -> Any:
+        """The urllib3-style response whose body ``on_body`` gets (``Response.raw``)."""
+
+    def body_failed(self, error: Exception) -> Exception:
+        """What reading the body through this API raises for ``error`` (requests maps
+        urllib3's errors in ``iter_content``)."""
+
+    def body_read(self, response: Any) -> None:
+        """``on_body`` had the whole body: the response says it was consumed."""
 
 
 #: authority ("user@Host:port") -> host name: a crawl's URLs are many, its hosts far fewer
@@ -142,11 +159,14 @@ def run_map(
     rate: float | None,
     dial_workers: int,
     deadline: float | None = None,
+    on_body: Callable[[Any, Any, bytes], Any] | None = None,
 ) -> Iterator[Result]:
     """An iterator of a :class:`Result` per item of ``requests`` as each completes, at most
     ``concurrency`` in flight (``per_host`` per host), starts to one host ``delay`` seconds
     apart and at most ``rate`` a second, each ended (cancelled) ``deadline`` seconds after it
-    started if it has not ended by then; leaving early cancels what is in flight. Bad
+    started if it has not ended by then; leaving early cancels what is in flight. With
+    ``on_body``, each response's body is read as it arrives and handed to ``on_body(request,
+    response, piece)`` piece by piece, and its result comes once the body has ended. Bad
     arguments raise here, before any request."""
     _check_positive("concurrency", concurrency)
     if per_host is not None:
@@ -158,9 +178,12 @@ def run_map(
         or not 0 < deadline < math.inf
     ):
         raise ValueError(f"deadline must be a number of seconds > 0 or None, got {deadline!r}")
+    if on_body is not None and not callable(on_body):
+        raise TypeError(f"on_body must be a callable or None, got {on_body!r}")
     scheduler = HostScheduler(per_host=per_host, delay=delay, rate=rate)  # checks the others
     run = _Run(driver, iter(requests), concurrency, scheduler, dial_workers)
     run.deadline = None if deadline is None else float(deadline)
+    run.on_body = on_body
     return _results(run)
 
 
@@ -213,6 +236,62 @@ _DRAIN = object()
 #: seconds between looks for a connection another thread gave back, while a request waits
 _SLOT_RECHECK = 0.02
 _EXPIRED = object()
+#: body pieces read for one response before the others get a turn (a fast, long body would
+#: hold up the loop)
+_BODY_TURN = 16
+_PIECE = 65536
+#: a connection's socket timeout once the body reader made it non-blocking: settimeout() sets
+#: it again for the next request
+_NOT_SET = object()
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class _Body:
+    """A response whose body the map reads as it arrives (``on_body``), waiting in the loop
+    for its socket as the tag of ``exchange``."""
+
+    __slots__ = ("exchange", "job", "raw", "result")
+
+    def __init__(self, job: Any, result: Result, raw: Any) -> None:
+        self.job = job
+        self.result = result
+        self.raw = raw
+        conn: Any = getattr(raw, "_connection", None)
+        read_timeout = None
+        if _reads_without_blocking(raw):
+            # The read timeout urlopen set; the loop keeps it between pieces.
+            sock = conn.sock
+            read_timeout = sock.gettimeout()
+            sock.setblocking(False)
+            conn._sock_timeout = _NOT_SET
+        else:
+            conn = None  # read whole in this thread (a tool's response, a wrapped body)
+        self.exchange = Exchange(conn, "BODY", b"", read_timeout=read_timeout, tag=self)
+
+    def _loop_abandon(self, exchange: Exchange) -> None:
+        """Cancelled (the map was left, or the deadline passed): the connection is closed
+        and its slot given back, as when a response is closed before its end."""
+        raw = self.raw
+        abandon = getattr(raw, "_abandon", None)
+        try:
+            if abandon is not None and type(raw) is HTTPResponse:
+                abandon()
+            elif raw is not None:
+                raw.close()
+        except Exception:  # noqa: BLE001, S110 - nothing to report it to: it was cancelled
+            pass
+
+
+def _reads_without_blocking(raw: Any) -> bool:
+    """Whether ``raw`` is fastpool's response reading its own live socket (not through a
+    tool's wrapper), so its pieces can be read as the loop finds them there."""
+    if type(raw) is not HTTPResponse or raw._fp_wrapper is not None:
+        return False
+    conn = raw._connection
+    if conn is None:
+        return False
+    sock = conn.sock
+    return sock is not None and (type(sock) is socket.socket or isinstance(sock, ssl.SSLSocket))
 
 
 class _Run:
@@ -249,6 +328,7 @@ class _Run:
         self.exchange_of: dict[Any, Exchange] = {}
         #: expired while queued for a next hop: dropped when the scheduler hands them out
         self.dead: set[Any] = set()
+        self.on_body: Callable[[Any, Any, bytes], Any] | None = None
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
@@ -386,22 +466,74 @@ class _Run:
         return exchange
 
     def _after(self, job: Any, outcome: Any) -> None:
-        self.scheduler.done(job.host)
         expiry = self.expiry
         if expiry:
             self.exchange_of.pop(job, None)
         if isinstance(outcome, Resend):
             # urllib3's Retry: again after its backoff, without the loop thread sleeping
+            self.scheduler.done(job.host)
             self.driver.retry(job, outcome.retries)
             self.order += 1
             heapq.heappush(self.later, (time.monotonic() + outcome.delay, self.order, job))
             return
         result = self.driver.after(job, outcome)
         if result is None:
+            self.scheduler.done(job.host)
             self.scheduler.push(job, job.host, None)  # its next hop
+        elif self.on_body is not None and result.response is not None:
+            # Its body to on_body as it arrives: still in flight (and at its host) until then.
+            body = _Body(job, result, self.driver.body_of(result.response))
+            self.started[body.exchange] = job
+            if self.deadline is not None:
+                self.exchange_of[job] = body.exchange
+            self._read_body(body)
         else:
+            self.scheduler.done(job.host)
             expiry.pop(job, None)
             self.ready.append(result)
+
+    def _read_body(self, body: _Body) -> None:
+        """Hand the pieces of ``body`` that have arrived to ``on_body``; then wait in the loop
+        for more, or (at its end, or a failure) make its result ready."""
+        raw, result, job = body.raw, body.result, body.job
+        on_body = self.on_body
+        assert on_body is not None
+        if raw is None:  # an adapter's response with no body object: nothing to read
+            self._body_ended(body, result)
+            return
+        read = getattr(raw, "read1", None) or raw.read
+        decode = self.driver.decode_body
+        turn = 0
+        while True:
+            try:
+                piece = read(_PIECE, decode_content=decode)
+            except _WOULD_BLOCK as e:
+                self.loop.when_ready(body.exchange, isinstance(e, ssl.SSLWantWriteError))
+                return
+            except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+                self._body_ended(body, Result(job.given, None, self.driver.body_failed(e)))
+                return
+            if not piece:
+                self.driver.body_read(result.response)
+                self._body_ended(body, result)
+                return
+            on_body(result.request, result.response, piece)
+            turn += 1
+            if turn >= _BODY_TURN and body.exchange.conn is not None:
+                sock = body.exchange.conn.sock
+                if type(sock) is socket.socket or not sock.pending():
+                    # The others' turn: on when the poller finds more (decrypted bytes TLS
+                    # holds are read now: the poller cannot see them).
+                    self.loop.when_ready(body.exchange)
+                    return
+
+    def _body_ended(self, body: _Body, result: Result) -> None:
+        job = body.job
+        self.started.pop(body.exchange, None)
+        self.exchange_of.pop(job, None)
+        self.expiry.pop(job, None)
+        self.scheduler.done(job.host)
+        self.ready.append(result)
 
     def expire(self) -> None:
         """End every request whose deadline has passed: cancelled where it is (in the loop,
@@ -476,6 +608,9 @@ class _Run:
             job = self.started.get(ex)
             if job is None:
                 continue  # cancelled at its deadline: handed back by the loop all the same
+            if type(ex.tag) is _Body:
+                self._read_body(ex.tag)  # its socket is ready (or its read timed out)
+                continue
             outcome = self.driver.send(job, ex)
             # Its connection is the response's now, unless urlopen never took it (a tool
             # answered in its place, or finishing failed first): then it goes back here.
@@ -541,13 +676,22 @@ class ManagerDriver:
     (``PoolManager.urlopen`` with its redirects across hosts). With ``light``, each response
     is a :class:`~fastpool.light.LightResponse`."""
 
-    def __init__(self, manager: Any, light: bool = False) -> None:
+    def __init__(self, manager: Any, light: bool = False, on_body: bool = False) -> None:
         self.manager = manager
         self.light = light
+        #: each body is read by the map for ``on_body``: every hop streams (preload_content
+        #: False), as a urllib3 response read in pieces
+        self.on_body = on_body
         # the last ``retries`` argument that is not a Retry, and the Retry urlopen makes of it
         self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
 
     def new(self, given: Any) -> _ManagerJob:
+        job = self._new(given)
+        if self.on_body:
+            job.kw["preload_content"] = False
+        return job
+
+    def _new(self, given: Any) -> _ManagerJob:
         if type(given) is str:
             # RequestMethods.request's steps for a GET with no fields (pinned by a test)
             return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
@@ -561,7 +705,7 @@ class ManagerDriver:
                 and method.upper() in _URL_METHODS
                 and type(url) is str
                 and _ENCODED.isdisjoint(kwargs)
-                and not (self.light and not kwargs.get("preload_content", True))
+                and "preload_content" not in kwargs
             ):
                 # the same steps for a method without a body, given nothing to encode:
                 # urlopen's arguments after the default headers (pinned by a test)
@@ -577,6 +721,11 @@ class ManagerDriver:
             raise ValueError(
                 "PoolManager.map(light=True) reads every body whole: preload_content=False "
                 "needs light=False"
+            )
+        if self.on_body and kwargs.get("preload_content") is True:
+            raise ValueError(
+                "PoolManager.map(on_body=...) hands every body to on_body: "
+                "preload_content=True needs on_body=None"
             )
         capture: Any = RequestMethods.request(_Capture(self.manager.headers), method, url, **kwargs)
         return _ManagerJob(given, *capture)
@@ -663,6 +812,17 @@ class ManagerDriver:
 
     def retry(self, job: _ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries
+
+    decode_body: bool | None = None  # as each response decodes (decode_content: True)
+
+    def body_of(self, response: Any) -> Any:
+        return response
+
+    def body_failed(self, error: Exception) -> Exception:
+        return error
+
+    def body_read(self, response: Any) -> None:
+        pass  # urllib3's response knows: its data is b"" once read
 
     def expired(self, job: _ManagerJob, deadline: float) -> Result:
         error = DeadlineExceeded(

@@ -13,7 +13,7 @@ import threading
 import typing
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -658,6 +658,7 @@ class PoolManager(RequestMethods):
         dial_workers: int = 4,
         deadline: float | None = None,
         light: bool = False,
+        on_body: Callable[[Any, Any, bytes], Any] | None = None,
     ) -> Iterator[Result]:
         """Send many requests at once from this thread; yield a :class:`~fastpool.multi.Result`
         ``(request, response, error)`` for each as it completes (not in the given order).
@@ -675,11 +676,17 @@ class PoolManager(RequestMethods):
         ``reason``, ``version``, ``headers``, ``data``, ``url``), made once its body was read
         and its connection handed back: less work per request than a urllib3 response. Every
         request still ends as :meth:`request` ends it (redirects, ``Retry``, decoding, errors).
+
+        ``on_body(request, response, piece)`` is called, in this thread, with each piece of
+        each response's body (decoded) as it arrives; the result is yielded once the body has
+        ended (its ``data`` is then ``b""``). A failure within the body is the result's error.
         """
         if not isinstance(light, bool):
             raise TypeError(f"light must be True or False, got {light!r}")
+        if light and on_body is not None:
+            raise ValueError("light=True reads each body whole: on_body needs light=False")
         return run_map(
-            ManagerDriver(self, light),
+            ManagerDriver(self, light, on_body is not None),
             requests,
             concurrency=concurrency,
             per_host=per_host,
@@ -687,6 +694,7 @@ class PoolManager(RequestMethods):
             rate=rate,
             dial_workers=dial_workers,
             deadline=deadline,
+            on_body=on_body,
         )
 
 

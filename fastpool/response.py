@@ -398,6 +398,8 @@ class _RawBody:
 
 
 _COOKIE_HEADERS = ("set-cookie", "set-cookie2")
+#: what a receive on a non-blocking socket raises when nothing has arrived
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> HTTPHeaderDict:
@@ -1062,6 +1064,11 @@ class HTTPResponse(_U3HTTPResponse):
             else:
                 data = self._read_to_close(conn.sock, amt, once)
         except BaseException as e:
+            if once and isinstance(e, _WOULD_BLOCK):
+                # A non-blocking socket with nothing to read yet (map's body reader in
+                # fastpool.multi): a read of what has arrived receives before it takes
+                # anything, so the same read can be made again later.
+                raise
             error = self._read_failed(e)
             if error is e:
                 raise

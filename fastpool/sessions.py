@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
@@ -628,6 +628,7 @@ class Session(requests.Session):
         allow_redirects: bool = True,
         dial_workers: int = 4,
         deadline: float | None = None,
+        on_body: Callable[[Any, Any, bytes], Any] | None = None,
     ) -> Iterator[Result]:
         """Send many requests at once from this thread; yield a :class:`~fastpool.multi.Result`
         ``(request, response, error)`` for each as it completes (not in the given order).
@@ -657,13 +658,18 @@ class Session(requests.Session):
             its hops, redirects, retries and their backoffs, and its body unless ``stream``
             (None: no deadline, only the timeouts). A request still going then is cancelled
             and yields :class:`fastpool.DeadlineExceeded` (a ``requests.exceptions.Timeout``).
+        :param on_body: ``on_body(request, response, piece)`` is called, in this thread, with
+            each piece of each response's body (decoded, as ``iter_content`` gives it) as it
+            arrives, while the other requests go on; the result is yielded once the body has
+            ended, its content consumed. The requests stream (``stream`` is taken as True);
+            a failure within a body is the result's error, as ``iter_content`` raises it.
 
         Leaving the loop early (``break``, an exception) or closing the iterator cancels what
         is in flight: their connections are closed and every pool slot is given back. See the
         concurrency guide for the model and when to prefer threads.
         """
         return run_map(
-            SessionDriver(self, timeout, stream, allow_redirects),
+            SessionDriver(self, timeout, True if on_body is not None else stream, allow_redirects),
             requests,
             concurrency=concurrency,
             per_host=per_host,
@@ -671,6 +677,7 @@ class Session(requests.Session):
             rate=rate,
             dial_workers=dial_workers,
             deadline=deadline,
+            on_body=on_body,
         )
 
     def _loop_begin(
