@@ -448,10 +448,7 @@ class HTTPConnection:
         exception :meth:`connect` raises for it stored in ``dial_error`` and returned.
         ``connected``: the TCP connect had succeeded (a TLS error goes as it is, as from
         :meth:`connect`); before that an ``OSError`` becomes urllib3's dial error."""
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            sock.close()
-        self._give_token_back()
+        self._dial_aborted()
         if isinstance(error, socket.gaierror):  # the loop's lookup, as _addresses raises it
             error = NameResolutionError(self.host, self, error)  # type: ignore[arg-type]
         elif not connected and isinstance(error, OSError):
@@ -476,9 +473,7 @@ class HTTPConnection:
                 config.assert_fingerprint if config else None,
             )
         except BaseException:
-            self.sock = None
-            sock.close()
-            self._give_token_back()
+            self._dial_aborted()
             raise
         self.proxy_is_verified = context.verify_mode == ssl.CERT_REQUIRED
 
@@ -512,6 +507,16 @@ class HTTPConnection:
         self.head_refused = False
         self.sent_ahead = False
         self._answer = None
+        if sock is not None:
+            sock.close()
+        self._give_token_back()  # after the close: the cap counts real sockets
+
+    def _dial_aborted(self) -> None:
+        """A dial that failed part way (the loop's, or a TLS handshake after the TCP connect):
+        close its socket and give the cap's token back at once, rather than leave the
+        descriptor to the collector and the token held until a :meth:`close` that may never
+        come."""
+        sock, self.sock = self.sock, None
         if sock is not None:
             sock.close()
         self._give_token_back()  # after the close: the cap counts real sockets
@@ -880,9 +885,7 @@ class HTTPSConnection(HTTPConnection):
         try:
             self.sock = wrap_and_verify(sock, context, name, assert_hostname, assert_fingerprint)
         except BaseException:
-            self.sock = None
-            sock.close()
-            self._give_token_back()
+            self._dial_aborted()
             raise
         self._verified(context, assert_fingerprint)
 

@@ -243,18 +243,14 @@ class Resolver:
             if self._closed:
                 future.set_exception(ResolverClosedError("the resolver is closed"))
                 return future
-            entry = self._cache.get(key)
+            entry = self._fresh(key, negative=True)
             if entry is not None:
-                if entry.expires > self._clock():
-                    self._cache.move_to_end(key)
-                    if entry.infos is None:
-                        self._negative_hits += 1
-                        future.set_exception(_gaierror(entry.errno, host))
-                    else:
-                        self._hits += 1
-                        future.set_result(_with_port(entry.infos, port))
-                    return future
-                del self._cache[key]
+                if entry.infos is None:
+                    future.set_exception(_gaierror(entry.errno, host))
+                else:
+                    future.set_result(_with_port(entry.infos, port))
+                return future
+            self._cache.pop(key, None)  # expired (if there at all): this lookup asks again
             self._misses += 1
             flight = self._flights.get(key)
             if flight is None:
@@ -290,13 +286,11 @@ class Resolver:
             return literal
         key = (host.lower(), int(family))
         with self._lock:
-            entry = self._cache.get(key)
-            if entry is None or entry.infos is None or self._closed:
+            if self._closed:
                 return None
-            if not entry.expires > self._clock():
+            entry = self._fresh(key, negative=False)
+            if entry is None or entry.infos is None:  # (never negative here: for the types)
                 return None
-            self._cache.move_to_end(key)
-            self._hits += 1
             return _with_port(entry.infos, port)
 
     def forget(self, host: str | None = None) -> None:
@@ -350,6 +344,24 @@ class Resolver:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _fresh(self, key: _Key, *, negative: bool) -> _Entry | None:
+        """The cache entry of ``key`` if it has not expired, counted as a hit (a negative hit
+        for a negative entry) and made the most recently used; else None. With ``negative``
+        false a negative entry is None too, neither counted nor moved: :meth:`cached` leaves
+        it to :meth:`resolve` to raise. An expired entry stays for the caller: :meth:`submit`
+        drops it as it asks again, :meth:`cached` only looks. Called with the lock held."""
+        entry = self._cache.get(key)
+        if entry is None or (entry.infos is None and not negative):
+            return None
+        if not entry.expires > self._clock():
+            return None
+        self._cache.move_to_end(key)
+        if entry.infos is None:
+            self._negative_hits += 1
+        else:
+            self._hits += 1
+        return entry
 
     def _finish(
         self,

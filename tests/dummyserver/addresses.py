@@ -1,6 +1,8 @@
 """Addresses with a chosen behaviour for the dial tests (Happy Eyeballs, the loop's own dial):
-a tiny HTTP server, an address whose connect hangs, one that refuses, a free port, a resolver
-(or a patched ``socket.getaddrinfo``) for a made-up name, and the process's open descriptors.
+a tiny HTTP server, a server that runs a script per connection (both on :class:`Listener`), an
+address whose connect hangs, one that refuses, a free port, a resolver (or a patched
+``socket.getaddrinfo``) for a made-up name, the process's open descriptors and sockets, and
+the dial worker threads a ``map`` started.
 
 Real sockets on loopback only (127.0.0.x and ``::1``). Every object with a socket has
 ``close()``; the tests close them after use (their ``closing`` fixture: ``closed_after``).
@@ -18,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import pytest
 
@@ -50,6 +52,36 @@ def fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
+def open_sockets() -> set[str]:
+    """This process's open sockets (the local servers' threads open other descriptors, such
+    as a selector for a connection they take later, at times of their own)."""
+    sockets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                sockets.add(fd)
+        except OSError:
+            pass  # closed meanwhile
+    return sockets
+
+
+def dial_threads() -> set[threading.Thread]:
+    """fastpool's dial worker threads alive now."""
+    return {t for t in threading.enumerate() if t.name.startswith("fastpool-dial")}
+
+
+def map_watching_workers(session: Any, urls: list[str], **kw: Any) -> tuple[list[Any], bool]:
+    """``session.map(urls)``'s results, and whether a dial worker thread started meanwhile
+    (looked at as each result comes: a worker may end before the map does)."""
+    before = dial_threads()
+    started = False
+    results = []
+    for result in session.map(urls, **kw):
+        results.append(result)
+        started = started or bool(dial_threads() - before)
+    return results, started
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nobody uses on ``host`` now (bound and closed unconnected: no TIME_WAIT): a
     fixed source port, or a port that refuses connections."""
@@ -58,19 +90,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
-    """A tiny HTTP/1.1 server on ``(host, 0)``: answers every GET with 200 and its own name,
-    counts ``accepted`` connections, ``requests`` and ``empty`` connections (closed by the client
-    without a request), and the ``peers`` it saw."""
+class Listener:
+    """A listening socket on ``(host, 0)`` whose thread accepts connections until
+    :meth:`close`, counts them (``accepted``, and the ``peers`` they came from) and hands each
+    to :meth:`_handle`, the subclass's. A subclass sets its own fields first, then calls
+    ``super().__init__``: the accept thread starts there."""
 
-    def __init__(self, host: str, name: str | None = None) -> None:
-        self.name = (name or host).encode()
+    #: how long :meth:`close` waits for each thread (seconds)
+    join = 5.0
+
+    def __init__(self, host: str) -> None:
         self.listener = socket.socket(family_of((host,)))
         self.listener.bind((host, 0))
         self.listener.listen(64)
-        self.listener.settimeout(0.05)
+        self.listener.settimeout(0.05)  # how often the accept loop looks at ``stopping``
         self.addr: Addr = self.listener.getsockname()
-        self.accepted = self.requests = self.empty = self.live = 0
+        self.port = int(self.addr[1])
+        self.accepted = 0
         self.peers: list[Addr] = []
         self.lock = threading.Lock()
         self.stopping = False
@@ -81,15 +117,48 @@ class Server:
         while not self.stopping:
             try:
                 conn, peer = self.listener.accept()
-            except (socket.timeout, OSError):
+            except OSError:  # the timeout (socket.timeout is an OSError): look at stopping
                 continue
             with self.lock:
                 self.accepted += 1
-                self.live += 1
                 self.peers.append(peer)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
+            self._handle(conn, peer)
+
+    def _handle(self, conn: socket.socket, peer: Addr) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        """Run ``target(*args)`` on a daemon thread of its own, joined by :meth:`close`."""
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def close(self) -> None:
+        """Stop accepting, join the threads (``join`` seconds each), close the listener."""
+        self.stopping = True
+        for thread in self.threads:
+            thread.join(self.join)
+        self.listener.close()
+
+
+class Server(Listener):
+    """A tiny HTTP/1.1 server on ``(host, 0)``: answers every GET with 200 and its own name,
+    counts ``accepted`` connections, ``requests`` and ``empty`` connections (closed by the client
+    without a request), and the ``peers`` it saw."""
+
+    def __init__(self, host: str, name: str | None = None) -> None:
+        self.name = (name or host).encode()
+        self.requests = self.empty = self.ended = 0
+        super().__init__(host)
+
+    @property
+    def live(self) -> int:
+        """Connections accepted and not ended yet (counted from ``accepted``, so that a
+        connection is never accepted and not yet live)."""
+        return self.accepted - self.ended
+
+    def _handle(self, conn: socket.socket, peer: Addr) -> None:
+        self._spawn(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
         answered = 0
@@ -113,7 +182,7 @@ class Server:
         finally:
             conn.close()
             with self.lock:
-                self.live -= 1
+                self.ended += 1
                 if not answered:
                     self.empty += 1
 
@@ -133,11 +202,31 @@ class Server:
             time.sleep(0.01)
         assert self.live == 0
 
-    def close(self) -> None:
-        self.stopping = True
-        for thread in self.threads:
-            thread.join(5)
-        self.listener.close()
+
+class RawServer(Listener):
+    """A TCP server that runs ``script(server, conn)`` on each connection it accepts, in a
+    thread of its own: the connection has a 5 s timeout, an ``OSError`` of the script ends it
+    quietly, and it is closed after."""
+
+    join = 6.0  # a script may wait out its connection's 5 s timeout
+
+    def __init__(
+        self, script: Callable[[RawServer, socket.socket], None], host: str = "127.0.0.1"
+    ) -> None:
+        self.script = script
+        super().__init__(host)
+
+    def _handle(self, conn: socket.socket, peer: Addr) -> None:
+        self._spawn(self._run, conn)
+
+    def _run(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            self.script(self, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
 
 class Blackhole:

@@ -211,6 +211,16 @@ def answer_each(*responses: bytes, then: bytes | None = None) -> Callable[[Hosti
     return script
 
 
+#: The head of a chunked 200 response, for :func:`answer_then_close`.
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def answer_then_close(body: bytes, head: bytes = CHUNKED_HEAD) -> list[Step]:
+    """A script that reads one request, sends ``head + body`` and closes (FIN): a body cut
+    short where ``body`` ends (a chunked head by default), or whole if ``body`` is."""
+    return [("read",), ("send", head + body), ("close",)]
+
+
 class HostileServer:
     """See the module docstring. ``url`` is ``http(s)://host:port``."""
 

@@ -27,7 +27,7 @@ from dummyserver.addresses import (
     free_port,
     resolve_name,
 )
-from dummyserver.hostile import HostileServer
+from dummyserver.hostile import CHUNKED_HEAD, answer_then_close
 
 import fastpool
 from fastpool.connection import HTTPConnection
@@ -107,8 +107,6 @@ def test_like_urllib3_a_fixed_source_port_reaches_the_address_that_answers(
 
 # --- the chunk-piece reader: a body cut inside a chunk ------------------------------------------
 
-HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-
 #: A body cut short by the server's FIN: inside chunk data (at its start, within it, across
 #: two pieces of 3), between the data and its CRLF, between the CR and the LF, and (the only
 #: place urllib3 says "Response ended prematurely") after a whole chunk.
@@ -131,11 +129,6 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "read_chunked(2)": lambda r: r.read_chunked(2),
     "stream(decode_content=False)": lambda r: r.stream(decode_content=False),
 }
-
-
-def _cut_server(hostile: Any, body: bytes, head: bytes = HEAD) -> HostileServer:
-    server: HostileServer = hostile([("read",), ("send", head + body), ("close",)])
-    return server
 
 
 def _outcome(manager: Any, url: str, read: Callable[[Any], Any]) -> tuple[list[bytes], Any]:
@@ -176,7 +169,7 @@ def _stock_and_ours(
 def test_like_urllib3_a_chunk_cut_short_is_a_protocol_error_with_its_incomplete_read(
     hostile: Any, cut: str, reader: str
 ) -> None:
-    server = _cut_server(hostile, CUTS[cut])
+    server = hostile(answer_then_close(CUTS[cut]))
     (stock_pieces, stock_error), (our_pieces, our_error) = _stock_and_ours(
         server.url, READERS[reader]
     )
@@ -198,7 +191,7 @@ def test_read_of_a_chunk_cut_short_carries_an_incomplete_read_as_urllib3s(
 ) -> None:
     # urllib3's read() gets http.client's IncompleteRead (its count: the whole chunks read);
     # fastpool's counts the bytes read and says how many of the chunk are missing.
-    server = _cut_server(hostile, CUTS[cut])
+    server = hostile(answer_then_close(CUTS[cut]))
     stock, ours = urllib3.PoolManager(), fastpool.PoolManager()
     errors = []
     try:
@@ -217,9 +210,9 @@ def test_read_of_a_chunk_cut_short_carries_an_incomplete_read_as_urllib3s(
 
 def test_a_gzip_body_cut_inside_a_chunk_is_a_protocol_error_as_urllib3s(hostile: Any) -> None:
     body = gzip.compress(b"hello world " * 400)
-    head = HEAD[:-2] + b"Content-Encoding: gzip\r\n\r\n"
+    head = CHUNKED_HEAD[:-2] + b"Content-Encoding: gzip\r\n\r\n"
     framed = b"%x\r\n" % len(body) + body[: len(body) // 2]
-    server = _cut_server(hostile, framed, head)
+    server = hostile(answer_then_close(framed, head))
 
     def read(r: Any) -> Any:
         return r.stream(100, decode_content=True)
@@ -235,7 +228,7 @@ def test_a_gzip_body_cut_inside_a_chunk_is_a_protocol_error_as_urllib3s(hostile:
 def test_requests_reports_a_chunk_cut_short_as_stock_does(hostile: Any) -> None:
     import requests
 
-    server = _cut_server(hostile, CUTS["in-data"])
+    server = hostile(answer_then_close(CUTS["in-data"]))
     messages = []
     for session in (requests.Session(), fastpool.Session()):
         session.trust_env = False
@@ -256,7 +249,7 @@ def test_stream_with_an_amt_past_64_bits_reads_a_chunked_body_as_urllib3(
     hostile: Any, amt: int
 ) -> None:
     body = b"5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n"
-    server = hostile([("read",), ("send", HEAD + body), ("close",)])
+    server = hostile(answer_then_close(body))
     results = _stock_and_ours(server.url, lambda r: r.stream(amt), idle=1)
     assert results[0] == results[1] == ([b"hello", b"abc"], None)
 
@@ -274,15 +267,16 @@ def test_feed_chunk_takes_any_int_limit(http11: ModuleType, limit: int) -> None:
 def test_crlf_left_counts_the_crlf_after_a_chunk(http11: ModuleType) -> None:
     decoder = http11.ChunkedDecoder()
     assert (decoder.chunk_left, decoder.crlf_left) == (0, 0)
-    assert decoder.feed_chunk(b"5\r\nhel") == b"hel"
-    assert (decoder.chunk_left, decoder.crlf_left) == (2, 0)
-    assert decoder.feed_chunk(b"lo") == b"lo"
-    assert (decoder.chunk_left, decoder.crlf_left) == (0, 2)
-    assert decoder.feed_chunk(b"\r") == b""
-    assert (decoder.chunk_left, decoder.crlf_left) == (0, 1)
-    assert decoder.feed_chunk(b"\n") == b""
-    assert (decoder.chunk_left, decoder.crlf_left) == (0, 0)
-    assert decoder.feed(b"3\r\nabc") == b"abc"
-    assert (decoder.chunk_left, decoder.crlf_left) == (0, 2)
+    # (method, input, what it gives, (chunk_left, crlf_left) after it)
+    steps = [
+        ("feed_chunk", b"5\r\nhel", b"hel", (2, 0)),
+        ("feed_chunk", b"lo", b"lo", (0, 2)),
+        ("feed_chunk", b"\r", b"", (0, 1)),
+        ("feed_chunk", b"\n", b"", (0, 0)),
+        ("feed", b"3\r\nabc", b"abc", (0, 2)),
+    ]
+    for method, data, given, left in steps:
+        assert getattr(decoder, method)(data) == given, data
+        assert (decoder.chunk_left, decoder.crlf_left) == left, data
     assert decoder.feed(b"\r\n0\r\n\r\n") == b""
     assert decoder.done and decoder.crlf_left == 0

@@ -31,7 +31,7 @@ import pytest
 import requests
 import urllib3
 from dummyserver.addresses import Blackhole, Server, closed_after, resolve_name
-from dummyserver.hostile import HostileServer
+from dummyserver.hostile import answer_then_close
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NameResolutionError,
@@ -43,13 +43,7 @@ import fastpool
 from fastpool.connection import HTTPConnection
 from fastpool.exceptions import IncompleteResponseError, InvalidChunkError
 
-HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 NAME = "stock-differences.test"  # the made-up name the dial tests resolve
-
-
-def _serve_then_close(hostile: Any, body: bytes) -> HostileServer:
-    server: HostileServer = hostile([("read",), ("send", HEAD + body), ("close",)])
-    return server
 
 
 def _read(manager: Any, url: str) -> bytes:
@@ -103,7 +97,7 @@ def test_unlike_stock_eof_after_the_last_chunk_is_an_incomplete_response(
 ) -> None:
     # docs/differences.md: without the blank line that ends the trailer section the message
     # is not complete (RFC 9112 7.1); http.client and urllib3's read_chunked stop at EOF there.
-    server = _serve_then_close(hostile, LAST_CHUNK_CUTS[cut])
+    server = hostile(answer_then_close(LAST_CHUNK_CUTS[cut]))
     ours = fastpool.PoolManager()
     stock = _outcome(READERS[reader], urllib3.PoolManager(), server.url)
     r = ours.request("GET", server.url, retries=False, timeout=5, preload_content=False)
@@ -128,7 +122,7 @@ def test_unlike_stock_eof_after_the_last_chunk_is_an_incomplete_response(
 def test_unlike_stock_requests_eof_after_the_last_chunk_is_a_chunked_encoding_error(
     hostile: Any,
 ) -> None:
-    server = _serve_then_close(hostile, LAST_CHUNK_CUTS["after-the-last-chunk"])
+    server = hostile(answer_then_close(LAST_CHUNK_CUTS["after-the-last-chunk"]))
     stock = _requests_outcome(requests.Session(), server.url)
     ours = _requests_outcome(fastpool.Session(), server.url)
     assert stock == b"hello"
@@ -138,7 +132,7 @@ def test_unlike_stock_requests_eof_after_the_last_chunk_is_a_chunked_encoding_er
 
 def test_like_stock_a_whole_chunked_body_then_eof_is_read(hostile: Any) -> None:
     # the control: with the blank line, both read the body before the close
-    server = _serve_then_close(hostile, b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
+    server = hostile(answer_then_close(b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"))
     outcomes = [
         _outcome(read, cls(), server.url)
         for read in READERS.values()
@@ -175,7 +169,7 @@ def test_unlike_stock_a_trailer_section_over_64_kib_is_refused(
     # docs/differences.md: a bounded trailer section, as heads are bounded (max_head_bytes);
     # stock reads and discards trailer lines (each up to 64 KiB) without any total bound.
     size = TRAILER_SECTIONS[section]
-    server = _serve_then_close(hostile, b"5\r\nhello\r\n0\r\n" + _trailers(size))
+    server = hostile(answer_then_close(b"5\r\nhello\r\n0\r\n" + _trailers(size)))
     stock = _outcome(READERS[reader], urllib3.PoolManager(), server.url)
     ours = _outcome(READERS[reader], fastpool.PoolManager(), server.url)
     assert stock == b"hello"
@@ -188,7 +182,7 @@ def test_unlike_stock_a_trailer_section_over_64_kib_is_refused(
 
 
 def test_unlike_stock_requests_refuses_a_trailer_section_over_64_kib(hostile: Any) -> None:
-    server = _serve_then_close(hostile, b"5\r\nhello\r\n0\r\n" + _trailers(9000 * 8 + 2))
+    server = hostile(answer_then_close(b"5\r\nhello\r\n0\r\n" + _trailers(9000 * 8 + 2)))
     stock = _requests_outcome(requests.Session(), server.url)
     ours = _requests_outcome(fastpool.Session(), server.url)
     assert stock == b"hello"

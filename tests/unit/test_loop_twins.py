@@ -260,90 +260,80 @@ def test_bad_arguments(twin) -> None:
 # --- edges: a hostile Content-Length, a socket closed behind the loop, extreme waits ------
 
 
-def test_a_content_length_at_the_limit_ends_at_eof_in_both_twins(twin) -> None:
+@pytest.fixture
+def loop(twin: Any) -> Iterator[Any]:
+    """A loop of the twin, closed after the test."""
+    twin_loop = twin.Loop()
+    yield twin_loop
+    twin_loop.close()
+
+
+def answer_once(
+    theirs: socket.socket, answer: bytes, delay: float = 0.0, close: bool = False
+) -> None:
+    """On a thread: read the request (one receive), wait ``delay``, send ``answer``, then maybe
+    half-close. Unlike :func:`serve`, a socket closed meanwhile (the test ended first) ends it
+    quietly."""
+
+    def reply() -> None:
+        try:
+            theirs.recv(4096)
+            if delay:
+                time.sleep(delay)
+            theirs.sendall(answer)
+            if close:
+                theirs.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the test ended first
+
+    threading.Thread(target=reply, daemon=True).start()
+
+
+def test_a_content_length_at_the_limit_ends_at_eof_in_both_twins(twin, pair, loop) -> None:
     # The parser accepts any Content-Length up to 2**63 - 1; head length + that overflows the
     # compiled Exchange.remaining (Py_ssize_t). The pure twin reads to EOF and hands the bytes
     # to the blocking code (which reports the short body as one result); the compiled one
     # raised OverflowError out of poll(), ending the whole map (Session.map re-raises it).
-    ours, theirs = socket.socketpair()
-    conn = Conn(ours)
-    loop = twin.Loop()
+    conn, theirs = pair
     ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\nabc"
-
-    def serve() -> None:
-        try:
-            theirs.recv(4096)
-            theirs.sendall(answer)
-            theirs.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the test ended first
-
-    threading.Thread(target=serve, daemon=True).start()
+    answer_once(theirs, answer, close=True)
     loop.start(ex)
-    try:
-        assert run(loop, ex) == [ex]
-        assert conn._rest == answer
-    finally:
-        loop.close()
-        ours.close()
-        theirs.close()
+    assert run(loop, ex) == [ex]
+    assert conn._rest == answer
 
 
-def test_a_socket_closed_behind_the_loop_times_out_as_with_selectors(twin) -> None:
+def test_a_socket_closed_behind_the_loop_times_out_as_with_selectors(twin, pair, loop) -> None:
     # A watched socket closed outside the loop: epoll drops it silently, so the exchange
     # meets its read timeout; unregistering the closed descriptor then raised EBADF out of
     # poll() (selectors' unregister swallowed it: the old loop handed the exchange back).
-    ours, theirs = socket.socketpair()
-    conn = Conn(ours)
-    loop = twin.Loop()
+    conn, _theirs = pair
     ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=0.2)
     loop.start(ex)
-    ours.close()
-    try:
-        assert run(loop, ex, seconds=3) == [ex]
-        assert conn.reusable is False
-    finally:
-        loop.close()
-        theirs.close()
+    conn.sock.close()
+    assert run(loop, ex, seconds=3) == [ex]
+    assert conn.reusable is False
 
 
-def test_a_read_timeout_past_epolls_range_still_waits(twin) -> None:
+def test_a_read_timeout_past_epolls_range_still_waits(twin, pair, loop) -> None:
     # epoll_wait takes an int of milliseconds (about 24.8 days at most): a read timeout (or a
     # map deadline) beyond it raised OverflowError from poll(). Session.get accepts it.
-    ours, theirs = socket.socketpair()
-    conn = Conn(ours)
-    loop = twin.Loop()
+    conn, theirs = pair
     ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=1e7)
-
-    def serve() -> None:
-        try:
-            theirs.recv(4096)
-            time.sleep(0.2)
-            theirs.sendall(OK)
-        except OSError:
-            pass  # the test ended first
-
-    threading.Thread(target=serve, daemon=True).start()
+    answer_once(theirs, OK, delay=0.2)
     loop.start(ex)
-    try:
-        ended: list[Any] = []
-        deadline = time.monotonic() + 5
-        while not ended and time.monotonic() < deadline:
-            ended = loop.poll(None)  # as multi does with nothing else to wake for
-        assert ended == [ex] and conn._rest == OK
-    finally:
-        loop.close()
-        ours.close()
-        theirs.close()
+    ended: list[Any] = []
+    deadline = time.monotonic() + 5
+    while not ended and time.monotonic() < deadline:
+        ended = loop.poll(None)  # as multi does with nothing else to wake for
+    assert ended == [ex] and conn._rest == OK
 
 
-def test_a_negative_poll_timeout_does_not_block(twin) -> None:
+def test_a_negative_poll_timeout_does_not_block(twin, pair, loop) -> None:
     # selectors (and SelectorPoller, off Linux) treat a negative wait as zero; epoll.poll
     # treats it as forever. multi clamps at 0, but the Loop's own contract differs by OS.
-    ours, theirs = socket.socketpair()
-    loop = twin.Loop()
-    ex = twin.Exchange(Conn(ours), "GET", REQUEST, read_timeout=None)
+    conn, theirs = pair
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=None)
     loop.start(ex)
     timer = threading.Timer(1.0, lambda: theirs.sendall(OK))  # ends the wait either way
     timer.start()
@@ -353,6 +343,3 @@ def test_a_negative_poll_timeout_does_not_block(twin) -> None:
         assert time.monotonic() - began < 0.5
     finally:
         timer.join()
-        loop.close()
-        ours.close()
-        theirs.close()

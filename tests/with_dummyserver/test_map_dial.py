@@ -9,34 +9,18 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from dummyserver import AppServer, FaultServer
-from dummyserver.addresses import Blackhole, free_port
+from dummyserver.addresses import Blackhole, free_port, map_watching_workers, open_sockets
 
 import fastpool
 from fastpool.resolver import Resolver
 
 pytestmark = [pytest.mark.filterwarnings("error"), pytest.mark.usefixtures("clean_environment")]
-
-
-def dial_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("fastpool-dial")}
-
-
-def map_watching_workers(session: Any, urls: list[str], **kw: Any) -> tuple[list[Any], bool]:
-    """``session.map(urls)``'s results, and whether a dial worker thread started meanwhile."""
-    before = dial_threads()
-    started = False
-    results = []
-    for result in session.map(urls, **kw):
-        results.append(result)
-        started = started or bool(dial_threads() - before)
-    return results, started
 
 
 def session_for(ca_bundle: str, **options: Any) -> fastpool.Session:
@@ -66,21 +50,21 @@ def test_a_known_address_is_dialed_in_the_loop_a_name_by_a_worker(
         assert workers
 
 
-def test_a_name_in_the_resolvers_cache_is_dialed_in_the_loop(app_server: AppServer) -> None:
+def test_a_name_in_the_resolvers_cache_is_dialed_in_the_loop(
+    app_server: AppServer, dns: Any
+) -> None:
     pytest.importorskip("pycares", reason="the c-ares backend needs pycares (fastpool[pycares])")
-    dummy_dns = pytest.importorskip("dummyserver.dns")
-    with dummy_dns.DNSServer() as dns:
-        dns.add("site.test", a=["127.0.0.1"], ttl=300)
-        url = f"http://site.test:{app_server.port}/close"
-        resolver = Resolver(backend="cares", nameservers=[dns.nameserver])
-        with resolver, fastpool.Session(resolver=resolver) as session:
-            assert session.get(url, timeout=10).status_code == 200  # the answer, cached
-            hits = resolver.stats.hits
-            rest, workers = map_watching_workers(session, [url] * 4, concurrency=2)
-            assert [r.error for r in rest] == [None] * 4
-            assert not workers  # cached: the loop dials it itself
-            assert resolver.stats.hits == hits + 4  # each dial answered from the cache
-        assert dns.queries("site.test", "A") == 1
+    dns.add("site.test", a=["127.0.0.1"], ttl=300)
+    url = f"http://site.test:{app_server.port}/close"
+    resolver = Resolver(backend="cares", nameservers=[dns.nameserver])
+    with resolver, fastpool.Session(resolver=resolver) as session:
+        assert session.get(url, timeout=10).status_code == 200  # the answer, cached
+        hits = resolver.stats.hits
+        rest, workers = map_watching_workers(session, [url] * 4, concurrency=2)
+        assert [r.error for r in rest] == [None] * 4
+        assert not workers  # cached: the loop dials it itself
+        assert resolver.stats.hits == hits + 4  # each dial answered from the cache
+    assert dns.queries("site.test", "A") == 1
 
 
 # --- failures, side by side with one request ---------------------------------------------------
@@ -99,24 +83,11 @@ def seen(error: BaseException | None) -> tuple[str, str]:
     return type(error).__name__, re.sub(r"0x[0-9a-f]+", "0x?", str(error))
 
 
-def open_fds() -> set[str]:
-    """This process's open sockets (the local servers' threads open other descriptors, such
-    as a selector for a connection they take later, at times of their own)."""
-    sockets = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                sockets.add(fd)
-        except OSError:
-            pass  # closed meanwhile
-    return sockets
-
-
 def no_new_fds(before: set[str], seconds: float = 3.0) -> bool:
     """Whether the descriptors opened since ``before`` are all closed within ``seconds`` (the
     local servers, in this process too, close their side of a connection a moment later)."""
     end = time.monotonic() + seconds
-    while open_fds() - before:
+    while open_sockets() - before:
         if time.monotonic() > end:
             return False
         time.sleep(0.05)
@@ -171,7 +142,7 @@ def test_dial_failures_as_one_request(
         (f"{untrusted_https_server.url}/bytes/1", {"timeout": 5}, "SSLError"),
     ]
     for url, kw, expected in cases:
-        before = open_fds()
+        before = open_sockets()
         began = time.monotonic()
         single, mapped = one_and_mapped(make, url, **kw)
         assert seen(mapped) == seen(single), url
@@ -205,7 +176,7 @@ def test_a_hostname_check_of_the_loops_handshake(https_server: AppServer, ca_bun
 def test_leaving_mid_dial_closes_it_and_gives_the_token_back(
     blackhole: Blackhole, app_server: AppServer
 ) -> None:
-    before = open_fds()
+    before = open_sockets()
     with fastpool.Session(max_connections=1, pool_timeout=1) as session:
         # The deadline ends the dial that hangs; the token it held serves the next request.
         urls = [f"http://127.0.0.1:{blackhole.port}/"]

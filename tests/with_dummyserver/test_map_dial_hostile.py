@@ -11,7 +11,6 @@ import errno
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from dummyserver import AppServer
+from dummyserver.addresses import Listener, RawServer, open_sockets
 
 import fastpool
 from fastpool.resolver import Resolver
@@ -51,34 +51,20 @@ def get_and_map(make: Any, url: str, **kw: Any) -> list[tuple[float, Any]]:
     return out
 
 
-class TrickleRelay:
+class TrickleRelay(Listener):
     """A TCP relay to ``upstream`` that passes the server's bytes on ``chunk`` at a time, one
     piece every ``gap`` seconds (the client's bytes go through at once): a TLS handshake whose
     every step makes progress well within a timeout while the whole takes several times it."""
 
     def __init__(self, upstream: int, chunk: int = 200, gap: float = 0.15) -> None:
         self.upstream, self.chunk, self.gap = upstream, chunk, gap
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = False
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
+        super().__init__("127.0.0.1")
 
-    def _accept(self) -> None:
-        while not self.stopping:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                continue
-            server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-            client.settimeout(5)
-            for target in (self._up, self._down):
-                thread = threading.Thread(target=target, args=(client, server), daemon=True)
-                self.threads.append(thread)
-                thread.start()
+    def _handle(self, client: socket.socket, peer: Any) -> None:
+        server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+        client.settimeout(5)
+        for target in (self._up, self._down):
+            self._spawn(target, client, server)
 
     def _up(self, client: socket.socket, server: socket.socket) -> None:
         try:
@@ -105,12 +91,6 @@ class TrickleRelay:
         finally:
             client.close()
             server.close()
-
-    def close(self) -> None:
-        self.stopping = True
-        for thread in self.threads:
-            thread.join(5)
-        self.listener.close()
 
 
 @pytest.fixture
@@ -144,49 +124,6 @@ def test_handshake_bounded_whole_by_the_connect_timeout(
 
 
 # --- TLS and raw-socket servers, side by side ---------------------------------------------------
-
-
-class RawServer:
-    """A TCP server on 127.0.0.1 that runs ``script(conn)`` for each connection it accepts (in
-    a thread of its own, bounded), counting ``accepted``."""
-
-    def __init__(self, script: Any, host: str = "127.0.0.1") -> None:
-        self.script = script
-        self.listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.listener.bind((host, 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.accepted = 0
-        self.stopping = False
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _run(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        try:
-            self.script(self, conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.stopping = True
-        for thread in self.threads:
-            thread.join(6)
-        self.listener.close()
 
 
 def _rst(conn: socket.socket) -> None:
@@ -383,14 +320,6 @@ def test_tls_settings_as_one_request(
 # --- lookups ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def dns() -> Iterator[Any]:
-    dummy_dns = pytest.importorskip("dummyserver.dns")
-    server = dummy_dns.DNSServer().start()
-    yield server
-    server.stop()
-
-
 def test_a_failed_lookup_is_asked_once_as_one_request(dns: Any) -> None:
     """A lookup that fails with an error the Resolver does not cache (SERVFAIL, timeouts:
     EAI_AGAIN) is asked once, as by one request (``Session.get``): the loop ends the request
@@ -449,19 +378,6 @@ def test_a_lookup_is_counted_once_as_one_request(dns: Any, name: str) -> None:
 # --- a dial that fails with something other than an OSError -------------------------------------
 
 
-def _sockets() -> set[str]:
-    import os
-
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                found.add(fd)
-        except OSError:
-            pass
-    return found
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -484,7 +400,7 @@ def test_a_non_oserror_dial_failure_is_a_result_and_closes_its_socket(
     with manager, pytest.raises(Exception) as info:
         manager.request("GET", f"{app_server.url}/bytes/1", timeout=5)
     single = info.value
-    before = _sockets()
+    before = open_sockets()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with fastpool.PoolManager(retries=False, **options) as manager:
@@ -494,7 +410,7 @@ def test_a_non_oserror_dial_failure_is_a_result_and_closes_its_socket(
             except Exception as e:  # noqa: BLE001 - the defect
                 pytest.fail(f"map raised {e!r} instead of yielding it as each result's error")
             finally:
-                leaked = _sockets() - before
+                leaked = open_sockets() - before
                 assert manager.stats().total.in_use == 0
         gc.collect()
     assert [seen(e) for e in errors] == [seen(single)] * 3

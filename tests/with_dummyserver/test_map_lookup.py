@@ -1,48 +1,24 @@
 """``map`` with fastpool's Resolver: a name with no answer in the cache is looked up through
 ``Resolver.submit()`` while the loop goes on, and the loop dials the address itself; several
 addresses (to race) and failures go to a dial worker, which raises what one request raises.
-Against the loopback DNS server (tests/dummyserver/dns.py) and the local app server.
+Against the loopback DNS server (tests/dummyserver/dns.py; the ``dns`` fixture of this folder's
+conftest.py) and the local app server.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from dummyserver import AppServer
+from dummyserver.addresses import map_watching_workers
 
 import fastpool
 from fastpool.resolver import Resolver
 
 pytestmark = [pytest.mark.filterwarnings("error"), pytest.mark.usefixtures("clean_environment")]
-
-
-@pytest.fixture
-def dns() -> Iterator[Any]:
-    dummy_dns = pytest.importorskip("dummyserver.dns")
-    server = dummy_dns.DNSServer().start()
-    yield server
-    server.stop()
-    assert not server.errors, server.errors
-
-
-def dial_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("fastpool-dial")}
-
-
-def mapped(session: Any, urls: list[str], **kw: Any) -> tuple[list[Any], bool]:
-    """``session.map(urls)``'s results, and whether a dial worker thread started meanwhile."""
-    before = dial_threads()
-    workers = False
-    results = []
-    for result in session.map(urls, **kw):
-        results.append(result)
-        workers = workers or bool(dial_threads() - before)
-    return results, workers
 
 
 def seen(error: BaseException | None) -> tuple[str, str]:
@@ -64,7 +40,7 @@ def test_a_name_is_looked_up_while_the_loop_goes_on(
         name = "localhost"
     urls = [f"http://{name}:{app_server.port}/close"] * 4  # /close: every request dials
     with resolver, fastpool.Session(resolver=resolver) as session:
-        results, workers = mapped(session, urls, concurrency=4, timeout=10)
+        results, workers = map_watching_workers(session, urls, concurrency=4, timeout=10)
         assert [(r.error, r.response.status_code) for r in results] == [(None, 200)] * 4
         assert session.pool_stats().total.in_use == 0
     if backend == "cares":
@@ -80,7 +56,7 @@ def test_several_addresses_are_raced_in_a_worker(app_server: AppServer, dns: Any
     url = f"http://two.test:{app_server.port}/close"
     resolver = Resolver(backend="cares", nameservers=[dns.nameserver])
     with resolver, fastpool.Session(resolver=resolver) as session:
-        results, workers = mapped(session, [url] * 2, concurrency=2, timeout=10)
+        results, workers = map_watching_workers(session, [url] * 2, concurrency=2, timeout=10)
         single = session.get(url, timeout=10)
     assert [r.error for r in results] == [None, None]
     assert single.status_code == 200
@@ -115,7 +91,7 @@ def test_leaving_during_a_lookup_gives_everything_back(app_server: AppServer, dn
     resolver = Resolver(backend="cares", nameservers=[dns.nameserver])
     with resolver, fastpool.Session(resolver=resolver, max_connections=1) as session:
         began = time.monotonic()
-        (result,), workers = mapped(session, [url], deadline=0.2, timeout=10)
+        (result,), workers = map_watching_workers(session, [url], deadline=0.2, timeout=10)
         assert type(result.error).__name__ == "DeadlineExceeded"
         assert not workers  # it was the loop's lookup that the deadline ended
         assert time.monotonic() - began < 0.8  # the lookup is not waited for
