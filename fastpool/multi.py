@@ -329,6 +329,8 @@ class _Run:
         #: expired while queued for a next hop: dropped when the scheduler hands them out
         self.dead: set[Any] = set()
         self.on_body: Callable[[Any, Any, bytes], Any] | None = None
+        #: bodies whose turn ended with more to read: on after the next poll
+        self.bodies: deque[_Body] = deque()
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
@@ -495,6 +497,8 @@ class _Run:
     def _read_body(self, body: _Body) -> None:
         """Hand the pieces of ``body`` that have arrived to ``on_body``; then wait in the loop
         for more, or (at its end, or a failure) make its result ready."""
+        if body.exchange not in self.started:
+            return  # cancelled (its deadline) while it waited for its turn
         raw, result, job = body.raw, body.result, body.job
         on_body = self.on_body
         assert on_body is not None
@@ -519,13 +523,12 @@ class _Run:
                 return
             on_body(result.request, result.response, piece)
             turn += 1
-            if turn >= _BODY_TURN and body.exchange.conn is not None:
-                sock = body.exchange.conn.sock
-                if type(sock) is socket.socket or not sock.pending():
-                    # The others' turn: on when the poller finds more (decrypted bytes TLS
-                    # holds are read now: the poller cannot see them).
-                    self.loop.when_ready(body.exchange)
-                    return
+            if turn >= _BODY_TURN:
+                # The others' turn; it goes on after the next poll. Not by waiting for its
+                # socket: what is left may be there already (a decoder's output, bytes TLS
+                # holds, the body's end), and then nothing would wake it.
+                self.bodies.append(body)
+                return
 
     def _body_ended(self, body: _Body, result: Result) -> None:
         job = body.job
@@ -604,6 +607,9 @@ class _Run:
                 self.expire()
             return
         wait = None if wake is None else max(wake - time.monotonic(), 0.0)
+        bodies = self.bodies
+        if bodies:
+            wait = 0.0  # a body goes on after this look at the others
         for ex in self.loop.poll(wait):
             job = self.started.get(ex)
             if job is None:
@@ -617,6 +623,8 @@ class _Run:
             ex.tag._loop_abandon(ex)
             del self.started[ex]  # after: an interruption leaves it to cancel()
             self._after(job, outcome)
+        for _ in range(len(bodies)):  # those queued before this poll: each its next turn
+            self._read_body(bodies.popleft())
         if self.expiries:
             self.expire()
 

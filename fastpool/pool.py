@@ -73,7 +73,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = ("HTTPConnectionPool", "HTTPSConnectionPool", "HostPool", "connection_from_url")
 
-_Exchange: Any = None  # fastpool._loop.Exchange, once a map has begun
+_loop: Any = None  # fastpool._loop, once a map has begun
 
 #: The pools' logger with ``urllib3_logging=False``; by default they log as urllib3's do, under
 #: ``urllib3.connectionpool``.
@@ -937,9 +937,9 @@ class HTTPConnectionPool(RequestMethods):
             or self.ConnectionCls.request is not _OWN_REQUEST
         ):
             return False
-        global _Exchange
-        if _Exchange is None:  # imported by the first map: one request never loads the loop
-            from ._loop import Exchange as _Exchange
+        global _loop
+        if _loop is None:  # imported by the first map: one request never loads the loop
+            from . import _loop
 
         if body is not None and not isinstance(body, (bytes, str)):
             return False  # a file or an iterable: read as it goes out, rewound for a retry
@@ -976,7 +976,7 @@ class HTTPConnectionPool(RequestMethods):
             # connected, as _make_request does: the loop asks when it starts sending.
             read = functools.partial(_read_timeout_of, timeout_obj)
         conn.timeout = connect_timeout
-        return _Exchange(  # type: ignore[no-any-return]
+        return _loop.Exchange(  # type: ignore[no-any-return]
             conn,
             method,
             data,
