@@ -89,6 +89,10 @@ _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 
 # Writing the head and a body this small in one sendall saves a syscall and a TCP segment.
 _COALESCE_BODY_BYTES = 16384
+#: render_request's bytes of requests with no body nor headers of their own, by (method,
+#: target, Host, User-Agent): a bound, not an LRU (cleared when full)
+_RENDERED: dict[tuple[str, str, str, str], bytes] = {}
+_RENDERED_SIZE = 4096
 
 
 # Response heads are received into one buffer per thread, not one per connection: an idle
@@ -641,6 +645,14 @@ class HTTPConnection:
     ) -> bytes:
         """The bytes :meth:`request` would write, without writing them (the multiplexed loop
         sends them itself). A file-like or iterable body is read here, into memory."""
+        plain = body is None and not headers and not chunked and type(url) is str
+        if plain:
+            # Without a body or headers of its own, the bytes follow from the method, the
+            # target, the Host value and the User-Agent: a crawl sends the same ones again.
+            key = (method, url, self._host_header(url), default_user_agent)
+            rendered = _RENDERED.get(key)
+            if rendered is not None:
+                return rendered
         # request() itself, writing into a recorder: one code path for the bytes, and none
         # added to request()'s.
         sock = self.sock
@@ -651,7 +663,12 @@ class HTTPConnection:
         finally:
             self.sock = sock
             self.request_started = False
-        return b"".join(recorder.parts)
+        data = b"".join(recorder.parts)
+        if plain and type(method) is str:
+            if len(_RENDERED) >= _RENDERED_SIZE:
+                _RENDERED.clear()
+            _RENDERED[key] = data
+        return data
 
     def _body_framing(
         self,
