@@ -798,12 +798,11 @@ def test_body_head_and_204_get_no_pieces(app_server: AppServer) -> None:
 
 # --- a decoded body that expands past 16 pieces -----------------------------------------------
 def test_body_whole_gzip_arrived_expands_past_a_turn(fault_server_factory: Factory) -> None:
-    # DEFECT: the whole compressed body (5 KB) arrived in one write and the server keeps the
-    # connection alive. It decodes to 5 MB: more than 16 pieces of 64 KiB. After 16 pieces
-    # the reader waits for the socket, though the rest is already decoded in the response.
-    # Each wait lasts a whole read timeout (then the read "fails" to the buffered data), so the
-    # body takes ~4 read timeouts instead of milliseconds; with timeout=None it waits for the
-    # server to close. Stock stream()/iter_content read it at once.
+    # Found by this attack (fixed): the whole compressed body (5 KB) arrives in one write and
+    # the server keeps the connection alive. It decodes to 5 MB: more than 16 pieces of 64 KiB.
+    # After 16 pieces the reader waited for the socket, though the rest was decoded already,
+    # a whole read timeout each time (with timeout=None, until the server closed). Stock
+    # stream()/iter_content read it at once.
     data = b"\0" * 5_000_000
     body = gzip.compress(data)
     raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
@@ -1029,12 +1028,11 @@ def test_light_many_hosts_mixed_answers(
 def test_body_ending_on_a_turn_boundary_then_its_connection_reused(
     fault_server_factory: Factory,
 ) -> None:
-    # DEFECT: a gzip body that decodes to exactly 16 pieces of 64 KiB. Its 16th piece ends the
-    # body, so the response hands its connection back to the pool; the reader, at the end of
-    # its turn of 16 pieces, still waits in the loop on that connection's socket. The next
-    # request to the host checks the idle connection out and the loop registers its fd a
-    # second time: the map raises FileExistsError (both backends). Alone, the same body only
-    # stalls a whole read timeout before its result.
+    # Found by this attack (fixed): a gzip body that decodes to exactly 16 pieces of 64 KiB.
+    # Its 16th piece ends the body, so the response hands its connection back to the pool;
+    # the reader, at the end of its turn of 16 pieces, still waited in the loop on that
+    # connection's socket. The next request to the host checked the idle connection out and
+    # the loop registered its fd a second time: the map raised FileExistsError.
     data = b"\0" * (16 * 65536)
     body = gzip.compress(data)
     gz = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
@@ -1148,9 +1146,9 @@ def test_body_tls_deadline_and_break(fault_server_factory: Factory, ca_bundle: s
 
 
 def test_body_ending_on_a_turn_boundary_session_stalls(fault_server_factory: Factory) -> None:
-    # DEFECT: the Session.map form of the test above: no crash there, but the body that ended
-    # on its 16th piece gets its result only after a whole read timeout (1.5 s) of waiting on
-    # a socket where nothing more will come. Stock iter_content reads it at once.
+    # Found by this attack (fixed): the Session.map form of the test above: the body that ended
+    # on its 16th piece got its result only after a whole read timeout (1.5 s) of waiting on
+    # a socket where nothing more would come. Stock iter_content reads it at once.
     data = b"\0" * (16 * 65536)
     body = gzip.compress(data)
     gz = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
