@@ -43,7 +43,7 @@ cdef enum:
     _DONE = 4
     _CONNECTING = 5
     _HANDSHAKING = 6
-    _PUMP = 7
+    _PUMP = 7  # tested before the `>= _CONNECTING` tests of the dial states
 
 
 cdef class Exchange:

@@ -63,6 +63,7 @@ _DONE = 4
 _CONNECTING = 5  # the loop's own dial: TCP
 _HANDSHAKING = 6  # the loop's own dial: TLS
 _PUMP = 7  # the caller reads a body on it: handed back once its socket is ready
+# (_PUMP is tested before the `>= _CONNECTING` tests of the dial states)
 
 
 class Exchange:

@@ -119,17 +119,19 @@ class SessionDriver:
     decode_body: bool | None = True  # as iter_content reads: decoded
 
     def body_of(self, response: Response) -> Any:
+        """``Response.raw``: iter_content reads it too."""
         return response.raw
 
     def body_failed(self, error: Exception) -> Exception:
-        # iter_content's mapping of urllib3's errors
+        """iter_content's exception for a urllib3 error of a body read."""
         for urllib3_error, requests_error in _BODY_ERRORS:
             if isinstance(error, urllib3_error):
                 return requests_error(error)
         return error
 
     def body_read(self, response: Response) -> None:
-        response._content_consumed = True  # .content raises, as after iter_content
+        """The content was consumed: ``.content`` raises, as after ``iter_content``."""
+        response._content_consumed = True
 
     def expired(self, job: _Job, deadline: float) -> Result:
         prep = job.prep

@@ -664,7 +664,7 @@ class HTTPConnection:
             self.sock = sock
             self.request_started = False
         data = b"".join(recorder.parts)
-        if plain and type(method) is str:
+        if plain and data and type(method) is str:  # (nothing written: not a rendering)
             if len(_RENDERED) >= _RENDERED_SIZE:
                 _RENDERED.clear()
             _RENDERED[key] = data

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -38,11 +36,11 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from ._loop import Exchange, Loop
+from ._map_body import END, FAILED, TURN, WRITABLE, Body
 from ._thirdparty import RequestMethods
 from .exceptions import DeadlineExceeded
 from .light import LightResponse
 from .pool import Resend
-from .response import HTTPResponse
 from .schedule import HostScheduler
 
 __all__ = ("Driver", "ManagerDriver", "Result", "host_of", "narrow_timeout", "run_map")
@@ -236,62 +234,6 @@ _DRAIN = object()
 #: seconds between looks for a connection another thread gave back, while a request waits
 _SLOT_RECHECK = 0.02
 _EXPIRED = object()
-#: body pieces read for one response before the others get a turn (a fast, long body would
-#: hold up the loop)
-_BODY_TURN = 16
-_PIECE = 65536
-#: a connection's socket timeout once the body reader made it non-blocking: settimeout() sets
-#: it again for the next request
-_NOT_SET = object()
-_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-class _Body:
-    """A response whose body the map reads as it arrives (``on_body``), waiting in the loop
-    for its socket as the tag of ``exchange``."""
-
-    __slots__ = ("exchange", "job", "raw", "result")
-
-    def __init__(self, job: Any, result: Result, raw: Any) -> None:
-        self.job = job
-        self.result = result
-        self.raw = raw
-        conn: Any = getattr(raw, "_connection", None)
-        read_timeout = None
-        if _reads_without_blocking(raw):
-            # The read timeout urlopen set; the loop keeps it between pieces.
-            sock = conn.sock
-            read_timeout = sock.gettimeout()
-            sock.setblocking(False)
-            conn._sock_timeout = _NOT_SET
-        else:
-            conn = None  # read whole in this thread (a tool's response, a wrapped body)
-        self.exchange = Exchange(conn, "BODY", b"", read_timeout=read_timeout, tag=self)
-
-    def _loop_abandon(self, exchange: Exchange) -> None:
-        """Cancelled (the map was left, or the deadline passed): the connection is closed
-        and its slot given back, as when a response is closed before its end."""
-        raw = self.raw
-        abandon = getattr(raw, "_abandon", None)
-        try:
-            if abandon is not None and type(raw) is HTTPResponse:
-                abandon()
-            elif raw is not None:
-                raw.close()
-        except Exception:  # noqa: BLE001, S110 - nothing to report it to: it was cancelled
-            pass
-
-
-def _reads_without_blocking(raw: Any) -> bool:
-    """Whether ``raw`` is fastpool's response reading its own live socket (not through a
-    tool's wrapper), so its pieces can be read as the loop finds them there."""
-    if type(raw) is not HTTPResponse or raw._fp_wrapper is not None:
-        return False
-    conn = raw._connection
-    if conn is None:
-        return False
-    sock = conn.sock
-    return sock is not None and (type(sock) is socket.socket or isinstance(sock, ssl.SSLSocket))
 
 
 class _Run:
@@ -330,7 +272,7 @@ class _Run:
         self.dead: set[Any] = set()
         self.on_body: Callable[[Any, Any, bytes], Any] | None = None
         #: bodies whose turn ended with more to read: on after the next poll
-        self.bodies: deque[_Body] = deque()
+        self.bodies: deque[Body] = deque()
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
@@ -484,7 +426,8 @@ class _Run:
             self.scheduler.push(job, job.host, None)  # its next hop
         elif self.on_body is not None and result.response is not None:
             # Its body to on_body as it arrives: still in flight (and at its host) until then.
-            body = _Body(job, result, self.driver.body_of(result.response))
+            raw = self.driver.body_of(result.response)
+            body = Body(job, result, raw, self.driver.decode_body)
             self.started[body.exchange] = job
             if self.deadline is not None:
                 self.exchange_of[job] = body.exchange
@@ -494,44 +437,28 @@ class _Run:
             expiry.pop(job, None)
             self.ready.append(result)
 
-    def _read_body(self, body: _Body) -> None:
-        """Hand the pieces of ``body`` that have arrived to ``on_body``; then wait in the loop
-        for more, or (at its end, or a failure) make its result ready."""
+    def _read_body(self, body: Body) -> None:
+        """Hand the pieces of ``body`` that have arrived to ``on_body``; then wait for more
+        (in the loop, or after the next poll when its turn ended), or (at its end, or a
+        failure) make its result ready."""
         if body.exchange not in self.started:
             return  # cancelled (its deadline) while it waited for its turn
-        raw, result, job = body.raw, body.result, body.job
-        on_body = self.on_body
-        assert on_body is not None
-        if raw is None:  # an adapter's response with no body object: nothing to read
-            self._body_ended(body, result)
-            return
-        read = getattr(raw, "read1", None) or raw.read
-        decode = self.driver.decode_body
-        turn = 0
-        while True:
-            try:
-                piece = read(_PIECE, decode_content=decode)
-            except _WOULD_BLOCK as e:
-                self.loop.when_ready(body.exchange, isinstance(e, ssl.SSLWantWriteError))
-                return
-            except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
-                self._body_ended(body, Result(job.given, None, self.driver.body_failed(e)))
-                return
-            if not piece:
-                self.driver.body_read(result.response)
-                self._body_ended(body, result)
-                return
-            on_body(result.request, result.response, piece)
-            turn += 1
-            if turn >= _BODY_TURN:
-                # The others' turn; it goes on after the next poll. Not by waiting for its
-                # socket: what is left may be there already (a decoder's output, bytes TLS
-                # holds, the body's end), and then nothing would wake it.
-                self.bodies.append(body)
-                return
+        assert self.on_body is not None
+        step = body.read(self.on_body)
+        if step is END:
+            self.driver.body_read(body.result.response)
+            self._body_ended(body, body.result)
+        elif step is FAILED:
+            error = self.driver.body_failed(body.error)  # type: ignore[arg-type]
+            self._body_ended(body, Result(body.job.given, None, error))
+        elif step is TURN:
+            self.bodies.append(body)  # the others' turn; it goes on after the next poll
+        else:
+            self.loop.when_ready(body.exchange, step is WRITABLE)
 
-    def _body_ended(self, body: _Body, result: Result) -> None:
+    def _body_ended(self, body: Body, result: Result) -> None:
         job = body.job
+        body.ended()
         self.started.pop(body.exchange, None)
         self.exchange_of.pop(job, None)
         self.expiry.pop(job, None)
@@ -608,13 +535,14 @@ class _Run:
             return
         wait = None if wake is None else max(wake - time.monotonic(), 0.0)
         bodies = self.bodies
-        if bodies:
-            wait = 0.0  # a body goes on after this look at the others
+        turns = len(bodies)  # those whose turn ended before this poll go on after it
+        if turns:
+            wait = 0.0
         for ex in self.loop.poll(wait):
             job = self.started.get(ex)
             if job is None:
                 continue  # cancelled at its deadline: handed back by the loop all the same
-            if type(ex.tag) is _Body:
+            if type(ex.tag) is Body:
                 self._read_body(ex.tag)  # its socket is ready (or its read timed out)
                 continue
             outcome = self.driver.send(job, ex)
@@ -623,7 +551,7 @@ class _Run:
             ex.tag._loop_abandon(ex)
             del self.started[ex]  # after: an interruption leaves it to cancel()
             self._after(job, outcome)
-        for _ in range(len(bodies)):  # those queued before this poll: each its next turn
+        for _ in range(turns):
             self._read_body(bodies.popleft())
         if self.expiries:
             self.expire()
@@ -684,18 +612,18 @@ class ManagerDriver:
     (``PoolManager.urlopen`` with its redirects across hosts). With ``light``, each response
     is a :class:`~fastpool.light.LightResponse`."""
 
-    def __init__(self, manager: Any, light: bool = False, on_body: bool = False) -> None:
+    def __init__(self, manager: Any, light: bool = False, stream_bodies: bool = False) -> None:
         self.manager = manager
         self.light = light
         #: each body is read by the map for ``on_body``: every hop streams (preload_content
         #: False), as a urllib3 response read in pieces
-        self.on_body = on_body
+        self.stream_bodies = stream_bodies
         # the last ``retries`` argument that is not a Retry, and the Retry urlopen makes of it
         self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
 
     def new(self, given: Any) -> _ManagerJob:
         job = self._new(given)
-        if self.on_body:
+        if self.stream_bodies:
             job.kw["preload_content"] = False
         return job
 
@@ -730,7 +658,7 @@ class ManagerDriver:
                 "PoolManager.map(light=True) reads every body whole: preload_content=False "
                 "needs light=False"
             )
-        if self.on_body and kwargs.get("preload_content") is True:
+        if self.stream_bodies and kwargs.get("preload_content") is True:
             raise ValueError(
                 "PoolManager.map(on_body=...) hands every body to on_body: "
                 "preload_content=True needs on_body=None"
@@ -824,13 +752,15 @@ class ManagerDriver:
     decode_body: bool | None = None  # as each response decodes (decode_content: True)
 
     def body_of(self, response: Any) -> Any:
+        """The response itself: urllib3's reads its own body."""
         return response
 
     def body_failed(self, error: Exception) -> Exception:
+        """urllib3's error, as its ``stream()`` raises it."""
         return error
 
     def body_read(self, response: Any) -> None:
-        pass  # urllib3's response knows: its data is b"" once read
+        """Nothing to mark: a urllib3 response read to its end gives ``data == b""``."""
 
     def expired(self, job: _ManagerJob, deadline: float) -> Result:
         error = DeadlineExceeded(

@@ -46,7 +46,7 @@ def _optional(name: str) -> Any:
 brotli = _optional("brotli")
 zstandard = _optional("zstandard")
 
-__all__ = ("HTTPResponse", "headers_from_pairs")
+__all__ = ("WOULD_BLOCK", "HTTPResponse", "headers_from_pairs")
 
 # Draining a remainder this small on close() is cheaper than a new connection.
 _DRAIN_LIMIT = 65536
@@ -399,7 +399,7 @@ class _RawBody:
 
 _COOKIE_HEADERS = ("set-cookie", "set-cookie2")
 #: what a receive on a non-blocking socket raises when nothing has arrived
-_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> HTTPHeaderDict:
@@ -1064,7 +1064,7 @@ class HTTPResponse(_U3HTTPResponse):
             else:
                 data = self._read_to_close(conn.sock, amt, once)
         except BaseException as e:
-            if once and isinstance(e, _WOULD_BLOCK):
+            if once and isinstance(e, WOULD_BLOCK):
                 # A non-blocking socket with nothing to read yet (map's body reader in
                 # fastpool.multi): a read of what has arrived receives before it takes
                 # anything, so the same read can be made again later.

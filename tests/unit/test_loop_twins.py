@@ -343,3 +343,50 @@ def test_a_negative_poll_timeout_does_not_block(twin, pair, loop) -> None:
         assert time.monotonic() - began < 0.5
     finally:
         timer.join()
+
+
+# --- when_ready: a body read piece by piece by the caller (map's on_body) ---------------------
+def test_when_ready_hands_the_exchange_back_each_time_its_socket_is_readable(
+    twin, pair, loop
+) -> None:
+    conn, theirs = pair
+    conn.sock.setblocking(False)
+    ex = twin.Exchange(conn, "BODY", b"", read_timeout=5.0)
+    for piece in (b"one", b"two"):  # it waits again after each
+        loop.when_ready(ex)
+        assert loop.poll(0) == []  # nothing to read yet
+        theirs.sendall(piece)
+        assert run(loop, ex) == [ex]
+        assert conn.sock.recv(10) == piece  # the caller reads; the socket is still its own
+        assert len(loop) == 0
+    assert conn.closed == 0
+
+
+def test_when_ready_times_out_where_the_next_read_meets_it(twin, pair, loop) -> None:
+    conn, theirs = pair
+    conn.sock.setblocking(False)
+    ex = twin.Exchange(conn, "BODY", b"", read_timeout=0.2)
+    loop.when_ready(ex)
+    theirs.sendall(b"x")
+    assert run(loop, ex) == [ex]
+    conn.sock.recv(1)
+    started = time.monotonic()
+    loop.when_ready(ex)  # a second wait has a timer too (re-armed)
+    assert run(loop, ex) == [ex]
+    assert 0.15 < time.monotonic() - started < 3
+    assert conn.reusable is False
+    with pytest.raises(socket.timeout):  # (TimeoutError from Python 3.10)
+        conn.sock.recv(1)  # the socket stand-in raises the timeout to the caller's read
+
+
+def test_when_ready_cancelled_closes_the_connection(twin, pair, loop) -> None:
+    conn, _theirs = pair
+    conn.sock.setblocking(False)
+    ex = twin.Exchange(conn, "BODY", b"", read_timeout=None)
+    loop.when_ready(ex)
+    loop.cancel(ex)
+    assert conn.closed == 1 and ex.cancelled is True
+    assert loop.poll(0) == [ex] and len(loop) == 0
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.when_ready(twin.Exchange(Conn(None), "BODY", b"", read_timeout=None))

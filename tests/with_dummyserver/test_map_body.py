@@ -10,6 +10,7 @@ an error in the callback and the deadline leave no slot or socket behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import threading
 import time
@@ -185,8 +186,8 @@ def test_a_failure_within_the_body_is_iter_contents_error(
         # what arrived before the failure was handed over (stock's read_chunked keeps the
         # piece of a chunk it could not finish: a callback gets bytes as they arrive)
         assert pieces.body(url) == b"helloonly"
-        pool = session.get_adapter(url).poolmanager.connection_from_url(url)
-        assert (pool.pool.idle, pool.pool.in_use) == (0, 0)  # closed, its slot back
+        stats = session.pool_stats().total  # the Session's own pools
+        assert (stats.idle, stats.in_use) == (0, 0)  # closed, its slot back
     with fastpool.PoolManager() as manager:
         item = ("GET", url, {"timeout": timeout, "retries": False})
         (result,) = manager.map([item], on_body=Pieces())
@@ -206,8 +207,8 @@ def test_the_deadline_ends_a_slow_body(fault_server_factory: Callable[..., Fault
         assert time.monotonic() - started < 5
         assert isinstance(result.error, fastpool.DeadlineExceeded), result.error
         assert pieces.body(url) == b"hello"
-        pool = session.get_adapter(url).poolmanager.connection_from_url(url)
-        assert (pool.pool.idle, pool.pool.in_use) == (0, 0)  # closed, its slot back
+        stats = session.pool_stats().total  # the Session's own pools
+        assert (stats.idle, stats.in_use) == (0, 0)  # closed, its slot back
 
 
 def test_an_error_in_the_callback_leaves_no_slot_behind(
@@ -235,15 +236,41 @@ def test_leaving_mid_body_gives_the_slot_back(
 ) -> None:
     server = fault_server_factory(send_raw(HEAD_CHUNKED + b"5\r\nhello\r\n", then="keep"))
     slow = server.url + "/"
-    quick = app_server.url + "/bytes/3"
+    later = app_server.url + "/slow?delay=0.3"  # ends once the slow body is under way
+    seen: list[bytes] = []
     with fastpool.PoolManager(maxsize=1, block=True) as manager:
-        results = manager.map([slow, quick], on_body=lambda *args: None)
-        first = next(results)  # the quick one; the slow body is under way
-        assert first.request == quick
+        results = manager.map([slow, later], on_body=lambda _req, _resp, piece: seen.append(piece))
+        first = next(results)
+        assert first.request == later
+        assert seen[:1] == [b"hello"]  # the slow body is under way, waiting in the loop
         pool = manager.connection_from_url(slow)
         assert pool.pool.in_use == 1
         results.close()
         assert (pool.pool.idle, pool.pool.in_use) == (0, 0)  # closed, its slot back
+
+
+def test_a_foreign_adapters_body_is_read_as_iter_content_reads_it() -> None:
+    # An adapter that is not fastpool's (requests-file's, a test suite's own) may answer with a
+    # plain file as ``raw``: it is read whole in this thread, as iter_content reads it.
+    class FileAdapter(requests.adapters.BaseAdapter):
+        def send(self, request: Any, **kwargs: Any) -> requests.Response:
+            response = requests.Response()
+            response.status_code, response.url, response.request = 200, request.url, request
+            response.raw = io.BytesIO(b"from a file " * 10_000)
+            return response
+
+        def close(self) -> None:
+            pass
+
+    url = "file-test://here/data"
+    pieces = Pieces()
+    with fastpool.Session() as session:
+        session.mount("file-test://", FileAdapter())
+        expected = b"".join(session.get(url, stream=True).iter_content(None))
+        (result,) = session.map([url], on_body=pieces)
+    assert result.error is None, result.error
+    assert pieces.body(url) == expected == b"from a file " * 10_000
+    assert len(pieces.got[url]) > 1  # in pieces, as they are read
 
 
 def test_bad_arguments_are_refused(app_server: AppServer) -> None:
