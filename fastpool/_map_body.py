@@ -10,6 +10,7 @@ adapter's, or one whose body a tool wrapped) is read whole in the calling thread
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -67,29 +68,28 @@ class Body:
         if self.raw is None:  # an adapter's response with no body object: nothing to read
             return END
         pieces = self.pieces
-        if pieces is not None:
-            while True:
-                try:
-                    piece = next(pieces, b"")
-                except Exception as e:  # noqa: BLE001 - the request's outcome
-                    self.error = e
-                    return FAILED
-                if not piece:
-                    return END
-                on_body(request, response, piece)
-        read1 = self.raw.read1
-        decode = self.decode
-        for _ in range(_TURN):
+        if pieces is None:  # on its own socket: what has arrived, then its turn is over
+            read, turn = (
+                functools.partial(self.raw.read1, _PIECE, decode_content=self.decode),
+                _TURN,
+            )
+        else:  # whole, in this thread
+            read, turn = functools.partial(next, pieces, b""), -1
+        while turn:
             try:
-                piece = read1(_PIECE, decode_content=decode)
+                piece = read()
             except WOULD_BLOCK as e:
-                return WRITABLE if isinstance(e, ssl.SSLWantWriteError) else READABLE
+                if pieces is None:
+                    return WRITABLE if isinstance(e, ssl.SSLWantWriteError) else READABLE
+                self.error = e  # no socket of ours to wait for
+                return FAILED
             except Exception as e:  # noqa: BLE001 - the request's outcome
                 self.error = e
                 return FAILED
             if not piece:
                 return END
             on_body(request, response, piece)
+            turn -= 1
         return TURN
 
     def ended(self) -> None:
