@@ -146,14 +146,22 @@ def test_a_response_left_half_read_is_not_pooled(
     hostile, ca_bundle: str, kind: str, read: int, tls: bool
 ) -> None:
     """The client reads ``read`` bytes of a 200 KB body, then closes the response: the rest
-    is on the connection, which must be closed, not reused (stock closes it too)."""
+    is on the connection, which must be closed, not reused.
+
+    Stock urllib3 hands the half-read connection back to its pool and relies on the next
+    checkout seeing it readable. That races the server's writes: when the client has taken
+    all that had arrived (into its buffer, or the ``ssl`` object's), stock reuses the
+    connection and the second request reads the first body's rest (seen once on a loaded CI
+    machine). So stock's second outcome is compared only when stock dialled again."""
     body = b"b" * 200_000
     server = hostile(_leftover_script(response(body)), tls=tls)
     calls = [Call("GET", "/big", {}, read=read), GET("/second")]
     stock, ours = both(kind, server, calls, ca=ca_bundle if tls else None)
     assert ours.outcomes[0] == stock.outcomes[0]
-    assert ours.outcomes[1][::2] == stock.outcomes[1][::2] == (200, b"own-answer")
-    assert ours.connections == stock.connections == 2
+    assert ours.outcomes[1][::2] == (200, b"own-answer")
+    assert ours.connections == 2
+    if stock.connections == 2:
+        assert stock.outcomes[1][::2] == (200, b"own-answer")
 
 
 def _early_answer(conn: HostileConn) -> None:
