@@ -112,12 +112,12 @@ def test_threads_against_a_chaotic_server(hostile, ca_bundle: str, kind: str, tl
 # --- fairness at the global cap (issue 12 (3)) ----------------------------------------------
 
 FAIR_THREADS = 32
-FAIR_REQUESTS = 4  # each: 128 requests of 50 ms on 8 connections, about 0.8 s at best
+FAIR_REQUESTS = 4  # each: 128 requests of 25 ms on 8 connections, about 0.4 s at best
 
 
 def _slow_answers(conn: HostileConn) -> None:
     while conn.read_request() is not None:
-        conn.sleep(0.05)
+        conn.sleep(0.025)
         conn.send(response(b"ok"))
 
 
@@ -158,7 +158,7 @@ def test_stock_pool_block_is_fair_at_the_cap(hostile) -> None:
 @pytest.mark.parametrize("limit", ["max_connections", "max_connections_per_host"])
 def test_waiters_at_the_cap_are_served_fairly(hostile, limit: str) -> None:
     """Issue 12 (3): 32 threads on one healthy host behind a cap of 8 with pool_timeout=3.
-    No request may time out (the fair wait is about 0.2 s), and the server sees no more dials
+    No request may time out (the fair wait is about 0.1 s), and the server sees no more dials
     than the cap: a connection coming back goes to the longest waiter, not to a new dial."""
     server = hostile(_slow_answers)
     with fastpool.Session(**{limit: 8}, pool_timeout=3) as session:

@@ -491,30 +491,35 @@ def test_a_file_body_goes_through_urlopen_as_one_request(app_server: AppServer) 
 
 # --- review findings, pinned ---------------------------------------------------------------------
 class SlowResolver:
-    """A duck-typed resolver that answers after ``seconds``: a dial that is still running."""
+    """A duck-typed resolver that answers while ``answering`` is set, and otherwise waits for
+    it (5 s at most): a dial that is still running until the test lets it go on."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self) -> None:
+        self.answering = threading.Event()
 
     def resolve(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[Any]:
-        import time
-
-        time.sleep(self.seconds)
+        self.answering.wait(5)
         return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
 
 
 def test_leaving_while_a_dial_succeeds_closes_it_and_frees_the_cap(app_server: AppServer) -> None:
     import time
 
-    session = fastpool.Session(max_connections=2, pool_timeout=2, resolver=SlowResolver(0.5))
+    resolver = SlowResolver()
+    session = fastpool.Session(max_connections=2, pool_timeout=2, resolver=resolver)
     with session:
         fast = f"http://127.0.0.1:{app_server.port}/bytes/1"
         slow = f"http://localhost:{app_server.port}/bytes/2"
+        resolver.answering.set()
         assert session.get(fast).status_code == 200  # a kept connection: no dial for it
+        resolver.answering.clear()
         it = session.map([fast, slow], concurrency=2)
-        first = next(it)
-        assert first.request == fast
-        it.close()  # the dial to localhost is still resolving
+        try:
+            first = next(it)
+            assert first.request == fast
+            it.close()  # the dial to localhost is still resolving
+        finally:
+            resolver.answering.set()  # it goes on to connect now
         deadline = time.monotonic() + 5
         while session.pool_stats().total.open > 1 and time.monotonic() < deadline:
             time.sleep(0.05)  # its worker closes what it opened when the dial ends
@@ -660,22 +665,23 @@ def test_a_retry_that_must_wait_at_the_cap_keeps_its_count(
     # one request (RetryError), rather than starting the count afresh and succeeding.
     from urllib3.util.retry import Retry
 
-    seen: list[str] = []
-    first = threading.Event()
+    def server_and_log() -> tuple[FaultServer, list[str], threading.Event]:
+        seen: list[str] = []
+        first = threading.Event()
 
-    def handler(conn: Any) -> None:
-        while (request := conn.read_request()) is not None:
-            seen.append(request.path)
-            if request.path == "/hold":
-                import time
+        def handler(conn: Any) -> None:
+            while (request := conn.read_request()) is not None:
+                seen.append(request.path)
+                if request.path == "/hold":
+                    time.sleep(1.5)
+                    conn.respond(200, b"held")
+                elif seen.count("/x") <= 2:
+                    first.set()
+                    conn.respond(503, b"later", [("Retry-After", "1")])
+                else:
+                    conn.respond(200, b"third")
 
-                time.sleep(1.5)
-                conn.respond(200, b"held")
-            elif seen.count("/x") <= 2:
-                first.set()
-                conn.respond(503, b"later", [("Retry-After", "1")])
-            else:
-                conn.respond(200, b"third")
+        return fault_server_factory(handler), seen, first
 
     def session() -> fastpool.Session:
         s = fastpool.Session()
@@ -686,13 +692,22 @@ def test_a_retry_that_must_wait_at_the_cap_keeps_its_count(
         s.mount("http://", adapter)
         return s
 
-    one = fault_server_factory(handler)
-    with session() as s, pytest.raises(requests.exceptions.RetryError):
-        s.get(f"{one.url}/x")  # the oracle: one request at a time
+    # The oracle, one request at a time, on a server of its own, alongside (it waits out its
+    # own Retry-After meanwhile).
+    one, _, _ = server_and_log()
+    oracle: list[BaseException] = []
 
-    seen.clear()
-    first.clear()
-    server = fault_server_factory(handler)
+    def one_request() -> None:
+        with session() as s:
+            try:
+                s.get(f"{one.url}/x")
+            except BaseException as e:  # noqa: BLE001 - checked below
+                oracle.append(e)
+
+    alongside = threading.Thread(target=one_request)
+    alongside.start()
+
+    server, seen, first = server_and_log()
     with session() as s:
         holder = threading.Thread(target=lambda: first.wait(5) and s.get(f"{server.url}/hold"))
         holder.start()
@@ -701,6 +716,8 @@ def test_a_retry_that_must_wait_at_the_cap_keeps_its_count(
         assert isinstance(result.error, requests.exceptions.RetryError), result
         assert seen == ["/x", "/hold", "/x"]
         assert s.pool_stats().total.in_use == 0
+    alongside.join(10)
+    assert len(oracle) == 1 and isinstance(oracle[0], requests.exceptions.RetryError), oracle
 
 
 def test_a_host_with_no_free_connection_does_not_hold_up_the_others(app_server: AppServer) -> None:
@@ -780,7 +797,7 @@ def test_at_the_concurrency_limit_the_loop_waits_rather_than_spins(
             return super().poll(timeout)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(multi, "Loop", CountingLoop)
-    urls = [f"{app_server.url}/slow?delay=0.05"] * 20
+    urls = [f"{app_server.url}/slow?delay=0.02"] * 20
     with fastpool.Session() as session:
         results = list(session.map(urls, concurrency=2))
     assert [r.error for r in results] == [None] * 20

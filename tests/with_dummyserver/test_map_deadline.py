@@ -79,11 +79,15 @@ def test_pool_manager_map_yields_a_urllib3_timeout_error(app_server: AppServer) 
 def test_the_deadline_spans_every_hop_of_a_redirect_chain(
     fault_server_factory: Callable[..., FaultServer],
 ) -> None:
-    # Each hop answers in 0.3 s, well within the 2 s read timeout; four hops take 1.2 s.
+    # Each hop answers within the 0.6 s deadline (and the 2 s read timeout); the first two
+    # take 0.3 s together, the first three 0.8 s: the deadline falls in the third, 0.3 s after
+    # the second ended and 0.2 s before the third would.
+    seconds = {1: 0.15, 2: 0.15, 3: 0.5, 4: 0.05}
+
     def handler(conn: Any) -> None:
         while (request := conn.read_request()) is not None:
-            time.sleep(0.3)
             hop = int(request.path.rsplit("/", 1)[1])
+            time.sleep(seconds[hop])
             if hop < 4:
                 conn.respond(302, b"", [("Location", f"/hop/{hop + 1}")])
             else:
@@ -93,7 +97,7 @@ def test_the_deadline_spans_every_hop_of_a_redirect_chain(
     with fastpool.Session() as session:
         (whole,) = list(session.map([f"{server.url}/hop/1"], timeout=2))
         assert whole.response is not None and len(whole.response.history) == 3  # the control
-        (cut,) = list(session.map([f"{server.url}/hop/1"], timeout=2, deadline=0.75))
+        (cut,) = list(session.map([f"{server.url}/hop/1"], timeout=2, deadline=0.6))
         assert isinstance(cut.error, fastpool.DeadlineExceeded)
         # It was cut on its third hop: the request in the error is that hop's.
         assert cut.error.request is not None and cut.error.request.url.endswith("/hop/3")
@@ -126,18 +130,24 @@ def test_the_deadline_does_not_wait_out_a_retry_backoff(
 def test_a_stalled_dial_ends_at_the_deadline_and_its_slot_comes_back(
     app_server: AppServer,
 ) -> None:
+    answer = threading.Event()
+
     class SlowResolver:
-        """Answers after a second: a dial still running at the deadline."""
+        """Answers only once the test lets it (5 s at most): a dial still running at the
+        deadline."""
 
         def resolve(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[Any]:
-            time.sleep(1.0)
+            answer.wait(5)
             return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
 
     session = fastpool.Session(max_connections=1, pool_timeout=3, resolver=SlowResolver())
     with session:
         started = time.monotonic()
-        (result,) = list(session.map([f"{app_server.url}/bytes/4"], deadline=0.3))
-        assert time.monotonic() - started < 0.9  # before the resolver answered
+        try:
+            (result,) = list(session.map([f"{app_server.url}/bytes/4"], deadline=0.3))
+            assert time.monotonic() - started < 0.9  # before the resolver answered
+        finally:
+            answer.set()  # the dial goes on to its end now, and every later lookup at once
         assert isinstance(result.error, fastpool.DeadlineExceeded)
         # The dial's worker closes what it opened when it ends; the cap's one token is free
         # again, so a new request gets a connection.
@@ -158,7 +168,7 @@ def test_a_hop_sent_whole_is_bounded_by_the_deadline(app_server: AppServer) -> N
     with fastpool.Session() as session:
         session.mount(app_server.url, Subclassed())
         started = time.monotonic()
-        (result,) = list(session.map([f"{app_server.url}/slow?delay=5"], timeout=10, deadline=0.4))
+        (result,) = list(session.map([f"{app_server.url}/slow?delay=5"], timeout=10, deadline=0.25))
         assert time.monotonic() - started < 3
         assert isinstance(result.error, fastpool.DeadlineExceeded)
         assert Subclassed.calls == 1  # the subclass saw the request
@@ -220,7 +230,7 @@ def test_a_wait_at_the_cap_ends_at_the_deadline(app_server: AppServer) -> None:
         held = session.get(f"{app_server.url}/bytes/1", stream=True)  # checked out until closed
         try:
             started = time.monotonic()
-            (result,) = list(session.map([f"{app_server.url}/bytes/2"], deadline=0.4))
+            (result,) = list(session.map([f"{app_server.url}/bytes/2"], deadline=0.25))
             assert time.monotonic() - started < 3
             assert isinstance(result.error, fastpool.DeadlineExceeded)
         finally:
@@ -256,7 +266,7 @@ def test_a_connection_another_thread_gives_back_is_taken_promptly(
     other, free = server_factory(), server_factory()
     with fastpool.Session(max_connections_per_host=1) as session:
         held = session.get(f"{app_server.url}/bytes/1", stream=True)
-        threading.Timer(0.3, held.close).start()
+        threading.Timer(0.2, held.close).start()
         urls = [
             f"{other.url}/slow?delay=3",  # in flight all along: it never wakes the loop early
             f"{app_server.url}/bytes/2",  # waits for the connection the thread gives back
@@ -264,11 +274,12 @@ def test_a_connection_another_thread_gives_back_is_taken_promptly(
         ]
         started = time.monotonic()
         done: dict[str, float] = {}
-        for result in session.map(urls, concurrency=3, deadline=2.0, timeout=10):
+        for result in session.map(urls, concurrency=3, deadline=1.1, timeout=10):
             done[result.request] = time.monotonic() - started
             if result.request != urls[0]:
                 assert result.error is None, result
-        assert done[urls[1]] < 1.5 and done[urls[2]] < 1.5  # not at the 2 s deadline
+        # given back at 0.2 s: taken then, not at the 1.1 s deadline
+        assert done[urls[1]] < 0.85 and done[urls[2]] < 0.85
 
 
 def test_pool_manager_bounds_a_hop_sent_whole_at_the_cap_by_the_deadline(
@@ -284,7 +295,7 @@ def test_pool_manager_bounds_a_hop_sent_whole_at_the_cap_by_the_deadline(
         held = manager.request("GET", f"{app_server.url}/bytes/1", preload_content=False)
         try:
             started = time.monotonic()
-            (result,) = list(manager.map([f"{app_server.url}/bytes/2"], deadline=0.4))
+            (result,) = list(manager.map([f"{app_server.url}/bytes/2"], deadline=0.25))
             assert time.monotonic() - started < 3
             assert isinstance(result.error, fastpool.DeadlineExceeded)
         finally:
