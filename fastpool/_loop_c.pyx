@@ -23,14 +23,26 @@ from time import monotonic, perf_counter
 
 from ._failed_socket import FailedSocket
 from ._http11_c import ChunkedDecoder, parse_response_head
-from ._poller import new_poller, poll_timeout
+from ._poller import drops_closed, new_poller, poll_timeout, unpark_before_fork
 
 __all__ = ("Exchange", "Loop")
 
 cdef tuple _STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 cdef Py_ssize_t _RECV_SIZE = 65536
 cdef frozenset _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
-cdef object _UNSET = object()
+cdef object _UNSET_TIMEOUT = None  # fastpool.connection's UNSET_TIMEOUT (see _unset_timeout)
+
+
+cdef inline object _unset_timeout():
+    # Imported on first use, not with this module: fastpool._compat imports this module while
+    # fastpool loads, and fastpool.connection's imports need fastpool._compat loaded.
+    global _UNSET_TIMEOUT
+    if _UNSET_TIMEOUT is None:
+        from .connection import UNSET_TIMEOUT
+        _UNSET_TIMEOUT = UNSET_TIMEOUT
+    return _UNSET_TIMEOUT
+
+
 cdef int _READ = 0x001  # fastpool._poller's READ and WRITE (epoll's bits)
 cdef int _WRITE = 0x004
 
@@ -137,6 +149,10 @@ cdef class Loop:
 
     cdef object _poller
     cdef dict _watched
+    cdef dict _parked
+    cdef bint _parks
+    cdef bint _haunted
+    cdef object _thread
     cdef int _wake_fd
     cdef object _wake_r
     cdef object _wake_w
@@ -150,12 +166,19 @@ cdef class Loop:
     cdef list _done
     cdef object _view
     cdef bint _closed
+    cdef object __weakref__  # for unpark_before_fork's registry
 
     def __init__(self, *, int dial_workers=4):
         if dial_workers < 1:
             raise ValueError(f"dial_workers must be >= 1, got {dial_workers}")
         self._poller = new_poller()
         self._watched = {}
+        self._parked = {}  # idle connections' sockets, registered still (see the twin)
+        self._parks = drops_closed(self._poller)
+        self._haunted = False  # see _rebuild
+        self._thread = threading.get_ident()
+        if self._parks:
+            unpark_before_fork(self)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -306,7 +329,7 @@ cdef class Loop:
         sock = ex.conn.sock
         if sock.gettimeout() != 0.0:  # a connection back from the loop is non-blocking still
             sock.setblocking(False)
-        ex.conn._sock_timeout = _UNSET
+        ex.conn._sock_timeout = _unset_timeout()  # settimeout() sets it anew
         ex.state = _SENDING
         self._arm(ex)
         self._send(ex)
@@ -326,12 +349,16 @@ cdef class Loop:
                 if data is None:
                     if fd == self._wake_fd:
                         self._drain_wake()
+                    elif fd in self._parked:
+                        self._unpark(fd)
+                    else:
+                        self._haunted = True
                     continue
                 ex = <Exchange>data
                 if events & ~_READ and ex.state == _SENDING:
                     self._send(ex)
                 elif ex.state == _PUMP:
-                    self._unwatch(ex)
+                    self._park(ex)
                     self._finish(ex)
                 elif ex.state >= _CONNECTING:
                     self._advance_dial(ex)
@@ -339,8 +366,25 @@ cdef class Loop:
                     self._receive(ex)
             self._take_dialed()
             self._expire(monotonic())
+            if self._haunted:
+                self._rebuild()
         self._done = []
         return done
+
+    cdef _rebuild(self):
+        """A new poller with what is watched now, the parked sockets dropped (see the twin)."""
+        cdef Exchange ex
+        self._haunted = False
+        old, self._poller = self._poller, new_poller()
+        old.close()
+        self._poller.register(self._wake_fd, _READ)
+        self._parked.clear()
+        for fd, data in self._watched.items():
+            ex = <Exchange>data
+            try:
+                self._poller.register(fd, ex.events)
+            except OSError:
+                pass
 
     cdef object _wait_time(self, timeout):
         if self._dialed:
@@ -450,12 +494,39 @@ cdef class Loop:
 
     cdef _watch(self, Exchange ex, int events):
         if not ex.events:
-            ex.fd = ex.conn.sock.fileno()
-            self._poller.register(ex.fd, events)
+            sock = ex.conn.sock
+            ex.fd = sock.fileno()
+            if self._parked.pop(ex.fd, None) is sock:  # registered still (see the twin)
+                if events != _READ:
+                    self._poller.modify(ex.fd, events)
+            else:
+                self._poller.register(ex.fd, events)
             self._watched[ex.fd] = ex
         elif ex.events != events:
             self._poller.modify(ex.fd, events)
         ex.events = events
+
+    cdef _park(self, Exchange ex):
+        """Leave an idle connection's socket registered for reading (see the twin)."""
+        if self._parks and ex.events == _READ and self._watched.get(ex.fd) is ex:
+            del self._watched[ex.fd]
+            ex.events = 0
+            self._parked[ex.fd] = ex.conn.sock
+        else:
+            self._unwatch(ex)
+
+    cdef _unpark(self, int fd):
+        del self._parked[fd]
+        try:
+            self._poller.unregister(fd)
+        except OSError:
+            pass
+
+    def _unpark_all(self):
+        """Before a fork, from the thread that polls only (see the twin)."""
+        if threading.get_ident() == self._thread:
+            for fd in list(self._parked):
+                self._unpark(fd)
 
     cdef _unwatch(self, Exchange ex):
         if ex.events:
@@ -491,6 +562,8 @@ cdef class Loop:
                     self._complete(ex)
                     return
         except (BlockingIOError, ssl.SSLWantReadError):
+            if not got and type(sock) is socket.socket:
+                self._haunted = True  # readable, yet nothing to read (see _rebuild)
             self._watch(ex, _READ)
         except ssl.SSLWantWriteError:
             self._watch(ex, _WRITE)
@@ -577,7 +650,7 @@ cdef class Loop:
 
     # --- ending -----------------------------------------------------------------------------
     cdef _complete(self, Exchange ex):
-        self._unwatch(ex)
+        self._park(ex)
         ex.conn._rest = bytes(ex.buf)
         ex.buf = bytearray()
         self._finish(ex)
@@ -630,6 +703,7 @@ cdef class Loop:
         if self._dialer is not None:
             self._dialer.shutdown(wait=False, cancel_futures=True)
         self._closed = True
+        self._parked.clear()
         self._poller.close()
         self._wake_r.close()
         self._wake_w.close()

@@ -41,7 +41,8 @@ from typing import Any, Callable
 
 from ._failed_socket import FailedSocket
 from ._http11_py import ChunkedDecoder, parse_response_head
-from ._poller import READ, WRITE, new_poller, poll_timeout
+from ._poller import READ, WRITE, drops_closed, new_poller, poll_timeout, unpark_before_fork
+from .connection import UNSET_TIMEOUT
 
 # A reused connection the server closed as we sent: the keep-alive replay's errors (the pool's
 # _STALE_ERRORS, for a receive).
@@ -51,8 +52,6 @@ __all__ = ("Exchange", "Loop")
 
 _RECV_SIZE = 65536
 _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
-
-_UNSET = object()
 
 # Exchange states
 _DIALING = 0
@@ -169,6 +168,17 @@ class Loop:
             raise ValueError(f"dial_workers must be >= 1, got {dial_workers}")
         self._poller = new_poller()
         self._watched: dict[int, Exchange] = {}  # by descriptor: what the poller reports
+        # By descriptor: the sockets of idle connections left registered for reading after
+        # their exchange ended (epoll only), so that the next exchange on one costs no
+        # system call to watch, as libcurl keeps its sockets with the multi handle.
+        self._parked: dict[int, Any] = {}
+        self._parks = drops_closed(self._poller)
+        # A registration this process cannot remove (see _rebuild) was met: a new poller
+        # at the end of this poll.
+        self._haunted = False
+        self._thread = threading.get_ident()  # the thread that polls (see _unpark_all)
+        if self._parks:
+            unpark_before_fork(self)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -340,7 +350,7 @@ class Loop:
         sock = ex.conn.sock
         if sock.gettimeout() != 0.0:  # a connection back from the loop is non-blocking still
             sock.setblocking(False)
-        ex.conn._sock_timeout = _UNSET  # settimeout() must set it again after the loop
+        ex.conn._sock_timeout = UNSET_TIMEOUT  # settimeout() must set it again after the loop
         ex.state = _SENDING
         self._arm(ex)
         self._send(ex)
@@ -358,10 +368,14 @@ class Loop:
                 if ex is None:
                     if fd == self._wake_fd:
                         self._drain_wake()
+                    elif fd in self._parked:
+                        self._unpark(fd)
+                    else:
+                        self._haunted = True  # nothing of ours has that number now
                 elif events & ~READ and ex.state == _SENDING:  # writable (or an error)
                     self._send(ex)
                 elif ex.state == _PUMP:  # the caller reads
-                    self._unwatch(ex)
+                    self._park(ex)
                     self._finish(ex)
                 elif ex.state >= _CONNECTING:
                     self._advance_dial(ex)
@@ -369,8 +383,29 @@ class Loop:
                     self._receive(ex)
             self._take_dialed()
             self._expire(monotonic())
+            if self._haunted:
+                self._rebuild()
         self._done = []
         return done
+
+    def _rebuild(self) -> None:
+        """A new poller with what is watched now, the parked sockets dropped.
+
+        epoll keys a registration by the open file, not by its number. A socket this process
+        closed while a forked child still holds it stays registered, reporting under a number
+        that may now be another socket's, and no system call can reach it: only closing the
+        poller ends it. It shows as an event for a number nothing of ours has, or as a
+        readable plain socket with nothing to read."""
+        self._haunted = False
+        old, self._poller = self._poller, new_poller()
+        old.close()
+        self._poller.register(self._wake_fd, READ)
+        self._parked.clear()
+        for fd, ex in self._watched.items():
+            try:
+                self._poller.register(fd, ex.events)
+            except OSError:
+                pass  # closed behind the loop's back: its read timeout ends it, as before
 
     def _wait_time(self, timeout: float | None) -> float | None:
         if self._dialed:
@@ -493,12 +528,51 @@ class Loop:
     def _watch(self, ex: Exchange, events: int) -> None:
         # By descriptor, and the registration kept on the exchange.
         if not ex.events:
-            ex.fd = ex.conn.sock.fileno()
-            self._poller.register(ex.fd, events)
-            self._watched[ex.fd] = ex
+            sock = ex.conn.sock
+            fd = ex.fd = sock.fileno()
+            if self._parked.pop(fd, None) is sock:
+                # Registered for reading since its last exchange here, unseen since.
+                if events != READ:
+                    self._poller.modify(fd, events)
+            else:
+                # (A parked socket of that number was closed since: epoll dropped it.)
+                self._poller.register(fd, events)
+            self._watched[fd] = ex
         elif ex.events != events:
             self._poller.modify(ex.fd, events)
         ex.events = events
+
+    def _park(self, ex: Exchange) -> None:
+        """``ex`` is done with its socket, whole and readable still: leave the socket
+        registered for reading, as an idle connection's, for the next exchange on it.
+
+        Safe because a registration is the socket's own: closing the socket drops it (and a
+        new socket that takes its number is registered afresh: :meth:`_watch` compares the
+        socket, not the number), and a parked socket that becomes readable (the server
+        closed it, or sent what nobody asked for) is unregistered at the next poll, for the
+        pool's check at checkout to find it as it would have."""
+        if self._parks and ex.events == READ and self._watched.get(ex.fd) is ex:
+            del self._watched[ex.fd]
+            ex.events = 0
+            self._parked[ex.fd] = ex.conn.sock
+        else:
+            self._unwatch(ex)
+
+    def _unpark(self, fd: int) -> None:
+        del self._parked[fd]
+        try:
+            self._poller.unregister(fd)
+        except OSError:
+            pass  # closed meanwhile: nothing left to unregister
+
+    def _unpark_all(self) -> None:
+        """Before a fork (``unpark_before_fork``): unregister every idle socket, when the
+        forking thread is the one that polls (a fork in the loop's own body of results).
+        Another thread's fork must not touch the loop under it: a registration it leaves
+        behind is found and ended by :meth:`_rebuild`."""
+        if threading.get_ident() == self._thread:
+            for fd in list(self._parked):
+                self._unpark(fd)
 
     def _unwatch(self, ex: Exchange) -> None:
         if ex.events:
@@ -535,6 +609,10 @@ class Loop:
                     self._complete(ex)
                     return
         except (BlockingIOError, ssl.SSLWantReadError):
+            if not got and type(sock) is socket.socket:
+                # Reported readable, yet nothing (nor an EOF) to read: an event that is not
+                # this socket's (see _rebuild). Only the poll hands a plain socket here.
+                self._haunted = True
             self._watch(ex, READ)  # after a WantWrite too: not writable again
         except ssl.SSLWantWriteError:
             self._watch(ex, WRITE)
@@ -630,7 +708,7 @@ class Loop:
     # --- ending -----------------------------------------------------------------------------
     def _complete(self, ex: Exchange) -> None:
         """Everything read: hand the bytes to the connection for the blocking code."""
-        self._unwatch(ex)
+        self._park(ex)
         ex.conn._rest = bytes(ex.buf)
         ex.buf = bytearray()
         self._finish(ex)
@@ -686,6 +764,7 @@ class Loop:
             # Never waits for a dial: a cancelled one is closed by its worker (_run_dial).
             self._dialer.shutdown(wait=False, cancel_futures=True)
         self._closed = True
+        self._parked.clear()
         self._poller.close()
         self._wake_r.close()
         self._wake_w.close()

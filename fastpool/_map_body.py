@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._loop import Exchange
+from .connection import UNSET_TIMEOUT
 from .response import WOULD_BLOCK, HTTPResponse
 
 __all__ = ("END", "FAILED", "READABLE", "TURN", "WRITABLE", "Body")
@@ -28,9 +29,6 @@ END, FAILED, TURN, READABLE, WRITABLE = "end", "failed", "turn", "readable", "wr
 #: pieces a body gets before the others get a turn (a fast, long body would hold up the loop)
 _TURN = 16
 _PIECE = 65536
-#: a connection's socket timeout once its socket was made non-blocking here: settimeout()
-#: sets it again for the next request
-_NOT_SET = object()
 
 
 class Body:
@@ -56,7 +54,7 @@ class Body:
             sock = conn.sock
             read_timeout = sock.gettimeout()
             sock.setblocking(False)
-            conn._sock_timeout = _NOT_SET
+            conn._sock_timeout = UNSET_TIMEOUT  # non-blocking now: settimeout() sets it anew
         elif raw is not None:
             self.pieces = _pieces(raw, decode)
         self.exchange = Exchange(conn, "BODY", b"", read_timeout=read_timeout, tag=self)

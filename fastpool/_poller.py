@@ -2,7 +2,8 @@
 epoll's shape.
 
 On Linux the loop calls ``select.epoll`` directly: the selectors wrapper costs more than the
-system calls it wraps (a register and unregister per request, and a key object per event). On
+system calls it wraps (a key object per event), and an idle connection's socket may stay
+registered between requests, since closing it unregisters it (:func:`drops_closed`). On
 macOS (kqueue), Windows (select) and elsewhere, :class:`SelectorPoller` gives the selectors
 default the same four methods and epoll's event bits.
 """
@@ -10,11 +11,21 @@ default the same four methods and epoll's event bits.
 from __future__ import annotations
 
 import math
+import os
 import select
 import selectors
+import weakref
 from typing import Any
 
-__all__ = ("READ", "WRITE", "SelectorPoller", "new_poller", "poll_timeout")
+__all__ = (
+    "READ",
+    "WRITE",
+    "SelectorPoller",
+    "drops_closed",
+    "new_poller",
+    "poll_timeout",
+    "unpark_before_fork",
+)
 
 #: epoll's (and poll's) bits: readable, writable. Any other bit (an error, a hang-up) means
 #: both, as selectors reads them.
@@ -27,6 +38,36 @@ def new_poller() -> Any:
     if hasattr(select, "epoll"):
         return select.epoll()
     return SelectorPoller()
+
+
+def drops_closed(poller: Any) -> bool:
+    """Whether closing a socket takes it off ``poller`` by itself (epoll). Only then may a
+    socket stay registered while nobody watches it: a selector keeps a closed descriptor,
+    and fails on it."""
+    return hasattr(select, "epoll") and isinstance(poller, select.epoll)
+
+
+#: Loops that may hold idle sockets registered (see :func:`unpark_before_fork`).
+_PARKING: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def unpark_before_fork(loop: Any) -> None:
+    """Call ``loop._unpark_all()`` before each ``fork()`` while ``loop`` lives.
+
+    epoll keys a registration by the open file, not by the number: after a fork the child
+    shares the parent's sockets, so an idle socket left registered and then closed by the
+    parent would stay registered while the child holds it, its events reported under a number
+    the parent may have given to a new socket."""
+    _PARKING.add(loop)
+
+
+def _before_fork() -> None:
+    for loop in list(_PARKING):
+        loop._unpark_all()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
 
 
 #: The longest single wait, in milliseconds: epoll takes an int of them (about 24.8 days at

@@ -67,6 +67,10 @@ __all__ = (
 
 port_by_scheme = {"http": 80, "https": 443}
 
+#: A connection's ``_sock_timeout`` when its socket's timeout is not known (a new connection; a
+#: socket the multiplexed loop made non-blocking): ``settimeout()`` sets it anew.
+UNSET_TIMEOUT: Any = object()
+
 
 class TokenLimit(typing.Protocol):
     """The global cap a connection holds a token of (``fastpool.limits.ConnectionLimit`` is
@@ -128,6 +132,12 @@ class HTTPConnection:
     :param proxy: a parsed proxy URL (``urllib3.util.Url``) or ``None``.
     :param proxy_config: a :class:`ProxyConfig` or ``None``.
     """
+
+    #: The pool queue the multiplexed loop checked this connection out of: after os.fork() the
+    #: child's pool has a new queue, and the parent's slot must not go back into it. A class
+    #: default, set on the instance by the loop's checkout only: one instance attribute more
+    #: (past 30) costs every attribute access of every connection its fast path (CPython 3.11).
+    _loop_queue: Any = None
 
     default_port: typing.ClassVar[int] = 80
     scheme: typing.ClassVar[str] = "http"
@@ -196,7 +206,7 @@ class HTTPConnection:
         self._tunnel_host: str | None = None
         self._tunnel_port: int | None = None
         self._tunnel_headers: Mapping[str, str] = {}
-        self._sock_timeout: object = object()  # what settimeout() was last called with
+        self._sock_timeout: object = UNSET_TIMEOUT  # what settimeout() was last called with
         #: The global connection cap this connection counts against (set by its pool), or None,
         #: and whether it holds one of its tokens (from its dial until its close).
         self._limiter: TokenLimit | None = None

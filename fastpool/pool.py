@@ -63,7 +63,7 @@ from .exceptions import (
 )
 from .light import LightResponse
 from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
-from .response import HTTPResponse
+from .response import HTTPResponse, head_summary
 from .tls import PoolContexts, has_buffered_bytes, is_forwarding
 
 if typing.TYPE_CHECKING:
@@ -774,6 +774,36 @@ class HTTPConnectionPool(RequestMethods):
         else:
             self._discard(conn, "closed")
 
+    def _checkin_finished(self, conn: HTTPConnection, keep_alive: bool, queue: Any) -> None:
+        """A finished exchange's connection (its answer read to the end): back to the pool when
+        ``keep_alive`` (the answer allows it and nothing came after it), the connection is
+        ``reusable`` and TLS holds no bytes past the answer; else closed, its slot given back.
+
+        ``queue`` is the HostQueue the slot came from. After os.fork() the child's pool has a
+        new one (see ``_reset_after_fork``): a connection from the parent's world is closed
+        and the new queue is not touched (the slot is the parent's, and so is the socket).
+        """
+        if queue is not self.pool:
+            conn.close()
+            return
+        sock = conn.sock
+        if (
+            keep_alive
+            and conn.reusable
+            and (type(sock) is socket.socket or not has_buffered_bytes(sock))
+        ):
+            conn.requests += 1
+            self._put_conn(conn)
+        else:
+            self._close_and_free(conn)
+
+    def _close_and_free(self, conn: HTTPConnection) -> None:
+        """Close a checked-out connection and give its slot back."""
+        try:
+            conn.close()
+        finally:
+            self._put_conn(None)
+
     def _warn_full(self) -> None:
         if self._warn_first:
             # A crawler discarding thousands of connections needs the fact, not a flood.
@@ -903,6 +933,14 @@ class HTTPConnectionPool(RequestMethods):
         return result
 
     # --- the multiplexed loop's steps (fastpool.multi, fastpool._loop) --------------------------
+    def _urlopen_is_ours(self) -> bool:
+        """Whether ``urlopen`` is fastpool's own: neither urllib3's patched (a tool instruments
+        it) nor overridden or patched on this pool. Otherwise it must see every request."""
+        return (
+            _U3Pool.urlopen is STOCK_URLOPEN
+            and getattr(self.urlopen, "__func__", None) is HTTPConnectionPool.urlopen
+        )
+
     def _loop_begin(
         self,
         method: str,
@@ -928,9 +966,7 @@ class HTTPConnectionPool(RequestMethods):
         most ``limit`` seconds when given, and raises ``EmptyPoolError`` as ``urlopen`` does."""
         cls = type(self)
         if (
-            _U3Pool.urlopen is not STOCK_URLOPEN
-            # overridden, or patched on this pool: it must see the request
-            or getattr(self.urlopen, "__func__", None) is not HTTPConnectionPool.urlopen
+            not self._urlopen_is_ours()  # a patched or overridden urlopen must see the request
             or cls._validate_conn not in _OWN_VALIDATE_CONN  # it must see the dial first
             # a ConnectionCls with its own request() (or a patch of ours): it runs once, as it
             # would for one request, not once to render the bytes and again to finish
@@ -964,10 +1000,10 @@ class HTTPConnectionPool(RequestMethods):
                 conn.head_refused = False
                 self._put_conn(conn)
                 return False
-            self._loop_give_back(conn)
+            self._close_and_free(conn)
             raise
         except BaseException:
-            self._loop_give_back(conn)
+            self._close_and_free(conn)
             raise
         connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
         read: Any = read_timeout
@@ -1008,13 +1044,15 @@ class HTTPConnectionPool(RequestMethods):
                 limit = max(limit, 0.001)  # 0 would mean "do not wait"
                 pool_wait = limit if pool_wait is None else min(pool_wait, limit)
         try:
-            return self._get_conn(timeout=pool_wait)
+            conn = self._get_conn(timeout=pool_wait)
         except PoolTimeoutError:
             if not wait:
                 return None
             raise
         except Exception:  # noqa: BLE001 - urlopen raises it (or what it becomes there)
             return False
+        conn._loop_queue = self.pool  # the queue its slot came from (see _checkin_finished)
+        return conn
 
     def _replayed(self, method: str, url: str, error: BaseException) -> None:
         """The loop sent the request again on a new connection (Go's replay): counted, logged
@@ -1026,12 +1064,6 @@ class HTTPConnectionPool(RequestMethods):
     def _fit(self, conn: HTTPConnection) -> None:
         """Close a connection made under other settings (HTTPS: the TLS settings)."""
 
-    def _loop_give_back(self, conn: HTTPConnection) -> None:
-        try:
-            conn.close()
-        finally:
-            self._put_conn(None)
-
     def _loop_abandon(self, exchange: Exchange) -> None:
         """An exchange the loop took that ``urlopen`` did not take over (the map was left, a
         tool answered in its place, finishing failed before the checkout): its connection is
@@ -1039,10 +1071,14 @@ class HTTPConnectionPool(RequestMethods):
         Nothing happens once ``urlopen`` has taken it (the response owns it then)."""
         if exchange.conn is not None:
             conn, exchange.conn = exchange.conn, None
-            if exchange.dialing:
+            if conn._loop_queue is not self.pool:
+                # A forked child leaving its parent's map: the slot is the parent's.
+                if not exchange.dialing:
+                    conn.close()
+            elif exchange.dialing:
                 self._put_conn(None)
             else:
-                self._loop_give_back(conn)
+                self._close_and_free(conn)
 
     def _loop_light(
         self, exchange: Exchange, retries: Retry, redirect: bool, url: str
@@ -1063,8 +1099,7 @@ class HTTPConnectionPool(RequestMethods):
             or conn.sock is None
             or type(conn.sock) is FailedSocket
             or self._trace_now is not None
-            or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(self.urlopen, "__func__", None) is not HTTPConnectionPool.urlopen
+            or not self._urlopen_is_ours()
             or self._log.isEnabledFor(logging.DEBUG)
         ):
             return None
@@ -1089,9 +1124,8 @@ class HTTPConnectionPool(RequestMethods):
         ):
             return None
         pairs = head.headers
-        for name, _value in pairs:
-            if len(name) == 16 and name.lower() == "content-encoding":
-                return None  # decoded by the response, as urllib3 decodes it
+        if head_summary(pairs)[0]:
+            return None  # a Content-Encoding: decoded by the response, as urllib3 decodes it
         # Ours now: what urlopen and the response's end would do with it.
         exchange.conn = None
         conn._rest = b""
@@ -1099,16 +1133,7 @@ class HTTPConnectionPool(RequestMethods):
         conn.request_started = True
         conn.head_started = True
         self.num_requests += 1
-        sock = conn.sock
-        if (
-            head.keep_alive
-            and conn.reusable
-            and (type(sock) is socket.socket or not has_buffered_bytes(sock))
-        ):
-            conn.requests += 1
-            self._put_conn(conn)
-        else:
-            self._loop_give_back(conn)
+        self._checkin_finished(conn, head.keep_alive, conn._loop_queue)
         return LightResponse(head.status, head.reason, head.version, pairs, data[used:end], url)
 
     # --- one request --------------------------------------------------------------------------
@@ -1391,6 +1416,8 @@ class HTTPConnectionPool(RequestMethods):
                 **response_kw,
             )
             owned = False  # the response gives the slot back when its body ends
+            if _exchange is not None:  # the slot's queue is the loop's checkout's (after a fork)
+                response._queue = conn._loop_queue
             if preload_content:
                 response._body = response.read(decode_content=decode_content)
             if self._log.isEnabledFor(logging.DEBUG):
@@ -1515,7 +1542,9 @@ class HTTPConnectionPool(RequestMethods):
                 if conn is not None:
                     conn.close()
             finally:
-                self._put_conn(None)
+                queue = None if conn is None else conn._loop_queue
+                if queue is None or queue is self.pool:
+                    self._put_conn(None)  # (not after a fork: the loop's slot is the parent's)
 
     def _urlopen_again(
         self, method: str, url: str, body: Any, headers: Any, retries: Retry, again: _Again

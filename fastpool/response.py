@@ -29,7 +29,6 @@ from .exceptions import (
     IncompleteResponseError,
     ProtocolError,
 )
-from .tls import has_buffered_bytes
 
 if typing.TYPE_CHECKING:
     from ._http11_py import ResponseHead
@@ -46,7 +45,7 @@ def _optional(name: str) -> Any:
 brotli = _optional("brotli")
 zstandard = _optional("zstandard")
 
-__all__ = ("WOULD_BLOCK", "HTTPResponse", "headers_from_pairs")
+__all__ = ("WOULD_BLOCK", "HTTPResponse", "head_summary", "headers_from_pairs")
 
 # Draining a remainder this small on close() is cheaper than a new connection.
 _DRAIN_LIMIT = 65536
@@ -333,6 +332,10 @@ class ConnectionHome(typing.Protocol):
 
     def _put_conn(self, conn: HTTPConnection | None) -> None: ...
 
+    def _checkin_finished(self, conn: HTTPConnection, keep_alive: bool, queue: Any) -> None:
+        """A finished exchange's connection: back to the pool or closed (``queue``: the
+        pool's queue its slot came from)."""
+
     def _release_from_finalizer(self) -> None: ...
 
 
@@ -400,6 +403,20 @@ class _RawBody:
 _COOKIE_HEADERS = ("set-cookie", "set-cookie2")
 #: what a receive on a non-blocking socket raises when nothing has arrived
 WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def head_summary(pairs: Iterable[tuple[str, str]]) -> tuple[str, bool]:
+    """(the Content-Encoding values joined with ", ", whether Set-Cookie or Set-Cookie2 came),
+    from a parsed head's ``(name, value)`` pairs in one scan, without building a header dict."""
+    codings = []
+    cookies = False
+    for name, value in pairs:
+        size = len(name)  # lower() only the names of a length that may match
+        if size == 16 and name.lower() == "content-encoding":
+            codings.append(value)
+        elif (size == 10 or size == 11) and name.lower() in _COOKIE_HEADERS:
+            cookies = True
+    return ", ".join(codings), cookies
 
 
 def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> HTTPHeaderDict:
@@ -522,7 +539,7 @@ class HTTPResponse(_U3HTTPResponse):
             auto_close=auto_close,
             chunked=framing == "chunked",
             _framing=framing,
-            _keep_alive=head.keep_alive and (connection is None or connection.reusable),
+            _keep_alive=head.keep_alive,  # and the connection reusable: the pool's to judge
             length_remaining=head.content_length,
             _rest=connection.take_rest() if connection is not None else b"",
             # Decoded bytes a read(amt) did not return yet: a bytearray, whose front is deleted
@@ -604,19 +621,10 @@ class HTTPResponse(_U3HTTPResponse):
         return self.headers
 
     def _head_summary(self) -> tuple[str, bool]:
-        """(the Content-Encoding values joined with ", ", whether Set-Cookie or Set-Cookie2
-        came), from the parsed head in one scan, without building the header dict."""
+        """:func:`head_summary` of the parsed head, found once."""
         summary = self._summary
         if summary is None:
-            codings = []
-            cookies = False
-            for name, value in self._head.headers:
-                size = len(name)  # lower() only the names of a length that may match
-                if size == 16 and name.lower() == "content-encoding":
-                    codings.append(value)
-                elif (size == 10 or size == 11) and name.lower() in _COOKIE_HEADERS:
-                    cookies = True
-            summary = self._summary = (", ".join(codings), cookies)
+            summary = self._summary = head_summary(self._head.headers)
         return summary
 
     def _requests_store(self) -> OrderedDict[str, tuple[str, str]]:
@@ -1283,22 +1291,18 @@ class HTTPResponse(_U3HTTPResponse):
         conn = self._connection
         if conn is None or self._holding:  # _drain_cheaply hands it back itself
             return
-        sock = conn.sock
-        if (
-            not self._keep_alive
-            or self._rest
-            or (type(sock) is not socket.socket and has_buffered_bytes(sock))
-        ):
-            self._abandon()  # bytes after the response (in our buffer or TLS's): never reuse
-            return
         self._connection = None
-        conn.requests += 1
+        rest = self._rest
+        if rest:
+            self._rest = b""  # bytes after the response: never reused
+        keep_alive = self._keep_alive and not rest
         pool = self._pool
         if pool is not None:
-            if getattr(pool, "pool", None) is not self._queue:
-                conn.close()  # the slot belongs to the parent's pool (we are a forked child)
-                return
-            pool._put_conn(conn)
+            pool._checkin_finished(conn, keep_alive, self._queue)
+        elif keep_alive:
+            conn.requests += 1  # no pool: the connection stays its owner's
+        else:
+            conn.close()
 
     def _abandon(self) -> None:
         """Close the connection (its state is unknown) and give its slot back."""

@@ -9,6 +9,8 @@ this file holds each twin to the same answers one level down, whatever the build
 from __future__ import annotations
 
 import importlib
+import os
+import select
 import socket
 import struct
 import threading
@@ -390,3 +392,174 @@ def test_when_ready_cancelled_closes_the_connection(twin, pair, loop) -> None:
     loop.close()
     with pytest.raises(RuntimeError, match="closed"):
         loop.when_ready(twin.Exchange(Conn(None), "BODY", b"", read_timeout=None))
+
+
+# --- idle connections stay registered (epoll): no system call to watch the next exchange ----
+def _epolls() -> set[int]:
+    """This process's epoll descriptors."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventpoll]":
+                found.add(int(name))
+        except OSError:
+            pass  # closed meanwhile
+    return found
+
+
+@pytest.fixture
+def epoll_loop(twin: Any) -> Iterator[tuple[Any, int]]:
+    """A loop of the twin and its epoll's descriptor (Linux only): the kernel's own list of
+    what it watches is ``/proc/self/fdinfo/<descriptor>``."""
+    if not hasattr(select, "epoll"):
+        pytest.skip("epoll only")
+    before = _epolls()
+    twin_loop = twin.Loop()
+    (epfd,) = _epolls() - before
+    yield twin_loop, epfd
+    twin_loop.close()
+
+
+def _registered(epfd: int) -> set[int]:
+    """The descriptors the kernel has registered with that epoll."""
+    with open(f"/proc/self/fdinfo/{epfd}") as info:
+        return {int(line.split()[1]) for line in info if line.startswith("tfd:")}
+
+
+def _exchange_ok(twin: Any, loop: Any, conn: Conn, theirs: socket.socket) -> Any:
+    """One GET on ``conn`` answered with ``OK``, run to its end (its socket parked after)."""
+    conn._rest = b""
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
+    answer_once(theirs, OK)
+    loop.start(ex)
+    assert run(loop, ex) == [ex]
+    assert conn._rest == OK and ex.error is None
+    return ex
+
+
+def test_an_idle_connection_stays_registered_for_its_next_exchange(twin, pair, epoll_loop):
+    loop, epfd = epoll_loop
+    conn, theirs = pair
+    fd = conn.sock.fileno()
+    for _ in range(3):
+        _exchange_ok(twin, loop, conn, theirs)
+        assert fd in _registered(epfd)  # kept, idle, for the next one
+        assert loop.poll(0) == []  # and quiet while nothing comes
+
+
+def test_a_parked_socket_that_turns_readable_is_unregistered_not_spun_on(twin, pair, epoll_loop):
+    loop, epfd = epoll_loop
+    conn, theirs = pair
+    fd = conn.sock.fileno()
+    _exchange_ok(twin, loop, conn, theirs)
+    theirs.close()  # the server drops the idle connection
+    assert loop.poll(0.05) == []
+    assert fd not in _registered(epfd)  # for the pool's check at checkout to find the EOF
+    began = time.monotonic()
+    assert loop.poll(0.2) == []  # level-triggered: still registered, this would not wait
+    assert time.monotonic() - began >= 0.15
+    assert conn.sock.recv(1) == b""  # the EOF is left for whoever checks the connection
+
+
+def test_a_parked_socket_closed_and_its_number_reused_is_watched_afresh(twin, pair, epoll_loop):
+    loop, epfd = epoll_loop
+    conn, theirs = pair
+    _exchange_ok(twin, loop, conn, theirs)
+    fd = conn.sock.fileno()
+    conn.close()  # closed while parked: epoll drops it by itself
+    assert fd not in _registered(epfd)
+    ours, peer = socket.socketpair()
+    try:
+        assert ours.fileno() == fd  # the lowest free number: the parked one's
+        fresh = Conn(ours)
+        ex = twin.Exchange(fresh, "GET", REQUEST, read_timeout=2.0)
+        answer_once(peer, OK)
+        loop.start(ex)
+        assert run(loop, ex) == [ex]  # a stale "still registered" would wait for nothing
+        assert fresh._rest == OK and ex.error is None
+    finally:
+        ours.close()
+        peer.close()
+
+
+def test_a_selector_poller_keeps_nothing_registered(twin, pair, monkeypatch) -> None:
+    # select() fails on a closed descriptor (EBADF), and a selector keeps one registered: off
+    # Linux, every exchange registers and unregisters its socket, as before.
+    import selectors
+
+    from fastpool._poller import SelectorPoller
+
+    monkeypatch.setattr(selectors, "DefaultSelector", selectors.SelectSelector)
+    monkeypatch.setattr(twin, "new_poller", SelectorPoller)
+    loop = twin.Loop()
+    conn, theirs = pair
+    try:
+        for _ in range(2):
+            ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
+            answer_once(theirs, OK)
+            loop.start(ex)
+            assert run(loop, ex) == [ex]
+            assert conn._rest == OK
+            conn._rest = b""
+        conn.close()  # a parked descriptor closed would now fail the selector's next poll
+        assert loop.poll(0) == []
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_fork_unregisters_the_idle_sockets_first(twin, pair, epoll_loop) -> None:
+    # epoll keys a registration by the open file: a child holding a parked socket would keep
+    # it registered after the parent closed its own, its events then reported under a number
+    # the parent may give to a new socket. So none stays registered across a fork.
+    loop, epfd = epoll_loop
+    conn, theirs = pair
+    fd = conn.sock.fileno()
+    _exchange_ok(twin, loop, conn, theirs)
+    assert fd in _registered(epfd)
+    pid = os.fork()
+    if pid == 0:  # the child: nothing to do
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert fd not in _registered(epfd)
+    _exchange_ok(twin, loop, conn, theirs)  # registered afresh
+
+
+def test_a_registration_left_by_a_shared_socket_ends_in_a_new_poller(twin, pair) -> None:
+    # A parked socket closed here while another descriptor (a forked child's, here a dup)
+    # still holds its open file stays registered with epoll, reporting under its old number,
+    # which the next socket takes. No system call reaches that registration: the loop must
+    # notice it (readable, yet nothing to read) and take a new poller, not spin on it.
+    if not hasattr(select, "epoll"):
+        pytest.skip("epoll only")
+    loop = twin.Loop()
+    conn, theirs = pair
+    try:
+        ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
+        answer_once(theirs, OK)
+        loop.start(ex)
+        run(loop, ex)
+        fd = conn.sock.fileno()
+        held = os.dup(fd)  # the child's reference
+        try:
+            conn.close()
+            theirs.close()  # the server drops the idle connection: the ghost turns readable
+            ours, peer = socket.socketpair()
+            try:
+                assert ours.fileno() == fd
+                fresh = Conn(ours)
+                ex = twin.Exchange(fresh, "GET", REQUEST, read_timeout=5.0)
+                answer_once(peer, OK, delay=0.3)
+                began, cpu = time.monotonic(), time.thread_time()
+                loop.start(ex)
+                assert run(loop, ex) == [ex] and fresh._rest == OK
+                wall, cpu = time.monotonic() - began, time.thread_time() - cpu
+                assert wall >= 0.25
+                assert cpu < wall / 2, f"spun: {cpu:.2f} s of CPU in {wall:.2f} s"
+            finally:
+                ours.close()
+                peer.close()
+        finally:
+            os.close(held)
+    finally:
+        loop.close()
