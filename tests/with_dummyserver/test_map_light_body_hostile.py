@@ -1123,7 +1123,9 @@ def test_light_stats_as_without_light(app_server: AppServer) -> None:
     stats = []
     for light in (False, True):
         with fastpool.PoolManager(maxsize=2) as m:
-            results = list(m.map(urls, concurrency=2, light=light))
+            # One at a time: with two in flight, how many connections the closing answers cost
+            # depends on which requests overlap (4 against 3 once, under load).
+            results = list(m.map(urls, concurrency=1, light=light))
             assert all(r.error is None for r in results)
             pool = m.connection_from_url(app_server.url)
             snap = m.stats()
