@@ -23,7 +23,8 @@ from time import monotonic, perf_counter
 
 from ._failed_socket import FailedSocket
 from ._http11_c import ChunkedDecoder, parse_response_head
-from ._poller import drops_closed, new_poller, poll_timeout, unpark_before_fork
+from . import _poller
+from ._poller import may_park, new_poller, poll_timeout, unpark_at_fork
 
 __all__ = ("Exchange", "Loop")
 
@@ -56,6 +57,19 @@ cdef enum:
     _CONNECTING = 5
     _HANDSHAKING = 6
     _PUMP = 7  # tested before the `>= _CONNECTING` tests of the dial states
+
+
+cdef bint _nothing_to_read(sock):
+    """A plain socket reported readable with nothing to read (see the twin)."""
+    if type(sock) is not socket.socket:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 cdef class Exchange:
@@ -151,6 +165,7 @@ cdef class Loop:
     cdef dict _watched
     cdef dict _parked
     cdef bint _parks
+    cdef object _forks
     cdef bint _haunted
     cdef object _thread
     cdef int _wake_fd
@@ -174,11 +189,12 @@ cdef class Loop:
         self._poller = new_poller()
         self._watched = {}
         self._parked = {}  # idle connections' sockets, registered still (see the twin)
-        self._parks = drops_closed(self._poller)
+        self._parks = may_park(self._poller)  # and no fork since (see the twin)
+        self._forks = _poller.FORKS
         self._haunted = False  # see _rebuild
         self._thread = threading.get_ident()
         if self._parks:
-            unpark_before_fork(self)
+            unpark_at_fork(self)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -341,6 +357,9 @@ cdef class Loop:
         cdef Exchange ex
         cdef int fd, events
         done = self._done
+        self._thread = threading.get_ident()
+        if self._parks and _poller.FORKS != self._forks:
+            self._stop_parking()
         if not done:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
@@ -355,9 +374,14 @@ cdef class Loop:
                         self._haunted = True
                     continue
                 ex = <Exchange>data
-                if events & ~_READ and ex.state == _SENDING:
+                if events & _READ and not ex.events & _READ:
+                    self._haunted = True  # readable, yet watched for writing (see _rebuild)
+                elif events & ~_READ and ex.state == _SENDING:
                     self._send(ex)
                 elif ex.state == _PUMP:
+                    if events & _READ and _nothing_to_read(ex.conn.sock):
+                        self._haunted = True  # not this socket's event (see the twin)
+                        continue
                     self._park(ex)
                     self._finish(ex)
                 elif ex.state >= _CONNECTING:
@@ -508,12 +532,19 @@ cdef class Loop:
 
     cdef _park(self, Exchange ex):
         """Leave an idle connection's socket registered for reading (see the twin)."""
+        if self._parks and _poller.FORKS != self._forks:
+            self._stop_parking()
         if self._parks and ex.events == _READ and self._watched.get(ex.fd) is ex:
             del self._watched[ex.fd]
             ex.events = 0
             self._parked[ex.fd] = ex.conn.sock
         else:
             self._unwatch(ex)
+
+    cdef _stop_parking(self):
+        self._parks = False
+        for fd in list(self._parked):
+            self._unpark(fd)
 
     cdef _unpark(self, int fd):
         del self._parked[fd]
@@ -554,7 +585,7 @@ cdef class Loop:
                     if self._may_replay(ex):
                         self._replay(ex, RemoteDisconnected("closed before any answer byte"))
                         return
-                    self._complete(ex)
+                    self._complete(ex, False)
                     return
                 ex.buf += view[:n]
                 got = True
@@ -649,8 +680,12 @@ cdef class Loop:
         return size - ex.line_start > conn.max_line_bytes
 
     # --- ending -----------------------------------------------------------------------------
-    cdef _complete(self, Exchange ex):
-        self._park(ex)
+    cdef _complete(self, Exchange ex, bint reusable=True):
+        head = ex.head
+        if reusable and head is not None and head.keep_alive:
+            self._park(ex)
+        else:
+            self._unwatch(ex)
         ex.conn._rest = bytes(ex.buf)
         ex.buf = bytearray()
         self._finish(ex)

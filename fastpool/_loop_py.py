@@ -39,9 +39,10 @@ from http.client import RemoteDisconnected
 from time import monotonic, perf_counter
 from typing import Any, Callable
 
+from . import _poller
 from ._failed_socket import FailedSocket
 from ._http11_py import ChunkedDecoder, parse_response_head
-from ._poller import READ, WRITE, drops_closed, new_poller, poll_timeout, unpark_before_fork
+from ._poller import READ, WRITE, may_park, new_poller, poll_timeout, unpark_at_fork
 from .connection import UNSET_TIMEOUT
 
 # A reused connection the server closed as we sent: the keep-alive replay's errors (the pool's
@@ -52,6 +53,21 @@ __all__ = ("Exchange", "Loop")
 
 _RECV_SIZE = 65536
 _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
+
+
+def _nothing_to_read(sock: Any) -> bool:
+    """A plain socket reported readable that has neither a byte nor an EOF to read (a TLS
+    socket cannot tell: its record may be partial)."""
+    if type(sock) is not socket.socket:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass  # an error to read: the caller meets it
+    return False
+
 
 # Exchange states
 _DIALING = 0
@@ -172,13 +188,14 @@ class Loop:
         # their exchange ended (epoll only), so that the next exchange on one costs no
         # system call to watch, as libcurl keeps its sockets with the multi handle.
         self._parked: dict[int, Any] = {}
-        self._parks = drops_closed(self._poller)
+        self._parks = may_park(self._poller)  # and no fork since it was made (_poller.FORKS)
+        self._forks = _poller.FORKS
         # A registration this process cannot remove (see _rebuild) was met: a new poller
         # at the end of this poll.
         self._haunted = False
         self._thread = threading.get_ident()  # the thread that polls (see _unpark_all)
         if self._parks:
-            unpark_before_fork(self)
+            unpark_at_fork(self)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -360,6 +377,9 @@ class Loop:
         """Wait up to ``timeout`` seconds (None: until one ends) and return the exchanges that
         ended (possibly none). Call it again while :func:`len` is not 0."""
         done = self._done
+        self._thread = threading.get_ident()
+        if self._parks and _poller.FORKS != self._forks:
+            self._stop_parking()  # a fork since: the sockets may be a child's too
         if not done:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
@@ -372,9 +392,16 @@ class Loop:
                         self._unpark(fd)
                     else:
                         self._haunted = True  # nothing of ours has that number now
+                elif events & READ and not ex.events & READ:
+                    # Readable, on a socket watched for writing only: epoll never says so of
+                    # a registration of ours (see _rebuild).
+                    self._haunted = True
                 elif events & ~READ and ex.state == _SENDING:  # writable (or an error)
                     self._send(ex)
                 elif ex.state == _PUMP:  # the caller reads
+                    if events & READ and _nothing_to_read(ex.conn.sock):
+                        self._haunted = True  # not this socket's event (see _rebuild)
+                        continue
                     self._park(ex)
                     self._finish(ex)
                 elif ex.state >= _CONNECTING:
@@ -551,12 +578,21 @@ class Loop:
         socket, not the number), and a parked socket that becomes readable (the server
         closed it, or sent what nobody asked for) is unregistered at the next poll, for the
         pool's check at checkout to find it as it would have."""
+        if self._parks and _poller.FORKS != self._forks:
+            self._stop_parking()
         if self._parks and ex.events == READ and self._watched.get(ex.fd) is ex:
             del self._watched[ex.fd]
             ex.events = 0
             self._parked[ex.fd] = ex.conn.sock
         else:
             self._unwatch(ex)
+
+    def _stop_parking(self) -> None:
+        """A fork copied this loop (or this process forked): park no more, and unregister
+        what is parked."""
+        self._parks = False
+        for fd in list(self._parked):
+            self._unpark(fd)
 
     def _unpark(self, fd: int) -> None:
         del self._parked[fd]
@@ -566,10 +602,11 @@ class Loop:
             pass  # closed meanwhile: nothing left to unregister
 
     def _unpark_all(self) -> None:
-        """Before a fork (``unpark_before_fork``): unregister every idle socket, when the
-        forking thread is the one that polls (a fork in the loop's own body of results).
-        Another thread's fork must not touch the loop under it: a registration it leaves
-        behind is found and ended by :meth:`_rebuild`."""
+        """Before a fork (``unpark_at_fork``): unregister every idle socket, when the forking
+        thread is the one that last polled (a fork in the loop's own body of results). Another
+        thread's fork must not touch the loop under it: the loop stops parking at its next
+        poll, and a registration left behind meanwhile is found and ended by
+        :meth:`_rebuild`."""
         if threading.get_ident() == self._thread:
             for fd in list(self._parked):
                 self._unpark(fd)
@@ -601,7 +638,7 @@ class Loop:
                     if self._may_replay(ex):
                         self._replay(ex, RemoteDisconnected("closed before any answer byte"))
                         return
-                    self._complete(ex)  # the end of the stream: the blocking code judges it
+                    self._complete(ex, False)  # the stream ended: the blocking code judges it
                     return
                 ex.buf += view[:n]
                 got = True
@@ -706,9 +743,15 @@ class Loop:
         return bool(len(buf) - ex.line_start > conn.max_line_bytes)
 
     # --- ending -----------------------------------------------------------------------------
-    def _complete(self, ex: Exchange) -> None:
-        """Everything read: hand the bytes to the connection for the blocking code."""
-        self._park(ex)
+    def _complete(self, ex: Exchange, reusable: bool = True) -> None:
+        """Everything read: hand the bytes to the connection for the blocking code. Its socket
+        stays registered only if the connection may serve again (not at the stream's end,
+        nor after an answer that closes it)."""
+        head = ex.head
+        if reusable and head is not None and head.keep_alive:
+            self._park(ex)
+        else:
+            self._unwatch(ex)
         ex.conn._rest = bytes(ex.buf)
         ex.buf = bytearray()
         self._finish(ex)

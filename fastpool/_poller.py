@@ -22,9 +22,10 @@ __all__ = (
     "WRITE",
     "SelectorPoller",
     "drops_closed",
+    "may_park",
     "new_poller",
     "poll_timeout",
-    "unpark_before_fork",
+    "unpark_at_fork",
 )
 
 #: epoll's (and poll's) bits: readable, writable. Any other bit (an error, a hang-up) means
@@ -47,27 +48,47 @@ def drops_closed(poller: Any) -> bool:
     return hasattr(select, "epoll") and isinstance(poller, select.epoll)
 
 
-#: Loops that may hold idle sockets registered (see :func:`unpark_before_fork`).
+# Idle sockets left registered ("parked") and fork(). epoll keys a registration by the open
+# file, not by the number: once a child shares a socket, the parent's close no longer ends
+# its registration, whose events then come under a number a new socket may take. So a loop
+# parks only sockets no child can hold: none in a process that has forked a child (its pools
+# hold sockets the child shares), and none in a loop a fork has copied (FORKS changed since
+# it was made). The count goes up before the fork, so the child sees it too.
+
+#: fork()s so far in this process and its ancestors.
+FORKS = 0
+#: This process has forked a child: no loop parks here any more.
+FORKED_A_CHILD = False
+#: Loops that may hold idle sockets registered (see :func:`unpark_at_fork`).
 _PARKING: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def unpark_before_fork(loop: Any) -> None:
-    """Call ``loop._unpark_all()`` before each ``fork()`` while ``loop`` lives.
+def may_park(poller: Any) -> bool:
+    """Whether a loop made now with ``poller`` may leave idle sockets registered."""
+    return not FORKED_A_CHILD and drops_closed(poller)
 
-    epoll keys a registration by the open file, not by the number: after a fork the child
-    shares the parent's sockets, so an idle socket left registered and then closed by the
-    parent would stay registered while the child holds it, its events reported under a number
-    the parent may have given to a new socket."""
+
+def unpark_at_fork(loop: Any) -> None:
+    """Call ``loop._unpark_all()`` before each ``fork()`` while ``loop`` lives (it acts when
+    the forking thread is the loop's own; a loop notices a fork made by another thread at its
+    next poll, through :data:`FORKS`)."""
     _PARKING.add(loop)
 
 
 def _before_fork() -> None:
+    global FORKS
+    FORKS += 1
     for loop in list(_PARKING):
         loop._unpark_all()
 
 
+def _after_fork_in_parent() -> None:
+    global FORKED_A_CHILD
+    FORKED_A_CHILD = True
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
 
 
 #: The longest single wait, in milliseconds: epoll takes an int of them (about 24.8 days at

@@ -76,6 +76,9 @@ class TokenLimit(typing.Protocol):
     """The global cap a connection holds a token of (``fastpool.limits.ConnectionLimit`` is
     one): its socket's close gives the token back."""
 
+    #: Counts the cap's resets: a token taken before the last one is not given back to it.
+    generation: int
+
     def acquire(self) -> HTTPConnection | None:
         """Take a token for a dial (waiting at the cap)."""
 
@@ -138,6 +141,9 @@ class HTTPConnection:
     #: default, set on the instance by the loop's checkout only: one instance attribute more
     #: (past 30) costs every attribute access of every connection its fast path (CPython 3.11).
     _loop_queue: Any = None
+    #: The global cap's ``generation`` when this connection took its token (a class default,
+    #: as above): a token from before the cap's reset is the parent's (a forked child).
+    _token_generation: int = 0
 
     default_port: typing.ClassVar[int] = 80
     scheme: typing.ClassVar[str] = "http"
@@ -370,6 +376,7 @@ class HTTPConnection:
             if not self._has_token:
                 limiter.acquire()
                 self._has_token = True
+                self._token_generation = limiter.generation
             try:
                 self.sock = self._dial(self.host, self.port)
             except BaseException:
@@ -538,8 +545,11 @@ class HTTPConnection:
     def _give_token_back(self) -> None:
         if self._has_token:
             self._has_token = False
-            assert self._limiter is not None  # a token comes from a limiter
-            self._limiter.release(self)
+            limiter = self._limiter
+            assert limiter is not None  # a token comes from a limiter
+            if self._token_generation == limiter.generation:
+                limiter.release(self)
+            # else lent before the cap's reset: the parent's token (we are a forked child)
 
     def settimeout(self, timeout: float | None) -> None:
         """Set the socket timeout (skips the call when it is unchanged)."""

@@ -97,6 +97,9 @@ class ConnectionLimit:
         self.timeout = timeout
         self.open = 0  # tokens out: connections open or dialing
         self.evicted_idle = 0  # idle connections closed to make room
+        #: Counts reset()s: a token lent before one (a forked child's parent lent it) is not
+        #: given back to this cap (HTTPConnection._token_generation).
+        self.generation = 0
         self._lock = threading.Lock()
         self._local = threading.local()
         self._deferred: deque[HTTPConnection | None] = deque()
@@ -289,6 +292,7 @@ class ConnectionLimit:
 
     def reset(self) -> None:
         """Forget every token (a forked child: the parent's connections are not ours)."""
+        self.generation += 1
         self._lock = threading.Lock()
         self._local = threading.local()
         self._deferred.clear()

@@ -726,6 +726,7 @@ class HTTPConnectionPool(RequestMethods):
                 limiter.release(None)  # no connection holds the token
                 raise
         closed._has_token = True
+        closed._token_generation = limiter.generation
         return closed
 
     def _expire(self, conn: HTTPConnection) -> None:
@@ -1538,13 +1539,14 @@ class HTTPConnectionPool(RequestMethods):
         if response is not None:
             response._abandon()
         elif owned:
+            queue = None if conn is None else conn._loop_queue
+            ours = queue is None or queue is self.pool  # (after a fork: the parent's slot)
             try:
                 if conn is not None:
                     conn.close()
             finally:
-                queue = None if conn is None else conn._loop_queue
-                if queue is None or queue is self.pool:
-                    self._put_conn(None)  # (not after a fork: the loop's slot is the parent's)
+                if ours:
+                    self._put_conn(None)
 
     def _urlopen_again(
         self, method: str, url: str, body: Any, headers: Any, retries: Retry, again: _Again

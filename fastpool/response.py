@@ -1299,7 +1299,7 @@ class HTTPResponse(_U3HTTPResponse):
         pool = self._pool
         if pool is not None:
             pool._checkin_finished(conn, keep_alive, self._queue)
-        elif keep_alive:
+        elif keep_alive and conn.reusable:
             conn.requests += 1  # no pool: the connection stays its owner's
         else:
             conn.close()
@@ -1311,11 +1311,12 @@ class HTTPResponse(_U3HTTPResponse):
         conn, self._connection = self._connection, None
         if conn is None:
             return
+        pool = self._pool
+        ours = pool is None or getattr(pool, "pool", None) is self._queue  # (not after a fork)
         try:
             conn.close()
         finally:
-            pool = self._pool
-            if pool is not None and getattr(pool, "pool", None) is self._queue:
+            if pool is not None and ours:
                 pool._put_conn(None)
 
     def __del__(self) -> None:
@@ -1325,11 +1326,12 @@ class HTTPResponse(_U3HTTPResponse):
         if conn is None:
             return
         self._connection = None
+        pool = self._pool
+        ours = pool is None or getattr(pool, "pool", None) is self.__dict__.get("_queue")
         try:
             conn.close()
         finally:
-            pool = self._pool
-            if pool is not None and getattr(pool, "pool", None) is self.__dict__.get("_queue"):
+            if pool is not None and ours:
                 pool._release_from_finalizer()
 
     def _drain_cheaply(self, keep: bool = False) -> None:

@@ -525,6 +525,54 @@ def test_a_fork_unregisters_the_idle_sockets_first(twin, pair, epoll_loop) -> No
     _exchange_ok(twin, loop, conn, theirs)  # registered afresh
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_after_a_fork_no_loop_of_the_parent_parks(twin, pair, epoll_loop) -> None:
+    # Sockets a child shares cannot be left registered (see the test above), and a fork by
+    # another thread must not touch the loop under its own thread: the loop unregisters its
+    # idle sockets at its next poll and parks no more, nor does any loop made after it.
+    loop, epfd = epoll_loop
+    conn, theirs = pair
+    fd = conn.sock.fileno()
+    _exchange_ok(twin, loop, conn, theirs)
+    pids: list[int] = []
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        pids.append(pid)
+
+    forker = threading.Thread(target=fork)
+    forker.start()
+    forker.join()
+    os.waitpid(pids[0], 0)
+    assert fd in _registered(epfd)  # another thread's fork left the loop alone
+    assert loop.poll(0) == []
+    assert fd not in _registered(epfd)  # its own next poll unregistered it
+    _exchange_ok(twin, loop, conn, theirs)
+    assert fd not in _registered(epfd)  # and it parks no more
+    before = _epolls()
+    later = twin.Loop()
+    try:
+        (later_epfd,) = _epolls() - before
+        _exchange_ok(twin, later, conn, theirs)
+        assert fd not in _registered(later_epfd)  # nor does a loop made after the fork
+    finally:
+        later.close()
+
+
+def _ghost(twin: Any, loop: Any, pair: tuple[Conn, socket.socket]) -> tuple[int, int]:
+    """Park pair's socket, keep its open file alive with a dup, close it, make the ghost
+    readable: returns the dup (close it at the end) and the ghost's number."""
+    conn, theirs = pair
+    _exchange_ok(twin, loop, conn, theirs)
+    fd = conn.sock.fileno()
+    held = os.dup(fd)
+    conn.close()
+    theirs.close()  # the ghost turns readable (EOF), level-triggered
+    return held, fd
+
+
 def test_a_registration_left_by_a_shared_socket_ends_in_a_new_poller(twin, pair) -> None:
     # A parked socket closed here while another descriptor (a forked child's, here a dup)
     # still holds its open file stays registered with epoll, reporting under its old number,
@@ -533,17 +581,9 @@ def test_a_registration_left_by_a_shared_socket_ends_in_a_new_poller(twin, pair)
     if not hasattr(select, "epoll"):
         pytest.skip("epoll only")
     loop = twin.Loop()
-    conn, theirs = pair
     try:
-        ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=5.0)
-        answer_once(theirs, OK)
-        loop.start(ex)
-        run(loop, ex)
-        fd = conn.sock.fileno()
-        held = os.dup(fd)  # the child's reference
+        held, fd = _ghost(twin, loop, pair)  # a dup stands for the child's reference
         try:
-            conn.close()
-            theirs.close()  # the server drops the idle connection: the ghost turns readable
             ours, peer = socket.socketpair()
             try:
                 assert ours.fileno() == fd
@@ -562,4 +602,69 @@ def test_a_registration_left_by_a_shared_socket_ends_in_a_new_poller(twin, pair)
         finally:
             os.close(held)
     finally:
+        loop.close()
+
+
+def test_a_stray_registration_under_a_sending_exchange_does_not_spin(twin, pair) -> None:
+    # The stray registration of a socket shared with a child (see the test above) under the
+    # number of a socket still writing its request: readable, on a socket watched for writing.
+    loop = twin.Loop()
+    held, fd = _ghost(twin, loop, pair)
+    ours, peer = socket.socketpair()
+    try:
+        assert ours.fileno() == fd
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = REQUEST[:-2] + b"X-Pad: " + b"a" * 4_000_000 + b"\r\n\r\n"
+        fresh = Conn(ours)
+        ex = twin.Exchange(fresh, "GET", big, read_timeout=5.0)
+
+        def slow_reader():
+            time.sleep(0.5)  # the request is stuck in SENDING meanwhile
+            got = b""
+            while not got.endswith(b"\r\n\r\n"):
+                got += peer.recv(1 << 20)
+            peer.sendall(OK)
+
+        threading.Thread(target=slow_reader, daemon=True).start()
+        began, cpu = time.monotonic(), time.thread_time()
+        loop.start(ex)
+        assert run(loop, ex) == [ex] and fresh._rest == OK
+        wall, cpu = time.monotonic() - began, time.thread_time() - cpu
+        assert cpu < wall / 2, f"spun: {cpu:.2f} s of CPU in {wall:.2f} s"
+    finally:
+        ours.close()
+        peer.close()
+        os.close(held)
+        loop.close()
+
+
+def test_a_stray_registration_is_not_taken_for_a_body_socket_readiness(twin, pair) -> None:
+    # The same, under a socket whose body the caller reads (when_ready): it is not handed back
+    # "readable" again and again with nothing to read.
+    loop = twin.Loop()
+    held, fd = _ghost(twin, loop, pair)
+    ours, peer = socket.socketpair()
+    try:
+        assert ours.fileno() == fd
+        ours.setblocking(False)
+        fresh = Conn(ours)
+        spurious = 0
+        began, cpu = time.monotonic(), time.thread_time()
+        threading.Timer(0.5, lambda: peer.sendall(b"body")).start()
+        while True:
+            ex = twin.Exchange(fresh, "BODY", b"", read_timeout=5.0)
+            loop.when_ready(ex)
+            run(loop, ex)
+            try:
+                data = ours.recv(100)
+                break
+            except BlockingIOError:
+                spurious += 1  # handed back "ready" with nothing to read
+        wall, cpu = time.monotonic() - began, time.thread_time() - cpu
+        assert data == b"body"
+        assert spurious < 5, f"{spurious} spurious wake-ups, {cpu:.2f} s CPU in {wall:.2f} s"
+    finally:
+        ours.close()
+        peer.close()
+        os.close(held)
         loop.close()

@@ -129,3 +129,32 @@ def test_light_lane_is_the_one_taken(app_server: AppServer) -> None:
     with PoolManager() as manager:
         (result,) = manager.map([app_server.url + "/slow?delay=0.01"], light=True)
     assert type(result.response) is fastpool.LightResponse
+
+
+@pytest.mark.parametrize("leave", [False, True], ids=["finish", "leave"])
+@pytest.mark.parametrize("light", [True, False], ids=["light", "urlopen"])
+def test_a_child_keeps_its_own_global_cap_whole(
+    app_server: AppServer, light: bool, leave: bool
+) -> None:
+    """Under a global cap, the parent's connections a child closes (finishing or leaving the
+    parent's map) hold the parent's tokens: given to the child's own, reset, cap they made its
+    count of open connections negative (-3), so the child could open more than the cap."""
+    url = app_server.url
+    manager = PoolManager(max_connections=8)
+    try:
+        items = [url + "/bytes/4"] + [url + "/slow?delay=0.3"] * 3
+        results = manager.map(items, concurrency=4, light=light)
+        assert next(results).error is None
+
+        def work() -> dict[str, Any]:
+            if leave:
+                results.close()
+            else:
+                for result in results:
+                    assert result.error is None, result.error
+            return {"open": manager.limit.open}
+
+        assert _in_child(work) == {"open": 0}
+        results.close()
+    finally:
+        manager.clear()
