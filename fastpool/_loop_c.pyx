@@ -24,7 +24,7 @@ from time import monotonic, perf_counter
 from ._failed_socket import FailedSocket
 from ._http11_c import ChunkedDecoder, parse_response_head
 from . import _poller
-from ._poller import may_park, new_poller, poll_timeout, unpark_at_fork
+from ._poller import drops_closed, may_park, new_poller, poll_timeout, unpark_at_fork
 
 __all__ = ("Exchange", "Loop")
 
@@ -167,6 +167,7 @@ cdef class Loop:
     cdef bint _parks
     cdef object _forks
     cdef bint _haunted
+    cdef bint _epoll
     cdef object _thread
     cdef int _wake_fd
     cdef object _wake_r
@@ -190,6 +191,7 @@ cdef class Loop:
         self._watched = {}
         self._parked = {}  # idle connections' sockets, registered still (see the twin)
         self._parks = may_park(self._poller)  # and no fork since (see the twin)
+        self._epoll = drops_closed(self._poller)  # stray registrations are epoll's alone
         self._forks = _poller.FORKS
         self._haunted = False  # see _rebuild
         self._thread = threading.get_ident()
@@ -370,16 +372,16 @@ cdef class Loop:
                         self._drain_wake()
                     elif fd in self._parked:
                         self._unpark(fd)
-                    else:
+                    elif self._epoll:
                         self._haunted = True
                     continue
                 ex = <Exchange>data
-                if events & _READ and not ex.events & _READ:
+                if self._epoll and events & _READ and not ex.events & _READ:
                     self._haunted = True  # readable, yet watched for writing (see _rebuild)
                 elif events & ~_READ and ex.state == _SENDING:
                     self._send(ex)
                 elif ex.state == _PUMP:
-                    if events & _READ and _nothing_to_read(ex.conn.sock):
+                    if self._epoll and events & _READ and _nothing_to_read(ex.conn.sock):
                         self._haunted = True  # not this socket's event (see the twin)
                         continue
                     self._park(ex)
@@ -593,7 +595,7 @@ cdef class Loop:
                     self._complete(ex)
                     return
         except (BlockingIOError, ssl.SSLWantReadError):
-            if not got and type(sock) is socket.socket:
+            if not got and self._epoll and type(sock) is socket.socket:
                 self._haunted = True  # readable, yet nothing to read (see _rebuild)
             self._watch(ex, _READ)
         except ssl.SSLWantWriteError:

@@ -42,7 +42,15 @@ from typing import Any, Callable
 from . import _poller
 from ._failed_socket import FailedSocket
 from ._http11_py import ChunkedDecoder, parse_response_head
-from ._poller import READ, WRITE, may_park, new_poller, poll_timeout, unpark_at_fork
+from ._poller import (
+    READ,
+    WRITE,
+    drops_closed,
+    may_park,
+    new_poller,
+    poll_timeout,
+    unpark_at_fork,
+)
 from .connection import UNSET_TIMEOUT
 
 # A reused connection the server closed as we sent: the keep-alive replay's errors (the pool's
@@ -189,6 +197,9 @@ class Loop:
         # system call to watch, as libcurl keeps its sockets with the multi handle.
         self._parked: dict[int, Any] = {}
         self._parks = may_park(self._poller)  # and no fork since it was made (_poller.FORKS)
+        # Stray registrations (see _rebuild) are epoll's alone: a selector reports only what
+        # it holds (and may report an error as readable on a socket watched for writing).
+        self._epoll = drops_closed(self._poller)
         self._forks = _poller.FORKS
         # A registration this process cannot remove (see _rebuild) was met: a new poller
         # at the end of this poll.
@@ -390,16 +401,16 @@ class Loop:
                         self._drain_wake()
                     elif fd in self._parked:
                         self._unpark(fd)
-                    else:
+                    elif self._epoll:
                         self._haunted = True  # nothing of ours has that number now
-                elif events & READ and not ex.events & READ:
+                elif self._epoll and events & READ and not ex.events & READ:
                     # Readable, on a socket watched for writing only: epoll never says so of
                     # a registration of ours (see _rebuild).
                     self._haunted = True
                 elif events & ~READ and ex.state == _SENDING:  # writable (or an error)
                     self._send(ex)
                 elif ex.state == _PUMP:  # the caller reads
-                    if events & READ and _nothing_to_read(ex.conn.sock):
+                    if self._epoll and events & READ and _nothing_to_read(ex.conn.sock):
                         self._haunted = True  # not this socket's event (see _rebuild)
                         continue
                     self._park(ex)
@@ -646,7 +657,7 @@ class Loop:
                     self._complete(ex)
                     return
         except (BlockingIOError, ssl.SSLWantReadError):
-            if not got and type(sock) is socket.socket:
+            if not got and self._epoll and type(sock) is socket.socket:
                 # Reported readable, yet nothing (nor an EOF) to read: an event that is not
                 # this socket's (see _rebuild). Only the poll hands a plain socket here.
                 self._haunted = True
