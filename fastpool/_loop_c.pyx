@@ -24,7 +24,7 @@ from time import monotonic, perf_counter
 from ._failed_socket import FailedSocket
 from ._http11_c import ChunkedDecoder, parse_response_head
 from . import _poller
-from ._poller import drops_closed, may_park, new_poller, poll_timeout, unpark_at_fork
+from ._poller import drops_closed, new_poller, poll_timeout, unpark_at_fork
 
 __all__ = ("Exchange", "Loop")
 
@@ -190,7 +190,7 @@ cdef class Loop:
         self._poller = new_poller()
         self._watched = {}
         self._parked = {}  # idle connections' sockets, registered still (see the twin)
-        self._parks = may_park(self._poller)  # and no fork since (see the twin)
+        self._parks = drops_closed(self._poller)
         self._epoll = drops_closed(self._poller)  # stray registrations are epoll's alone
         self._forks = _poller.FORKS
         self._haunted = False  # see _rebuild
@@ -360,8 +360,8 @@ cdef class Loop:
         cdef int fd, events
         done = self._done
         self._thread = threading.get_ident()
-        if self._parks and _poller.FORKS != self._forks:
-            self._stop_parking()
+        if self._forks != _poller.FORKS:
+            self._forked()
         if not done:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
@@ -534,8 +534,8 @@ cdef class Loop:
 
     cdef _park(self, Exchange ex):
         """Leave an idle connection's socket registered for reading (see the twin)."""
-        if self._parks and _poller.FORKS != self._forks:
-            self._stop_parking()
+        if self._forks != _poller.FORKS:
+            self._forked()
         if self._parks and ex.events == _READ and self._watched.get(ex.fd) is ex:
             del self._watched[ex.fd]
             ex.events = 0
@@ -543,8 +543,9 @@ cdef class Loop:
         else:
             self._unwatch(ex)
 
-    cdef _stop_parking(self):
-        self._parks = False
+    cdef _forked(self):
+        """A fork since the last look: unregister what is parked (see the twin)."""
+        self._forks = _poller.FORKS
         for fd in list(self._parked):
             self._unpark(fd)
 

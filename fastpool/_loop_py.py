@@ -46,7 +46,6 @@ from ._poller import (
     READ,
     WRITE,
     drops_closed,
-    may_park,
     new_poller,
     poll_timeout,
     unpark_at_fork,
@@ -196,11 +195,11 @@ class Loop:
         # their exchange ended (epoll only), so that the next exchange on one costs no
         # system call to watch, as libcurl keeps its sockets with the multi handle.
         self._parked: dict[int, Any] = {}
-        self._parks = may_park(self._poller)  # and no fork since it was made (_poller.FORKS)
+        self._parks = drops_closed(self._poller)
+        self._forks = _poller.FORKS  # a fork since: what is parked is unregistered
         # Stray registrations (see _rebuild) are epoll's alone: a selector reports only what
         # it holds (and may report an error as readable on a socket watched for writing).
         self._epoll = drops_closed(self._poller)
-        self._forks = _poller.FORKS
         # A registration this process cannot remove (see _rebuild) was met: a new poller
         # at the end of this poll.
         self._haunted = False
@@ -389,8 +388,8 @@ class Loop:
         ended (possibly none). Call it again while :func:`len` is not 0."""
         done = self._done
         self._thread = threading.get_ident()
-        if self._parks and _poller.FORKS != self._forks:
-            self._stop_parking()  # a fork since: the sockets may be a child's too
+        if self._forks != _poller.FORKS:
+            self._forked()
         if not done:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
@@ -589,8 +588,8 @@ class Loop:
         socket, not the number), and a parked socket that becomes readable (the server
         closed it, or sent what nobody asked for) is unregistered at the next poll, for the
         pool's check at checkout to find it as it would have."""
-        if self._parks and _poller.FORKS != self._forks:
-            self._stop_parking()
+        if self._forks != _poller.FORKS:
+            self._forked()
         if self._parks and ex.events == READ and self._watched.get(ex.fd) is ex:
             del self._watched[ex.fd]
             ex.events = 0
@@ -598,10 +597,9 @@ class Loop:
         else:
             self._unwatch(ex)
 
-    def _stop_parking(self) -> None:
-        """A fork copied this loop (or this process forked): park no more, and unregister
-        what is parked."""
-        self._parks = False
+    def _forked(self) -> None:
+        """A fork since the last look: what is parked may be a child's too, unregister it."""
+        self._forks = _poller.FORKS
         for fd in list(self._parked):
             self._unpark(fd)
 
@@ -615,7 +613,7 @@ class Loop:
     def _unpark_all(self) -> None:
         """Before a fork (``unpark_at_fork``): unregister every idle socket, when the forking
         thread is the one that last polled (a fork in the loop's own body of results). Another
-        thread's fork must not touch the loop under it: the loop stops parking at its next
+        thread's fork must not touch the loop under it: the loop unregisters them at its next
         poll, and a registration left behind meanwhile is found and ended by
         :meth:`_rebuild`."""
         if threading.get_ident() == self._thread:

@@ -22,7 +22,6 @@ __all__ = (
     "WRITE",
     "SelectorPoller",
     "drops_closed",
-    "may_park",
     "new_poller",
     "poll_timeout",
     "unpark_at_fork",
@@ -50,22 +49,17 @@ def drops_closed(poller: Any) -> bool:
 
 # Idle sockets left registered ("parked") and fork(). epoll keys a registration by the open
 # file, not by the number: once a child shares a socket, the parent's close no longer ends
-# its registration, whose events then come under a number a new socket may take. So a loop
-# parks only sockets no child can hold: none in a process that has forked a child (its pools
-# hold sockets the child shares), and none in a loop a fork has copied (FORKS changed since
-# it was made). The count goes up before the fork, so the child sees it too.
+# its registration, whose events then come under a number a new socket may take. A loop
+# unregisters what it has parked at each fork (before it, from the loop's own thread; else at
+# its next poll, as FORKS changed), and a registration left behind all the same (a socket in
+# flight at the fork, parked and closed later while the child lives) is found by the loop and
+# ended with a new poller (the loops' _rebuild). The count goes up before the fork, so the
+# child sees it too.
 
 #: fork()s so far in this process and its ancestors.
 FORKS = 0
-#: This process has forked a child: no loop parks here any more.
-FORKED_A_CHILD = False
 #: Loops that may hold idle sockets registered (see :func:`unpark_at_fork`).
 _PARKING: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def may_park(poller: Any) -> bool:
-    """Whether a loop made now with ``poller`` may leave idle sockets registered."""
-    return not FORKED_A_CHILD and drops_closed(poller)
 
 
 def unpark_at_fork(loop: Any) -> None:
@@ -82,13 +76,8 @@ def _before_fork() -> None:
         loop._unpark_all()
 
 
-def _after_fork_in_parent() -> None:
-    global FORKED_A_CHILD
-    FORKED_A_CHILD = True
-
-
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+    os.register_at_fork(before=_before_fork)
 
 
 #: The longest single wait, in milliseconds: epoll takes an int of them (about 24.8 days at

@@ -18,17 +18,6 @@ from dummyserver.hostile import HostileServer
 from dummyserver.tls import LOOPBACK_HOSTS, TLSArg, server_context, tls_context
 
 
-@pytest.fixture(autouse=True)
-def _loops_may_park(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts as a process that never forked a child. Several tests fork children
-    that exit at once; a process that has forked parks idle sockets no more (fastpool._poller:
-    its children may share them), which would leave every later test of the map on the other
-    path."""
-    import fastpool._poller
-
-    monkeypatch.setattr(fastpool._poller, "FORKED_A_CHILD", False)
-
-
 class _Servers:
     """Starts servers for one test and stops them (and checks their handlers) afterwards."""
 
