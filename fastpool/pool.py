@@ -780,30 +780,29 @@ class HTTPConnectionPool(RequestMethods):
         ``keep_alive`` (the answer allows it and nothing came after it), the connection is
         ``reusable`` and TLS holds no bytes past the answer; else closed, its slot given back.
 
-        ``queue`` is the HostQueue the slot came from. After os.fork() the child's pool has a
-        new one (see ``_reset_after_fork``): a connection from the parent's world is closed
-        and the new queue is not touched (the slot is the parent's, and so is the socket).
+        ``queue`` is the HostQueue the slot came from (see :meth:`_close_and_free`).
         """
-        if queue is not self.pool:
-            conn.close()
-            return
         sock = conn.sock
         if (
-            keep_alive
+            queue is self.pool
+            and keep_alive
             and conn.reusable
             and (type(sock) is socket.socket or not has_buffered_bytes(sock))
         ):
             conn.requests += 1
             self._put_conn(conn)
         else:
-            self._close_and_free(conn)
+            self._close_and_free(conn, queue)
 
-    def _close_and_free(self, conn: HTTPConnection) -> None:
-        """Close a checked-out connection and give its slot back."""
+    def _close_and_free(self, conn: HTTPConnection, queue: Any = None) -> None:
+        """Close a checked-out connection and give its slot back to ``queue``, the HostQueue
+        it came from (None: this pool's). After os.fork() the child's pool has a new queue
+        (see ``_reset_after_fork``): a slot from the parent's is not given to it."""
         try:
             conn.close()
         finally:
-            self._put_conn(None)
+            if queue is None or queue is self.pool:
+                self._put_conn(None)
 
     def _warn_full(self) -> None:
         if self._warn_first:
@@ -1072,14 +1071,10 @@ class HTTPConnectionPool(RequestMethods):
         Nothing happens once ``urlopen`` has taken it (the response owns it then)."""
         if exchange.conn is not None:
             conn, exchange.conn = exchange.conn, None
-            if conn._loop_queue is not self.pool:
-                # A forked child leaving its parent's map: the slot is the parent's.
-                if not exchange.dialing:
-                    conn.close()
-            elif exchange.dialing:
+            if not exchange.dialing:
+                self._close_and_free(conn, conn._loop_queue)
+            elif conn._loop_queue is self.pool:  # (a forked child's: the parent's slot)
                 self._put_conn(None)
-            else:
-                self._close_and_free(conn)
 
     def _loop_light(
         self, exchange: Exchange, retries: Retry, redirect: bool, url: str
@@ -1539,14 +1534,10 @@ class HTTPConnectionPool(RequestMethods):
         if response is not None:
             response._abandon()
         elif owned:
-            queue = None if conn is None else conn._loop_queue
-            ours = queue is None or queue is self.pool  # (after a fork: the parent's slot)
-            try:
-                if conn is not None:
-                    conn.close()
-            finally:
-                if ours:
-                    self._put_conn(None)
+            if conn is None:
+                self._put_conn(None)
+            else:
+                self._close_and_free(conn, conn._loop_queue)
 
     def _urlopen_again(
         self, method: str, url: str, body: Any, headers: Any, retries: Retry, again: _Again

@@ -1311,12 +1311,11 @@ class HTTPResponse(_U3HTTPResponse):
         conn, self._connection = self._connection, None
         if conn is None:
             return
-        pool = self._pool
-        ours = pool is None or getattr(pool, "pool", None) is self._queue  # (not after a fork)
         try:
             conn.close()
         finally:
-            if pool is not None and ours:
+            pool = self._pool
+            if pool is not None and getattr(pool, "pool", None) is self._queue:
                 pool._put_conn(None)
 
     def __del__(self) -> None:
@@ -1326,12 +1325,11 @@ class HTTPResponse(_U3HTTPResponse):
         if conn is None:
             return
         self._connection = None
-        pool = self._pool
-        ours = pool is None or getattr(pool, "pool", None) is self.__dict__.get("_queue")
         try:
             conn.close()
         finally:
-            if pool is not None and ours:
+            pool = self._pool
+            if pool is not None and getattr(pool, "pool", None) is self.__dict__.get("_queue"):
                 pool._release_from_finalizer()
 
     def _drain_cheaply(self, keep: bool = False) -> None:
