@@ -224,6 +224,10 @@ class HTTPConnection:
         #: Set by the multiplexed loop (fastpool._loop): the current request is on the wire
         #: already, or its dial failed with this exception (raised by the next connect()).
         self.sent_ahead = False
+        #: The head the multiplexed loop parsed from ``_rest`` (see :meth:`take_head_ahead`):
+        #: (method, head, its size, the very ``_rest`` object it was parsed from), or None.
+        self._head_ahead: tuple[str, ResponseHead, int, bytes] | None = None
+        self._chunks_ended = False
         self.dial_error: BaseException | None = None
         #: the addresses the multiplexed loop looked up for a dial it hands to a worker (several,
         #: to race): the worker's connect takes them instead of asking again
@@ -527,6 +531,7 @@ class HTTPConnection:
         self.request_started = False
         self.head_refused = False
         self.sent_ahead = False
+        self._head_ahead = None
         self._answer = None
         if sock is not None:
             sock.close()
@@ -753,6 +758,12 @@ class HTTPConnection:
         self._rest = b""
         # Go's rule: once any byte of the response arrived, the request is never replayed.
         self.head_started = bool(data)
+        ahead = self._head_ahead
+        if ahead is not None:
+            self._head_ahead = None
+            if ahead[0] == method and ahead[3] is data:  # parsed from these very bytes
+                self._rest = data[ahead[2] :]
+                return ahead[1]
         if data:
             parsed = parse_response_head(
                 data, method, self.max_head_bytes, self.max_headers, self.max_line_bytes
@@ -837,6 +848,28 @@ class HTTPConnection:
         if parsed is None:
             raise IncompleteResponseError("Connection closed in the middle of the response head")
         return parsed[0]
+
+    def take_head_ahead(
+        self, method: str, head: ResponseHead, size: int, chunks_ended: bool = False
+    ) -> None:
+        """The multiplexed loop parsed ``head`` (``size`` bytes, with the limits of this
+        connection) from the start of ``_rest``, the answer to ``method``: the next
+        :meth:`read_response_head` returns it rather than parse the same bytes again.
+        ``chunks_ended``: the loop read a chunked body to its last chunk."""
+        self._head_ahead = (method, head, size, self._rest)
+        self._chunks_ended = chunks_ended
+
+    def answer_is_whole(self) -> bool:
+        """Whether ``_rest`` holds the whole answer whose head the loop parsed (see
+        :meth:`take_head_ahead`): its body needs no read from the socket."""
+        ahead = self._head_ahead
+        if ahead is None or ahead[3] is not self._rest:
+            return False
+        head = ahead[1]
+        framing = head.framing
+        if framing == "length":
+            return len(self._rest) - ahead[2] >= (head.content_length or 0)
+        return framing == "none" or (framing == "chunked" and self._chunks_ended)
 
     def take_rest(self) -> bytes:
         """Return (and forget) the bytes received past the response head."""

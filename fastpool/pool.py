@@ -1169,7 +1169,12 @@ class HTTPConnectionPool(RequestMethods):
             self._dial(self, conn)  # _validate_conn (traced: connect_start ... tls_done)
         except (OSError, _U3TimeoutError, ssl.SSLError, CertificateError, SSLError) as e:
             self._dial_failed(e, conn, url, connect_timeout)
-        conn.settimeout(connect_timeout)
+        # The multiplexed loop sent the request and read the whole answer: its socket, still
+        # non-blocking, is not used here (its timeout is set when it is next used: a loop
+        # socket's _sock_timeout is unset), which saves two system calls a request.
+        whole = conn.sent_ahead and conn.answer_is_whole()
+        if not whole:
+            conn.settimeout(connect_timeout)
         while True:
             try:
                 conn.request(method, url, body=body, headers=headers, chunked=chunked)
@@ -1185,7 +1190,8 @@ class HTTPConnectionPool(RequestMethods):
                 raise ReadTimeoutError(
                     self._u3_self, url, f"Read timed out. (read timeout={read_timeout})"
                 )
-            conn.settimeout(read_timeout)
+            if not whole:
+                conn.settimeout(read_timeout)
             try:
                 head = self._read_head(conn, method)  # traced: first_byte
                 break
@@ -1193,6 +1199,7 @@ class HTTPConnectionPool(RequestMethods):
                 # Returns only when the request is to be sent again, on a new connection.
                 self._head_failed(e, conn, method, url, body, headers, replay, read_timeout)
                 replay = False
+                whole = False  # a new connection: its own timeouts
                 self._route.replay(self, conn, connect_timeout, method, url, e)  # _redial
         return HTTPResponse(
             head,
@@ -1395,6 +1402,14 @@ class HTTPConnectionPool(RequestMethods):
                 conn, _exchange.conn = _exchange.conn, None  # ours now: not the runner's
                 if _exchange.replayed is not None:
                     self._replayed(method, url, _exchange.replayed)
+                if _exchange.head is not None and conn.sent_ahead:
+                    chunks = _exchange.decoder
+                    conn.take_head_ahead(
+                        _exchange.method,
+                        _exchange.head,
+                        _exchange.head_size,
+                        chunks is not None and bool(chunks.done),
+                    )
             owned = True
             if tunnel and conn.sock is None:
                 self._open_tunnel(conn)
