@@ -35,7 +35,11 @@ Clients (each bounded per run by ``--requests`` and ``--seconds``, 10 s per requ
   round-robin over 200 hosts would turn into a new connection per request) is raised to
   ``max(4 C, C + 2 hosts)``, and ``MAXAGE_CONN`` to nginx's keep-alive (300 s);
 * ``aiohttp-16``/``-64``/``-256`` when aiohttp is installed (else skipped, said so): one
-  ``ClientSession``, ``TCPConnector(limit=C, keepalive_timeout=300)``, C tasks.
+  ``ClientSession``, ``TCPConnector(limit=C, keepalive_timeout=300)``, C tasks;
+* ``raw-epoll-16``/``-64``/``-256``: no client, a floor: ``select.epoll`` over raw keep-alive
+  sockets (TLS through ``ssl``), the same few request bytes per URL, each answer taken as done
+  at its Content-Length, nothing parsed, pooled or built beyond that. The least any event loop
+  written in Python pays here; what a client costs above it is its own.
 
 Per shape every client is opened once and warmed up (every host visited at least twice, and at
 least 4 requests per unit of concurrency) so its connections exist; then ``--repeats`` measured
@@ -75,7 +79,9 @@ import json
 import math
 import os
 import resource
+import select
 import selectors
+import socket
 import ssl
 import statistics
 import sys
@@ -500,6 +506,101 @@ class PycurlMulti(Client):
         return {"pycurl": f"{version_of('pycurl')} ({self.pycurl.version})"}
 
 
+class RawEpoll(Client):
+    """The floor of a Python event loop: ``select.epoll`` over raw keep-alive sockets, one
+    fixed request per URL, answers framed by Content-Length only; no parser, no pool, no
+    objects, no checks a real client makes (a reference for the others, not a client)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.key, self.concurrency = f"raw-epoll-{concurrency}", concurrency
+
+    def open(self, ca_bundle: str) -> None:
+        if not hasattr(select, "epoll"):
+            raise Unavailable("select.epoll is Linux's")
+        self.context = ssl.create_default_context(cafile=ca_bundle)
+        self.idle: dict[str, list[Any]] = {}  # origin -> its idle sockets, kept across runs
+
+    def _connect(self, scheme: str, host: str, port: int) -> Any:
+        sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            sock = self.context.wrap_socket(sock, server_hostname=host)
+        sock.setblocking(False)
+        return sock
+
+    def run(
+        self, urls: list[str], max_requests: int, max_seconds: float, expected: int
+    ) -> RunResult:
+        targets = []
+        for url in urls:
+            scheme, _, authority, path = url.split("/", 3)
+            host, port = authority.rsplit(":", 1)
+            request = f"GET /{path} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
+            targets.append((scheme.rstrip(":"), host, int(port), authority, request))
+
+        def drive() -> RunResult:
+            bounds = _Bounds(max_requests, max_seconds, expected)
+            poller = select.epoll()
+            flight: dict[int, list[Any]] = {}  # fd -> [socket, origin, bytes so far]
+            want = (BlockingIOError, ssl.SSLWantReadError)
+            try:
+                while True:
+                    while len(flight) < self.concurrency and bounds.more():
+                        scheme, host, port, origin, request = targets[bounds.issued % len(targets)]
+                        bounds.issued += 1
+                        idle = self.idle.setdefault(origin, [])
+                        sock = idle.pop() if idle else self._connect(scheme, host, port)
+                        sock.send(request)  # a few dozen bytes: the socket buffer takes them
+                        flight[sock.fileno()] = [sock, origin, b""]
+                        poller.register(sock.fileno(), select.EPOLLIN)
+                    if not flight:
+                        return bounds.end()
+                    for fd, _ in poller.poll(1.0):
+                        entry = flight[fd]
+                        sock = entry[0]
+                        try:
+                            while True:
+                                data = sock.recv(65536)
+                                if not data:
+                                    raise ConnectionError("closed by the server")
+                                entry[2] += data
+                        except want:
+                            pass
+                        except OSError as exc:
+                            bounds.fail(f"{type(exc).__name__}: {exc}")
+                            poller.unregister(fd)
+                            del flight[fd]
+                            sock.close()
+                            continue
+                        answer = entry[2]
+                        end = answer.find(b"\r\n\r\n")
+                        if end < 0:
+                            continue
+                        at = answer.find(b"\r\nContent-Length: ", 0, end)
+                        length = int(answer[at + 18 : answer.index(b"\r\n", at + 2)])
+                        if len(answer) < end + 4 + length:
+                            continue
+                        poller.unregister(fd)
+                        del flight[fd]
+                        bounds.ok(int(answer[9:12]), length)
+                        if b"\r\nConnection: close" in answer[:end]:
+                            sock.close()
+                        else:
+                            self.idle[entry[1]].append(sock)
+            finally:
+                poller.close()
+                for sock, _, _ in flight.values():
+                    sock.close()  # cut short: never reused
+
+        return _in_worker(drive, max_seconds)
+
+    def close(self) -> None:
+        for socks in self.idle.values():
+            for sock in socks:
+                sock.close()
+        self.idle.clear()
+
+
 class Aiohttp(Client):
     """One ``aiohttp.ClientSession``, ``concurrency`` tasks, ``limit=concurrency``."""
 
@@ -558,6 +659,7 @@ def all_clients() -> list[Client]:
         *(PoolManagerMap(c, light=True) for c in CONCURRENCIES),
         *(PycurlMulti(c) for c in CONCURRENCIES),
         *(Aiohttp(c) for c in CONCURRENCIES),
+        *(RawEpoll(c) for c in CONCURRENCIES),
     ]
 
 

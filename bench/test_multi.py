@@ -47,7 +47,7 @@ def test_every_client_runs_clean(nginx, no_ca_env, shape):
 def test_wrong_body_length_fails_every_client_kind(nginx, no_ca_env):
     pytest.importorskip("pycurl", reason="pycurl is not installed")
     urls = [nginx.http_url + "/64k"]
-    for client in (multi.Threads(2), multi.Map(4), multi.PycurlMulti(4)):
+    for client in (multi.Threads(2), multi.Map(4), multi.PycurlMulti(4), multi.RawEpoll(4)):
         client.open(nginx.ca_bundle)
         try:
             result = client.run(urls, 6, 5.0, 100)

@@ -42,7 +42,9 @@ class LightResponse:
         self.url = url
         # The header dict is built when first asked for: a crawl that reads only the status
         # and the body never pays for it.
-        if isinstance(headers, HTTPHeaderDict):
+        # (the parser's list first: an isinstance check against HTTPHeaderDict, an ABC's
+        # subclass, takes the slow path on every request)
+        if type(headers) is not list and isinstance(headers, HTTPHeaderDict):
             self._headers: HTTPHeaderDict | None = headers
             self._pairs: Any = ()
         else:

@@ -297,10 +297,11 @@ class _Run:
         each waiting host once. Only when nothing of the map is in flight does the first
         waiting request wait in this thread, as one request would."""
         later = self.later
-        now = time.monotonic()
-        while later and later[0][0] <= now:
-            job = heapq.heappop(later)[2]
-            self.scheduler.push(job, job.host, None)
+        if later:
+            now = time.monotonic()
+            while later and later[0][0] <= now:
+                job = heapq.heappop(later)[2]
+                self.scheduler.push(job, job.host, None)
         started, ready = self.started, self.ready
         blocked: set[str] = set()  # hosts with no free connection in this pass
         drain = False  # a hop to send whole waits for the map to drain: nothing else starts

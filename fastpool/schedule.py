@@ -160,7 +160,8 @@ class HostScheduler:
         if entry.state == _IDLE:
             if entry.active or self.max_hosts is None or self._active < self.max_hosts:
                 self._activate(entry)
-                self._place(entry, self.clock())
+                # (the time matters to a delay only: no clock read per item without one)
+                self._place(entry, self.clock() if self.delay else 0.0)
             else:
                 entry.state = _ADMIT
                 self._admit.append(entry)
@@ -172,8 +173,11 @@ class HostScheduler:
         counts as in flight until ``done(host)``."""
         if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
             return None
-        now = self.clock()
-        self._release_timed(now)
+        # The time matters to a delay and a rate only (a host waits on time only with a
+        # delay): none read per item without them.
+        now = self.clock() if self.delay or self.rate is not None else 0.0
+        if self._timed:
+            self._release_timed(now)
         if not self._ready:
             return None
         if self.rate is not None:
@@ -263,7 +267,7 @@ class HostScheduler:
         if entry.active:
             entry.active = False
             self._active -= 1
-        now = self.clock()
+        now = self.clock() if self.delay else 0.0
         if not self.delay or entry.last_start + self.delay <= now:
             del self._hosts[entry.name]
         while self._admit and (self.max_hosts is None or self._active < self.max_hosts):
