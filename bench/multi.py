@@ -537,68 +537,117 @@ class RawEpoll(Client):
             host, port = authority.rsplit(":", 1)
             request = f"GET /{path} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
             targets.append((scheme.rstrip(":"), host, int(port), authority, request))
-
-        def drive() -> RunResult:
-            bounds = _Bounds(max_requests, max_seconds, expected)
-            poller = select.epoll()
-            flight: dict[int, list[Any]] = {}  # fd -> [socket, origin, bytes so far]
-            want = (BlockingIOError, ssl.SSLWantReadError)
-            try:
-                while True:
-                    while len(flight) < self.concurrency and bounds.more():
-                        scheme, host, port, origin, request = targets[bounds.issued % len(targets)]
-                        bounds.issued += 1
-                        idle = self.idle.setdefault(origin, [])
-                        sock = idle.pop() if idle else self._connect(scheme, host, port)
-                        sock.send(request)  # a few dozen bytes: the socket buffer takes them
-                        flight[sock.fileno()] = [sock, origin, b""]
-                        poller.register(sock.fileno(), select.EPOLLIN)
-                    if not flight:
-                        return bounds.end()
-                    for fd, _ in poller.poll(1.0):
-                        entry = flight[fd]
-                        sock = entry[0]
-                        try:
-                            while True:
-                                data = sock.recv(65536)
-                                if not data:
-                                    raise ConnectionError("closed by the server")
-                                entry[2] += data
-                        except want:
-                            pass
-                        except OSError as exc:
-                            bounds.fail(f"{type(exc).__name__}: {exc}")
-                            poller.unregister(fd)
-                            del flight[fd]
-                            sock.close()
-                            continue
-                        answer = entry[2]
-                        end = answer.find(b"\r\n\r\n")
-                        if end < 0:
-                            continue
-                        at = answer.find(b"\r\nContent-Length: ", 0, end)
-                        length = int(answer[at + 18 : answer.index(b"\r\n", at + 2)])
-                        if len(answer) < end + 4 + length:
-                            continue
-                        poller.unregister(fd)
-                        del flight[fd]
-                        bounds.ok(int(answer[9:12]), length)
-                        if b"\r\nConnection: close" in answer[:end]:
-                            sock.close()
-                        else:
-                            self.idle[entry[1]].append(sock)
-            finally:
-                poller.close()
-                for sock, _, _ in flight.values():
-                    sock.close()  # cut short: never reused
-
-        return _in_worker(drive, max_seconds)
+        bounds = _Bounds(max_requests, max_seconds, expected)
+        return _in_worker(_RawRun(self, targets, bounds).drive, max_seconds)
 
     def close(self) -> None:
         for socks in self.idle.values():
             for sock in socks:
                 sock.close()
         self.idle.clear()
+
+
+class _RawRun:
+    """One run of :class:`RawEpoll`: its requests in flight on one epoll, each bounded by
+    ``TIMEOUT``; a failure is counted, and its socket closed."""
+
+    def __init__(self, client: RawEpoll, targets: list[Any], bounds: _Bounds) -> None:
+        self.client = client
+        self.targets = targets
+        self.bounds = bounds
+        self.poller = select.epoll()
+        # fd -> [socket, origin, bytes so far, when it must have ended]
+        self.flight: dict[int, list[Any]] = {}
+
+    def drive(self) -> RunResult:
+        flight = self.flight
+        next_check = time.monotonic()
+        try:
+            while True:
+                self.fill()
+                if not flight:
+                    return self.bounds.end()
+                for fd, _ in self.poller.poll(0.5):
+                    self.receive(fd)
+                now = time.monotonic()
+                if now >= next_check:  # each request's own timeout, looked at twice a second
+                    next_check = now + 0.5
+                    for fd in [fd for fd, entry in flight.items() if entry[3] <= now]:
+                        self.end(fd, f"timed out after {TIMEOUT} s")
+        finally:
+            self.poller.close()
+            for sock, *_ in flight.values():
+                sock.close()  # cut short: never reused
+
+    def fill(self) -> None:
+        """Start requests up to the concurrency, while the bounds allow."""
+        bounds, client = self.bounds, self.client
+        while len(self.flight) < client.concurrency and bounds.more():
+            scheme, host, port, origin, request = self.targets[bounds.issued % len(self.targets)]
+            bounds.issued += 1
+            idle = client.idle.setdefault(origin, [])
+            try:
+                sock = idle.pop() if idle else client._connect(scheme, host, port)
+            except OSError as exc:
+                bounds.fail(f"{type(exc).__name__}: {exc}")
+                continue
+            try:
+                sent: Any = sock.send(request)  # a few dozen bytes: the buffer takes them
+            except OSError as exc:
+                sent = exc
+            if sent != len(request):
+                sock.close()
+                bounds.fail(f"send: {sent!r}")
+                continue
+            fd = sock.fileno()
+            self.flight[fd] = [sock, origin, b"", time.monotonic() + TIMEOUT]
+            self.poller.register(fd, select.EPOLLIN)
+
+    def receive(self, fd: int) -> None:
+        """Read what came; end the request once its answer is whole (or cannot be)."""
+        entry = self.flight[fd]
+        sock, closed = entry[0], False
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                entry[2] += data
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except OSError as exc:
+            self.end(fd, f"{type(exc).__name__}: {exc}")
+            return
+        answer = entry[2]
+        head_end = answer.find(b"\r\n\r\n")
+        at = answer.find(b"\r\nContent-Length: ", 0, max(head_end, 0))
+        if head_end < 0 or at < 0:
+            if closed or len(answer) > 65536:
+                self.end(fd, f"no Content-Length answer: {answer[:80]!r}")
+            return
+        try:
+            length = int(answer[at + 18 : answer.index(b"\r\n", at + 2)])
+            status = int(answer[9:12])
+        except ValueError:
+            self.end(fd, f"unreadable answer: {answer[:80]!r}")
+            return
+        if len(answer) < head_end + 4 + length:
+            if closed:
+                self.end(fd, "closed within the body")
+            return
+        self.bounds.ok(status, length)
+        self.end(fd, keep=not closed and b"\r\nConnection: close" not in answer[:head_end])
+
+    def end(self, fd: int, error: str = "", keep: bool = False) -> None:
+        sock, origin, *_ = self.flight.pop(fd)
+        self.poller.unregister(fd)
+        if error:
+            self.bounds.fail(error)
+        if keep:
+            self.client.idle[origin].append(sock)
+        else:
+            sock.close()
 
 
 class Aiohttp(Client):

@@ -49,7 +49,8 @@ class Body:
         conn: Any = None
         read_timeout = None
         if _reads_without_blocking(raw):
-            # The read timeout urlopen set; the loop keeps it between pieces.
+            # The read timeout urlopen set; the loop keeps it between pieces. (0.0 when the
+            # loop read the whole answer and urlopen set none: no piece is then waited for.)
             conn = raw._connection
             sock = conn.sock
             read_timeout = sock.gettimeout()

@@ -859,11 +859,11 @@ class HTTPConnection:
         self._head_ahead = (method, head, size, self._rest)
         self._chunks_ended = chunks_ended
 
-    def answer_is_whole(self) -> bool:
-        """Whether ``_rest`` holds the whole answer whose head the loop parsed (see
-        :meth:`take_head_ahead`): its body needs no read from the socket."""
+    def answer_is_whole(self, method: str) -> bool:
+        """Whether ``_rest`` holds the whole answer to ``method`` whose head the loop parsed
+        (see :meth:`take_head_ahead`): its body needs no read from the socket."""
         ahead = self._head_ahead
-        if ahead is None or ahead[3] is not self._rest:
+        if ahead is None or ahead[3] is not self._rest or ahead[0] != method:
             return False
         head = ahead[1]
         framing = head.framing

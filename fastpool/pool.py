@@ -1172,7 +1172,7 @@ class HTTPConnectionPool(RequestMethods):
         # The multiplexed loop sent the request and read the whole answer: its socket, still
         # non-blocking, is not used here (its timeout is set when it is next used: a loop
         # socket's _sock_timeout is unset), which saves two system calls a request.
-        whole = conn.sent_ahead and conn.answer_is_whole()
+        whole = conn.sent_ahead and conn.answer_is_whole(method)
         if not whole:
             conn.settimeout(connect_timeout)
         while True:

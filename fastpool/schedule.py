@@ -173,9 +173,7 @@ class HostScheduler:
         counts as in flight until ``done(host)``."""
         if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
             return None
-        # The time matters to a delay and a rate only (a host waits on time only with a
-        # delay): none read per item without them.
-        now = self.clock() if self.delay or self.rate is not None else 0.0
+        now = self.clock()  # (also each start's time, for a delay set later)
         if self._timed:
             self._release_timed(now)
         if not self._ready:

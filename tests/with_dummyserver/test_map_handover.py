@@ -87,7 +87,10 @@ def test_a_whole_answer_leaves_the_socket_non_blocking(
 def test_the_next_request_on_that_socket_has_its_own_timeout(app_server: AppServer) -> None:
     base = app_server.url
     with fastpool.PoolManager(maxsize=1) as manager:
-        (result,) = manager.map([f"{base}/bytes/100"])
+        # The socket had the very timeout the last request asks for before the map: the map
+        # must leave it marked unknown, or settimeout(0.3) would be skipped as unchanged.
+        assert manager.request("GET", f"{base}/bytes/3", timeout=0.3).status == 200
+        (result,) = manager.map([("GET", f"{base}/bytes/100", {"timeout": 0.3})])
         assert result.error is None, result.error
         pool = manager.connection_from_url(base)
         conn = idle_connection(pool)
@@ -113,6 +116,17 @@ def test_an_answer_read_later_gets_its_read_timeout_first(app_server: AppServer)
         response = result.response
         assert response._connection.sock.gettimeout() == 7.0
         assert len(response.read()) == 70000
+        response.release_conn()
+
+
+def test_a_chunked_answer_read_later_gets_its_read_timeout_first(app_server: AppServer) -> None:
+    # Chunked, and far more than the loop read with the head: not whole, read from the socket.
+    url = f"{app_server.url}/chunked/400000?chunk=4000"
+    with fastpool.PoolManager(maxsize=1) as manager:
+        (result,) = manager.map([("GET", url, {"preload_content": False, "timeout": 7.0})])
+        response = result.response
+        assert response._connection.sock.gettimeout() == 7.0
+        assert len(response.read()) == 400000
         response.release_conn()
 
 
