@@ -107,26 +107,21 @@ def test_the_next_request_on_that_socket_has_its_own_timeout(app_server: AppServ
         assert result.response.data and len(result.response.data) == 5
 
 
-def test_an_answer_read_later_gets_its_read_timeout_first(app_server: AppServer) -> None:
-    # A body past what the loop read with the head (preload_content=False: the head only, and
-    # 70000 bytes are more than one receive): read from the socket, with the read timeout.
-    url = f"{app_server.url}/bytes/70000"
+@pytest.mark.parametrize(
+    ("path", "size"),
+    # more than the loop reads with the head (preload_content=False: the head only, and more
+    # than one receive), framed by its length, or chunked
+    [("/bytes/70000", 70000), ("/chunked/400000?chunk=4000", 400000)],
+)
+def test_an_answer_read_later_gets_its_read_timeout_first(
+    app_server: AppServer, path: str, size: int
+) -> None:
+    url = f"{app_server.url}{path}"
     with fastpool.PoolManager(maxsize=1) as manager:
         (result,) = manager.map([("GET", url, {"preload_content": False, "timeout": 7.0})])
         response = result.response
         assert response._connection.sock.gettimeout() == 7.0
-        assert len(response.read()) == 70000
-        response.release_conn()
-
-
-def test_a_chunked_answer_read_later_gets_its_read_timeout_first(app_server: AppServer) -> None:
-    # Chunked, and far more than the loop read with the head: not whole, read from the socket.
-    url = f"{app_server.url}/chunked/400000?chunk=4000"
-    with fastpool.PoolManager(maxsize=1) as manager:
-        (result,) = manager.map([("GET", url, {"preload_content": False, "timeout": 7.0})])
-        response = result.response
-        assert response._connection.sock.gettimeout() == 7.0
-        assert len(response.read()) == 400000
+        assert len(response.read()) == size
         response.release_conn()
 
 
