@@ -84,6 +84,8 @@ class SessionDriver:
         given = job.given
         if isinstance(given, PreparedRequest):
             prep = given
+        elif type(given) is str:
+            prep = session._prepare_get(given)
         else:
             request = given if isinstance(given, Request) else Request("GET", given)
             prep = session.prepare_request(request)

@@ -500,6 +500,16 @@ class Session(requests.Session):
         )
         return self.send(prep, timeout=timeout, allow_redirects=allow_redirects, **settings)
 
+    def _prepare_get(self, url: str) -> PreparedRequest:
+        """``prepare_request(Request("GET", url))``, without the Request when
+        :meth:`prepare_request` is fastpool's own (``Session.map``'s URLs)."""
+        if getattr(self.prepare_request, "__func__", None) is not _OWN_STEPS[0]:
+            return self.prepare_request(Request("GET", url))
+        # What Request("GET", url) holds, as request() passes it on.
+        return self._preparer.prepare(
+            self, "GET", url, {}, [], [], {}, None, None, default_hooks(), None
+        )
+
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Build the :class:`~requests.PreparedRequest` requests would build for ``request``."""
         return self._preparer.prepare(

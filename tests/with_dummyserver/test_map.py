@@ -802,3 +802,48 @@ def test_at_the_concurrency_limit_the_loop_waits_rather_than_spins(
         results = list(session.map(urls, concurrency=2))
     assert [r.error for r in results] == [None] * 20
     assert len(timeouts) <= 3 * len(urls), (len(timeouts), timeouts[:10])
+
+
+def test_a_prepare_request_of_ones_own_sees_each_url(app_server: AppServer) -> None:
+    # map prepares a URL without the intermediate requests.Request only when prepare_request
+    # is fastpool's own; one set on the instance or a subclass's gets each Request.
+    urls = [f"{app_server.url}/bytes/{n}" for n in (1, 2, 3)]
+    seen: list[tuple[str, str]] = []
+
+    class Mine(fastpool.Session):
+        def prepare_request(self, request: requests.Request) -> Any:
+            seen.append((request.method, request.url))
+            return super().prepare_request(request)
+
+    with Mine() as session:
+        results = list(session.map(urls, concurrency=1))
+    assert [len(r.response.content) for r in results] == [1, 2, 3]
+    assert seen == [("GET", u) for u in urls]
+
+    seen.clear()
+    with fastpool.Session() as session:
+        own = session.prepare_request
+
+        def mine(request: requests.Request) -> Any:
+            seen.append((request.method, request.url))
+            return own(request)
+
+        session.prepare_request = mine  # type: ignore[method-assign]
+        results = list(session.map(urls, concurrency=1))
+    assert [len(r.response.content) for r in results] == [1, 2, 3]
+    assert seen == [("GET", u) for u in urls]
+
+
+def test_a_url_is_prepared_as_prepare_request_prepares_it(app_server: AppServer) -> None:
+    url = f"{app_server.url}/headers?q=1"
+    with fastpool.Session() as session:
+        session.headers["X-Mine"] = "1"
+        session.cookies.set("c", "v")
+        session.hooks["response"].append(lambda r, **kw: r)
+        expected = session.prepare_request(requests.Request("GET", url))
+        got = session._prepare_get(url)
+    assert got is not expected
+    for name in ("method", "url", "body", "hooks"):
+        assert getattr(got, name) == getattr(expected, name), name
+    assert dict(got.headers) == dict(expected.headers)
+    assert got._cookies.get_dict() == expected._cookies.get_dict()
