@@ -8,6 +8,10 @@ GETs of 100 bytes from nginx on loopback (after 50 unmeasured warm-up requests);
 divided by the difference in requests is the cost of one request, start-up excluded. The
 kernel's work (the socket calls) is not counted.
 
+The map clients (``session-map``, ``pm-map``, ``pm-light``) run each count as one map of that
+many requests, 64 in flight to the one host, after a map that dials every connection; every
+result is checked for an error (a failed request would count as a cheap one).
+
 ``python bench/instructions.py [--clients KEY ...] [--small N] [--large N]`` needs valgrind
 (Debian's ``valgrind`` package) and nginx (bench/nginx/run.sh installs it). About 20 s a client.
 """
@@ -35,7 +39,12 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "send": ("fastpool.HTTPAdapter.send + .content", "stock-send"),
     "urllib3": ("urllib3.PoolManager.request", None),
     "poolmanager": ("fastpool.PoolManager.request", "urllib3"),
+    # many in flight from one thread (MAP_CONCURRENCY), one host: the multiplexed loop's paths
+    "session-map": ("fastpool.Session.map, 64 in flight", None),
+    "pm-map": ("fastpool.PoolManager.map, 64 in flight", None),
+    "pm-light": ("fastpool.PoolManager.map(light=True), 64 in flight", None),
 }
+MAP_CONCURRENCY = 64
 
 
 def _client(key: str, url: str) -> Callable[[], Any]:
@@ -58,8 +67,38 @@ def _client(key: str, url: str) -> Callable[[], Any]:
     return lambda: manager.request("GET", url).data
 
 
+def _map_client(key: str, url: str) -> Callable[[int], Any]:
+    """``n`` requests of map client ``key`` to ``url``, ``MAP_CONCURRENCY`` in flight (each
+    body read)."""
+    sys.path.insert(0, str(HERE.parent))  # this checkout's fastpool
+    import fastpool
+
+    if key == "session-map":
+        session = fastpool.Session()
+        results = lambda n: session.map([url] * n, concurrency=MAP_CONCURRENCY)
+        body = "content"
+    else:
+        manager = fastpool.PoolManager(maxsize=MAP_CONCURRENCY)
+        light = key == "pm-light"
+        results = lambda n: manager.map([url] * n, concurrency=MAP_CONCURRENCY, light=light)
+        body = "data"
+
+    def run(n: int) -> None:
+        for result in results(n):
+            if result.error is not None:
+                raise result.error
+            getattr(result.response, body)
+
+    return run
+
+
 def child(key: str, url: str, n: int) -> None:
     """Run in the measured process: warm up, then ``n`` requests."""
+    if key.endswith("map") or key == "pm-light":
+        run_map = _map_client(key, url)
+        run_map(max(WARM_UP, 2 * MAP_CONCURRENCY))  # every connection dialed
+        run_map(n)
+        return
     run = _client(key, url)
     for _ in range(WARM_UP + n):
         run()
