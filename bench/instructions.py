@@ -44,6 +44,7 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "pm-map": ("fastpool.PoolManager.map, 64 in flight", None),
     "pm-light": ("fastpool.PoolManager.map(light=True), 64 in flight", None),
 }
+MAP_CLIENTS = frozenset(("session-map", "pm-map", "pm-light"))
 MAP_CONCURRENCY = 64
 
 
@@ -94,7 +95,7 @@ def _map_client(key: str, url: str) -> Callable[[int], Any]:
 
 def child(key: str, url: str, n: int) -> None:
     """Run in the measured process: warm up, then ``n`` requests."""
-    if key.endswith("map") or key == "pm-light":
+    if key in MAP_CLIENTS:
         run_map = _map_client(key, url)
         run_map(max(WARM_UP, 2 * MAP_CONCURRENCY))  # every connection dialed
         run_map(n)

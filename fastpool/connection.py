@@ -225,9 +225,9 @@ class HTTPConnection:
         #: already, or its dial failed with this exception (raised by the next connect()).
         self.sent_ahead = False
         #: The head the multiplexed loop parsed from ``_rest`` (see :meth:`take_head_ahead`):
-        #: (method, head, its size, the very ``_rest`` object it was parsed from), or None.
-        self._head_ahead: tuple[str, ResponseHead, int, bytes] | None = None
-        self._chunks_ended = False
+        #: (method, head, its size, the very ``_rest`` object it was parsed from, whether that
+        #: holds the whole answer), or None.
+        self._head_ahead: tuple[str, ResponseHead, int, bytes, bool] | None = None
         self.dial_error: BaseException | None = None
         #: the addresses the multiplexed loop looked up for a dial it hands to a worker (several,
         #: to race): the worker's connect takes them instead of asking again
@@ -856,20 +856,19 @@ class HTTPConnection:
         connection) from the start of ``_rest``, the answer to ``method``: the next
         :meth:`read_response_head` returns it rather than parse the same bytes again.
         ``chunks_ended``: the loop read a chunked body to its last chunk."""
-        self._head_ahead = (method, head, size, self._rest)
-        self._chunks_ended = chunks_ended
+        rest = self._rest
+        framing = head.framing
+        if framing == "length":
+            whole = len(rest) - size >= (head.content_length or 0)
+        else:
+            whole = framing == "none" or (framing == "chunked" and chunks_ended)
+        self._head_ahead = (method, head, size, rest, whole)
 
     def answer_is_whole(self, method: str) -> bool:
         """Whether ``_rest`` holds the whole answer to ``method`` whose head the loop parsed
         (see :meth:`take_head_ahead`): its body needs no read from the socket."""
         ahead = self._head_ahead
-        if ahead is None or ahead[3] is not self._rest or ahead[0] != method:
-            return False
-        head = ahead[1]
-        framing = head.framing
-        if framing == "length":
-            return len(self._rest) - ahead[2] >= (head.content_length or 0)
-        return framing == "none" or (framing == "chunked" and self._chunks_ended)
+        return ahead is not None and ahead[3] is self._rest and ahead[0] == method and ahead[4]
 
     def take_rest(self) -> bytes:
         """Return (and forget) the bytes received past the response head."""

@@ -679,7 +679,8 @@ class PoolManager(RequestMethods):
 
         ``on_body(request, response, piece)`` is called, in this thread, with each piece of
         each response's body (decoded as ``decode_content`` says) as it arrives; the result is
-        yielded once the body has ended (its ``data`` is then ``b""``). A failure within the body is the result's error.
+        yielded once the body has ended (its ``data`` is then ``b""``). A failure within the
+        body is the result's error.
         """
         if not isinstance(light, bool):
             raise TypeError(f"light must be True or False, got {light!r}")
