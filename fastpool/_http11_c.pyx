@@ -445,7 +445,10 @@ cdef class ResponseHead:
     received and values without surrounding whitespace; ``keep_alive`` tells whether the
     connection may be reused after this response's body; ``framing`` is ``"none"``,
     ``"length"``, ``"chunked"`` or ``"close"`` (read until the server closes);
-    ``content_length`` is the body length when framing is ``"length"``, else None.
+    ``content_length`` is the body length when framing is ``"length"``, else None;
+    ``content_encoding`` the Content-Encoding values joined with ``", "`` (``""``: none);
+    ``sets_cookies`` whether a Set-Cookie or Set-Cookie2 header came (found in the framing
+    scan, so a response needs no scan of its own).
     """
 
     cdef readonly int version
@@ -455,6 +458,8 @@ cdef class ResponseHead:
     cdef readonly bint keep_alive
     cdef readonly str framing
     cdef readonly object content_length
+    cdef readonly str content_encoding
+    cdef readonly bint sets_cookies
 
     def __init__(self, int version, int status, str reason, list headers, bint keep_alive,
                  str framing, content_length):
@@ -465,6 +470,9 @@ cdef class ResponseHead:
         self.keep_alive = keep_alive
         self.framing = framing
         self.content_length = content_length
+        encodings = [v for n, v in headers if n.lower() == "content-encoding"]
+        self.content_encoding = ", ".join(encodings)
+        self.sets_cookies = any(n.lower() in ("set-cookie", "set-cookie2") for n, _ in headers)
 
     def __repr__(self):
         return (
@@ -576,14 +584,15 @@ cdef unsigned long long _content_length(list values) except? 0:
 cdef ResponseHead _frame(int version, int status, str reason, list headers, str request_method):
     """Decide keep-alive and body framing (RFC 9112 sections 6.3 and 9.3)."""
     cdef bint close = False, keep_alive_token = False, keep_alive, chunked = False
-    cdef list lengths = None, codings = None
+    cdef bint sets_cookies = False
+    cdef list lengths = None, codings = None, encodings = None
     cdef Py_ssize_t n, i = 0, j = 0, e, last_end = 0
     cdef const unsigned char* p
     cdef ResponseHead head
     cdef str framing
     for name, value in headers:
         n = PyUnicode_GET_LENGTH(name)
-        if n != 10 and n != 14 and n != 17:
+        if n < 10 or n > 17 or n == 12 or n == 13 or n == 15:
             continue
         p = <const unsigned char*>PyUnicode_DATA(name)
         if _lower_equals(p, n, b"connection", 10):
@@ -604,6 +613,13 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
             if codings is None:
                 codings = []
             codings.append(value)
+        elif _lower_equals(p, n, b"content-encoding", 16):
+            if encodings is None:
+                encodings = []
+            encodings.append(value)
+        elif (_lower_equals(p, n, b"set-cookie", 10)
+              or _lower_equals(p, n, b"set-cookie2", 11)):
+            sets_cookies = True
     keep_alive = not close and (version == 11 or keep_alive_token)
     # Checked even where framing ignores it: both oracles reject a bad one anywhere.
     length = _content_length(lengths) if lengths is not None else None
@@ -659,6 +675,8 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
     head.keep_alive = keep_alive
     head.framing = framing
     head.content_length = content_length
+    head.content_encoding = ", ".join(encodings) if encodings is not None else ""
+    head.sets_cookies = sets_cookies
     return head
 
 

@@ -295,15 +295,20 @@ class ResponseHead:
     received and values without surrounding whitespace; ``keep_alive`` tells whether the
     connection may be reused after this response's body; ``framing`` is ``"none"``,
     ``"length"``, ``"chunked"`` or ``"close"`` (read until the server closes);
-    ``content_length`` is the body length when framing is ``"length"``, else None.
+    ``content_length`` is the body length when framing is ``"length"``, else None;
+    ``content_encoding`` the Content-Encoding values joined with ``", "`` (``""``: none);
+    ``sets_cookies`` whether a Set-Cookie or Set-Cookie2 header came (found in the framing
+    scan, so a response needs no scan of its own).
     """
 
     __slots__ = (
+        "_content_encoding",
         "_content_length",
         "_framing",
         "_headers",
         "_keep_alive",
         "_reason",
+        "_sets_cookies",
         "_status",
         "_version",
     )
@@ -317,6 +322,7 @@ class ResponseHead:
         keep_alive: bool,
         framing: str,
         content_length: int | None,
+        _summary: tuple[str, bool] | None = None,
     ) -> None:
         self._version = version
         self._status = status
@@ -325,6 +331,11 @@ class ResponseHead:
         self._keep_alive = keep_alive
         self._framing = framing
         self._content_length = content_length
+        if _summary is None:  # made by hand: the parser passes what its scan found
+            encodings = [v for n, v in headers if n.lower() == "content-encoding"]
+            cookies = any(n.lower() in ("set-cookie", "set-cookie2") for n, _ in headers)
+            _summary = (", ".join(encodings), cookies)
+        self._content_encoding, self._sets_cookies = _summary
 
     @property
     def version(self) -> int:
@@ -360,6 +371,16 @@ class ResponseHead:
     def content_length(self) -> int | None:
         """The body length when ``framing == "length"``, else None."""
         return self._content_length
+
+    @property
+    def content_encoding(self) -> str:
+        """The Content-Encoding values joined with ``", "`` (``""``: none)."""
+        return self._content_encoding
+
+    @property
+    def sets_cookies(self) -> bool:
+        """Whether a Set-Cookie or Set-Cookie2 header came."""
+        return self._sets_cookies
 
     def __repr__(self) -> str:
         return (
@@ -522,19 +543,27 @@ def _frame(
     version: int, status: int, reason: str, headers: list[tuple[str, str]], request_method: str
 ) -> ResponseHead:
     """Decide keep-alive and body framing (RFC 9112 sections 6.3 and 9.3)."""
-    close = keep_alive_token = False
+    close = keep_alive_token = sets_cookies = False
     lengths: list[str] = []
     codings: list[str] = []
+    encodings: list[str] = []
     for name, value in headers:
         size = len(name)
-        if size == 10 and name.lower() == "connection":
+        if size < 10 or size > 17:
+            continue  # lower() only the names of a length that may match
+        lower = name.lower()
+        if lower == "connection":
             c, k = _connection_tokens(value)
             close |= c
             keep_alive_token |= k
-        elif size == 14 and name.lower() == "content-length":
+        elif lower == "content-length":
             lengths.append(value)
-        elif size == 17 and name.lower() == "transfer-encoding":
+        elif lower == "transfer-encoding":
             codings.append(value)
+        elif lower == "content-encoding":
+            encodings.append(value)
+        elif lower == "set-cookie" or lower == "set-cookie2":
+            sets_cookies = True
     keep_alive = not close and (version == 11 or keep_alive_token)
     # Checked even where framing ignores it: both oracles reject a bad one anywhere.
     length = _content_length(lengths) if lengths else None
@@ -578,7 +607,16 @@ def _frame(
         framing = "close"
     if framing == "close":
         keep_alive = False
-    return ResponseHead(version, status, reason, headers, keep_alive, framing, content_length)
+    return ResponseHead(
+        version,
+        status,
+        reason,
+        headers,
+        keep_alive,
+        framing,
+        content_length,
+        (", ".join(encodings), sets_cookies),
+    )
 
 
 def parse_response_head(

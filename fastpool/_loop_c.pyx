@@ -94,7 +94,7 @@ cdef class Exchange:
     cdef public int state
     cdef public object error
     cdef public object expires
-    cdef public bint armed
+    cdef public double armed  # its live timer entry's time (0.0: none), as the twin's
     cdef public object decoder
     cdef public Py_ssize_t remaining
     cdef public bint cancelled
@@ -137,7 +137,7 @@ cdef class Exchange:
         self.state = _DIALING
         self.error = None
         self.expires = None
-        self.armed = False
+        self.armed = 0.0
         self.decoder = None
         self.remaining = 0
         self.cancelled = False
@@ -413,11 +413,14 @@ cdef class Loop:
                 pass
 
     cdef object _wait_time(self, timeout):
+        cdef Exchange ex
         if self._dialed:
             return 0
         timers = self._timers
         while timers and (<Exchange>timers[0][2]).state == _DONE:
-            (<Exchange>heapq.heappop(timers)[2]).armed = False
+            when, _, ex = heapq.heappop(timers)
+            if when == ex.armed:
+                ex.armed = 0.0
         if timers:
             wait = max(timers[0][0] - monotonic(), 0.0)
             return wait if timeout is None else min(wait, timeout)
@@ -460,25 +463,30 @@ cdef class Loop:
         self._arm_for(ex, ex.read_timeout)
 
     cdef _arm_for(self, Exchange ex, seconds):
+        cdef double expires
         if seconds is None:
             ex.expires = None
             return
-        ex.expires = monotonic() + seconds
-        if not ex.armed:
-            ex.armed = True
+        expires = monotonic() + seconds
+        ex.expires = expires
+        # an earlier entry for a shorter timeout after a longer one (see the twin)
+        if ex.armed == 0.0 or expires < ex.armed:
+            ex.armed = expires
             self._seq += 1
-            heapq.heappush(self._timers, (ex.expires, self._seq, ex))
+            heapq.heappush(self._timers, (expires, self._seq, ex))
 
     cdef _expire(self, double now):
         cdef Exchange ex
         timers = self._timers
         while timers and timers[0][0] <= now:
-            ex = heapq.heappop(timers)[2]
-            ex.armed = False
+            when, _, ex = heapq.heappop(timers)
+            if when != ex.armed:
+                continue  # superseded by an earlier entry
+            ex.armed = 0.0
             if ex.state == _DONE or ex.state == _DIALING or ex.expires is None:
                 continue
             if ex.expires > now:
-                ex.armed = True
+                ex.armed = ex.expires
                 self._seq += 1
                 heapq.heappush(timers, (ex.expires, self._seq, ex))
                 continue

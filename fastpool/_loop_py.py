@@ -158,7 +158,9 @@ class Exchange:
         self.state = _DIALING
         self.error: BaseException | None = None
         self.expires: float | None = None
-        self.armed = False  # an entry in the loop's timer heap
+        #: the time of its live entry in the loop's timer heap (0.0: none); an entry at
+        #: another time was superseded by an earlier one
+        self.armed = 0.0
         self.decoder: Any = None
         self.remaining = 0
         self.cancelled = False
@@ -450,7 +452,9 @@ class Loop:
         timers = self._timers
         while timers and timers[0][2].state == _DONE:
             # the exchange ended: its timer with it (a body's exchange may wait again)
-            heapq.heappop(timers)[2].armed = False
+            when, _, ex = heapq.heappop(timers)
+            if when == ex.armed:
+                ex.armed = 0.0
         if timers:
             wait = max(timers[0][0] - monotonic(), 0.0)
             return wait if timeout is None else min(wait, timeout)
@@ -496,28 +500,31 @@ class Loop:
         self._arm_for(ex, ex.read_timeout)
 
     def _arm_for(self, ex: Exchange, seconds: float | None) -> None:
-        """(Re)start a timeout of ``seconds`` (None: none). One heap entry an exchange at most:
-        progress only moves ``ex.expires`` on, and the entry, found early, is pushed again (a
-        heap entry for every segment received would keep each exchange, and the heap, for a
-        whole timeout)."""
+        """(Re)start a timeout of ``seconds`` (None: none). Progress moves ``ex.expires`` on
+        and its heap entry, found early, is pushed again (a heap entry for every segment
+        received would keep each exchange, and the heap, for a whole timeout). A shorter
+        timeout after a longer one (a read after a connect) needs an earlier entry: the later
+        one is skipped when it comes up."""
         if seconds is None:
             ex.expires = None
             return
-        ex.expires = monotonic() + seconds
-        if not ex.armed:
-            ex.armed = True
+        expires = ex.expires = monotonic() + seconds
+        if not ex.armed or expires < ex.armed:
+            ex.armed = expires
             self._seq += 1
-            heapq.heappush(self._timers, (ex.expires, self._seq, ex))
+            heapq.heappush(self._timers, (expires, self._seq, ex))
 
     def _expire(self, now: float) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, _, ex = heapq.heappop(timers)
-            ex.armed = False
+            when, _, ex = heapq.heappop(timers)
+            if when != ex.armed:
+                continue  # superseded by an earlier entry
+            ex.armed = 0.0
             if ex.state in (_DONE, _DIALING) or ex.expires is None:
                 continue
             if ex.expires > now:  # it made progress since: its timer goes on
-                ex.armed = True
+                ex.armed = ex.expires
                 self._seq += 1
                 heapq.heappush(timers, (ex.expires, self._seq, ex))
                 continue

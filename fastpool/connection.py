@@ -525,6 +525,9 @@ class HTTPConnection:
     def close(self) -> None:
         """Close the socket; the connection may be connected again later (urllib3 semantics)."""
         sock, self.sock = self.sock, None
+        # Of this socket: the next one has answered nothing (a request on it is never
+        # replayed, by Go's rule: see HTTPConnectionPool._head_failed).
+        self.requests = 0
         self._rest = b""
         self._poller = None
         self.has_connected_to_proxy = False

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -106,6 +107,7 @@ class Driver(Protocol):
 #: authority ("user@Host:port") -> host name: a crawl's URLs are many, its hosts far fewer
 _HOST_OF_AUTHORITY: dict[str, str] = {}
 _HOST_CACHE_SIZE = 4096
+_PLAIN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9]*://([^/?#@\[\]\t\r\n]*)(?:[/?#]|\Z)")
 
 
 def host_of(url: Any) -> str:
@@ -113,6 +115,13 @@ def host_of(url: Any) -> str:
     it (as ``fastpool crawl`` and ``fastpool.dask``). The same as ``urlsplit(url).hostname``
     (or ``""``), without parsing the whole URL of every request."""
     if type(url) is str:
+        # the common URL, one match: an alphanumeric scheme, an authority with no userinfo,
+        # brackets, tabs or newlines (each of those takes the careful way below)
+        plain = _PLAIN_AUTHORITY.match(url)
+        if plain is not None and url.isascii():
+            host = _HOST_OF_AUTHORITY.get(plain.group(1))
+            if host is not None:
+                return host
         start = url.find("://")
         if start > 0 and url[0].isalpha() and url[:start].isalnum() and url.isascii():
             authority = url[start + 3 :]

@@ -63,7 +63,7 @@ from .exceptions import (
 )
 from .light import LightResponse
 from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
-from .response import HTTPResponse, head_summary
+from .response import HTTPResponse
 from .tls import PoolContexts, has_buffered_bytes, is_forwarding
 
 if typing.TYPE_CHECKING:
@@ -570,13 +570,6 @@ class HTTPConnectionPool(RequestMethods):
             self.conn_kw.setdefault("socket_options", [])
             self.conn_kw["proxy"] = self.proxy
             self.conn_kw["proxy_config"] = self.proxy_config
-        # The common case, a Timeout without ``total``, needs no per-request Timeout object.
-        self._fixed_timeouts: tuple[float | None, float | None] | None = None
-        if timeout.total is None:
-            self._fixed_timeouts = (
-                _resolve(timeout.connect_timeout),
-                _resolve(timeout.read_timeout),
-            )
         self._last_timeout: tuple[Any, ...] = (None, None, None, None)  # see _make_request
         self._last_number: tuple[Any, Any] = (None, None)  # see _timeouts
         self._same_host_cache: dict[str, bool] = {}
@@ -1119,8 +1112,7 @@ class HTTPConnectionPool(RequestMethods):
             or not _no_status_retry(retries, status)
         ):
             return None
-        pairs = head.headers
-        if head_summary(pairs)[0]:
+        if head.content_encoding:
             return None  # a Content-Encoding: decoded by the response, as urllib3 decodes it
         # Ours now: what urlopen and the response's end would do with it.
         exchange.conn = None
@@ -1130,7 +1122,9 @@ class HTTPConnectionPool(RequestMethods):
         conn.head_started = True
         self.num_requests += 1
         self._checkin_finished(conn, head.keep_alive, conn._loop_queue)
-        return LightResponse(head.status, head.reason, head.version, pairs, data[used:end], url)
+        return LightResponse(
+            head.status, head.reason, head.version, head.headers, data[used:end], url
+        )
 
     # --- one request --------------------------------------------------------------------------
     def _make_request(
@@ -1153,10 +1147,13 @@ class HTTPConnectionPool(RequestMethods):
         on a new connection when the request is replayable (Go's rule: see ``_replay``).
         """
         self.num_requests += 1
-        fixed = self._fixed_timeouts
-        if timeout is _DEFAULT_TIMEOUT and fixed is not None:
-            connect_timeout, read_timeout = fixed
-            timeout_obj = None
+        # _timeouts' cached case inline: the pool's own Timeout (read now: it may be set at any
+        # time), or the caller's same object again, without ``total``
+        if timeout is _DEFAULT_TIMEOUT:
+            timeout = self.timeout
+        last = self._last_timeout
+        if timeout is last[0] and timeout.total is None and last[1] == socket.getdefaulttimeout():
+            connect_timeout, read_timeout, timeout_obj = last[2], last[3], None
         else:
             connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
         conn.timeout = connect_timeout
@@ -1217,6 +1214,10 @@ class HTTPConnectionPool(RequestMethods):
     def _timeouts(self, timeout: Any) -> tuple[float | None, float | None, Timeout | None]:
         """The connect and read timeouts of one request, and the running ``Timeout`` when it
         has a ``total`` (its read timeout is then what the connect left of it)."""
+        if timeout is _DEFAULT_TIMEOUT:
+            # The pool's own, read at each request as urllib3 does: ``pool.timeout`` may be
+            # set after the pool was made.
+            timeout = self.timeout
         if type(timeout) is float or type(timeout) is int:
             # A number means Timeout(connect=n, read=n): one object kept for the last number
             # (urllib3's from_float checks it once), so the fixed path below needs no clone.

@@ -45,7 +45,7 @@ def _optional(name: str) -> Any:
 brotli = _optional("brotli")
 zstandard = _optional("zstandard")
 
-__all__ = ("WOULD_BLOCK", "HTTPResponse", "head_summary", "headers_from_pairs")
+__all__ = ("WOULD_BLOCK", "HTTPResponse", "headers_from_pairs")
 
 # Draining a remainder this small on close() is cheaper than a new connection.
 _DRAIN_LIMIT = 65536
@@ -400,23 +400,8 @@ class _RawBody:
         self._response.close()
 
 
-_COOKIE_HEADERS = ("set-cookie", "set-cookie2")
 #: what a receive on a non-blocking socket raises when nothing has arrived
 WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-def head_summary(pairs: Iterable[tuple[str, str]]) -> tuple[str, bool]:
-    """(the Content-Encoding values joined with ", ", whether Set-Cookie or Set-Cookie2 came),
-    from a parsed head's ``(name, value)`` pairs in one scan, without building a header dict."""
-    codings = []
-    cookies = False
-    for name, value in pairs:
-        size = len(name)  # lower() only the names of a length that may match
-        if size == 16 and name.lower() == "content-encoding":
-            codings.append(value)
-        elif (size == 10 or size == 11) and name.lower() in _COOKIE_HEADERS:
-            cookies = True
-    return ", ".join(codings), cookies
 
 
 def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> HTTPHeaderDict:
@@ -482,7 +467,6 @@ class HTTPResponse(_U3HTTPResponse):
     # attribute fewer there saves a store and, past a size, a resize on every response.
     # (Immutable values only: an instance gets its own attribute on the first write.)
     _headers: HTTPHeaderDict | None = None
-    _summary: tuple[str, bool] | None = None  # see _head_summary()
     _retries: Any = None
     _fp_bytes_read = 0
     _chunks: Any = None
@@ -519,7 +503,7 @@ class HTTPResponse(_U3HTTPResponse):
         framing = head.framing
         # One update of the instance dict, sized once, rather than a store per attribute (and a
         # resize each time it grows past a size). Every attribute a plain request writes later
-        # (_fp_bytes_read, _done, _summary, _content_decoder_ready, _body) is among them, so
+        # (_fp_bytes_read, _done, _content_decoder_ready, _body) is among them, so
         # those writes never grow the dict: one key more to insert later costs a resize of the
         # whole dict (measured: 5k instructions a request, 5% of PoolManager.request).
         self.__dict__.update(
@@ -548,7 +532,6 @@ class HTTPResponse(_U3HTTPResponse):
             _fp_bytes_read=0,
             _done=False,
             _retries=retries,
-            _summary=None,
             _content_decoder_ready=False,
             _body=None,
         )
@@ -620,19 +603,10 @@ class HTTPResponse(_U3HTTPResponse):
         """The headers (``http.client`` compatibility)."""
         return self.headers
 
-    def _head_summary(self) -> tuple[str, bool]:
-        """:func:`head_summary` of the parsed head, found once."""
-        summary = self._summary
-        if summary is None:
-            summary = self._summary = head_summary(self._head.headers)
-        return summary
-
     def _requests_store(self) -> OrderedDict[str, tuple[str, str]]:
         """A new ``lower name -> (name as first seen, values joined with ", ")`` mapping: the
         store requests' ``CaseInsensitiveDict(raw.headers)`` would hold. Unless the header dict
-        exists already, straight from the parsed head (the dict is not built), noting
-        :meth:`_head_summary` on the way, so the body reader and the cookie check need no scan
-        of their own."""
+        exists already, straight from the parsed head (the dict is not built)."""
         headers = self._headers
         if headers is not None:
             # HTTPHeaderDict's own layout, lower name -> [name as first seen, value, ...]
@@ -640,20 +614,13 @@ class HTTPResponse(_U3HTTPResponse):
                 (key, (values[0], ", ".join(values[1:])))
                 for key, values in headers._container.items()  # private: fastpool._thirdparty
             )
-        store = header_store(self._head.headers)
-        if self._summary is None:
-            coding = store.get("content-encoding")
-            self._summary = (
-                "" if coding is None else coding[1],
-                "set-cookie" in store or "set-cookie2" in store,
-            )
-        return store
+        return header_store(self._head.headers)
 
     def _sets_cookies(self) -> bool:
         """Whether a Set-Cookie or Set-Cookie2 header came, without building the header dict."""
         headers = self._headers
         if headers is None:
-            return self._head_summary()[1]
+            return self._head.sets_cookies  # found by the parser's scan
         return "set-cookie" in headers or "set-cookie2" in headers
 
     @property
@@ -982,7 +949,7 @@ class HTTPResponse(_U3HTTPResponse):
     def _get_decoder(self) -> Any:
         if not self._content_decoder_ready:
             self._content_decoder_ready = True
-            encoding = self._head_summary()[0]
+            encoding = self._head.content_encoding
             if encoding:
                 try:
                     self._content_decoder = _make_decoder(encoding)

@@ -7,6 +7,7 @@ if a server handler crashed (``server.errors``), so a broken script cannot pass 
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -209,6 +210,15 @@ def proxy_server_factory(
 def proxy_server(proxy_server_factory: Callable[..., ProxyServer]) -> ProxyServer:
     """A forward proxy on 127.0.0.1 without authentication."""
     return proxy_server_factory()
+
+
+@pytest.fixture
+def mute_listener() -> Iterator[int]:
+    """The port of a listener on 127.0.0.1 that takes connections (in its backlog) and never
+    reads or answers: a request to it meets its read timeout."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    yield listener.getsockname()[1]
+    listener.close()
 
 
 # --- the attack suite's hostile servers --------------------------------------------------------

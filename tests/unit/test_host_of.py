@@ -28,6 +28,11 @@ CORPUS = [
     "http://[::1/x",  # unbalanced bracket: urlsplit refuses it
     "http://host?query",
     "http://host#frag",
+    "http://Host:8080",  # the authority to the end
+    "http://host/pa\tth\n",  # a tab or newline past the authority
+    "http://host\n",
+    "http://ho\rst:1/",
+    "http://h.example:8080#x",
     "http://ho\tst/",  # urlsplit drops tabs and newlines anywhere
     "http://ho\nst/",
     " http://leading.space/",

@@ -224,6 +224,34 @@ def test_response_head_constructor(http11: ModuleType) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("lines", "encoding", "cookies"),
+    [
+        ((), "", False),
+        (("Content-Encoding: gzip",), "gzip", False),
+        (
+            ("content-ENCODING: gzip", "X-Content-Encoding: br", "Content-Encoding: br"),
+            "gzip, br",
+            False,
+        ),
+        (("Content-Encoding:",), "", False),  # present but empty: nothing to decode
+        (("Set-Cookie: a=1",), "", True),
+        (("SET-COOKIE2: a=1",), "", True),
+        (("Set-Cookies: a=1", "Set-Cookie3: b", "X-Set-Cookie: c"), "", False),
+        (("Connection: close", "Set-Cookie: a", "Content-Encoding: deflate"), "deflate", True),
+    ],
+)
+def test_the_head_notes_content_encoding_and_cookies(
+    http11: ModuleType, lines: tuple[str, ...], encoding: str, cookies: bool
+) -> None:
+    # Found in the framing scan: a response decodes and stores cookies without a scan of its own.
+    head, _ = http11.parse_response_head(response(*lines, "Content-Length: 0"))
+    assert (head.content_encoding, head.sets_cookies) == (encoding, cookies)
+    # and a head made by hand finds the same
+    made = http11.ResponseHead(11, 200, "OK", head.headers, True, "length", 0)
+    assert (made.content_encoding, made.sets_cookies) == (encoding, cookies)
+
+
 def test_parse_accepts_bytearray_and_memoryview(http11: ModuleType) -> None:
     expected = parse(http11, NGINX_HEAD)
     assert parse(http11, bytearray(NGINX_HEAD)) == expected

@@ -300,6 +300,11 @@ def outcome_of(func: Any, *args: Any, **kwargs: Any) -> Any:
         return type(exc), str(exc)
     if isinstance(result, tuple) and len(result) == 2 and hasattr(result[0], "framing"):
         head = result[0]
+        # what the framing scan notes for the response, as a scan of the pairs finds it
+        names = [name.lower() for name, _ in head.headers]
+        encodings = [v for n, v in head.headers if n.lower() == "content-encoding"]
+        assert head.content_encoding == ", ".join(encodings)
+        assert head.sets_cookies == ("set-cookie" in names or "set-cookie2" in names)
         return (
             (
                 head.version,
@@ -309,6 +314,8 @@ def outcome_of(func: Any, *args: Any, **kwargs: Any) -> Any:
                 head.keep_alive,
                 head.framing,
                 head.content_length,
+                head.content_encoding,
+                head.sets_cookies,
                 repr(head),
             ),
             result[1],

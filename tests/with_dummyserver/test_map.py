@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+import urllib3
 from dummyserver import AppServer, FaultServer, send_raw
 
 import fastpool
@@ -847,3 +848,52 @@ def test_a_url_is_prepared_as_prepare_request_prepares_it(app_server: AppServer)
         assert getattr(got, name) == getattr(expected, name), name
     assert dict(got.headers) == dict(expected.headers)
     assert got._cookies.get_dict() == expected._cookies.get_dict()
+
+
+# --- a read timeout shorter than the connect timeout --------------------------------------------
+@pytest.mark.parametrize("backend", ["map", "one request"])
+def test_pool_manager_read_timeout_shorter_than_connect_ends_at_the_read_timeout(
+    mute_listener: int, backend: str
+) -> None:
+    # The loop dials, bounded by the connect timeout, then reads, bounded by the read timeout.
+    # Its timer entry stayed at the dial's: the read waited out the connect timeout (5 s).
+    url = f"http://127.0.0.1:{mute_listener}/"
+    pm = fastpool.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=0.2))
+    started = time.monotonic()
+    if backend == "map":
+        errors = [result.error for result in pm.map([url] * 3)]
+    else:
+        errors = []
+        for _ in range(3):
+            with pytest.raises(urllib3.exceptions.ReadTimeoutError) as caught:
+                pm.request("GET", url)
+            errors.append(caught.value)
+    assert time.monotonic() - started < 2.5  # 3 x 0.2 s one at a time; not 5 s
+    assert [type(error) for error in errors] == [urllib3.exceptions.ReadTimeoutError] * 3
+    assert all("read timeout=0.2" in str(error) for error in errors)
+    pm.clear()
+
+
+def test_session_map_read_timeout_shorter_than_connect_as_get(mute_listener: int) -> None:
+    url = f"http://127.0.0.1:{mute_listener}/"
+    with fastpool.Session() as session:
+        started = time.monotonic()
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            session.get(url, timeout=(5, 0.2))
+        one = time.monotonic() - started
+        started = time.monotonic()
+        results = list(session.map([url] * 3, timeout=(5, 0.2)))
+        many = time.monotonic() - started
+    assert one < 2 and many < 2
+    assert [type(result.error) for result in results] == [requests.exceptions.ReadTimeout] * 3
+
+
+def test_a_pool_timeout_set_after_the_pool_was_made_applies_in_map(mute_listener: int) -> None:
+    url = f"http://127.0.0.1:{mute_listener}/"
+    pm = fastpool.PoolManager(retries=False)
+    pm.connection_from_url(url).timeout = urllib3.Timeout(connect=5, read=0.2)
+    started = time.monotonic()
+    errors = [result.error for result in pm.map([url] * 2)]
+    assert time.monotonic() - started < 2.5
+    assert [type(error) for error in errors] == [urllib3.exceptions.ReadTimeoutError] * 2
+    pm.clear()

@@ -470,3 +470,26 @@ def test_a_failed_pin_closes_its_tls_socket(server_factory):
         gc.collect()
     pool.close()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+@pytest.mark.parametrize("how", ["pool.timeout", "socket default"])
+def test_a_timeout_set_after_the_pool_was_made_applies(mute_listener, module, how):
+    # urllib3 reads the pool's timeout, and resolves its socket default, at each request.
+    # fastpool took both once, when the pool was made: a request waited forever.
+    import socket
+    import time
+
+    pool = module.HTTPConnectionPool("127.0.0.1", mute_listener, retries=False)
+    if how == "pool.timeout":
+        pool.timeout = urllib3.Timeout(connect=5, read=0.2)
+    else:
+        socket.setdefaulttimeout(0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError, match=r"read timeout=0\.2"):
+            pool.request("GET", "/")
+        assert time.monotonic() - started < 3
+    finally:
+        socket.setdefaulttimeout(None)
+        pool.close()
