@@ -12,19 +12,24 @@ The map clients (``session-map``, ``pm-map``, ``pm-light``) run each count as on
 many requests, 64 in flight to the one host, after a map that dials every connection; every
 result is checked for an error (a failed request would count as a cheap one).
 
-``python bench/instructions.py [--clients KEY ...] [--small N] [--large N]`` needs valgrind
+With ``--unique``, every request has a URL of its own (``/100b?n=<count>``), as a crawl's do:
+caches keyed by the URL (its parse, its encoded target) then never answer, and the count is
+what a new URL costs.
+
+``python bench/instructions.py [--clients KEY ...] [--small N] [--large N] [--unique]`` needs valgrind
 (Debian's ``valgrind`` package) and nginx (bench/nginx/run.sh installs it). About 20 s a client.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +53,9 @@ MAP_CLIENTS = frozenset(("session-map", "pm-map", "pm-light"))
 MAP_CONCURRENCY = 64
 
 
-def _client(key: str, url: str) -> Callable[[], Any]:
-    """One request of client ``key`` to ``url`` (the body is read)."""
+def _client(key: str, url: str) -> Callable[[str], Any]:
+    """One request of client ``key`` to the URL it is given (the body is read); ``url`` is
+    the first, to prepare with."""
     import requests
     import urllib3
 
@@ -58,34 +64,39 @@ def _client(key: str, url: str) -> Callable[[], Any]:
 
     if key in ("requests", "session"):
         session = requests.Session() if key == "requests" else fastpool.Session()
-        return lambda: session.get(url).content
+        return lambda u: session.get(u).content
     if key in ("stock-send", "send"):
         adapter = requests.adapters.HTTPAdapter() if key == "stock-send" else fastpool.HTTPAdapter()
         with requests.Session() as session:
             prepared = session.prepare_request(requests.Request("GET", url))
-        return lambda: adapter.send(prepared).content
+
+        def send(u: str) -> Any:
+            prepared.url = u
+            return adapter.send(prepared).content
+
+        return send
     manager = urllib3.PoolManager() if key == "urllib3" else fastpool.PoolManager()
-    return lambda: manager.request("GET", url).data
+    return lambda u: manager.request("GET", u).data
 
 
-def _map_client(key: str, url: str) -> Callable[[int], Any]:
-    """``n`` requests of map client ``key`` to ``url``, ``MAP_CONCURRENCY`` in flight (each
-    body read)."""
+def _map_client(key: str) -> Callable[[Iterable[str]], Any]:
+    """Map client ``key`` over the URLs it is given, ``MAP_CONCURRENCY`` in flight (each body
+    read)."""
     sys.path.insert(0, str(HERE.parent))  # this checkout's fastpool
     import fastpool
 
     if key == "session-map":
         session = fastpool.Session()
-        results = lambda n: session.map([url] * n, concurrency=MAP_CONCURRENCY)
+        results = lambda urls: session.map(urls, concurrency=MAP_CONCURRENCY)
         body = "content"
     else:
         manager = fastpool.PoolManager(maxsize=MAP_CONCURRENCY)
         light = key == "pm-light"
-        results = lambda n: manager.map([url] * n, concurrency=MAP_CONCURRENCY, light=light)
+        results = lambda urls: manager.map(urls, concurrency=MAP_CONCURRENCY, light=light)
         body = "data"
 
-    def run(n: int) -> None:
-        for result in results(n):
+    def run(urls: Iterable[str]) -> None:
+        for result in results(urls):
             if result.error is not None:
                 raise result.error
             getattr(result.response, body)
@@ -93,23 +104,29 @@ def _map_client(key: str, url: str) -> Callable[[int], Any]:
     return run
 
 
-def child(key: str, url: str, n: int) -> None:
-    """Run in the measured process: warm up, then ``n`` requests."""
+def child(key: str, url: str, n: int, unique: bool) -> None:
+    """Run in the measured process: warm up, then ``n`` requests (``unique``: each to a URL
+    of its own)."""
+    if unique:
+        urls: Iterable[str] = (f"{url}?n={i}" for i in itertools.count())
+    else:
+        urls = itertools.repeat(url)
     if key in MAP_CLIENTS:
-        run_map = _map_client(key, url)
-        run_map(max(WARM_UP, 2 * MAP_CONCURRENCY))  # every connection dialed
-        run_map(n)
+        run_map = _map_client(key)
+        run_map(itertools.islice(urls, max(WARM_UP, 2 * MAP_CONCURRENCY)))  # every connection
+        run_map(itertools.islice(urls, n))
         return
     run = _client(key, url)
-    for _ in range(WARM_UP + n):
-        run()
+    for u in itertools.islice(urls, WARM_UP + n):
+        run(u)
 
 
-def count(key: str, url: str, n: int) -> int:
+def count(key: str, url: str, n: int, unique: bool = False) -> int:
     """Instructions callgrind counted for a whole child process doing ``n`` requests."""
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, str(Path(__file__).resolve()), "--child", key, url, str(n),
+        "unique" if unique else "same",
     ]  # fmt: skip
     # A fixed hash seed: str hashes decide dict layouts, which move counts by a few thousand.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -122,10 +139,13 @@ def count(key: str, url: str, n: int) -> int:
     return int(found.group(1))
 
 
-def measure(url: str, keys: list[str], small: int, large: int) -> dict[str, float]:
+def measure(
+    url: str, keys: list[str], small: int, large: int, unique: bool = False
+) -> dict[str, float]:
     """Instructions per request for each client key."""
     return {
-        key: (count(key, url, large) - count(key, url, small)) / (large - small) for key in keys
+        key: (count(key, url, large, unique) - count(key, url, small, unique)) / (large - small)
+        for key in keys
     }
 
 
@@ -145,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     """Start nginx, count every client, print the table."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--child"]:
-        child(args[1], args[2], int(args[3]))
+        child(args[1], args[2], int(args[3]), args[4] == "unique")
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
     parser.add_argument("--small", type=int, default=100, help="requests, first run (100)")
     parser.add_argument("--large", type=int, default=600, help="requests, second run (600)")
+    parser.add_argument(
+        "--unique", action="store_true", help="a URL of its own for every request, as a crawl"
+    )
     options = parser.parse_args(args)
     if not 1 <= options.small < options.large <= 100_000:
         parser.error("need 1 <= --small < --large <= 100000")
@@ -161,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with NginxServer(RUN_ROOT / "nginx-instructions", hosts=0) as nginx:
         per_request = measure(
-            nginx.http_url + "/100b", options.clients, options.small, options.large
+            nginx.http_url + "/100b",
+            options.clients,
+            options.small,
+            options.large,
+            options.unique,
         )
     print(format_table(per_request))
     return 0

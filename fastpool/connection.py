@@ -10,6 +10,7 @@ importable from here too.
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import ssl
@@ -96,10 +97,14 @@ _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 
 # Writing the head and a body this small in one sendall saves a syscall and a TCP segment.
 _COALESCE_BODY_BYTES = 16384
-#: render_request's bytes of requests with no body nor headers of their own, by (method,
-#: target, Host, User-Agent): a bound, not an LRU (cleared when full)
-_RENDERED: dict[tuple[str, str, str, str], bytes] = {}
+#: render_request's heads of requests with no body nor headers of their own, by (method, Host,
+#: User-Agent): ``(b"METHOD ", the bytes after the request line)``; only the target differs
+#: between two such requests (a crawl's URLs are many, its hosts far fewer). A bound, not an
+#: LRU (cleared when full).
+_RENDERED: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
 _RENDERED_SIZE = 4096
+#: an origin-form target write_request_head takes as it is (no byte outside 0x21-0x7E)
+_PLAIN_TARGET = re.compile(r"/[\x21-\x7e]*")
 
 
 # Response heads are received into one buffer per thread, not one per connection: an idle
@@ -673,14 +678,20 @@ class HTTPConnection:
     ) -> bytes:
         """The bytes :meth:`request` would write, without writing them (the multiplexed loop
         sends them itself). A file-like or iterable body is read here, into memory."""
-        plain = body is None and not headers and not chunked and type(url) is str
+        plain = (
+            body is None
+            and not headers
+            and not chunked
+            and type(url) is str
+            and _PLAIN_TARGET.fullmatch(url) is not None
+        )
         if plain:
-            # Without a body or headers of its own, the bytes follow from the method, the
-            # target, the Host value and the User-Agent: a crawl sends the same ones again.
-            key = (method, url, self._host_header(url), default_user_agent)
-            rendered = _RENDERED.get(key)
-            if rendered is not None:
-                return rendered
+            # Without a body or headers of its own, the head follows from the method, the
+            # target, the Host value and the User-Agent: the same but for the target.
+            key = (method, self._host_header(url), default_user_agent)
+            template = _RENDERED.get(key)
+            if template is not None:
+                return b"".join((template[0], url.encode("ascii"), template[1]))
         # request() itself, writing into a recorder: one code path for the bytes, and none
         # added to request()'s.
         sock = self.sock
@@ -692,10 +703,13 @@ class HTTPConnection:
             self.sock = sock
             self.request_started = False
         data = b"".join(recorder.parts)
-        if plain and data and type(method) is str:  # (nothing written: not a rendering)
-            if len(_RENDERED) >= _RENDERED_SIZE:
-                _RENDERED.clear()
-            _RENDERED[key] = data
+        if plain and type(method) is str:
+            prefix = f"{method} {url}".encode("ascii", "replace")
+            # (the request line as write_request_head wrote it, or no template)
+            if data.startswith(prefix + b" HTTP/1.1\r\n"):
+                if len(_RENDERED) >= _RENDERED_SIZE:
+                    _RENDERED.clear()
+                _RENDERED[key] = (data[: len(method) + 1], data[len(prefix) :])
         return data
 
     def _body_framing(

@@ -105,6 +105,9 @@ _RESET_ERRNOS = (errno.EPROTOTYPE, errno.ECONNRESET)
 _URL_CACHE_SIZE = 256
 # urllib3's "no timeout given" sentinel, by its public name (a global: read per request).
 _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
+#: an origin-form target urllib3's encode_target leaves as it is: a path and query of the
+#: characters it never encodes (no "%", whose case it would change), no fragment
+_PLAIN_TARGET = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?")
 
 
 # What urlopen retries (urllib3's list): urllib3's error for it goes to Retry.increment.
@@ -914,8 +917,10 @@ class HTTPConnectionPool(RequestMethods):
         cached = self._target_cache.get(url)
         if cached is not None:
             return cached
-        if url.startswith("/"):
-            result: tuple[str, str | None] = (encode_target(url), None)
+        if _PLAIN_TARGET.fullmatch(url) is not None:
+            result: tuple[str, str | None] = (url, None)  # nothing to encode
+        elif url.startswith("/"):
+            result = (encode_target(url), None)
         else:
             parsed = parse_url(url)
             # absolute form (a forwarding proxy): the fragment stays with the client, as urllib3

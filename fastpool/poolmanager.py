@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import typing
 import warnings
@@ -56,6 +57,14 @@ _U3_LOG = logging.getLogger("urllib3.poolmanager")
 
 _DEFAULT_BLOCKSIZE = 16384
 _CACHE_SIZE = 1024
+#: An http(s) URL parse_url leaves as it is but for the case of its scheme and host: a host
+#: name or IPv4 address, a port, and a path and query of the characters it never encodes (no
+#: "%", whose case it would change); the fragment is dropped. A dot segment is checked apart.
+_PLAIN_URL = re.compile(
+    r"([Hh][Tt][Tt][Pp][Ss]?)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?"
+    r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?(\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?(?:#.*)?",
+    re.DOTALL,
+)
 
 #: scheme -> callable(request_context) -> pool key (urllib3's key rules and PoolKey fields).
 key_fn_by_scheme = {
@@ -516,6 +525,25 @@ class PoolManager(RequestMethods):
         cached = self._url_cache.get(url)
         if cached is not None:
             return cached
+        plain = _PLAIN_URL.fullmatch(url) if type(url) is str else None
+        if plain is not None:
+            # parse_url's answer without its general machinery (a crawl's URLs are each new)
+            scheme, host, port, path, query = plain.groups()
+            if (
+                (port is None or int(port) <= 65535)
+                and (path is None or "/." not in path)
+                and not self._proxy_requires_url_absolute_form(scheme.lower())
+            ):
+                result = (
+                    scheme.lower(),
+                    host.lower(),
+                    None if port is None else int(port),
+                    (path or "/") + (query or ""),
+                )
+                if len(self._url_cache) >= _CACHE_SIZE:
+                    self._url_cache.clear()
+                self._url_cache[url] = result
+                return result
         u = parse_url(url)
         if u.scheme is None:
             import warnings

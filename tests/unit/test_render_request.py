@@ -1,8 +1,8 @@
 """``HTTPConnection.render_request``: the bytes ``request`` would write, for the map's loop.
 
-Requests with no body nor headers of their own are rendered once per (method, target, Host,
-User-Agent) and kept; every rendering must still be the bytes ``request()`` writes on a real
-socket, whatever was rendered before.
+Requests with no body nor headers of their own are rendered once per (method, Host,
+User-Agent) and kept as a template the target goes into; every rendering must still be the
+bytes ``request()`` writes on a real socket, whatever was rendered before.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def test_rendered_bytes_are_the_written_bytes(rounds: int) -> None:
             conn = cls(host, port)
             expected = written(conn, *args, **kwargs)
             assert conn.render_request(*args, **kwargs) == expected, (host, port, args)
-    # only the ones with no body nor headers of their own were kept
-    assert len(connection._RENDERED) == 7
+    # only the ones with no body nor headers of their own were kept, one for both targets
+    assert len(connection._RENDERED) == 6
 
 
 def test_a_tunnel_changes_the_host_of_a_kept_rendering() -> None:
@@ -76,13 +76,19 @@ def test_a_refused_request_is_not_kept() -> None:
     for _ in range(2):
         with pytest.raises(ValueError):
             conn.render_request("GET", "/a b")  # a space in the target
+        with pytest.raises(ValueError):
+            conn.render_request("GE T", "/a")  # and in the method
     assert connection._RENDERED == {}
+    conn.render_request("GET", "/a")
+    for target in ("/a b", "/a\r\nX: 1", "/ü"):  # refused still, with a template kept
+        with pytest.raises(ValueError):
+            conn.render_request("GET", target)
 
 
 def test_the_kept_renderings_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     connection._RENDERED.clear()
     monkeypatch.setattr(connection, "_RENDERED_SIZE", 8)
-    conn = HTTPConnection("127.0.0.2", 8080)
     for n in range(50):
+        conn = HTTPConnection("127.0.0.2", 8000 + n)  # a Host value of its own
         assert conn.render_request("GET", f"/{n}").startswith(f"GET /{n} HTTP/1.1\r\n".encode())
-        assert len(connection._RENDERED) <= 8
+        assert 1 <= len(connection._RENDERED) <= 8

@@ -1,0 +1,167 @@
+"""The fast paths that spare a crawl urllib3's URL machinery for each new URL, held to it:
+``PoolManager._split_url`` (``parse_url``), ``HTTPConnectionPool._target`` (urllib3's
+``encode_target``) and ``HTTPConnection.render_request`` (the bytes ``request`` writes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from urllib3.util.url import _encode_target, parse_url
+
+import fastpool
+from fastpool.connection import HTTPConnection
+
+ODD = "%./?#@:[]\\ \t\n~!$&'()*+,;=-_ü\x7f"
+schemes = st.sampled_from(["http", "HTTP", "hTtPs", "https", "ftp", "http+unix", ""])
+hosts = st.one_of(
+    st.sampled_from(["Example.COM", "127.0.0.1", "a..b", "host.", "xn--bcher-kva.example"]),
+    st.text("aZ09.-_%[]:ü@", min_size=0, max_size=12),
+)
+ports = st.one_of(st.none(), st.text("0123456789", min_size=0, max_size=7))
+paths = st.text("aZ09/" + ODD, max_size=16)
+queries = st.one_of(st.none(), st.text("aZ09=&/" + ODD, max_size=12))
+fragments = st.one_of(st.none(), st.text("aZ09/?#" + ODD, max_size=8))
+
+
+@st.composite
+def urls(draw: st.DrawFn) -> str:
+    scheme, host, port = draw(schemes), draw(hosts), draw(ports)
+    path, query, fragment = draw(paths), draw(queries), draw(fragments)
+    url = f"{scheme}://{host}" if scheme else f"//{host}"
+    if port is not None:
+        url += ":" + port
+    if path:
+        url += path if path.startswith("/") else "/" + path
+    if query is not None:
+        url += "?" + query
+    if fragment is not None:
+        url += "#" + fragment
+    return url
+
+
+def oracle_split(url: str) -> Any:
+    """What _split_url answers through parse_url (its general path), or the error."""
+    try:
+        u = parse_url(url)
+    except Exception as e:  # noqa: BLE001 - compared as the outcome
+        return type(e)
+    if not u.host:
+        return "no host"
+    return (u.scheme or "http", u.host, u.port, u.request_uri)
+
+
+def fast_split(url: str) -> Any:
+    manager = fastpool.PoolManager()  # a fresh cache: the answer is the fast path's or parse_url's
+    try:
+        return manager._split_url(url)
+    except Exception as e:  # noqa: BLE001 - compared as the outcome
+        if "No host" in str(e):
+            return "no host"
+        return type(e)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # a URL without a scheme
+@settings(max_examples=600, deadline=None)
+@given(urls())
+def test_split_url_answers_as_parse_url(url: str) -> None:
+    assert fast_split(url) == oracle_split(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://Example.COM:8080/a/b?c=d#frag",
+        "HTTPS://h/",
+        "http://h",
+        "http://h?",
+        "http://h/p?",
+        "http://h:0/",
+        "http://h:00080/x",
+        "http://h:65535/",
+        "http://h:65536/",  # parse_url refuses it
+        "http://h/a/./b",  # a dot segment: parse_url removes it
+        "http://h/a/../b",
+        "http://h/.well-known/x",
+        "http://h/%7euser",  # parse_url upper-cases the escape
+        "http://h/a b",
+        "http://h/#x y",
+        "http://h:/x",
+        "http://u@h/",
+        "http://[::1]:80/",
+    ],
+)
+def test_split_url_corpus(url: str) -> None:
+    assert fast_split(url) == oracle_split(url)
+
+
+def test_a_forwarding_proxy_still_gets_the_absolute_form() -> None:
+    proxy = fastpool.ProxyManager("http://127.0.0.1:3128")
+    assert proxy._split_url("http://Example.com/a?b#c") == (
+        "http",
+        "example.com",
+        None,
+        "http://example.com/a?b",
+    )
+
+
+targets = st.text("aZ09/?#" + ODD, max_size=20).map(lambda text: "/" + text)
+
+
+@settings(max_examples=600, deadline=None)
+@given(targets)
+def test_target_answers_as_encode_target(target: str) -> None:
+    def outcome(function: Any) -> Any:
+        try:
+            return function(target)
+        except Exception as e:  # noqa: BLE001 - compared as the outcome
+            return type(e), str(e)
+
+    pool = fastpool.HTTPConnectionPool("127.0.0.1", 1)
+    expected = outcome(lambda url: (_encode_target(url), None))
+    assert outcome(pool._target) == expected
+    assert outcome(pool._target) == expected  # from its cache too
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def sendall(self, data: Any) -> None:
+        self.sent += bytes(data)
+
+
+def written(conn: HTTPConnection, method: str, target: str) -> Any:
+    """The bytes request() writes on a socket, or its error."""
+    sink = _Sink()
+    conn.sock = sink  # type: ignore[assignment]
+    try:
+        conn.request(method, target)
+    except Exception as e:  # noqa: BLE001 - compared as the outcome
+        return type(e), str(e)
+    finally:
+        conn.sock = None
+    return sink.sent
+
+
+def rendered(conn: HTTPConnection, method: str, target: str) -> Any:
+    try:
+        return conn.render_request(method, target)
+    except Exception as e:  # noqa: BLE001 - compared as the outcome
+        return type(e), str(e)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "get", "HEAD", "BAD METHOD", "DELETE"]),
+    target=st.one_of(targets, st.text("aZ/" + ODD, max_size=10)),
+    port=st.sampled_from([80, 8080]),
+)
+def test_render_request_writes_what_request_writes(method: str, target: str, port: int) -> None:
+    conn = HTTPConnection("Example.com", port)
+    # twice: the first fills the template, the second is made from it
+    assert rendered(conn, method, target) == written(conn, method, target)
+    assert rendered(conn, method, target) == written(conn, method, target)
+    assert rendered(conn, method, target + "x") == written(conn, method, target + "x")
