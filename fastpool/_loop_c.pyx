@@ -82,6 +82,7 @@ cdef class Exchange:
     cdef public object method
     cdef public object data
     cdef public object read_timeout
+    cdef public object read_timeout_of  # callable: asked at each send (see the twin)
     cdef public bint read_body
     cdef public object dial
     cdef public bint direct
@@ -125,6 +126,7 @@ cdef class Exchange:
         self.method = method
         self.data = memoryview(data)
         self.read_timeout = read_timeout
+        self.read_timeout_of = read_timeout if callable(read_timeout) else None
         self.read_body = read_body
         self.dial = dial
         self.direct = direct
@@ -342,14 +344,14 @@ cdef class Loop:
         self._watch(ex, _WRITE if writable else _READ)
 
     cdef _begin_send(self, Exchange ex):
-        if callable(ex.read_timeout):
-            ex.read_timeout = ex.read_timeout()
+        if ex.read_timeout_of is not None:
+            ex.read_timeout = ex.read_timeout_of()
         sock = ex.conn.sock
         if sock.gettimeout() != 0.0:  # a connection back from the loop is non-blocking still
             sock.setblocking(False)
         ex.conn._sock_timeout = _unset_timeout()  # settimeout() sets it anew
         ex.state = _SENDING
-        self._arm(ex)
+        self._arm_for(ex, ex.conn.timeout)  # sending: the connect timeout, as request() sends
         self._send(ex)
 
     # --- waiting ----------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class Exchange:
         "method",
         "read_body",
         "read_timeout",
+        "read_timeout_of",
         "remaining",
         "replay",
         "replayed",
@@ -143,6 +144,9 @@ class Exchange:
         self.method = method
         self.data = memoryview(data)
         self.read_timeout = read_timeout
+        #: a callable read timeout (what a total leaves), asked again at each send: a
+        #: replay's read gets what the total leaves then
+        self.read_timeout_of = read_timeout if callable(read_timeout) else None
         self.read_body = read_body
         self.dial = dial
         #: the loop may dial it itself (``conn.loop_dial_*``) when the connection says it can
@@ -373,15 +377,17 @@ class Loop:
         self._finish(ex)
 
     def _begin_send(self, ex: Exchange) -> None:
-        if callable(ex.read_timeout):
+        if ex.read_timeout_of is not None:
             # what a Timeout(total=...) leaves for reading once connected, as urllib3 reckons
-            ex.read_timeout = ex.read_timeout()
+            ex.read_timeout = ex.read_timeout_of()
         sock = ex.conn.sock
         if sock.gettimeout() != 0.0:  # a connection back from the loop is non-blocking still
             sock.setblocking(False)
         ex.conn._sock_timeout = UNSET_TIMEOUT  # settimeout() must set it again after the loop
         ex.state = _SENDING
-        self._arm(ex)
+        # Sending is bounded by the connect timeout, as the blocking request() sends; the read
+        # timeout starts once the request is out.
+        self._arm_for(ex, ex.conn.timeout)
         self._send(ex)
 
     # --- waiting ----------------------------------------------------------------------------

@@ -287,7 +287,7 @@ class _Plain:
         url: str,
         error: BaseException,
     ) -> None:
-        pool._redial(conn, connect_timeout)
+        pool._redial(conn, connect_timeout, url)
 
     @staticmethod
     def replayed(method: str, url: str, error: BaseException) -> None:
@@ -354,7 +354,7 @@ class _Traced:
         error: BaseException,
     ) -> None:
         self.steps.retry(method, url, error)
-        pool._redial(conn, connect_timeout)
+        pool._redial(conn, connect_timeout, url)
 
     def replayed(self, method: str, url: str, error: BaseException) -> None:
         self.steps.retry(method, url, error)
@@ -412,8 +412,27 @@ def _retry_delay(retries: Retry, response: Any) -> float:
     return max(float(retries.get_backoff_time()), 0.0)
 
 
-def _read_timeout_of(timeout: Timeout) -> float | None:
-    return _resolve(timeout.read_timeout)
+class _TotalLeft:
+    """A request's running ``Timeout(total=...)``: called, what it leaves for reading (the loop
+    asks once connected, and again for a replay), kept as ``read``. ``urlopen`` finishes the
+    exchange with that same read timeout, fixed from then on as urllib3's once it has sent,
+    rather than start the total again."""
+
+    __slots__ = ("read", "timeout")
+
+    def __init__(self, timeout: Timeout) -> None:
+        self.timeout = timeout
+        self.read: float | None = None
+
+    def __call__(self) -> float | None:
+        self.read = _resolve(self.timeout.read_timeout)
+        return self.read
+
+
+def _exchange_timeout(exchange: Any, timeout: Any) -> Any:
+    """The timeout ``urlopen`` finishes a loop's exchange with: its running total, if any."""
+    running = exchange.read_timeout_of
+    return running if type(running) is _TotalLeft else timeout
 
 
 def _connect(conn: HTTPConnection) -> None:
@@ -1008,7 +1027,7 @@ class HTTPConnectionPool(RequestMethods):
         if timeout_obj is not None:
             # With a total, the read timeout is what the connect left of it, read once
             # connected, as _make_request does: the loop asks when it starts sending.
-            read = functools.partial(_read_timeout_of, timeout_obj)
+            read = _TotalLeft(timeout_obj)
         conn.timeout = connect_timeout
         return _loop.Exchange(  # type: ignore[no-any-return]
             conn,
@@ -1223,6 +1242,8 @@ class HTTPConnectionPool(RequestMethods):
             # The pool's own, read at each request as urllib3 does: ``pool.timeout`` may be
             # set after the pool was made.
             timeout = self.timeout
+        elif type(timeout) is _TotalLeft:  # the loop's request: the read timeout it waited
+            return _resolve(timeout.timeout.connect_timeout), timeout.read, None
         if type(timeout) is float or type(timeout) is int:
             # A number means Timeout(connect=n, read=n): one object kept for the last number
             # (urllib3's from_float checks it once), so the fixed path below needs no clone.
@@ -1300,11 +1321,15 @@ class HTTPConnectionPool(RequestMethods):
         # A malformed or oversized head (ProtocolError): urllib3's shape, with our precise cause.
         raise ProtocolError("Connection aborted.", e) from e
 
-    def _redial(self, conn: HTTPConnection, connect_timeout: float | None) -> None:
-        # The keep-alive replay's new connection (its errors are not converted, as before).
+    def _redial(self, conn: HTTPConnection, connect_timeout: float | None, url: str) -> None:
+        """The keep-alive replay's new connection: its dial fails as a first dial does (the
+        same urllib3 errors, as the map's replay gives them)."""
         conn.close()
         conn.timeout = connect_timeout
-        self._dial(self, conn)
+        try:
+            self._dial(self, conn)
+        except (OSError, _U3TimeoutError, ssl.SSLError, CertificateError, SSLError) as e:
+            self._dial_failed(e, conn, url, connect_timeout)
         conn.settimeout(connect_timeout)
 
     def _log_response(self, method: str, url: str, response: HTTPResponse) -> None:
@@ -1426,7 +1451,8 @@ class HTTPConnectionPool(RequestMethods):
                 body,
                 headers,
                 retries,
-                timeout,
+                # a total's clock started with the loop's request, not again here
+                timeout if _exchange is None else _exchange_timeout(_exchange, timeout),
                 chunked,
                 preload_content,
                 decode_content,

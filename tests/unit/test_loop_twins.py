@@ -44,6 +44,7 @@ class Conn:
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
+        self.timeout: float | None = None  # the connect timeout: it bounds sending too
         self._rest = b""
         self._sock_timeout: object = None
         self.sent_ahead = False
