@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+import fastpool.connection
+
 
 @pytest.fixture
 def dns() -> Iterator[Any]:
@@ -17,3 +19,18 @@ def dns() -> Iterator[Any]:
     yield server
     server.stop()
     assert not server.errors, server.errors
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods of the heads the blocking code parsed (the map's loop has its own parser):
+    a head handed over by the loop is not parsed again."""
+    seen: list[str] = []
+    parse = fastpool.connection.parse_response_head
+
+    def counted(data: Any, method: str, *args: Any) -> Any:
+        seen.append(method)
+        return parse(data, method, *args)
+
+    monkeypatch.setattr(fastpool.connection, "parse_response_head", counted)
+    return seen

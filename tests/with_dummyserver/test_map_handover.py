@@ -20,20 +20,6 @@ from fastpool.connection import UNSET_TIMEOUT
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The methods of the heads the blocking code parsed (the loop has its own parser)."""
-    seen: list[str] = []
-    parse = fastpool.connection.parse_response_head
-
-    def counted(data: Any, method: str, *args: Any) -> Any:
-        seen.append(method)
-        return parse(data, method, *args)
-
-    monkeypatch.setattr(fastpool.connection, "parse_response_head", counted)
-    return seen
-
-
 def idle_connection(pool: Any) -> Any:
     """The pool's one idle connection (checked out and back in: the pool keeps it)."""
     assert pool.pool.idle == 1

@@ -456,20 +456,6 @@ def test_a_server_that_closes_right_after_the_head(hostile: Any, case: str) -> N
 
 
 # --- 5. GET and HEAD on one connection ---------------------------------------------------------
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The methods of the heads the blocking code parsed (the loop has its own parser)."""
-    seen: list[str] = []
-    parse = fastpool.connection.parse_response_head
-
-    def counted(data: Any, method: str, *args: Any) -> Any:
-        seen.append(method)
-        return parse(data, method, *args)
-
-    monkeypatch.setattr(fastpool.connection, "parse_response_head", counted)
-    return seen
-
-
 @pytest.mark.parametrize("light", [False, True])
 def test_get_and_head_take_turns_on_one_connection(
     hostile: Any, parses: list[str], light: bool

@@ -615,16 +615,17 @@ def _answer_once_then_drop(close_after: float) -> list[Callable[[HostileConn], N
     return [first, later]
 
 
-def pm_attempt_on(manager: Any, kind: str, base: str, case: Case) -> Outcome:
+def pm_attempt_on(manager: Any, kind: str, base: str, case: Case, method: str = "GET") -> Outcome:
     """``case`` through ``manager`` (its ``request``, ``map`` or ``map(light=True)``)."""
     out = Outcome(kind)
     kw: dict[str, Any] = {"retries": False, "timeout": case.timeout, **case.kw}
     start = time.monotonic()
     try:
         if kind in ("urllib3", "one"):
-            out.data = manager.request("GET", base + case.path, **kw).data
+            out.data = manager.request(method, base + case.path, **kw).data
         else:
-            (result,) = list(manager.map([("GET", base + case.path, kw)], light=kind == "light"))
+            items = [(method, base + case.path, kw)]
+            (result,) = list(manager.map(items, light=kind == "light"))
             if result.error is not None:
                 raise result.error
             out.data = result.response.data
@@ -874,26 +875,10 @@ def _reads_nothing(number: int, sock: socket.socket, stopping: threading.Event) 
 
 def _post_attempt(kind: str, base: str, case: Case, then: str | None) -> Outcome:
     """A POST of ``BIG`` bytes through one PoolManager client."""
-    out = Outcome(kind)
     cls = urllib3.PoolManager if kind == "urllib3" else fastpool.PoolManager
     with cls() as manager:
-        kw = {"retries": False, "timeout": case.timeout, "body": b"x" * BIG}
-        start = time.monotonic()
-        try:
-            if kind in ("urllib3", "one"):
-                out.data = manager.request("POST", base + case.path, **kw).data
-            else:
-                items = [("POST", base + case.path, kw)]
-                (result,) = list(manager.map(items, light=kind == "light"))
-                if result.error is not None:
-                    raise result.error
-                out.data = result.response.data
-        except Exception as e:  # noqa: BLE001 - compared
-            out.error, out.message = type(e).__name__, str(e)
-        out.elapsed = time.monotonic() - start
-        if kind != "urllib3":
-            out.clean = manager.stats().total.in_use == 0
-    return out
+        upload = Case(case.path, case.timeout, kw={**case.kw, "body": b"x" * BIG})
+        return pm_attempt_on(manager, kind, base, upload, "POST")
 
 
 @pytest.mark.parametrize(
