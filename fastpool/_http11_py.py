@@ -322,7 +322,6 @@ class ResponseHead:
         keep_alive: bool,
         framing: str,
         content_length: int | None,
-        _summary: tuple[str, bool] | None = None,
     ) -> None:
         self._version = version
         self._status = status
@@ -331,11 +330,10 @@ class ResponseHead:
         self._keep_alive = keep_alive
         self._framing = framing
         self._content_length = content_length
-        if _summary is None:  # made by hand: the parser passes what its scan found
-            encodings = [v for n, v in headers if n.lower() == "content-encoding"]
-            cookies = any(n.lower() in ("set-cookie", "set-cookie2") for n, _ in headers)
-            _summary = (", ".join(encodings), cookies)
-        self._content_encoding, self._sets_cookies = _summary
+        # made by hand: scanned here (the parser's _frame sets what its own scan found)
+        encodings = [v for n, v in headers if n.lower() == "content-encoding"]
+        self._content_encoding = ", ".join(encodings)
+        self._sets_cookies = any(n.lower() in ("set-cookie", "set-cookie2") for n, _ in headers)
 
     @property
     def version(self) -> int:
@@ -539,6 +537,11 @@ def _join_folds(headers: list[tuple[str, str]], folds: list[str]) -> None:
     headers[-1] = (name, " ".join([value, *folds]) if value else " ".join(folds))
 
 
+#: the lengths of connection, set-cookie, set-cookie2, content-length, content-encoding and
+#: transfer-encoding
+_FRAMING_NAME_SIZES = frozenset((10, 11, 14, 16, 17))
+
+
 def _frame(
     version: int, status: int, reason: str, headers: list[tuple[str, str]], request_method: str
 ) -> ResponseHead:
@@ -548,8 +551,7 @@ def _frame(
     codings: list[str] = []
     encodings: list[str] = []
     for name, value in headers:
-        size = len(name)
-        if size < 10 or size > 17:
+        if len(name) not in _FRAMING_NAME_SIZES:
             continue  # lower() only the names of a length that may match
         lower = name.lower()
         if lower == "connection":
@@ -607,16 +609,17 @@ def _frame(
         framing = "close"
     if framing == "close":
         keep_alive = False
-    return ResponseHead(
-        version,
-        status,
-        reason,
-        headers,
-        keep_alive,
-        framing,
-        content_length,
-        (", ".join(encodings), sets_cookies),
-    )
+    head = ResponseHead.__new__(ResponseHead)
+    head._version = version
+    head._status = status
+    head._reason = reason
+    head._headers = headers
+    head._keep_alive = keep_alive
+    head._framing = framing
+    head._content_length = content_length
+    head._content_encoding = ", ".join(encodings)
+    head._sets_cookies = sets_cookies
+    return head
 
 
 def parse_response_head(

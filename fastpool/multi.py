@@ -107,6 +107,8 @@ class Driver(Protocol):
 #: authority ("user@Host:port") -> host name: a crawl's URLs are many, its hosts far fewer
 _HOST_OF_AUTHORITY: dict[str, str] = {}
 _HOST_CACHE_SIZE = 4096
+#: a URL whose authority is the cache's key as it stands: an alphanumeric scheme, and no
+#: userinfo, brackets, tabs or newlines in the authority
 _PLAIN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9]*://([^/?#@\[\]\t\r\n]*)(?:[/?#]|\Z)")
 
 
@@ -117,8 +119,8 @@ def host_of(url: Any) -> str:
     if type(url) is str:
         # the common URL, one match: an alphanumeric scheme, an authority with no userinfo,
         # brackets, tabs or newlines (each of those takes the careful way below)
-        plain = _PLAIN_AUTHORITY.match(url)
-        if plain is not None and url.isascii():
+        plain = _PLAIN_AUTHORITY.match(url) if url.isascii() else None
+        if plain is not None:
             host = _HOST_OF_AUTHORITY.get(plain.group(1))
             if host is not None:
                 return host

@@ -105,6 +105,7 @@ _RESET_ERRNOS = (errno.EPROTOTYPE, errno.ECONNRESET)
 _URL_CACHE_SIZE = 256
 # urllib3's "no timeout given" sentinel, by its public name (a global: read per request).
 _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
+_NOT_CACHED = object()
 #: an origin-form target urllib3's encode_target leaves as it is: a path and query of the
 #: characters it never encodes (no "%", whose case it would change), no fragment
 _PLAIN_TARGET = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?")
@@ -592,7 +593,9 @@ class HTTPConnectionPool(RequestMethods):
             self.conn_kw.setdefault("socket_options", [])
             self.conn_kw["proxy"] = self.proxy
             self.conn_kw["proxy_config"] = self.proxy_config
-        self._last_timeout: tuple[Any, ...] = (None, None, None, None)  # see _make_request
+        # (a Timeout without total, the socket default then, its connect and read); a sentinel
+        # first: ``timeout=None`` must not meet an empty cache as a hit (see _make_request)
+        self._last_timeout: tuple[Any, ...] = (_NOT_CACHED, None, None, None)
         self._last_number: tuple[Any, Any] = (None, None)  # see _timeouts
         self._same_host_cache: dict[str, bool] = {}
         self._target_cache: dict[str, tuple[str, str | None]] = {}
@@ -1172,7 +1175,8 @@ class HTTPConnectionPool(RequestMethods):
         """
         self.num_requests += 1
         # _timeouts' cached case inline: the pool's own Timeout (read now: it may be set at any
-        # time), or the caller's same object again, without ``total``
+        # time), or the caller's same object again, without ``total`` (only exact Timeouts are
+        # cached: a subclass, or one with ``total``, takes _timeouts' cloning way)
         if timeout is _DEFAULT_TIMEOUT:
             timeout = self.timeout
         last = self._last_timeout

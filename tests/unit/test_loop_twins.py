@@ -306,6 +306,27 @@ def test_a_content_length_at_the_limit_ends_at_eof_in_both_twins(twin, pair, loo
     assert conn._rest == answer
 
 
+@pytest.mark.parametrize(("connect", "read"), [(3.0, 0.2), (0.2, 0.8)])
+def test_sending_meets_the_connect_timeout_and_waiting_the_read_timeout(
+    twin, pair, connect, read
+) -> None:
+    # The send is bounded by the connect timeout, then the answer by the read timeout: a
+    # shorter timeout after a longer one ends at its own time (the timer heap kept the
+    # longer entry), and a longer one after a shorter is not cut short by it.
+    conn, theirs = pair
+    conn.timeout = connect
+    loop = twin.Loop()
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=read)
+    serve(theirs)  # reads the request, never answers
+    began = time.monotonic()
+    loop.start(ex)
+    ended = run(loop, ex, seconds=8)
+    took = time.monotonic() - began
+    assert ended == [ex] and conn.sent_ahead is True
+    assert (0.15 < took < 2.0) if read < connect else (0.7 < took < 2.5), took
+    loop.close()
+
+
 def test_a_socket_closed_behind_the_loop_times_out_as_with_selectors(twin, pair, loop) -> None:
     # A watched socket closed outside the loop: epoll drops it silently, so the exchange
     # meets its read timeout; unregistering the closed descriptor then raised EBADF out of

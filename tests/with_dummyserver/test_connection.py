@@ -204,3 +204,12 @@ def test_https_connection_takes_urllib3_tls_arguments(https_server, ca_bundle, c
     off.connect()
     assert not off.is_verified
     off.close()
+
+
+def test_close_forgets_the_requests_of_its_socket() -> None:
+    # The count says whether a socket was reused (Go's replay rule): a socket dialed after
+    # close() has answered nothing, whatever the one before it did.
+    conn = HTTPConnection("127.0.0.1", 9)
+    conn.requests = 3
+    conn.close()
+    assert conn.requests == 0

@@ -4,6 +4,8 @@ same server: what urllib3 sends and answers, fastpool sends and answers."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 import urllib3
@@ -477,9 +479,6 @@ def test_a_failed_pin_closes_its_tls_socket(server_factory):
 def test_a_timeout_set_after_the_pool_was_made_applies(mute_listener, module, how):
     # urllib3 reads the pool's timeout, and resolves its socket default, at each request.
     # fastpool took both once, when the pool was made: a request waited forever.
-    import socket
-    import time
-
     pool = module.HTTPConnectionPool("127.0.0.1", mute_listener, retries=False)
     if how == "pool.timeout":
         pool.timeout = urllib3.Timeout(connect=5, read=0.2)
@@ -493,3 +492,16 @@ def test_a_timeout_set_after_the_pool_was_made_applies(mute_listener, module, ho
     finally:
         socket.setdefaulttimeout(None)
         pool.close()
+
+
+@pytest.mark.parametrize("module", [urllib3, fastpool], ids=["stock", "fastpool"])
+@pytest.mark.parametrize("via", ["pool", "manager"])
+def test_timeout_none_on_the_first_request_means_no_timeout(app_server, module, via):
+    # A pool's timeout cache started empty, and None met it as a hit: AttributeError.
+    if via == "pool":
+        with module.HTTPConnectionPool("127.0.0.1", app_server.port) as pool:
+            response = pool.request("GET", "/bytes/3", timeout=None)
+    else:
+        with module.PoolManager() as manager:
+            response = manager.request("GET", app_server.url + "/bytes/3", timeout=None)
+    assert (response.status, len(response.data)) == (200, 3)
