@@ -106,9 +106,12 @@ _URL_CACHE_SIZE = 256
 # urllib3's "no timeout given" sentinel, by its public name (a global: read per request).
 _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 _NOT_CACHED = object()
-#: an origin-form target urllib3's encode_target leaves as it is: a path and query of the
-#: characters it never encodes (no "%", whose case it would change), no fragment
-_PLAIN_TARGET = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?")
+#: a path and a query ("?" first) of the characters urllib3 never encodes in them, with no
+#: "%" (whose case it would change): shared with PoolManager's URL split
+PLAIN_PATH = r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*"
+PLAIN_QUERY = r"\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*"
+#: an origin-form target urllib3's encode_target leaves as it is (no fragment)
+_PLAIN_TARGET = re.compile(f"{PLAIN_PATH}(?:{PLAIN_QUERY})?")
 
 
 # What urlopen retries (urllib3's list): urllib3's error for it goes to Retry.increment.

@@ -42,7 +42,7 @@ from ._thirdparty import (
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
 from .limits import ConnectionLimit
 from .multi import ManagerDriver, Result, run_map
-from .pool import HTTPConnectionPool, HTTPSConnectionPool
+from .pool import PLAIN_PATH, PLAIN_QUERY, HTTPConnectionPool, HTTPSConnectionPool
 from .response import HTTPResponse
 from .stats import COUNTERS
 
@@ -62,7 +62,7 @@ _CACHE_SIZE = 1024
 #: "%", whose case it would change); the fragment is dropped. A dot segment is checked apart.
 _PLAIN_URL = re.compile(
     r"([Hh][Tt][Tt][Pp][Ss]?)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?"
-    r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?(\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?(?:#.*)?",
+    f"({PLAIN_PATH})?({PLAIN_QUERY})?(?:#.*)?",
     re.DOTALL,
 )
 
