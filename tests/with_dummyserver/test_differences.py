@@ -113,3 +113,27 @@ def test_the_ssl_version_deprecation_comes_once_per_pool(https_server: Any, ca_b
             two_connections(module)
         counts[name] = sum("'ssl_version' option is deprecated" in str(w.message) for w in seen)
     assert counts == {"urllib3": 2, "fastpool": 1}
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["preloaded", "read-later"])
+def test_a_read_timeout_within_the_body_names_the_pool(
+    fault_server_factory: Any, preload: bool
+) -> None:
+    # urllib3 reads a preloaded body (preload_content=True) before its response knows its pool,
+    # so that one read timeout says "None: Read timed out."; fastpool's names the pool there
+    # too, as urllib3's own does for a body read later (requests reads bodies later: the same).
+    server = fault_server_factory(
+        send_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", then="keep")
+    )
+    url = f"http://127.0.0.1:{server.port}/"
+    pool_name = f"HTTPConnectionPool(host='127.0.0.1', port={server.port})"
+    said = {}
+    for name, module in MODULES.items():
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError) as caught:
+            _get(module, url, timeout=0.2, preload_content=preload).read()
+        said[name] = str(caught.value)
+    stock = "None" if preload else pool_name
+    assert said == {
+        "urllib3": f"{stock}: Read timed out.",
+        "fastpool": f"{pool_name}: Read timed out.",
+    }
