@@ -10,7 +10,15 @@ Shapes (``/100b`` bodies, as bench/peers uses):
 
 * ``crawl200-http`` / ``crawl200-https``: 200 hosts (127.0.0.2 ... 127.0.0.201), round-robin;
 * ``one-host-64``: 127.0.0.1 only, HTTP (fastpool.Session keeps 64 connections per host: a
-  client with more in flight than that churns connections there, and the table shows it).
+  client with more in flight than that churns connections there, and the table shows it);
+* ``crawl200-http-new`` / ``crawl200-https-new``: the crawl shapes with a new URL for every
+  request (``/100b?n=<i>``, ``i`` counting up), as a real crawl's URLs are: the repeating shapes
+  above send each host's one URL again and again, which lets a client's per-URL caches (a
+  parsed URL, a rendered request) answer every time. Here the list holds ``--requests`` URLs
+  (at most 1,000,000), and each run, warm-ups included and whatever its client, starts where
+  the shape's last run stopped: a URL comes again only after every other URL of the list,
+  more than any cache holds (fastpool's hold 1,024 at most, some of them process-wide), so
+  every request pays what a new URL costs.
 
 Clients (each bounded per run by ``--requests`` and ``--seconds``, 10 s per request):
 
@@ -118,6 +126,10 @@ CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 # --- shapes -------------------------------------------------------------------------------------
+#: the longest list of new URLs a shape makes (about 90 MB of strings)
+MAX_NEW_URLS = 1_000_000
+
+
 @dataclass(frozen=True)
 class Shape:
     """GET ``path`` over ``scheme`` from ``hosts`` crawl hosts (0: 127.0.0.1 only)."""
@@ -127,12 +139,21 @@ class Shape:
     scheme: str
     hosts: int
     path: str = "/100b"
+    #: a URL of its own per request (``?n=<i>``), for ``count`` requests; else each host's one
+    new_urls: bool = False
 
-    def urls(self, nginx: NginxServer) -> list[str]:
+    def urls(self, nginx: NginxServer, count: int = 0) -> list[str]:
+        """The URLs the clients take in turn (``urls[i % len(urls)]`` for request ``i``):
+        with ``new_urls``, ``count`` of them (at least one round of the hosts), all distinct."""
         if self.hosts:
             bases = nginx.https_urls() if self.scheme == "https" else nginx.http_urls()
-            return [base + self.path for base in bases[: self.hosts]]
-        return [(nginx.https_url if self.scheme == "https" else nginx.http_url) + self.path]
+            bases = bases[: self.hosts]
+        else:
+            bases = [nginx.https_url if self.scheme == "https" else nginx.http_url]
+        if not self.new_urls:
+            return [base + self.path for base in bases]
+        count = min(max(count, len(bases)), MAX_NEW_URLS)
+        return [f"{bases[i % len(bases)]}{self.path}?n={i}" for i in range(count)]
 
     @property
     def expected(self) -> int:
@@ -143,6 +164,20 @@ SHAPES = [
     Shape("crawl200-http", "crawl: 200 hosts round-robin, HTTP, 100 B", "http", 200),
     Shape("crawl200-https", "crawl: 200 hosts round-robin, HTTPS, 100 B", "https", 200),
     Shape("one-host-64", "one host (127.0.0.1), HTTP, 100 B", "http", 0),
+    Shape(
+        "crawl200-http-new",
+        "crawl: 200 hosts round-robin, HTTP, 100 B, a new URL per request",
+        "http",
+        200,
+        new_urls=True,
+    ),
+    Shape(
+        "crawl200-https-new",
+        "crawl: 200 hosts round-robin, HTTPS, 100 B, a new URL per request",
+        "https",
+        200,
+        new_urls=True,
+    ),
 ]
 
 
@@ -728,13 +763,18 @@ def measure_shape(
     shape: Shape, clients: list[Client], nginx: NginxServer, budget: Budget
 ) -> dict[str, dict[str, Any]]:
     """Open, warm up, measure (interleaved, rotating order) and close every client."""
-    urls, expected = shape.urls(nginx), shape.expected
+    # a new-URL shape: no URL twice within a run (a run stops at budget.requests), and each
+    # run goes on where the last one stopped (see the module docstring)
+    urls, expected = shape.urls(nginx, budget.requests), shape.expected
+    cursor = _Cursor(urls, shape.new_urls)
     out: dict[str, dict[str, Any]] = {
         c.key: {"runs": [], "error": "", "skipped": ""} for c in clients
     }
     live = _open_all(clients, out, nginx.ca_bundle)
     for client in live:
-        _warm_up(client, out[client.key], urls, nginx, budget, expected)
+        entry = out[client.key]
+        _warm_up(client, entry, cursor.next(), max(shape.hosts, 1), nginx, budget, expected)
+        cursor.used(entry.get("warmup"))
     for repeat in range(budget.repeats):
         # A failed warm-up is measured still (numbers kept); a hung or broken client is not.
         order = [c for c in live if not _stopped(out[c.key]["error"])]
@@ -742,10 +782,13 @@ def measure_shape(
         for client in order[shift:] + order[:shift]:
             entry = out[client.key]
             try:
-                run = _timed_run(client, urls, nginx, budget.requests, budget.seconds, expected)
+                run = _timed_run(
+                    client, cursor.next(), nginx, budget.requests, budget.seconds, expected
+                )
             except Exception as exc:  # noqa: BLE001
                 entry["error"] = f"run: {type(exc).__name__}: {exc}"[:300]
                 continue
+            cursor.used(run)
             run["repeat"] = repeat
             entry["runs"].append(run)
             if run["error"].startswith(HUNG):
@@ -753,6 +796,28 @@ def measure_shape(
     for client in live:
         _close(client, out[client.key])
     return out
+
+
+class _Cursor:
+    """Where a new-URL shape's next run starts in its list: after every URL the runs before
+    it sent (outside the timed part: a rotated copy of the list). A repeating shape's list is
+    given as it is."""
+
+    def __init__(self, urls: list[str], rotate: bool) -> None:
+        self.urls = urls
+        self.rotate = rotate
+        self.start = 0
+
+    def next(self) -> list[str]:
+        if not self.rotate or not self.start:
+            return self.urls
+        return self.urls[self.start :] + self.urls[: self.start]
+
+    def used(self, run: dict[str, Any] | None) -> None:
+        """The run (a ``_timed_run`` dict, or None) sent its ``done`` and ``failures``."""
+        if self.rotate and run:
+            sent = run.get("done", 0) + run.get("failures", 0)
+            self.start = (self.start + sent) % len(self.urls)
 
 
 def _stopped(error: str) -> bool:
@@ -780,12 +845,14 @@ def _warm_up(
     client: Client,
     entry: dict[str, Any],
     urls: list[str],
+    hosts: int,
     nginx: NginxServer,
     budget: Budget,
     expected: int,
 ) -> None:
-    """Every host twice, and 4 requests per unit of concurrency (bounded by time too)."""
-    n = max(20, 2 * len(urls), 4 * client.concurrency)
+    """Every one of ``hosts`` twice, and 4 requests per unit of concurrency (bounded by time
+    too): the URLs go round the hosts in turn."""
+    n = max(20, 2 * hosts, 4 * client.concurrency)
     try:
         warm = _timed_run(client, urls, nginx, n, budget.warmup_seconds, expected)
     except Exception as exc:  # noqa: BLE001

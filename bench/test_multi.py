@@ -48,15 +48,20 @@ def test_every_client_runs_clean(nginx, no_ca_env, shape):
     json.dumps(multi._finite({"summary": summary, "raw": raw}), allow_nan=False)
 
 
+def _run_once(client, ca_bundle, urls, n, expected):
+    """One run of ``client``, opened for it and closed after."""
+    client.open(ca_bundle)
+    try:
+        return client.run(urls, n, 5.0, expected)
+    finally:
+        client.close()
+
+
 def test_wrong_body_length_fails_every_client_kind(nginx, no_ca_env):
     pytest.importorskip("pycurl", reason="pycurl is not installed")
     urls = [nginx.http_url + "/64k"]
     for client in (multi.Threads(2), multi.Map(4), multi.PycurlMulti(4)):
-        client.open(nginx.ca_bundle)
-        try:
-            result = client.run(urls, 6, 5.0, 100)
-        finally:
-            client.close()
+        result = _run_once(client, nginx.ca_bundle, urls, 6, 100)
         assert (result.done, result.failures) == (0, 6), client.key
         assert "65536" in result.error, (client.key, result.error)
 
@@ -90,6 +95,50 @@ def test_count_and_time_bounds(nginx, no_ca_env):
         assert 0.2 <= timed.elapsed < 5.0, (client.key, timed.elapsed)
 
 
+def test_a_new_url_shape_gives_each_request_a_url_of_its_own(nginx):
+    shape = next(s for s in multi.SHAPES if s.key == "crawl200-http-new")
+    if shape.hosts > nginx.hosts:
+        pytest.skip(f"nginx serves {nginx.hosts} crawl hosts, the shape wants {shape.hosts}")
+    urls = shape.urls(nginx, 450)
+    assert len(set(urls)) == len(urls) == 450
+    bases = [base + "/100b" for base in nginx.http_urls()[: shape.hosts]]
+    # round-robin over the hosts, as the repeating shape, each with its own query
+    assert urls[:3] == [f"{bases[0]}?n=0", f"{bases[1]}?n=1", f"{bases[2]}?n=2"]
+    assert urls[201] == f"{bases[1]}?n=201"
+    assert shape.urls(nginx, 5) == shape.urls(nginx, shape.hosts)  # one round at least
+    repeating = next(s for s in multi.SHAPES if s.key == "crawl200-http")
+    assert repeating.urls(nginx, 450) == bases
+
+
+@pytest.mark.parametrize(
+    "make", [multi.Threads, multi.Map, multi.PoolManagerMap, multi.RawEpoll, multi.PycurlMulti]
+)
+def test_each_kind_of_client_sends_the_url_each_request_is_given(nginx, no_ca_env, make):
+    if make is multi.PycurlMulti:
+        pytest.importorskip("pycurl", reason="pycurl is not installed")
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    heard: list[str] = []
+    with _server(answer, heard) as url:
+        urls = [f"{url}?n={i}" for i in range(7)]
+        result = _run_once(make(2), nginx.ca_bundle, urls, 7, 5)
+    assert (result.done, result.failures) == (7, 0), result.error
+    assert sorted(heard) == sorted(f"GET /x?n={i} HTTP/1.1" for i in range(7))
+
+
+def test_each_run_of_a_new_url_shape_goes_on_where_the_last_stopped():
+    urls = [f"u{i}" for i in range(10)]
+    cursor = multi._Cursor(urls, rotate=True)
+    assert cursor.next() == urls
+    cursor.used({"done": 5, "failures": 1})
+    assert cursor.next() == urls[6:] + urls[:6]
+    cursor.used(None)  # a warm-up that never ran sent nothing
+    cursor.used({"done": 7, "failures": 0})
+    assert cursor.next()[0] == "u3"  # round the end of the list
+    repeating = multi._Cursor(urls, rotate=False)
+    repeating.used({"done": 5, "failures": 0})
+    assert repeating.next() is urls
+
+
 # --- raw-epoll, the floor: it needs neither pycurl nor aiohttp --------------------------------------
 def _raw(urls, n, seconds, expected, ca="", concurrency=4):
     client = multi.RawEpoll(concurrency)
@@ -114,9 +163,10 @@ def test_raw_epoll_counts_bounds_and_wrong_lengths(nginx):
 
 
 @contextlib.contextmanager
-def _server(answer):
+def _server(answer, heard=None):
     """A local server that reads each request and sends ``answer`` (None: nothing), then closes
-    (or, for None, holds the connection until the test ends)."""
+    (or, for None, holds the connection until the test ends); each request line read goes to
+    ``heard`` when given."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     held, stop = [], threading.Event()
@@ -129,7 +179,9 @@ def _server(answer):
                 continue
             conn.settimeout(5)
             with contextlib.suppress(OSError):
-                conn.recv(65536)
+                request = conn.recv(65536)
+                if heard is not None:
+                    heard.append(request.split(b"\r\n", 1)[0].decode())
                 if answer is None:
                     held.append(conn)
                     continue
