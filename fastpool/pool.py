@@ -103,6 +103,9 @@ _HEAD_ERRORS = (*_STALE_ERRORS, socket.timeout, ssl.SSLError, BlockingIOError, P
 # A request cut by these (and BrokenPipeError) still gets its answer read.
 _RESET_ERRNOS = (errno.EPROTOTYPE, errno.ECONNRESET)
 _URL_CACHE_SIZE = 256
+#: of the targets a pool keeps (up to _URL_CACHE_SIZE), those it took as they stand: only the
+#: first few, so that a crawl's new URLs, each seen once, do not churn 200 pools' caches
+_PLAIN_CACHED = 32
 # urllib3's "no timeout given" sentinel, by its public name (a global: read per request).
 _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 _NOT_CACHED = object()
@@ -110,8 +113,8 @@ _NOT_CACHED = object()
 #: "%" (whose case it would change): shared with PoolManager's URL split
 PLAIN_PATH = r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*"
 PLAIN_QUERY = r"\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*"
-#: an origin-form target urllib3's encode_target leaves as it is (no fragment)
-_PLAIN_TARGET = re.compile(f"{PLAIN_PATH}(?:{PLAIN_QUERY})?")
+#: an origin-form target (RFC 9112) urllib3's encode_target leaves as it is (no fragment)
+PLAIN_ORIGIN_FORM = re.compile(f"{PLAIN_PATH}(?:{PLAIN_QUERY})?")
 
 
 # What urlopen retries (urllib3's list): urllib3's error for it goes to Retry.increment.
@@ -942,17 +945,20 @@ class HTTPConnectionPool(RequestMethods):
         cached = self._target_cache.get(url)
         if cached is not None:
             return cached
-        if _PLAIN_TARGET.fullmatch(url) is not None:
+        cache = self._target_cache
+        if PLAIN_ORIGIN_FORM.fullmatch(url) is not None:
             result: tuple[str, str | None] = (url, None)  # nothing to encode
+            if len(cache) >= _PLAIN_CACHED:
+                return result  # (see _PLAIN_CACHED)
         elif url.startswith("/"):
             result = (encode_target(url), None)
         else:
             parsed = parse_url(url)
             # absolute form (a forwarding proxy): the fragment stays with the client, as urllib3
             result = (parsed._replace(fragment=None).url, parsed.scheme)
-        if len(self._target_cache) >= _URL_CACHE_SIZE:
-            self._target_cache.clear()
-        self._target_cache[url] = result
+        if len(cache) >= _URL_CACHE_SIZE:
+            cache.clear()
+        cache[url] = result
         return result
 
     # --- the multiplexed loop's steps (fastpool.multi, fastpool._loop) --------------------------

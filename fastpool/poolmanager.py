@@ -42,7 +42,13 @@ from ._thirdparty import (
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
 from .limits import ConnectionLimit
 from .multi import ManagerDriver, Result, run_map
-from .pool import PLAIN_PATH, PLAIN_QUERY, HTTPConnectionPool, HTTPSConnectionPool
+from .pool import (
+    PLAIN_ORIGIN_FORM,
+    PLAIN_PATH,
+    PLAIN_QUERY,
+    HTTPConnectionPool,
+    HTTPSConnectionPool,
+)
 from .response import HTTPResponse
 from .stats import COUNTERS
 
@@ -57,6 +63,9 @@ _U3_LOG = logging.getLogger("urllib3.poolmanager")
 
 _DEFAULT_BLOCKSIZE = 16384
 _CACHE_SIZE = 1024
+#: of the whole URLs PoolManager._split_url keeps (up to _CACHE_SIZE), those its cheap ways
+#: split: only the first few, so that a crawl's new URLs, each seen once, do not churn it
+_CHEAP_CACHED = 256
 #: An http(s) URL parse_url leaves as it is but for the case of its scheme and host: a host
 #: name or IPv4 address, a port, and a path and query of the characters it never encodes (no
 #: "%", whose case it would change); the fragment is dropped. A dot segment is checked apart.
@@ -307,6 +316,11 @@ class PoolManager(RequestMethods):
         self._lock = threading.Lock()  # only the create-a-pool path takes it
         # absolute URL -> (scheme, host, port, what to send as the request target)
         self._url_cache: dict[str, tuple[str, str, int | None, str]] = {}
+        # "scheme://authority" of a plain URL -> its (scheme, host, port): a crawl's URLs are
+        # each new and its origins few, so a URL's origin is looked up and its target taken
+        # as it stands. (Like the URL cache, it assumes the proxy settings of a manager do not
+        # change: they decide which URLs it takes. Over 1,024 origins in turn, it never hits.)
+        self._origins: dict[str, tuple[str, str, int | None]] = {}
 
     @property
     def connection_pool_kw(self) -> dict[str, Any]:
@@ -522,9 +536,24 @@ class PoolManager(RequestMethods):
         return not connection_requires_http_tunnel(self.proxy, self.proxy_config, scheme)
 
     def _split_url(self, url: str) -> tuple[str, str, int | None, str]:
+        """``url`` as ``(scheme, host, port, request target)``: parse_url's answer, lower-cased
+        scheme and host, the fragment dropped (the target is absolute through a proxy that
+        forwards)."""
         cached = self._url_cache.get(url)
         if cached is not None:
             return cached
+        if type(url) is str:
+            # A plain URL of a known origin: the origin looked up, the target as it stands
+            # (the path's "/" is the first after "http://" or "https://" and one host byte).
+            slash = url.find("/", 8)
+            if slash > 0:
+                origin = self._origins.get(url[:slash])
+                if origin is not None:
+                    target = url[slash:]
+                    if "/." not in target and PLAIN_ORIGIN_FORM.fullmatch(target) is not None:
+                        result = (origin[0], origin[1], origin[2], target)
+                        self._remember(url, result, True)
+                        return result
         plain = _PLAIN_URL.fullmatch(url) if type(url) is str else None
         if plain is not None:
             # parse_url's answer without its general machinery (a crawl's URLs are each new)
@@ -534,15 +563,15 @@ class PoolManager(RequestMethods):
                 and (path is None or "/." not in path)
                 and not self._proxy_requires_url_absolute_form(scheme.lower())
             ):
-                result = (
-                    scheme.lower(),
-                    host.lower(),
-                    None if port is None else int(port),
-                    (path or "/") + (query or ""),
-                )
-                if len(self._url_cache) >= _CACHE_SIZE:
-                    self._url_cache.clear()
-                self._url_cache[url] = result
+                scheme, host = scheme.lower(), host.lower()
+                number = None if port is None else int(port)
+                if path is not None:
+                    origins = self._origins
+                    if len(origins) >= _CACHE_SIZE:
+                        origins.clear()
+                    origins[url[: plain.start(4)]] = (scheme, host, number)
+                result = (scheme, host, number, (path or "/") + (query or ""))
+                self._remember(url, result, True)
                 return result
         u = parse_url(url)
         if u.scheme is None:
@@ -564,10 +593,20 @@ class PoolManager(RequestMethods):
         else:
             target = u.request_uri
         result = (scheme, u.host, u.port, target)
-        if len(self._url_cache) >= _CACHE_SIZE:
-            self._url_cache.clear()
-        self._url_cache[url] = result
+        self._remember(url, result)
         return result
+
+    def _remember(
+        self, url: str, split: tuple[str, str, int | None, str], cheap: bool = False
+    ) -> None:
+        """Keep ``url``'s split: always when parse_url made it; when a ``cheap`` way did, only
+        while the cache is small (what it saves is less than a crawl's churn would cost)."""
+        cache = self._url_cache
+        if cheap and len(cache) >= _CHEAP_CACHED:
+            return
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[url] = split
 
     def request(
         self,

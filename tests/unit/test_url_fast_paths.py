@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from urllib3.util.url import _encode_target, parse_url
 
 import fastpool
+import fastpool.poolmanager
 from fastpool.connection import HTTPConnection
 
 ODD = "%./?#@:[]\\ \t\n~!$&'()*+,;=-_ü\x7f"
@@ -53,21 +55,17 @@ def oracle_split(url: str) -> Any:
     return (u.scheme or "http", u.host, u.port, u.request_uri)
 
 
-def fast_split(url: str) -> Any:
-    manager = fastpool.PoolManager()  # a fresh cache: the answer is the fast path's or parse_url's
+def fast_split(url: str, manager: Any = None) -> Any:
+    """``_split_url``'s answer or error; by default from a fresh manager (a fresh cache: the
+    answer is the fast path's or parse_url's)."""
+    if manager is None:
+        manager = fastpool.PoolManager()
     try:
         return manager._split_url(url)
     except Exception as e:  # noqa: BLE001 - compared as the outcome
         if "No host" in str(e):
             return "no host"
         return type(e)
-
-
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # a URL without a scheme
-@settings(max_examples=600, deadline=None)
-@given(urls())
-def test_split_url_answers_as_parse_url(url: str) -> None:
-    assert fast_split(url) == oracle_split(url)
 
 
 @pytest.mark.parametrize(
@@ -97,14 +95,119 @@ def test_split_url_corpus(url: str) -> None:
     assert fast_split(url) == oracle_split(url)
 
 
+#: one manager for every example: the origins of all earlier URLs are known to it, and a
+#: mistake in their keys (the scheme or the port left out) meets a URL it would answer wrongly
+SHARED = fastpool.PoolManager()
+
+
+def split_after_its_origin(url: str) -> Any:
+    """``fast_split`` with the URL's would-be origin (all before the first "/" after the
+    scheme and one host byte) made known first by a plain URL of it: the origin's way."""
+    slash = url.find("/", 8)
+    if slash > 0:
+        fast_split(url[:slash] + "/seed", SHARED)  # (not a URL of an origin: nothing known)
+    return fast_split(url, SHARED)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # a URL without a scheme
+@pytest.mark.parametrize("split", [fast_split, split_after_its_origin])
+@settings(max_examples=600, deadline=None)
+@given(url=urls())
+def test_split_url_answers_as_parse_url(split: Any, url: str) -> None:
+    """Through a fresh manager (the regular expression's way, or parse_url's), and through
+    one that knew the URL's origin before (the origin's way)."""
+    assert split(url) == oracle_split(url)
+
+
+@pytest.mark.parametrize(
+    "rest",
+    ["/a?b=c", "/", "/a/./b", "/a/../b", "/.x", "/%7e", "/a b", "/a#f", "/?q/./r", "/a?b#c"],
+)
+@pytest.mark.parametrize("origin", ["http://Example.COM:8080", "HTTPS://h", "http://h:65535"])
+def test_split_url_corpus_of_a_known_origin(origin: str, rest: str) -> None:
+    manager = fastpool.PoolManager()
+    manager._split_url(origin + "/seed")
+    assert manager._origins  # the origin's way is taken below
+    assert manager._split_url(origin + rest) == oracle_split(origin + rest)
+    assert manager._split_url(origin + rest) == oracle_split(origin + rest)  # cached
+
+
+ORIGINS = [
+    "http://h",
+    "http://h:8080",
+    "https://h",
+    "https://h:8080",
+    "HTTP://h",
+    "http://H",
+    "http://h.",
+    "http://h:080",
+    "http://hh",
+]
+
+
+def test_only_the_origins_way_answers_known_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Origins that share a prefix are told apart by scheme, host and port: once each is
+    known, its URLs are split by the origin's way alone (the other two ways switched off)."""
+    manager = fastpool.PoolManager()
+    for origin in ORIGINS:
+        manager._split_url(origin + "/seed")
+    urls = [origin + rest for origin in ORIGINS for rest in ("/x", "/a?b=c", "/", "/p/q?r")]
+    expected = {url: oracle_split(url) for url in urls}
+
+    def refuse(url: str) -> Any:
+        raise AssertionError(f"{url} left the origin's way")
+
+    monkeypatch.setattr(fastpool.poolmanager, "_PLAIN_URL", re.compile(r"(?!)"))
+    monkeypatch.setattr(fastpool.poolmanager, "parse_url", refuse)
+    for url in urls:
+        assert manager._split_url(url) == expected[url], url
+
+
+def test_what_parse_url_split_stays_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crawl's new URLs do not churn the URL cache, and what only parse_url splits (an
+    escape) is not pushed out by them: 200 such URLs polled in turn are parsed once each."""
+    parsed: list[str] = []
+
+    def counting(url: str) -> Any:
+        parsed.append(url)
+        return parse_url(url)
+
+    monkeypatch.setattr(fastpool.poolmanager, "parse_url", counting)
+    manager = fastpool.PoolManager()
+    escaped = [f"http://h{i % 7}/%7e{i}" for i in range(200)]
+    for round_ in range(3):
+        for i, url in enumerate(escaped):
+            assert manager._split_url(url) == oracle_split(url)
+            manager._split_url(f"http://h{i % 7}/new-{round_}-{i}")  # a crawl's URL between
+    assert sorted(parsed) == sorted(escaped)
+    assert len(manager._url_cache) <= 1024
+
+
+def test_a_pool_keeps_what_it_encoded_and_a_few_plain_targets() -> None:
+    pool = fastpool.HTTPConnectionPool("127.0.0.1", 1)
+    for i in range(500):
+        assert pool._target(f"/new-{i}") == (f"/new-{i}", None)
+    assert len(pool._target_cache) == 32  # the first plain ones only: no churn
+    for i in range(100):
+        assert pool._target(f"/a b{i}") == (_encode_target(f"/a b{i}"), None)
+    assert len(pool._target_cache) == 132
+
+
 def test_a_forwarding_proxy_still_gets_the_absolute_form() -> None:
     proxy = fastpool.ProxyManager("http://127.0.0.1:3128")
-    assert proxy._split_url("http://Example.com/a?b#c") == (
-        "http",
-        "example.com",
-        None,
-        "http://example.com/a?b",
-    )
+    for _ in range(2):  # and again: no origin is taken for the origin-form target
+        assert proxy._split_url("http://Example.com/a?b#c") == (
+            "http",
+            "example.com",
+            None,
+            "http://example.com/a?b",
+        )
+        assert proxy._split_url("http://Example.com/d") == (
+            "http",
+            "example.com",
+            None,
+            "http://example.com/d",
+        )
 
 
 targets = st.text("aZ09/?#" + ODD, max_size=20).map(lambda text: "/" + text)
