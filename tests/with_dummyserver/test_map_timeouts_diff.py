@@ -372,11 +372,12 @@ def timeout_in(message: str) -> tuple[str, float] | None:
 
 
 def same_timeout(got: tuple[str, float] | None, want: tuple[str, float] | None) -> bool:
-    """The same kind of timeout and about the same value (a ``total`` leaves X what the connect
-    left of it: the clock's noise in it is ignored)."""
+    """The same kind of timeout and about the same value: never more, and less only by what a
+    connect may take (a ``total`` leaves the read what the connect left of it, and a loaded
+    machine took 0.1 s to connect on loopback, stock requests included)."""
     if got is None or want is None:
         return got is want
-    return got[0] == want[0] and abs(got[1] - want[1]) < 0.05
+    return got[0] == want[0] and -0.2 < got[1] - want[1] < 0.05
 
 
 def in_band(elapsed: float, expected: float) -> bool:
