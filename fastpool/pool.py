@@ -942,10 +942,10 @@ class HTTPConnectionPool(RequestMethods):
 
     def _target(self, url: str) -> tuple[str, str | None]:
         # urllib3 re-encodes the target on every call; the answer depends only on the URL.
-        cached = self._target_cache.get(url)
+        cache = self._target_cache
+        cached = cache.get(url)
         if cached is not None:
             return cached
-        cache = self._target_cache
         if PLAIN_ORIGIN_FORM.fullmatch(url) is not None:
             result: tuple[str, str | None] = (url, None)  # nothing to encode
             if len(cache) >= _PLAIN_CACHED:

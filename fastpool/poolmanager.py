@@ -551,7 +551,7 @@ class PoolManager(RequestMethods):
                 if origin is not None:
                     target = url[slash:]
                     if "/." not in target and PLAIN_ORIGIN_FORM.fullmatch(target) is not None:
-                        result = (origin[0], origin[1], origin[2], target)
+                        result = (*origin, target)
                         self._remember(url, result, True)
                         return result
         plain = _PLAIN_URL.fullmatch(url) if type(url) is str else None
