@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 from ._compat import IMPLEMENTATION
 
 if TYPE_CHECKING or IMPLEMENTATION == "python":
-    from ._loop_py import Exchange, Loop
+    from ._loop_py import Exchange, Loop, new_exchange
 else:  # pragma: no cover - depends on the build
-    from ._loop_c import Exchange, Loop
+    from ._loop_c import Exchange, Loop, new_exchange
 
-__all__ = ("Exchange", "Loop")
+__all__ = ("Exchange", "Loop", "new_exchange")

@@ -26,7 +26,7 @@ from ._http11_c import ChunkedDecoder, parse_response_head
 from . import _poller
 from ._poller import drops_closed, new_poller, poll_timeout, unpark_at_fork
 
-__all__ = ("Exchange", "Loop")
+__all__ = ("Exchange", "Loop", "new_exchange")
 
 cdef tuple _STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 cdef Py_ssize_t _RECV_SIZE = 65536
@@ -122,6 +122,11 @@ cdef class Exchange:
         bint direct=False,
         tag=None,
     ):
+        self._set(conn, method, data, read_timeout, read_body, dial, replay, direct, tag)
+
+    cdef _set(
+        self, conn, method, data, read_timeout, bint read_body, dial, bint replay, bint direct, tag
+    ):
         self.conn = conn
         self.method = method
         self.data = memoryview(data)
@@ -155,6 +160,13 @@ cdef class Exchange:
 
     def __repr__(self):
         return f"<Exchange {self.method} on {self.conn!r} state={self.state}>"
+
+
+def new_exchange(conn, method, data, read_timeout, bint read_body, dial, bint replay, bint direct, tag):
+    """An Exchange, its arguments by position (see the twin)."""
+    cdef Exchange ex = Exchange.__new__(Exchange)
+    ex._set(conn, method, data, read_timeout, read_body, dial, replay, direct, tag)
+    return ex
 
 
 cdef class Loop:

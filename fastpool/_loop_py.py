@@ -56,7 +56,7 @@ from .connection import UNSET_TIMEOUT
 # _STALE_ERRORS, for a receive).
 _STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
-__all__ = ("Exchange", "Loop")
+__all__ = ("Exchange", "Loop", "new_exchange")
 
 _RECV_SIZE = 65536
 _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
@@ -184,6 +184,32 @@ class Exchange:
 
     def __repr__(self) -> str:
         return f"<Exchange {self.method} on {self.conn!r} state={self.state}>"
+
+
+def new_exchange(
+    conn: Any,
+    method: str,
+    data: bytes,
+    read_timeout: float | None | Callable[[], float | None],
+    read_body: bool,
+    dial: Callable[[Any], None] | None,
+    replay: bool,
+    direct: bool,
+    tag: Any,
+) -> Exchange:
+    """An :class:`Exchange`, its arguments by position: a hot path's call without a keyword
+    dict (the compiled twin sets its fields without ``__init__``'s argument parsing)."""
+    return Exchange(
+        conn,
+        method,
+        data,
+        read_timeout=read_timeout,
+        read_body=read_body,
+        dial=dial,
+        replay=replay,
+        direct=direct,
+        tag=tag,
+    )
 
 
 class Loop:

@@ -101,7 +101,7 @@ _COALESCE_BODY_BYTES = 16384
 #: User-Agent): ``(b"METHOD ", the bytes after the request line)``; only the target differs
 #: between two such requests (a crawl's URLs are many, its hosts far fewer). A bound, not an
 #: LRU (cleared when full).
-_RENDERED: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
+RENDERED: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
 _RENDERED_SIZE = 4096
 #: an origin-form target write_request_head takes as it is (no byte outside 0x21-0x7E)
 _PLAIN_TARGET = re.compile(r"/[\x21-\x7e]*")
@@ -689,7 +689,7 @@ class HTTPConnection:
             # Without a body or headers of its own, the head follows from the method, the
             # target, the Host value and the User-Agent: the same but for the target.
             key = (method, self._host_header(url), default_user_agent)
-            template = _RENDERED.get(key)
+            template = RENDERED.get(key)
             if template is not None:
                 return b"".join((template[0], url.encode("ascii"), template[1]))
         # request() itself, writing into a recorder: one code path for the bytes, and none
@@ -707,9 +707,9 @@ class HTTPConnection:
             prefix = f"{method} {url}".encode("ascii", "replace")
             # (the request line as write_request_head wrote it, or no template)
             if data.startswith(prefix + b" HTTP/1.1\r\n"):
-                if len(_RENDERED) >= _RENDERED_SIZE:
-                    _RENDERED.clear()
-                _RENDERED[key] = (data[: len(method) + 1], data[len(prefix) :])
+                if len(RENDERED) >= _RENDERED_SIZE:
+                    RENDERED.clear()
+                RENDERED[key] = (data[: len(method) + 1], data[len(prefix) :])
         return data
 
     def _body_framing(

@@ -33,9 +33,9 @@ from typing import Any, NamedTuple, Optional, Protocol
 from urllib.parse import urlsplit
 
 from urllib3.exceptions import ClosedPoolError
-from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
+from ._lane import Lane
 from ._loop import Exchange, Loop
 from ._map_body import END, FAILED, TURN, WRITABLE, Body
 from ._thirdparty import RequestMethods
@@ -624,14 +624,21 @@ class ManagerDriver:
     (``PoolManager.urlopen`` with its redirects across hosts). With ``light``, each response
     is a :class:`~fastpool.light.LightResponse`."""
 
-    def __init__(self, manager: Any, light: bool = False, stream_bodies: bool = False) -> None:
+    def __init__(
+        self,
+        manager: Any,
+        light: bool = False,
+        stream_bodies: bool = False,
+        lane: Lane | None = None,
+    ) -> None:
         self.manager = manager
         self.light = light
         #: each body is read by the map for ``on_body``: every hop streams (preload_content
         #: False), as a urllib3 response read in pieces
         self.stream_bodies = stream_bodies
-        # the last ``retries`` argument that is not a Retry, and the Retry urlopen makes of it
-        self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
+        #: the plainest hops' steps in one call each way (without the manager's own functions
+        #: to check against, it begins none and only finishes light answers)
+        self.lane = Lane(manager, None, None) if lane is None else lane
 
     def new(self, given: Any) -> _ManagerJob:
         job = self._new(given)
@@ -681,9 +688,11 @@ class ManagerDriver:
     def begin(
         self, job: _ManagerJob, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
-        manager = self.manager
-        function = getattr(manager.urlopen, "__func__", None)
-        if getattr(function, "__module__", None) != _POOLMANAGER:
+        if not wait:
+            exchange = self.lane.begin(job)
+            if exchange is not None:
+                return exchange
+        if not self._urlopen_is_ours():
             return False  # a subclass's or a patch's urlopen: it must see the request
         kw, target = self._hop(job)
         return job.conn._loop_begin(  # type: ignore[no-any-return]
@@ -698,6 +707,29 @@ class ManagerDriver:
             pool_timeout=kw.get("pool_timeout"),
             limit=limit,
         )
+
+    def _urlopen_is_ours(self) -> bool:
+        """Whether the manager's ``urlopen`` is fastpool's own (PoolManager's, ProxyManager's),
+        neither a subclass's nor a patch's."""
+        function = getattr(self.manager.urlopen, "__func__", None)
+        return getattr(function, "__module__", None) == _POOLMANAGER
+
+    def _through_urlopen(self, job: _ManagerJob, remaining: float | None) -> Any:
+        """The whole request through the manager's ``urlopen`` as ``PoolManager.request``
+        hands it over, for a subclass's or a patch's ``urlopen`` to see (its timeouts narrowed
+        to ``remaining`` seconds when given). It follows the redirects itself: nothing after
+        it does."""
+        kw = {k: v for k, v in job.kw.items() if k not in ("assert_same_host", "redirect")}
+        if remaining is not None:
+            timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
+            if timeout is Timeout.DEFAULT_TIMEOUT:
+                timeout = self.manager.connection_pool_kw.get("timeout", timeout)
+            kw["timeout"] = narrow_timeout(timeout, remaining)
+            wait = kw.get("pool_timeout")
+            limit = max(remaining, 0.001)
+            kw["pool_timeout"] = limit if wait is None else min(wait, limit)
+        redirect, job.redirect = job.redirect, False
+        return self.manager.urlopen(job.method, job.url, redirect=redirect, **kw)
 
     def _hop(self, job: _ManagerJob) -> tuple[dict[str, Any], str]:
         """PoolManager.urlopen's first half for the job's URL: its pool (on ``job.conn``), its
@@ -717,6 +749,8 @@ class ManagerDriver:
     ) -> Any:
         try:
             if exchange is None:
+                if not self._urlopen_is_ours():
+                    return self._through_urlopen(job, remaining)
                 # The whole hop here, as PoolManager.urlopen's first half.
                 kw, target = self._hop(job)
                 if remaining is not None:
@@ -737,26 +771,12 @@ class ManagerDriver:
                     job.conn = self.manager.connection_from_host(host, port=port, scheme=scheme)
                     return job.conn.urlopen(job.method, target, **kw)
             if self.light:
-                light = job.conn._loop_light(
-                    exchange, self._retries(job.conn, job.kw.get("retries")), job.redirect, job.url
-                )
+                light = self.lane.finish(job, exchange)
                 if light is not None:
                     return light
             return job.conn.urlopen(job.method, job.target, _exchange=exchange, **job.kw)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
-
-    def _retries(self, pool: Any, retries: Any) -> Retry:
-        """The Retry ``urlopen`` makes of ``retries`` for one hop (redirects are the
-        manager's: ``redirect=False``), kept for the next hop with the same argument."""
-        if isinstance(retries, Retry):
-            return retries
-        value, default, made = self._retry_of
-        if value is retries and type(value) is type(retries) and default is pool.retries:
-            return made
-        made = Retry.from_int(retries, redirect=False, default=pool.retries)
-        self._retry_of = (retries, pool.retries, made)
-        return made
 
     def retry(self, job: _ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries

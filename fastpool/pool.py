@@ -47,7 +47,6 @@ from urllib3.util.ssl_match_hostname import CertificateError
 from urllib3.util.timeout import Timeout
 from urllib3.util.url import parse_url
 
-from ._failed_socket import FailedSocket
 from ._hostqueue import HostQueue
 from ._patches import STOCK_URLOPEN, urlopen_through_patch
 from ._thirdparty import RequestMethods, encode_target, headers_for_method_change, normalize_host
@@ -61,7 +60,6 @@ from .exceptions import (
     PoolTimeoutError,
     ProtocolError,
 )
-from .light import LightResponse
 from .limits import PUT_CLOSE, PUT_IDLE, ConnectionLimit
 from .response import HTTPResponse
 from .tls import PoolContexts, has_buffered_bytes, is_forwarding
@@ -189,7 +187,7 @@ def _replayable(method: str, body: Any, headers: Mapping[str, str] | None) -> bo
     )
 
 
-def _no_status_retry(retries: Retry, status: int) -> bool:
+def no_status_retry(retries: Retry, status: int) -> bool:
     """True when the stock ``Retry.is_retry`` is certain to say no for ``status`` (no
     ``status_forcelist`` entry, no status that ``Retry-After`` may make retryable): the common
     case skips building its arguments."""
@@ -419,7 +417,7 @@ def _retry_delay(retries: Retry, response: Any) -> float:
     return max(float(retries.get_backoff_time()), 0.0)
 
 
-class _TotalLeft:
+class TotalLeft:
     """A request's running ``Timeout(total=...)``: called, what it leaves for reading (the loop
     asks once connected, and again for a replay), kept as ``read``. ``urlopen`` finishes the
     exchange with that same read timeout, fixed from then on as urllib3's once it has sent,
@@ -439,10 +437,10 @@ class _TotalLeft:
 def _exchange_timeout(exchange: Any, timeout: Any) -> Any:
     """The timeout ``urlopen`` finishes a loop's exchange with: its running total, if any."""
     running = exchange.read_timeout_of
-    return running if type(running) is _TotalLeft else timeout
+    return running if type(running) is TotalLeft else timeout
 
 
-def _connect(conn: HTTPConnection) -> None:
+def connect_in_worker(conn: HTTPConnection) -> None:
     """A dial for the multiplexed loop's workers: the connection's own connect."""
     conn.connect()
 
@@ -996,10 +994,10 @@ class HTTPConnectionPool(RequestMethods):
         cls = type(self)
         if (
             not self._urlopen_is_ours()  # a patched or overridden urlopen must see the request
-            or cls._validate_conn not in _OWN_VALIDATE_CONN  # it must see the dial first
+            or cls._validate_conn not in OWN_VALIDATE_CONN  # it must see the dial first
             # a ConnectionCls with its own request() (or a patch of ours): it runs once, as it
             # would for one request, not once to render the bytes and again to finish
-            or self.ConnectionCls.request is not _OWN_REQUEST
+            or self.ConnectionCls.request is not OWN_REQUEST
         ):
             return False
         global _loop
@@ -1039,7 +1037,7 @@ class HTTPConnectionPool(RequestMethods):
         if timeout_obj is not None:
             # With a total, the read timeout is what the connect left of it, read once
             # connected, as _make_request does: the loop asks when it starts sending.
-            read = _TotalLeft(timeout_obj)
+            read = TotalLeft(timeout_obj)
         conn.timeout = connect_timeout
         return _loop.Exchange(  # type: ignore[no-any-return]
             conn,
@@ -1048,14 +1046,16 @@ class HTTPConnectionPool(RequestMethods):
             read_timeout=read,
             # the connection's own connect (the tunnel too, when one is set), in a dial worker;
             # a traced pool reports it as its dial
-            dial=_connect
+            dial=connect_in_worker
             if self._trace_now is None
-            else functools.partial(typing.cast(_Traced, self._route).dial, self, connect=_connect),
+            else functools.partial(
+                typing.cast(_Traced, self._route).dial, self, connect=connect_in_worker
+            ),
             # Go's replay, done by the loop: a reused socket, a request it may send again
             replay=conn.requests > 0 and _replayable(method, body, headers),
             # the loop may dial it itself (one known address, no proxy): not when the dial
             # must be seen whole (a trace, a connection class with its own connect)
-            direct=self._trace_now is None and type(conn).connect in _OWN_CONNECT,
+            direct=self._trace_now is None and type(conn).connect in OWN_CONNECT,
             read_body=read_body,
             tag=self,
         )
@@ -1104,63 +1104,6 @@ class HTTPConnectionPool(RequestMethods):
                 self._close_and_free(conn, conn._loop_queue)
             elif conn._loop_queue is self.pool:  # (a forked child's: the parent's slot)
                 self._put_conn(None)
-
-    def _loop_light(
-        self, exchange: Exchange, retries: Retry, redirect: bool, url: str
-    ) -> LightResponse | None:
-        """The answer the loop read, as a :class:`~fastpool.light.LightResponse`, its
-        connection handed back: what ``urlopen(_exchange=exchange, preload_content=True)``
-        would end with, for the plainest answer only. None (nothing taken: ``urlopen`` is to
-        finish it) for anything else: a failed or replayed exchange, a head to refuse, an
-        interim (1xx) answer, a body framed other than by its length (chunked, to the close),
-        bytes past the body, a Content-Encoding to decode, a redirect to follow (``redirect``)
-        or a status ``retries`` may retry, and a pool that is traced, logs at DEBUG, or whose
-        ``urlopen`` is patched or overridden since the request started."""
-        conn = exchange.conn
-        if (
-            conn is None
-            or not conn.sent_ahead  # the request did not go out whole
-            or exchange.replayed is not None  # counted and traced by urlopen
-            or conn.sock is None
-            or type(conn.sock) is FailedSocket
-            or self._trace_now is not None
-            or not self._urlopen_is_ours()
-            or self._log.isEnabledFor(logging.DEBUG)
-        ):
-            return None
-        data = conn._rest
-        head = exchange.head  # parsed by the loop
-        if head is None:
-            return None  # a head to refuse, or cut short: urlopen raises it from the same bytes
-        used = exchange.head_size
-        status = head.status
-        framing = head.framing
-        if framing == "length":
-            end = used + head.content_length
-        elif framing == "none":  # HEAD, 204, 304
-            end = used
-        else:
-            return None
-        if (
-            len(data) != end
-            or status < 200
-            or (redirect and status in HTTPResponse.REDIRECT_STATUSES)
-            or not _no_status_retry(retries, status)
-        ):
-            return None
-        if head.content_encoding:
-            return None  # a Content-Encoding: decoded by the response, as urllib3 decodes it
-        # Ours now: what urlopen and the response's end would do with it.
-        exchange.conn = None
-        conn._rest = b""
-        conn.sent_ahead = False
-        conn.request_started = True
-        conn.head_started = True
-        self.num_requests += 1
-        self._checkin_finished(conn, head.keep_alive, conn._loop_queue)
-        return LightResponse(
-            head.status, head.reason, head.version, head.headers, data[used:end], url
-        )
 
     # --- one request --------------------------------------------------------------------------
     def _make_request(
@@ -1255,7 +1198,7 @@ class HTTPConnectionPool(RequestMethods):
             # The pool's own, read at each request as urllib3 does: ``pool.timeout`` may be
             # set after the pool was made.
             timeout = self.timeout
-        elif type(timeout) is _TotalLeft:  # the loop's request: the read timeout it waited
+        elif type(timeout) is TotalLeft:  # the loop's request: the read timeout it waited
             return _resolve(timeout.timeout.connect_timeout), timeout.read, None
         if type(timeout) is float or type(timeout) is int:
             # A number means Timeout(connect=n, read=n): one object kept for the last number
@@ -1498,7 +1441,7 @@ class HTTPConnectionPool(RequestMethods):
             assert response is not None
             status = response.status
             # The common end: neither a redirect to follow nor a status to retry.
-            if (not redirect or status not in response.REDIRECT_STATUSES) and _no_status_retry(
+            if (not redirect or status not in response.REDIRECT_STATUSES) and no_status_retry(
                 retries, status
             ):
                 return response
@@ -1855,9 +1798,9 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 
 #: The pools' own dial checks: a subclass's must see a dial before the request goes out, so
 #: its pool sends through urlopen, not the loop.
-_OWN_VALIDATE_CONN = (HTTPConnectionPool._validate_conn, HTTPSConnectionPool._validate_conn)
-_OWN_REQUEST = HTTPConnection.request
-_OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
+OWN_VALIDATE_CONN = (HTTPConnectionPool._validate_conn, HTTPSConnectionPool._validate_conn)
+OWN_REQUEST = HTTPConnection.request
+OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
 
 #: Another name for the pool of one origin, as the design documents call it.
 HostPool = HTTPConnectionPool

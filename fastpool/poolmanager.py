@@ -32,6 +32,7 @@ from urllib3.util.proxy import connection_requires_http_tunnel
 from urllib3.util.retry import Retry
 from urllib3.util.url import parse_url
 
+from ._lane import Lane
 from ._lru import LRUMap
 from ._thirdparty import (
     ProxyConfig,
@@ -754,7 +755,13 @@ class PoolManager(RequestMethods):
         if light and on_body is not None:
             raise ValueError("light=True reads each body whole: on_body needs light=False")
         return run_map(
-            ManagerDriver(self, light, on_body is not None),
+            ManagerDriver(
+                self,
+                light,
+                on_body is not None,
+                # the plainest hops in one call each way, while these steps are ours
+                Lane(self, PoolManager.urlopen, PoolManager.connection_from_host),
+            ),
             requests,
             concurrency=concurrency,
             per_host=per_host,

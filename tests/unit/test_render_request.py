@@ -50,18 +50,18 @@ CASES = [
 
 @pytest.mark.parametrize("rounds", [1, 3])
 def test_rendered_bytes_are_the_written_bytes(rounds: int) -> None:
-    connection._RENDERED.clear()
+    connection.RENDERED.clear()
     for _ in range(rounds):  # kept renderings, then again from them
         for cls, host, port, args, kwargs in CASES:
             conn = cls(host, port)
             expected = written(conn, *args, **kwargs)
             assert conn.render_request(*args, **kwargs) == expected, (host, port, args)
     # only the ones with no body nor headers of their own were kept, one for both targets
-    assert len(connection._RENDERED) == 6
+    assert len(connection.RENDERED) == 6
 
 
 def test_a_tunnel_changes_the_host_of_a_kept_rendering() -> None:
-    connection._RENDERED.clear()
+    connection.RENDERED.clear()
     conn = HTTPConnection("proxy.invalid", 3128)
     plain = conn.render_request("GET", "/a")
     conn.set_tunnel("origin.invalid", 8443)
@@ -71,14 +71,14 @@ def test_a_tunnel_changes_the_host_of_a_kept_rendering() -> None:
 
 
 def test_a_refused_request_is_not_kept() -> None:
-    connection._RENDERED.clear()
+    connection.RENDERED.clear()
     conn = HTTPConnection("127.0.0.2", 8080)
     for _ in range(2):
         with pytest.raises(ValueError):
             conn.render_request("GET", "/a b")  # a space in the target
         with pytest.raises(ValueError):
             conn.render_request("GE T", "/a")  # and in the method
-    assert connection._RENDERED == {}
+    assert connection.RENDERED == {}
     conn.render_request("GET", "/a")
     for target in ("/a b", "/a\r\nX: 1", "/ü"):  # refused still, with a template kept
         with pytest.raises(ValueError):
@@ -86,9 +86,9 @@ def test_a_refused_request_is_not_kept() -> None:
 
 
 def test_the_kept_renderings_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    connection._RENDERED.clear()
+    connection.RENDERED.clear()
     monkeypatch.setattr(connection, "_RENDERED_SIZE", 8)
     for n in range(50):
         conn = HTTPConnection("127.0.0.2", 8000 + n)  # a Host value of its own
         assert conn.render_request("GET", f"/{n}").startswith(f"GET /{n} HTTP/1.1\r\n".encode())
-        assert 1 <= len(connection._RENDERED) <= 8
+        assert 1 <= len(connection.RENDERED) <= 8

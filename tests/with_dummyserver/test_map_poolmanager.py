@@ -12,10 +12,12 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
+from unittest import mock
 
 import pytest
 from dummyserver import AppServer
+from lane_counts import count_lanes
 from urllib3.util.retry import Retry
 
 import fastpool
@@ -218,16 +220,7 @@ def run_single_light(given: Any, make: Callable[[], fastpool.PoolManager]) -> di
 @pytest.fixture
 def lanes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each finish took the light lane (True) or left it to urlopen (False)."""
-    taken: list[bool] = []
-    light = fastpool.HTTPConnectionPool._loop_light
-
-    def counted(self: Any, *args: Any) -> Any:
-        outcome = light(self, *args)
-        taken.append(outcome is not None)
-        return outcome
-
-    monkeypatch.setattr(fastpool.HTTPConnectionPool, "_loop_light", counted)
-    return taken
+    return count_lanes(monkeypatch).finished
 
 
 def test_light_answers_as_request(
@@ -418,3 +411,87 @@ def test_an_item_is_prepared_as_request_prepares_it(given: Any, app_server: AppS
     )  # fmt: skip
     if not kwargs.keys() & {"headers", "fields", "body"}:
         assert job.kw["headers"] is manager.headers
+
+
+class CountingManager(fastpool.PoolManager):
+    """A subclass with its own urlopen, as a tool or a user's wrapper would write it."""
+
+    calls: ClassVar[list[tuple[str, str, bool]]] = []
+
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+        CountingManager.calls.append((method, url, redirect))
+        return super().urlopen(method, url, redirect=redirect, **kw)
+
+
+@pytest.mark.parametrize("light", [False, True], ids=["urllib3", "light"])
+@pytest.mark.parametrize("how", ["subclass", "mock"])
+def test_a_manager_urlopen_of_its_own_sees_each_request_whole(
+    app_server: AppServer, ca_bundle: str, how: str, light: bool
+) -> None:
+    # Each request goes to the manager's own urlopen as PoolManager.request hands it over
+    # (redirects followed there), not to its pool behind its back: never a silent bypass.
+    http = app_server.url
+    items = [
+        f"{http}/bytes/5",
+        f"{http}/redirect/2",
+        ("GET", f"{http}/redirect/2", {"redirect": False}),
+        ("POST", f"{http}/echo", {"body": b"x"}),
+        ("GET", f"{http}/echo", {"fields": {"a": "1"}}),
+    ]
+    seen: list[tuple[str, str, bool]] = []
+
+    @contextlib.contextmanager
+    def made() -> Any:
+        if how == "subclass":
+            CountingManager.calls = seen
+            with CountingManager(ca_certs=ca_bundle) as manager:
+                yield manager
+            return
+        with fastpool.PoolManager(ca_certs=ca_bundle) as manager:
+            own = manager.urlopen
+
+            def urlopen(method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+                seen.append((method, url, redirect))
+                return own(method, url, redirect=redirect, **kw)
+
+            with mock.patch.object(manager, "urlopen", side_effect=urlopen):
+                yield manager
+
+    for given in items:
+        method, url, kwargs = ("GET", given, {}) if isinstance(given, str) else (*given, {})[:3]
+        with made() as manager:
+            expected = observe(manager.request(method, url, **kwargs))
+        by_request = list(seen)
+        seen.clear()
+        with made() as manager:
+            (result,) = manager.map([given], light=light)
+        assert result.error is None, result.error
+        assert seen == by_request, given  # the same calls, each whole
+        if light:
+            light_seen = {k: v for k, v in expected.items() if k not in ("url", "history")}
+            assert type(result.response) is fastpool.LightResponse
+            body = decoded(result.response.data)
+            got = {
+                "status": result.response.status,
+                "headers": observe_headers(result.response.headers, isinstance(body, dict)),
+                "body": body,
+            }
+            assert got == {k: light_seen[k] for k in ("status", "headers", "body")}, given
+        else:
+            assert observe(result.response) == expected, given
+        seen.clear()
+
+
+def decoded(body: bytes) -> Any:
+    with contextlib.suppress(ValueError):
+        data = json.loads(body)
+        if isinstance(data, dict) and "connection" in data:
+            del data["connection"]
+            return data
+    return body
+
+
+def observe_headers(headers: Any, counted: bool) -> list[tuple[str, str]]:
+    # as observe(): a body that counts the server's connections differs in length
+    skip = {"date", "content-length"} if counted else {"date"}
+    return [(k, v) for k, v in headers.items() if k.lower() not in skip]

@@ -1,0 +1,275 @@
+# cython: language_level=3
+"""The plainest hop of ``PoolManager.map`` in one call each way, compiled: the twin of
+``_lane_py.py``, which documents it.
+
+The two change together, method for method. Here the steps run as C calls on the same Python
+objects (the manager's tables, the pool, its queue, the connection), so every decision and
+every error is the pure twin's.
+"""
+
+import logging
+import socket
+
+from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
+from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
+
+__all__ = ("Lane", "plain_origin_form")
+
+# fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
+# fastpool loads, before the modules these come from can be.
+cdef bint _loaded = False
+cdef object new_exchange, _PLAIN_FIT, FailedSocket, STOCK_URLOPEN, RENDERED, default_user_agent, LightResponse
+cdef object OWN_CONNECT, OWN_REQUEST, OWN_VALIDATE_CONN, TotalLeft, connect_in_worker
+cdef object no_status_retry, _REDIRECTS, _POOL_URLOPEN
+cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
+cdef int _DEBUG = logging.DEBUG
+
+
+cdef _load():
+    global _loaded, new_exchange, _PLAIN_FIT, FailedSocket, STOCK_URLOPEN, RENDERED, default_user_agent
+    global LightResponse, OWN_CONNECT, OWN_REQUEST, OWN_VALIDATE_CONN, TotalLeft
+    global connect_in_worker, no_status_retry, _REDIRECTS, _POOL_URLOPEN
+    from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
+
+    new_exchange = _loop_c.new_exchange
+    _PLAIN_FIT = pool.HTTPConnectionPool._fit
+    FailedSocket = _failed_socket.FailedSocket
+    STOCK_URLOPEN = _patches.STOCK_URLOPEN
+    RENDERED = connection.RENDERED
+    default_user_agent = connection.default_user_agent
+    LightResponse = light.LightResponse
+    OWN_CONNECT = pool.OWN_CONNECT
+    OWN_REQUEST = pool.OWN_REQUEST
+    OWN_VALIDATE_CONN = pool.OWN_VALIDATE_CONN
+    TotalLeft = pool.TotalLeft
+    connect_in_worker = pool.connect_in_worker
+    no_status_retry = pool.no_status_retry
+    _REDIRECTS = response.HTTPResponse.REDIRECT_STATUSES
+    _POOL_URLOPEN = pool.HTTPConnectionPool.urlopen
+    _loaded = True
+
+
+# The characters of PLAIN_ORIGIN_FORM (a path and an optional query): after its "/", a target
+# of these only is one (a "?" starts the query; more of them are in it).
+cdef bint _PLAIN[128]
+for _c in range(128):
+    _PLAIN[_c] = chr(_c).isascii() and (chr(_c).isalnum() or chr(_c) in "._~!$&'()*+,;=:@/-?")
+
+
+cdef inline bint _plain_origin_form(str target):
+    cdef Py_ssize_t i, n = len(target)
+    cdef Py_UCS4 c
+    if n == 0 or target[0] != "/":
+        return False
+    for i in range(1, n):
+        c = target[i]
+        if c >= 128 or not _PLAIN[c]:
+            return False
+    return True
+
+
+def plain_origin_form(target):
+    """Whether ``target`` is one ``PLAIN_ORIGIN_FORM`` matches whole (the twin asks the
+    regular expression; ``tests/unit/test_lane.py`` holds the two alike)."""
+    return type(target) is str and _plain_origin_form(target)
+
+
+cdef class Lane:
+    """One map's plainest hops (see the twin)."""
+
+    cdef public object manager
+    cdef object _urlopen
+    cdef object _connection_from_host
+    cdef tuple _retry_of
+
+    def __init__(self, manager, urlopen, connection_from_host):
+        if not _loaded:
+            _load()
+        self.manager = manager
+        self._urlopen = urlopen
+        self._connection_from_host = connection_from_host
+        self._retry_of = (None, None, Retry())
+
+    def begin(self, job):
+        """``job``'s first hop as an Exchange for the loop, False, or None (see the twin)."""
+        kw = job.kw
+        url = job.url
+        if url is not job.given or type(kw) is not dict or len(<dict>kw) != 1:
+            return None
+        if kw["headers"] or type(url) is not str:
+            return None
+        manager = self.manager
+        if (
+            manager.proxy is not None
+            or getattr(manager.urlopen, "__func__", None) is not self._urlopen
+            or getattr(manager.connection_from_host, "__func__", None)
+            is not self._connection_from_host
+        ):
+            return None
+        found = self._pool_of(manager, <str>url)
+        if found is None:
+            return None
+        pool, target = <tuple>found
+        conn = self._checkout(pool)
+        if conn is None or conn is False:
+            return conn
+        queue = pool.pool
+        conn._loop_queue = queue
+        try:
+            if type(pool)._fit is not _PLAIN_FIT:  # (the plain pool's fits every connection)
+                pool._fit(conn)
+            data = None
+            host = conn._host_value
+            if host is not None and (<tuple>host)[0] is None:  # (no tunnel: no proxy)
+                template = RENDERED.get(("GET", (<tuple>host)[1], default_user_agent))
+                if template is not None:
+                    data = (
+                        (<tuple>template)[0]
+                        + (<str>target).encode("ascii")
+                        + (<tuple>template)[1]
+                    )
+            if data is None:
+                data = conn.render_request("GET", target)
+        except BaseException:
+            pool._close_and_free(conn)
+            raise
+        timeout = pool.timeout
+        last = pool._last_timeout
+        if (
+            (<tuple>last)[0] is timeout
+            and type(timeout) is Timeout
+            and timeout.total is None
+            and (<tuple>last)[1] == socket.getdefaulttimeout()
+        ):
+            connect_timeout = (<tuple>last)[2]
+            read = (<tuple>last)[3]
+        else:
+            connect_timeout, read, total = pool._timeouts(_DEFAULT_TIMEOUT)
+            if total is not None:
+                read = TotalLeft(total)
+        conn.timeout = connect_timeout
+        job.conn = pool
+        job.target = target
+        kw["assert_same_host"] = False
+        kw["redirect"] = False
+        return new_exchange(
+            conn,
+            "GET",
+            data,
+            read,
+            True,  # read_body
+            connect_in_worker,  # dial
+            conn.requests > 0,  # replay: a GET without a body, Go's rule allows it
+            type(conn).connect in OWN_CONNECT,  # direct: the loop may dial it itself
+            pool,  # tag
+        )
+
+    cdef object _pool_of(self, manager, str url):
+        cdef Py_ssize_t slash = url.find("/", 8)
+        if slash <= 0:
+            return None
+        origin = manager._origins.get(url[:slash])
+        if origin is None:
+            return None
+        target = url[slash:]
+        if "/." in target or not _plain_origin_form(target):
+            return None
+        cached = manager._key_cache.get((*origin, None))
+        if cached is None:
+            return None
+        pool = manager.pools.get(cached[0])
+        if (
+            pool is None
+            or pool.proxy is not None
+            or pool._trace_now is not None
+            or pool._limiter is not None
+            or pool._check_conn
+            or _U3Pool.urlopen is not STOCK_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or type(pool)._validate_conn not in OWN_VALIDATE_CONN
+            or pool.ConnectionCls.request is not OWN_REQUEST
+        ):
+            return None
+        return pool, target
+
+    cdef object _checkout(self, pool):
+        queue = pool.pool
+        if not queue.idle:
+            return None
+        try:
+            conn = queue.checkout(0.0)
+        except Exception:
+            return None
+        if conn is None:
+            pool._put_conn(None)
+            return None
+        try:
+            if conn.sock is None or conn._readable_now():
+                conn = pool._ready(pool, conn, 0.0)
+        except BaseException as e:
+            conn.close()
+            pool._put_conn(None)
+            if isinstance(e, Exception):
+                return False
+            raise
+        return conn
+
+    def finish(self, job, exchange):
+        """The answer the loop read for ``job`` as a LightResponse, or None (see the twin)."""
+        pool = exchange.tag
+        conn = exchange.conn
+        if (
+            conn is None
+            or not conn.sent_ahead
+            or exchange.replayed is not None
+            or conn.sock is None
+            or type(conn.sock) is FailedSocket
+            or pool._trace_now is not None
+            or _U3Pool.urlopen is not STOCK_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or pool._log.isEnabledFor(_DEBUG)
+        ):
+            return None
+        head = exchange.head
+        if head is None:
+            return None
+        data = conn._rest
+        cdef Py_ssize_t used = exchange.head_size
+        cdef Py_ssize_t end
+        status = head.status
+        framing = head.framing
+        if framing == "length":
+            end = used + <Py_ssize_t>head.content_length
+        elif framing == "none":
+            end = used
+        else:
+            return None
+        if (
+            len(data) != end
+            or status < 200
+            or (job.redirect and status in _REDIRECTS)
+            or head.content_encoding
+            or not no_status_retry(self._retries(pool, job.kw.get("retries")), status)
+        ):
+            return None
+        exchange.conn = None
+        conn._rest = b""
+        conn.sent_ahead = False
+        conn.request_started = True
+        conn.head_started = True
+        pool.num_requests += 1
+        pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
+        return LightResponse(
+            status, head.reason, head.version, head.headers, data[used:end], job.url
+        )
+
+    cdef object _retries(self, pool, retries):
+        if isinstance(retries, Retry):
+            return retries
+        value, default, made = self._retry_of
+        if value is retries and type(value) is type(retries) and default is pool.retries:
+            return made
+        made = Retry.from_int(retries, redirect=False, default=pool.retries)
+        self._retry_of = (retries, pool.retries, made)
+        return made

@@ -1,0 +1,270 @@
+"""The plainest hop of ``PoolManager.map`` in one call each way: the pure twin of ``_lane_c``.
+
+Most hops of a crawl are alike: a GET of a URL given as a string, to an origin the manager has
+seen, on a kept-alive connection, answered with a body framed by its length. For such a hop
+the general steps (``ManagerDriver.begin`` through ``PoolManager.urlopen``'s first half and
+``HTTPConnectionPool._loop_begin``) make some twenty Python calls that each decide nothing
+new. :meth:`Lane.begin` takes the same decisions in one: the origin's pool from the manager's
+own tables, an idle connection checked for liveness, the request from its rendered template,
+the pool's timeouts. :meth:`Lane.finish` ends a ``light=True`` hop whose answer needs nothing
+more than its bytes: the connection checked in, a :class:`~fastpool.light.LightResponse` made.
+
+Anything else, and anything a tool patched, is left to the general steps (None): the lane only
+ever decides what those steps would have decided, which ``tests/with_dummyserver`` holds it to
+(every map test runs through it) and ``tests/unit/test_lane.py`` pins case by case.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
+from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
+
+from ._failed_socket import FailedSocket
+from ._loop import Exchange, new_exchange
+from ._patches import STOCK_URLOPEN
+from .connection import RENDERED, default_user_agent
+from .light import LightResponse
+from .pool import (
+    OWN_CONNECT,
+    OWN_REQUEST,
+    OWN_VALIDATE_CONN,
+    PLAIN_ORIGIN_FORM,
+    HTTPConnectionPool,
+    TotalLeft,
+    connect_in_worker,
+    no_status_retry,
+)
+from .response import HTTPResponse
+
+__all__ = ("Lane", "plain_origin_form")
+
+_REDIRECTS = HTTPResponse.REDIRECT_STATUSES
+_POOL_URLOPEN = HTTPConnectionPool.urlopen
+_PLAIN_FIT = HTTPConnectionPool._fit
+
+
+def plain_origin_form(target: Any) -> bool:
+    """Whether ``target`` is one ``PLAIN_ORIGIN_FORM`` matches whole (the compiled twin scans
+    its characters; ``tests/unit/test_lane.py`` holds the two alike)."""
+    return type(target) is str and PLAIN_ORIGIN_FORM.fullmatch(target) is not None
+
+
+class Lane:
+    """One map's plainest hops, for ``manager`` (a PoolManager whose own ``urlopen`` and
+    ``connection_from_host`` are ``urlopen`` and ``connection_from_host``: a subclass's or a
+    patch's must see each request, so the lane steps aside)."""
+
+    __slots__ = ("_connection_from_host", "_retry_of", "_urlopen", "manager")
+
+    def __init__(self, manager: Any, urlopen: Any, connection_from_host: Any) -> None:
+        self.manager = manager
+        self._urlopen = urlopen
+        self._connection_from_host = connection_from_host
+        # the last ``retries`` argument that is not a Retry, and the Retry urlopen makes of it
+        self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
+
+    def begin(self, job: Any) -> Exchange | bool | None:
+        """``job``'s first hop as an Exchange for the loop, its pool on ``job.conn`` and its
+        target on ``job.target``; False: it must go through ``urlopen`` (as the general steps
+        would say); None: nothing was done, the general steps take it."""
+        kw = job.kw
+        url = job.url
+        # A URL given as it is, on its first hop (a redirect or a retry takes the general
+        # steps), with no arguments: urlopen's defaults, the manager's headers (none).
+        if url is not job.given or len(kw) != 1 or kw["headers"] or type(url) is not str:
+            return None
+        manager = self.manager
+        if (
+            manager.proxy is not None
+            or getattr(manager.urlopen, "__func__", None) is not self._urlopen
+            or getattr(manager.connection_from_host, "__func__", None)
+            is not self._connection_from_host
+        ):
+            return None
+        found = self._pool_of(manager, url)
+        if found is None:
+            return None
+        pool, target = found
+        conn = self._checkout(pool)
+        if conn is None or conn is False:
+            return conn
+        queue = pool.pool
+        conn._loop_queue = queue
+        try:
+            if type(pool)._fit is not _PLAIN_FIT:  # (the plain pool's fits every connection)
+                pool._fit(conn)
+            data = None
+            host = conn._host_value
+            if host is not None and host[0] is None:  # (no tunnel: no proxy)
+                template = RENDERED.get(("GET", host[1], default_user_agent))
+                if template is not None:
+                    data = b"".join((template[0], target.encode("ascii"), template[1]))
+            if data is None:
+                data = conn.render_request("GET", target)
+        except BaseException:
+            # The template and a plain target render no refused head: anything is a failure.
+            pool._close_and_free(conn)
+            raise
+        # HTTPConnectionPool._timeouts for urlopen's default timeout
+        timeout = pool.timeout
+        last = pool._last_timeout
+        if (
+            last[0] is timeout
+            and type(timeout) is Timeout
+            and timeout.total is None
+            and last[1] == socket.getdefaulttimeout()
+        ):
+            connect_timeout, read = last[2], last[3]
+        else:
+            connect_timeout, read, total = pool._timeouts(Timeout.DEFAULT_TIMEOUT)
+            if total is not None:
+                read = TotalLeft(total)
+        conn.timeout = connect_timeout
+        job.conn = pool
+        job.target = target
+        kw["assert_same_host"] = False  # as PoolManager.urlopen passes a hop on
+        kw["redirect"] = False
+        return new_exchange(
+            conn,
+            "GET",
+            data,
+            read,
+            True,  # read_body
+            connect_in_worker,  # dial
+            conn.requests > 0,  # replay: a GET without a body, Go's rule allows it
+            type(conn).connect in OWN_CONNECT,  # direct: the loop may dial it itself
+            pool,  # tag
+        )
+
+    @staticmethod
+    def _pool_of(manager: Any, url: str) -> tuple[Any, str] | None:
+        """The pool and target of ``url`` when its origin is known and its target plain
+        (``PoolManager._split_url``'s first way, then ``connection_from_host``'s cache), and
+        the pool's steps are its own, untraced and uncapped; else None."""
+        slash = url.find("/", 8)
+        if slash <= 0:
+            return None
+        origin = manager._origins.get(url[:slash])
+        if origin is None:
+            return None
+        target = url[slash:]
+        if "/." in target or not plain_origin_form(target):
+            return None
+        cached = manager._key_cache.get((*origin, None))
+        if cached is None:
+            return None
+        pool = manager.pools.get(cached[0])
+        if (
+            pool is None
+            # HTTPConnectionPool._loop_begin's checks
+            or pool.proxy is not None
+            or pool._trace_now is not None
+            or pool._limiter is not None
+            or pool._check_conn
+            or _U3Pool.urlopen is not STOCK_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or type(pool)._validate_conn not in OWN_VALIDATE_CONN
+            or pool.ConnectionCls.request is not OWN_REQUEST
+        ):
+            return None
+        return pool, target
+
+    @staticmethod
+    def _checkout(pool: Any) -> Any:
+        """An idle connection of ``pool``, checked for liveness as ``_get_conn`` checks it
+        (closed, for the loop to dial again, when the server dropped it); None: no idle one,
+        nothing taken; False: reviving it failed, its slot given back (``urlopen`` meets it
+        again, as ``_loop_checkout`` leaves it)."""
+        queue = pool.pool
+        if not queue.idle:
+            return None  # a connection to dial: the general steps
+        try:
+            conn = queue.checkout(0.0)
+        except Exception:  # noqa: BLE001 - closed meanwhile: the general steps meet it again
+            return None
+        if conn is None:  # another thread took the idle one: this slot is a dial's
+            pool._put_conn(None)
+            return None
+        try:
+            if conn.sock is None or conn._readable_now():  # not is_connected
+                conn = pool._ready(pool, conn, 0.0)  # closed: the loop dials it again
+        except BaseException as e:
+            conn.close()
+            pool._put_conn(None)
+            if isinstance(e, Exception):
+                return False
+            raise
+        return conn
+
+    def finish(self, job: Any, exchange: Exchange) -> LightResponse | None:
+        """The answer the loop read for ``job``, as a LightResponse, its connection handed
+        back: what ``urlopen(_exchange=exchange, preload_content=True)`` would end with, for
+        the plainest answer only. None (nothing taken: ``urlopen`` is to finish it) for
+        anything else: a failed or replayed exchange, a head to refuse, an interim (1xx)
+        answer, a body framed other than by its length (chunked, to the close), bytes past
+        the body, a Content-Encoding to decode, a redirect to follow or a status the hop's
+        Retry may retry, and a pool that is traced, logs at DEBUG, or whose ``urlopen`` is
+        patched or overridden since the request started."""
+        pool = exchange.tag
+        conn = exchange.conn
+        if (
+            conn is None
+            or not conn.sent_ahead  # the request did not go out whole
+            or exchange.replayed is not None  # counted and traced by urlopen
+            or conn.sock is None
+            or type(conn.sock) is FailedSocket
+            or pool._trace_now is not None
+            or _U3Pool.urlopen is not STOCK_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or pool._log.isEnabledFor(logging.DEBUG)
+        ):
+            return None
+        head = exchange.head  # parsed by the loop
+        if head is None:
+            return None  # a head to refuse, or cut short: urlopen raises it from the same bytes
+        data = conn._rest
+        used = exchange.head_size
+        status = head.status
+        framing = head.framing
+        if framing == "length":
+            end = used + head.content_length
+        elif framing == "none":  # HEAD, 204, 304
+            end = used
+        else:
+            return None
+        if (
+            len(data) != end
+            or status < 200
+            or (job.redirect and status in _REDIRECTS)
+            or head.content_encoding  # decoded by the response, as urllib3 decodes it
+            or not no_status_retry(self._retries(pool, job.kw.get("retries")), status)
+        ):
+            return None
+        # Ours now: what urlopen and the response's end would do with it.
+        exchange.conn = None
+        conn._rest = b""
+        conn.sent_ahead = False
+        conn.request_started = True
+        conn.head_started = True
+        pool.num_requests += 1
+        pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
+        return LightResponse(
+            status, head.reason, head.version, head.headers, data[used:end], job.url
+        )
+
+    def _retries(self, pool: Any, retries: Any) -> Retry:
+        """The Retry ``urlopen`` makes of ``retries`` for one hop (redirects are the
+        manager's: ``redirect=False``), kept for the next hop with the same argument."""
+        if isinstance(retries, Retry):
+            return retries
+        value, default, made = self._retry_of
+        if value is retries and type(value) is type(retries) and default is pool.retries:
+            return made
+        made = Retry.from_int(retries, redirect=False, default=pool.retries)
+        self._retry_of = (retries, pool.retries, made)
+        return made

@@ -1,0 +1,226 @@
+"""The lane (``fastpool._lane``): ``PoolManager.map``'s plainest hops in one call each way.
+
+The lane may only ever decide what the general steps decide. Each differential test runs the
+same maps with the lane and with it switched off (a Lane that takes nothing), on the same
+server, and compares what a caller sees: every result, and the pool's counters. The others pin
+where it steps aside: whatever a tool patched, traced or limited must see each request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from dummyserver import AppServer
+from dummyserver.oneshot import OneShotServer
+from lane_counts import Counted, Off, count_lanes
+
+import fastpool
+import fastpool.poolmanager
+from fastpool.trace import Trace
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> type[Counted]:
+    return count_lanes(monkeypatch)
+
+
+@contextlib.contextmanager
+def lane(kind: type) -> Iterator[None]:
+    with mock.patch.object(fastpool.poolmanager, "Lane", kind):
+        yield
+
+
+def seen(result: Any) -> tuple[Any, ...]:
+    """What a caller sees of a map's result (the Date header and the server's connection
+    counter aside)."""
+    if result.error is not None:
+        return (result.request, type(result.error).__name__, str(result.error))
+    response = result.response
+    body: Any = response.data
+    with contextlib.suppress(ValueError):
+        data = json.loads(body)
+        if isinstance(data, dict):
+            data.pop("connection", None)
+            body = data
+    headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("date",)]
+    if isinstance(body, dict):
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    return (result.request, type(response).__name__, response.status, headers, body)
+
+
+def counters(manager: fastpool.PoolManager) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            pool.host,
+            pool.port,
+            pool.num_requests,
+            pool.num_connections,
+            pool.pool.idle,
+            pool.pool.in_use,
+            pool.dropped_stale,
+        )
+        for pool in manager.pools.values()
+    )
+
+
+def run_maps(
+    make: Callable[[], fastpool.PoolManager], rounds: list[list[Any]], **options: Any
+) -> tuple[list[list[tuple[Any, ...]]], list[tuple[Any, ...]]]:
+    """Each round's results (in the order given) and the pools' counters at the end."""
+    outcomes = []
+    with make() as manager:
+        for items in rounds:
+            results = list(manager.map(items, **options))
+            order = {id(given): i for i, given in enumerate(items)}
+            results.sort(key=lambda r: order[id(r.request)])
+            outcomes.append([seen(r) for r in results])
+        return outcomes, counters(manager)
+
+
+def plain_and_not(http: str) -> list[Any]:
+    return [
+        f"{http}/bytes/100",
+        f"{http}/bytes/100?n=1",
+        f"{http}/bytes/7",
+        f"{http}/status/404",
+        f"{http}/status/204",
+        f"{http}/status/503",  # a status Retry may retry (with Retry-After): urlopen's
+        f"{http}/gzip",  # a Content-Encoding to decode
+        f"{http}/chunked/300?chunk=7",  # not framed by its length
+        f"{http}/redirect/2",  # a redirect to follow
+        f"{http}/close",  # Connection: close
+        f"{http}/headers",
+        f"{http}/echo?a=%41",  # a target to encode
+        f"{http}/echo?a=b#frag",  # a fragment stays with the client
+        f"{http}/./echo",  # dot segments
+        ("GET", f"{http}/bytes/3"),  # not a URL given as it is
+        ("HEAD", f"{http}/bytes/3"),
+    ]
+
+
+@pytest.mark.parametrize("light", [True, False], ids=["light", "urllib3"])
+def test_the_lane_answers_as_the_general_steps(app_server: AppServer, light: bool) -> None:
+    items = plain_and_not(app_server.url)
+    rounds = [items, items, list(reversed(items))]  # later rounds find idle connections
+
+    def make() -> fastpool.PoolManager:
+        return fastpool.PoolManager(maxsize=8)
+
+    with lane(Counted):
+        Counted.begun, Counted.finished = [], []
+        with_lane = run_maps(make, rounds, concurrency=4, light=light)
+        begun, finished = Counted.begun, Counted.finished
+    with lane(Off):
+        without = run_maps(make, rounds, concurrency=4, light=light)
+    assert with_lane == without
+    assert True in begun and False in begun  # both ways were taken
+    if light:
+        assert True in finished and False in finished
+
+
+def test_the_lane_takes_the_plainest_hops(app_server: AppServer, counted: type[Counted]) -> None:
+    base = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager(maxsize=4) as manager:
+        list(manager.map([base] * 4, concurrency=4, light=True))  # four idle connections
+        counted.begun.clear()
+        counted.finished.clear()
+        urls = [f"{base}?n={i}" for i in range(40)]  # a crawl's URLs: each new
+        results = list(manager.map(urls, concurrency=4, light=True))
+        pool = manager.connection_from_url(base)
+        assert sorted(r.response.url for r in results) == sorted(urls)
+        assert {r.response.data for r in results} == {results[0].response.data}
+        assert counted.begun == [True] * 40
+        assert counted.finished == [True] * 40
+        assert pool.num_requests == 44
+        assert pool.num_connections == 4
+        assert pool.pool.idle == 4 and pool.pool.in_use == 0
+
+
+def test_the_lane_revives_a_connection_the_server_dropped(counted: type[Counted]) -> None:
+    # Each answer keeps the connection alive, and the server closes it all the same: the idle
+    # connection the lane checks out is readable (EOF), closed, and dialed again in the loop.
+    server = OneShotServer()
+    server.payload = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    try:
+
+        def make() -> fastpool.PoolManager:
+            return fastpool.PoolManager()
+
+        rounds = [[server.url + "a"], [server.url + "b"], [server.url + "c"]]
+        with_lane = run_maps(make, rounds, light=True)
+        begun = list(counted.begun)
+        with lane(Off):
+            without = run_maps(make, rounds, light=True)
+    finally:
+        server.close()
+    assert with_lane == without
+    assert begun == [False, True, True]  # the first dials; the others revive an idle one
+    ((_, _, requests, connections, idle, in_use, stale),) = with_lane[1]
+    # one connection, dialed three times: twice after the server dropped it idle
+    assert (requests, connections, idle, in_use, stale) == (3, 1, 1, 0, 2)
+
+
+def test_the_lane_steps_aside_for_what_it_must_not_decide(
+    app_server: AppServer, counted: type[Counted]
+) -> None:
+    url = f"{app_server.url}/bytes/10"
+    seen_hosts: list[Any] = []
+    events: list[str] = []
+
+    def settings() -> Iterator[tuple[str, fastpool.PoolManager, Callable[[], None]]]:
+        # default headers: they go into each request's head
+        yield "headers", fastpool.PoolManager(headers={"X-A": "1"}), lambda: None
+        trace = Trace()
+        trace.add("*", lambda event: events.append(event.name))
+        yield "trace", fastpool.PoolManager(trace=trace), lambda: None
+        yield "idle_timeout", fastpool.PoolManager(idle_timeout=60.0), lambda: None
+        yield "max_connections", fastpool.PoolManager(max_connections=8), lambda: None
+        # a tool's patch of connection_from_host on the manager sees every request
+        manager = fastpool.PoolManager()
+        own = manager.connection_from_host
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            seen_hosts.append(args[0])
+            return own(*args, **kwargs)
+
+        yield (
+            "connection_from_host",
+            manager,
+            lambda: setattr(manager, "connection_from_host", watched),
+        )
+
+    for name, manager, patch in settings():
+        with manager:
+            list(manager.map([url] * 4, concurrency=4, light=True))  # idle connections
+            patch()
+            counted.begun.clear()
+            seen_hosts.clear()
+            results = list(manager.map([url] * 6, concurrency=2, light=True))
+            assert [r.error for r in results] == [None] * 6, name
+            assert counted.begun == [False] * 6, name
+            if name == "connection_from_host":
+                assert seen_hosts == ["127.0.0.1"] * 6
+            if name == "trace":
+                assert events.count("got_conn") == 4 + 6  # it saw each checkout
+
+
+def test_the_lane_steps_aside_for_a_patched_manager_urlopen(
+    app_server: AppServer, counted: type[Counted]
+) -> None:
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager() as manager:
+        list(manager.map([url] * 2, concurrency=2))
+        own = manager.urlopen
+        with mock.patch.object(manager, "urlopen", side_effect=own) as urlopen:
+            counted.begun.clear()
+            results = list(manager.map([url] * 3, concurrency=1))
+        assert [r.error for r in results] == [None] * 3
+        assert urlopen.call_count == 3  # sent whole through the patch, each of them
+        assert counted.begun and not any(counted.begun)  # the lane took none
