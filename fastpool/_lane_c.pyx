@@ -14,7 +14,7 @@ from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
-__all__ = ("Lane", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "plain_origin_form")
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
 # fastpool loads, before the modules these come from can be.
@@ -23,6 +23,11 @@ cdef object new_exchange, _PLAIN_FIT, FailedSocket, STOCK_URLOPEN, RENDERED, def
 cdef object OWN_CONNECT, OWN_REQUEST, OWN_VALIDATE_CONN, TotalLeft, connect_in_worker
 cdef object no_status_retry, _REDIRECTS, _POOL_URLOPEN
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
+#: the urlopen arguments a hop may carry and still take the lane (see the twin)
+LANE_ARGUMENTS = frozenset(
+    ("headers", "timeout", "retries", "redirect", "assert_same_host", "pool_timeout")
+    + ("body", "preload_content")
+)
 cdef int _DEBUG = logging.DEBUG
 
 
@@ -92,12 +97,20 @@ cdef class Lane:
         self._retry_of = (None, None, Retry())
 
     def begin(self, job):
-        """``job``'s first hop as an Exchange for the loop, False, or None (see the twin)."""
+        """``job``'s next hop as an Exchange for the loop, False, or None (see the twin)."""
         kw = job.kw
         url = job.url
-        if url is not job.given or type(kw) is not dict or len(<dict>kw) != 1:
+        if job.method != "GET" or type(url) is not str or type(kw) is not dict:
             return None
-        if kw["headers"] or type(url) is not str:
+        if not LANE_ARGUMENTS.issuperset(kw):
+            return None
+        headers = (<dict>kw).get("headers")
+        if (
+            headers
+            or headers is None
+            or (<dict>kw).get("body") is not None
+            or (<dict>kw).get("preload_content", True) is not True
+        ):
             return None
         manager = self.manager
         if (
@@ -134,18 +147,19 @@ cdef class Lane:
         except BaseException:
             pool._close_and_free(conn)
             raise
-        timeout = pool.timeout
+        timeout = (<dict>kw).get("timeout", _DEFAULT_TIMEOUT)
         last = pool._last_timeout
         if (
-            (<tuple>last)[0] is timeout
-            and type(timeout) is Timeout
-            and timeout.total is None
+            timeout is _DEFAULT_TIMEOUT
+            and (<tuple>last)[0] is pool.timeout
+            and type((<tuple>last)[0]) is Timeout
+            and (<tuple>last)[0].total is None
             and (<tuple>last)[1] == socket.getdefaulttimeout()
         ):
             connect_timeout = (<tuple>last)[2]
             read = (<tuple>last)[3]
         else:
-            connect_timeout, read, total = pool._timeouts(_DEFAULT_TIMEOUT)
+            connect_timeout, read, total = pool._timeouts(timeout)
             if total is not None:
                 read = TotalLeft(total)
         conn.timeout = connect_timeout

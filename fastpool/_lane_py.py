@@ -1,18 +1,18 @@
 """The plainest hop of ``PoolManager.map`` in one call each way: the pure twin of ``_lane_c``.
 
-Most hops of a crawl are alike: a GET of a URL given as a string, to an origin the manager has
-seen, on a kept-alive connection, answered with a body framed by its length. For such a hop
-the general steps (``ManagerDriver.begin`` through ``PoolManager.urlopen``'s first half and
-``HTTPConnectionPool._loop_begin``) make some twenty Python calls that each decide nothing
-new. :meth:`Lane.begin` takes the same decisions in one: the origin's pool from the manager's
-own tables, an idle connection checked for liveness, the request from its rendered template,
-the pool's timeouts. :meth:`Lane.finish` ends a ``light=True`` hop whose answer needs nothing
-more than its bytes: the connection checked in, a :class:`~fastpool.light.LightResponse` made.
+Most hops of a crawl are alike: a GET without a body or headers of its own, to an origin the
+manager has seen, on a kept-alive connection, answered with a body framed by its length. For
+such a hop the general steps (``ManagerDriver.begin`` through ``PoolManager.urlopen``'s first
+half and ``HTTPConnectionPool._loop_begin``) make some twenty Python calls that each decide
+nothing new. :meth:`Lane.begin` takes the same decisions in one: the origin's pool from the
+manager's own tables, an idle connection checked for liveness, the request from its rendered
+template, the timeouts. :meth:`Lane.finish` ends a ``light=True`` hop whose answer needs
+nothing more than its bytes: the connection checked in, a
+:class:`~fastpool.light.LightResponse` made.
 
 Anything else, and anything a tool patched, is left to the general steps (None): the lane only
-ever decides what those steps would have decided, which ``tests/with_dummyserver`` holds it to
-(every map test runs through it) and ``tests/unit/test_lane.py`` pins case by case.
-"""
+ever decides what those steps would have decided. ``tests/with_dummyserver/test_map_lane.py``
+holds it to them side by side, and every map test runs through it."""
 
 from __future__ import annotations
 
@@ -41,8 +41,14 @@ from .pool import (
 )
 from .response import HTTPResponse
 
-__all__ = ("Lane", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "plain_origin_form")
 
+#: the urlopen arguments a hop may carry and still take the lane (a body only when None,
+#: preload_content only when True); any other takes the general steps
+LANE_ARGUMENTS = frozenset(
+    ("headers", "timeout", "retries", "redirect", "assert_same_host", "pool_timeout")
+    + ("body", "preload_content")
+)
 _REDIRECTS = HTTPResponse.REDIRECT_STATUSES
 _POOL_URLOPEN = HTTPConnectionPool.urlopen
 _PLAIN_FIT = HTTPConnectionPool._fit
@@ -69,14 +75,22 @@ class Lane:
         self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
 
     def begin(self, job: Any) -> Exchange | bool | None:
-        """``job``'s first hop as an Exchange for the loop, its pool on ``job.conn`` and its
+        """``job``'s next hop as an Exchange for the loop, its pool on ``job.conn`` and its
         target on ``job.target``; False: it must go through ``urlopen`` (as the general steps
         would say); None: nothing was done, the general steps take it."""
         kw = job.kw
         url = job.url
-        # A URL given as it is, on its first hop (a redirect or a retry takes the general
-        # steps), with no arguments: urlopen's defaults, the manager's headers (none).
-        if url is not job.given or len(kw) != 1 or kw["headers"] or type(url) is not str:
+        # A GET with no body and no headers (the manager's own included), whose other
+        # arguments only time it, retry it or follow its redirects; read whole.
+        if job.method != "GET" or type(url) is not str or not LANE_ARGUMENTS.issuperset(kw):
+            return None
+        headers = kw.get("headers")
+        if (
+            headers
+            or headers is None  # (the pool's headers then)
+            or kw.get("body") is not None
+            or kw.get("preload_content", True) is not True
+        ):
             return None
         manager = self.manager
         if (
@@ -110,18 +124,19 @@ class Lane:
             # The template and a plain target render no refused head: anything is a failure.
             pool._close_and_free(conn)
             raise
-        # HTTPConnectionPool._timeouts for urlopen's default timeout
-        timeout = pool.timeout
+        # HTTPConnectionPool._timeouts, inline for urlopen's default timeout
+        timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
         last = pool._last_timeout
         if (
-            last[0] is timeout
-            and type(timeout) is Timeout
-            and timeout.total is None
+            timeout is Timeout.DEFAULT_TIMEOUT
+            and last[0] is pool.timeout
+            and type(last[0]) is Timeout
+            and last[0].total is None
             and last[1] == socket.getdefaulttimeout()
         ):
             connect_timeout, read = last[2], last[3]
         else:
-            connect_timeout, read, total = pool._timeouts(Timeout.DEFAULT_TIMEOUT)
+            connect_timeout, read, total = pool._timeouts(timeout)
             if total is not None:
                 read = TotalLeft(total)
         conn.timeout = connect_timeout

@@ -18,6 +18,8 @@ import pytest
 from dummyserver import AppServer
 from dummyserver.oneshot import OneShotServer
 from lane_counts import Counted, Off, count_lanes
+from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
 
 import fastpool
 import fastpool.poolmanager
@@ -100,8 +102,18 @@ def plain_and_not(http: str) -> list[Any]:
         f"{http}/echo?a=%41",  # a target to encode
         f"{http}/echo?a=b#frag",  # a fragment stays with the client
         f"{http}/./echo",  # dot segments
-        ("GET", f"{http}/bytes/3"),  # not a URL given as it is
+        ("GET", f"{http}/bytes/3"),
+        ("GET", f"{http}/bytes/4", {"timeout": 2.0, "retries": False, "pool_timeout": 1}),
+        ("GET", f"{http}/bytes/5", {"timeout": Timeout(connect=2.0, read=3.0)}),
+        ("GET", f"{http}/bytes/6", {"timeout": Timeout(total=5.0)}),
+        ("GET", f"{http}/status/404", {"retries": Retry(2, status_forcelist=[404])}),
+        ("GET", f"{http}/redirect/3", {"retries": Retry(redirect=5)}),
+        ("GET", f"{http}/redirect/3", {"redirect": False}),
+        ("GET", f"{http}/bytes/3", {"headers": {"X-A": "1"}}),  # headers of its own
+        ("GET", f"{http}/bytes/3", {"preload_content": True}),
+        ("GET", f"{http}/bytes/3", {"decode_content": False}),  # another argument
         ("HEAD", f"{http}/bytes/3"),
+        ("DELETE", f"{http}/bytes/3"),
     ]
 
 
@@ -132,7 +144,12 @@ def test_the_lane_takes_the_plainest_hops(app_server: AppServer, counted: type[C
         counted.begun.clear()
         counted.finished.clear()
         urls = [f"{base}?n={i}" for i in range(40)]  # a crawl's URLs: each new
-        results = list(manager.map(urls, concurrency=4, light=True))
+        # a timeout and no retries, as a crawler asks, are the lane's too
+        items = [
+            u if i % 2 else ("GET", u, {"timeout": 5.0, "retries": False})
+            for i, u in enumerate(urls)
+        ]
+        results = list(manager.map(items, concurrency=4, light=True))
         pool = manager.connection_from_url(base)
         assert sorted(r.response.url for r in results) == sorted(urls)
         assert {r.response.data for r in results} == {results[0].response.data}
