@@ -21,8 +21,9 @@ __all__ = ("LANE_ARGUMENTS", "Lane", "plain_origin_form")
 cdef bint _loaded = False
 cdef object new_exchange, _PLAIN_FIT, FailedSocket, STOCK_URLOPEN, RENDERED, default_user_agent, LightResponse
 cdef object OWN_CONNECT, OWN_REQUEST, OWN_VALIDATE_CONN, TotalLeft, connect_in_worker
-cdef object no_status_retry, _REDIRECTS, _POOL_URLOPEN
+cdef object _REDIRECTS, _POOL_URLOPEN
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
+cdef object _IS_RETRY = Retry.is_retry
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
 LANE_ARGUMENTS = frozenset(
     ("headers", "timeout", "retries", "redirect", "assert_same_host", "pool_timeout")
@@ -34,7 +35,7 @@ cdef int _DEBUG = logging.DEBUG
 cdef _load():
     global _loaded, new_exchange, _PLAIN_FIT, FailedSocket, STOCK_URLOPEN, RENDERED, default_user_agent
     global LightResponse, OWN_CONNECT, OWN_REQUEST, OWN_VALIDATE_CONN, TotalLeft
-    global connect_in_worker, no_status_retry, _REDIRECTS, _POOL_URLOPEN
+    global connect_in_worker, _REDIRECTS, _POOL_URLOPEN
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
@@ -49,7 +50,6 @@ cdef _load():
     OWN_VALIDATE_CONN = pool.OWN_VALIDATE_CONN
     TotalLeft = pool.TotalLeft
     connect_in_worker = pool.connect_in_worker
-    no_status_retry = pool.no_status_retry
     _REDIRECTS = response.HTTPResponse.REDIRECT_STATUSES
     _POOL_URLOPEN = pool.HTTPConnectionPool.urlopen
     _loaded = True
@@ -78,6 +78,15 @@ def plain_origin_form(target):
     """Whether ``target`` is one ``PLAIN_ORIGIN_FORM`` matches whole (the twin asks the
     regular expression; ``tests/unit/test_lane.py`` holds the two alike)."""
     return type(target) is str and _plain_origin_form(target)
+
+
+cdef inline bint _no_status_retry(retries, status) except -1:
+    # fastpool.pool.no_status_retry, inline: the stock Retry.is_retry is certain to say no
+    return (
+        getattr(retries.is_retry, "__func__", None) is _IS_RETRY
+        and not (retries.status_forcelist and status in retries.status_forcelist)
+        and status not in retries.RETRY_AFTER_STATUS_CODES
+    )
 
 
 cdef class Lane:
@@ -264,7 +273,7 @@ cdef class Lane:
             or status < 200
             or (job.redirect and status in _REDIRECTS)
             or head.content_encoding
-            or not no_status_retry(self._retries(pool, job.kw.get("retries")), status)
+            or not _no_status_retry(self._retries(pool, job.kw.get("retries")), status)
         ):
             return None
         exchange.conn = None

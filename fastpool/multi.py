@@ -560,7 +560,8 @@ class _Run:
             outcome = self.driver.send(job, ex)
             # Its connection is the response's now, unless urlopen never took it (a tool
             # answered in its place, or finishing failed first): then it goes back here.
-            ex.tag._loop_abandon(ex)
+            if ex.conn is not None:  # (taken: nothing to give back)
+                ex.tag._loop_abandon(ex)
             del self.started[ex]  # after: an interruption leaves it to cancel()
             self._after(job, outcome)
         for _ in range(turns):
