@@ -17,13 +17,15 @@ from urllib3.util.timeout import Timeout
 __all__ = ("LANE_ARGUMENTS", "Lane", "plain_origin_form")
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
-# fastpool loads, before the modules these come from can be.
+# fastpool loads, before the modules these come from can be. The functions to compare with are
+# fastpool.pool's constants, taken when it was imported (a patch on a class is not one).
 cdef bint _loaded = False
-cdef object new_exchange, _PLAIN_FIT, FailedSocket, STOCK_URLOPEN, RENDERED, default_user_agent, LightResponse
-cdef object OWN_CONNECT, OWN_REQUEST, OWN_VALIDATE_CONN, TotalLeft, connect_in_worker
-cdef object _REDIRECTS, _POOL_URLOPEN
+cdef object new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse, _connection
+cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_REQUEST
+cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft
+cdef object connect_in_worker, _REDIRECTS
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
-cdef object _IS_RETRY = Retry.is_retry
+cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
 LANE_ARGUMENTS = frozenset(
     ("headers", "timeout", "retries", "redirect", "assert_same_host", "pool_timeout")
@@ -33,25 +35,31 @@ cdef int _DEBUG = logging.DEBUG
 
 
 cdef _load():
-    global _loaded, new_exchange, _PLAIN_FIT, FailedSocket, STOCK_URLOPEN, RENDERED, default_user_agent
-    global LightResponse, OWN_CONNECT, OWN_REQUEST, OWN_VALIDATE_CONN, TotalLeft
-    global connect_in_worker, _REDIRECTS, _POOL_URLOPEN
+    global _loaded, new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse
+    global _connection, OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS
+    global OWN_RENDER_REQUEST, OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT
+    global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
-    _PLAIN_FIT = pool.HTTPConnectionPool._fit
     FailedSocket = _failed_socket.FailedSocket
     STOCK_URLOPEN = _patches.STOCK_URLOPEN
     RENDERED = connection.RENDERED
-    default_user_agent = connection.default_user_agent
+    _connection = connection  # its default_user_agent is read at each request, as render's
     LightResponse = light.LightResponse
     OWN_CONNECT = pool.OWN_CONNECT
+    OWN_CONNECTIONS = pool.OWN_CONNECTIONS
+    OWN_GET_CONN = pool.OWN_GET_CONN
+    OWN_POOLS = pool.OWN_POOLS
+    OWN_RENDER_REQUEST = pool.OWN_RENDER_REQUEST
     OWN_REQUEST = pool.OWN_REQUEST
+    OWN_URLOPEN = pool.OWN_URLOPEN
     OWN_VALIDATE_CONN = pool.OWN_VALIDATE_CONN
+    PLAIN_FIT = pool.PLAIN_FIT
     TotalLeft = pool.TotalLeft
     connect_in_worker = pool.connect_in_worker
     _REDIRECTS = response.HTTPResponse.REDIRECT_STATUSES
-    _POOL_URLOPEN = pool.HTTPConnectionPool.urlopen
+    _IS_RETRY = pool._STOCK_IS_RETRY
     _loaded = True
 
 
@@ -109,9 +117,13 @@ cdef class Lane:
         """``job``'s next hop as an Exchange for the loop, False, or None (see the twin)."""
         kw = job.kw
         url = job.url
-        if job.method != "GET" or type(url) is not str or type(kw) is not dict:
-            return None
-        if not LANE_ARGUMENTS.issuperset(kw):
+        if (
+            self._urlopen is None
+            or job.method != "GET"
+            or type(url) is not str
+            or type(kw) is not dict
+            or not LANE_ARGUMENTS.issuperset(kw)
+        ):
             return None
         headers = (<dict>kw).get("headers")
         if (
@@ -136,15 +148,35 @@ cdef class Lane:
         conn = self._checkout(pool)
         if conn is None or conn is False:
             return conn
-        queue = pool.pool
-        conn._loop_queue = queue
+        conn._loop_queue = pool.pool
         try:
-            if type(pool)._fit is not _PLAIN_FIT:  # (the plain pool's fits every connection)
+            timeout = (<dict>kw).get("timeout", _DEFAULT_TIMEOUT)
+            last = pool._last_timeout
+            if (
+                timeout is _DEFAULT_TIMEOUT
+                and (<tuple>last)[0] is pool.timeout
+                and type((<tuple>last)[0]) is Timeout
+                and (<tuple>last)[0].total is None
+                and (<tuple>last)[1] == socket.getdefaulttimeout()
+            ):
+                connect_timeout = (<tuple>last)[2]
+                read = (<tuple>last)[3]
+            else:
+                connect_timeout, read, total = pool._timeouts(timeout)
+                if total is not None:
+                    read = TotalLeft(total)
+        except BaseException:
+            pool._put_conn(conn)
+            raise
+        try:
+            if type(pool)._fit is not PLAIN_FIT:
                 pool._fit(conn)
             data = None
             host = conn._host_value
-            if host is not None and (<tuple>host)[0] is None:  # (no tunnel: no proxy)
-                template = RENDERED.get(("GET", (<tuple>host)[1], default_user_agent))
+            if host is not None and (<tuple>host)[0] is None:
+                template = RENDERED.get(
+                    ("GET", (<tuple>host)[1], _connection.default_user_agent)
+                )
                 if template is not None:
                     data = (
                         (<tuple>template)[0]
@@ -156,21 +188,6 @@ cdef class Lane:
         except BaseException:
             pool._close_and_free(conn)
             raise
-        timeout = (<dict>kw).get("timeout", _DEFAULT_TIMEOUT)
-        last = pool._last_timeout
-        if (
-            timeout is _DEFAULT_TIMEOUT
-            and (<tuple>last)[0] is pool.timeout
-            and type((<tuple>last)[0]) is Timeout
-            and (<tuple>last)[0].total is None
-            and (<tuple>last)[1] == socket.getdefaulttimeout()
-        ):
-            connect_timeout = (<tuple>last)[2]
-            read = (<tuple>last)[3]
-        else:
-            connect_timeout, read, total = pool._timeouts(timeout)
-            if total is not None:
-                read = TotalLeft(total)
         conn.timeout = connect_timeout
         job.conn = pool
         job.target = target
@@ -181,11 +198,11 @@ cdef class Lane:
             "GET",
             data,
             read,
-            True,  # read_body
-            connect_in_worker,  # dial
-            conn.requests > 0,  # replay: a GET without a body, Go's rule allows it
-            type(conn).connect in OWN_CONNECT,  # direct: the loop may dial it itself
-            pool,  # tag
+            True,
+            connect_in_worker,
+            conn.requests > 0,
+            type(conn).connect in OWN_CONNECT,
+            pool,
         )
 
     cdef object _pool_of(self, manager, str url):
@@ -202,16 +219,22 @@ cdef class Lane:
         if cached is None:
             return None
         pool = manager.pools.get(cached[0])
+        if pool is None:
+            return None
+        cls = pool.ConnectionCls
         if (
-            pool is None
+            type(pool) not in OWN_POOLS
+            or cls not in OWN_CONNECTIONS
             or pool.proxy is not None
             or pool._trace_now is not None
             or pool._limiter is not None
             or pool._check_conn
             or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
+            or getattr(pool._get_conn, "__func__", None) is not OWN_GET_CONN
             or type(pool)._validate_conn not in OWN_VALIDATE_CONN
-            or pool.ConnectionCls.request is not OWN_REQUEST
+            or cls.request is not OWN_REQUEST
+            or cls.render_request is not OWN_RENDER_REQUEST
         ):
             return None
         return pool, target
@@ -224,14 +247,14 @@ cdef class Lane:
             conn = queue.checkout(0.0)
         except Exception:
             return None
-        if conn is None:
-            pool._put_conn(None)
-            return None
         try:
-            if conn.sock is None or conn._readable_now():
+            if conn is None:
+                conn = pool._new_conn()
+            elif not conn.is_connected:
                 conn = pool._ready(pool, conn, 0.0)
         except BaseException as e:
-            conn.close()
+            if conn is not None:
+                conn.close()
             pool._put_conn(None)
             if isinstance(e, Exception):
                 return False
@@ -250,7 +273,7 @@ cdef class Lane:
             or type(conn.sock) is FailedSocket
             or pool._trace_now is not None
             or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
             or pool._log.isEnabledFor(_DEBUG)
         ):
             return None
@@ -259,11 +282,10 @@ cdef class Lane:
             return None
         data = conn._rest
         cdef Py_ssize_t used = exchange.head_size
-        cdef Py_ssize_t end
         status = head.status
         framing = head.framing
         if framing == "length":
-            end = used + <Py_ssize_t>head.content_length
+            end = used + head.content_length  # (a Python int: no overflow)
         elif framing == "none":
             end = used
         else:

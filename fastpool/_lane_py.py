@@ -24,17 +24,23 @@ from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
+from . import connection
 from ._failed_socket import FailedSocket
 from ._loop import Exchange, new_exchange
 from ._patches import STOCK_URLOPEN
-from .connection import RENDERED, default_user_agent
+from .connection import RENDERED
 from .light import LightResponse
 from .pool import (
     OWN_CONNECT,
+    OWN_CONNECTIONS,
+    OWN_GET_CONN,
+    OWN_POOLS,
+    OWN_RENDER_REQUEST,
     OWN_REQUEST,
+    OWN_URLOPEN,
     OWN_VALIDATE_CONN,
+    PLAIN_FIT,
     PLAIN_ORIGIN_FORM,
-    HTTPConnectionPool,
     TotalLeft,
     connect_in_worker,
     no_status_retry,
@@ -50,8 +56,6 @@ LANE_ARGUMENTS = frozenset(
     + ("body", "preload_content")
 )
 _REDIRECTS = HTTPResponse.REDIRECT_STATUSES
-_POOL_URLOPEN = HTTPConnectionPool.urlopen
-_PLAIN_FIT = HTTPConnectionPool._fit
 
 
 def plain_origin_form(target: Any) -> bool:
@@ -61,9 +65,10 @@ def plain_origin_form(target: Any) -> bool:
 
 
 class Lane:
-    """One map's plainest hops, for ``manager`` (a PoolManager whose own ``urlopen`` and
-    ``connection_from_host`` are ``urlopen`` and ``connection_from_host``: a subclass's or a
-    patch's must see each request, so the lane steps aside)."""
+    """One map's plainest hops, for ``manager``: a PoolManager itself (not a subclass), whose
+    ``urlopen`` and ``connection_from_host`` are ``urlopen`` and ``connection_from_host``,
+    fastpool's own as imported (a patch's must see each request, so the lane steps aside).
+    Given None for them, it begins no hop and only finishes light answers."""
 
     __slots__ = ("_connection_from_host", "_retry_of", "_urlopen", "manager")
 
@@ -82,7 +87,12 @@ class Lane:
         url = job.url
         # A GET with no body and no headers (the manager's own included), whose other
         # arguments only time it, retry it or follow its redirects; read whole.
-        if job.method != "GET" or type(url) is not str or not LANE_ARGUMENTS.issuperset(kw):
+        if (
+            self._urlopen is None
+            or job.method != "GET"
+            or type(url) is not str
+            or not LANE_ARGUMENTS.issuperset(kw)
+        ):
             return None
         headers = kw.get("headers")
         if (
@@ -107,15 +117,35 @@ class Lane:
         conn = self._checkout(pool)
         if conn is None or conn is False:
             return conn
-        queue = pool.pool
-        conn._loop_queue = queue
+        conn._loop_queue = pool.pool
         try:
-            if type(pool)._fit is not _PLAIN_FIT:  # (the plain pool's fits every connection)
+            # HTTPConnectionPool._timeouts, inline for urlopen's default timeout; a timeout
+            # urllib3 refuses gives the connection back unused, as _loop_begin does
+            timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
+            last = pool._last_timeout
+            if (
+                timeout is Timeout.DEFAULT_TIMEOUT
+                and last[0] is pool.timeout
+                and type(last[0]) is Timeout
+                and last[0].total is None
+                and last[1] == socket.getdefaulttimeout()
+            ):
+                connect_timeout, read = last[2], last[3]
+            else:
+                connect_timeout, read, total = pool._timeouts(timeout)
+                if total is not None:
+                    read = TotalLeft(total)
+        except BaseException:
+            pool._put_conn(conn)
+            raise
+        try:
+            if type(pool)._fit is not PLAIN_FIT:  # (the plain pool's fits every connection)
                 pool._fit(conn)
             data = None
             host = conn._host_value
             if host is not None and host[0] is None:  # (no tunnel: no proxy)
-                template = RENDERED.get(("GET", host[1], default_user_agent))
+                # render_request's template, as it looks it up
+                template = RENDERED.get(("GET", host[1], connection.default_user_agent))
                 if template is not None:
                     data = b"".join((template[0], target.encode("ascii"), template[1]))
             if data is None:
@@ -124,21 +154,6 @@ class Lane:
             # The template and a plain target render no refused head: anything is a failure.
             pool._close_and_free(conn)
             raise
-        # HTTPConnectionPool._timeouts, inline for urlopen's default timeout
-        timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
-        last = pool._last_timeout
-        if (
-            timeout is Timeout.DEFAULT_TIMEOUT
-            and last[0] is pool.timeout
-            and type(last[0]) is Timeout
-            and last[0].total is None
-            and last[1] == socket.getdefaulttimeout()
-        ):
-            connect_timeout, read = last[2], last[3]
-        else:
-            connect_timeout, read, total = pool._timeouts(timeout)
-            if total is not None:
-                read = TotalLeft(total)
         conn.timeout = connect_timeout
         job.conn = pool
         job.target = target
@@ -160,7 +175,8 @@ class Lane:
     def _pool_of(manager: Any, url: str) -> tuple[Any, str] | None:
         """The pool and target of ``url`` when its origin is known and its target plain
         (``PoolManager._split_url``'s first way, then ``connection_from_host``'s cache), and
-        the pool's steps are its own, untraced and uncapped; else None."""
+        the pool and its connections are fastpool's own classes with their own steps,
+        untraced and uncapped; else None."""
         slash = url.find("/", 8)
         if slash <= 0:
             return None
@@ -176,15 +192,19 @@ class Lane:
         pool = manager.pools.get(cached[0])
         if (
             pool is None
+            or type(pool) not in OWN_POOLS
+            or pool.ConnectionCls not in OWN_CONNECTIONS
             # HTTPConnectionPool._loop_begin's checks
             or pool.proxy is not None
             or pool._trace_now is not None
             or pool._limiter is not None
             or pool._check_conn
             or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
+            or getattr(pool._get_conn, "__func__", None) is not OWN_GET_CONN
             or type(pool)._validate_conn not in OWN_VALIDATE_CONN
             or pool.ConnectionCls.request is not OWN_REQUEST
+            or pool.ConnectionCls.render_request is not OWN_RENDER_REQUEST
         ):
             return None
         return pool, target
@@ -193,7 +213,7 @@ class Lane:
     def _checkout(pool: Any) -> Any:
         """An idle connection of ``pool``, checked for liveness as ``_get_conn`` checks it
         (closed, for the loop to dial again, when the server dropped it); None: no idle one,
-        nothing taken; False: reviving it failed, its slot given back (``urlopen`` meets it
+        nothing taken; False: the checkout failed, its slot given back (``urlopen`` meets it
         again, as ``_loop_checkout`` leaves it)."""
         queue = pool.pool
         if not queue.idle:
@@ -202,14 +222,14 @@ class Lane:
             conn = queue.checkout(0.0)
         except Exception:  # noqa: BLE001 - closed meanwhile: the general steps meet it again
             return None
-        if conn is None:  # another thread took the idle one: this slot is a dial's
-            pool._put_conn(None)
-            return None
         try:
-            if conn.sock is None or conn._readable_now():  # not is_connected
+            if conn is None:  # another thread took the idle one: a slot to dial, as _get_conn
+                conn = pool._new_conn()
+            elif not conn.is_connected:
                 conn = pool._ready(pool, conn, 0.0)  # closed: the loop dials it again
         except BaseException as e:
-            conn.close()
+            if conn is not None:
+                conn.close()
             pool._put_conn(None)
             if isinstance(e, Exception):
                 return False
@@ -235,7 +255,7 @@ class Lane:
             or type(conn.sock) is FailedSocket
             or pool._trace_now is not None
             or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not _POOL_URLOPEN
+            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
             or pool._log.isEnabledFor(logging.DEBUG)
         ):
             return None

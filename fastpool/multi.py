@@ -718,15 +718,18 @@ class ManagerDriver:
     def _through_urlopen(self, job: _ManagerJob, remaining: float | None) -> Any:
         """The whole request through the manager's ``urlopen`` as ``PoolManager.request``
         hands it over, for a subclass's or a patch's ``urlopen`` to see (its timeouts narrowed
-        to ``remaining`` seconds when given). It follows the redirects itself: nothing after
-        it does."""
+        to ``remaining`` seconds when given: each hop's, as the redirects and retries run
+        inside that ``urlopen``). It follows the redirects itself: nothing after it does."""
         kw = {k: v for k, v in job.kw.items() if k not in ("assert_same_host", "redirect")}
         if remaining is not None:
             timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
             if timeout is Timeout.DEFAULT_TIMEOUT:
                 timeout = self.manager.connection_pool_kw.get("timeout", timeout)
             kw["timeout"] = narrow_timeout(timeout, remaining)
+            # and the wait at a cap (None: the pools' own pool_timeout, the manager's setting)
             wait = kw.get("pool_timeout")
+            if wait is None:
+                wait = self.manager._pool_options.get("pool_timeout")
             limit = max(remaining, 0.001)
             kw["pool_timeout"] = limit if wait is None else min(wait, limit)
         redirect, job.redirect = job.redirect, False

@@ -187,6 +187,10 @@ def _replayable(method: str, body: Any, headers: Mapping[str, str] | None) -> bo
     )
 
 
+#: urllib3's Retry.is_retry as imported (a patch on the class is not the stock one)
+_STOCK_IS_RETRY = Retry.is_retry
+
+
 def no_status_retry(retries: Retry, status: int) -> bool:
     """True when the stock ``Retry.is_retry`` is certain to say no for ``status`` (no
     ``status_forcelist`` entry, no status that ``Retry-After`` may make retryable): the common
@@ -194,7 +198,7 @@ def no_status_retry(retries: Retry, status: int) -> bool:
     return (
         # not overridden by a subclass nor replaced on the instance (vars() is not read: that
         # would turn a plain object's compact attribute layout into a dict)
-        getattr(retries.is_retry, "__func__", None) is Retry.is_retry
+        getattr(retries.is_retry, "__func__", None) is _STOCK_IS_RETRY
         and not (retries.status_forcelist and status in retries.status_forcelist)
         and status not in retries.RETRY_AFTER_STATUS_CODES
     )
@@ -965,7 +969,8 @@ class HTTPConnectionPool(RequestMethods):
         it) nor overridden or patched on this pool. Otherwise it must see every request."""
         return (
             _U3Pool.urlopen is STOCK_URLOPEN
-            and getattr(self.urlopen, "__func__", None) is HTTPConnectionPool.urlopen
+            # (fastpool's own as imported: a patch on the class is not)
+            and getattr(self.urlopen, "__func__", None) is OWN_URLOPEN
         )
 
     def _loop_begin(
@@ -1018,6 +1023,13 @@ class HTTPConnectionPool(RequestMethods):
         if conn is None or conn is False:
             return conn  # None: no free connection now; False: urlopen's to handle
         try:
+            # a timeout urllib3 refuses (urlopen refuses it before any checkout): the
+            # connection goes back unused
+            connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
+        except BaseException:
+            self._put_conn(conn)
+            raise
+        try:
             self._fit(conn)
             if tunnel and conn.sock is None:
                 self._set_tunnel(conn)  # before rendering: Host names the tunnel's far end
@@ -1032,7 +1044,6 @@ class HTTPConnectionPool(RequestMethods):
         except BaseException:
             self._close_and_free(conn)
             raise
-        connect_timeout, read_timeout, timeout_obj = self._timeouts(timeout)
         read: Any = read_timeout
         if timeout_obj is not None:
             # With a total, the read timeout is what the connect left of it, read once
@@ -1801,6 +1812,15 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 OWN_VALIDATE_CONN = (HTTPConnectionPool._validate_conn, HTTPSConnectionPool._validate_conn)
 OWN_REQUEST = HTTPConnection.request
 OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
+#: fastpool's own steps as imported, for the checks that a request may skip them (a patch on
+#: a class, a subclass's override, must see it): urlopen, the checkout, the plain pool's fit
+OWN_URLOPEN = HTTPConnectionPool.urlopen
+OWN_GET_CONN = HTTPConnectionPool._get_conn
+OWN_RENDER_REQUEST = HTTPConnection.render_request
+PLAIN_FIT = HTTPConnectionPool._fit
+#: the pool and connection classes whose every step the multiplexed map's lane knows
+OWN_POOLS = (HTTPConnectionPool, HTTPSConnectionPool)
+OWN_CONNECTIONS = (HTTPConnection, HTTPSConnection)
 
 #: Another name for the pool of one origin, as the design documents call it.
 HostPool = HTTPConnectionPool

@@ -759,8 +759,9 @@ class PoolManager(RequestMethods):
                 self,
                 light,
                 on_body is not None,
-                # the plainest hops in one call each way, while these steps are ours
-                Lane(self, PoolManager.urlopen, PoolManager.connection_from_host),
+                # the plainest hops in one call each way, while the manager's steps are
+                # fastpool's own (a subclass's or a patch's must see every request)
+                Lane(self, *(_OWN_STEPS if type(self) is PoolManager else (None, None))),
             ),
             requests,
             concurrency=concurrency,
@@ -771,6 +772,10 @@ class PoolManager(RequestMethods):
             deadline=deadline,
             on_body=on_body,
         )
+
+
+#: PoolManager's urlopen and connection_from_host as imported (a patch on the class is not)
+_OWN_STEPS = (PoolManager.urlopen, PoolManager.connection_from_host)
 
 
 class ProxyManager(PoolManager):

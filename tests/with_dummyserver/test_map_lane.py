@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -119,6 +120,8 @@ def plain_and_not(http: str) -> list[Any]:
         ("GET", f"{http}/bytes/3", {"headers": {"X-A": "1"}}),  # headers of its own
         ("GET", f"{http}/bytes/3", {"preload_content": True}),
         ("GET", f"{http}/bytes/3", {"decode_content": False}),  # another argument
+        ("GET", f"{http}/echo", {"chunked": True}),  # its framing is in the head
+        ("GET", f"{http}/echo", {"body": b"x"}),
         ("HEAD", f"{http}/bytes/3"),
         ("DELETE", f"{http}/bytes/3"),
     ]
@@ -251,3 +254,140 @@ def test_the_lane_steps_aside_for_a_patched_manager_urlopen(
         assert [r.error for r in results] == [None] * 3
         assert urlopen.call_count == 3  # sent whole through the patch, each of them
         assert counted.begun and not any(counted.begun)  # the lane took none
+
+
+def test_the_lane_sends_the_target_the_general_steps_send() -> None:
+    # A raw server keeps each request head it read: the same bytes with the lane and without
+    # (a fragment stays with the client, an escape or a dot segment takes urllib3's way).
+    server = OneShotServer()
+    server.payload = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    targets = ["a", "a?b=c", "a#frag", "a?b#frag", "%41", "./a", "b/../a", "a?x=%2F", "~a"]
+    try:
+        heads = {}
+        for kind in (Counted, Off):
+            server.heads.clear()
+            with lane(kind):
+                Counted.begun, Counted.finished = [], []
+                rounds = [[server.url + "warm"], *([server.url + t] for t in targets)]
+                run_maps(fastpool.PoolManager, rounds, 0.05, light=True)
+                if kind is Counted:
+                    taken = list(Counted.begun)
+            heads[kind] = list(server.heads)
+        assert True in taken  # the lane took some of them
+    finally:
+        server.close()
+    assert heads[Counted] == heads[Off]
+    assert len(heads[Off]) == 1 + len(targets)
+
+
+def timed_outcomes(base: str, kind: type) -> list[str]:
+    """Each timed request's outcome, through the Lane ``kind``; each on an idle connection
+    (a timed-out request closes its own), so that the lane may take it."""
+    slow = f"{base}/slow?delay=0.4"
+    seen: list[str] = []
+    with lane(kind), fastpool.PoolManager(retries=False) as manager:
+
+        def warm() -> None:
+            # an idle connection (after the server's last slow answer: it answers in turn)
+            assert [r.error for r in manager.map([f"{base}/bytes/1"])] == [None]
+
+        def timed(item: Any) -> None:
+            Counted.begun, Counted.finished = [], []
+            seen.extend(type(r.error).__name__ for r in manager.map([item]))
+            if kind is Counted:
+                assert Counted.begun == [True], item  # the lane took it
+
+        pool = manager.connection_from_url(slow)
+        pool.timeout = Timeout(read=0.1)  # set after the pool was made
+        warm()
+        timed(slow)
+        warm()
+        pool.timeout = Timeout()  # the socket default (none), read at each request
+        timed(slow)
+        warm()
+        default = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(0.1)
+        try:
+            timed(slow)
+        finally:
+            socket.setdefaulttimeout(default)
+        for item in (
+            ("GET", slow, {"timeout": 0.1}),
+            ("GET", slow, {"timeout": Timeout(total=0.1)}),
+            slow,
+        ):
+            warm()
+            timed(item)
+    return seen
+
+
+def test_the_lane_reads_the_timeouts_at_each_request(app_server: AppServer) -> None:
+    # A pool's timeout set after its connections were made, and the socket module's default,
+    # are read at each request on the lane as on the general steps.
+    with_lane = timed_outcomes(app_server.url, Counted)
+    assert with_lane == timed_outcomes(app_server.url, Off)
+    # with no timeout, a request waits
+    assert with_lane == ["ReadTimeoutError", "NoneType"] + ["ReadTimeoutError"] * 3 + ["NoneType"]
+
+
+@pytest.mark.parametrize("kind", [Counted, Off], ids=["lane", "general"])
+def test_a_timeout_urllib3_refuses_takes_no_slot(app_server: AppServer, kind: type) -> None:
+    url = f"{app_server.url}/bytes/3"
+    # (a slot leaked would make the last request wait: a second, then PoolTimeoutError)
+    with lane(kind), fastpool.PoolManager(maxsize=1, block=True, pool_timeout=1) as manager:
+        Counted.begun, Counted.finished = [], []
+        list(manager.map([url]))  # an idle connection for the lane
+        items = [("GET", url, {"timeout": (3, 10)}), ("GET", url, {"timeout": -1}), url]
+        results = list(manager.map(items, concurrency=1))
+        pool = manager.connection_from_url(url)
+        assert [type(r.error).__name__ for r in results] == ["ValueError", "ValueError", "NoneType"]
+        assert (pool.pool.in_use, pool.pool.idle) == (0, 1)  # the one connection, given back
+        assert pool.num_connections == 1
+
+
+def test_the_lane_steps_aside_for_subclasses_and_patched_classes(
+    app_server: AppServer, counted: type[Counted]
+) -> None:
+    url = f"{app_server.url}/bytes/4"
+    calls: list[str] = []
+
+    class CountingPool(fastpool.HTTPConnectionPool):
+        def _get_conn(self, timeout: Any = None) -> Any:
+            calls.append("_get_conn")
+            return super()._get_conn(timeout)
+
+    class CountingConnection(fastpool.connection.HTTPConnection):
+        @property
+        def is_connected(self) -> bool:
+            calls.append("is_connected")
+            return bool(super().is_connected)
+
+    class PoolOfCountingConnections(fastpool.HTTPConnectionPool):
+        ConnectionCls = CountingConnection
+
+    def wrapped(own: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return own(*args, **kwargs)
+
+        return call
+
+    cases: list[tuple[str, Callable[[fastpool.PoolManager], Any]]] = [
+        ("a pool subclass's _get_conn", lambda m: setattr(m, "pool_classes_by_scheme", {"http": CountingPool})),
+        ("a connection class's is_connected", lambda m: setattr(m, "pool_classes_by_scheme", {"http": PoolOfCountingConnections})),
+        ("PoolManager.urlopen patched on the class", lambda m: mock.patch.object(fastpool.PoolManager, "urlopen", wrapped(fastpool.PoolManager.urlopen, "urlopen"))),
+        ("PoolManager.connection_from_host patched on the class", lambda m: mock.patch.object(fastpool.PoolManager, "connection_from_host", wrapped(fastpool.PoolManager.connection_from_host, "connection_from_host"))),
+        ("a pool's _get_conn patched on it", lambda m: mock.patch.object(m.connection_from_url(url), "_get_conn", wrapped(m.connection_from_url(url)._get_conn, "_get_conn"))),
+        ("HTTPConnectionPool.urlopen patched on the class", lambda m: mock.patch.object(fastpool.HTTPConnectionPool, "urlopen", wrapped(fastpool.HTTPConnectionPool.urlopen, "urlopen"))),
+    ]  # fmt: skip
+    for name, setup in cases:
+        with fastpool.PoolManager() as manager:
+            patch = setup(manager)
+            with patch if patch is not None else contextlib.nullcontext():
+                list(manager.map([url] * 2, concurrency=2, light=True))  # idle connections
+                calls.clear()
+                counted.begun.clear()
+                results = list(manager.map([url] * 4, concurrency=2, light=True))
+                assert [r.error for r in results] == [None] * 4, name
+                assert not any(counted.begun), name
+                assert len(calls) >= 4, (name, calls)  # it saw every request
