@@ -17,17 +17,14 @@ holds it to them side by side, and every map test runs through it."""
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
 
-from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from . import connection
 from ._failed_socket import FailedSocket
 from ._loop import Exchange, new_exchange
-from ._patches import STOCK_URLOPEN
 from .connection import RENDERED
 from .light import LightResponse
 from .pool import (
@@ -37,7 +34,6 @@ from .pool import (
     OWN_POOLS,
     OWN_RENDER_REQUEST,
     OWN_REQUEST,
-    OWN_URLOPEN,
     OWN_VALIDATE_CONN,
     PLAIN_FIT,
     PLAIN_ORIGIN_FORM,
@@ -119,22 +115,13 @@ class Lane:
             return conn
         conn._loop_queue = pool.pool
         try:
-            # HTTPConnectionPool._timeouts, inline for urlopen's default timeout; a timeout
+            # urlopen's timeouts (the compiled twin reads the cached ones inline); a timeout
             # urllib3 refuses gives the connection back unused, as _loop_begin does
-            timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
-            last = pool._last_timeout
-            if (
-                timeout is Timeout.DEFAULT_TIMEOUT
-                and last[0] is pool.timeout
-                and type(last[0]) is Timeout
-                and last[0].total is None
-                and last[1] == socket.getdefaulttimeout()
-            ):
-                connect_timeout, read = last[2], last[3]
-            else:
-                connect_timeout, read, total = pool._timeouts(timeout)
-                if total is not None:
-                    read = TotalLeft(total)
+            connect_timeout, read, total = pool._timeouts(
+                kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
+            )
+            if total is not None:
+                read = TotalLeft(total)
         except BaseException:
             pool._put_conn(conn)
             raise
@@ -199,8 +186,7 @@ class Lane:
             or pool._trace_now is not None
             or pool._limiter is not None
             or pool._check_conn
-            or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
+            or not pool._urlopen_is_ours()
             or getattr(pool._get_conn, "__func__", None) is not OWN_GET_CONN
             or type(pool)._validate_conn not in OWN_VALIDATE_CONN
             or pool.ConnectionCls.request is not OWN_REQUEST
@@ -254,8 +240,7 @@ class Lane:
             or conn.sock is None
             or type(conn.sock) is FailedSocket
             or pool._trace_now is not None
-            or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
+            or not pool._urlopen_is_ours()
             or pool._log.isEnabledFor(logging.DEBUG)
         ):
             return None
