@@ -12,6 +12,10 @@ The map clients (``session-map``, ``pm-map``, ``pm-light``) run each count as on
 many requests, 64 in flight to the one host, after a map that dials every connection; every
 result is checked for an error (a failed request would count as a cheap one).
 
+``session-objects`` sends nothing: it builds what requests' API hands back for one
+``Session.map`` result (the PreparedRequest and the Response around a copy of a raw response),
+the part of ``session-map``'s count no engine can save.
+
 With ``--unique``, every request has a URL of its own (``/100b?n=<count>``), as a crawl's do:
 caches keyed by the URL (its parse, its encoded target) then never answer, and the count is
 what a new URL costs.
@@ -49,6 +53,8 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "session-map": ("fastpool.Session.map, 64 in flight", None),
     "pm-map": ("fastpool.PoolManager.map, 64 in flight", None),
     "pm-light": ("fastpool.PoolManager.map(light=True), 64 in flight", None),
+    # no request sent: the objects requests' API hands back for one Session.map result
+    "session-objects": ("requests' objects of a Session.map result, nothing sent", None),
 }
 MAP_CLIENTS = frozenset(("session-map", "pm-map", "pm-light"))
 MAP_CONCURRENCY = 64
@@ -66,6 +72,8 @@ def _client(key: str, url: str) -> Callable[[str], Any]:
     if key in ("requests", "session"):
         session = requests.Session() if key == "requests" else fastpool.Session()
         return lambda u: session.get(u).content
+    if key == "session-objects":
+        return _objects_client(url)
     if key in ("stock-send", "send"):
         adapter = requests.adapters.HTTPAdapter() if key == "stock-send" else fastpool.HTTPAdapter()
         with requests.Session() as session:
@@ -78,6 +86,35 @@ def _client(key: str, url: str) -> Callable[[str], Any]:
         return send
     manager = urllib3.PoolManager() if key == "urllib3" else fastpool.PoolManager()
     return lambda u: manager.request("GET", u).data
+
+
+def _objects_client(url: str) -> Callable[[str], Any]:
+    """What ``Session.map`` builds for one result, with nothing sent: the PreparedRequest
+    (from the Session's preparer: its headers, cookie jar and hooks) and the Response (its
+    headers and cookie jar, as the adapter assembles it) around a copy of a real raw response;
+    held 64 at a time, as the map holds its requests in flight."""
+    sys.path.insert(0, str(HERE.parent))  # this checkout's fastpool
+    import fastpool
+    from fastpool.response import HTTPResponse
+
+    session = fastpool.Session()
+    first = session.get(url)
+    adapter = session.get_adapter(url)
+    raw_state = dict(first.raw.__dict__)
+    held: list[Any] = []
+
+    def build(u: str) -> Any:
+        prep = session._prepare_get(u)
+        raw = HTTPResponse.__new__(HTTPResponse)
+        raw.__dict__.update(raw_state)
+        response = adapter._fast_response(prep, raw)
+        response._content = first.content
+        held.append(response)
+        if len(held) == MAP_CONCURRENCY:
+            held.clear()
+        return response
+
+    return build
 
 
 def _map_client(key: str) -> Callable[[Iterable[str]], Any]:

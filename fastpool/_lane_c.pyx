@@ -14,7 +14,7 @@ from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "own_plain_pool", "plain_origin_form")
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
 # fastpool loads, before the modules these come from can be. The functions to compare with are
@@ -23,7 +23,7 @@ cdef bint _loaded = False
 cdef object new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse, _connection
 cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_REQUEST
 cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft
-cdef object connect_in_worker, _REDIRECTS
+cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
@@ -38,13 +38,14 @@ cdef _load():
     global _loaded, new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse
     global _connection, OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS
     global OWN_RENDER_REQUEST, OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT
-    global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY
+    global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
     FailedSocket = _failed_socket.FailedSocket
     STOCK_URLOPEN = _patches.STOCK_URLOPEN
     RENDERED = connection.RENDERED
+    PAIR_STORE_TYPES = connection.PAIR_STORE_TYPES
     _connection = connection  # its default_user_agent is read at each request, as render's
     LightResponse = light.LightResponse
     OWN_CONNECT = pool.OWN_CONNECT
@@ -97,6 +98,166 @@ cdef inline bint _no_status_retry(retries, status) except -1:
     )
 
 
+cdef bint _own_plain_pool(pool) except -1:
+    cls = pool.ConnectionCls
+    return (
+        type(pool) in OWN_POOLS
+        and cls in OWN_CONNECTIONS
+        and pool.proxy is None
+        and pool._trace_now is None
+        and pool._limiter is None
+        and _U3Pool.urlopen is STOCK_URLOPEN
+        and getattr(pool.urlopen, "__func__", None) is OWN_URLOPEN
+        and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
+        and type(pool)._validate_conn in OWN_VALIDATE_CONN
+        and cls.request is OWN_REQUEST
+        and cls.render_request is OWN_RENDER_REQUEST
+    )
+
+
+def own_plain_pool(pool):
+    """Whether the lane may take a hop to ``pool`` (see the twin)."""
+    if not _loaded:
+        _load()
+    return _own_plain_pool(pool)
+
+
+cdef object _checkout(pool):
+    queue = pool.pool
+    if not queue.idle:
+        return None
+    try:
+        conn = queue.checkout(0.0)
+    except Exception:
+        return None
+    try:
+        if conn is None:
+            conn = pool._new_conn()
+        elif pool._check_conn or not conn.is_connected:
+            conn = pool._ready(pool, conn, 0.0)
+    except BaseException as e:
+        if conn is not None:
+            conn.close()
+        pool._put_conn(None)
+        if isinstance(e, Exception):
+            return False
+        raise
+    return conn
+
+
+cdef object _timeouts_of(pool, timeout):
+    """pool._timeouts(timeout), its cached answer inline; (connect, read or TotalLeft)."""
+    cdef tuple last = pool._last_timeout
+    fixed = pool.timeout if timeout is _DEFAULT_TIMEOUT else timeout
+    if (
+        last[0] is fixed
+        and type(fixed) is Timeout
+        and fixed.total is None
+        and last[1] == socket.getdefaulttimeout()
+    ):
+        return last[2], last[3]
+    connect_timeout, read, total = pool._timeouts(timeout)
+    if total is not None:
+        read = TotalLeft(total)
+    return connect_timeout, read
+
+
+cdef bint _all_str(tuple pairs) except -1:
+    # connection._all_str: every name and value an exact str
+    for pair in pairs:
+        if (
+            type(pair) is not tuple
+            or len(<tuple>pair) != 2
+            or type((<tuple>pair)[0]) is not str
+            or type((<tuple>pair)[1]) is not str
+        ):
+            return False
+    return True
+
+
+cdef object _rendered(conn, str target, headers):
+    """render_request's kept head for a GET of ``target`` with ``headers``, as it looks it
+    up (RENDERED without headers, the connection's _kept_head with them); None: render_request
+    itself is to render it."""
+    host = conn._host_value
+    if host is None or (<tuple>host)[0] is not None:  # (a tunnel: render_request's)
+        return None
+    if type(headers) in PAIR_STORE_TYPES:
+        pairs = tuple(headers._store.values())
+    elif not headers:
+        pairs = ()
+    else:
+        return None
+    if not pairs:
+        template = RENDERED.get(("GET", (<tuple>host)[1], _connection.default_user_agent))
+        if template is None:
+            return None
+        return (<tuple>template)[0] + target.encode("ascii") + (<tuple>template)[1]
+    kept = conn._kept_head
+    if kept is None or not _all_str(<tuple>pairs):
+        return None
+    if (<tuple>kept)[0] != ("GET", (<tuple>host)[1], _connection.default_user_agent, pairs):
+        return None
+    return (<tuple>kept)[1] + target.encode("ascii") + (<tuple>kept)[2]
+
+
+def begin_on(pool, target, headers, timeout, bint read_body):
+    """``pool._loop_begin("GET", target, None, headers, False, timeout, read_body)`` in one
+    call: an Exchange, False, or None (not taken; see the twin)."""
+    if not _loaded:
+        _load()
+    if (
+        headers is None
+        or type(target) is not str
+        or "/." in <str>target
+        or not _plain_origin_form(<str>target)
+        or not _own_plain_pool(pool)
+    ):
+        return None
+    return _begin_at(pool, <str>target, headers, timeout, read_body)
+
+
+cdef object _begin_at(pool, str target, headers, timeout, bint read_body):
+    """The pool's half of a lane hop, its checks passed (see the twin)."""
+    conn = _checkout(pool)
+    if conn is None or conn is False:
+        return conn
+    conn._loop_queue = pool.pool
+    try:
+        connect_timeout, read = _timeouts_of(pool, timeout)
+    except BaseException:
+        pool._put_conn(conn)
+        raise
+    try:
+        if type(pool)._fit is not PLAIN_FIT:
+            pool._fit(conn)
+        data = _rendered(conn, target, headers)
+        if data is None:
+            data = conn.render_request("GET", target, None, headers)
+    except (ValueError, TypeError):
+        if conn.head_refused:
+            conn.head_refused = False
+            pool._put_conn(conn)
+            return False
+        pool._close_and_free(conn)
+        raise
+    except BaseException:
+        pool._close_and_free(conn)
+        raise
+    conn.timeout = connect_timeout
+    return new_exchange(
+        conn,
+        "GET",
+        data,
+        read,
+        read_body,
+        connect_in_worker,
+        conn.requests > 0,
+        type(conn).connect in OWN_CONNECT,
+        pool,
+    )
+
+
 cdef class Lane:
     """One map's plainest hops (see the twin)."""
 
@@ -145,65 +306,15 @@ cdef class Lane:
         if found is None:
             return None
         pool, target = <tuple>found
-        conn = self._checkout(pool)
-        if conn is None or conn is False:
-            return conn
-        conn._loop_queue = pool.pool
-        try:
-            timeout = (<dict>kw).get("timeout", _DEFAULT_TIMEOUT)
-            last = pool._last_timeout
-            if (
-                timeout is _DEFAULT_TIMEOUT
-                and (<tuple>last)[0] is pool.timeout
-                and type((<tuple>last)[0]) is Timeout
-                and (<tuple>last)[0].total is None
-                and (<tuple>last)[1] == socket.getdefaulttimeout()
-            ):
-                connect_timeout = (<tuple>last)[2]
-                read = (<tuple>last)[3]
-            else:
-                connect_timeout, read, total = pool._timeouts(timeout)
-                if total is not None:
-                    read = TotalLeft(total)
-        except BaseException:
-            pool._put_conn(conn)
-            raise
-        try:
-            if type(pool)._fit is not PLAIN_FIT:
-                pool._fit(conn)
-            data = None
-            host = conn._host_value
-            if host is not None and (<tuple>host)[0] is None:
-                template = RENDERED.get(
-                    ("GET", (<tuple>host)[1], _connection.default_user_agent)
-                )
-                if template is not None:
-                    data = (
-                        (<tuple>template)[0]
-                        + (<str>target).encode("ascii")
-                        + (<tuple>template)[1]
-                    )
-            if data is None:
-                data = conn.render_request("GET", target)
-        except BaseException:
-            pool._close_and_free(conn)
-            raise
-        conn.timeout = connect_timeout
-        job.conn = pool
-        job.target = target
-        kw["assert_same_host"] = False
-        kw["redirect"] = False
-        return new_exchange(
-            conn,
-            "GET",
-            data,
-            read,
-            True,
-            connect_in_worker,
-            conn.requests > 0,
-            type(conn).connect in OWN_CONNECT,
-            pool,
+        exchange = _begin_at(
+            pool, <str>target, headers, (<dict>kw).get("timeout", _DEFAULT_TIMEOUT), True
         )
+        if exchange is not None and exchange is not False:
+            job.conn = pool
+            job.target = target
+            kw["assert_same_host"] = False
+            kw["redirect"] = False
+        return exchange
 
     cdef object _pool_of(self, manager, str url):
         cdef Py_ssize_t slash = url.find("/", 8)
@@ -219,47 +330,9 @@ cdef class Lane:
         if cached is None:
             return None
         pool = manager.pools.get(cached[0])
-        if pool is None:
-            return None
-        cls = pool.ConnectionCls
-        if (
-            type(pool) not in OWN_POOLS
-            or cls not in OWN_CONNECTIONS
-            or pool.proxy is not None
-            or pool._trace_now is not None
-            or pool._limiter is not None
-            or pool._check_conn
-            or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
-            or getattr(pool._get_conn, "__func__", None) is not OWN_GET_CONN
-            or type(pool)._validate_conn not in OWN_VALIDATE_CONN
-            or cls.request is not OWN_REQUEST
-            or cls.render_request is not OWN_RENDER_REQUEST
-        ):
+        if pool is None or not _own_plain_pool(pool):
             return None
         return pool, target
-
-    cdef object _checkout(self, pool):
-        queue = pool.pool
-        if not queue.idle:
-            return None
-        try:
-            conn = queue.checkout(0.0)
-        except Exception:
-            return None
-        try:
-            if conn is None:
-                conn = pool._new_conn()
-            elif not conn.is_connected:
-                conn = pool._ready(pool, conn, 0.0)
-        except BaseException as e:
-            if conn is not None:
-                conn.close()
-            pool._put_conn(None)
-            if isinstance(e, Exception):
-                return False
-            raise
-        return conn
 
     def finish(self, job, exchange):
         """The answer the loop read for ``job`` as a LightResponse, or None (see the twin)."""

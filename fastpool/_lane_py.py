@@ -10,9 +10,15 @@ template, the timeouts. :meth:`Lane.finish` ends a ``light=True`` hop whose answ
 nothing more than its bytes: the connection checked in, a
 :class:`~fastpool.light.LightResponse` made.
 
+:func:`begin_on` is the pool's half of :meth:`Lane.begin`, for ``Session.map``: once
+``HTTPAdapter._loop_begin`` has found a GET's pool its own way, the checkout, the timeouts and
+the head (from the one render_request kept on the connection for the same headers) in one call
+instead of ``HTTPConnectionPool._loop_begin``.
+
 Anything else, and anything a tool patched, is left to the general steps (None): the lane only
 ever decides what those steps would have decided. ``tests/with_dummyserver/test_map_lane.py``
-holds it to them side by side, and every map test runs through it."""
+and ``test_session_map_lane.py`` hold it to them side by side, and every map test runs
+through it."""
 
 from __future__ import annotations
 
@@ -22,10 +28,8 @@ from typing import Any
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
-from . import connection
 from ._failed_socket import FailedSocket
 from ._loop import Exchange, new_exchange
-from .connection import RENDERED
 from .light import LightResponse
 from .pool import (
     OWN_CONNECT,
@@ -43,7 +47,7 @@ from .pool import (
 )
 from .response import HTTPResponse
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "own_plain_pool", "plain_origin_form")
 
 #: the urlopen arguments a hop may carry and still take the lane (a body only when None,
 #: preload_content only when True); any other takes the general steps
@@ -58,6 +62,123 @@ def plain_origin_form(target: Any) -> bool:
     """Whether ``target`` is one ``PLAIN_ORIGIN_FORM`` matches whole (the compiled twin scans
     its characters; ``tests/unit/test_lane.py`` holds the two alike)."""
     return type(target) is str and PLAIN_ORIGIN_FORM.fullmatch(target) is not None
+
+
+def own_plain_pool(pool: Any) -> bool:
+    """Whether the lane may take a hop to ``pool``: fastpool's own pool and connection classes
+    with their own steps (``HTTPConnectionPool._loop_begin``'s checks), untraced, without a
+    proxy or a global cap.
+
+    The steps a tool may patch are urllib3's and requests' names (``urlopen``, ``_get_conn``,
+    ``_validate_conn``, the connection's ``request``) and ``render_request``: a patch of any of
+    them, on the class or on the pool, makes the lane step aside. fastpool's own private steps
+    behind them (``_loop_begin``, ``_timeouts``, ``_fit``, ``_target``) are not places to
+    patch: the lane takes their decisions itself (the compiled twin reads ``_timeouts``'
+    cached answer inline)."""
+    return (
+        type(pool) in OWN_POOLS
+        and pool.ConnectionCls in OWN_CONNECTIONS
+        and pool.proxy is None
+        and pool._trace_now is None
+        and pool._limiter is None
+        and pool._urlopen_is_ours()
+        and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
+        and type(pool)._validate_conn in OWN_VALIDATE_CONN
+        and pool.ConnectionCls.request is OWN_REQUEST
+        and pool.ConnectionCls.render_request is OWN_RENDER_REQUEST
+    )
+
+
+def _checkout(pool: Any) -> Any:
+    """An idle connection of ``pool``, made ready as ``_get_conn`` makes it (expired or dropped
+    by the server: closed, for the loop to dial again); None: no idle one, nothing taken;
+    False: the checkout failed, its slot given back (``urlopen`` meets it again, as
+    ``_loop_checkout`` leaves it)."""
+    queue = pool.pool
+    if not queue.idle:
+        return None  # a connection to dial: the general steps
+    try:
+        conn = queue.checkout(0.0)
+    except Exception:  # noqa: BLE001 - closed meanwhile: the general steps meet it again
+        return None
+    try:
+        if conn is None:  # another thread took the idle one: a slot to dial, as _get_conn
+            conn = pool._new_conn()
+        elif pool._check_conn or not conn.is_connected:
+            conn = pool._ready(pool, conn, 0.0)  # _revive: expired or dropped, it is closed
+    except BaseException as e:
+        if conn is not None:
+            conn.close()
+        pool._put_conn(None)
+        if isinstance(e, Exception):
+            return False
+        raise
+    return conn
+
+
+def begin_on(
+    pool: Any, target: Any, headers: Any, timeout: Any, read_body: bool
+) -> Exchange | bool | None:
+    """``pool._loop_begin("GET", target, None, headers, False, timeout, read_body)`` in one
+    call, for a hop whose pool its caller found (``HTTPAdapter._loop_begin``: the Session's
+    map): an Exchange, or False, as that returns them; None: not taken (a target that is not
+    plain, a pool the lane does not take, no idle connection), the general steps decide."""
+    if (
+        headers is None  # (the pool's headers then)
+        or type(target) is not str
+        or "/." in target
+        or not plain_origin_form(target)
+        or not own_plain_pool(pool)
+    ):
+        return None
+    return _begin_at(pool, target, headers, timeout, read_body)
+
+
+def _begin_at(
+    pool: Any, target: str, headers: Any, timeout: Any, read_body: bool
+) -> Exchange | bool | None:
+    """The pool's half of a lane hop, its checks passed: the checkout, the timeouts, the
+    head, the Exchange (what ``_loop_begin`` does past its checks)."""
+    conn = _checkout(pool)
+    if conn is None or conn is False:
+        return conn
+    conn._loop_queue = pool.pool
+    try:
+        # urlopen's timeouts (the compiled twin reads the cached ones inline); a timeout
+        # urllib3 refuses gives the connection back unused, as _loop_begin does
+        connect_timeout, read, total = pool._timeouts(timeout)
+        if total is not None:
+            read = TotalLeft(total)
+    except BaseException:
+        pool._put_conn(conn)
+        raise
+    try:
+        if type(pool)._fit is not PLAIN_FIT:  # (the plain pool's fits every connection)
+            pool._fit(conn)
+        data = conn.render_request("GET", target, None, headers)
+    except (ValueError, TypeError):
+        if conn.head_refused:  # a header refused: urlopen refuses it again, with this error
+            conn.head_refused = False
+            pool._put_conn(conn)
+            return False
+        pool._close_and_free(conn)
+        raise
+    except BaseException:
+        pool._close_and_free(conn)
+        raise
+    conn.timeout = connect_timeout
+    exchange: Exchange = new_exchange(
+        conn,
+        "GET",
+        data,
+        read,
+        read_body,
+        connect_in_worker,  # dial
+        conn.requests > 0,  # replay: a GET without a body, Go's rule allows it
+        type(conn).connect in OWN_CONNECT,  # direct: the loop may dial it itself
+        pool,  # tag
+    )
+    return exchange
 
 
 class Lane:
@@ -110,53 +231,15 @@ class Lane:
         if found is None:
             return None
         pool, target = found
-        conn = self._checkout(pool)
-        if conn is None or conn is False:
-            return conn
-        conn._loop_queue = pool.pool
-        try:
-            # urlopen's timeouts (the compiled twin reads the cached ones inline); a timeout
-            # urllib3 refuses gives the connection back unused, as _loop_begin does
-            connect_timeout, read, total = pool._timeouts(
-                kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
-            )
-            if total is not None:
-                read = TotalLeft(total)
-        except BaseException:
-            pool._put_conn(conn)
-            raise
-        try:
-            if type(pool)._fit is not PLAIN_FIT:  # (the plain pool's fits every connection)
-                pool._fit(conn)
-            data = None
-            host = conn._host_value
-            if host is not None and host[0] is None:  # (no tunnel: no proxy)
-                # render_request's template, as it looks it up
-                template = RENDERED.get(("GET", host[1], connection.default_user_agent))
-                if template is not None:
-                    data = b"".join((template[0], target.encode("ascii"), template[1]))
-            if data is None:
-                data = conn.render_request("GET", target)
-        except BaseException:
-            # The template and a plain target render no refused head: anything is a failure.
-            pool._close_and_free(conn)
-            raise
-        conn.timeout = connect_timeout
-        job.conn = pool
-        job.target = target
-        kw["assert_same_host"] = False  # as PoolManager.urlopen passes a hop on
-        kw["redirect"] = False
-        return new_exchange(
-            conn,
-            "GET",
-            data,
-            read,
-            True,  # read_body
-            connect_in_worker,  # dial
-            conn.requests > 0,  # replay: a GET without a body, Go's rule allows it
-            type(conn).connect in OWN_CONNECT,  # direct: the loop may dial it itself
-            pool,  # tag
+        exchange = _begin_at(
+            pool, target, headers, kw.get("timeout", Timeout.DEFAULT_TIMEOUT), True
         )
+        if exchange is not None and exchange is not False:
+            job.conn = pool
+            job.target = target
+            kw["assert_same_host"] = False  # as PoolManager.urlopen passes a hop on
+            kw["redirect"] = False
+        return exchange
 
     @staticmethod
     def _pool_of(manager: Any, url: str) -> tuple[Any, str] | None:
@@ -177,50 +260,9 @@ class Lane:
         if cached is None:
             return None
         pool = manager.pools.get(cached[0])
-        if (
-            pool is None
-            or type(pool) not in OWN_POOLS
-            or pool.ConnectionCls not in OWN_CONNECTIONS
-            # HTTPConnectionPool._loop_begin's checks
-            or pool.proxy is not None
-            or pool._trace_now is not None
-            or pool._limiter is not None
-            or pool._check_conn
-            or not pool._urlopen_is_ours()
-            or getattr(pool._get_conn, "__func__", None) is not OWN_GET_CONN
-            or type(pool)._validate_conn not in OWN_VALIDATE_CONN
-            or pool.ConnectionCls.request is not OWN_REQUEST
-            or pool.ConnectionCls.render_request is not OWN_RENDER_REQUEST
-        ):
+        if pool is None or not own_plain_pool(pool):
             return None
         return pool, target
-
-    @staticmethod
-    def _checkout(pool: Any) -> Any:
-        """An idle connection of ``pool``, checked for liveness as ``_get_conn`` checks it
-        (closed, for the loop to dial again, when the server dropped it); None: no idle one,
-        nothing taken; False: the checkout failed, its slot given back (``urlopen`` meets it
-        again, as ``_loop_checkout`` leaves it)."""
-        queue = pool.pool
-        if not queue.idle:
-            return None  # a connection to dial: the general steps
-        try:
-            conn = queue.checkout(0.0)
-        except Exception:  # noqa: BLE001 - closed meanwhile: the general steps meet it again
-            return None
-        try:
-            if conn is None:  # another thread took the idle one: a slot to dial, as _get_conn
-                conn = pool._new_conn()
-            elif not conn.is_connected:
-                conn = pool._ready(pool, conn, 0.0)  # closed: the loop dials it again
-        except BaseException as e:
-            if conn is not None:
-                conn.close()
-            pool._put_conn(None)
-            if isinstance(e, Exception):
-                return False
-            raise
-        return conn
 
     def finish(self, job: Any, exchange: Exchange) -> LightResponse | None:
         """The answer the loop read for ``job``, as a LightResponse, its connection handed

@@ -682,18 +682,24 @@ class HTTPAdapter(_stock.HTTPAdapter):
             return False
         body = request.body
         try:
-            exchange = conn._loop_begin(
-                request.method,  # type: ignore[arg-type]
-                url,
-                body,
-                request.headers,  # type: ignore[arg-type]
-                not (body is None or "Content-Length" in request.headers),
-                resolved_timeout,
-                not stream,
-                wait=wait,
-                pool_timeout=self._pool_timeout,
-                limit=limit,
-            )
+            exchange = None
+            if not wait and body is None and request.method == "GET":
+                # the plainest hop in one call (fastpool._lane), else the general steps
+                begin_on = _lane_begin_on()
+                exchange = begin_on(conn, url, request.headers, resolved_timeout, not stream)
+            if exchange is None:
+                exchange = conn._loop_begin(
+                    request.method,  # type: ignore[arg-type]
+                    url,
+                    body,
+                    request.headers,  # type: ignore[arg-type]
+                    not (body is None or "Content-Length" in request.headers),
+                    resolved_timeout,
+                    not stream,
+                    wait=wait,
+                    pool_timeout=self._pool_timeout,
+                    limit=limit,
+                )
         except Exception as err:
             mapped = _to_requests_error(err, request)
             if mapped is None:
@@ -909,6 +915,20 @@ class HTTPAdapter(_stock.HTTPAdapter):
         if "set-cookie" in store or "set-cookie2" in store:
             extract_cookies_to_jar(cookies, request, resp)
         return response
+
+
+_begin_on: Any = None
+
+
+def _lane_begin_on() -> Any:
+    """``fastpool._lane.begin_on``, imported by the first map (one request never loads the
+    multiplexed loop)."""
+    global _begin_on
+    if _begin_on is None:
+        from ._lane import begin_on
+
+        _begin_on = begin_on
+    return _begin_on
 
 
 @functools.lru_cache(maxsize=_ORIGIN_CACHE_SIZE)  # a few distinct values serve a whole crawl

@@ -239,6 +239,13 @@ class HTTPConnection:
         self._answer: list[Any] | None = None
         self._poller: Any = None
         self._host_value: tuple[str | None, str] | None = None
+        #: render_request's head of the last request with headers of its own that were all
+        #: exact str: (method, Host, User-Agent, the (name, value) pairs), the bytes before the
+        #: target and the bytes after it. One per connection, not a shared table: a crawl's
+        #: requests on one connection carry the same headers, and a header that changes each
+        #: time (a token, a cookie) is neither kept past the connection nor made to pay for a
+        #: table it never hits.
+        self._kept_head: tuple[tuple[Any, ...], bytes, bytes] | None = None
         #: The context for TLS to an ``https://`` proxy (prepared by the pool, or built once).
         self.proxy_ssl_context: ssl.SSLContext | None = None
 
@@ -678,20 +685,28 @@ class HTTPConnection:
     ) -> bytes:
         """The bytes :meth:`request` would write, without writing them (the multiplexed loop
         sends them itself). A file-like or iterable body is read here, into memory."""
-        plain = (
-            body is None
-            and not headers
-            and not chunked
-            and type(url) is str
-            and _PLAIN_TARGET.fullmatch(url) is not None
-        )
-        if plain:
-            # Without a body or headers of its own, the head follows from the method, the
-            # target, the Host value and the User-Agent: the same but for the target.
-            key = (method, self._host_header(url), default_user_agent)
+        key: Any = None  # the RENDERED key of a request without headers
+        head_key: tuple[Any, ...] | None = None  # the _kept_head key of one with headers
+        if body is None and not chunked and type(url) is str and _PLAIN_TARGET.fullmatch(url):
+            # Without a body, the head follows from the method, the target, the Host value,
+            # the User-Agent and the caller's header pairs: the same but for the target.
+            if type(headers) in PAIR_STORE_TYPES:
+                # private: fastpool._thirdparty
+                pairs = tuple(headers._store.values())  # type: ignore[union-attr]
+                if not pairs:
+                    key = (method, self._host_header(url), default_user_agent)
+                elif _all_str(pairs):  # (an equal str subclass may write other bytes)
+                    head_key = (method, self._host_header(url), default_user_agent, pairs)
+            elif not headers:
+                key = (method, self._host_header(url), default_user_agent)
+        if key is not None:
             template = RENDERED.get(key)
             if template is not None:
                 return b"".join((template[0], url.encode("ascii"), template[1]))
+        elif head_key is not None:
+            kept = self._kept_head
+            if kept is not None and kept[0] == head_key:
+                return b"".join((kept[1], url.encode("ascii"), kept[2]))
         # request() itself, writing into a recorder: one code path for the bytes, and none
         # added to request()'s.
         sock = self.sock
@@ -703,13 +718,17 @@ class HTTPConnection:
             self.sock = sock
             self.request_started = False
         data = b"".join(recorder.parts)
-        if plain and type(method) is str:
+        if (key is not None or head_key is not None) and type(method) is str:
             prefix = f"{method} {url}".encode("ascii", "replace")
             # (the request line as write_request_head wrote it, or no template)
             if data.startswith(prefix + b" HTTP/1.1\r\n"):
-                if len(RENDERED) >= _RENDERED_SIZE:
-                    RENDERED.clear()
-                RENDERED[key] = (data[: len(method) + 1], data[len(prefix) :])
+                before, after = data[: len(method) + 1], data[len(prefix) :]
+                if head_key is not None:
+                    self._kept_head = (head_key, before, after)
+                elif key is not None:
+                    if len(RENDERED) >= _RENDERED_SIZE:
+                        RENDERED.clear()
+                    RENDERED[key] = (before, after)
         return data
 
     def _body_framing(
@@ -908,6 +927,15 @@ class _Recorder:
 
 _HAS_FRAMING = HAS_CONTENT_LENGTH | HAS_TRANSFER_ENCODING
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
+def _all_str(pairs: Any) -> bool:
+    """Whether every item of these header pairs is a pair of exact str (a name and a value)."""
+    return all(
+        type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str
+        for pair in pairs
+    )
+
 
 #: Mapping types whose ``_store`` maps a lower-case name to its ``(name, value)`` pair, read
 #: directly instead of through ``items()`` (the Mapping machinery costs microseconds a request).

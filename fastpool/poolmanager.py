@@ -436,6 +436,7 @@ class PoolManager(RequestMethods):
         if not host:
             raise LocationValueError("No host specified.")
         scheme = scheme or "http"
+        key_cache = self._key_cache
         try:
             cache_key: Any = (
                 scheme,
@@ -443,17 +444,14 @@ class PoolManager(RequestMethods):
                 port,
                 tuple(pool_kwargs.items()) if pool_kwargs else None,
             )
-            hash(cache_key)
-        except TypeError:
-            cache_key = None
-        key_cache = self._key_cache
-        if cache_key is not None:
-            cached = key_cache.get(cache_key)
-            if cached is not None:
-                pool = self.pools.get(cached[0])
-                if pool is not None:
-                    return pool
-                return self.connection_from_pool_key(cached[0], dict(cached[1]))
+            cached = key_cache.get(cache_key)  # (hashed once: a tuple keeps no hash)
+        except TypeError:  # an unhashable setting: no cache for it
+            cache_key = cached = None
+        if cached is not None:
+            pool = self.pools.get(cached[0])
+            if pool is not None:
+                return pool
+            return self.connection_from_pool_key(cached[0], dict(cached[1]))
         generation = self._generation[0]  # before the settings are read
         request_context = self._merge_pool_kwargs(pool_kwargs)
         request_context["scheme"] = scheme

@@ -197,6 +197,39 @@ def test_the_lane_revives_a_connection_the_server_dropped(counted: type[Counted]
     assert (requests, connections, idle, in_use, stale) == (3, 1, 1, 0, 2)
 
 
+def test_the_lane_expires_idle_connections_as_the_general_steps(
+    app_server: AppServer, counted: type[Counted]
+) -> None:
+    # A pool with an idle_timeout checks each idle connection out through _revive: expired
+    # (idle longer than the timeout, after a pause) it is closed and dialed again, on the lane
+    # as on the general steps.
+    url = f"{app_server.url}/bytes/10"
+    rounds = [[url] * 4, [url] * 4, [url] * 4]
+
+    def make() -> fastpool.PoolManager:
+        return fastpool.PoolManager(maxsize=4, idle_timeout=0.05)
+
+    def expired(manager: Any) -> list[int]:
+        return [pool.expired_idle for pool in manager.pools.values()]
+
+    outcomes = {}
+    for kind in (Counted, Off):
+        with lane(kind):
+            Counted.begun, Counted.finished = [], []
+            with make() as manager:
+                seen_rounds = []
+                for n, items in enumerate(rounds):
+                    if n:
+                        time.sleep(0.15)  # every idle connection expires
+                    seen_rounds.append(sorted(seen(r) for r in manager.map(items, concurrency=4)))
+                outcomes[kind] = (seen_rounds, counters(manager), expired(manager))
+            if kind is Counted:
+                taken = list(Counted.begun)
+    assert outcomes[Counted] == outcomes[Off]
+    assert True in taken  # the lane took the hops that found an idle connection
+    assert outcomes[Off][2][0] > 0  # and connections expired
+
+
 def test_the_lane_steps_aside_for_what_it_must_not_decide(
     app_server: AppServer, counted: type[Counted]
 ) -> None:
@@ -210,7 +243,6 @@ def test_the_lane_steps_aside_for_what_it_must_not_decide(
         trace = Trace()
         trace.add("*", lambda event: events.append(event.name))
         yield "trace", fastpool.PoolManager(trace=trace), lambda: None
-        yield "idle_timeout", fastpool.PoolManager(idle_timeout=60.0), lambda: None
         yield "max_connections", fastpool.PoolManager(max_connections=8), lambda: None
         # a tool's patch of connection_from_host on the manager sees every request
         manager = fastpool.PoolManager()
