@@ -14,7 +14,7 @@ from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "own_plain_pool", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
 # fastpool loads, before the modules these come from can be. The functions to compare with are
@@ -98,6 +98,11 @@ cdef inline bint _no_status_retry(retries, status) except -1:
     )
 
 
+cdef inline bint _lane_target(str target):
+    # a target the lane takes as it is (see the twin)
+    return "/." not in target and _plain_origin_form(target)
+
+
 cdef bint _own_plain_pool(pool) except -1:
     cls = pool.ConnectionCls
     return (
@@ -113,13 +118,6 @@ cdef bint _own_plain_pool(pool) except -1:
         and cls.request is OWN_REQUEST
         and cls.render_request is OWN_RENDER_REQUEST
     )
-
-
-def own_plain_pool(pool):
-    """Whether the lane may take a hop to ``pool`` (see the twin)."""
-    if not _loaded:
-        _load()
-    return _own_plain_pool(pool)
 
 
 cdef object _checkout(pool):
@@ -209,8 +207,7 @@ def begin_on(pool, target, headers, timeout, bint read_body):
     if (
         headers is None
         or type(target) is not str
-        or "/." in <str>target
-        or not _plain_origin_form(<str>target)
+        or not _lane_target(<str>target)
         or not _own_plain_pool(pool)
     ):
         return None
@@ -324,7 +321,7 @@ cdef class Lane:
         if origin is None:
             return None
         target = url[slash:]
-        if "/." in target or not _plain_origin_form(target):
+        if not _lane_target(target):
             return None
         cached = manager._key_cache.get((*origin, None))
         if cached is None:

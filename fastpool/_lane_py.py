@@ -47,7 +47,7 @@ from .pool import (
 )
 from .response import HTTPResponse
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "own_plain_pool", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
 
 #: the urlopen arguments a hop may carry and still take the lane (a body only when None,
 #: preload_content only when True); any other takes the general steps
@@ -64,7 +64,13 @@ def plain_origin_form(target: Any) -> bool:
     return type(target) is str and PLAIN_ORIGIN_FORM.fullmatch(target) is not None
 
 
-def own_plain_pool(pool: Any) -> bool:
+def _lane_target(target: Any) -> bool:
+    """Whether the lane takes ``target`` as it is: plain origin-form, no dot segment (which
+    urllib3 would remove)."""
+    return "/." not in target and plain_origin_form(target)
+
+
+def _own_plain_pool(pool: Any) -> bool:
     """Whether the lane may take a hop to ``pool``: fastpool's own pool and connection classes
     with their own steps (``HTTPConnectionPool._loop_begin``'s checks), untraced, without a
     proxy or a global cap.
@@ -126,9 +132,8 @@ def begin_on(
     if (
         headers is None  # (the pool's headers then)
         or type(target) is not str
-        or "/." in target
-        or not plain_origin_form(target)
-        or not own_plain_pool(pool)
+        or not _lane_target(target)
+        or not _own_plain_pool(pool)
     ):
         return None
     return _begin_at(pool, target, headers, timeout, read_body)
@@ -254,13 +259,13 @@ class Lane:
         if origin is None:
             return None
         target = url[slash:]
-        if "/." in target or not plain_origin_form(target):
+        if not _lane_target(target):
             return None
         cached = manager._key_cache.get((*origin, None))
         if cached is None:
             return None
         pool = manager.pools.get(cached[0])
-        if pool is None or not own_plain_pool(pool):
+        if pool is None or not _own_plain_pool(pool):
             return None
         return pool, target
 

@@ -690,15 +690,16 @@ class HTTPConnection:
         if body is None and not chunked and type(url) is str and _PLAIN_TARGET.fullmatch(url):
             # Without a body, the head follows from the method, the target, the Host value,
             # the User-Agent and the caller's header pairs: the same but for the target.
+            pairs: tuple[Any, ...] | None = None  # None: another mapping, rendered each time
             if type(headers) in PAIR_STORE_TYPES:
                 # private: fastpool._thirdparty
                 pairs = tuple(headers._store.values())  # type: ignore[union-attr]
-                if not pairs:
-                    key = (method, self._host_header(url), default_user_agent)
-                elif _all_str(pairs):  # (an equal str subclass may write other bytes)
-                    head_key = (method, self._host_header(url), default_user_agent, pairs)
             elif not headers:
+                pairs = ()
+            if pairs == ():
                 key = (method, self._host_header(url), default_user_agent)
+            elif pairs and _all_str(pairs):  # (an equal str subclass may write other bytes)
+                head_key = (method, self._host_header(url), default_user_agent, pairs)
         if key is not None:
             template = RENDERED.get(key)
             if template is not None:
