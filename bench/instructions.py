@@ -20,7 +20,17 @@ With ``--unique``, every request has a URL of its own (``/100b?n=<count>``), as 
 caches keyed by the URL (its parse, its encoded target) then never answer, and the count is
 what a new URL costs.
 
-``python bench/instructions.py [--clients KEY ...] [--small N] [--large N] [--unique]`` needs valgrind
+With ``--https``, the requests go to nginx's HTTPS port, verified against the bench's CA (the
+managers' ``ca_certs``, the adapters' ``verify``, and ``REQUESTS_CA_BUNDLE`` for the Sessions,
+as requests reads it): the count then includes OpenSSL's work in the process (about 11k a
+request).
+
+Counts move by a few thousand with things that are not the code on the path: the hash seed
+(fixed here), and where the checkout is (the same code counted 1.4k apart in two directories).
+Compare two versions in the same directory (a ``git worktree`` swapped in place, or one
+checkout rebuilt), and over a few seeds where a difference is under 2%.
+
+``python bench/instructions.py [--clients KEY ...] [--small N] [--large N] [--unique] [--https]`` needs valgrind
 (Debian's ``valgrind`` package) and nginx (bench/nginx/run.sh installs it). About 20 s a client.
 """
 
@@ -40,6 +50,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WARM_UP = 50
+#: --https: the CA the measured process verifies nginx's certificate with
+_CA_VARIABLE = "FASTPOOL_BENCH_CA"
 
 #: key -> (label, the reference key its ratio is taken against, or None)
 CLIENTS: dict[str, tuple[str, str | None]] = {
@@ -69,6 +81,7 @@ def _client(key: str, url: str) -> Callable[[str], Any]:
     sys.path.insert(0, str(HERE.parent))  # this checkout's fastpool
     import fastpool
 
+    ca = os.environ.get(_CA_VARIABLE)  # --https: the bench's CA (else the defaults)
     if key in ("requests", "session"):
         session = requests.Session() if key == "requests" else fastpool.Session()
         return lambda u: session.get(u).content
@@ -81,10 +94,10 @@ def _client(key: str, url: str) -> Callable[[str], Any]:
 
         def send(u: str) -> Any:
             prepared.url = u
-            return adapter.send(prepared).content
+            return adapter.send(prepared, verify=ca or True).content
 
         return send
-    manager = urllib3.PoolManager() if key == "urllib3" else fastpool.PoolManager()
+    manager = (urllib3.PoolManager if key == "urllib3" else fastpool.PoolManager)(ca_certs=ca)
     return lambda u: manager.request("GET", u).data
 
 
@@ -128,7 +141,9 @@ def _map_client(key: str) -> Callable[[Iterable[str]], Any]:
         results = lambda urls: session.map(urls, concurrency=MAP_CONCURRENCY)
         body = "content"
     else:
-        manager = fastpool.PoolManager(maxsize=MAP_CONCURRENCY)
+        manager = fastpool.PoolManager(
+            maxsize=MAP_CONCURRENCY, ca_certs=os.environ.get(_CA_VARIABLE)
+        )
         light = key == "pm-light"
         results = lambda urls: manager.map(urls, concurrency=MAP_CONCURRENCY, light=light)
         body = "data"
@@ -167,8 +182,9 @@ def child(key: str, url: str, n: int, unique: bool) -> None:
         run(u)
 
 
-def count(key: str, url: str, n: int, unique: bool = False) -> int:
-    """Instructions callgrind counted for a whole child process doing ``n`` requests."""
+def count(key: str, url: str, n: int, unique: bool = False, ca: str | None = None) -> int:
+    """Instructions callgrind counted for a whole child process doing ``n`` requests (``ca``:
+    the CA to verify an HTTPS ``url`` with)."""
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, str(Path(__file__).resolve()), "--child", key, url, str(n),
@@ -176,6 +192,8 @@ def count(key: str, url: str, n: int, unique: bool = False) -> int:
     ]  # fmt: skip
     # A fixed hash seed: str hashes decide dict layouts, which move counts by a few thousand.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if ca is not None:
+        env[_CA_VARIABLE] = env["REQUESTS_CA_BUNDLE"] = ca
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=600, check=False, env=env
     )
@@ -186,11 +204,12 @@ def count(key: str, url: str, n: int, unique: bool = False) -> int:
 
 
 def measure(
-    url: str, keys: list[str], small: int, large: int, unique: bool = False
+    url: str, keys: list[str], small: int, large: int, unique: bool = False, ca: str | None = None
 ) -> dict[str, float]:
     """Instructions per request for each client key."""
     return {
-        key: (count(key, url, large, unique) - count(key, url, small, unique)) / (large - small)
+        key: (count(key, url, large, unique, ca) - count(key, url, small, unique, ca))
+        / (large - small)
         for key in keys
     }
 
@@ -220,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--unique", action="store_true", help="a URL of its own for every request, as a crawl"
     )
+    parser.add_argument(
+        "--https", action="store_true", help="over HTTPS, verified against the bench's CA"
+    )
     options = parser.parse_args(args)
     if not 1 <= options.small < options.large <= 100_000:
         parser.error("need 1 <= --small < --large <= 100000")
@@ -230,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with NginxServer(RUN_ROOT / "nginx-instructions", hosts=0) as nginx:
         per_request = measure(
-            nginx.http_url + "/100b",
+            (nginx.https_url if options.https else nginx.http_url) + "/100b",
             options.clients,
             options.small,
             options.large,
             options.unique,
+            nginx.ca_bundle if options.https else None,
         )
     print(format_table(per_request))
     return 0

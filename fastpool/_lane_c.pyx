@@ -14,6 +14,8 @@ from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
+from .tls import has_buffered_bytes
+
 __all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
@@ -23,7 +25,8 @@ cdef bint _loaded = False
 cdef object new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse, _connection
 cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_REQUEST
 cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft
-cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES
+cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED, stock_tls
+cdef object OWN_CHECKIN_FINISHED
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
@@ -39,9 +42,11 @@ cdef _load():
     global _connection, OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS
     global OWN_RENDER_REQUEST, OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
+    global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, stock_tls
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
+    stock_tls = _loop_c.stock_tls
     FailedSocket = _failed_socket.FailedSocket
     STOCK_URLOPEN = _patches.STOCK_URLOPEN
     RENDERED = connection.RENDERED
@@ -57,6 +62,8 @@ cdef _load():
     OWN_URLOPEN = pool.OWN_URLOPEN
     OWN_VALIDATE_CONN = pool.OWN_VALIDATE_CONN
     PLAIN_FIT = pool.PLAIN_FIT
+    OWN_IS_CONNECTED = pool.OWN_IS_CONNECTED
+    OWN_CHECKIN_FINISHED = pool.OWN_CHECKIN_FINISHED
     TotalLeft = pool.TotalLeft
     connect_in_worker = pool.connect_in_worker
     _REDIRECTS = response.HTTPResponse.REDIRECT_STATUSES
@@ -120,6 +127,51 @@ cdef bint _own_plain_pool(pool) except -1:
     )
 
 
+cdef bint _buffered(sock) except -1:
+    # has_buffered_bytes(sock) for a socket that is not a plain one
+    tls = stock_tls(sock)
+    if tls is None:
+        return has_buffered_bytes(sock)
+    return tls.pending() > 0
+
+
+cdef bint _is_connected(conn) except -1:
+    """``conn.is_connected``: HTTPConnection's steps inline (``_readable_now``, a private
+    step), unless the class's property is patched."""
+    if type(conn).is_connected is not OWN_IS_CONNECTED:
+        return conn.is_connected
+    sock = conn.sock
+    if sock is None:
+        return False
+    if conn._rest or (type(sock) is not socket.socket and _buffered(sock)):
+        return False
+    poller = conn._poller
+    if poller is None:
+        return not conn._readable_now()  # (makes the connection's poller)
+    return not poller.poll(0)
+
+
+cdef _checkin_finished(pool, conn, bint keep_alive):
+    """``pool._checkin_finished(conn, keep_alive, conn._loop_queue)``, its steps inline when
+    the pool's class has fastpool's own (a subclass's override or a patch is called: finish
+    serves pools the lane did not check out from)."""
+    queue = conn._loop_queue
+    if type(pool)._checkin_finished is not OWN_CHECKIN_FINISHED:
+        pool._checkin_finished(conn, keep_alive, queue)
+        return
+    sock = conn.sock
+    if (
+        queue is pool.pool
+        and keep_alive
+        and conn.reusable
+        and (type(sock) is socket.socket or not _buffered(sock))
+    ):
+        conn.requests += 1
+        pool._put_conn(conn)
+    else:
+        pool._close_and_free(conn, queue)
+
+
 cdef object _checkout(pool):
     queue = pool.pool
     if not queue.idle:
@@ -131,7 +183,7 @@ cdef object _checkout(pool):
     try:
         if conn is None:
             conn = pool._new_conn()
-        elif pool._check_conn or not conn.is_connected:
+        elif pool._check_conn or not _is_connected(conn):
             conn = pool._ready(pool, conn, 0.0)
     except BaseException as e:
         if conn is not None:
@@ -374,7 +426,7 @@ cdef class Lane:
         conn.request_started = True
         conn.head_started = True
         pool.num_requests += 1
-        pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
+        _checkin_finished(pool, conn, head.keep_alive)
         return LightResponse(
             status, head.reason, head.version, head.headers, data[used:end], job.url
         )

@@ -80,7 +80,8 @@ def _own_plain_pool(pool: Any) -> bool:
     them, on the class or on the pool, makes the lane step aside. fastpool's own private steps
     behind them (``_loop_begin``, ``_timeouts``, ``_fit``, ``_target``) are not places to
     patch: the lane takes their decisions itself (the compiled twin reads ``_timeouts``'
-    cached answer inline)."""
+    cached answer inline, runs ``is_connected``'s steps inline unless the class's property is
+    patched, and ``_checkin_finished``'s unless the pool's class has its own or a patch)."""
     return (
         type(pool) in OWN_POOLS
         and pool.ConnectionCls in OWN_CONNECTIONS

@@ -25,13 +25,55 @@ from ._failed_socket import FailedSocket
 from ._http11_c import ChunkedDecoder, parse_response_head
 from . import _poller
 from ._poller import drops_closed, new_poller, poll_timeout, unpark_at_fork
+from .tls import STOCK_SSL_SOCKET, STOCK_TLS_STEPS
 
-__all__ = ("Exchange", "Loop", "new_exchange")
+__all__ = ("Exchange", "Loop", "new_exchange", "stock_tls")
 
 cdef tuple _STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 cdef Py_ssize_t _RECV_SIZE = 65536
 cdef frozenset _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
 cdef object _UNSET_TIMEOUT = None  # fastpool.connection's UNSET_TIMEOUT (see _unset_timeout)
+
+
+cdef object _SSL_EOF = ssl.SSL_ERROR_EOF
+
+
+cdef inline object _stock_tls(sock):
+    # fastpool.tls.stock_tls inline: the stdlib SSLSocket's session object, its methods unpatched
+    if type(sock) is not STOCK_SSL_SOCKET or STOCK_TLS_STEPS is None:
+        return None
+    cls = STOCK_SSL_SOCKET
+    cdef tuple steps = STOCK_TLS_STEPS
+    cdef dict own = sock.__dict__
+    if (
+        cls.recv_into is not steps[0]
+        or cls.read is not steps[1]
+        or cls.send is not steps[2]
+        or cls.pending is not steps[3]
+        or cls._checkClosed is not steps[4]
+        or "recv_into" in own
+        or "read" in own
+        or "send" in own
+        or "pending" in own
+        or "_checkClosed" in own
+    ):
+        return None
+    return sock._sslobj
+
+
+def stock_tls(sock):
+    """fastpool.tls.stock_tls, compiled (for _lane_c: one copy of the check in C)."""
+    return _stock_tls(sock)
+
+
+cdef inline Py_ssize_t _tls_recv_into(tls, sock, view) except -1:
+    # fastpool.tls.tls_recv_into inline: SSLSocket.read's steps
+    try:
+        return tls.read(_RECV_SIZE, view)
+    except ssl.SSLError as e:
+        if e.args[0] == _SSL_EOF and sock.suppress_ragged_eofs:
+            return 0
+        raise
 
 
 cdef inline object _unset_timeout():
@@ -517,9 +559,14 @@ cdef class Loop:
         sock = ex.conn.sock
         data = ex.data
         cdef Py_ssize_t size = len(data)
+        cdef bint buffered
+        tls = _stock_tls(sock)  # (see the twin)
         try:
             while ex.sent < size:
-                ex.sent += sock.send(data[ex.sent :])
+                if tls is None:
+                    ex.sent += sock.send(data[ex.sent :])
+                else:
+                    ex.sent += tls.write(data[ex.sent :])
         except (BlockingIOError, ssl.SSLWantWriteError):
             self._watch(ex, _WRITE)
             return
@@ -535,7 +582,11 @@ cdef class Loop:
         ex.state = _HEAD
         self._arm(ex)
         kind = type(sock)
-        if kind is socket.socket or (kind is ssl.SSLSocket and not sock.pending()):
+        if tls is not None:
+            buffered = tls.pending() > 0
+        else:
+            buffered = kind is not socket.socket and (kind is not ssl.SSLSocket or sock.pending())
+        if not buffered:
             self._watch(ex, _READ)  # nothing buffered above the kernel: wait for the answer
         else:
             self._receive(ex)  # decrypted bytes the poller cannot see, or another socket
@@ -603,9 +654,13 @@ cdef class Loop:
             return
         sock = ex.conn.sock
         view = self._view
+        tls = _stock_tls(sock)
         try:
             while True:
-                n = sock.recv_into(view, _RECV_SIZE)
+                if tls is None:
+                    n = sock.recv_into(view, _RECV_SIZE)
+                else:
+                    n = _tls_recv_into(tls, sock, view)
                 if not n:
                     if self._may_replay(ex):
                         self._replay(ex, RemoteDisconnected("closed before any answer byte"))

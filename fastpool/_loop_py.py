@@ -51,12 +51,13 @@ from ._poller import (
     unpark_at_fork,
 )
 from .connection import UNSET_TIMEOUT
+from .tls import stock_tls, tls_recv_into
 
 # A reused connection the server closed as we sent: the keep-alive replay's errors (the pool's
 # _STALE_ERRORS, for a receive).
 _STALE_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
-__all__ = ("Exchange", "Loop", "new_exchange")
+__all__ = ("Exchange", "Loop", "new_exchange", "stock_tls")
 
 _RECV_SIZE = 65536
 _RESET_ERRNOS = frozenset({104, 32, 54})  # ECONNRESET, EPIPE, (BSD) ECONNRESET
@@ -574,9 +575,14 @@ class Loop:
     def _send(self, ex: Exchange) -> None:
         sock = ex.conn.sock
         data = ex.data
+        # the stdlib's own TLS socket: its session object's write, as its send() calls it
+        tls = stock_tls(sock)
         try:
             while ex.sent < len(data):
-                ex.sent += sock.send(data[ex.sent :])
+                if tls is None:
+                    ex.sent += sock.send(data[ex.sent :])
+                else:
+                    ex.sent += tls.write(data[ex.sent :])
         except (BlockingIOError, ssl.SSLWantWriteError):
             self._watch(ex, WRITE)
             return
@@ -594,7 +600,11 @@ class Loop:
         ex.state = _HEAD
         self._arm(ex)
         kind = type(sock)
-        if kind is socket.socket or (kind is ssl.SSLSocket and not sock.pending()):
+        if tls is not None:
+            buffered = tls.pending() > 0
+        else:
+            buffered = kind is not socket.socket and (kind is not ssl.SSLSocket or sock.pending())
+        if not buffered:
             # Nothing is buffered above the kernel: wait for the answer (trying to read now
             # would fail with EAGAIN almost always, an exception per request).
             self._watch(ex, READ)
@@ -679,9 +689,13 @@ class Loop:
         sock = ex.conn.sock
         view = self._view
         got = False
+        tls = stock_tls(sock)
         try:
             while True:
-                n = sock.recv_into(view, _RECV_SIZE)
+                if tls is None:
+                    n = sock.recv_into(view, _RECV_SIZE)
+                else:
+                    n = tls_recv_into(tls, sock, view, _RECV_SIZE)
                 if not n:
                     if self._may_replay(ex):
                         self._replay(ex, RemoteDisconnected("closed before any answer byte"))

@@ -119,6 +119,7 @@ class SessionDriver:
             return e
 
     decode_body: bool | None = True  # as iter_content reads: decoded
+    plain_result = None  # every answer ends through Session.send's steps
 
     def body_of(self, response: Response) -> Any:
         """``Response.raw``: iter_content reads it too."""

@@ -83,6 +83,13 @@ class Driver(Protocol):
     def after(self, job: Any, outcome: Any) -> Result | None:
         """The job's result, or None when it has a next hop (a redirect to follow)."""
 
+    @property
+    def plain_result(self) -> Callable[[Any, Exchange], Result | None] | None:
+        """``plain_result(job, exchange)``: the job's result when the answer ``exchange`` read
+        needs nothing more (no next hop; what :meth:`send` then :meth:`after` would make of
+        it, an error it raised included), its connection handed back; None: :meth:`send`
+        finishes it. None (or no such attribute): never."""
+
     def retry(self, job: Any, retries: Any) -> None:
         """urllib3's ``Retry`` sends the job's hop again, counting with ``retries``."""
 
@@ -449,6 +456,14 @@ class _Run:
             expiry.pop(job, None)
             self.ready.append(result)
 
+    def _ended(self, job: Any, result: Result) -> None:
+        """The job is done: its ``result`` to be yielded."""
+        if self.expiry:
+            self.exchange_of.pop(job, None)
+            self.expiry.pop(job, None)
+        self.scheduler.done(job.host)
+        self.ready.append(result)
+
     def _read_body(self, body: Body) -> None:
         """Hand the pieces of ``body`` that have arrived to ``on_body``; then wait for more
         (in the loop, or after the next poll when its turn ended), or (at its end, or a
@@ -550,6 +565,7 @@ class _Run:
         turns = len(bodies)  # those whose turn ended before this poll go on after it
         if turns:
             wait = 0.0
+        plain_result = getattr(self.driver, "plain_result", None)
         for ex in self.loop.poll(wait):
             job = self.started.get(ex)
             if job is None:
@@ -557,6 +573,14 @@ class _Run:
             if type(ex.tag) is Body:
                 self._read_body(ex.tag)  # its socket is ready (or its read timed out)
                 continue
+            if plain_result is not None:
+                result = plain_result(job, ex)  # (never raises: an error is the result)
+                if result is not None:
+                    if ex.conn is not None:  # failed before taking it
+                        ex.tag._loop_abandon(ex)
+                    del self.started[ex]
+                    self._ended(job, result)
+                    continue
             outcome = self.driver.send(job, ex)
             # Its connection is the response's now, unless urlopen never took it (a tool
             # answered in its place, or finishing failed first): then it goes back here.
@@ -640,6 +664,7 @@ class ManagerDriver:
         #: the plainest hops' steps in one call each way (without the manager's own functions
         #: to check against, it begins none and only finishes light answers)
         self.lane = Lane(manager, None, None) if lane is None else lane
+        self.plain_result = self._light_result if light else None
 
     def new(self, given: Any) -> _ManagerJob:
         job = self._new(given)
@@ -774,13 +799,19 @@ class ManagerDriver:
                     scheme, host, port, _ = self.manager._split_url(job.url)
                     job.conn = self.manager.connection_from_host(host, port=port, scheme=scheme)
                     return job.conn.urlopen(job.method, target, **kw)
-            if self.light:
-                light = self.lane.finish(job, exchange)
-                if light is not None:
-                    return light
+            # (with light, plain_result has already offered it to the lane)
             return job.conn.urlopen(job.method, job.target, _exchange=exchange, **job.kw)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
+
+    def _light_result(self, job: _ManagerJob, exchange: Exchange) -> Result | None:
+        """``plain_result`` with ``light``: the lane's LightResponse (the plainest answer:
+        nothing to follow), as ``send`` and ``after`` would make it; None: not that answer."""
+        try:
+            light = self.lane.finish(job, exchange)
+        except Exception as e:  # noqa: BLE001 - the request's outcome, as send returns it
+            return Result(job.given, None, e)
+        return None if light is None else Result(job.given, light, None)
 
     def retry(self, job: _ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries

@@ -1818,6 +1818,9 @@ OWN_URLOPEN = HTTPConnectionPool.urlopen
 OWN_GET_CONN = HTTPConnectionPool._get_conn
 OWN_RENDER_REQUEST = HTTPConnection.render_request
 PLAIN_FIT = HTTPConnectionPool._fit
+#: the connection's liveness check, asked at each checkout (a property: the class holds it)
+OWN_IS_CONNECTED = vars(HTTPConnection)["is_connected"]
+OWN_CHECKIN_FINISHED = HTTPConnectionPool._checkin_finished
 #: the pool and connection classes whose every step the multiplexed map's lane knows
 OWN_POOLS = (HTTPConnectionPool, HTTPSConnectionPool)
 OWN_CONNECTIONS = (HTTPConnection, HTTPSConnection)

@@ -11,14 +11,19 @@ checks TLS itself:
 * :func:`context_for_proxy`: the proxy's context for a connection without a pool's;
 * :func:`wrap_and_verify`: the handshake, then a pinned fingerprint or ``assert_hostname``;
 * :class:`TLSInTLS`: a TLS session through another one (an ``https://`` proxy's tunnel);
-* :func:`has_buffered_bytes`: whether a TLS socket holds bytes a poll cannot see.
+* :func:`has_buffered_bytes`: whether a TLS socket holds bytes a poll cannot see;
+* :func:`stock_tls`: the TLS object under the stdlib's own ``SSLSocket``, for the loop to call
+  without that class's Python frames.
 """
 
 from __future__ import annotations
 
+import operator
 import socket
 import ssl
+import sys
 import threading
+import types
 import typing
 from typing import Any, Protocol
 
@@ -34,6 +39,8 @@ __all__ = (
     "has_buffered_bytes",
     "is_forwarding",
     "proxy_policy",
+    "stock_tls",
+    "tls_recv_into",
     "wrap_and_verify",
 )
 
@@ -363,6 +370,73 @@ def has_buffered_bytes(sock: Any) -> bool:
         return False
     pending = getattr(sock, "pending", None)
     return pending is not None and pending() > 0
+
+
+#: the stdlib ``SSLSocket``'s methods the loop stands in for: for the calls it makes (a length,
+#: no flags), each calls its ``_sslobj``'s ``read``, ``write`` or ``pending`` (reading a ragged
+#: EOF as an end when ``suppress_ragged_eofs``), on every Python from 3.9 to 3.13 (read there;
+#: a later one keeps calling the socket's methods until its ``ssl.py`` is read too)
+STOCK_TLS_METHODS = ("recv_into", "read", "send", "pending", "_checkClosed")
+
+
+def _stdlib_steps() -> tuple[Any, tuple[Any, ...] | None]:
+    """``ssl.SSLSocket`` and its methods in ``STOCK_TLS_METHODS`` as this module found them.
+    No methods (the loop then always calls the socket's) on a Python whose ``ssl`` module was
+    not checked, when the class is not the stdlib's own (gevent's, say), or when a method is
+    not a function of ``ssl.py`` itself: a wrapper a tool installed before fastpool was
+    imported (``functools.wraps`` copies ``__module__``, not the globals)."""
+    cls = ssl.SSLSocket
+    steps = tuple(vars(cls).get(name) for name in STOCK_TLS_METHODS)
+    if (
+        not (3, 9) <= sys.version_info[:2] <= (3, 13)
+        or cls.__module__ != "ssl"
+        or any(
+            type(step) is not types.FunctionType
+            or step.__globals__ is not vars(ssl)
+            or step.__qualname__ != f"SSLSocket.{name}"
+            for name, step in zip(STOCK_TLS_METHODS, steps)
+        )
+    ):
+        return cls, None
+    return cls, steps
+
+
+STOCK_SSL_SOCKET, STOCK_TLS_STEPS = _stdlib_steps()
+#: a class's own entries for STOCK_TLS_METHODS, in one C call (``vars(cls)``: a patch on the
+#: class lands there)
+_class_steps = operator.itemgetter(*STOCK_TLS_METHODS)
+
+
+def stock_tls(sock: Any) -> Any:
+    """The ``_sslobj`` under ``sock`` when ``sock`` is exactly the stdlib's ``ssl.SSLSocket``
+    and its ``recv_into``, ``read``, ``send``, ``pending`` and ``_checkClosed`` are the ``ssl``
+    module's own (none patched on the class or on the socket). Calling that object's
+    ``read(n, buffer)``, ``write(data)`` and ``pending()`` is then what the socket's
+    ``recv_into(buffer, n)``, ``send(data)`` and ``pending()`` do, without their Python frames
+    (:func:`tls_recv_into` reads a ragged EOF as ``read`` does). Else None, and None too when
+    the session is closed or unwrapped (``_sslobj`` is None): call the socket's methods, so
+    that a patch of any of them sees every call."""
+    if type(sock) is not STOCK_SSL_SOCKET or STOCK_TLS_STEPS is None:
+        return None
+    try:
+        steps = _class_steps(vars(STOCK_SSL_SOCKET))
+    except KeyError:  # one deleted from the class: the socket's class's own is another
+        return None
+    # (functions compare by identity: the class's own methods as found at import)
+    if steps != STOCK_TLS_STEPS or not sock.__dict__.keys().isdisjoint(STOCK_TLS_METHODS):
+        return None
+    return sock._sslobj
+
+
+def tls_recv_into(tls: Any, sock: Any, buffer: Any, size: int) -> int:
+    """``sock.recv_into(buffer, size)`` through ``tls``, :func:`stock_tls`'s answer for
+    ``sock``: what the stdlib's ``SSLSocket.read`` does."""
+    try:
+        return tls.read(size, buffer)  # type: ignore[no-any-return]
+    except ssl.SSLError as e:
+        if e.args[0] == ssl.SSL_ERROR_EOF and sock.suppress_ragged_eofs:
+            return 0
+        raise
 
 
 class TLSInTLS:

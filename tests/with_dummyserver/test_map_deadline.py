@@ -76,6 +76,29 @@ def test_pool_manager_map_yields_a_urllib3_timeout_error(app_server: AppServer) 
         assert manager.request("GET", f"{app_server.url}/bytes/3").data == pattern_bytes(3)
 
 
+@pytest.mark.parametrize("light", [True, False])
+def test_answers_ended_before_the_deadline_are_not_expired_after_it(
+    app_server: AppServer, light: bool
+) -> None:
+    """The fast answers end before the deadline (with ``light``, on the driver's
+    ``plain_result`` path, without ``send`` and ``after``); the slow one keeps the map
+    polling past it. Each request yields one result: an answer ended once is never expired
+    (its deadline bookkeeping went with it), and the slow one is."""
+    slow = f"{app_server.url}/slow?delay=5"
+    fast = [f"{app_server.url}/bytes/{n}" for n in range(1, 21)]
+    with fastpool.PoolManager() as manager:
+        started = time.monotonic()
+        results = list(manager.map([slow, *fast], concurrency=4, deadline=0.5, light=light))
+        assert time.monotonic() - started < 3
+        assert len(results) == 1 + len(fast)
+        assert sorted(r.request for r in results) == sorted([slow, *fast])
+        ended = {r.request: r.response.data for r in results if r.error is None}
+        assert ended == {url: pattern_bytes(int(url.rsplit("/", 1)[1])) for url in fast}
+        (late,) = [r for r in results if r.error is not None]
+        assert late.request == slow and isinstance(late.error, fastpool.DeadlineExceeded)
+        assert manager.stats().total.in_use == 0
+
+
 def test_the_deadline_spans_every_hop_of_a_redirect_chain(
     fault_server_factory: Callable[..., FaultServer],
 ) -> None:

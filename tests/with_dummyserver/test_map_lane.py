@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
 import pytest
-from dummyserver import AppServer
+from dummyserver import AppServer, pattern_bytes
 from dummyserver.oneshot import OneShotServer
 from lane_counts import Counted, Off, count_lanes
 from urllib3.util.retry import Retry
@@ -423,3 +424,93 @@ def test_the_lane_steps_aside_for_subclasses_and_patched_classes(
                 assert [r.error for r in results] == [None] * 4, name
                 assert not any(counted.begun), name
                 assert len(calls) >= 4, (name, calls)  # it saw every request
+
+
+@pytest.mark.parametrize("says", [True, False])
+def test_the_lane_asks_a_patched_is_connected(
+    app_server: AppServer, counted: type[Counted], monkeypatch: pytest.MonkeyPatch, says: bool
+) -> None:
+    # The compiled lane runs HTTPConnection.is_connected's steps inline at each checkout; a
+    # patch of the property on the class must be asked all the same, and believed: "not
+    # connected" closes the idle connection and dials again, as _get_conn does.
+    import fastpool.connection
+
+    asked: list[bool] = []
+
+    def is_connected(conn: Any) -> bool:
+        asked.append(says)
+        return says and conn.sock is not None
+
+    monkeypatch.setattr(fastpool.connection.HTTPConnection, "is_connected", property(is_connected))
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager(maxsize=1) as manager:
+        for _ in range(3):
+            (result,) = manager.map([url], concurrency=1, light=True)
+            assert result.error is None and result.response.data == pattern_bytes(10)
+        ((_, _, requests, connections, idle, in_use, stale),) = counters(manager)
+    assert (idle, in_use) == (1, 0)
+    assert counted.begun == [False, True, True]  # the lane took the hops with an idle one
+    assert len(asked) >= 2  # each of them asked the patched property
+    # believed: kept, or dropped as stale and the one connection dialed again each time
+    assert (requests, connections, stale) == ((3, 1, 0) if says else (3, 1, 2))
+
+
+def test_an_error_finishing_a_light_answer_is_that_requests_result(
+    app_server: AppServer, counted: type[Counted]
+) -> None:
+    # Finishing the plainest answer runs the hop's Retry (here one urllib3 refuses to use: an
+    # int status_forcelist): its error is that request's result, as the general steps make
+    # it, and the other requests of the map end as usual.
+    url = f"{app_server.url}/bytes/10"
+    bad = ("GET", url, {"retries": Retry(total=2, status_forcelist=503)})  # type: ignore[arg-type]
+    items = [url, bad, url, url]
+    outcomes = {}
+    for kind in (Counted, Off):
+        with lane(kind), fastpool.PoolManager(maxsize=2) as manager:
+            manager.request("GET", url)  # an origin the manager knows, a connection idle
+            results = list(manager.map(items, concurrency=2, light=True))
+            outcomes[kind] = sorted(
+                (str(r.request), type(r.error).__name__ if r.error else str(r.response.status))
+                for r in results
+            )
+            assert manager.stats().total.in_use == 0
+    assert outcomes[Counted] == outcomes[Off]
+    assert sorted(o for _, o in outcomes[Counted]) == ["200", "200", "200", "TypeError"]
+    assert True in counted.finished  # the lane finished the plain answers
+
+
+def test_a_light_map_with_a_per_host_cap_ends(app_server: AppServer) -> None:
+    # Each plainest answer frees its host's turn (the scheduler's done): with one request at
+    # a time per host, a map whose answers all end the short way still runs to its end.
+    urls = [f"{app_server.url}/bytes/{n}" for n in range(1, 13)]
+    outcome: list[Any] = []
+
+    def run() -> None:
+        with fastpool.PoolManager() as manager:
+            outcome.extend(manager.map(urls, concurrency=4, per_host=1, light=True))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the map stalled: a host's turn was never given back"
+    assert sorted(r.response.data for r in outcome) == sorted(
+        pattern_bytes(n) for n in range(1, 13)
+    )
+
+
+def test_a_pool_subclass_checks_its_connections_in_itself(app_server: AppServer) -> None:
+    # The compiled lane runs _checkin_finished's steps inline for fastpool's own pool class;
+    # a subclass that overrides it (and keeps urlopen) is called for every light answer.
+    checked_in: list[bool] = []
+
+    class Pool(fastpool.HTTPConnectionPool):
+        def _checkin_finished(self, conn: Any, keep_alive: bool, queue: Any) -> None:
+            checked_in.append(keep_alive)
+            super()._checkin_finished(conn, keep_alive, queue)
+
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager(maxsize=2) as manager:
+        manager.pool_classes_by_scheme = {"http": Pool, "https": fastpool.HTTPSConnectionPool}
+        results = list(manager.map([url] * 6, concurrency=2, light=True))
+        assert [r.response.data for r in results] == [pattern_bytes(10)] * 6
+    assert len(checked_in) >= 6
