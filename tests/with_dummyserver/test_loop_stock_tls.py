@@ -223,9 +223,12 @@ def test_stock_tls_only_for_the_stdlib_socket_unpatched(
                     patch.setattr(ssl.SSLSocket, name, lambda *a, _o=original, **k: _o(*a, **k))
                     assert stock_tls(sock) is None, name
                 assert stock_tls(sock) is sock._sslobj, name  # undone: the shortcut again
-                with monkeypatch.context() as patch:
-                    patch.setattr(sock, name, getattr(sock, name), raising=False)
+                # (by hand: an older pytest's undo sets the bound method on the socket again)
+                setattr(sock, name, getattr(sock, name))
+                try:
                     assert stock_tls(sock) is None, f"{name} on the socket"
+                finally:
+                    delattr(sock, name)
                 assert stock_tls(sock) is sock._sslobj, name
         finally:
             pool._put_conn(conn)
@@ -376,6 +379,17 @@ def raw_exchange(
     raise AssertionError("the server sent more than it should")
 
 
+#: Pythons whose default TLS contexts set OP_IGNORE_UNEXPECTED_EOF (3.9's builds with OpenSSL 3)
+#: read a ragged EOF as a clean close: no SSLEOFError to read as an end, or to raise
+_RAGGED_IS_CLEAN = bool(
+    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).options & getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+)
+needs_ragged_eof = pytest.mark.skipif(
+    _RAGGED_IS_CLEAN, reason="this ssl module reads a TLS end without close_notify as clean"
+)
+
+
+@needs_ragged_eof
 def test_the_servers_really_end_without_close_notify(
     fault_server_factory: Factory, ca_bundle: str
 ) -> None:
@@ -389,6 +403,7 @@ def test_the_servers_really_end_without_close_notify(
     assert isinstance(end, ssl.SSLEOFError) and end.args[0] == ssl.SSL_ERROR_EOF
 
 
+@needs_ragged_eof
 @pytest.mark.parametrize("suppress", [True, False])
 def test_tls_recv_into_ends_as_the_sockets_recv_into(
     fault_server_factory: Factory, ca_bundle: str, suppress: bool
@@ -510,6 +525,7 @@ class StrictEOFContext(ssl.SSLContext):
         return super().wrap_socket(sock, *args, **kwargs)
 
 
+@needs_ragged_eof
 @pytest.mark.parametrize("light", [True, False])
 def test_a_ragged_eof_is_an_error_without_suppress_ragged_eofs(
     fault_server_factory: Factory, ca_bundle: str, light: bool
