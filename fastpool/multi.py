@@ -452,9 +452,7 @@ class _Run:
                 self.exchange_of[job] = body.exchange
             self._read_body(body)
         else:
-            self.scheduler.done(job.host)
-            expiry.pop(job, None)
-            self.ready.append(result)
+            self._ended(job, result)
 
     def _ended(self, job: Any, result: Result) -> None:
         """The job is done: its ``result`` to be yielded."""
