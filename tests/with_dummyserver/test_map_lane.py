@@ -128,8 +128,11 @@ def plain_and_not(http: str) -> list[Any]:
     ]
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("light", [True, False], ids=["light", "urllib3"])
-def test_the_lane_answers_as_the_general_steps(app_server: AppServer, light: bool) -> None:
+def test_the_lane_answers_as_the_general_steps(
+    app_server: AppServer, light: bool, concurrency: int
+) -> None:
     items = plain_and_not(app_server.url)
     rounds = [items, items, list(reversed(items))]  # later rounds find idle connections
 
@@ -138,10 +141,15 @@ def test_the_lane_answers_as_the_general_steps(app_server: AppServer, light: boo
 
     with lane(Counted):
         Counted.begun, Counted.finished = [], []
-        with_lane = run_maps(make, rounds, concurrency=4, light=light)
+        with_lane = run_maps(make, rounds, concurrency=concurrency, light=light)
         begun, finished = Counted.begun, Counted.finished
     with lane(Off):
-        without = run_maps(make, rounds, concurrency=4, light=light)
+        without = run_maps(make, rounds, concurrency=concurrency, light=light)
+    if concurrency > 1:
+        # How many connections four hops in flight dial depends on which answer comes first
+        # (the /close route closes its own): the same count only one at a time.
+        for outcome in (with_lane, without):
+            outcome[1][:] = [pool[:3] + pool[5:] for pool in outcome[1]]
     assert with_lane == without
     assert True in begun and False in begun  # both ways were taken
     if light:
