@@ -10,8 +10,9 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from cpython.dict cimport PyDict_GetItem
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
-from libc.string cimport memchr, memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 from collections import OrderedDict
 
@@ -454,25 +455,43 @@ cdef class ResponseHead:
     cdef readonly int version
     cdef readonly int status
     cdef readonly str reason
-    cdef readonly list headers
     cdef readonly bint keep_alive
     cdef readonly str framing
     cdef readonly object content_length
     cdef readonly str content_encoding
     cdef readonly bint sets_cookies
+    # The header list is made when first asked for (a caller that reads only the status and
+    # the body never pays for its strings): until then the head's bytes and, per header, the
+    # offsets of its name and trimmed value in them.
+    cdef list _headers
+    cdef bytes _raw  # the head's bytes, then (8-aligned, at _spans_at) four offsets a header
+    cdef Py_ssize_t _spans_at
+    cdef Py_ssize_t _count
 
     def __init__(self, int version, int status, str reason, list headers, bint keep_alive,
                  str framing, content_length):
         self.version = version
         self.status = status
         self.reason = reason
-        self.headers = headers
+        self._headers = headers
         self.keep_alive = keep_alive
         self.framing = framing
         self.content_length = content_length
         encodings = [v for n, v in headers if n.lower() == "content-encoding"]
         self.content_encoding = ", ".join(encodings)
         self.sets_cookies = any(n.lower() in ("set-cookie", "set-cookie2") for n, _ in headers)
+
+    @property
+    def headers(self):
+        """The ``(name, value)`` pairs (see the class)."""
+        if self._headers is None:
+            self._headers = _pairs_of(
+                <const unsigned char*>PyBytes_AS_STRING(self._raw),
+                _spans_of(self._raw, self._spans_at),
+                self._count,
+            )
+            self._raw = None
+        return self._headers
 
     def __repr__(self):
         return (
@@ -481,6 +500,23 @@ cdef class ResponseHead:
             f"content_length={self.content_length!r} keep_alive={self.keep_alive!r} "
             f"headers={len(self.headers)}>"
         )
+
+
+cdef list _pairs_of(const unsigned char* p, const Py_ssize_t* at, Py_ssize_t count):
+    """The ``count`` header pairs whose name and value offsets in ``p`` ``at`` holds (four a
+    header: name start and end, value start and end)."""
+    cdef Py_ssize_t i
+    cdef list pairs = []
+    for i in range(count):
+        pairs.append((
+            _latin1(p + at[4 * i], at[4 * i + 1] - at[4 * i]),
+            _latin1(p + at[4 * i + 2], at[4 * i + 3] - at[4 * i + 2]),
+        ))
+    return pairs
+
+
+cdef inline const Py_ssize_t* _spans_of(bytes raw, Py_ssize_t spans_at) noexcept:
+    return <const Py_ssize_t*>(PyBytes_AS_STRING(raw) + spans_at)
 
 
 cdef inline Py_ssize_t _list_element(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
@@ -581,42 +617,62 @@ cdef unsigned long long _content_length(list values) except? 0:
     raise InvalidContentLengthError(MSG_HTTP_BAD_CONTENT_LENGTH.format(value=", ".join(values)))
 
 
-cdef ResponseHead _frame(int version, int status, str reason, list headers, str request_method):
-    """Decide keep-alive and body framing (RFC 9112 sections 6.3 and 9.3)."""
+cdef ResponseHead _frame(int version, int status, str reason, list headers, bytes raw,
+                         Py_ssize_t spans_at, Py_ssize_t count, str request_method):
+    """Decide keep-alive and body framing (RFC 9112 sections 6.3 and 9.3), from the header
+    list, or (``headers`` None) from the ``count`` headers' offsets in ``raw`` (see
+    _pairs_of)."""
     cdef bint close = False, keep_alive_token = False, keep_alive, chunked = False
     cdef bint sets_cookies = False
     cdef list lengths = None, codings = None, encodings = None
-    cdef Py_ssize_t n, i = 0, j = 0, e, last_end = 0
+    cdef Py_ssize_t n, v, i = 0, j = 0, e, last_end = 0, k
     cdef const unsigned char* p
+    cdef const unsigned char* vp
+    cdef const unsigned char* base = NULL
+    cdef const Py_ssize_t* at = NULL
     cdef ResponseHead head
     cdef str framing
-    for name, value in headers:
-        n = PyUnicode_GET_LENGTH(name)
+    if headers is None:
+        base = <const unsigned char*>PyBytes_AS_STRING(raw)
+        at = _spans_of(raw, spans_at)
+    else:
+        count = len(headers)
+    for k in range(count):
+        # the name and the value as latin-1 bytes (the list's strings are latin-1 decoded:
+        # one byte a character)
+        if headers is None:
+            p = base + at[4 * k]
+            n = at[4 * k + 1] - at[4 * k]
+            vp = base + at[4 * k + 2]
+            v = at[4 * k + 3] - at[4 * k + 2]
+        else:
+            name_text, value_text = <tuple>headers[k]
+            p = <const unsigned char*>PyUnicode_DATA(name_text)
+            n = PyUnicode_GET_LENGTH(name_text)
+            vp = <const unsigned char*>PyUnicode_DATA(value_text)
+            v = PyUnicode_GET_LENGTH(value_text)
         if n < 10 or n > 17 or n == 12 or n == 13 or n == 15:
             continue
-        p = <const unsigned char*>PyUnicode_DATA(name)
         if _lower_equals(p, n, b"connection", 10):
-            p = <const unsigned char*>PyUnicode_DATA(value)
-            n = PyUnicode_GET_LENGTH(value)
             e = 0
-            while e <= n:
-                e = _list_element(p, n, e, &i, &j)
-                if _lower_equals(p + i, j - i, b"close", 5):
+            while e <= v:
+                e = _list_element(vp, v, e, &i, &j)
+                if _lower_equals(vp + i, j - i, b"close", 5):
                     close = True
-                elif _lower_equals(p + i, j - i, b"keep-alive", 10):
+                elif _lower_equals(vp + i, j - i, b"keep-alive", 10):
                     keep_alive_token = True
         elif _lower_equals(p, n, b"content-length", 14):
             if lengths is None:
                 lengths = []
-            lengths.append(value)
+            lengths.append(_latin1(vp, v))
         elif _lower_equals(p, n, b"transfer-encoding", 17):
             if codings is None:
                 codings = []
-            codings.append(value)
+            codings.append(_latin1(vp, v))
         elif _lower_equals(p, n, b"content-encoding", 16):
             if encodings is None:
                 encodings = []
-            encodings.append(value)
+            encodings.append(_latin1(vp, v))
         elif (_lower_equals(p, n, b"set-cookie", 10)
               or _lower_equals(p, n, b"set-cookie2", 11)):
             sets_cookies = True
@@ -671,7 +727,11 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
     head.version = version
     head.status = status
     head.reason = reason
-    head.headers = headers
+    head._headers = headers
+    if headers is None:
+        head._raw = raw
+        head._spans_at = spans_at
+        head._count = count
     head.keep_alive = keep_alive
     head.framing = framing
     head.content_length = content_length
@@ -680,15 +740,43 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, str 
     return head
 
 
+cdef enum:
+    # The offsets of this many headers fit on the stack while a head is parsed (more spill to
+    # the heap, doubling).
+    _LOCAL_HEADERS = 32
+
+
 cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                               str request_method, Py_ssize_t max_headers):
-    """Parse one complete head ``buf[start:end]`` (which ends with its blank line)."""
-    cdef Py_ssize_t i, n, line, stop, colon
+    """Parse one complete head ``buf[start:end]`` (which ends with its blank line).
+
+    The header strings wait until asked for (ResponseHead.headers): the head keeps its bytes
+    and each header's offsets in them. An obs-fold line (rare) makes the list at once."""
+    cdef Py_ssize_t local[4 * _LOCAL_HEADERS]
+    cdef Py_ssize_t* at = local
+    cdef Py_ssize_t room = _LOCAL_HEADERS
+    try:
+        return _parse_head_into(buf, start, end, request_method, max_headers, &at, &room)
+    finally:
+        if at != local:
+            PyMem_Free(at)
+
+
+cdef ResponseHead _parse_head_into(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
+                                   str request_method, Py_ssize_t max_headers,
+                                   Py_ssize_t** spans, Py_ssize_t* room):
+    """_parse_head's steps, the offsets into ``spans[0]`` (room for ``room[0]`` headers; a
+    bigger array, when needed, replaces it: the caller frees it)."""
+    cdef Py_ssize_t i, n, line, stop, colon, v, w, count = 0, size = end - start, spans_at
     cdef const unsigned char* p
     cdef int version, status
-    cdef list headers = []
+    cdef list headers = None  # made at the first obs-fold line (the list from then on)
     cdef list folds = None  # obs-fold pieces of the last header, joined when it ends
     cdef str reason
+    cdef bytes raw
+    cdef char* copy
+    cdef Py_ssize_t* at = spans[0]
+    cdef Py_ssize_t* grown
     # status line
     stop = _line_end(buf, start, end)
     p = buf + start
@@ -730,10 +818,12 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
                     MSG_HTTP_BAD_CHAR.format(char=chr(p[i]), line=_show(p, stop - line))
                 )
         if p[0] == b" " or p[0] == b"\t":  # obs-fold
-            if not headers:
-                raise InvalidResponseError(
-                    MSG_HTTP_BAD_HEADER_LINE.format(line=_show(p, stop - line))
-                )
+            if headers is None:
+                if not count:
+                    raise InvalidResponseError(
+                        MSG_HTTP_BAD_HEADER_LINE.format(line=_show(p, stop - line))
+                    )
+                headers = _pairs_of(buf + start, at, count)  # the list from here on
             folded = _latin1(p, stop - line).strip(" \t")
             if folded:
                 if folds is None:
@@ -758,13 +848,51 @@ cdef ResponseHead _parse_head(const unsigned char* buf, Py_ssize_t start, Py_ssi
                 raise InvalidResponseError(
                     MSG_HTTP_BAD_HEADER_LINE.format(line=_show(p, stop - line))
                 )
-            if len(headers) == max_headers:
+            if (count if headers is None else len(headers)) == max_headers:
                 raise ResponseHeadTooLarge(MSG_HTTP_TOO_MANY_HEADERS.format(limit=max_headers))
-            headers.append((_latin1(p, colon), _latin1_trimmed(p, colon + 1, stop - line)))
+            # the value without the SP/HT around it
+            v = colon + 1
+            w = stop - line
+            while v < w and _is_ows(p[v]):
+                v += 1
+            while w > v and _is_ows(p[w - 1]):
+                w -= 1
+            if headers is not None:
+                headers.append((_latin1(p, colon), _latin1(p + v, w - v)))
+            else:
+                if count == room[0]:
+                    # (at most max_headers, each a line of the head: bounded by both)
+                    grown = <Py_ssize_t*>PyMem_Realloc(
+                        NULL if room[0] == _LOCAL_HEADERS else at, 8 * room[0] * sizeof(Py_ssize_t)
+                    )
+                    if grown == NULL:
+                        raise MemoryError()
+                    if room[0] == _LOCAL_HEADERS:
+                        memcpy(grown, at, 4 * count * sizeof(Py_ssize_t))
+                    at = spans[0] = grown
+                    room[0] *= 2
+                at[4 * count] = line - start
+                at[4 * count + 1] = line - start + colon
+                at[4 * count + 2] = line - start + v
+                at[4 * count + 3] = line - start + w
+                count += 1
         line = _next_line(buf, stop, end)
     if folds is not None:
         _join_folds(headers, folds)
-    return _frame(version, status, reason, headers, request_method)
+    if headers is not None:
+        return _frame(version, status, reason, headers, None, 0, 0, request_method)
+    # one object: the head's bytes, then the offsets (aligned for Py_ssize_t)
+    raw = PyBytes_FromStringAndSize(
+        NULL, size + <Py_ssize_t>sizeof(Py_ssize_t) * (1 + 4 * count)
+    )
+    copy = PyBytes_AS_STRING(raw)
+    memcpy(copy, buf + start, size)
+    spans_at = size
+    while (<size_t>(copy + spans_at)) % sizeof(Py_ssize_t):
+        spans_at += 1
+    memset(copy + size, 0, sizeof(Py_ssize_t))  # (no stray bytes in a pickle)
+    memcpy(copy + spans_at, at, 4 * count * sizeof(Py_ssize_t))
+    return _frame(version, status, reason, None, raw, spans_at, count, request_method)
 
 
 cdef _join_folds(list headers, list folds):

@@ -428,7 +428,7 @@ cdef class Lane:
         pool.num_requests += 1
         _checkin_finished(pool, conn, head.keep_alive)
         return LightResponse(
-            status, head.reason, head.version, head.headers, data[used:end], job.url
+            status, head.reason, head.version, head, data[used:end], job.url
         )
 
     cdef object _retries(self, pool, retries):

@@ -321,9 +321,7 @@ class Lane:
         conn.head_started = True
         pool.num_requests += 1
         pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
-        return LightResponse(
-            status, head.reason, head.version, head.headers, data[used:end], job.url
-        )
+        return LightResponse(status, head.reason, head.version, head, data[used:end], job.url)
 
     def _retries(self, pool: Any, retries: Any) -> Retry:
         """The Retry ``urlopen`` makes of ``retries`` for one hop (redirects are the

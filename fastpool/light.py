@@ -14,15 +14,22 @@ from typing import Any
 
 from urllib3 import HTTPHeaderDict
 
+from . import _http11, _http11_py
 from .response import headers_from_pairs
 
 __all__ = ("LightResponse",)
+
+#: the parsed heads the lanes hand over whole (their header strings made when first asked for)
+_HEADS = frozenset((_http11.ResponseHead, _http11_py.ResponseHead))
 
 
 class LightResponse:
     """A whole HTTP answer: ``status``, ``reason``, ``version`` (11 or 10), ``headers`` (a
     urllib3 ``HTTPHeaderDict``), ``data`` (the body, decoded as urllib3 decodes it) and ``url``
-    (the absolute URL it answered, after redirects). The names are urllib3's."""
+    (the absolute URL it answered, after redirects). The names are urllib3's.
+
+    ``headers`` may be given as a dict, as ``(name, value)`` pairs, or as the parser's
+    ``ResponseHead``, whose pairs are read only when ``headers`` is first asked for."""
 
     __slots__ = ("_headers", "_pairs", "data", "reason", "status", "url", "version")
 
@@ -31,7 +38,7 @@ class LightResponse:
         status: int,
         reason: str,
         version: int,
-        headers: HTTPHeaderDict | Iterable[tuple[str, str]],
+        headers: HTTPHeaderDict | Iterable[tuple[str, str]] | _http11.ResponseHead,
         data: bytes,
         url: str,
     ) -> None:
@@ -42,9 +49,10 @@ class LightResponse:
         self.url = url
         # The header dict is built when first asked for: a crawl that reads only the status
         # and the body never pays for it.
-        # (the parser's list first: an isinstance check against HTTPHeaderDict, an ABC's
+        # (the parser's head first: an isinstance check against HTTPHeaderDict, an ABC's
         # subclass, takes the slow path on every request)
-        if type(headers) is not list and isinstance(headers, HTTPHeaderDict):
+        kind = type(headers)
+        if kind is not list and kind not in _HEADS and isinstance(headers, HTTPHeaderDict):
             self._headers: HTTPHeaderDict | None = headers
             self._pairs: Any = ()
         else:
@@ -63,7 +71,10 @@ class LightResponse:
         """The response headers (case-insensitive, repeated names kept)."""
         headers = self._headers
         if headers is None:
-            headers = self._headers = headers_from_pairs(self._pairs)
+            pairs = self._pairs
+            if type(pairs) in _HEADS:
+                pairs = pairs.headers
+            headers = self._headers = headers_from_pairs(pairs)
             self._pairs = ()
         return headers
 
