@@ -420,7 +420,8 @@ def header_store(headers):
     cdef object key
     cdef tuple seen_pair
     cdef PyObject* seen
-    for name, value in headers:
+    for pair in headers:
+        name, value = pair
         if type(name) is str:
             key = _lower_name(name)
             seen = PyDict_GetItem(store, key)  # a str key: the lookup cannot fail
@@ -429,7 +430,8 @@ def header_store(headers):
             key = name.lower()
             seen_pair = store.get(key)
         if seen_pair is None:
-            store[key] = (name, value)
+            # the parser's pair itself (a tuple: nothing can change it), not a copy
+            store[key] = pair if type(pair) is tuple else (name, value)
         else:
             store[key] = (seen_pair[0], f"{seen_pair[1]}, {value}")
     return store

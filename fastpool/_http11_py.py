@@ -277,10 +277,15 @@ def header_store(headers: list[tuple[str, str]]) -> OrderedDict[str, tuple[str, 
     ``CaseInsensitiveDict`` keeps; ``headers`` is a :attr:`ResponseHead.headers` list.
     """
     store: OrderedDict[str, tuple[str, str]] = OrderedDict()
-    for name, value in headers:
+    for pair in headers:
+        name, value = pair
         key = name.lower()
         seen = store.get(key)
-        store[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+        if seen is None:
+            # the parser's pair itself (a tuple: nothing can change it), not a copy
+            store[key] = pair if type(pair) is tuple else (name, value)
+        else:
+            store[key] = (seen[0], f"{seen[1]}, {value}")
     return store
 
 
