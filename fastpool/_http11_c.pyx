@@ -472,6 +472,8 @@ cdef class ResponseHead:
 
     def __init__(self, int version, int status, str reason, list headers, bint keep_alive,
                  str framing, content_length):
+        self._raw = None  # (a head made again keeps no offsets of the one it was)
+        self._count = 0
         self.version = version
         self.status = status
         self.reason = reason
@@ -486,14 +488,24 @@ cdef class ResponseHead:
     @property
     def headers(self):
         """The ``(name, value)`` pairs (see the class)."""
-        if self._headers is None:
+        if self._raw is not None:
             self._headers = _pairs_of(
                 <const unsigned char*>PyBytes_AS_STRING(self._raw),
                 _spans_of(self._raw, self._spans_at),
                 self._count,
             )
             self._raw = None
+            self._count = 0
         return self._headers
+
+    def __reduce__(self):
+        # the pairs, not the offsets (native words: not portable, and not to be trusted when
+        # read back)
+        return (
+            ResponseHead,
+            (self.version, self.status, self.reason, self.headers, self.keep_alive,
+             self.framing, self.content_length),
+        )
 
     def __repr__(self):
         return (
@@ -892,7 +904,8 @@ cdef ResponseHead _parse_head_into(const unsigned char* buf, Py_ssize_t start, P
     spans_at = size
     while (<size_t>(copy + spans_at)) % sizeof(Py_ssize_t):
         spans_at += 1
-    memset(copy + size, 0, sizeof(Py_ssize_t))  # (no stray bytes in a pickle)
+    # (the padding and the spare word after the offsets: no stray bytes)
+    memset(copy + size, 0, sizeof(Py_ssize_t) * (1 + 4 * count))
     memcpy(copy + spans_at, at, 4 * count * sizeof(Py_ssize_t))
     return _frame(version, status, reason, None, raw, spans_at, count, request_method)
 

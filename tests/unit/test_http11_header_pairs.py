@@ -121,6 +121,31 @@ def test_a_head_pickles_with_its_pairs(http11: ModuleType, read_first: bool) -> 
     assert copy.headers == _http11_py.parse_response_head(data)[0].headers
 
 
+@pytest.mark.c_extension
+def test_a_compiled_heads_pickle_holds_its_pairs_not_its_offsets() -> None:
+    # (offsets are native words: a pickle read on another machine, or altered, must not be
+    # trusted to index the head's bytes)
+    _http11_c = pytest.importorskip("fastpool._http11_c")
+    data = head_bytes(40)
+    head, _ = _http11_c.parse_response_head(data)
+    rebuild, arguments = head.__reduce__()
+    assert rebuild is _http11_c.ResponseHead
+    assert arguments[3] == _http11_py.parse_response_head(data)[0].headers
+    assert attributes(pickle.loads(pickle.dumps(head))) == attributes(head)
+
+
+@pytest.mark.parametrize("read_first", [False, True], ids=["unread", "read"])
+def test_a_head_made_again_keeps_nothing_of_the_parse(http11: ModuleType, read_first: bool) -> None:
+    head, _ = http11.parse_response_head(head_bytes(40))
+    if read_first:
+        head.headers  # noqa: B018 - the list made first
+    head.__init__(11, 204, "No Content", [("A", "1")], True, "none", None)
+    assert head.headers == [("A", "1")]
+    with pytest.raises(TypeError):
+        head.__init__(11, 200, "OK", None, True, "none", None)
+    assert head.headers is None  # (as the pure twin: the list it was given)
+
+
 def attributes(head: Any) -> tuple[Any, ...]:
     return (head.version, head.status, head.reason, head.headers, head.framing)
 
