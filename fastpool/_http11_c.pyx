@@ -183,12 +183,17 @@ cdef inline bint _is_ows(unsigned char c) noexcept:
     return c == 0x20 or c == 0x09
 
 
+cdef inline void _trim_ows(const unsigned char* p, Py_ssize_t* v, Py_ssize_t* w) noexcept:
+    """Narrow ``p[v:w]`` to leave out the SP/HT around it."""
+    while v[0] < w[0] and _is_ows(p[v[0]]):
+        v[0] += 1
+    while w[0] > v[0] and _is_ows(p[w[0] - 1]):
+        w[0] -= 1
+
+
 cdef inline str _latin1_trimmed(const unsigned char* p, Py_ssize_t v, Py_ssize_t w):
     """``p[v:w]`` as latin-1 text without the SP/HT around it (a header value, a reason)."""
-    while v < w and _is_ows(p[v]):
-        v += 1
-    while w > v and _is_ows(p[w - 1]):
-        w -= 1
+    _trim_ows(p, &v, &w)
     return _latin1(p + v, w - v)
 
 
@@ -864,13 +869,9 @@ cdef ResponseHead _parse_head_into(const unsigned char* buf, Py_ssize_t start, P
                 )
             if (count if headers is None else len(headers)) == max_headers:
                 raise ResponseHeadTooLarge(MSG_HTTP_TOO_MANY_HEADERS.format(limit=max_headers))
-            # the value without the SP/HT around it
             v = colon + 1
             w = stop - line
-            while v < w and _is_ows(p[v]):
-                v += 1
-            while w > v and _is_ows(p[w - 1]):
-                w -= 1
+            _trim_ows(p, &v, &w)  # the value
             if headers is not None:
                 headers.append((_latin1(p, colon), _latin1(p + v, w - v)))
             else:
