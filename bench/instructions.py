@@ -8,9 +8,11 @@ GETs of 100 bytes from nginx on loopback (after 50 unmeasured warm-up requests);
 divided by the difference in requests is the cost of one request, start-up excluded. The
 kernel's work (the socket calls) is not counted.
 
-The map clients (``session-map``, ``pm-map``, ``pm-light``) run each count as one map of that
-many requests, 64 in flight to the one host, after a map that dials every connection; every
-result is checked for an error (a failed request would count as a cheap one).
+The map clients (``session-map``, ``pm-map``, ``pm-light``, ``pm-light-timed``) run each count
+as one map of that many requests, 64 in flight to the one host, after a map that dials every
+connection; every result is checked for an error (a failed request would count as a cheap one).
+``pm-light-timed`` gives each request as bench/multi.py does, ``("GET", url, {"timeout": 10.0,
+"retries": False})``: a timeout the loop arms for every request.
 
 ``session-objects`` sends nothing: it builds what requests' API hands back for one
 ``Session.map`` result (the PreparedRequest and the Response around a copy of a raw response),
@@ -65,10 +67,14 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "session-map": ("fastpool.Session.map, 64 in flight", None),
     "pm-map": ("fastpool.PoolManager.map, 64 in flight", None),
     "pm-light": ("fastpool.PoolManager.map(light=True), 64 in flight", None),
+    # bench/multi.py's request: ("GET", url, {"timeout": ..., "retries": False})
+    "pm-light-timed": ("the same, each with a timeout and retries=False", None),
     # no request sent: the objects requests' API hands back for one Session.map result
     "session-objects": ("requests' objects of a Session.map result, nothing sent", None),
 }
-MAP_CLIENTS = frozenset(("session-map", "pm-map", "pm-light"))
+MAP_CLIENTS = frozenset(("session-map", "pm-map", "pm-light", "pm-light-timed"))
+#: pm-light-timed's arguments, as bench/multi.py passes them (its TIMEOUT)
+TIMED = {"timeout": 10.0, "retries": False}
 MAP_CONCURRENCY = 64
 
 
@@ -144,8 +150,13 @@ def _map_client(key: str) -> Callable[[Iterable[str]], Any]:
         manager = fastpool.PoolManager(
             maxsize=MAP_CONCURRENCY, ca_certs=os.environ.get(_CA_VARIABLE)
         )
-        light = key == "pm-light"
-        results = lambda urls: manager.map(urls, concurrency=MAP_CONCURRENCY, light=light)
+        light = key in ("pm-light", "pm-light-timed")
+        if key == "pm-light-timed":
+            results = lambda urls: manager.map(
+                (("GET", u, TIMED) for u in urls), concurrency=MAP_CONCURRENCY, light=True
+            )
+        else:
+            results = lambda urls: manager.map(urls, concurrency=MAP_CONCURRENCY, light=light)
         body = "data"
 
     def run(urls: Iterable[str]) -> None:

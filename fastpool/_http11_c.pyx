@@ -459,21 +459,7 @@ cdef class ResponseHead:
     scan, so a response needs no scan of its own).
     """
 
-    cdef readonly int version
-    cdef readonly int status
-    cdef readonly str reason
-    cdef readonly bint keep_alive
-    cdef readonly str framing
-    cdef readonly object content_length
-    cdef readonly str content_encoding
-    cdef readonly bint sets_cookies
-    # The header list is made when first asked for (a caller that reads only the status and
-    # the body never pays for its strings): until then the head's bytes and, per header, the
-    # offsets of its name and trimmed value in them.
-    cdef list _headers
-    cdef bytes _raw  # the head's bytes, then (8-aligned, at _spans_at) four offsets a header
-    cdef Py_ssize_t _spans_at
-    cdef Py_ssize_t _count
+    # (its fields are declared in _http11_c.pxd, for the other cores to read them directly)
 
     def __init__(self, int version, int status, str reason, list headers, bint keep_alive,
                  str framing, content_length):
@@ -948,6 +934,11 @@ def parse_response_head(data, request_method="GET", max_head_bytes=MAX_HEAD_BYTE
     ``max_line_bytes`` (default 65536) or a head has more than ``max_headers`` (default 100)
     header lines, and :class:`~fastpool.exceptions.InvalidResponseError` for a malformed head.
     """
+    return parse_head_of(data, request_method, max_head_bytes, max_headers, max_line_bytes)
+
+
+cdef object parse_head_of(data, request_method, max_head_bytes, max_headers, max_line_bytes):
+    """parse_response_head, for the other cores to call without a Python call."""
     cdef Py_buffer view
     cdef const unsigned char* buf
     cdef Py_ssize_t size, stop, start, end, seen, limit, header_limit, line_limit, interim = 0

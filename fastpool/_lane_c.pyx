@@ -14,6 +14,8 @@ from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
+from ._http11_c cimport ResponseHead
+from ._loop_c cimport Exchange
 from .tls import has_buffered_bytes
 
 __all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
@@ -198,7 +200,13 @@ cdef object _checkout(pool):
 cdef object _timeouts_of(pool, timeout):
     """pool._timeouts(timeout), its cached answer inline; (connect, read or TotalLeft)."""
     cdef tuple last = pool._last_timeout
+    cdef tuple number
     fixed = pool.timeout if timeout is _DEFAULT_TIMEOUT else timeout
+    if type(fixed) is float or type(fixed) is int:
+        # a number: the Timeout _timeouts keeps for the last one (its _last_number)
+        number = pool._last_number
+        if number[0] == fixed and type(number[0]) is type(fixed):
+            fixed = number[1]
     if (
         last[0] is fixed
         and type(fixed) is Timeout
@@ -383,8 +391,9 @@ cdef class Lane:
             return None
         return pool, target
 
-    def finish(self, job, exchange):
+    def finish(self, job, Exchange exchange not None):
         """The answer the loop read for ``job`` as a LightResponse, or None (see the twin)."""
+        cdef ResponseHead head
         pool = exchange.tag
         conn = exchange.conn
         if (
@@ -399,9 +408,9 @@ cdef class Lane:
             or pool._log.isEnabledFor(_DEBUG)
         ):
             return None
-        head = exchange.head
-        if head is None:
+        if exchange.head is None:
             return None
+        head = exchange.head
         data = conn._rest
         cdef Py_ssize_t used = exchange.head_size
         status = head.status

@@ -7,12 +7,13 @@ Python objects, so every error and every setting is the pure twin's (and the one
 path's). The GIL is released while the poller waits.
 """
 
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.pyport cimport PY_SSIZE_T_MAX
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 
 import collections
 import errno
 import functools
-import heapq
 import os
 import socket
 import ssl
@@ -22,7 +23,8 @@ from http.client import RemoteDisconnected
 from time import monotonic, perf_counter
 
 from ._failed_socket import FailedSocket
-from ._http11_c import ChunkedDecoder, parse_response_head
+from ._http11_c cimport ResponseHead, parse_head_of
+from ._http11_c import ChunkedDecoder
 from . import _poller
 from ._poller import drops_closed, new_poller, poll_timeout, unpark_at_fork
 from .tls import STOCK_SSL_SOCKET, STOCK_TLS_STEPS
@@ -114,42 +116,24 @@ cdef bint _nothing_to_read(sock):
     return False
 
 
+cdef struct _Timer:
+    # one entry of the loop's timer heap, ordered by (when, seq) as the twin's tuples
+    double when
+    long long seq
+    PyObject *ex  # a reference the heap owns
+
+
+cdef inline bint _earlier(double when, long long seq, _Timer *than):
+    return when < than.when or (when == than.when and seq < than.seq)
+
+
 cdef class Exchange:
     """One request in the loop: ``conn`` (checked out, maybe not dialed), the request's bytes,
     and what to read back: the head only (``read_body=False``, for ``stream=True``) or the whole
     response. ``tag`` is the caller's. After the loop hands it back, ``error`` is None or what
     the dial raised; read errors are left on the connection."""
 
-    cdef public object conn
-    cdef public object method
-    cdef public object data
-    cdef public object read_timeout
-    cdef public object read_timeout_of  # callable: asked at each send (see the twin)
-    cdef public bint read_body
-    cdef public object dial
-    cdef public bint direct
-    cdef public bint replay
-    cdef public object replayed
-    cdef public object retries
-    cdef public object tag
-    cdef public Py_ssize_t sent
-    cdef public object buf
-    cdef public int state
-    cdef public object error
-    cdef public object expires
-    cdef public double armed  # its live timer entry's time (0.0: none), as the twin's
-    cdef public object decoder
-    cdef public Py_ssize_t remaining
-    cdef public bint cancelled
-    cdef public object future
-    cdef public Py_ssize_t line_start
-    cdef public object head
-    cdef public Py_ssize_t head_size
-    cdef public object caller
-    cdef public bint dialing
-    cdef public int fd
-    cdef public int events
-    cdef public double started
+    # (its fields are declared in _loop_c.pxd, for the lane to read them directly)
 
     def __init__(
         self,
@@ -232,7 +216,11 @@ cdef class Loop:
     cdef object _dialer
     cdef object _dialed
     cdef object _dial_lock
-    cdef list _timers
+    # The timer heap: the twin's heapq of (when, seq, exchange) tuples as a C array (no
+    # tuple, float or comparison objects per request). It owns a reference to each exchange.
+    cdef _Timer *_timers
+    cdef Py_ssize_t _timer_count
+    cdef Py_ssize_t _timer_room
     cdef long long _seq
     cdef set _active
     cdef list _done
@@ -262,7 +250,6 @@ cdef class Loop:
         self._dialer = None
         self._dialed = collections.deque()
         self._dial_lock = threading.RLock()  # reentrant: see the pure twin
-        self._timers = []
         self._seq = 0
         self._active = set()
         self._done = []
@@ -470,15 +457,16 @@ cdef class Loop:
 
     cdef object _wait_time(self, timeout):
         cdef Exchange ex
+        cdef double when
         if self._dialed:
             return 0
-        timers = self._timers
-        while timers and (<Exchange>timers[0][2]).state == _DONE:
-            when, _, ex = heapq.heappop(timers)
+        while self._timer_count and (<Exchange>self._timers[0].ex).state == _DONE:
+            when = self._timers[0].when
+            ex = self._pop_timer()
             if when == ex.armed:
                 ex.armed = 0.0
-        if timers:
-            wait = max(timers[0][0] - monotonic(), 0.0)
+        if self._timer_count:
+            wait = max(self._timers[0].when - monotonic(), 0.0)
             return wait if timeout is None else min(wait, timeout)
         return timeout
 
@@ -528,14 +516,14 @@ cdef class Loop:
         # an earlier entry for a shorter timeout after a longer one (see the twin)
         if ex.armed == 0.0 or expires < ex.armed:
             ex.armed = expires
-            self._seq += 1
-            heapq.heappush(self._timers, (expires, self._seq, ex))
+            self._push_timer(expires, ex)
 
     cdef _expire(self, double now):
         cdef Exchange ex
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            when, _, ex = heapq.heappop(timers)
+        cdef double when
+        while self._timer_count and self._timers[0].when <= now:
+            when = self._timers[0].when
+            ex = self._pop_timer()
             if when != ex.armed:
                 continue  # superseded by an earlier entry
             ex.armed = 0.0
@@ -543,8 +531,7 @@ cdef class Loop:
                 continue
             if ex.expires > now:
                 ex.armed = ex.expires
-                self._seq += 1
-                heapq.heappush(timers, (ex.expires, self._seq, ex))
+                self._push_timer(ex.armed, ex)
                 continue
             if ex.state == _PUMP:
                 self._fail(ex, socket.timeout("timed out"), False)
@@ -553,6 +540,66 @@ cdef class Loop:
                 self._dial_failed(ex, socket.timeout("timed out"), ex.state == _HANDSHAKING)
                 continue
             self._fail(ex, socket.timeout("timed out"), ex.state == _SENDING)
+
+    # The heap's two steps, heapq's sift-up and sift-down on (when, seq). No Python code runs
+    # inside either, so the array cannot move under them.
+    cdef int _push_timer(self, double when, Exchange ex) except -1:
+        cdef Py_ssize_t i, parent, room
+        cdef _Timer *grown
+        if self._timer_count == self._timer_room:
+            room = max(16, 2 * self._timer_room)
+            grown = <_Timer *>PyMem_Realloc(self._timers, room * sizeof(_Timer))
+            if grown is NULL:
+                raise MemoryError()
+            self._timers, self._timer_room = grown, room
+        self._seq += 1
+        Py_INCREF(ex)
+        i = self._timer_count
+        self._timer_count += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not _earlier(when, self._seq, &self._timers[parent]):
+                break
+            self._timers[i] = self._timers[parent]
+            i = parent
+        self._timers[i].when = when
+        self._timers[i].seq = self._seq
+        self._timers[i].ex = <PyObject *>ex
+        return 0
+
+    cdef Exchange _pop_timer(self):
+        """The first entry's exchange (the caller has read its time), out of the heap."""
+        cdef _Timer *heap = self._timers
+        cdef _Timer last
+        cdef Py_ssize_t i = 0, child, n
+        cdef Exchange ex = <Exchange>heap[0].ex  # (a new reference: the heap's is dropped below)
+        Py_DECREF(ex)
+        self._timer_count -= 1
+        n = self._timer_count
+        if n:
+            last = heap[n]
+            while True:
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and _earlier(
+                    heap[child + 1].when, heap[child + 1].seq, &heap[child]
+                ):
+                    child += 1
+                if not _earlier(heap[child].when, heap[child].seq, &last):
+                    break
+                heap[i] = heap[child]
+                i = child
+            heap[i] = last
+        return ex
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self._timer_count):
+            Py_DECREF(<object>self._timers[i].ex)
+        self._timer_count = 0
+        PyMem_Free(self._timers)
+        self._timers = NULL
 
     # --- writing ----------------------------------------------------------------------------
     cdef _send(self, Exchange ex):
@@ -702,20 +749,21 @@ cdef class Loop:
         self._dial(ex)
 
     cdef bint _ended(self, Exchange ex) except -1:
+        cdef ResponseHead head
         conn = ex.conn
         buf = ex.buf
         if ex.state == _HEAD:
             if not self._may_end_head(ex, conn):
                 return False
             try:
-                parsed = parse_response_head(
+                parsed = parse_head_of(
                     buf, ex.method, conn.max_head_bytes, conn.max_headers, conn.max_line_bytes
                 )
             except Exception:
                 return True
             if parsed is None:
                 return False
-            head, used = parsed
+            head, used = <tuple>parsed
             ex.head, ex.head_size = head, used  # for the caller: parsed once
             framing = head.framing
             if not ex.read_body or framing == "none":

@@ -674,23 +674,26 @@ class ManagerDriver:
         if type(given) is str:
             # RequestMethods.request's steps for a GET with no fields (pinned by a test)
             return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
+        kwargs: Any
         if isinstance(given, str):
             method, url, kwargs = "GET", given, {}
         elif isinstance(given, tuple) and len(given) in (2, 3):
             method, url = given[0], given[1]
-            kwargs = dict(given[2]) if len(given) == 3 else {}
-            if (
-                type(method) is str
-                and method.upper() in _URL_METHODS
-                and type(url) is str
-                and _ENCODED.isdisjoint(kwargs)
-                and "preload_content" not in kwargs
-            ):
-                # the same steps for a method without a body, given nothing to encode:
-                # urlopen's arguments after the default headers (pinned by a test)
-                return _ManagerJob(
-                    given, method.upper(), url, {"headers": self.manager.headers, **kwargs}
-                )
+            kwargs = given[2] if len(given) == 3 else {}
+            if type(kwargs) is not dict:
+                kwargs = dict(kwargs)  # (a dict is copied below: nothing keeps the caller's)
+            if type(method) is str and type(url) is str:
+                method = method.upper()
+                if (
+                    method in _URL_METHODS
+                    and _ENCODED.isdisjoint(kwargs)
+                    and "preload_content" not in kwargs
+                ):
+                    # the same steps for a method without a body, given nothing to encode:
+                    # urlopen's arguments after the default headers (pinned by a test)
+                    return _ManagerJob(
+                        given, method, url, {"headers": self.manager.headers, **kwargs}
+                    )
         else:
             raise TypeError(
                 "PoolManager.map takes URLs, (method, url) or (method, url, kwargs), "

@@ -251,6 +251,58 @@ def test_many_in_flight_end_independently(twin) -> None:
         theirs.close()
 
 
+def test_timeouts_end_in_the_order_they_expire(twin) -> None:
+    # The timer heap (a C array in the compiled twin, heapq in the pure one): 40 silent peers
+    # with read timeouts started in a shuffled order end in the order of their expiry, while
+    # every third peer answers first (its entry, left in the heap, is skipped).
+    import random
+
+    loop = twin.Loop()
+    pairs = [socket.socketpair() for _ in range(40)]
+    order = list(range(40))
+    random.Random(7).shuffle(order)
+    silent, answered = [], []
+    for k, (ours, theirs) in zip(order, pairs):
+        ex = twin.Exchange(Conn(ours), "GET", REQUEST, read_timeout=0.1 + 0.01 * k, tag=k)
+        if k % 3 == 0:
+            serve(theirs, OK)
+            answered.append(ex)
+        else:
+            silent.append(ex)  # its request sits unread in the peer's buffer
+        loop.start(ex)
+    ended = run(loop, *silent, *answered)
+    timed_out = [ex for ex in ended if ex in silent]
+    assert len(timed_out) == len(silent)
+    assert [ex.expires for ex in timed_out] == sorted(ex.expires for ex in silent)
+    for ex in silent:
+        with pytest.raises(socket.timeout):
+            ex.conn.sock.recv(1)  # the timeout, left for the blocking code's next receive
+    for ex in answered:
+        assert ex.conn._rest == OK
+    loop.close()
+    for ours, theirs in pairs:
+        ours.close()
+        theirs.close()
+
+
+def test_a_loop_let_go_with_timers_pending_releases_their_exchanges(twin, pair) -> None:
+    # The compiled heap holds a reference to each exchange it times: a loop dropped with
+    # entries left (a long timeout, cancelled) must give them back.
+    import gc
+    import sys
+
+    conn, _theirs = pair
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=60.0)
+    before = sys.getrefcount(ex)
+    loop = twin.Loop()
+    loop.start(ex)
+    loop.poll(0)
+    loop.close()  # cancelled: its timer entry stays until popped
+    del loop
+    gc.collect()
+    assert sys.getrefcount(ex) == before
+
+
 def test_bad_arguments(twin) -> None:
     with pytest.raises(ValueError, match="dial_workers"):
         twin.Loop(dial_workers=0)

@@ -326,6 +326,7 @@ def timed_outcomes(base: str, kind: type) -> list[str]:
     (a timed-out request closes its own), so that the lane may take it."""
     slow = f"{base}/slow?delay=0.4"
     seen: list[str] = []
+    Counted.begun, Counted.finished = [], []  # (this test alone: no earlier one set them)
     with lane(kind), fastpool.PoolManager(retries=False) as manager:
 
         def warm() -> None:
@@ -356,6 +357,13 @@ def timed_outcomes(base: str, kind: type) -> list[str]:
             ("GET", slow, {"timeout": 0.1}),
             ("GET", slow, {"timeout": Timeout(total=0.1)}),
             slow,
+            # numbers, each kept as the Timeout made for the last one: the same number again,
+            # another, an int and a float of one value
+            ("GET", slow, {"timeout": 5}),
+            ("GET", slow, {"timeout": 0.1}),
+            ("GET", slow, {"timeout": 0.1}),
+            ("GET", slow, {"timeout": 5.0}),
+            ("GET", slow, {"timeout": 5}),
         ):
             warm()
             timed(item)
@@ -368,7 +376,42 @@ def test_the_lane_reads_the_timeouts_at_each_request(app_server: AppServer) -> N
     with_lane = timed_outcomes(app_server.url, Counted)
     assert with_lane == timed_outcomes(app_server.url, Off)
     # with no timeout, a request waits
-    assert with_lane == ["ReadTimeoutError", "NoneType"] + ["ReadTimeoutError"] * 3 + ["NoneType"]
+    assert with_lane == [
+        *("ReadTimeoutError", "NoneType"),
+        *("ReadTimeoutError", "ReadTimeoutError", "ReadTimeoutError", "NoneType"),
+        *("NoneType", "ReadTimeoutError", "ReadTimeoutError", "NoneType", "NoneType"),
+    ]
+
+
+def test_the_lane_reads_each_requests_number_as_its_timeout(app_server: AppServer) -> None:
+    # One map, one connection, numbers one after another: each request waits its own (the
+    # Timeout kept for the last number serves only that number).
+    fast, slow = f"{app_server.url}/bytes/1", f"{app_server.url}/slow?delay=0.4"
+    items = [
+        ("GET", fast, {"timeout": 5}),
+        ("GET", slow, {"timeout": 0.1}),
+        ("GET", fast, {"timeout": 0.1}),
+        ("GET", slow, {"timeout": 5}),
+        ("GET", fast, {"timeout": 5.0}),
+        ("GET", slow, {"timeout": 0.1}),
+    ]
+    outcomes = {}
+    for kind in (Counted, Off):
+        Counted.begun, Counted.finished = [], []
+        with lane(kind), fastpool.PoolManager(retries=False, maxsize=1) as manager:
+            results = list(manager.map(items, concurrency=1))
+            outcomes[kind] = [type(r.error).__name__ for r in results]
+            if kind is Counted:
+                assert Counted.begun.count(True) >= 4, Counted.begun  # the lane took them
+    assert outcomes[Counted] == outcomes[Off]
+    assert outcomes[Off] == [
+        "NoneType",
+        "ReadTimeoutError",
+        "NoneType",
+        "NoneType",
+        "NoneType",
+        "ReadTimeoutError",
+    ]
 
 
 @pytest.mark.parametrize("kind", [Counted, Off], ids=["lane", "general"])
