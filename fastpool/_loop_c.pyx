@@ -197,6 +197,9 @@ def new_exchange(conn, method, data, read_timeout, bint read_body, dial, bint re
 
 cdef class Loop:
     """Drives :class:`Exchange` objects to their end from the thread that calls :meth:`poll`.
+    :meth:`close` it when done (``map`` does, however its iterator ends): until then its
+    timers hold the exchanges they time, and the compiled loop's do so unseen by the cycle
+    collector.
 
     :param dial_workers: threads that run dials (connect, tunnel, TLS handshake).
     """
@@ -593,13 +596,20 @@ cdef class Loop:
             heap[i] = last
         return ex
 
+    cdef _drop_timers(self):
+        """Give back every exchange the heap holds, and its memory. The collector cannot see
+        the heap's references: a closed loop must hold none (an exchange may refer back to
+        it, through a lookup's callback or its tag)."""
+        cdef _Timer *heap = self._timers
+        cdef Py_ssize_t i, n = self._timer_count
+        # detached first: a release may run Python code that reaches this loop again
+        self._timers, self._timer_count, self._timer_room = NULL, 0, 0
+        for i in range(n):
+            Py_DECREF(<object>heap[i].ex)
+        PyMem_Free(heap)
+
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        for i in range(self._timer_count):
-            Py_DECREF(<object>self._timers[i].ex)
-        self._timer_count = 0
-        PyMem_Free(self._timers)
-        self._timers = NULL
+        self._drop_timers()
 
     # --- writing ----------------------------------------------------------------------------
     cdef _send(self, Exchange ex):
@@ -866,6 +876,7 @@ cdef class Loop:
         if self._dialer is not None:
             self._dialer.shutdown(wait=False, cancel_futures=True)
         self._closed = True
+        self._drop_timers()  # (none fires once closed)
         self._parked.clear()
         self._poller.close()
         self._wake_r.close()

@@ -215,6 +215,9 @@ def new_exchange(
 
 class Loop:
     """Drives :class:`Exchange` objects to their end from the thread that calls :meth:`poll`.
+    :meth:`close` it when done (``map`` does, however its iterator ends): until then its
+    timers hold the exchanges they time, and the compiled loop's do so unseen by the cycle
+    collector.
 
     :param dial_workers: threads that run dials (connect, tunnel, TLS handshake).
     """
@@ -869,6 +872,7 @@ class Loop:
             # Never waits for a dial: a cancelled one is closed by its worker (_run_dial).
             self._dialer.shutdown(wait=False, cancel_futures=True)
         self._closed = True
+        self._timers.clear()  # none fires once closed (the compiled heap's references go too)
         self._parked.clear()
         self._poller.close()
         self._wake_r.close()

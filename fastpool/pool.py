@@ -164,6 +164,14 @@ def _resolve(timeout: Any) -> float | None:
     return typing.cast("float | None", timeout)
 
 
+def _not_nan(seconds: float | None) -> float | None:
+    """``seconds``, refused as the socket refuses it when it is NaN (urllib3's Timeout takes
+    NaN; its socket call raises): here, before a socket or the loop's timers are given it."""
+    if isinstance(seconds, float) and math.isnan(seconds):
+        raise ValueError("Invalid value NaN (not a number)")
+    return seconds
+
+
 def _timed_out(err: BaseException) -> bool:
     return isinstance(err, socket.timeout) or (
         isinstance(err, OSError) and err.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
@@ -1229,14 +1237,14 @@ class HTTPConnectionPool(RequestMethods):
                 last = (
                     timeout,
                     default,
-                    _resolve(timeout.connect_timeout),
-                    _resolve(timeout.read_timeout),
+                    _not_nan(_resolve(timeout.connect_timeout)),
+                    _not_nan(_resolve(timeout.read_timeout)),
                 )
                 self._last_timeout = last
             return last[2], last[3], None
         timeout_obj = self._get_timeout(timeout)
         timeout_obj.start_connect()
-        return _resolve(timeout_obj.connect_timeout), None, timeout_obj
+        return _not_nan(_resolve(timeout_obj.connect_timeout)), None, timeout_obj
 
     # --- dialing and the keep-alive replay ----------------------------------------------------
     def _dial_failed(

@@ -303,6 +303,71 @@ def test_a_loop_let_go_with_timers_pending_releases_their_exchanges(twin, pair) 
     assert sys.getrefcount(ex) == before
 
 
+class FakeClock:
+    """The loop module's ``monotonic``, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_timers_of_one_time_end_in_the_order_they_were_armed(twin, monkeypatch) -> None:
+    # Ties (the same clock reading, the same timeout) come out first armed, first out, as
+    # heapq's (when, seq) tuples do; and once every entry has come out, the heap holds no
+    # reference to any exchange (each exchange's count is back where it started).
+    import sys
+
+    clock = FakeClock()
+    monkeypatch.setattr(twin, "monotonic", clock)
+    loop = twin.Loop()
+    pairs = [socket.socketpair() for _ in range(30)]
+    exchanges = [
+        twin.Exchange(Conn(ours), "GET", REQUEST, read_timeout=(0.5, 1.0, 0.5)[i % 3], tag=i)
+        for i, (ours, _) in enumerate(pairs)
+    ]
+    counts = [sys.getrefcount(ex) for ex in exchanges]
+    list(map(loop.start, exchanges))  # (silent peers: each waits for its read timeout)
+    assert loop.poll(0) == []
+    clock.now += 0.5
+    first = [ex.tag for ex in loop.poll(0)]
+    clock.now += 0.5
+    second = [ex.tag for ex in loop.poll(0)]
+    assert first == [i for i in range(30) if i % 3 != 1]
+    assert second == [i for i in range(30) if i % 3 == 1]
+    assert [sys.getrefcount(ex) for ex in exchanges] == counts
+    loop.close()
+    for ours, theirs in pairs:
+        ours.close()
+        theirs.close()
+
+
+def test_a_closed_loop_in_a_reference_cycle_is_collected(twin, pair) -> None:
+    # An exchange may refer back to its loop (its tag here; a lookup's callback in the
+    # library): the timer entry left by a cancelled exchange must not keep that cycle from
+    # the collector once the loop is closed (the compiled heap's references are invisible to
+    # it, so closing gives them back).
+    import gc
+    import weakref
+
+    class Holder:
+        loop: Any = None
+
+    conn, _theirs = pair
+    loop = twin.Loop()
+    holder = Holder()
+    holder.loop = loop
+    ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=60.0, tag=holder)
+    loop.start(ex)
+    loop.poll(0)
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop, holder, ex
+    gc.collect()
+    assert gone() is None
+
+
 def test_bad_arguments(twin) -> None:
     with pytest.raises(ValueError, match="dial_workers"):
         twin.Loop(dial_workers=0)

@@ -421,12 +421,25 @@ def test_a_timeout_urllib3_refuses_takes_no_slot(app_server: AppServer, kind: ty
     with lane(kind), fastpool.PoolManager(maxsize=1, block=True, pool_timeout=1) as manager:
         Counted.begun, Counted.finished = [], []
         list(manager.map([url]))  # an idle connection for the lane
-        items = [("GET", url, {"timeout": (3, 10)}), ("GET", url, {"timeout": -1}), url]
+        nan = float("nan")  # urllib3's Timeout takes it; the socket refuses it
+        items = [
+            ("GET", url, {"timeout": (3, 10)}),
+            ("GET", url, {"timeout": -1}),
+            ("GET", url, {"timeout": nan}),
+            ("GET", url, {"timeout": Timeout(connect=2.0, read=nan)}),
+            url,
+        ]
         results = list(manager.map(items, concurrency=1))
         pool = manager.connection_from_url(url)
-        assert [type(r.error).__name__ for r in results] == ["ValueError", "ValueError", "NoneType"]
+        assert [type(r.error).__name__ for r in results] == ["ValueError"] * 4 + ["NoneType"]
+        assert "NaN" in str(results[2].error) and "NaN" in str(results[3].error)
         assert (pool.pool.in_use, pool.pool.idle) == (0, 1)  # the one connection, given back
         assert pool.num_connections == 1
+        with pytest.raises(ValueError, match="NaN"):  # as one request (and urllib3's) raises
+            manager.request("GET", url, timeout=nan)
+        # its connection closed as urllib3 closes it (the error comes after the checkout there),
+        # no slot held
+        assert (pool.pool.in_use, pool.pool.idle) == (0, 0)
 
 
 def test_the_lane_steps_aside_for_subclasses_and_patched_classes(
