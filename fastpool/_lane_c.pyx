@@ -15,7 +15,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from ._http11_c cimport ResponseHead
-from ._loop_c cimport Exchange
+from ._loop_c cimport Exchange, _stock_tls
 from .tls import has_buffered_bytes
 
 __all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
@@ -27,7 +27,7 @@ cdef bint _loaded = False
 cdef object new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse, _connection
 cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_REQUEST
 cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft
-cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED, stock_tls
+cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED
 cdef object OWN_CHECKIN_FINISHED
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
@@ -44,11 +44,10 @@ cdef _load():
     global _connection, OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS
     global OWN_RENDER_REQUEST, OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
-    global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, stock_tls
+    global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
-    stock_tls = _loop_c.stock_tls
     FailedSocket = _failed_socket.FailedSocket
     STOCK_URLOPEN = _patches.STOCK_URLOPEN
     RENDERED = connection.RENDERED
@@ -131,7 +130,7 @@ cdef bint _own_plain_pool(pool) except -1:
 
 cdef bint _buffered(sock) except -1:
     # has_buffered_bytes(sock) for a socket that is not a plain one
-    tls = stock_tls(sock)
+    tls = _stock_tls(sock)
     if tls is None:
         return has_buffered_bytes(sock)
     return tls.pending() > 0

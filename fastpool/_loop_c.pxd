@@ -1,6 +1,7 @@
 # cython: language_level=3
-"""What the compiled lane (``_lane_c``) reads of an exchange without a Python attribute
-lookup: its fields. Needed to build the cores only."""
+"""What the compiled lane (``_lane_c``) reads of the loop without a Python call or
+attribute lookup: an exchange's fields, and the stock-TLS check. Needed to build the cores
+only."""
 
 
 cdef class Exchange:
@@ -38,3 +39,6 @@ cdef class Exchange:
     cdef _set(
         self, conn, method, data, read_timeout, bint read_body, dial, bint replay, bint direct, tag
     )
+
+
+cdef object _stock_tls(sock)

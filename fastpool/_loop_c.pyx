@@ -40,8 +40,9 @@ cdef object _UNSET_TIMEOUT = None  # fastpool.connection's UNSET_TIMEOUT (see _u
 cdef object _SSL_EOF = ssl.SSL_ERROR_EOF
 
 
-cdef inline object _stock_tls(sock):
-    # fastpool.tls.stock_tls inline: the stdlib SSLSocket's session object, its methods unpatched
+cdef object _stock_tls(sock):
+    # fastpool.tls.stock_tls: the stdlib SSLSocket's session object, its methods unpatched
+    # (the class's attributes are read through the type cache: cheaper than its dict here)
     if type(sock) is not STOCK_SSL_SOCKET or STOCK_TLS_STEPS is None:
         return None
     cls = STOCK_SSL_SOCKET
