@@ -8,6 +8,7 @@ path's). The GIL is released while the poller waits.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyTypeObject
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 
@@ -40,20 +41,25 @@ cdef object _UNSET_TIMEOUT = None  # fastpool.connection's UNSET_TIMEOUT (see _u
 cdef object _SSL_EOF = ssl.SSL_ERROR_EOF
 
 
+cdef extern from "Python.h":
+    # the type's attribute as its MRO holds it (borrowed; NULL: none), through the type cache:
+    # for a function, what reading it on the class gives, without the descriptor call
+    PyObject *_PyType_Lookup(PyTypeObject *cls, object name)
+
+
 cdef object _stock_tls(sock):
     # fastpool.tls.stock_tls: the stdlib SSLSocket's session object, its methods unpatched
-    # (the class's attributes are read through the type cache: cheaper than its dict here)
     if type(sock) is not STOCK_SSL_SOCKET or STOCK_TLS_STEPS is None:
         return None
-    cls = STOCK_SSL_SOCKET
+    cdef PyTypeObject *cls = <PyTypeObject *>STOCK_SSL_SOCKET
     cdef tuple steps = STOCK_TLS_STEPS
     cdef dict own = sock.__dict__
     if (
-        cls.recv_into is not steps[0]
-        or cls.read is not steps[1]
-        or cls.send is not steps[2]
-        or cls.pending is not steps[3]
-        or cls._checkClosed is not steps[4]
+        _PyType_Lookup(cls, "recv_into") is not <PyObject *>steps[0]
+        or _PyType_Lookup(cls, "read") is not <PyObject *>steps[1]
+        or _PyType_Lookup(cls, "send") is not <PyObject *>steps[2]
+        or _PyType_Lookup(cls, "pending") is not <PyObject *>steps[3]
+        or _PyType_Lookup(cls, "_checkClosed") is not <PyObject *>steps[4]
         or "recv_into" in own
         or "read" in own
         or "send" in own
