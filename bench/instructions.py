@@ -151,12 +151,12 @@ def _map_client(key: str) -> Callable[[Iterable[str]], Any]:
             maxsize=MAP_CONCURRENCY, ca_certs=os.environ.get(_CA_VARIABLE)
         )
         light = key in ("pm-light", "pm-light-timed")
-        if key == "pm-light-timed":
-            results = lambda urls: manager.map(
-                (("GET", u, TIMED) for u in urls), concurrency=MAP_CONCURRENCY, light=True
-            )
-        else:
-            results = lambda urls: manager.map(urls, concurrency=MAP_CONCURRENCY, light=light)
+        timed = key == "pm-light-timed"
+
+        def results(urls: Iterable[str]) -> Any:
+            items: Iterable[Any] = (("GET", u, TIMED) for u in urls) if timed else urls
+            return manager.map(items, concurrency=MAP_CONCURRENCY, light=light)
+
         body = "data"
 
     def run(urls: Iterable[str]) -> None:

@@ -8,13 +8,17 @@ this file holds each twin to the same answers one level down, whatever the build
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
+import random
 import select
 import socket
 import struct
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,8 +259,6 @@ def test_timeouts_end_in_the_order_they_expire(twin) -> None:
     # The timer heap (a C array in the compiled twin, heapq in the pure one): 40 silent peers
     # with read timeouts started in a shuffled order end in the order of their expiry, while
     # every third peer answers first (its entry, left in the heap, is skipped).
-    import random
-
     loop = twin.Loop()
     pairs = [socket.socketpair() for _ in range(40)]
     order = list(range(40))
@@ -288,9 +290,6 @@ def test_timeouts_end_in_the_order_they_expire(twin) -> None:
 def test_a_loop_let_go_with_timers_pending_releases_their_exchanges(twin, pair) -> None:
     # The compiled heap holds a reference to each exchange it times: a loop dropped with
     # entries left (a long timeout, cancelled) must give them back.
-    import gc
-    import sys
-
     conn, _theirs = pair
     ex = twin.Exchange(conn, "GET", REQUEST, read_timeout=60.0)
     before = sys.getrefcount(ex)
@@ -317,8 +316,6 @@ def test_timers_of_one_time_end_in_the_order_they_were_armed(twin, monkeypatch) 
     # Ties (the same clock reading, the same timeout) come out first armed, first out, as
     # heapq's (when, seq) tuples do; and once every entry has come out, the heap holds no
     # reference to any exchange (each exchange's count is back where it started).
-    import sys
-
     clock = FakeClock()
     monkeypatch.setattr(twin, "monotonic", clock)
     loop = twin.Loop()
@@ -348,9 +345,6 @@ def test_a_closed_loop_in_a_reference_cycle_is_collected(twin, pair) -> None:
     # library): the timer entry left by a cancelled exchange must not keep that cycle from
     # the collector once the loop is closed (the compiled heap's references are invisible to
     # it, so closing gives them back).
-    import gc
-    import weakref
-
     class Holder:
         loop: Any = None
 
