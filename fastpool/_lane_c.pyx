@@ -28,7 +28,7 @@ cdef object new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse, 
 cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_REQUEST
 cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft
 cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED
-cdef object OWN_CHECKIN_FINISHED
+cdef object OWN_CHECKIN_FINISHED, OWN_REVIVE
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
@@ -44,7 +44,7 @@ cdef _load():
     global _connection, OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS
     global OWN_RENDER_REQUEST, OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
-    global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED
+    global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, OWN_REVIVE
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
@@ -65,6 +65,7 @@ cdef _load():
     PLAIN_FIT = pool.PLAIN_FIT
     OWN_IS_CONNECTED = pool.OWN_IS_CONNECTED
     OWN_CHECKIN_FINISHED = pool.OWN_CHECKIN_FINISHED
+    OWN_REVIVE = pool.OWN_REVIVE
     TotalLeft = pool.TotalLeft
     connect_in_worker = pool.connect_in_worker
     _REDIRECTS = response.HTTPResponse.REDIRECT_STATUSES
@@ -136,9 +137,10 @@ cdef bint _buffered(sock) except -1:
     return tls.pending() > 0
 
 
-cdef bint _is_connected(conn) except -1:
+cdef bint _is_connected(conn, loop) except -1:
     """``conn.is_connected``: HTTPConnection's steps inline (``_readable_now``, a private
-    step), unless the class's property is patched."""
+    step), unless the class's property is patched; the map's ``loop`` asked before the
+    ``poll`` (see the twin)."""
     if type(conn).is_connected is not OWN_IS_CONNECTED:
         return conn.is_connected
     sock = conn.sock
@@ -146,6 +148,8 @@ cdef bint _is_connected(conn) except -1:
         return False
     if conn._rest or (type(sock) is not socket.socket and _buffered(sock)):
         return False
+    if loop is not None and loop.seen_idle(sock):
+        return True
     poller = conn._poller
     if poller is None:
         return not conn._readable_now()  # (makes the connection's poller)
@@ -173,7 +177,19 @@ cdef _checkin_finished(pool, conn, bint keep_alive):
         pool._close_and_free(conn, queue)
 
 
-cdef object _checkout(pool):
+cdef object _ready(pool, conn, loop):
+    """``pool._ready(pool, conn, 0.0)`` for a pool that checks every checkout, the liveness
+    check through _is_connected (see the twin)."""
+    if pool._ready is not OWN_REVIVE:
+        return pool._ready(pool, conn, 0.0)
+    if pool._expiry:
+        pool._expire(conn)
+    if conn.sock is not None and not _is_connected(conn, loop):
+        pool._drop_stale(conn)
+    return conn
+
+
+cdef object _checkout(pool, loop):
     queue = pool.pool
     if not queue.idle:
         return None
@@ -184,7 +200,9 @@ cdef object _checkout(pool):
     try:
         if conn is None:
             conn = pool._new_conn()
-        elif pool._check_conn or not _is_connected(conn):
+        elif pool._check_conn:
+            conn = _ready(pool, conn, loop)
+        elif not _is_connected(conn, loop):
             conn = pool._ready(pool, conn, 0.0)
     except BaseException as e:
         if conn is not None:
@@ -258,7 +276,7 @@ cdef object _rendered(conn, str target, headers):
     return (<tuple>kept)[1] + target.encode("ascii") + (<tuple>kept)[2]
 
 
-def begin_on(pool, target, headers, timeout, bint read_body):
+def begin_on(pool, target, headers, timeout, bint read_body, loop=None):
     """``pool._loop_begin("GET", target, None, headers, False, timeout, read_body)`` in one
     call: an Exchange, False, or None (not taken; see the twin)."""
     if not _loaded:
@@ -270,12 +288,12 @@ def begin_on(pool, target, headers, timeout, bint read_body):
         or not _own_plain_pool(pool)
     ):
         return None
-    return _begin_at(pool, <str>target, headers, timeout, read_body)
+    return _begin_at(pool, <str>target, headers, timeout, read_body, loop)
 
 
-cdef object _begin_at(pool, str target, headers, timeout, bint read_body):
+cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
     """The pool's half of a lane hop, its checks passed (see the twin)."""
-    conn = _checkout(pool)
+    conn = _checkout(pool, loop)
     if conn is None or conn is False:
         return conn
     conn._loop_queue = pool.pool
@@ -330,7 +348,7 @@ cdef class Lane:
         self._connection_from_host = connection_from_host
         self._retry_of = (None, None, Retry())
 
-    def begin(self, job):
+    def begin(self, job, loop=None):
         """``job``'s next hop as an Exchange for the loop, False, or None (see the twin)."""
         kw = job.kw
         url = job.url
@@ -363,7 +381,7 @@ cdef class Lane:
             return None
         pool, target = <tuple>found
         exchange = _begin_at(
-            pool, <str>target, headers, (<dict>kw).get("timeout", _DEFAULT_TIMEOUT), True
+            pool, <str>target, headers, (<dict>kw).get("timeout", _DEFAULT_TIMEOUT), True, loop
         )
         if exchange is not None and exchange is not False:
             job.conn = pool

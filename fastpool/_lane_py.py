@@ -23,6 +23,7 @@ through it."""
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from urllib3.util.retry import Retry
@@ -35,9 +36,11 @@ from .pool import (
     OWN_CONNECT,
     OWN_CONNECTIONS,
     OWN_GET_CONN,
+    OWN_IS_CONNECTED,
     OWN_POOLS,
     OWN_RENDER_REQUEST,
     OWN_REQUEST,
+    OWN_REVIVE,
     OWN_VALIDATE_CONN,
     PLAIN_FIT,
     PLAIN_ORIGIN_FORM,
@@ -46,6 +49,7 @@ from .pool import (
     no_status_retry,
 )
 from .response import HTTPResponse
+from .tls import has_buffered_bytes
 
 __all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
 
@@ -96,11 +100,41 @@ def _own_plain_pool(pool: Any) -> bool:
     )
 
 
-def _checkout(pool: Any) -> Any:
+def _is_connected(conn: Any, loop: Any) -> bool:
+    """``conn.is_connected``, where the map's ``loop`` may answer its last step: an idle
+    socket it keeps registered had nothing to read at its last complete wait, a few
+    milliseconds ago at most (``Loop.seen_idle``), so no ``poll`` of it is made. The class's
+    own property is called where it is not fastpool's (a patch must see the check)."""
+    if loop is None or type(conn).is_connected is not OWN_IS_CONNECTED:
+        return conn.is_connected  # type: ignore[no-any-return]
+    sock = conn.sock
+    if sock is None:
+        return False
+    if conn._rest or (type(sock) is not socket.socket and has_buffered_bytes(sock)):
+        return False  # bytes read or decrypted already: nothing the poller can see
+    return loop.seen_idle(sock) or not conn._readable_now()
+
+
+def _ready(pool: Any, conn: Any, loop: Any) -> Any:
+    """``pool._ready(pool, conn, 0.0)`` for a pool that checks every checkout (an
+    ``idle_timeout`` or ``max_lifetime``): ``_revive``'s steps, the liveness check through
+    :func:`_is_connected`, where the pool's step is fastpool's own (a subclass's is called).
+    (No global cap on a lane's pool: no room to find for a connection closed here.)"""
+    if pool._ready is not OWN_REVIVE:
+        return pool._ready(pool, conn, 0.0)
+    if pool._expiry:
+        pool._expire(conn)
+    if conn.sock is not None and not _is_connected(conn, loop):
+        pool._drop_stale(conn)
+    return conn
+
+
+def _checkout(pool: Any, loop: Any) -> Any:
     """An idle connection of ``pool``, made ready as ``_get_conn`` makes it (expired or dropped
     by the server: closed, for the loop to dial again); None: no idle one, nothing taken;
     False: the checkout failed, its slot given back (``urlopen`` meets it again, as
-    ``_loop_checkout`` leaves it)."""
+    ``_loop_checkout`` leaves it). ``loop``: the map's, asked first whether the connection is
+    alive (None: the connection's own check)."""
     queue = pool.pool
     if not queue.idle:
         return None  # a connection to dial: the general steps
@@ -111,8 +145,10 @@ def _checkout(pool: Any) -> Any:
     try:
         if conn is None:  # another thread took the idle one: a slot to dial, as _get_conn
             conn = pool._new_conn()
-        elif pool._check_conn or not conn.is_connected:
-            conn = pool._ready(pool, conn, 0.0)  # _revive: expired or dropped, it is closed
+        elif pool._check_conn:
+            conn = _ready(pool, conn, loop)  # expired or dropped, it is closed
+        elif not _is_connected(conn, loop):
+            conn = pool._ready(pool, conn, 0.0)  # _revive: dropped, it is closed
     except BaseException as e:
         if conn is not None:
             conn.close()
@@ -124,12 +160,13 @@ def _checkout(pool: Any) -> Any:
 
 
 def begin_on(
-    pool: Any, target: Any, headers: Any, timeout: Any, read_body: bool
+    pool: Any, target: Any, headers: Any, timeout: Any, read_body: bool, loop: Any = None
 ) -> Exchange | bool | None:
     """``pool._loop_begin("GET", target, None, headers, False, timeout, read_body)`` in one
     call, for a hop whose pool its caller found (``HTTPAdapter._loop_begin``: the Session's
     map): an Exchange, or False, as that returns them; None: not taken (a target that is not
-    plain, a pool the lane does not take, no idle connection), the general steps decide."""
+    plain, a pool the lane does not take, no idle connection), the general steps decide.
+    ``loop``: the map's (see :func:`_is_connected`)."""
     if (
         headers is None  # (the pool's headers then)
         or type(target) is not str
@@ -137,15 +174,15 @@ def begin_on(
         or not _own_plain_pool(pool)
     ):
         return None
-    return _begin_at(pool, target, headers, timeout, read_body)
+    return _begin_at(pool, target, headers, timeout, read_body, loop)
 
 
 def _begin_at(
-    pool: Any, target: str, headers: Any, timeout: Any, read_body: bool
+    pool: Any, target: str, headers: Any, timeout: Any, read_body: bool, loop: Any
 ) -> Exchange | bool | None:
     """The pool's half of a lane hop, its checks passed: the checkout, the timeouts, the
     head, the Exchange (what ``_loop_begin`` does past its checks)."""
-    conn = _checkout(pool)
+    conn = _checkout(pool, loop)
     if conn is None or conn is False:
         return conn
     conn._loop_queue = pool.pool
@@ -202,10 +239,11 @@ class Lane:
         # the last ``retries`` argument that is not a Retry, and the Retry urlopen makes of it
         self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
 
-    def begin(self, job: Any) -> Exchange | bool | None:
+    def begin(self, job: Any, loop: Any = None) -> Exchange | bool | None:
         """``job``'s next hop as an Exchange for the loop, its pool on ``job.conn`` and its
         target on ``job.target``; False: it must go through ``urlopen`` (as the general steps
-        would say); None: nothing was done, the general steps take it."""
+        would say); None: nothing was done, the general steps take it. ``loop``: the map's,
+        asked whether an idle connection is alive (see :func:`_is_connected`)."""
         kw = job.kw
         url = job.url
         # A GET with no body and no headers (the manager's own included), whose other
@@ -238,7 +276,7 @@ class Lane:
             return None
         pool, target = found
         exchange = _begin_at(
-            pool, target, headers, kw.get("timeout", Timeout.DEFAULT_TIMEOUT), True
+            pool, target, headers, kw.get("timeout", Timeout.DEFAULT_TIMEOUT), True, loop
         )
         if exchange is not None and exchange is not False:
             job.conn = pool

@@ -27,7 +27,7 @@ from ._failed_socket import FailedSocket
 from ._http11_c cimport ResponseHead, parse_head_of
 from ._http11_c import ChunkedDecoder
 from . import _poller
-from ._poller import drops_closed, new_poller, poll_timeout, unpark_at_fork
+from ._poller import SEEN_FOR, drops_closed, new_poller, poll_timeout, unpark_at_fork
 from .tls import STOCK_SSL_SOCKET, STOCK_TLS_STEPS
 
 __all__ = ("Exchange", "Loop", "new_exchange", "stock_tls")
@@ -95,6 +95,7 @@ cdef inline object _unset_timeout():
     return _UNSET_TIMEOUT
 
 
+cdef double _SEEN_FOR = SEEN_FOR
 cdef int _READ = 0x001  # fastpool._poller's READ and WRITE (epoll's bits)
 cdef int _WRITE = 0x004
 
@@ -215,6 +216,8 @@ cdef class Loop:
     cdef dict _watched
     cdef dict _parked
     cdef bint _parks
+    cdef double _seen_at  # the last complete wait's end (see the twin)
+    cdef set _unseen  # parked after it began
     cdef object _forks
     cdef bint _haunted
     cdef bint _epoll
@@ -245,6 +248,8 @@ cdef class Loop:
         self._watched = {}
         self._parked = {}  # idle connections' sockets, registered still (see the twin)
         self._parks = drops_closed(self._poller)
+        self._seen_at = -1e300
+        self._unseen = set()
         self._epoll = drops_closed(self._poller)  # stray registrations are epoll's alone
         self._forks = _poller.FORKS
         self._haunted = False  # see _rebuild
@@ -418,7 +423,12 @@ cdef class Loop:
         if not done:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
-            for fd, events in self._poller.poll(wait):
+            most = _poller.MAX_EVENTS
+            ready = self._poller.poll(wait, most)
+            if len(ready) < most:  # a parked socket not in it had nothing to read
+                self._seen_at = monotonic()
+                self._unseen.clear()
+            for fd, events in ready:
                 data = watched.get(fd)
                 if data is None:
                     if fd == self._wake_fd:
@@ -677,8 +687,21 @@ cdef class Loop:
             del self._watched[ex.fd]
             ex.events = 0
             self._parked[ex.fd] = ex.conn.sock
+            self._unseen.add(ex.fd)
         else:
             self._unwatch(ex)
+
+    def seen_idle(self, sock):
+        """Whether ``sock``, an idle connection's socket parked here, had nothing to read at
+        the last complete wait, at most ``SEEN_FOR`` seconds ago (see the twin)."""
+        if self._forks != _poller.FORKS:
+            return False
+        fd = sock.fileno()
+        return (
+            self._parked.get(fd) is sock
+            and fd not in self._unseen
+            and monotonic() - self._seen_at <= _SEEN_FOR
+        )
 
     cdef _forked(self):
         """A fork since the last look: unregister what is parked (see the twin)."""

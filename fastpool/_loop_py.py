@@ -44,6 +44,7 @@ from ._failed_socket import FailedSocket
 from ._http11_py import ChunkedDecoder, parse_response_head
 from ._poller import (
     READ,
+    SEEN_FOR,
     WRITE,
     drops_closed,
     new_poller,
@@ -232,6 +233,10 @@ class Loop:
         # system call to watch, as libcurl keeps its sockets with the multi handle.
         self._parked: dict[int, Any] = {}
         self._parks = drops_closed(self._poller)
+        # What the last complete wait (one that reported every ready socket) saw of them:
+        # when it returned, and the parked sockets it could not see (parked after it began).
+        self._seen_at = -1e300
+        self._unseen: set[int] = set()
         self._forks = _poller.FORKS  # a fork since: what is parked is unregistered
         # Stray registrations (see _rebuild) are epoll's alone: a selector reports only what
         # it holds (and may report an error as readable on a socket watched for writing).
@@ -431,7 +436,12 @@ class Loop:
         if not done:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
-            for fd, events in self._poller.poll(wait):
+            most = _poller.MAX_EVENTS
+            ready = self._poller.poll(wait, most)
+            if len(ready) < most:  # a parked socket not in it had nothing to read
+                self._seen_at = monotonic()
+                self._unseen.clear()
+            for fd, events in ready:
                 ex = watched.get(fd)
                 if ex is None:
                     if fd == self._wake_fd:
@@ -646,8 +656,24 @@ class Loop:
             del self._watched[ex.fd]
             ex.events = 0
             self._parked[ex.fd] = ex.conn.sock
+            self._unseen.add(ex.fd)
         else:
             self._unwatch(ex)
+
+    def seen_idle(self, sock: Any) -> bool:
+        """Whether ``sock``, an idle connection's socket parked here, had nothing to read (no
+        answer, no close) at the last complete wait, which ended at most ``SEEN_FOR``
+        seconds ago: the pool's liveness check before a reuse, answered without a system
+        call (epoll reports a parked socket that turns readable, and the loop unparks it).
+        False: not known, the pool's check is to be made."""
+        if self._forks != _poller.FORKS:
+            return False  # a fork since: the parked are unregistered at the next poll
+        fd = sock.fileno()
+        return (
+            self._parked.get(fd) is sock
+            and fd not in self._unseen
+            and monotonic() - self._seen_at <= SEEN_FOR
+        )
 
     def _forked(self) -> None:
         """A fork since the last look: what is parked may be a child's too, unregister it."""

@@ -18,7 +18,9 @@ import weakref
 from typing import Any
 
 __all__ = (
+    "MAX_EVENTS",
     "READ",
+    "SEEN_FOR",
     "WRITE",
     "SelectorPoller",
     "drops_closed",
@@ -31,6 +33,17 @@ __all__ = (
 #: both, as selectors reads them.
 READ = 0x001
 WRITE = 0x004
+
+#: The most events one wait returns. A wait that returns fewer reported every socket ready at
+#: that moment, so what it did not report had nothing to read (the loop's ``seen_idle``).
+MAX_EVENTS = 1024
+
+#: How long, in seconds, a complete wait's word that an idle connection had nothing to read
+#: stands in for the pool's liveness check (a ``poll`` of the socket) before a reuse. The
+#: check itself races the server as closely: what arrives between it and the request sent
+#: is met the same way (a replay for a request that may be sent again). Kept small, so a
+#: caller that holds a map's iterator longer finds the check made again.
+SEEN_FOR = 0.005
 
 
 def new_poller() -> Any:
@@ -123,8 +136,9 @@ class SelectorPoller:
         """Stop watching ``fd``."""
         self._selector.unregister(fd)
 
-    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
-        """Wait up to ``timeout`` seconds (None: no limit); ``(fd, events)`` of the ready."""
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        """Wait up to ``timeout`` seconds (None: no limit); ``(fd, events)`` of the ready
+        (all of them: ``maxevents`` is epoll's, and nothing parks on a selector)."""
         ready = self._selector.select(timeout)
         return [
             (

@@ -71,6 +71,7 @@ class SessionDriver:
         self.timeout = timeout
         self.stream = stream
         self.allow_redirects = allow_redirects
+        self.loop: Any = None
 
     def new(self, given: Any) -> _Job:
         url = given.url if isinstance(given, (Request, PreparedRequest)) else given
@@ -98,7 +99,7 @@ class SessionDriver:
         self, job: _Job, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
         prep = job.prep if job.prep is not None else self._prepare(job)
-        exchange = self.session._loop_begin(prep, job.kwargs, wait, limit)
+        exchange = self.session._loop_begin(prep, job.kwargs, wait, limit, self.loop)
         if isinstance(exchange, Exchange):
             exchange.retries = job.retries  # None: the adapter's max_retries
         return exchange  # type: ignore[no-any-return]

@@ -662,12 +662,14 @@ class HTTPAdapter(_stock.HTTPAdapter):
         proxies: dict[str, str] | None,
         wait: bool = False,
         limit: float | None = None,
+        loop: Any = None,
     ) -> Any:
         """:meth:`send` up to its first byte, for the multiplexed loop (fastpool.multi): the
         pool's Exchange, None (no free connection now) or False (``send`` must run it: a tool
         patched it, a cassette is on, or the pool is not fastpool's). With ``wait`` it waits
         for a connection as :meth:`send` would (``pool_timeout``; at most ``limit`` seconds
-        when given) and raises what ``send`` raises when none comes."""
+        when given) and raises what ``send`` raises when none comes. ``loop``: the map's,
+        asked whether an idle connection is alive (``fastpool._lane``)."""
         if (
             _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND
             # overridden, or patched on this adapter: it must see the request
@@ -686,7 +688,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             if not wait and body is None and request.method == "GET":
                 # the plainest hop in one call (fastpool._lane), else the general steps
                 begin_on = _lane_begin_on()
-                exchange = begin_on(conn, url, request.headers, resolved_timeout, not stream)
+                exchange = begin_on(conn, url, request.headers, resolved_timeout, not stream, loop)
             if exchange is None:
                 exchange = conn._loop_begin(
                     request.method,  # type: ignore[arg-type]

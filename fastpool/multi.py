@@ -64,6 +64,10 @@ class Driver(Protocol):
     """One API's steps for :func:`run_map`. A job is the driver's record of one request; it
     has a ``host`` (the politeness key: :func:`host_of`)."""
 
+    #: the map's loop while it runs (:func:`run_map` sets it, and None once it ended): a
+    #: checkout asks it whether an idle connection is alive (``Loop.seen_idle``)
+    loop: Loop | None
+
     def new(self, given: Any) -> Any:
         """The job for an item of the caller's iterable (raises what preparing it raises)."""
 
@@ -224,7 +228,7 @@ def narrow_timeout(timeout: Any, remaining: float) -> Timeout:
 
 
 def _results(run: _Run) -> Iterator[Result]:
-    run.loop = Loop(dial_workers=run.dial_workers)
+    run.loop = run.driver.loop = Loop(dial_workers=run.dial_workers)
     try:
         while True:
             run.take_input()
@@ -239,6 +243,7 @@ def _results(run: _Run) -> Iterator[Result]:
                 return
             run.wait()
     finally:
+        run.driver.loop = None
         run.cancel()
 
 
@@ -663,6 +668,7 @@ class ManagerDriver:
         #: to check against, it begins none and only finishes light answers)
         self.lane = Lane(manager, None, None) if lane is None else lane
         self.plain_result = self._light_result if light else None
+        self.loop: Loop | None = None
 
     def new(self, given: Any) -> _ManagerJob:
         job = self._new(given)
@@ -716,7 +722,7 @@ class ManagerDriver:
         self, job: _ManagerJob, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
         if not wait:
-            exchange = self.lane.begin(job)
+            exchange = self.lane.begin(job, self.loop)
             if exchange is not None:
                 return exchange
         if not self._urlopen_is_ours():

@@ -736,12 +736,17 @@ class HTTPConnectionPool(RequestMethods):
         if self._expiry:
             self._expire(conn)
         if conn.sock is not None and not conn.is_connected:
-            self._log.debug("Resetting dropped connection: %s", self.host)
-            self.dropped_stale += 1
-            self._discard(conn, "stale")
+            self._drop_stale(conn)
         if conn.sock is None and self._limiter is not None and not conn._has_token:
             conn = self._room_for(conn, timeout)  # closed here: it needs room again
         return conn
+
+    def _drop_stale(self, conn: HTTPConnection) -> None:
+        """The server closed ``conn`` (or sent unasked bytes) while it idled: close it,
+        keeping its slot, and count it."""
+        self._log.debug("Resetting dropped connection: %s", self.host)
+        self.dropped_stale += 1
+        self._discard(conn, "stale")
 
     def _room_for(self, closed: HTTPConnection | None, timeout: float | None) -> HTTPConnection:
         """At the global cap: a token to dial (on ``closed``, or a new connection), or an idle
@@ -1824,6 +1829,7 @@ OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
 #: a class, a subclass's override, must see it): urlopen, the checkout, the plain pool's fit
 OWN_URLOPEN = HTTPConnectionPool.urlopen
 OWN_GET_CONN = HTTPConnectionPool._get_conn
+OWN_REVIVE = HTTPConnectionPool._revive
 OWN_RENDER_REQUEST = HTTPConnection.render_request
 PLAIN_FIT = HTTPConnectionPool._fit
 #: the connection's liveness check, asked at each checkout (a property: the class holds it)

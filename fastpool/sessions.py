@@ -696,11 +696,13 @@ class Session(requests.Session):
         kwargs: dict[str, Any],
         wait: bool = False,
         limit: float | None = None,
+        loop: Any = None,
     ) -> Any:
         """Hand ``request`` to the multiplexed loop: an Exchange, None (its pool has no free
         connection now), or False where the loop cannot take it without skipping a step a tool
         or a subclass put on the way (then :meth:`send` runs it). ``wait``: wait for a free
-        connection as :meth:`send` would (at most ``limit`` seconds when given)."""
+        connection as :meth:`send` would (at most ``limit`` seconds when given). ``loop``: the
+        map's, asked whether an idle connection is alive."""
         cls = type(self)
         if (
             _RequestsSession.send is not _STOCK_SEND
@@ -721,6 +723,7 @@ class Session(requests.Session):
             kwargs.get("proxies"),
             wait,
             limit,
+            loop,
         )
 
     def _send_through_patch(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:

@@ -655,7 +655,128 @@ def test_a_fork_unregisters_the_idle_sockets_first(twin, pair, epoll_loop) -> No
         os._exit(0)
     os.waitpid(pid, 0)
     assert fd not in _registered(epfd)
+    assert loop.poll(0) == []
+    assert loop.seen_idle(conn.sock) is False  # the child may hold it: the pool's check
     _exchange_ok(twin, loop, conn, theirs)  # registered afresh
+
+
+# --- a complete wait's word on an idle socket stands in for the pool's liveness poll --------
+def _seen_right_after_a_wait(loop: Any, sock: socket.socket) -> bool:
+    """``loop.seen_idle(sock)`` asked right after a complete wait that saw nothing, as a map
+    asks at its next checkout; made again (20 times at most) when this thread was held off
+    the CPU past ``SEEN_FOR`` in between, which would make the answer False for that."""
+    from fastpool._poller import SEEN_FOR
+
+    for _ in range(20):
+        began = time.monotonic()
+        assert loop.poll(0) == []
+        seen = loop.seen_idle(sock)
+        if time.monotonic() - began < SEEN_FOR / 2:
+            return bool(seen)
+    pytest.fail(f"never asked within {SEEN_FOR / 2} s of a wait")
+
+
+def test_an_idle_socket_is_seen_alive_only_by_a_wait_after_it_was_parked(twin, pair, epoll_loop):
+    loop, _ = epoll_loop
+    conn, theirs = pair
+    sock = conn.sock
+    assert loop.seen_idle(sock) is False  # never parked here
+    _exchange_ok(twin, loop, conn, theirs)
+    assert loop.seen_idle(sock) is False  # parked after the last wait began: not seen yet
+    assert _seen_right_after_a_wait(loop, sock) is True
+
+
+def test_what_arrives_after_the_last_wait_is_unknown_until_the_next(twin, epoll_loop):
+    # The window the shortcut takes (docs/differences.md): bytes or a close that arrive
+    # between the last complete wait and the checkout are not seen; the next wait sees them
+    # and unparks the socket, and the checkout after it polls the socket (readable).
+    loop, _ = epoll_loop
+    for _ in range(20):  # again on a new pair when the thread was held off the CPU
+        ours, theirs = socket.socketpair()
+        theirs.settimeout(5)
+        conn = Conn(ours)
+        try:
+            _exchange_ok(twin, loop, conn, theirs)
+            began = time.monotonic()
+            assert loop.poll(0) == []
+            theirs.sendall(b"HTTP/1.1 408 Request Timeout\r\n\r\n")  # here now (a socketpair)
+            seen = loop.seen_idle(ours)
+            if time.monotonic() - began >= 0.0025:
+                continue
+            assert seen is True
+            assert loop.poll(0) == []  # this wait sees it: unparked, not an exchange's
+            assert loop.seen_idle(ours) is False
+            assert select.select([ours], [], [], 0)[0] == [ours]  # for the pool's poll
+            return
+        finally:
+            ours.close()
+            theirs.close()
+    pytest.fail("never asked within 2.5 ms of a wait")
+
+
+def test_an_idle_socket_is_not_taken_as_seen_past_seen_for(twin, pair, epoll_loop):
+    from fastpool._poller import SEEN_FOR
+
+    loop, _ = epoll_loop
+    conn, theirs = pair
+    sock = conn.sock
+    _exchange_ok(twin, loop, conn, theirs)
+    assert _seen_right_after_a_wait(loop, sock) is True
+    time.sleep(SEEN_FOR * 4)  # a caller that held the map's iterator, say
+    assert loop.seen_idle(sock) is False
+    assert _seen_right_after_a_wait(loop, sock) is True
+
+
+def test_a_closed_or_renumbered_socket_is_never_seen(twin, pair, epoll_loop):
+    loop, epfd = epoll_loop
+    conn, theirs = pair
+    sock = conn.sock
+    fd = sock.fileno()
+    _exchange_ok(twin, loop, conn, theirs)
+    assert _seen_right_after_a_wait(loop, sock) is True
+    sock.close()  # closed while parked: epoll drops it; its number is free
+    assert loop.seen_idle(sock) is False  # (its fileno() is -1 now)
+    ours, peer = socket.socketpair()
+    try:
+        assert ours.fileno() == fd
+        assert loop.seen_idle(ours) is False  # the number's parked socket is another object
+        assert fd not in _registered(epfd)
+    finally:
+        ours.close()
+        peer.close()
+
+
+def test_a_wait_cut_short_by_max_events_refreshes_nothing(twin, epoll_loop, monkeypatch):
+    # A wait that returned MAX_EVENTS events may have left a ready socket unreported: it is
+    # no word on the parked sockets, and the word of the last complete wait ages out.
+    from fastpool import _poller
+
+    loop, _ = epoll_loop
+    pairs = []
+    for _ in range(3):
+        ours, theirs = socket.socketpair()
+        theirs.settimeout(5)
+        pairs.append((Conn(ours), theirs))
+    try:
+        for conn, theirs in pairs:
+            _exchange_ok(twin, loop, conn, theirs)
+        (a, a_peer), (b, b_peer), (c, _) = pairs
+        assert _seen_right_after_a_wait(loop, c.sock) is True
+        time.sleep(_poller.SEEN_FOR * 4)
+        a_peer.sendall(b"x")
+        b_peer.sendall(b"x")
+        monkeypatch.setattr(_poller, "MAX_EVENTS", 1)
+        assert loop.poll(0) == []  # reports one of the two: unparks it, sees nothing else
+        assert loop.seen_idle(c.sock) is False
+        assert {loop.seen_idle(a.sock), loop.seen_idle(b.sock)} == {False}
+        monkeypatch.setattr(_poller, "MAX_EVENTS", 1024)
+        assert _seen_right_after_a_wait(loop, c.sock) is True  # complete: the third seen
+        assert not loop.seen_idle(a.sock) and not loop.seen_idle(b.sock)  # both unparked
+    finally:
+        for conn, theirs in pairs:
+            theirs.close()
+            if conn.sock is not None:
+                conn.sock.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

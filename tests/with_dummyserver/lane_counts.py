@@ -17,8 +17,8 @@ class Counted(fastpool._lane.Lane):  # type: ignore[misc, valid-type]
     begun: list[bool]
     finished: list[bool]
 
-    def begin(self, job: Any) -> Any:
-        outcome = super().begin(job)
+    def begin(self, job: Any, loop: Any = None) -> Any:
+        outcome = super().begin(job, loop)
         self.begun.append(outcome is not None)
         return outcome
 
@@ -31,7 +31,7 @@ class Counted(fastpool._lane.Lane):  # type: ignore[misc, valid-type]
 class Off(fastpool._lane.Lane):  # type: ignore[misc, valid-type]
     """A Lane that takes nothing: every hop takes the general steps."""
 
-    def begin(self, job: Any) -> Any:
+    def begin(self, job: Any, loop: Any = None) -> Any:
         return None
 
     def finish(self, job: Any, exchange: Any) -> Any:
