@@ -27,7 +27,7 @@ from ._failed_socket import FailedSocket
 from ._http11_c cimport ResponseHead, parse_head_of
 from ._http11_c import ChunkedDecoder
 from . import _poller
-from ._poller import SEEN_FOR, drops_closed, new_poller, poll_timeout, unpark_at_fork
+from ._poller import drops_closed, new_poller, poll_timeout, unpark_at_fork
 from .tls import STOCK_SSL_SOCKET, STOCK_TLS_STEPS
 
 __all__ = ("Exchange", "Loop", "new_exchange", "stock_tls")
@@ -95,7 +95,6 @@ cdef inline object _unset_timeout():
     return _UNSET_TIMEOUT
 
 
-cdef double _SEEN_FOR = SEEN_FOR
 cdef int _READ = 0x001  # fastpool._poller's READ and WRITE (epoll's bits)
 cdef int _WRITE = 0x004
 
@@ -216,7 +215,7 @@ cdef class Loop:
     cdef dict _watched
     cdef dict _parked
     cdef bint _parks
-    cdef double _seen_at  # the last complete wait's end (see the twin)
+    cdef double _seen_at  # when the last complete wait began (see the twin)
     cdef set _unseen  # parked after it began
     cdef object _forks
     cdef bint _haunted
@@ -424,9 +423,12 @@ cdef class Loop:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
             most = _poller.MAX_EVENTS
+            began = monotonic()
             ready = self._poller.poll(wait, most)
-            if len(ready) < most:  # a parked socket not in it had nothing to read
-                self._seen_at = monotonic()
+            if len(ready) < most:
+                # A parked socket not in it had nothing to read when it began (or since):
+                # from then on, not from the return, which may wait for the GIL.
+                self._seen_at = began
                 self._unseen.clear()
             for fd, events in ready:
                 data = watched.get(fd)
@@ -693,14 +695,13 @@ cdef class Loop:
 
     def seen_idle(self, sock):
         """Whether ``sock``, an idle connection's socket parked here, had nothing to read at
-        the last complete wait, at most ``SEEN_FOR`` seconds ago (see the twin)."""
-        if self._forks != _poller.FORKS:
-            return False
+        the last complete wait, begun at most ``SEEN_FOR`` seconds ago (see the twin)."""
         fd = sock.fileno()
         return (
-            self._parked.get(fd) is sock
-            and fd not in self._unseen
-            and monotonic() - self._seen_at <= _SEEN_FOR
+            fd not in self._unseen
+            and self._parked.get(fd) is sock
+            and self._forks == _poller.FORKS
+            and monotonic() - self._seen_at <= _poller.SEEN_FOR
         )
 
     cdef _forked(self):

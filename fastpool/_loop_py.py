@@ -44,7 +44,6 @@ from ._failed_socket import FailedSocket
 from ._http11_py import ChunkedDecoder, parse_response_head
 from ._poller import (
     READ,
-    SEEN_FOR,
     WRITE,
     drops_closed,
     new_poller,
@@ -234,7 +233,7 @@ class Loop:
         self._parked: dict[int, Any] = {}
         self._parks = drops_closed(self._poller)
         # What the last complete wait (one that reported every ready socket) saw of them:
-        # when it returned, and the parked sockets it could not see (parked after it began).
+        # when it began, and the parked sockets it could not see (parked after it began).
         self._seen_at = -1e300
         self._unseen: set[int] = set()
         self._forks = _poller.FORKS  # a fork since: what is parked is unregistered
@@ -437,9 +436,12 @@ class Loop:
             wait = poll_timeout(self._wait_time(timeout))
             watched = self._watched
             most = _poller.MAX_EVENTS
+            began = monotonic()
             ready = self._poller.poll(wait, most)
-            if len(ready) < most:  # a parked socket not in it had nothing to read
-                self._seen_at = monotonic()
+            if len(ready) < most:
+                # A parked socket not in it had nothing to read when it began (or since):
+                # from then on, not from the return, which may wait for the GIL.
+                self._seen_at = began
                 self._unseen.clear()
             for fd, events in ready:
                 ex = watched.get(fd)
@@ -662,17 +664,18 @@ class Loop:
 
     def seen_idle(self, sock: Any) -> bool:
         """Whether ``sock``, an idle connection's socket parked here, had nothing to read (no
-        answer, no close) at the last complete wait, which ended at most ``SEEN_FOR``
+        answer, no close) at the last complete wait, which began at most ``SEEN_FOR``
         seconds ago: the pool's liveness check before a reuse, answered without a system
         call (epoll reports a parked socket that turns readable, and the loop unparks it).
-        False: not known, the pool's check is to be made."""
-        if self._forks != _poller.FORKS:
-            return False  # a fork since: the parked are unregistered at the next poll
+        False: not known, the pool's check is to be made. (epoll is asked for ``EPOLLIN``:
+        TCP urgent data, which the pool's ``POLLPRI`` sees, is not; see
+        docs/differences.md.)"""
         fd = sock.fileno()
         return (
-            self._parked.get(fd) is sock
-            and fd not in self._unseen
-            and monotonic() - self._seen_at <= SEEN_FOR
+            fd not in self._unseen  # (first: a connection reused at once is, and costs least)
+            and self._parked.get(fd) is sock
+            and self._forks == _poller.FORKS  # (a fork since: unparked at the next poll)
+            and monotonic() - self._seen_at <= _poller.SEEN_FOR
         )
 
     def _forked(self) -> None:

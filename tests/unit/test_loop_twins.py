@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from fastpool import _poller
+
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
@@ -655,8 +657,6 @@ def test_a_fork_unregisters_the_idle_sockets_first(twin, pair, epoll_loop) -> No
         os._exit(0)
     os.waitpid(pid, 0)
     assert fd not in _registered(epfd)
-    assert loop.poll(0) == []
-    assert loop.seen_idle(conn.sock) is False  # the child may hold it: the pool's check
     _exchange_ok(twin, loop, conn, theirs)  # registered afresh
 
 
@@ -665,15 +665,13 @@ def _seen_right_after_a_wait(loop: Any, sock: socket.socket) -> bool:
     """``loop.seen_idle(sock)`` asked right after a complete wait that saw nothing, as a map
     asks at its next checkout; made again (20 times at most) when this thread was held off
     the CPU past ``SEEN_FOR`` in between, which would make the answer False for that."""
-    from fastpool._poller import SEEN_FOR
-
     for _ in range(20):
         began = time.monotonic()
         assert loop.poll(0) == []
         seen = loop.seen_idle(sock)
-        if time.monotonic() - began < SEEN_FOR / 2:
+        if time.monotonic() - began < _poller.SEEN_FOR / 2:
             return bool(seen)
-    pytest.fail(f"never asked within {SEEN_FOR / 2} s of a wait")
+    pytest.fail(f"never asked within {_poller.SEEN_FOR / 2} s of a wait")
 
 
 def test_an_idle_socket_is_seen_alive_only_by_a_wait_after_it_was_parked(twin, pair, epoll_loop):
@@ -715,14 +713,12 @@ def test_what_arrives_after_the_last_wait_is_unknown_until_the_next(twin, epoll_
 
 
 def test_an_idle_socket_is_not_taken_as_seen_past_seen_for(twin, pair, epoll_loop):
-    from fastpool._poller import SEEN_FOR
-
     loop, _ = epoll_loop
     conn, theirs = pair
     sock = conn.sock
     _exchange_ok(twin, loop, conn, theirs)
     assert _seen_right_after_a_wait(loop, sock) is True
-    time.sleep(SEEN_FOR * 4)  # a caller that held the map's iterator, say
+    time.sleep(_poller.SEEN_FOR * 4)  # a caller that held the map's iterator, say
     assert loop.seen_idle(sock) is False
     assert _seen_right_after_a_wait(loop, sock) is True
 
@@ -749,8 +745,6 @@ def test_a_closed_or_renumbered_socket_is_never_seen(twin, pair, epoll_loop):
 def test_a_wait_cut_short_by_max_events_refreshes_nothing(twin, epoll_loop, monkeypatch):
     # A wait that returned MAX_EVENTS events may have left a ready socket unreported: it is
     # no word on the parked sockets, and the word of the last complete wait ages out.
-    from fastpool import _poller
-
     loop, _ = epoll_loop
     pairs = []
     for _ in range(3):
@@ -780,7 +774,9 @@ def test_a_wait_cut_short_by_max_events_refreshes_nothing(twin, epoll_loop, monk
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_another_threads_fork_is_met_at_the_loops_next_poll(twin, pair, epoll_loop) -> None:
+def test_another_threads_fork_is_met_at_the_loops_next_poll(
+    twin, pair, epoll_loop, monkeypatch
+) -> None:
     # A fork by another thread must not touch the loop under its own thread: the loop
     # unregisters its idle sockets (a child's too, now) at its next poll, then parks again.
     loop, epfd = epoll_loop
@@ -795,11 +791,15 @@ def test_another_threads_fork_is_met_at_the_loops_next_poll(twin, pair, epoll_lo
             os._exit(0)
         pids.append(pid)
 
+    assert loop.poll(0) == []  # a complete wait: the idle socket seen
+    monkeypatch.setattr(_poller, "SEEN_FOR", 3600.0)  # (however long the fork takes)
+    assert loop.seen_idle(conn.sock) is True
     forker = threading.Thread(target=fork)
     forker.start()
     forker.join()
     os.waitpid(pids[0], 0)
     assert fd in _registered(epfd)  # another thread's fork left the loop alone
+    assert loop.seen_idle(conn.sock) is False  # but the child may hold it: the pool's poll
     assert loop.poll(0) == []
     assert fd not in _registered(epfd)  # its own next poll unregistered it
     _exchange_ok(twin, loop, conn, theirs)

@@ -505,3 +505,40 @@ def test_timeout_none_on_the_first_request_means_no_timeout(app_server, module, 
         with module.PoolManager() as manager:
             response = manager.request("GET", app_server.url + "/bytes/3", timeout=None)
     assert (response.status, len(response.data)) == (200, 3)
+
+
+def _nan_outcome(module, url, timeout):  # type: ignore[no-untyped-def]
+    """The error of one request with ``timeout`` on a reused connection (its type and text,
+    the port left out), then the next request's answer and how many connections it took."""
+    with module.PoolManager(maxsize=1, block=True, timeout=5.0) as manager:
+        assert manager.request("GET", url).status == 200  # an idle connection to take
+        try:
+            manager.request("GET", url, timeout=timeout, retries=False)
+            error = None
+        except Exception as e:  # noqa: BLE001 - compared below
+            error = (
+                type(e).__name__,
+                str(e).replace(str(url.split(":")[-1].split("/")[0]), "PORT"),
+            )
+        response = manager.request("GET", url, pool_timeout=1)  # (a slot held: PoolTimeout)
+        return error, response.status, response.data
+
+
+@pytest.mark.parametrize(
+    ("timeout", "refused"),
+    [(float("nan"), True), ((float("nan"), 5.0), False), ((5.0, float("nan")), True)],
+    ids=["both", "connect", "read"],
+)
+def test_a_nan_timeout_fails_as_urllib3s_and_the_pool_goes_on(app_server, timeout, refused):
+    # urllib3's Timeout takes NaN; the socket refuses it when it is set. Side by side on the
+    # same server: the same error (ValueError where the socket meets it; a NaN connect
+    # timeout on a reused connection ends in urllib3's ReadTimeoutError "read timeout=0"),
+    # no slot held, the next request answered.
+    # (fastpool's map gives the same error as that request's result: test_map_lane.py.)
+    url = app_server.url + "/bytes/3"
+    given = timeout if not isinstance(timeout, tuple) else urllib3.Timeout(*timeout)
+    stock = _nan_outcome(urllib3, url, given)
+    assert _nan_outcome(fastpool, url, given) == stock
+    assert stock[1:] == (200, b"abc")
+    assert stock[0] is not None
+    assert (stock[0][0] == "ValueError" and "NaN" in stock[0][1]) is refused
