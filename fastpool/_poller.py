@@ -40,10 +40,10 @@ MAX_EVENTS = 1024
 
 #: How long, in seconds, a complete wait's word that an idle connection had nothing to read
 #: stands in for the pool's liveness check (a ``poll`` of the socket) before a reuse, counted
-#: from when that wait began. The
-#: check itself races the server as closely: what arrives between it and the request sent
-#: is met the same way (a replay for a request that may be sent again). Kept small, so a
-#: caller that holds a map's iterator longer finds the check made again. Read at each use.
+#: from when that wait began. The check itself races the server as closely: what arrives
+#: between it and the request sent is met the same way (a replay for a request that may be
+#: sent again). Kept small, so a caller that holds a map's iterator longer finds the check
+#: made again. Read at each use.
 SEEN_FOR = 0.005
 
 

@@ -25,7 +25,7 @@ from requests.models import PreparedRequest, Request, Response
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
 from . import exceptions
-from ._loop import Exchange
+from ._loop import Exchange, Loop
 from .multi import Result, host_of, narrow_timeout
 
 __all__ = ("DeadlineExceeded", "SessionDriver")
@@ -71,7 +71,6 @@ class SessionDriver:
         self.timeout = timeout
         self.stream = stream
         self.allow_redirects = allow_redirects
-        self.loop: Any = None
 
     def new(self, given: Any) -> _Job:
         url = given.url if isinstance(given, (Request, PreparedRequest)) else given
@@ -96,10 +95,10 @@ class SessionDriver:
         return prep
 
     def begin(
-        self, job: _Job, wait: bool = False, limit: float | None = None
+        self, job: _Job, loop: Loop, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
         prep = job.prep if job.prep is not None else self._prepare(job)
-        exchange = self.session._loop_begin(prep, job.kwargs, wait, limit, self.loop)
+        exchange = self.session._loop_begin(prep, job.kwargs, wait, limit, loop)
         if isinstance(exchange, Exchange):
             exchange.retries = job.retries  # None: the adapter's max_retries
         return exchange  # type: ignore[no-any-return]

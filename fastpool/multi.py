@@ -64,20 +64,17 @@ class Driver(Protocol):
     """One API's steps for :func:`run_map`. A job is the driver's record of one request; it
     has a ``host`` (the politeness key: :func:`host_of`)."""
 
-    #: the map's loop while it runs (:func:`run_map` sets it, and None once it ended): a
-    #: checkout asks it whether an idle connection is alive (``Loop.seen_idle``)
-    loop: Loop | None
-
     def new(self, given: Any) -> Any:
         """The job for an item of the caller's iterable (raises what preparing it raises)."""
 
     def begin(
-        self, job: Any, wait: bool = False, limit: float | None = None
+        self, job: Any, loop: Loop, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
-        """Hand the job's next hop to the loop: an Exchange, None (its pool has no free
+        """Hand the job's next hop to ``loop``: an Exchange, None (its pool has no free
         connection now), or False (it must run through :meth:`send` without the loop). With
         ``wait``, wait for a free connection as one request would (its pool timeout, at most
-        ``limit`` seconds when given), raising what one request raises when none comes."""
+        ``limit`` seconds when given), raising what one request raises when none comes. A
+        checkout may ask ``loop`` whether an idle connection is alive (``Loop.seen_idle``)."""
 
     def send(self, job: Any, exchange: Exchange | None, remaining: float | None = None) -> Any:
         """The hop's response or exception (never raised), finishing ``exchange``, or
@@ -228,7 +225,7 @@ def narrow_timeout(timeout: Any, remaining: float) -> Timeout:
 
 
 def _results(run: _Run) -> Iterator[Result]:
-    run.loop = run.driver.loop = Loop(dial_workers=run.dial_workers)
+    run.loop = Loop(dial_workers=run.dial_workers)
     try:
         while True:
             run.take_input()
@@ -243,7 +240,6 @@ def _results(run: _Run) -> Iterator[Result]:
                 return
             run.wait()
     finally:
-        run.driver.loop = None
         run.cancel()
 
 
@@ -403,13 +399,13 @@ class _Run:
         unyielded streamed response), so this thread may block without waiting for itself."""
         expires = self.expiry.get(job)
         try:
-            exchange = self.driver.begin(job)
+            exchange = self.driver.begin(job, self.loop)
             if exchange is None and may_wait:
                 # Another thread holds the pool's connections: wait at the cap as one request
                 # would (up to its pool_timeout, and the deadline), then go on in the loop,
                 # the hop's Retry state carried on.
                 limit = None if expires is None else expires - time.monotonic()
-                exchange = self.driver.begin(job, True, limit)
+                exchange = self.driver.begin(job, self.loop, True, limit)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             if expires is not None and time.monotonic() >= expires:
                 return _EXPIRED  # the wait at the cap ended at the deadline
@@ -668,7 +664,6 @@ class ManagerDriver:
         #: to check against, it begins none and only finishes light answers)
         self.lane = Lane(manager, None, None) if lane is None else lane
         self.plain_result = self._light_result if light else None
-        self.loop: Loop | None = None
 
     def new(self, given: Any) -> _ManagerJob:
         job = self._new(given)
@@ -719,10 +714,10 @@ class ManagerDriver:
         return _ManagerJob(given, *capture)
 
     def begin(
-        self, job: _ManagerJob, wait: bool = False, limit: float | None = None
+        self, job: _ManagerJob, loop: Loop, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
         if not wait:
-            exchange = self.lane.begin(job, self.loop)
+            exchange = self.lane.begin(job, loop)
             if exchange is not None:
                 return exchange
         if not self._urlopen_is_ours():
