@@ -28,7 +28,7 @@ cdef object new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse, 
 cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_REQUEST
 cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft
 cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED
-cdef object OWN_CHECKIN_FINISHED, OWN_REVIVE
+cdef object OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
@@ -44,7 +44,7 @@ cdef _load():
     global _connection, OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS
     global OWN_RENDER_REQUEST, OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
-    global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, OWN_REVIVE
+    global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
@@ -66,6 +66,8 @@ cdef _load():
     OWN_IS_CONNECTED = pool.OWN_IS_CONNECTED
     OWN_CHECKIN_FINISHED = pool.OWN_CHECKIN_FINISHED
     OWN_REVIVE = pool.OWN_REVIVE
+    OWN_PUT_CONN = pool.OWN_PUT_CONN
+    _pool_module = pool  # its monotonic is read at each check-in, as _put_conn reads it
     TotalLeft = pool.TotalLeft
     connect_in_worker = pool.connect_in_worker
     _REDIRECTS = response.HTTPResponse.REDIRECT_STATUSES
@@ -172,9 +174,29 @@ cdef _checkin_finished(pool, conn, bint keep_alive):
         and (type(sock) is socket.socket or not _buffered(sock))
     ):
         conn.requests += 1
-        pool._put_conn(conn)
+        _put_conn(pool, conn)
     else:
         pool._close_and_free(conn, queue)
+
+
+cdef _put_conn(pool, conn):
+    """``pool._put_conn(conn)`` for a connection to keep, its steps inline when the pool's
+    class has fastpool's own and the pool no global cap (a subclass's override, a patch or a
+    ConnectionLimit's hand-over is called)."""
+    if type(pool)._put_conn is not OWN_PUT_CONN or pool._limiter is not None:
+        pool._put_conn(conn)
+        return
+    conn.idle_since = _pool_module.monotonic()
+    queue = pool.pool
+    if queue.checkin(conn):
+        if pool._kept_watch:  # a retired pool keeps nothing idle; a traced one reports it
+            pool._kept(pool, conn)
+        return
+    if not queue.closed and not pool._retired:
+        pool._warn_full()
+        pool._discard(conn, "pool_full")
+    else:
+        pool._discard(conn, "closed")
 
 
 cdef object _ready(pool, conn, loop):

@@ -120,6 +120,7 @@ class SessionDriver:
 
     decode_body: bool | None = True  # as iter_content reads: decoded
     plain_result = None  # every answer ends through Session.send's steps
+    plain_begin = None  # every hop begins through the Session's own steps (_loop_begin)
 
     def body_of(self, response: Response) -> Any:
         """``Response.raw``: iter_content reads it too."""

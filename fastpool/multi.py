@@ -60,12 +60,23 @@ class Result(NamedTuple):
     error: Optional[BaseException]  # noqa: UP045 - a NamedTuple field: 3.9 has no X | None
 
 
+#: ``_new_tuple(Result, (request, response, error))`` is ``Result(request, response,
+#: error)`` without its ``__new__``, a Python function: the light path makes one a request
+_new_tuple = tuple.__new__
+
+
 class Driver(Protocol):
     """One API's steps for :func:`run_map`. A job is the driver's record of one request; it
     has a ``host`` (the politeness key: :func:`host_of`)."""
 
     def new(self, given: Any) -> Any:
         """The job for an item of the caller's iterable (raises what preparing it raises)."""
+
+    @property
+    def plain_begin(self) -> Callable[[Any, Loop], Exchange | bool | None] | None:
+        """``plain_begin(job, loop)``: the job's next hop begun the plainest way (an Exchange,
+        or False as :meth:`begin` says), or None: nothing was done, :meth:`begin` takes it
+        (and does not try that way again). None (or no such attribute): never."""
 
     def begin(
         self, job: Any, loop: Loop, wait: bool = False, limit: float | None = None
@@ -292,6 +303,7 @@ class _Run:
         self.on_body: Callable[[Any, Any, bytes], Any] | None = None
         #: bodies whose turn ended with more to read: on after the next poll
         self.bodies: deque[Body] = deque()
+        self.plain_begin = getattr(driver, "plain_begin", None)
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
@@ -342,8 +354,13 @@ class _Run:
             job = popped[0]
             if job.host in blocked:
                 self.waiting_slot.append(job)  # behind its host's waiting requests
-            else:
-                drain = self._start_or_wait(job, blocked)
+                continue
+            # (_start_or_wait's steps, one frame less for each request started)
+            outcome = self._start(job, False)
+            if outcome is not None:
+                blocked.add(job.host)
+                self.waiting_slot.append(job)
+                drain = outcome is _DRAIN
         if self.waiting_slot and not started and not ready:
             # Nothing of this map holds a connection: the first waiting request may wait at
             # its pool's cap in this thread (other threads hold the connections), or be sent
@@ -398,8 +415,11 @@ class _Run:
         take it). ``may_wait``: nothing of this map holds a connection (none in flight, no
         unyielded streamed response), so this thread may block without waiting for itself."""
         expires = self.expiry.get(job)
+        plain_begin = self.plain_begin
         try:
-            exchange = self.driver.begin(job, self.loop)
+            exchange = None if plain_begin is None else plain_begin(job, self.loop)
+            if exchange is None:
+                exchange = self.driver.begin(job, self.loop)
             if exchange is None and may_wait:
                 # Another thread holds the pool's connections: wait at the cap as one request
                 # would (up to its pool_timeout, and the deadline), then go on in the loop,
@@ -578,7 +598,11 @@ class _Run:
                     if ex.conn is not None:  # failed before taking it
                         ex.tag._loop_abandon(ex)
                     del self.started[ex]
-                    self._ended(job, result)
+                    if self.expiry:
+                        self._ended(job, result)
+                    else:  # (_ended's steps without a deadline: one frame less)
+                        self.scheduler.done(job.host)
+                        self.ready.append(result)
                     continue
             outcome = self.driver.send(job, ex)
             # Its connection is the response's now, unless urlopen never took it (a tool
@@ -663,9 +687,13 @@ class ManagerDriver:
         #: the plainest hops' steps in one call each way (without the manager's own functions
         #: to check against, it begins none and only finishes light answers)
         self.lane = Lane(manager, None, None) if lane is None else lane
+        self.plain_begin = self.lane.begin
         self.plain_result = self._light_result if light else None
 
     def new(self, given: Any) -> _ManagerJob:
+        if type(given) is str and not self.stream_bodies:
+            # (_new's first way inline, one frame less: a crawl's URLs)
+            return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
         job = self._new(given)
         if self.stream_bodies:
             job.kw["preload_content"] = False
@@ -716,10 +744,7 @@ class ManagerDriver:
     def begin(
         self, job: _ManagerJob, loop: Loop, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
-        if not wait:
-            exchange = self.lane.begin(job, loop)
-            if exchange is not None:
-                return exchange
+        # (the lane, plain_begin, was tried first: what it left comes here)
         if not self._urlopen_is_ours():
             return False  # a subclass's or a patch's urlopen: it must see the request
         kw, target = self._hop(job)
@@ -812,8 +837,10 @@ class ManagerDriver:
         try:
             light = self.lane.finish(job, exchange)
         except Exception as e:  # noqa: BLE001 - the request's outcome, as send returns it
-            return Result(job.given, None, e)
-        return None if light is None else Result(job.given, light, None)
+            return _new_tuple(Result, (job.given, None, e))
+        if light is None:
+            return None
+        return _new_tuple(Result, (job.given, light, None))
 
     def retry(self, job: _ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries

@@ -1835,6 +1835,7 @@ PLAIN_FIT = HTTPConnectionPool._fit
 #: the connection's liveness check, asked at each checkout (a property: the class holds it)
 OWN_IS_CONNECTED = vars(HTTPConnection)["is_connected"]
 OWN_CHECKIN_FINISHED = HTTPConnectionPool._checkin_finished
+OWN_PUT_CONN = HTTPConnectionPool._put_conn
 #: the pool and connection classes whose every step the multiplexed map's lane knows
 OWN_POOLS = (HTTPConnectionPool, HTTPSConnectionPool)
 OWN_CONNECTIONS = (HTTPConnection, HTTPSConnection)

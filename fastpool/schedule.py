@@ -159,7 +159,9 @@ class HostScheduler:
         self._queued += 1
         if entry.state == _IDLE:
             if entry.active or self.max_hosts is None or self._active < self.max_hosts:
-                self._activate(entry)
+                if not entry.active:  # (_activate's steps, inline: a crawl pushes every item)
+                    entry.active = True
+                    self._active += 1
                 # (the time matters to a delay only: no clock read per item without one)
                 self._place(entry, self.clock() if self.delay else 0.0)
             else:
@@ -189,9 +191,14 @@ class HostScheduler:
         self._in_flight += 1
         entry.in_flight += 1
         entry.last_start = now
-        entry.state = _IDLE
         if entry.queue:
-            self._place(entry, now)
+            if self.delay or self.per_host is not None:
+                entry.state = _IDLE
+                self._place(entry, now)
+            else:  # (_place's steps with no delay and no cap, inline)
+                self._ready.append(entry)  # (still _READY)
+        else:
+            entry.state = _IDLE
         return key, item
 
     def done(self, host: Hashable) -> None:

@@ -578,3 +578,74 @@ def test_a_pool_subclass_checks_its_connections_in_itself(app_server: AppServer)
         results = list(manager.map([url] * 6, concurrency=2, light=True))
         assert [r.response.data for r in results] == [pattern_bytes(10)] * 6
     assert len(checked_in) >= 6
+
+
+def test_a_pool_subclass_puts_its_connections_back_itself(app_server: AppServer) -> None:
+    # The compiled lane runs _put_conn's steps inline for fastpool's own pool class; a
+    # subclass that overrides it (and keeps urlopen) is called for every connection a light
+    # answer hands back.
+    put_back: list[Any] = []
+
+    class Pool(fastpool.HTTPConnectionPool):
+        def _put_conn(self, conn: Any) -> None:
+            put_back.append(conn)
+            super()._put_conn(conn)
+
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager(maxsize=2) as manager:
+        manager.pool_classes_by_scheme = {"http": Pool, "https": fastpool.HTTPSConnectionPool}
+        results = list(manager.map([url] * 6, concurrency=2, light=True))
+        assert [r.response.data for r in results] == [pattern_bytes(10)] * 6
+        assert manager.stats().total.in_use == 0
+    assert len(put_back) >= 6
+    assert all(conn is not None for conn in put_back[:6])
+
+
+def test_light_answers_stamp_idle_connections_with_the_pools_clock(
+    app_server: AppServer, clock: Any
+) -> None:
+    # The inline check-in stamps idle_since with fastpool.pool's monotonic, read at each
+    # check-in as _put_conn reads it (a test clock, here), so idle_timeout sees the same age.
+    clock.now = 5000.0
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager(maxsize=1) as manager:
+        assert [r.response.status for r in manager.map([url] * 3, concurrency=1, light=True)] == [
+            200
+        ] * 3
+        clock.now = 9000.0  # the last answer's check-in, on the connection kept
+        assert [r.response.status for r in manager.map([url], light=True)] == [200]
+        (pool,) = manager.pools.values()
+        idle = pool.pool.take_idle()
+        assert [conn.idle_since for conn in idle] == [9000.0]
+        for conn in idle:
+            conn.close()
+
+
+@pytest.mark.parametrize("kind", [Counted, Off], ids=["lane", "no-lane"])
+def test_a_full_pool_discards_what_it_cannot_keep(
+    app_server: AppServer, kind: type, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    # maxsize=1 without block: the map opens more connections than the pool keeps. Each one
+    # handed back to a full pool is closed and counted, with the pool's summarised warning,
+    # whether the lane's inline check-in or the general steps hand it back: every connection
+    # opened ends either idle or discarded.
+    monkeypatch.setattr(Counted, "finished", [], raising=False)
+    monkeypatch.setattr(Counted, "begun", [], raising=False)
+    url = f"{app_server.url}/bytes/10"
+    with lane(kind), caplog.at_level("WARNING", logger="fastpool"):
+        _map_to_a_full_pool(url)
+    assert any("Connection pool is full" in r.getMessage() for r in caplog.records)
+    if kind is Counted:
+        assert True in Counted.finished  # the lane handed the answers back itself
+
+
+def _map_to_a_full_pool(url: str) -> None:
+    with fastpool.PoolManager(maxsize=1) as manager:
+        results = list(manager.map([url] * 24, concurrency=6, light=True))
+        assert [r.error for r in results] == [None] * 24
+        (pool,) = manager.pools.values()
+        opened, discarded = pool.num_connections, pool.pool.discarded
+        assert opened > 1, "the map never needed more than one connection"
+        assert discarded >= 1
+        assert opened == discarded + pool.pool.idle
+        assert manager.stats().total.in_use == 0

@@ -225,11 +225,14 @@ def test_a_close_around_the_last_wait_never_fails_a_get(hostile, before: bool) -
         assert [results[url].error for url in items] == [None] * 3
         assert [results[url].response.data for url in items] == [b"/a", b"/o", b"/b"]
         pool = manager.connection_from_url(a.url)
-        assert a.connections == 2
         if before:
-            assert (pool.dropped_stale, pool.retried) == (1, 0)
+            assert (a.connections, pool.dropped_stale, pool.retried) == (2, 1, 0)
         else:
-            assert pool.dropped_stale + pool.retried == 1
+            # A's close on a new connection, seen by the checkout or met by the GET (replayed);
+            # or, on a busy machine, /b reached A before O's thread had told it to close: A
+            # answered it on the first connection, and nothing was closed under the map.
+            seen = (a.connections, pool.dropped_stale + pool.retried)
+            assert seen in ((2, 1), (1, 0)), seen
     finally:
         manager.clear()
 
