@@ -163,7 +163,11 @@ cdef _checkin_finished(pool, conn, bint keep_alive):
     the pool's class has fastpool's own (a subclass's override or a patch is called: finish
     serves pools the lane did not check out from)."""
     queue = conn._loop_queue
-    if type(pool)._checkin_finished is not OWN_CHECKIN_FINISHED:
+    patched = pool.__dict__  # (a patch on the pool itself, as mock.patch.object makes)
+    if (
+        type(pool)._checkin_finished is not OWN_CHECKIN_FINISHED
+        or "_checkin_finished" in patched
+    ):
         pool._checkin_finished(conn, keep_alive, queue)
         return
     sock = conn.sock
@@ -174,16 +178,21 @@ cdef _checkin_finished(pool, conn, bint keep_alive):
         and (type(sock) is socket.socket or not _buffered(sock))
     ):
         conn.requests += 1
-        _put_conn(pool, conn)
+        _put_conn(pool, conn, patched)
     else:
         pool._close_and_free(conn, queue)
 
 
-cdef _put_conn(pool, conn):
+cdef _put_conn(pool, conn, dict patched):
     """``pool._put_conn(conn)`` for a connection to keep, its steps inline when the pool's
-    class has fastpool's own and the pool no global cap (a subclass's override, a patch or a
-    ConnectionLimit's hand-over is called)."""
-    if type(pool)._put_conn is not OWN_PUT_CONN or pool._limiter is not None:
+    class has fastpool's own and the pool no global cap (a subclass's override, a patch on the
+    class or on the pool (in ``patched``, its ``__dict__``), or a ConnectionLimit's hand-over
+    is called)."""
+    if (
+        type(pool)._put_conn is not OWN_PUT_CONN
+        or "_put_conn" in patched
+        or pool._limiter is not None
+    ):
         pool._put_conn(conn)
         return
     conn.idle_since = _pool_module.monotonic()

@@ -76,7 +76,8 @@ class Driver(Protocol):
     def plain_begin(self) -> Callable[[Any, Loop], Exchange | bool | None] | None:
         """``plain_begin(job, loop)``: the job's next hop begun the plainest way (an Exchange,
         or False as :meth:`begin` says), or None: nothing was done, :meth:`begin` takes it
-        (and does not try that way again). None (or no such attribute): never."""
+        (and does not try that way again). None (or no such attribute): never. Read once, when
+        the map starts."""
 
     def begin(
         self, job: Any, loop: Loop, wait: bool = False, limit: float | None = None

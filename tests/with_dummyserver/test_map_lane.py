@@ -649,3 +649,17 @@ def _map_to_a_full_pool(url: str) -> None:
         assert discarded >= 1
         assert opened == discarded + pool.pool.idle
         assert manager.stats().total.in_use == 0
+
+
+@pytest.mark.parametrize("step", ["_put_conn", "_checkin_finished"])
+def test_a_patch_on_the_pool_itself_sees_every_check_in(app_server: AppServer, step: str) -> None:
+    # mock.patch.object on one pool (not its class): the compiled lane's inline check-in steps
+    # aside for it, as the pure twin's call through the pool does.
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.PoolManager(maxsize=2) as manager:
+        pool = manager.connection_from_url(url)
+        with mock.patch.object(pool, step, wraps=getattr(pool, step)) as patched:
+            results = list(manager.map([url] * 6, concurrency=2, light=True))
+        assert [r.response.data for r in results] == [pattern_bytes(10)] * 6
+        assert patched.call_count >= 6
+        assert manager.stats().total.in_use == 0

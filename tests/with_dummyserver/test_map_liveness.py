@@ -215,6 +215,28 @@ def test_a_close_around_the_last_wait_never_fails_a_get(hostile, before: bool) -
     # the checkout polls and dials anew (dropped_stale). When it comes just after (the window
     # the loop's word leaves, docs/differences.md), the GET is sent on the closed connection
     # and sent again on a new one (retried), unless it landed before the checkout's look.
+    # On a busy machine /b may also reach A before O's thread has told A to close: A answers
+    # it on the first connection. That outcome is allowed, but the close must be met at least
+    # once in a few tries (bounded), so the window stays under test.
+    seen = []
+    for _ in range(_TRIES):
+        seen.append(_close_around_the_last_wait(hostile, before))
+        if seen[-1] != (1, 0):
+            break
+    if before:
+        assert seen[-1] == (2, 1, 0), seen
+    else:
+        assert seen[-1] == (2, 1), seen
+        assert set(seen) <= {(2, 1), (1, 0)}, seen
+
+
+#: tries of the close-around-the-wait test before its close must have been met
+_TRIES = 5
+
+
+def _close_around_the_last_wait(hostile: Any, before: bool) -> tuple[int, ...]:
+    """One try: ``(connections to A, dropped_stale, retried)`` with ``before``, else
+    ``(connections to A, dropped_stale + retried)``; every GET answered."""
     closing_now = threading.Event()
     a = hostile(_keep_alive(closing=closing_now))
     o = hostile(_signal_then_answer(closing_now, before), host="127.0.0.2")
@@ -226,13 +248,8 @@ def test_a_close_around_the_last_wait_never_fails_a_get(hostile, before: bool) -
         assert [results[url].response.data for url in items] == [b"/a", b"/o", b"/b"]
         pool = manager.connection_from_url(a.url)
         if before:
-            assert (a.connections, pool.dropped_stale, pool.retried) == (2, 1, 0)
-        else:
-            # A's close on a new connection, seen by the checkout or met by the GET (replayed);
-            # or, on a busy machine, /b reached A before O's thread had told it to close: A
-            # answered it on the first connection, and nothing was closed under the map.
-            seen = (a.connections, pool.dropped_stale + pool.retried)
-            assert seen in ((2, 1), (1, 0)), seen
+            return (a.connections, pool.dropped_stale, pool.retried)
+        return (a.connections, pool.dropped_stale + pool.retried)
     finally:
         manager.clear()
 
