@@ -126,6 +126,7 @@ cdef bint _own_plain_pool(pool) except -1:
         and getattr(pool.urlopen, "__func__", None) is OWN_URLOPEN
         and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
         and type(pool)._validate_conn in OWN_VALIDATE_CONN
+        and "_validate_conn" not in pool.__dict__  # (a patch on the pool itself)
         and cls.request is OWN_REQUEST
         and cls.render_request is OWN_RENDER_REQUEST
     )

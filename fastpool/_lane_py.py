@@ -95,6 +95,7 @@ def _own_plain_pool(pool: Any) -> bool:
         and pool._urlopen_is_ours()
         and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
         and type(pool)._validate_conn in OWN_VALIDATE_CONN
+        and "_validate_conn" not in vars(pool)  # (a patch on the pool itself)
         and pool.ConnectionCls.request is OWN_REQUEST
         and pool.ConnectionCls.render_request is OWN_RENDER_REQUEST
     )

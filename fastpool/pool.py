@@ -1013,6 +1013,7 @@ class HTTPConnectionPool(RequestMethods):
         if (
             not self._urlopen_is_ours()  # a patched or overridden urlopen must see the request
             or cls._validate_conn not in OWN_VALIDATE_CONN  # it must see the dial first
+            or "_validate_conn" in vars(self)  # (so must a patch on this pool itself)
             # a ConnectionCls with its own request() (or a patch of ours): it runs once, as it
             # would for one request, not once to render the bytes and again to finish
             or self.ConnectionCls.request is not OWN_REQUEST

@@ -663,3 +663,27 @@ def test_a_patch_on_the_pool_itself_sees_every_check_in(app_server: AppServer, s
         assert [r.response.data for r in results] == [pattern_bytes(10)] * 6
         assert patched.call_count >= 6
         assert manager.stats().total.in_use == 0
+
+
+@pytest.mark.parametrize("light", [True, False], ids=["light", "map"])
+def test_a_validate_conn_patched_on_the_pool_itself_sees_every_request(
+    app_server: AppServer, light: bool
+) -> None:
+    # urllib3's _validate_conn, patched on one pool (mock.patch.object), is called once per
+    # request by PoolManager.request; a map sends each request through urlopen then, so the
+    # patch sees each one there too (it used to see none: the map checked the class only).
+    url = f"{app_server.url}/bytes/10"
+    calls = {}
+    for kind in ("one", "map"):
+        with fastpool.PoolManager(maxsize=2) as manager:
+            pool = manager.connection_from_url(url)
+            with mock.patch.object(pool, "_validate_conn", wraps=pool._validate_conn) as patched:
+                if kind == "one":
+                    data = [manager.request("GET", url).data for _ in range(4)]
+                else:
+                    results = manager.map([url] * 4, concurrency=2, light=light)
+                    data = [r.response.data for r in results]
+            assert data == [pattern_bytes(10)] * 4
+            calls[kind] = patched.call_count
+            assert manager.stats().total.in_use == 0
+    assert calls["map"] == calls["one"] == 4
