@@ -36,12 +36,20 @@ Clients (each bounded per run by ``--requests`` and ``--seconds``, 10 s per requ
 * ``pycurl-multi-16``/``-64``/``-256``: one ``pycurl.CurlMulti`` with C reused easy handles
   (NOSIGNAL, CAINFO the bench CA, peer and host verification on, HTTP/1.1), driven through
   libcurl's socket interface (``M_SOCKETFUNCTION``/``M_TIMERFUNCTION`` on an epoll selector,
-  ``socket_action``, ``info_read``; not ``multi.select()``, which uses ``curl_multi_fdset`` and
-  cannot see sockets numbered >= 1024, so with the other clients' connections open in this
-  process it just sleeps its timeout); a finished handle is re-added with the next URL.
+  ``socket_action``, ``info_read``), in this process: the way to drive libcurl from an event
+  loop of one's own, with Python called on each socket's change; a finished handle is re-added
+  with the next URL.
   ``M_MAXCONNECTS`` (libcurl's shared connection cache, by default 4 per added handle, which
   round-robin over 200 hosts would turn into a new connection per request) is raised to
   ``max(4 C, C + 2 hosts)``, and ``MAXAGE_CONN`` to nginx's keep-alive (300 s);
+* ``pycurl-perform-16``/``-64``/``-256``: the same handles and connection cache driven as
+  pycurl's own examples drive a multi, ``perform()`` then ``select()``: libcurl's whole event
+  loop in C, with no Python callback per socket event (the socket interface above calls two or
+  three a request, and costs about twice the CPU a request). ``select()`` cannot see a socket
+  numbered 1024 or above, so this client runs in a child process of its own
+  (``--pycurl-perform-child``, JSON lines over pipes), where libcurl's sockets are the only
+  ones; a run fails if any descriptor of the child reached 1024. Its CPU is the child's. This
+  is the pycurl figure issue #16's targets are judged against: the faster of the two;
 * ``aiohttp-16``/``-64``/``-256`` when aiohttp is installed (else skipped, said so): one
   ``ClientSession``, ``TCPConnector(limit=C, keepalive_timeout=300)``, C tasks;
 * ``raw-epoll-16``/``-64``/``-256``: no client, a floor: ``select.epoll`` over raw keep-alive
@@ -92,6 +100,7 @@ import selectors
 import socket
 import ssl
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -107,7 +116,7 @@ for _path in (str(BENCH.parent), str(BENCH / "peers"), str(BENCH)):
         sys.path.insert(0, _path)
 
 from awake import cpus_kept_awake
-from clients import version_of
+from clients import call_child, stop_child, version_of
 from measure import (
     GRACE_PER_TIMEOUT,
     HUNG,
@@ -412,6 +421,63 @@ class PoolManagerMap(Client):
         self.manager.clear()
 
 
+def _curl_handles(pycurl: Any, n: int, ca_bundle: str) -> list[Any]:
+    """``n`` reused easy handles, as both pycurl clients configure them."""
+    handles = []
+    for _ in range(n):
+        curl = pycurl.Curl()
+        curl.body = io.BytesIO()  # pycurl.Curl takes attributes
+        curl.setopt(pycurl.WRITEDATA, curl.body)
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        curl.setopt(pycurl.CAINFO, ca_bundle)
+        curl.setopt(pycurl.SSL_VERIFYPEER, 1)
+        curl.setopt(pycurl.SSL_VERIFYHOST, 2)
+        curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        curl.setopt(pycurl.TIMEOUT_MS, int(TIMEOUT * 1000))
+        curl.setopt(pycurl.MAXAGE_CONN, 300)  # nginx's keepalive_timeout (default 118 s)
+        handles.append(curl)
+    return handles
+
+
+def _refill(pycurl: Any, multi: Any, free: list[Any], urls: list[str], bounds: _Bounds) -> int:
+    """Add a free handle (of :func:`_curl_handles`) for each next URL the bounds allow, its
+    body buffer emptied; return how many were added."""
+    added = 0
+    while free and bounds.more():
+        curl = free.pop()
+        curl.body.seek(0)
+        curl.body.truncate()
+        curl.setopt(pycurl.URL, urls[bounds.issued % len(urls)])
+        bounds.issued += 1
+        multi.add_handle(curl)
+        added += 1
+    return added
+
+
+def _take_ended(pycurl: Any, multi: Any, bounds: _Bounds, free: list[Any]) -> int:
+    """Tally every transfer libcurl says has ended, hand its handle back to ``free``, and
+    return how many ended."""
+    ended = 0
+    while True:
+        queued, done, failed = multi.info_read()
+        for curl in done:
+            bounds.ok(curl.getinfo(pycurl.RESPONSE_CODE), curl.body.tell())
+        for _curl, errno, message in failed:
+            bounds.fail(f"pycurl.error: ({errno}) {message}")
+        for curl in [*done, *(entry[0] for entry in failed)]:
+            multi.remove_handle(curl)
+            free.append(curl)
+            ended += 1
+        if not queued:
+            return ended
+
+
+def _maxconnects(concurrency: int, hosts: int) -> int:
+    """libcurl's connection cache for ``concurrency`` handles over ``hosts`` hosts (its default,
+    4 per added handle, would turn round-robin over 200 hosts into a new connection each)."""
+    return max(4 * concurrency, concurrency + 2 * hosts)
+
+
 class PycurlMulti(Client):
     """``pycurl.CurlMulti`` with ``concurrency`` reused easy handles."""
 
@@ -441,19 +507,7 @@ class PycurlMulti(Client):
         }
         self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
-        self.handles = []
-        for _ in range(self.concurrency):
-            curl = pycurl.Curl()
-            curl.body = io.BytesIO()  # pycurl.Curl takes attributes
-            curl.setopt(pycurl.WRITEDATA, curl.body)
-            curl.setopt(pycurl.NOSIGNAL, 1)
-            curl.setopt(pycurl.CAINFO, ca_bundle)
-            curl.setopt(pycurl.SSL_VERIFYPEER, 1)
-            curl.setopt(pycurl.SSL_VERIFYHOST, 2)
-            curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
-            curl.setopt(pycurl.TIMEOUT_MS, int(TIMEOUT * 1000))
-            curl.setopt(pycurl.MAXAGE_CONN, 300)  # nginx's keepalive_timeout (default 118 s)
-            self.handles.append(curl)
+        self.handles = _curl_handles(pycurl, self.concurrency, ca_bundle)
         self._cache_for(1)
 
     def _on_socket(self, what: int, fd: int, _multi: Any, _data: Any) -> None:
@@ -480,7 +534,7 @@ class PycurlMulti(Client):
 
     def _cache_for(self, hosts: int) -> None:
         self.hosts = hosts
-        self.maxconnects = max(4 * self.concurrency, self.concurrency + 2 * hosts)
+        self.maxconnects = _maxconnects(self.concurrency, hosts)
         self.multi.setopt(self.pycurl.M_MAXCONNECTS, self.maxconnects)
 
     def run(
@@ -493,19 +547,11 @@ class PycurlMulti(Client):
 
         def drive() -> RunResult:
             bounds = _Bounds(max_requests, max_seconds, expected)
-            count = len(urls)
             free = list(self.handles)
             active = 0
             socket_action, select, events = multi.socket_action, self.selector.select, self.events
             while True:
-                while free and bounds.more():
-                    curl = free.pop()
-                    curl.body.seek(0)
-                    curl.body.truncate()
-                    curl.setopt(pycurl.URL, urls[bounds.issued % count])
-                    bounds.issued += 1
-                    multi.add_handle(curl)  # libcurl's timer fires at once: it starts below
-                    active += 1
+                active += _refill(pycurl, multi, free, urls, bounds)  # (libcurl's timer: below)
                 if not active:
                     return bounds.end()
                 timer = self.timer
@@ -516,18 +562,7 @@ class PycurlMulti(Client):
                     wait = 1.0 if timer is None else min(max(timer - time.monotonic(), 0), 1.0)
                     for key, mask in select(wait):
                         socket_action(key.fd, events[mask])
-                while True:
-                    queued, done, failed = multi.info_read()
-                    for curl in done:
-                        bounds.ok(curl.getinfo(pycurl.RESPONSE_CODE), curl.body.tell())
-                    for _curl, errno, message in failed:
-                        bounds.fail(f"pycurl.error: ({errno}) {message}")
-                    for curl in [*done, *(entry[0] for entry in failed)]:
-                        multi.remove_handle(curl)
-                        free.append(curl)
-                        active -= 1
-                    if not queued:
-                        break
+                active -= _take_ended(pycurl, multi, bounds, free)
 
         return _in_worker(drive, max_seconds)
 
@@ -539,6 +574,174 @@ class PycurlMulti(Client):
 
     def versions(self) -> dict[str, str]:
         return {"pycurl": f"{version_of('pycurl')} ({self.pycurl.version})"}
+
+
+#: select(2) sees only file descriptors below this (glibc's FD_SETSIZE)
+FD_SETSIZE = 1024
+
+
+class _PerformLoop:
+    """pycurl's multi interface as its own examples drive it: ``perform()`` then ``select()``,
+    libcurl's whole event loop in C, no Python callback per socket event. It runs in the
+    child process of :class:`PycurlPerform` (``select()`` sees no socket numbered 1024 or
+    above)."""
+
+    def __init__(self, concurrency: int, ca_bundle: str) -> None:
+        import pycurl
+
+        self.pycurl, self.concurrency = pycurl, concurrency
+        self.multi = pycurl.CurlMulti()
+        self.handles = _curl_handles(pycurl, concurrency, ca_bundle)
+        self.hosts = 0
+        self.maxconnects = 0
+
+    def run(
+        self, urls: list[str], max_requests: int, max_seconds: float, expected: int
+    ) -> RunResult:
+        hosts = len({url.split("/")[2] for url in urls})
+        if hosts != self.hosts:
+            self.hosts, self.maxconnects = hosts, _maxconnects(self.concurrency, hosts)
+            self.multi.setopt(self.pycurl.M_MAXCONNECTS, self.maxconnects)
+        cpu = time.process_time()
+        result = self._drive(urls, max_requests, max_seconds, expected)
+        result.cpu = time.process_time() - cpu
+        highest = _highest_fd()
+        if highest >= FD_SETSIZE and not result.error:
+            result.failures += 1
+            # (conservative: libcurl's sockets take the lowest free numbers, but any may be it)
+            result.error = f"file descriptor {highest} was open: select() sees none >= {FD_SETSIZE}"
+        return result
+
+    def _drive(
+        self, urls: list[str], max_requests: int, max_seconds: float, expected: int
+    ) -> RunResult:
+        pycurl, multi = self.pycurl, self.multi
+        bounds = _Bounds(max_requests, max_seconds, expected)
+        free = list(self.handles)
+        active = 0
+        perform, again = multi.perform, pycurl.E_CALL_MULTI_PERFORM
+        while True:
+            active += _refill(pycurl, multi, free, urls, bounds)
+            if not active:
+                return bounds.end()
+            status = again
+            while status == again:
+                status, _running = perform()
+            ended = _take_ended(pycurl, multi, bounds, free)
+            active -= ended
+            if not ended:
+                # libcurl's own advice: wait no longer than its timeout asks
+                wait = multi.timeout()
+                multi.select(1.0 if wait < 0 else min(wait / 1000, 1.0))
+
+    def close(self) -> None:
+        for curl in self.handles:
+            curl.close()
+        self.multi.close()
+
+
+def _highest_fd() -> int:
+    """The highest open file descriptor of this process (-1 where /proc cannot tell)."""
+    try:
+        return max(int(name) for name in os.listdir("/proc/self/fd"))
+    except (OSError, ValueError):
+        return -1
+
+
+def _perform_child(concurrency: int) -> int:
+    """``python bench/multi.py --pycurl-perform-child C``: JSON lines on stdin and stdout,
+    ``{"cmd": "open", "ca_bundle": PATH}`` -> ``{"versions": ...}``, ``{"cmd": "run", "urls":
+    [...], "max_requests": N, "max_seconds": S, "expected": BYTES}`` -> ``{"result": ...,
+    "maxconnects": N}``, ``{"cmd": "close"}`` -> ``{}``; an exception -> ``{"error": ...}``."""
+    loop: _PerformLoop | None = None
+    for line in sys.stdin:
+        message = json.loads(line)
+        try:
+            if message["cmd"] == "open":
+                loop = _PerformLoop(concurrency, message["ca_bundle"])
+                reply: dict[str, Any] = {
+                    "versions": {"pycurl": f"{version_of('pycurl')} ({loop.pycurl.version})"}
+                }
+            elif message["cmd"] == "run":
+                assert loop is not None, "run before open"
+                result = loop.run(
+                    message["urls"],
+                    message["max_requests"],
+                    message["max_seconds"],
+                    message["expected"],
+                )
+                reply = {"result": result.as_dict(), "maxconnects": loop.maxconnects}
+            else:
+                if loop is not None:
+                    loop.close()
+                reply = {}
+        except Exception as exc:  # noqa: BLE001 - the parent reports it
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(reply), flush=True)
+        if message["cmd"] == "close":
+            break
+    return 0
+
+
+class PycurlPerform(Client):
+    """``pycurl-perform-C``: :class:`_PerformLoop` in a child process of its own, so that its
+    sockets stay below ``FD_SETSIZE`` whatever this process holds; its CPU is the child's."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.key, self.concurrency = f"pycurl-perform-{concurrency}", concurrency
+        self.child: Any = None
+        self.maxconnects = 0
+        self._versions: dict[str, str] = {}
+
+    def open(self, ca_bundle: str) -> None:
+        try:
+            import pycurl  # noqa: F401 - the child needs it: a skip here, not a failure there
+        except ImportError as exc:
+            raise Unavailable(f"pycurl is not installed ({exc})") from exc
+
+        self.child = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--pycurl-perform-child",
+             str(self.concurrency)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self._versions = self._call({"cmd": "open", "ca_bundle": ca_bundle}, 60.0)["versions"]
+
+    def run(
+        self, urls: list[str], max_requests: int, max_seconds: float, expected: int
+    ) -> RunResult:
+        message = {
+            "cmd": "run",
+            "urls": urls,
+            "max_requests": max_requests,
+            "max_seconds": max_seconds,
+            "expected": expected,
+        }
+        grace = GRACE_PER_TIMEOUT * TIMEOUT
+        try:
+            reply = self._call(message, max_seconds + grace)
+        except TimeoutError:
+            self.child.kill()  # our own child, by its handle: nothing more runs on it
+            return RunResult(failures=1, error=f"{HUNG}: still busy {grace:g} s after the deadline")
+        self.maxconnects = reply["maxconnects"]
+        return RunResult(**reply["result"])
+
+    def close(self) -> None:
+        child, self.child = self.child, None
+        if child is not None:
+            stop_child(child, self.key, 10.0)
+
+    def versions(self) -> dict[str, str]:
+        return self._versions
+
+    def _call(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if self.child is None or self.child.poll() is not None:
+            raise RuntimeError(f"{self.key}: the child process is not running")
+        return self._call_on(self.child, message, timeout)
+
+    def _call_on(self, child: Any, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        return call_child(child, message, timeout, self.key)
 
 
 class RawEpoll(Client):
@@ -745,6 +948,7 @@ def all_clients() -> list[Client]:
         *(PoolManagerMap(c) for c in CONCURRENCIES),
         *(PoolManagerMap(c, light=True) for c in CONCURRENCIES),
         *(PycurlMulti(c) for c in CONCURRENCIES),
+        *(PycurlPerform(c) for c in CONCURRENCIES),
         *(Aiohttp(c) for c in CONCURRENCIES),
         *(RawEpoll(c) for c in CONCURRENCIES),
     ]
@@ -863,7 +1067,7 @@ def _warm_up(
         entry["error"] = f"warm-up: {warm['error']}"
     elif warm["failures"] or warm["done"] < n:
         entry["error"] = f"warm-up: {warm['done']}/{n} done; {warm['error']}"[:300]
-    if isinstance(client, PycurlMulti):
+    if isinstance(client, (PycurlMulti, PycurlPerform)):
         entry["maxconnects"] = client.maxconnects
 
 
@@ -1024,6 +1228,9 @@ def _raise_fd_limit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else argv
+    if args_given[:1] == ["--pycurl-perform-child"]:
+        return _perform_child(int(args_given[1]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     keys = [s.key for s in SHAPES]
     parser.add_argument("--shapes", nargs="+", metavar="KEY", choices=keys, help="default: all")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import resource
 import socket
 import threading
 import time
@@ -60,18 +62,19 @@ def _run_once(client, ca_bundle, urls, n, expected):
 def test_wrong_body_length_fails_every_client_kind(nginx, no_ca_env):
     pytest.importorskip("pycurl", reason="pycurl is not installed")
     urls = [nginx.http_url + "/64k"]
-    for client in (multi.Threads(2), multi.Map(4), multi.PycurlMulti(4)):
+    for client in (multi.Threads(2), multi.Map(4), multi.PycurlMulti(4), multi.PycurlPerform(4)):
         result = _run_once(client, nginx.ca_bundle, urls, 6, 100)
         assert (result.done, result.failures) == (0, 6), client.key
         assert "65536" in result.error, (client.key, result.error)
 
 
-def test_pycurl_multi_verifies_against_the_given_ca(nginx, tmp_path):
+@pytest.mark.parametrize("make", [multi.PycurlMulti, multi.PycurlPerform])
+def test_pycurl_verifies_against_the_given_ca(nginx, tmp_path, make):
     pytest.importorskip("pycurl", reason="pycurl is not installed")
     trustme = pytest.importorskip("trustme")
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    client = multi.PycurlMulti(2)
+    client = make(2)
     client.open(str(other))
     try:
         result = client.run([nginx.https_url + "/100b"], 2, 5.0, 100)
@@ -83,7 +86,7 @@ def test_pycurl_multi_verifies_against_the_given_ca(nginx, tmp_path):
 
 def test_count_and_time_bounds(nginx, no_ca_env):
     pytest.importorskip("pycurl", reason="pycurl is not installed")
-    for client in (multi.Map(8), multi.PycurlMulti(8)):
+    for client in (multi.Map(8), multi.PycurlMulti(8), multi.PycurlPerform(8)):
         client.open(nginx.ca_bundle)
         try:
             counted = client.run([nginx.http_url + "/100b"], 37, 10.0, 100)
@@ -93,6 +96,48 @@ def test_count_and_time_bounds(nginx, no_ca_env):
         assert (counted.done, counted.failures) == (37, 0), client.key
         assert timed.failures == 0 and timed.done > 0, client.key
         assert 0.2 <= timed.elapsed < 5.0, (client.key, timed.elapsed)
+
+
+def test_pycurl_perform_reports_its_child_s_cpu(nginx):
+    # Its runs happen in the child: the CPU reported is the child's, not this process's.
+    pytest.importorskip("pycurl", reason="pycurl is not installed")
+    client = multi.PycurlPerform(8)
+    client.open(nginx.ca_bundle)
+    try:
+        ours = time.process_time()
+        result = client.run([nginx.http_url + "/100b"], 3000, 30.0, 100)
+        ours = time.process_time() - ours
+    finally:
+        client.close()
+    assert (result.done, result.failures) == (3000, 0), result.error
+    assert result.cpu > ours, (result.cpu, ours)
+    assert client.child is None
+
+
+def test_pycurl_perform_fails_a_run_that_had_a_socket_select_cannot_see(nginx):
+    # select() sees no descriptor >= FD_SETSIZE: a run in such a process fails loudly.
+    pytest.importorskip("pycurl", reason="pycurl is not installed")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < multi.FD_SETSIZE + 64:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, multi.FD_SETSIZE + 64), hard))
+    held = []
+    try:
+        probe = os.open(os.devnull, os.O_RDONLY)
+        held.append(probe)
+        high = os.dup2(probe, multi.FD_SETSIZE + 10)
+        held.append(high)
+        loop = multi._PerformLoop(2, nginx.ca_bundle)
+        try:
+            result = loop.run([nginx.http_url + "/100b"], 4, 5.0, 100)
+        finally:
+            loop.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.failures >= 1
+    assert f"descriptor {multi.FD_SETSIZE + 10} was open" in result.error, result.error
 
 
 def test_a_new_url_shape_gives_each_request_a_url_of_its_own(nginx):
@@ -111,10 +156,18 @@ def test_a_new_url_shape_gives_each_request_a_url_of_its_own(nginx):
 
 
 @pytest.mark.parametrize(
-    "make", [multi.Threads, multi.Map, multi.PoolManagerMap, multi.RawEpoll, multi.PycurlMulti]
+    "make",
+    [
+        multi.Threads,
+        multi.Map,
+        multi.PoolManagerMap,
+        multi.RawEpoll,
+        multi.PycurlMulti,
+        multi.PycurlPerform,
+    ],
 )
 def test_each_kind_of_client_sends_the_url_each_request_is_given(nginx, no_ca_env, make):
-    if make is multi.PycurlMulti:
+    if make in (multi.PycurlMulti, multi.PycurlPerform):
         pytest.importorskip("pycurl", reason="pycurl is not installed")
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
     heard: list[str] = []

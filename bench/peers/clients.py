@@ -483,12 +483,7 @@ class VenvClient(Client):
         child, self.child = self.child, None
         if child is None:
             return
-        try:
-            self._call_on(child, {"cmd": "close"})
-            child.wait(10)
-        except (OSError, RuntimeError, subprocess.TimeoutExpired):
-            child.kill()  # our own child, by its handle
-            child.wait()
+        stop_child(child, self.name, self.REPLY_TIMEOUT)
 
     def versions(self) -> dict[str, str]:
         return self._versions
@@ -499,20 +494,40 @@ class VenvClient(Client):
         return self._call_on(self.child, message)
 
     def _call_on(self, child: subprocess.Popen[str], message: dict[str, Any]) -> dict[str, Any]:
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(json.dumps(message) + "\n")
-        child.stdin.flush()
-        with selectors.DefaultSelector() as selector:
-            selector.register(child.stdout, selectors.EVENT_READ)
-            if not selector.select(self.REPLY_TIMEOUT):
-                raise RuntimeError(f"{self.name}: no answer from the child in time")
-        line = child.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name}: the child process exited ({child.poll()})")
-        reply: dict[str, Any] = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"{self.name} (child): {reply['error']}")
-        return reply
+        return call_child(child, message, self.REPLY_TIMEOUT, self.name)
+
+
+def stop_child(child: subprocess.Popen[str], name: str, timeout: float) -> None:
+    """Ask a JSON-lines child to close and wait 10 s for it to exit; else kill it (our own
+    child, by its handle)."""
+    try:
+        if child.poll() is None:
+            call_child(child, {"cmd": "close"}, timeout, name)
+        child.wait(10)
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired):
+        child.kill()
+        child.wait()
+
+
+def call_child(
+    child: subprocess.Popen[str], message: dict[str, Any], timeout: float, name: str
+) -> dict[str, Any]:
+    """Send ``message`` to a JSON-lines child and return its answer; TimeoutError when none
+    came within ``timeout`` seconds, RuntimeError when it exited or answered an error."""
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(json.dumps(message) + "\n")
+    child.stdin.flush()
+    with selectors.DefaultSelector() as selector:
+        selector.register(child.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise TimeoutError(f"{name}: no answer from the child in {timeout:g} s")
+    line = child.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{name}: the child process exited ({child.poll()})")
+    reply: dict[str, Any] = json.loads(line)
+    if "error" in reply:
+        raise RuntimeError(f"{name} (child): {reply['error']}")
+    return reply
 
 
 #: Every client, in table order. ``requests`` is the baseline of the ratios.
