@@ -26,7 +26,7 @@ __all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
 cdef bint _loaded = False
 cdef object new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse, _connection
 cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_REQUEST
-cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft
+cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft, OWN_MAKE_REQUEST
 cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED
 cdef object OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
@@ -43,6 +43,7 @@ cdef _load():
     global _loaded, new_exchange, FailedSocket, STOCK_URLOPEN, RENDERED, LightResponse
     global _connection, OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS
     global OWN_RENDER_REQUEST, OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT
+    global OWN_MAKE_REQUEST
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
     global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
@@ -62,6 +63,7 @@ cdef _load():
     OWN_REQUEST = pool.OWN_REQUEST
     OWN_URLOPEN = pool.OWN_URLOPEN
     OWN_VALIDATE_CONN = pool.OWN_VALIDATE_CONN
+    OWN_MAKE_REQUEST = pool.OWN_MAKE_REQUEST
     PLAIN_FIT = pool.PLAIN_FIT
     OWN_IS_CONNECTED = pool.OWN_IS_CONNECTED
     OWN_CHECKIN_FINISHED = pool.OWN_CHECKIN_FINISHED
@@ -127,6 +129,8 @@ cdef bint _own_plain_pool(pool) except -1:
         and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
         and type(pool)._validate_conn in OWN_VALIDATE_CONN
         and "_validate_conn" not in pool.__dict__  # (a patch on the pool itself)
+        and type(pool)._make_request is OWN_MAKE_REQUEST
+        and "_make_request" not in pool.__dict__
         and cls.request is OWN_REQUEST
         and cls.render_request is OWN_RENDER_REQUEST
     )
@@ -455,6 +459,8 @@ cdef class Lane:
             or _U3Pool.urlopen is not STOCK_URLOPEN
             or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
             or pool._log.isEnabledFor(_DEBUG)
+            # an unverified TLS connection: urlopen's _validate_conn warns for each request
+            or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
         ):
             return None
         if exchange.head is None:

@@ -37,6 +37,7 @@ from .pool import (
     OWN_CONNECTIONS,
     OWN_GET_CONN,
     OWN_IS_CONNECTED,
+    OWN_MAKE_REQUEST,
     OWN_POOLS,
     OWN_RENDER_REQUEST,
     OWN_REQUEST,
@@ -80,7 +81,8 @@ def _own_plain_pool(pool: Any) -> bool:
     proxy or a global cap.
 
     The steps a tool may patch are urllib3's and requests' names (``urlopen``, ``_get_conn``,
-    ``_validate_conn``, the connection's ``request``) and ``render_request``: a patch of any of
+    ``_validate_conn``, ``_make_request``, the connection's ``request``) and ``render_request``:
+    a patch of any of
     them, on the class or on the pool, makes the lane step aside. fastpool's own private steps
     behind them (``_loop_begin``, ``_timeouts``, ``_fit``, ``_target``) are not places to
     patch: the lane takes their decisions itself (the compiled twin reads ``_timeouts``'
@@ -96,6 +98,8 @@ def _own_plain_pool(pool: Any) -> bool:
         and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
         and type(pool)._validate_conn in OWN_VALIDATE_CONN
         and "_validate_conn" not in vars(pool)  # (a patch on the pool itself)
+        and type(pool)._make_request is OWN_MAKE_REQUEST
+        and "_make_request" not in vars(pool)
         and pool.ConnectionCls.request is OWN_REQUEST
         and pool.ConnectionCls.render_request is OWN_RENDER_REQUEST
     )
@@ -253,6 +257,7 @@ class Lane:
             self._urlopen is None
             or job.method != "GET"
             or type(url) is not str
+            or type(kw) is not dict  # (None: a job for a replaced request(), sent whole)
             or not LANE_ARGUMENTS.issuperset(kw)
         ):
             return None
@@ -316,8 +321,9 @@ class Lane:
         anything else: a failed or replayed exchange, a head to refuse, an interim (1xx)
         answer, a body framed other than by its length (chunked, to the close), bytes past
         the body, a Content-Encoding to decode, a redirect to follow or a status the hop's
-        Retry may retry, and a pool that is traced, logs at DEBUG, or whose ``urlopen`` is
-        patched or overridden since the request started."""
+        Retry may retry, a pool that is traced, logs at DEBUG, or whose ``urlopen`` is
+        patched or overridden since the request started, and a TLS connection that is not
+        verified (``urlopen`` warns with ``InsecureRequestWarning`` for each request)."""
         pool = exchange.tag
         conn = exchange.conn
         if (
@@ -329,6 +335,8 @@ class Lane:
             or pool._trace_now is not None
             or not pool._urlopen_is_ours()
             or pool._log.isEnabledFor(logging.DEBUG)
+            # an unverified TLS connection: urlopen's _validate_conn warns for each request
+            or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
         ):
             return None
         head = exchange.head  # parsed by the loop

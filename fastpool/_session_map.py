@@ -1,7 +1,8 @@
 """``Session.map``'s driver (see :mod:`fastpool.multi`): ``Session.request``'s steps, hop by hop.
 
 An item is prepared as ``Session.request`` prepares it (``prepare_request`` and
-``merge_environment_settings``). Each hop runs ``Session.send`` with ``allow_redirects=False``:
+``merge_environment_settings``). Where a tool or a subclass replaced ``Session.request`` (or
+``Session.get``, for a URL), the item goes whole through that, in this thread. Each hop runs ``Session.send`` with ``allow_redirects=False``:
 through the loop (``Session._loop_begin`` then ``Session._send_hop`` with the exchange), or
 whole in this thread where the loop cannot take it (a patched ``send``, a foreign adapter).
 A redirect is followed as ``send`` follows it: requests' own ``resolve_redirects`` builds the
@@ -47,10 +48,12 @@ class DeadlineExceeded(exceptions.DeadlineExceeded, Timeout):
 class _Job:
     """One item of the map: its hops so far and the keyword arguments of ``send``."""
 
-    __slots__ = ("given", "hist", "host", "kwargs", "prep", "retries")
+    __slots__ = ("given", "hist", "host", "kwargs", "prep", "retries", "whole")
 
     def __init__(self, given: Any, url: Any) -> None:
         self.given = given
+        #: "request" or "get": the Session's replaced entry point it goes whole through
+        self.whole: str | None = None
         #: prepared when it starts, as Session.request prepares it when called (the jar's
         #: cookies, the auth and the hooks of that moment)
         self.prep: PreparedRequest | None = None
@@ -75,6 +78,7 @@ class SessionDriver:
     def new(self, given: Any) -> _Job:
         url = given.url if isinstance(given, (Request, PreparedRequest)) else given
         job = _Job(given, url)
+        job.whole = self.session._map_entry(given)
         if not self.allow_redirects:
             job.hist = None
         return job
@@ -97,6 +101,8 @@ class SessionDriver:
     def begin(
         self, job: _Job, loop: Loop, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
+        if job.whole is not None:
+            return False  # through the replaced request() or get(), whole (send)
         prep = job.prep if job.prep is not None else self._prepare(job)
         exchange = self.session._loop_begin(prep, job.kwargs, wait, limit, loop)
         if isinstance(exchange, Exchange):
@@ -108,6 +114,8 @@ class SessionDriver:
 
     def send(self, job: _Job, exchange: Exchange | None, remaining: float | None = None) -> Any:
         try:
+            if job.whole is not None:
+                return self._whole(job, remaining)
             prep = job.prep if job.prep is not None else self._prepare(job)
             kwargs = dict(job.kwargs, allow_redirects=False)
             if remaining is not None:
@@ -117,6 +125,36 @@ class SessionDriver:
             return self.session._send_hop(prep, kwargs, exchange)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
+
+    def _whole(self, job: _Job, remaining: float | None) -> Any:
+        """The item through the Session's replaced ``get`` or ``request``, as one request
+        would call it (its redirects followed there)."""
+        timeout = self.timeout
+        if remaining is not None:
+            timeout = narrow_timeout(timeout, remaining)
+        settings = {
+            "timeout": timeout,
+            "stream": self.stream,
+            "allow_redirects": self.allow_redirects,
+        }
+        given = job.given
+        if job.whole == "get":
+            return self.session.get(given, **settings)
+        if not isinstance(given, Request):
+            return self.session.request("GET", given, **settings)
+        return self.session.request(
+            given.method,
+            given.url,
+            params=given.params,
+            data=given.data,
+            headers=given.headers,
+            cookies=given.cookies,
+            files=given.files,
+            auth=given.auth,
+            hooks=given.hooks,
+            json=given.json,
+            **settings,
+        )
 
     decode_body: bool | None = True  # as iter_content reads: decoded
     plain_result = None  # every answer ends through Session.send's steps
@@ -148,6 +186,8 @@ class SessionDriver:
     def after(self, job: _Job, outcome: Any) -> Result | None:
         if isinstance(outcome, BaseException):
             return Result(job.given, None, outcome)
+        if job.whole is not None:
+            return Result(job.given, outcome, None)  # its redirects were followed there
         job.retries = None  # a redirect's hop starts afresh, as send's does
         response: Response = outcome
         hist = job.hist

@@ -126,6 +126,15 @@ def _resolve_timeout(timeout: Any) -> float | None:
     return typing.cast("float | None", timeout)
 
 
+#: Resolver.resolve as imported: the loop asks the cache and submit() in its place only while
+#: it is still the one a connection would call (a subclass's or a patch's must be asked)
+_OWN_RESOLVE = Resolver.resolve
+
+
+def _resolve_is_ours(resolver: Resolver) -> bool:
+    return type(resolver).resolve is _OWN_RESOLVE and "resolve" not in vars(resolver)
+
+
 class HTTPConnection:
     """One HTTP/1.1 connection to ``host:port`` (urllib3's ``HTTPConnection`` contract).
 
@@ -436,12 +445,15 @@ class HTTPConnection:
         if not self._loop_may_dial():
             return None
         host = self.host.strip("[]")
-        if isinstance(self.resolver, Resolver):
-            infos = self.resolver.cached(host, self.port)
+        resolver = self.resolver
+        if isinstance(resolver, Resolver) and _resolve_is_ours(resolver):
+            infos = resolver.cached(host, self.port)
             if infos is None:
-                return self.resolver.submit(host, self.port)
-        elif self.resolver is not None:
-            return None  # another resolver (any object with resolve()): asked in the worker
+                return resolver.submit(host, self.port)
+        elif resolver is not None:
+            # another resolver (any object with resolve()), or a Resolver whose resolve() a
+            # subclass or a patch replaced: resolve() is asked, in the worker
+            return None
         else:
             try:
                 infos = socket.getaddrinfo(

@@ -646,7 +646,7 @@ class _Capture(RequestMethods):
 
 
 class _ManagerJob:
-    __slots__ = ("conn", "given", "host", "kw", "method", "redirect", "target", "url")
+    __slots__ = ("conn", "given", "host", "kw", "method", "redirect", "target", "url", "whole")
 
     def __init__(self, given: Any, method: str, url: str, kw: dict[str, Any]) -> None:
         self.given = given
@@ -657,6 +657,9 @@ class _ManagerJob:
         self.host = host_of(url)
         self.conn: Any = None
         self.target = url
+        #: (method, url, kwargs) for a manager whose request() a tool or a subclass replaced:
+        #: the item goes whole through it
+        self.whole: tuple[str, str, dict[str, Any]] | None = None
 
 
 _POOLMANAGER = __name__.rpartition(".")[0] + ".poolmanager"
@@ -690,8 +693,17 @@ class ManagerDriver:
         self.lane = Lane(manager, None, None) if lane is None else lane
         self.plain_begin = self.lane.begin
         self.plain_result = self._light_result if light else None
+        #: fastpool's own PoolManager.request (None: replaced already): an item goes whole
+        #: through any other (a patch's, a subclass's), as one request would
+        function = getattr(manager.request, "__func__", None)
+        self._own_request = (
+            function if getattr(function, "__module__", None) == _POOLMANAGER else None
+        )
 
     def new(self, given: Any) -> _ManagerJob:
+        own = self._own_request
+        if own is None or getattr(self.manager.request, "__func__", None) is not own:
+            return self._whole_job(given)
         if type(given) is str and not self.stream_bodies:
             # (_new's first way inline, one frame less: a crawl's URLs)
             return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
@@ -699,6 +711,39 @@ class ManagerDriver:
         if self.stream_bodies:
             job.kw["preload_content"] = False
         return job
+
+    def _whole_job(self, given: Any) -> _ManagerJob:
+        """A job for the manager's replaced ``request`` (a patch's, a subclass's): the item
+        goes whole through it, in this thread, as one request would (its redirects followed
+        there)."""
+        if isinstance(given, str):
+            method, url, kwargs = "GET", given, {}
+        elif isinstance(given, tuple) and len(given) in (2, 3):
+            method, url = given[0], given[1]
+            kwargs = dict(given[2]) if len(given) == 3 else {}
+        else:
+            raise TypeError(
+                "PoolManager.map takes URLs, (method, url) or (method, url, kwargs), "
+                f"got {type(given).__name__}"
+            )
+        if self.stream_bodies:
+            kwargs["preload_content"] = False
+        job = _ManagerJob(given, method, url, {})
+        job.whole = (method, url, kwargs)
+        job.redirect = False
+        job.kw = None  # type: ignore[assignment]  # (nothing for the lane: it steps aside)
+        return job
+
+    def _through_request(self, job: _ManagerJob, remaining: float | None) -> Any:
+        assert job.whole is not None
+        method, url, kw = job.whole
+        kw = dict(kw)
+        if remaining is not None:
+            timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
+            if timeout is Timeout.DEFAULT_TIMEOUT:
+                timeout = self.manager.connection_pool_kw.get("timeout", timeout)
+            kw["timeout"] = narrow_timeout(timeout, remaining)
+        return self.manager.request(method, url, **kw)
 
     def _new(self, given: Any) -> _ManagerJob:
         if type(given) is str:
@@ -746,7 +791,7 @@ class ManagerDriver:
         self, job: _ManagerJob, loop: Loop, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
         # (the lane, plain_begin, was tried first: what it left comes here)
-        if not self._urlopen_is_ours():
+        if job.whole is not None or not self._urlopen_is_ours():
             return False  # a subclass's or a patch's urlopen: it must see the request
         kw, target = self._hop(job)
         return job.conn._loop_begin(  # type: ignore[no-any-return]
@@ -806,6 +851,8 @@ class ManagerDriver:
     ) -> Any:
         try:
             if exchange is None:
+                if job.whole is not None:
+                    return self._through_request(job, remaining)
                 if not self._urlopen_is_ours():
                     return self._through_urlopen(job, remaining)
                 # The whole hop here, as PoolManager.urlopen's first half.

@@ -419,9 +419,27 @@ def _wrap_proxy_error(err: Exception, proxy_scheme: str | None = None) -> ProxyE
     return new
 
 
+#: Retry's sleeping steps as imported: while they are a Retry's own, the map's runner waits
+#: what they would sleep without sleeping (a subclass's or a patch's must be called)
+_RETRY_SLEEPS = {
+    name: getattr(Retry, name, None) for name in ("sleep", "sleep_for_retry", "_sleep_backoff")
+}
+
+
 def _retry_delay(retries: Retry, response: Any) -> float:
     """How long ``retries.sleep(response)`` would sleep: the answer's Retry-After when it is
-    respected and given, else the backoff."""
+    respected and given, else the backoff. A Retry whose ``sleep`` (or a step of it) a
+    subclass or a patch replaced is asked to sleep here, in the map's thread, as it decides
+    (one request would call it): nothing is left to wait."""
+    cls = type(retries)
+    if any(getattr(cls, name, None) is not own for name, own in _RETRY_SLEEPS.items()) or (
+        _RETRY_SLEEPS.keys() & vars(retries).keys()
+    ):
+        if response is None:
+            retries.sleep()
+        else:
+            retries.sleep(response)
+        return 0.0
     if retries.respect_retry_after_header and response is not None:
         retry_after = retries.get_retry_after(response)
         if retry_after:
@@ -1002,8 +1020,8 @@ class HTTPConnectionPool(RequestMethods):
         """What ``urlopen`` does before its first byte goes out: an
         :class:`~fastpool._loop.Exchange` holding a checked-out connection and the request's
         bytes; None when no connection is free now; False when the request must go through
-        ``urlopen`` itself (a patched or overridden ``urlopen``, ``_validate_conn`` or
-        ``ConnectionCls.request``, a TLS-in-TLS tunnel, a body that is a file or an iterable, a
+        ``urlopen`` itself (a patched or overridden ``urlopen``, ``_validate_conn``,
+        ``_make_request`` or ``ConnectionCls.request``, a TLS-in-TLS tunnel, a body that is a file or an iterable, a
         request the connection refuses to write: ``urlopen`` then raises that error).
 
         It does not wait for a connection unless ``wait``: then it waits as
@@ -1014,6 +1032,9 @@ class HTTPConnectionPool(RequestMethods):
             not self._urlopen_is_ours()  # a patched or overridden urlopen must see the request
             or cls._validate_conn not in OWN_VALIDATE_CONN  # it must see the dial first
             or "_validate_conn" in vars(self)  # (so must a patch on this pool itself)
+            # a patched or overridden _make_request must see the request before it goes out
+            or cls._make_request is not OWN_MAKE_REQUEST
+            or "_make_request" in vars(self)
             # a ConnectionCls with its own request() (or a patch of ours): it runs once, as it
             # would for one request, not once to render the bytes and again to finish
             or self.ConnectionCls.request is not OWN_REQUEST
@@ -1829,6 +1850,7 @@ OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
 #: fastpool's own steps as imported, for the checks that a request may skip them (a patch on
 #: a class, a subclass's override, must see it): urlopen, the checkout, the plain pool's fit
 OWN_URLOPEN = HTTPConnectionPool.urlopen
+OWN_MAKE_REQUEST = HTTPConnectionPool._make_request
 OWN_GET_CONN = HTTPConnectionPool._get_conn
 OWN_REVIVE = HTTPConnectionPool._revive
 OWN_RENDER_REQUEST = HTTPConnection.render_request

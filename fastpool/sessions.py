@@ -690,6 +690,23 @@ class Session(requests.Session):
             on_body=on_body,
         )
 
+    def _map_entry(self, given: Any) -> str | None:
+        """The entry point ``map`` must call whole for the item ``given``, where a tool or a
+        subclass replaced it (one request would have gone through it): ``"get"`` for a URL
+        when ``get`` is not requests' own, ``"request"`` when ``request`` is not fastpool's
+        own or requests' ``Session.request`` is patched; None: neither (a PreparedRequest goes
+        to ``send``, as requests sends one)."""
+        if isinstance(given, PreparedRequest):
+            return None
+        if isinstance(given, str) and getattr(self.get, "__func__", None) is not _STOCK_GET:
+            return "get"
+        if (
+            _RequestsSession.request is not _STOCK_REQUEST
+            or getattr(self.request, "__func__", None) is not _OWN_REQUEST
+        ):
+            return "request"
+        return None
+
     def _loop_begin(
         self,
         request: PreparedRequest,
@@ -836,3 +853,7 @@ _STOCK_REQUEST = stock_function(_RequestsSession.request, requests.sessions)
 # requests' own Session.send: while requests.Session.send is this function, nothing patched it.
 _STOCK_SEND = stock_function(_RequestsSession.send, requests.sessions)
 _OWN_STEPS = (Session.prepare_request, Session.merge_environment_settings, Session.send)
+# requests' own Session.get, and fastpool's own Session.request: map calls the ones a tool or
+# a subclass put in their place (see Session._map_entry)
+_STOCK_GET = stock_function(_RequestsSession.get, requests.sessions)
+_OWN_REQUEST = Session.request
