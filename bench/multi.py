@@ -48,8 +48,9 @@ Clients (each bounded per run by ``--requests`` and ``--seconds``, 10 s per requ
   three a request, and costs about twice the CPU a request). ``select()`` cannot see a socket
   numbered 1024 or above, so this client runs in a child process of its own
   (``--pycurl-perform-child``, JSON lines over pipes), where libcurl's sockets are the only
-  ones; a run fails if any descriptor of the child reached 1024. Its CPU is the child's. This
-  is the pycurl figure issue #16's targets are judged against: the faster of the two;
+  ones, with its limit on open files lowered to 1024: a socket that would be numbered higher
+  fails to open, and that request fails. Its CPU is the child's. This is the pycurl figure
+  issue #16's targets are judged against: the faster of the two;
 * ``aiohttp-16``/``-64``/``-256`` when aiohttp is installed (else skipped, said so): one
   ``ClientSession``, ``TCPConnector(limit=C, keepalive_timeout=300)``, C tasks;
 * ``raw-epoll-16``/``-64``/``-256``: no client, a floor: ``select.epoll`` over raw keep-alive
@@ -62,8 +63,9 @@ least 4 requests per unit of concurrency) so its connections exist; then ``--rep
 runs, interleaved across the clients in a rotating order so load noise meets them alike.
 Reported: the median req/s; the median ratio to ``threads-16`` *in the same repeat*; process
 CPU time per request (``time.process_time()`` over the run: every thread of this process,
-libcurl's C code included since it runs in-process; nginx and ``--awake``'s busy loops are
-other processes and are not counted) and its ratio likewise; new connections per run (nginx's
+libcurl's C code included since it runs in-process, and for ``pycurl-perform-C`` the same
+taken in its child; nginx and ``--awake``'s busy loops are other processes and are not
+counted) and its ratio likewise; new connections per run (nginx's
 stub_status ``accepts`` before and after: on HTTPS each is a TLS handshake), and the warm-up's.
 Any non-200, wrong body length, error or hang marks the client FAILED for that shape (its
 numbers are kept). Markdown tables per shape on stdout, then one JSON line with every number
@@ -72,8 +74,9 @@ numbers are kept). Markdown tables per shape on stdout, then one JSON line with 
 Bounds: a run stops starting requests at ``--seconds``; map and the multi loop then finish what
 they hold (map reads up to ``8 x concurrency`` items ahead, so a map run can overshoot its
 deadline by that many requests: they are counted and timed, the ratio stays fair). Every run
-drives its client from a worker thread joined with a grace of 1.5 x the request timeout past
-its deadline; a client still busy then is "hung" (FAILED, no more runs). A watchdog over the
+drives its client from a worker thread (``pycurl-perform-C``: its child process) given a grace
+of 1.5 x the request timeout past its deadline; a client still busy then is "hung" (FAILED,
+no more runs). A watchdog over the
 whole program dumps every thread's stack, stops nginx (by its pid) and exits with 3.
 
 ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` are dropped from this process' environment:
@@ -496,7 +499,7 @@ class PycurlMulti(Client):
         self.multi = pycurl.CurlMulti()
         # libcurl's socket interface on an epoll selector: pycurl's multi.select() goes through
         # curl_multi_fdset, which cannot show sockets numbered 1024 or above (FD_SETSIZE), and
-        # with several clients' connections open in this process it would sleep its timeout.
+        # this process holds the other clients' connections (pycurl-perform-C runs apart)
         self.selector = selectors.DefaultSelector()
         self.timer: float | None = None  # monotonic time libcurl wants a timeout action at
         read, write = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -605,11 +608,6 @@ class _PerformLoop:
         cpu = time.process_time()
         result = self._drive(urls, max_requests, max_seconds, expected)
         result.cpu = time.process_time() - cpu
-        highest = _highest_fd()
-        if highest >= FD_SETSIZE and not result.error:
-            result.failures += 1
-            # (conservative: libcurl's sockets take the lowest free numbers, but any may be it)
-            result.error = f"file descriptor {highest} was open: select() sees none >= {FD_SETSIZE}"
         return result
 
     def _drive(
@@ -632,7 +630,11 @@ class _PerformLoop:
             if not ended:
                 # libcurl's own advice: wait no longer than its timeout asks
                 wait = multi.timeout()
-                multi.select(1.0 if wait < 0 else min(wait / 1000, 1.0))
+                wait = 1.0 if wait < 0 else min(wait / 1000, 1.0)
+                if not any(multi.fdset()):
+                    time.sleep(wait)  # (pycurl's select() returns at once with no socket)
+                else:
+                    multi.select(wait)
 
     def close(self) -> None:
         for curl in self.handles:
@@ -640,19 +642,15 @@ class _PerformLoop:
         self.multi.close()
 
 
-def _highest_fd() -> int:
-    """The highest open file descriptor of this process (-1 where /proc cannot tell)."""
-    try:
-        return max(int(name) for name in os.listdir("/proc/self/fd"))
-    except (OSError, ValueError):
-        return -1
-
-
 def _perform_child(concurrency: int) -> int:
     """``python bench/multi.py --pycurl-perform-child C``: JSON lines on stdin and stdout,
     ``{"cmd": "open", "ca_bundle": PATH}`` -> ``{"versions": ...}``, ``{"cmd": "run", "urls":
     [...], "max_requests": N, "max_seconds": S, "expected": BYTES}`` -> ``{"result": ...,
     "maxconnects": N}``, ``{"cmd": "close"}`` -> ``{}``; an exception -> ``{"error": ...}``."""
+    # select() sees no descriptor >= FD_SETSIZE: none may be opened here (a socket that would
+    # be fails with EMFILE, and its request fails)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_SETSIZE, hard))
     loop: _PerformLoop | None = None
     for line in sys.stdin:
         message = json.loads(line)
@@ -660,10 +658,12 @@ def _perform_child(concurrency: int) -> int:
             if message["cmd"] == "open":
                 loop = _PerformLoop(concurrency, message["ca_bundle"])
                 reply: dict[str, Any] = {
-                    "versions": {"pycurl": f"{version_of('pycurl')} ({loop.pycurl.version})"}
+                    "versions": {"pycurl": f"{version_of('pycurl')} ({loop.pycurl.version})"},
+                    "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                 }
             elif message["cmd"] == "run":
-                assert loop is not None, "run before open"
+                if loop is None:
+                    raise RuntimeError("run before open")
                 result = loop.run(
                     message["urls"],
                     message["max_requests"],
@@ -671,10 +671,12 @@ def _perform_child(concurrency: int) -> int:
                     message["expected"],
                 )
                 reply = {"result": result.as_dict(), "maxconnects": loop.maxconnects}
-            else:
+            elif message["cmd"] == "close":
                 if loop is not None:
                     loop.close()
                 reply = {}
+            else:
+                raise ValueError(f"unknown command {message['cmd']!r}")
         except Exception as exc:  # noqa: BLE001 - the parent reports it
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(reply), flush=True)
@@ -691,6 +693,7 @@ class PycurlPerform(Client):
         self.key, self.concurrency = f"pycurl-perform-{concurrency}", concurrency
         self.child: Any = None
         self.maxconnects = 0
+        self.open_files = 0  # the child's limit on open files (at most FD_SETSIZE)
         self._versions: dict[str, str] = {}
 
     def open(self, ca_bundle: str) -> None:
@@ -706,7 +709,13 @@ class PycurlPerform(Client):
             stdout=subprocess.PIPE,
             text=True,
         )  # fmt: skip
-        self._versions = self._call({"cmd": "open", "ca_bundle": ca_bundle}, 60.0)["versions"]
+        try:
+            reply = self._call({"cmd": "open", "ca_bundle": ca_bundle}, 60.0)
+        except BaseException:
+            self.close()  # nothing else would stop it: the shape skips a client that failed
+            raise
+        self._versions = reply["versions"]
+        self.open_files = reply["open_files"]
 
     def run(
         self, urls: list[str], max_requests: int, max_seconds: float, expected: int
@@ -719,11 +728,18 @@ class PycurlPerform(Client):
             "expected": expected,
         }
         grace = GRACE_PER_TIMEOUT * TIMEOUT
+        wall = time.perf_counter()
         try:
             reply = self._call(message, max_seconds + grace)
         except TimeoutError:
-            self.child.kill()  # our own child, by its handle: nothing more runs on it
-            return RunResult(failures=1, error=f"{HUNG}: still busy {grace:g} s after the deadline")
+            child, self.child = self.child, None
+            child.kill()  # our own child, by its handle: nothing more runs on it
+            child.wait()
+            return RunResult(
+                failures=1,
+                elapsed=time.perf_counter() - wall,
+                error=f"{HUNG}: still busy {grace:g} s after the deadline",
+            )
         self.maxconnects = reply["maxconnects"]
         return RunResult(**reply["result"])
 
