@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from requests.auth import AuthBase
 from requests.exceptions import (
     ChunkedEncodingError,
     ConnectionError,
@@ -45,6 +46,12 @@ class DeadlineExceeded(exceptions.DeadlineExceeded, Timeout):
     :class:`requests.exceptions.Timeout` too, with its ``request``."""
 
 
+def _auth_round_trip(prep: PreparedRequest) -> bool:
+    """Whether an auth handler registered a response hook on ``prep`` (to answer a 401)."""
+    hooks = (prep.hooks.get("response") if prep.hooks else None) or ()
+    return any(isinstance(getattr(h, "__self__", None), AuthBase) for h in hooks)
+
+
 class _Job:
     """One item of the map: its hops so far and the keyword arguments of ``send``."""
 
@@ -52,7 +59,8 @@ class _Job:
 
     def __init__(self, given: Any, url: Any) -> None:
         self.given = given
-        #: "request" or "get": the Session's replaced entry point it goes whole through
+        #: "request", "get" or "send": the Session's entry point it goes whole through (a
+        #: replaced one, or one whose redirects a replaced resolve_redirects follows)
         self.whole: str | None = None
         #: prepared when it starts, as Session.request prepares it when called (the jar's
         #: cookies, the auth and the hooks of that moment)
@@ -87,8 +95,16 @@ class SessionDriver:
         session = self.session
         given = job.given
         if isinstance(given, PreparedRequest):
-            prep = given
-        elif type(given) is str:
+            # sent as send(prepared) sends it: the Session's stream, verify, cert and proxies
+            # (the environment's only through trust_env's proxy resolution), not request()'s
+            # merge of the environment's settings
+            job.kwargs = {"timeout": self.timeout}
+            if self.stream is not None:
+                job.kwargs["stream"] = self.stream
+            job.prep = given
+            return given
+        prep: PreparedRequest
+        if type(given) is str:
             prep = session._prepare_get(given)
         else:
             request = given if isinstance(given, Request) else Request("GET", given)
@@ -104,6 +120,13 @@ class SessionDriver:
         if job.whole is not None:
             return False  # through the replaced request() or get(), whole (send)
         prep = job.prep if job.prep is not None else self._prepare(job)
+        if _auth_round_trip(prep):
+            # An auth handler that answers a 401 from a response hook (digest, NTLM, Kerberos)
+            # keeps its state per thread, from its call at preparation to its hook: hops
+            # prepared and answered interleaved in this one thread would break each other's.
+            # Such a hop is sent whole (send), once nothing else is in flight, and nothing
+            # else starts meanwhile: prepared, then answered, before the next is prepared.
+            return False
         exchange = self.session._loop_begin(prep, job.kwargs, wait, limit, loop)
         if isinstance(exchange, Exchange):
             exchange.retries = job.retries  # None: the adapter's max_retries
@@ -138,6 +161,11 @@ class SessionDriver:
             "allow_redirects": self.allow_redirects,
         }
         given = job.given
+        if job.whole == "send":
+            del settings["stream"]  # (None: send's own default, the Session's)
+            if self.stream is not None:
+                settings["stream"] = self.stream
+            return self.session.send(given, **settings)
         if job.whole == "get":
             return self.session.get(given, **settings)
         if not isinstance(given, Request):
@@ -201,6 +229,11 @@ class SessionDriver:
         # resolve_redirects' bookkeeping, hop by hop: the history as it keeps it, its limit,
         # and the next request it built (Response.next).
         session = self.session
+        nxt = response.next
+        if not hist:
+            # send(allow_redirects=True) sets no .next on the first response (resolve_redirects'
+            # hops, sent with allow_redirects=False, keep theirs)
+            response._next = None
         hist.append(response)
         response.history = hist[1:]
         if len(response.history) >= session.max_redirects:
@@ -208,7 +241,6 @@ class SessionDriver:
                 f"Exceeded {session.max_redirects} redirects.", response=response
             )
             return Result(job.given, None, error)
-        nxt = response.next
         assert nxt is not None
         job.kwargs["proxies"] = session.rebuild_proxies(nxt, job.kwargs.get("proxies"))
         job.prep = nxt

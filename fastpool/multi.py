@@ -461,9 +461,10 @@ class _Run:
             self.order += 1
             heapq.heappush(self.later, (time.monotonic() + outcome.delay, self.order, job))
             return
+        host = job.host  # (a redirect to another host changes it: this one's slot ends)
         result = self.driver.after(job, outcome)
         if result is None:
-            self.scheduler.done(job.host)
+            self.scheduler.done(host)
             self.scheduler.push(job, job.host, None)  # its next hop
         elif self.on_body is not None and result.response is not None:
             # Its body to on_body as it arrives: still in flight (and at its host) until then.

@@ -424,16 +424,22 @@ def _wrap_proxy_error(err: Exception, proxy_scheme: str | None = None) -> ProxyE
 _RETRY_SLEEPS = {
     name: getattr(Retry, name, None) for name in ("sleep", "sleep_for_retry", "_sleep_backoff")
 }
+#: the clock urllib3's Retry sleeps with, as imported (a test that patches time.sleep to skip
+#: the backoffs patches it for one request: so for the map)
+_RETRY_TIME = getattr(sys.modules[Retry.__module__], "time", None)
+_TIME_SLEEP = getattr(_RETRY_TIME, "sleep", None)
 
 
 def _retry_delay(retries: Retry, response: Any) -> float:
     """How long ``retries.sleep(response)`` would sleep: the answer's Retry-After when it is
-    respected and given, else the backoff. A Retry whose ``sleep`` (or a step of it) a
-    subclass or a patch replaced is asked to sleep here, in the map's thread, as it decides
-    (one request would call it): nothing is left to wait."""
+    respected and given, else the backoff. A Retry whose ``sleep`` (or a step of it, or the
+    ``time.sleep`` it calls) a subclass or a patch replaced is asked to sleep here, in the
+    map's thread, as it decides (one request would call it): nothing is left to wait."""
     cls = type(retries)
-    if any(getattr(cls, name, None) is not own for name, own in _RETRY_SLEEPS.items()) or (
-        _RETRY_SLEEPS.keys() & vars(retries).keys()
+    if (
+        any(getattr(cls, name, None) is not own for name, own in _RETRY_SLEEPS.items())
+        or _RETRY_SLEEPS.keys() & vars(retries).keys()
+        or getattr(_RETRY_TIME, "sleep", None) is not _TIME_SLEEP
     ):
         if response is None:
             retries.sleep()

@@ -694,14 +694,18 @@ class Session(requests.Session):
         """The entry point ``map`` must call whole for the item ``given``, where a tool or a
         subclass replaced it (one request would have gone through it): ``"get"`` for a URL
         when ``get`` is not requests' own, ``"request"`` when ``request`` is not fastpool's
-        own or requests' ``Session.request`` is patched; None: neither (a PreparedRequest goes
-        to ``send``, as requests sends one)."""
+        own or requests' ``Session.request`` is patched; with a replaced ``resolve_redirects``
+        (which only ``send`` calls), ``"request"``, or ``"send"`` for a PreparedRequest; None:
+        none of these (the map sends the item hop by hop)."""
+        # a replaced resolve_redirects must follow the redirects: send() calls it
+        redirects = getattr(self.resolve_redirects, "__func__", None) is not _STOCK_REDIRECTS
         if isinstance(given, PreparedRequest):
-            return None
+            return "send" if redirects else None
         if isinstance(given, str) and getattr(self.get, "__func__", None) is not _STOCK_GET:
             return "get"
         if (
-            _RequestsSession.request is not _STOCK_REQUEST
+            redirects
+            or _RequestsSession.request is not _STOCK_REQUEST
             or getattr(self.request, "__func__", None) is not _OWN_REQUEST
         ):
             return "request"
@@ -856,4 +860,5 @@ _OWN_STEPS = (Session.prepare_request, Session.merge_environment_settings, Sessi
 # requests' own Session.get, and fastpool's own Session.request: map calls the ones a tool or
 # a subclass put in their place (see Session._map_entry)
 _STOCK_GET = stock_function(_RequestsSession.get, requests.sessions)
+_STOCK_REDIRECTS = stock_function(_RequestsSession.resolve_redirects, requests.sessions)
 _OWN_REQUEST = Session.request

@@ -365,6 +365,10 @@ def test_a_refused_head_takes_no_slot(app_server: AppServer, on: bool) -> None:
     adapter = fastpool.HTTPAdapter(pool_maxsize=1, pool_block=True)
     taken: list[bool] = []
     with lane(on, taken), fastpool.Session() as session:
+        # A PreparedRequest goes as send() sends it, with the Session's verify, and a URL as
+        # request() does, with REQUESTS_CA_BUNDLE's when it is set: the same pool only without
+        # the environment's.
+        session.trust_env = False
         session.mount("http://", adapter)
         adapter._pool_timeout = 1
         list(session.map([url]))  # an idle connection for begin_on
