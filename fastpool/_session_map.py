@@ -1,8 +1,10 @@
 """``Session.map``'s driver (see :mod:`fastpool.multi`): ``Session.request``'s steps, hop by hop.
 
 An item is prepared as ``Session.request`` prepares it (``prepare_request`` and
-``merge_environment_settings``). Where a tool or a subclass replaced ``Session.request`` (or
-``Session.get``, for a URL), the item goes whole through that, in this thread. Each hop runs ``Session.send`` with ``allow_redirects=False``:
+``merge_environment_settings``); a PreparedRequest as ``Session.send`` takes it. Where a tool
+or a subclass replaced ``Session.request`` (or ``Session.get``, for a URL, or
+``resolve_redirects``), the item goes whole through that entry point, in this thread. Each
+other hop runs ``Session.send`` with ``allow_redirects=False``:
 through the loop (``Session._loop_begin`` then ``Session._send_hop`` with the exchange), or
 whole in this thread where the loop cannot take it (a patched ``send``, a foreign adapter).
 A redirect is followed as ``send`` follows it: requests' own ``resolve_redirects`` builds the
@@ -155,16 +157,11 @@ class SessionDriver:
         timeout = self.timeout
         if remaining is not None:
             timeout = narrow_timeout(timeout, remaining)
-        settings = {
-            "timeout": timeout,
-            "stream": self.stream,
-            "allow_redirects": self.allow_redirects,
-        }
+        settings: dict[str, Any] = {"timeout": timeout, "allow_redirects": self.allow_redirects}
+        if self.stream is not None:  # (None: each entry point's default, the Session's)
+            settings["stream"] = self.stream
         given = job.given
         if job.whole == "send":
-            del settings["stream"]  # (None: send's own default, the Session's)
-            if self.stream is not None:
-                settings["stream"] = self.stream
             return self.session.send(given, **settings)
         if job.whole == "get":
             return self.session.get(given, **settings)

@@ -646,6 +646,21 @@ class _Capture(RequestMethods):
         return method, url, kw
 
 
+def _item_parts(given: Any) -> tuple[Any, Any, Any]:
+    """``(method, url, kwargs)`` of a ``PoolManager.map`` item (kwargs as given: a dict or a
+    mapping), or TypeError."""
+    if isinstance(given, str):
+        return "GET", given, {}
+    if isinstance(given, tuple) and len(given) in (2, 3):
+        kwargs = given[2] if len(given) == 3 else {}
+        # (a non-dict mapping becomes a dict; a dict is copied later: nothing keeps the caller's)
+        return given[0], given[1], kwargs if type(kwargs) is dict else dict(kwargs)
+    raise TypeError(
+        "PoolManager.map takes URLs, (method, url) or (method, url, kwargs), "
+        f"got {type(given).__name__}"
+    )
+
+
 class _ManagerJob:
     __slots__ = ("conn", "given", "host", "kw", "method", "redirect", "target", "url", "whole")
 
@@ -717,16 +732,8 @@ class ManagerDriver:
         """A job for the manager's replaced ``request`` (a patch's, a subclass's): the item
         goes whole through it, in this thread, as one request would (its redirects followed
         there)."""
-        if isinstance(given, str):
-            method, url, kwargs = "GET", given, {}
-        elif isinstance(given, tuple) and len(given) in (2, 3):
-            method, url = given[0], given[1]
-            kwargs = dict(given[2]) if len(given) == 3 else {}
-        else:
-            raise TypeError(
-                "PoolManager.map takes URLs, (method, url) or (method, url, kwargs), "
-                f"got {type(given).__name__}"
-            )
+        method, url, kwargs = _item_parts(given)
+        kwargs = dict(kwargs)  # (nothing keeps the caller's)
         if self.stream_bodies:
             kwargs["preload_content"] = False
         job = _ManagerJob(given, method, url, {})
@@ -740,41 +747,31 @@ class ManagerDriver:
         method, url, kw = job.whole
         kw = dict(kw)
         if remaining is not None:
-            timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
-            if timeout is Timeout.DEFAULT_TIMEOUT:
-                timeout = self.manager.connection_pool_kw.get("timeout", timeout)
-            kw["timeout"] = narrow_timeout(timeout, remaining)
+            self._narrow_timeout(kw, remaining)
         return self.manager.request(method, url, **kw)
+
+    def _narrow_timeout(self, kw: dict[str, Any], remaining: float) -> None:
+        """``kw``'s timeout (the manager's pools' own by default) narrowed to ``remaining``."""
+        timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
+        if timeout is Timeout.DEFAULT_TIMEOUT:
+            timeout = self.manager.connection_pool_kw.get("timeout", timeout)
+        kw["timeout"] = narrow_timeout(timeout, remaining)
 
     def _new(self, given: Any) -> _ManagerJob:
         if type(given) is str:
             # RequestMethods.request's steps for a GET with no fields (pinned by a test)
             return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
-        kwargs: Any
-        if isinstance(given, str):
-            method, url, kwargs = "GET", given, {}
-        elif isinstance(given, tuple) and len(given) in (2, 3):
-            method, url = given[0], given[1]
-            kwargs = given[2] if len(given) == 3 else {}
-            if type(kwargs) is not dict:
-                kwargs = dict(kwargs)  # (a dict is copied below: nothing keeps the caller's)
-            if type(method) is str and type(url) is str:
-                method = method.upper()
-                if (
-                    method in _URL_METHODS
-                    and _ENCODED.isdisjoint(kwargs)
-                    and "preload_content" not in kwargs
-                ):
-                    # the same steps for a method without a body, given nothing to encode:
-                    # urlopen's arguments after the default headers (pinned by a test)
-                    return _ManagerJob(
-                        given, method, url, {"headers": self.manager.headers, **kwargs}
-                    )
-        else:
-            raise TypeError(
-                "PoolManager.map takes URLs, (method, url) or (method, url, kwargs), "
-                f"got {type(given).__name__}"
-            )
+        method, url, kwargs = _item_parts(given)
+        if type(method) is str and type(url) is str and isinstance(given, tuple):
+            method = method.upper()
+            if (
+                method in _URL_METHODS
+                and _ENCODED.isdisjoint(kwargs)
+                and "preload_content" not in kwargs
+            ):
+                # the same steps for a method without a body, given nothing to encode:
+                # urlopen's arguments after the default headers (pinned by a test)
+                return _ManagerJob(given, method, url, {"headers": self.manager.headers, **kwargs})
         if self.light and not kwargs.get("preload_content", True):
             raise ValueError(
                 "PoolManager.map(light=True) reads every body whole: preload_content=False "
@@ -821,10 +818,7 @@ class ManagerDriver:
         inside that ``urlopen``). It follows the redirects itself: nothing after it does."""
         kw = {k: v for k, v in job.kw.items() if k not in ("assert_same_host", "redirect")}
         if remaining is not None:
-            timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
-            if timeout is Timeout.DEFAULT_TIMEOUT:
-                timeout = self.manager.connection_pool_kw.get("timeout", timeout)
-            kw["timeout"] = narrow_timeout(timeout, remaining)
+            self._narrow_timeout(kw, remaining)
             # and the wait at a cap (None: the pools' own pool_timeout, the manager's setting)
             wait = kw.get("pool_timeout")
             if wait is None:
