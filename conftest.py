@@ -74,6 +74,16 @@ def hostqueue_cls(hostqueue_module: ModuleType) -> type:
 
 
 @pytest.fixture(scope="session")
+def schedule_module(backend: str) -> ModuleType:
+    return _core("_schedule", backend)
+
+
+@pytest.fixture(scope="session")
+def scheduler_cls(schedule_module: ModuleType) -> type:
+    return schedule_module.HostScheduler  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
 def prefix_module(backend: str) -> ModuleType:
     return _core("_prefix", backend)
 
