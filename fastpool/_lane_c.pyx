@@ -375,13 +375,15 @@ cdef class Lane:
     cdef object _urlopen
     cdef object _connection_from_host
     cdef tuple _retry_of
+    cdef object _result_type
 
-    def __init__(self, manager, urlopen, connection_from_host):
+    def __init__(self, manager, urlopen, connection_from_host, result_type):
         if not _loaded:
             _load()
         self.manager = manager
         self._urlopen = urlopen
         self._connection_from_host = connection_from_host
+        self._result_type = result_type
         self._retry_of = (None, None, Retry())
 
     def begin(self, job, loop=None):
@@ -444,8 +446,18 @@ cdef class Lane:
             return None
         return pool, target
 
-    def finish(self, job, Exchange exchange not None):
-        """The answer the loop read for ``job`` as a LightResponse, or None (see the twin)."""
+    def result(self, job, Exchange exchange not None):
+        """The map's result for the answer the loop read for ``job``, or None (see the
+        twin)."""
+        try:
+            light = self._finish(job, exchange)
+        except Exception as e:
+            return tuple.__new__(self._result_type, (job.given, None, e))
+        if light is None:
+            return None
+        return tuple.__new__(self._result_type, (job.given, light, None))
+
+    cdef object _finish(self, job, Exchange exchange):
         cdef ResponseHead head
         pool = exchange.tag
         conn = exchange.conn

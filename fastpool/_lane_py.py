@@ -233,14 +233,19 @@ class Lane:
     """One map's plainest hops, for ``manager``: a PoolManager itself (not a subclass), whose
     ``urlopen`` and ``connection_from_host`` are ``urlopen`` and ``connection_from_host``,
     fastpool's own as imported (a patch's must see each request, so the lane steps aside).
-    Given None for them, it begins no hop and only finishes light answers."""
+    Given None for them, it begins no hop and only finishes light answers, as ``result_type``
+    (the map's ``Result``)."""
 
-    __slots__ = ("_connection_from_host", "_retry_of", "_urlopen", "manager")
+    __slots__ = ("_connection_from_host", "_result_type", "_retry_of", "_urlopen", "manager")
 
-    def __init__(self, manager: Any, urlopen: Any, connection_from_host: Any) -> None:
+    def __init__(
+        self, manager: Any, urlopen: Any, connection_from_host: Any, result_type: Any
+    ) -> None:
         self.manager = manager
         self._urlopen = urlopen
         self._connection_from_host = connection_from_host
+        #: what :meth:`result` makes: the map's Result (a tuple type, built without its __new__)
+        self._result_type = result_type
         # the last ``retries`` argument that is not a Retry, and the Retry urlopen makes of it
         self._retry_of: tuple[Any, Any, Retry] = (None, None, Retry())
 
@@ -314,16 +319,8 @@ class Lane:
             return None
         return pool, target
 
-    def finish(self, job: Any, exchange: Exchange) -> LightResponse | None:
-        """The answer the loop read for ``job``, as a LightResponse, its connection handed
-        back: what ``urlopen(_exchange=exchange, preload_content=True)`` would end with, for
-        the plainest answer only. None (nothing taken: ``urlopen`` is to finish it) for
-        anything else: a failed or replayed exchange, a head to refuse, an interim (1xx)
-        answer, a body framed other than by its length (chunked, to the close), bytes past
-        the body, a Content-Encoding to decode, a redirect to follow or a status the hop's
-        Retry may retry, a pool that is traced, logs at DEBUG, or whose ``urlopen`` is
-        patched or overridden since the request started, and a TLS connection that is not
-        verified (``urlopen`` warns with ``InsecureRequestWarning`` for each request)."""
+    def _finish(self, job: Any, exchange: Exchange) -> LightResponse | None:
+        """:meth:`result`'s answer as the LightResponse alone, or None; it may raise."""
         pool = exchange.tag
         conn = exchange.conn
         if (
@@ -369,6 +366,26 @@ class Lane:
         pool.num_requests += 1
         pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
         return LightResponse(status, head.reason, head.version, head, data[used:end], job.url)
+
+    def result(self, job: Any, exchange: Exchange) -> Any:
+        """The map's result for the answer the loop read for ``job``: ``(job.given,
+        LightResponse, None)``, its connection handed back, what ``urlopen(_exchange=exchange,
+        preload_content=True)`` would end with, for the plainest answer only; ``(job.given,
+        None, error)`` when finishing it raised ``error`` (it never raises an Exception).
+        None (nothing taken: ``urlopen`` is to finish it) for anything else: a failed or
+        replayed exchange, a head to refuse, an interim (1xx) answer, a body framed other than
+        by its length (chunked, to the close), bytes past the body, a Content-Encoding to
+        decode, a redirect to follow or a status the hop's Retry may retry, a pool that is
+        traced, logs at DEBUG, or whose ``urlopen`` is patched or overridden since the request
+        started, and a TLS connection that is not verified (``urlopen`` warns with
+        ``InsecureRequestWarning`` for each request)."""
+        try:
+            light = self._finish(job, exchange)
+        except Exception as e:  # noqa: BLE001 - the request's outcome, as urlopen's would be
+            return tuple.__new__(self._result_type, (job.given, None, e))
+        if light is None:
+            return None
+        return tuple.__new__(self._result_type, (job.given, light, None))
 
     def _retries(self, pool: Any, retries: Any) -> Retry:
         """The Retry ``urlopen`` makes of ``retries`` for one hop (redirects are the

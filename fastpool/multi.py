@@ -60,11 +60,6 @@ class Result(NamedTuple):
     error: Optional[BaseException]  # noqa: UP045 - a NamedTuple field: 3.9 has no X | None
 
 
-#: ``_new_tuple(Result, (request, response, error))`` is ``Result(request, response,
-#: error)`` without its ``__new__``, a Python function: the light path makes one a request
-_new_tuple = tuple.__new__
-
-
 class Driver(Protocol):
     """One API's steps for :func:`run_map`. A job is the driver's record of one request; it
     has a ``host`` (the politeness key: :func:`host_of`)."""
@@ -265,6 +260,7 @@ _DRAIN = object()
 #: seconds between looks for a connection another thread gave back, while a request waits
 _SLOT_RECHECK = 0.02
 _EXPIRED = object()
+_UNTRIED = object()  # the driver's plain_begin was not asked for this hop yet
 
 
 class _Run:
@@ -334,7 +330,7 @@ class _Run:
             while later and later[0][0] <= now:
                 job = heapq.heappop(later)[2]
                 self.scheduler.push(job, job.host, None)
-        started, ready = self.started, self.ready
+        started, ready, plain_begin = self.started, self.ready, self.plain_begin
         blocked: set[str] = set()  # hosts with no free connection in this pass
         drain = False  # a hop to send whole waits for the map to drain: nothing else starts
         if self.waiting_slot:
@@ -356,8 +352,22 @@ class _Run:
             if job.host in blocked:
                 self.waiting_slot.append(job)  # behind its host's waiting requests
                 continue
-            # (_start_or_wait's steps, one frame less for each request started)
-            outcome = self._start(job, False)
+            if plain_begin is not None and self.deadline is None:
+                # (_start's and _begin's steps for a hop the lane takes, two frames less: no
+                # deadline to arm, and no expired job to drop, as only a deadline expires one)
+                try:
+                    exchange = plain_begin(job, self.loop)
+                except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
+                    self._after(job, e)
+                    continue
+                if exchange is not None and exchange is not False:
+                    started[exchange] = job
+                    self.loop.start(exchange)
+                    continue
+                outcome = self._start(job, False, exchange)  # (tried already)
+            else:
+                # (_start_or_wait's steps, one frame less for each request started)
+                outcome = self._start(job, False)
             if outcome is not None:
                 blocked.add(job.host)
                 self.waiting_slot.append(job)
@@ -380,10 +390,12 @@ class _Run:
         self.waiting_slot.append(job)
         return outcome is _DRAIN
 
-    def _start(self, job: Any, may_wait: bool) -> Any:
+    def _start(self, job: Any, may_wait: bool, tried: Any = _UNTRIED) -> Any:
         """Begin ``job``'s hop: into the loop, or to the results (an error, its deadline, a
         hop sent whole): None. Or nothing was done: ``_NO_SLOT`` (its pool has no free
-        connection now) or ``_DRAIN`` (it must be sent whole once the map has drained)."""
+        connection now) or ``_DRAIN`` (it must be sent whole once the map has drained).
+        ``tried``: what the driver's ``plain_begin`` answered for this hop, when asked
+        already."""
         dead = self.dead
         if dead and job in dead:  # its deadline passed while it waited: yielded already
             dead.discard(job)
@@ -394,7 +406,7 @@ class _Run:
             self.expiry[job] = expires
             self.order += 1
             heapq.heappush(self.expiries, (expires, self.order, job))
-        outcome = self._begin(job, may_wait)
+        outcome = self._begin(job, may_wait, tried)
         if outcome is _NO_SLOT or outcome is _DRAIN:
             return outcome
         if outcome is _EXPIRED:
@@ -410,7 +422,7 @@ class _Run:
             self._after(job, outcome)
         return None
 
-    def _begin(self, job: Any, may_wait: bool) -> Any:
+    def _begin(self, job: Any, may_wait: bool, tried: Any = _UNTRIED) -> Any:
         """An Exchange for the loop, ``_NO_SLOT`` (no free connection now), ``_EXPIRED``, or
         the hop's outcome from the one-request path in this thread (where the loop cannot
         take it). ``may_wait``: nothing of this map holds a connection (none in flight, no
@@ -418,7 +430,10 @@ class _Run:
         expires = self.expiry.get(job)
         plain_begin = self.plain_begin
         try:
-            exchange = None if plain_begin is None else plain_begin(job, self.loop)
+            if tried is not _UNTRIED:
+                exchange = tried
+            else:
+                exchange = None if plain_begin is None else plain_begin(job, self.loop)
             if exchange is None:
                 exchange = self.driver.begin(job, self.loop)
             if exchange is None and may_wait:
@@ -706,9 +721,11 @@ class ManagerDriver:
         self.stream_bodies = stream_bodies
         #: the plainest hops' steps in one call each way (without the manager's own functions
         #: to check against, it begins none and only finishes light answers)
-        self.lane = Lane(manager, None, None) if lane is None else lane
+        self.lane = Lane(manager, None, None, result_type=Result) if lane is None else lane
         self.plain_begin = self.lane.begin
-        self.plain_result = self._light_result if light else None
+        # (the lane's LightResponse, the plainest answer: nothing to follow, as send and
+        # after would make it)
+        self.plain_result = self.lane.result if light else None
         #: fastpool's own PoolManager.request (None: replaced already): an item goes whole
         #: through any other (a patch's, a subclass's), as one request would
         function = getattr(manager.request, "__func__", None)
@@ -751,11 +768,17 @@ class ManagerDriver:
         return self.manager.request(method, url, **kw)
 
     def _narrow_timeout(self, kw: dict[str, Any], remaining: float) -> None:
-        """``kw``'s timeout (the manager's pools' own by default) narrowed to ``remaining``."""
+        """``kw``'s timeout and its wait at a cap (the manager's pools' own by default)
+        narrowed to ``remaining`` seconds."""
         timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
         if timeout is Timeout.DEFAULT_TIMEOUT:
             timeout = self.manager.connection_pool_kw.get("timeout", timeout)
         kw["timeout"] = narrow_timeout(timeout, remaining)
+        wait = kw.get("pool_timeout")
+        if wait is None:
+            wait = self.manager._pool_options.get("pool_timeout")
+        limit = max(remaining, 0.001)
+        kw["pool_timeout"] = limit if wait is None else min(wait, limit)
 
     def _new(self, given: Any) -> _ManagerJob:
         if type(given) is str:
@@ -819,12 +842,6 @@ class ManagerDriver:
         kw = {k: v for k, v in job.kw.items() if k not in ("assert_same_host", "redirect")}
         if remaining is not None:
             self._narrow_timeout(kw, remaining)
-            # and the wait at a cap (None: the pools' own pool_timeout, the manager's setting)
-            wait = kw.get("pool_timeout")
-            if wait is None:
-                wait = self.manager._pool_options.get("pool_timeout")
-            limit = max(remaining, 0.001)
-            kw["pool_timeout"] = limit if wait is None else min(wait, limit)
         redirect, job.redirect = job.redirect, False
         return self.manager.urlopen(job.method, job.url, redirect=redirect, **kw)
 
@@ -873,17 +890,6 @@ class ManagerDriver:
             return job.conn.urlopen(job.method, job.target, _exchange=exchange, **job.kw)
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
-
-    def _light_result(self, job: _ManagerJob, exchange: Exchange) -> Result | None:
-        """``plain_result`` with ``light``: the lane's LightResponse (the plainest answer:
-        nothing to follow), as ``send`` and ``after`` would make it; None: not that answer."""
-        try:
-            light = self.lane.finish(job, exchange)
-        except Exception as e:  # noqa: BLE001 - the request's outcome, as send returns it
-            return _new_tuple(Result, (job.given, None, e))
-        if light is None:
-            return None
-        return _new_tuple(Result, (job.given, light, None))
 
     def retry(self, job: _ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries

@@ -752,14 +752,15 @@ class PoolManager(RequestMethods):
             raise TypeError(f"light must be True or False, got {light!r}")
         if light and on_body is not None:
             raise ValueError("light=True reads each body whole: on_body needs light=False")
+        # the plainest hops in one call each way, while the manager's steps are fastpool's own
+        # (a subclass's or a patch's must see every request)
+        steps: tuple[Any, Any] = _OWN_STEPS if type(self) is PoolManager else (None, None)
         return run_map(
             ManagerDriver(
                 self,
                 light,
                 on_body is not None,
-                # the plainest hops in one call each way, while the manager's steps are
-                # fastpool's own (a subclass's or a patch's must see every request)
-                Lane(self, *(_OWN_STEPS if type(self) is PoolManager else (None, None))),
+                Lane(self, *steps, result_type=Result),
             ),
             requests,
             concurrency=concurrency,

@@ -11,8 +11,8 @@ import fastpool.poolmanager
 
 
 class Counted(fastpool._lane.Lane):  # type: ignore[misc, valid-type]
-    """The map's Lane, recording whether each begin and finish took its hop (True) or left it
-    to the general steps (False)."""
+    """The map's Lane, recording whether each begin and each result (its finish) took its
+    hop (True) or left it to the general steps (False)."""
 
     begun: list[bool]
     finished: list[bool]
@@ -22,8 +22,8 @@ class Counted(fastpool._lane.Lane):  # type: ignore[misc, valid-type]
         self.begun.append(outcome is not None)
         return outcome
 
-    def finish(self, job: Any, exchange: Any) -> Any:
-        outcome = super().finish(job, exchange)
+    def result(self, job: Any, exchange: Any) -> Any:
+        outcome = super().result(job, exchange)
         self.finished.append(outcome is not None)
         return outcome
 
@@ -34,7 +34,7 @@ class Off(fastpool._lane.Lane):  # type: ignore[misc, valid-type]
     def begin(self, job: Any, loop: Any = None) -> Any:
         return None
 
-    def finish(self, job: Any, exchange: Any) -> Any:
+    def result(self, job: Any, exchange: Any) -> Any:
         return None
 
 

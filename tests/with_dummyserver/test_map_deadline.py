@@ -305,16 +305,18 @@ def test_a_connection_another_thread_gives_back_is_taken_promptly(
         assert done[urls[1]] < 0.85 and done[urls[2]] < 0.85
 
 
+@pytest.mark.parametrize("replaced", ["urlopen", "request"])
 def test_pool_manager_bounds_a_hop_sent_whole_at_the_cap_by_the_deadline(
-    app_server: AppServer,
+    app_server: AppServer, replaced: str
 ) -> None:
-    # A PoolManager subclass's urlopen: each hop goes through it, whole, in the map's thread.
-    # Another thread holds the pool's one connection; the wait at the cap ends at the deadline.
-    class Subclassed(fastpool.PoolManager):
-        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
-            return super().urlopen(*args, **kwargs)
+    # A PoolManager subclass's urlopen or request: each hop (urlopen) or item (request) goes
+    # through it, whole, in the map's thread. Another thread holds the pool's one connection;
+    # the wait at the cap (pool_timeout: 10 s) ends at the deadline.
+    def through(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(fastpool.PoolManager, replaced)(self, *args, **kwargs)
 
-    with Subclassed(maxsize=1, block=True) as manager:
+    subclassed = type("Subclassed", (fastpool.PoolManager,), {replaced: through})
+    with subclassed(maxsize=1, block=True, pool_timeout=10) as manager:
         held = manager.request("GET", f"{app_server.url}/bytes/1", preload_content=False)
         try:
             started = time.monotonic()
@@ -323,3 +325,5 @@ def test_pool_manager_bounds_a_hop_sent_whole_at_the_cap_by_the_deadline(
             assert isinstance(result.error, fastpool.DeadlineExceeded)
         finally:
             held.release_conn()
+        (after,) = list(manager.map([f"{app_server.url}/bytes/2"], deadline=5))
+        assert after.error is None and after.response.data == pattern_bytes(2)

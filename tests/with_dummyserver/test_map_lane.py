@@ -490,6 +490,43 @@ def test_the_lane_steps_aside_for_subclasses_and_patched_classes(
                 assert len(calls) >= 4, (name, calls)  # it saw every request
 
 
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [
+        (fastpool.HTTPConnectionPool, "_make_request"),
+        (fastpool.HTTPConnectionPool, "_get_conn"),
+        (fastpool.HTTPConnectionPool, "urlopen"),
+        (fastpool.connection.HTTPConnection, "request"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_a_patch_between_two_maps_is_seen_by_the_next(
+    app_server: AppServer, counted: type[Counted], owner: type, name: str
+) -> None:
+    # A patch made after a map that took the lane, and its removal, are each seen by the next
+    # map (nothing of the lane's checks is kept from one request to the next).
+    url = f"{app_server.url}/bytes/4"
+    calls: list[str] = []
+    own = getattr(owner, name)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return own(*args, **kwargs)
+
+    with fastpool.PoolManager() as manager:
+        list(manager.map([url] * 4, concurrency=1, light=True))
+        assert counted.begun[1:] == [True] * 3  # warm: the lane took them (an idle connection)
+        with mock.patch.object(owner, name, wrapped):
+            counted.begun.clear()
+            results = list(manager.map([url] * 4, concurrency=1, light=True))
+            assert [r.error for r in results] == [None] * 4
+            assert not any(counted.begun)
+            assert len(calls) >= 4, calls
+        counted.begun.clear()
+        list(manager.map([url] * 4, concurrency=1, light=True))
+        assert counted.begun == [True] * 4  # unpatched: the lane again
+
+
 @pytest.mark.parametrize("says", [True, False])
 def test_the_lane_asks_a_patched_is_connected(
     app_server: AppServer, counted: type[Counted], monkeypatch: pytest.MonkeyPatch, says: bool
