@@ -14,6 +14,12 @@ connection; every result is checked for an error (a failed request would count a
 ``pm-light-timed`` gives each request as bench/multi.py does, ``("GET", url, {"timeout": 10.0,
 "retries": False})``: a timeout the loop arms for every request.
 
+``pycurl-perform`` is the map's reference: bench/multi.py's ``pycurl-perform-64`` loop
+(pycurl's multi driven by ``perform()`` and ``select()``, libcurl's event loop in C) on 64 easy
+handles, in the measured process: libcurl's, pycurl's and the Python loop's instructions
+together, each body checked for its length. It needs pycurl (bench/requirements-peers.txt) and
+runs by default only when pycurl is installed.
+
 ``session-objects`` sends nothing: it builds what requests' API hands back for one
 ``Session.map`` result (the PreparedRequest and the Response around a copy of a raw response),
 the part of ``session-map``'s count no engine can save.
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import itertools
 import os
 import re
@@ -71,11 +78,16 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "pm-light-timed": ("the same, each with a timeout and retries=False", None),
     # no request sent: the objects requests' API hands back for one Session.map result
     "session-objects": ("requests' objects of a Session.map result, nothing sent", None),
+    # the reference for the map: bench/multi.py's pycurl-perform-64 (libcurl's own loop in C,
+    # libcurl's and pycurl's instructions counted with the Python driving them)
+    "pycurl-perform": ("pycurl multi, perform() + select(), 64 in flight", None),
 }
 MAP_CLIENTS = frozenset(("session-map", "pm-map", "pm-light", "pm-light-timed"))
 #: pm-light-timed's arguments, as bench/multi.py passes them (its TIMEOUT)
 TIMED = {"timeout": 10.0, "retries": False}
 MAP_CONCURRENCY = 64
+#: the body of nginx's /100b, which pycurl-perform checks each answer against
+_BODY_SIZE = 100
 
 
 def _client(key: str, url: str) -> Callable[[str], Any]:
@@ -168,9 +180,30 @@ def _map_client(key: str) -> Callable[[Iterable[str]], Any]:
     return run
 
 
+def _pycurl_perform(url: str, n: int, unique: bool) -> None:
+    """bench/multi.py's ``pycurl-perform-64`` loop: a map that opens every connection, then
+    ``n`` requests (``unique``: each to a URL of its own); any failure raises."""
+    sys.path.insert(0, str(HERE))
+    from multi import _PerformLoop
+
+    loop = _PerformLoop(MAP_CONCURRENCY, os.environ.get(_CA_VARIABLE, ""))
+    try:
+        for count, names in ((max(WARM_UP, 2 * MAP_CONCURRENCY), False), (n, unique)):
+            urls = [f"{url}?n={i}" for i in range(count)] if names else [url]
+            gc.collect()  # (as child does, below)
+            result = loop.run(urls, count, 600.0, _BODY_SIZE)
+            if result.failures or result.done != count:
+                raise RuntimeError(f"pycurl-perform: {result.done} of {count}: {result.error}")
+    finally:
+        loop.close()
+
+
 def child(key: str, url: str, n: int, unique: bool) -> None:
     """Run in the measured process: warm up, then ``n`` requests (``unique``: each to a URL
     of its own)."""
+    if key == "pycurl-perform":
+        _pycurl_perform(url, n, unique)
+        return
     if unique:
         urls: Iterable[str] = (f"{url}?n={i}" for i in itertools.count())
     else:
@@ -237,6 +270,10 @@ def format_table(per_request: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _has_pycurl() -> bool:
+    return importlib.util.find_spec("pycurl") is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start nginx, count every client, print the table."""
     args = sys.argv[1:] if argv is None else argv
@@ -244,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         child(args[1], args[2], int(args[3]), args[4] == "unique")
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
+    # (pycurl, an optional peer, only when installed: bench/requirements-peers.txt)
+    default = [key for key in CLIENTS if key != "pycurl-perform" or _has_pycurl()]
+    parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=default)
     parser.add_argument("--small", type=int, default=100, help="requests, first run (100)")
     parser.add_argument("--large", type=int, default=600, help="requests, second run (600)")
     parser.add_argument(

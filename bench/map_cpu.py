@@ -13,6 +13,11 @@ given as bench/multi.py gives it, ``("GET", url, {"timeout": 10.0, "retries": Fa
 result is checked.
 
     python bench/map_cpu.py [--trees DIR ...] [--runs N] [--requests N] [--https] [--hosts N]
+        [--pycurl]
+
+With ``--pycurl``, bench/multi.py's ``pycurl-perform-64`` (pycurl's multi driven by
+``perform()`` and ``select()``, 64 easy handles) runs the same requests in the same turns, each
+body checked for its length: the reference the map is measured against.
 
 needs nginx started by ``bench/nginx/run.sh start`` (its ports from ``bench/.run/nginx``). Each
 tree must have its compiled cores built in place (or set ``FASTPOOL_NO_EXTENSIONS=1``).
@@ -50,6 +55,25 @@ r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 print({n} / (t1 - t0), (r1.ru_utime - r0.ru_utime) / {n} * 1e6, (r1.ru_stime - r0.ru_stime) / {n} * 1e6)
 """
 
+#: ``--pycurl``: bench/multi.py's pycurl-perform-64 (pycurl's multi, ``perform()`` + ``select()``)
+#: over the same URLs, measured alike
+_PYCURL_CHILD = """
+import resource, sys, time
+sys.path.insert(0, {bench!r})
+from multi import _PerformLoop
+bases = [f"{scheme}://127.0.0.{{i}}:{port}/100b" for i in range(2, 2 + {hosts})]
+loop = _PerformLoop(64, {ca!r})
+def run(n):
+    result = loop.run(bases, n, 600.0, 100)
+    assert result.failures == 0 and result.done == n, result.error
+run(2 * {hosts})
+r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+run({n})
+r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+print({n} / (t1 - t0), (r1.ru_utime - r0.ru_utime) / {n} * 1e6, (r1.ru_stime - r0.ru_stime) / {n} * 1e6)
+"""
+PYCURL = "pycurl-perform-64"
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -58,6 +82,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100_000, help="per run (100000)")
     parser.add_argument("--hosts", type=int, default=200, help="crawl hosts (200)")
     parser.add_argument("--https", action="store_true", help="nginx's HTTPS port")
+    parser.add_argument(
+        "--pycurl", action="store_true", help="also pycurl-perform-64, alternated alike"
+    )
     args = parser.parse_args()
     if not INFO.exists():
         sys.exit(f"no {INFO}: start nginx first (bench/nginx/run.sh start)")
@@ -65,11 +92,18 @@ def main() -> int:
     scheme = "https" if args.https else "http"
     port = info["https_port" if args.https else "http_port"]
     hosts = min(args.hosts, info["hosts"])
-    runs: dict[str, list[tuple[float, float, float]]] = {tree: [] for tree in args.trees}
+    clients = [*args.trees, *([PYCURL] if args.pycurl else [])]
+    runs: dict[str, list[tuple[float, float, float]]] = {client: [] for client in clients}
     for _ in range(args.runs):
-        for tree in args.trees:
-            code = _CHILD.format(
-                tree=str(Path(tree).resolve()),
+        for tree in clients:
+            template, where = (
+                (_PYCURL_CHILD, str(HERE))
+                if tree == PYCURL
+                else (_CHILD, str(Path(tree).resolve()))
+            )
+            code = template.format(
+                tree=where,
+                bench=where,
                 scheme=scheme,
                 port=port,
                 hosts=hosts,

@@ -586,8 +586,9 @@ FD_SETSIZE = 1024
 class _PerformLoop:
     """pycurl's multi interface as its own examples drive it: ``perform()`` then ``select()``,
     libcurl's whole event loop in C, no Python callback per socket event. It runs in the
-    child process of :class:`PycurlPerform` (``select()`` sees no socket numbered 1024 or
-    above)."""
+    child process of :class:`PycurlPerform`, whose limit on open files keeps every socket
+    below 1024 (``select()`` sees none above); bench/instructions.py and bench/map_cpu.py
+    run it in a fresh process of theirs with 64 handles, far below that."""
 
     def __init__(self, concurrency: int, ca_bundle: str) -> None:
         import pycurl
