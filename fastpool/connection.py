@@ -44,7 +44,7 @@ from ._http11 import (
 )
 from ._thirdparty import ProxyConfig
 from .exceptions import IncompleteResponseError
-from .resolver import HAPPY_EYEBALLS_DELAY, Resolver, happy_eyeballs_order
+from .resolver import HAPPY_EYEBALLS_DELAY, OWN_RESOLVE, Resolver, happy_eyeballs_order
 from .tls import (
     TLS_SETTINGS,
     build_ssl_context,
@@ -126,13 +126,9 @@ def _resolve_timeout(timeout: Any) -> float | None:
     return typing.cast("float | None", timeout)
 
 
-#: Resolver.resolve as imported: the loop asks the cache and submit() in its place only while
-#: it is still the one a connection would call (a subclass's or a patch's must be asked)
-_OWN_RESOLVE = Resolver.resolve
-
-
 def _resolve_is_ours(resolver: Resolver) -> bool:
-    return type(resolver).resolve is _OWN_RESOLVE and "resolve" not in vars(resolver)
+    # (resolver.OWN_RESOLVE: Resolver.resolve as fastpool.resolver defined it)
+    return type(resolver).resolve is OWN_RESOLVE and "resolve" not in vars(resolver)
 
 
 class HTTPConnection:
@@ -1069,3 +1065,13 @@ class HTTPSConnection(HTTPConnection):
             if self._tunnel_host is None:  # forwarding: this TLS session is with the proxy
                 self.proxy_is_verified = self.is_verified
             self.has_connected_to_proxy = True
+
+
+#: fastpool's own connection steps as this module defined them, for the checks that the map
+#: may take a request past them: a patch made later is never one of these, even one made before
+#: fastpool.pool is first imported (fastpool imports its modules lazily)
+OWN_REQUEST = HTTPConnection.request
+OWN_RENDER_REQUEST = HTTPConnection.render_request
+OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
+#: the connection's liveness check, asked at each checkout (a property: the class holds it)
+OWN_IS_CONNECTED = vars(HTTPConnection)["is_connected"]

@@ -40,6 +40,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import HTTPError as _U3HTTPError
 from urllib3.exceptions import ProtocolError as _U3ProtocolError
 from urllib3.exceptions import TimeoutError as _U3TimeoutError
+from urllib3.util import retry as _urllib3_retry
 from urllib3.util.proxy import connection_requires_http_tunnel
 from urllib3.util.request import set_file_position
 from urllib3.util.retry import Retry
@@ -47,8 +48,9 @@ from urllib3.util.ssl_match_hostname import CertificateError
 from urllib3.util.timeout import Timeout
 from urllib3.util.url import parse_url
 
+from . import connection as _connection
 from ._hostqueue import HostQueue
-from ._patches import STOCK_URLOPEN, urlopen_through_patch
+from ._patches import STOCK_URLOPEN, stock_function, urlopen_through_patch
 from ._thirdparty import RequestMethods, encode_target, headers_for_method_change, normalize_host
 from .connection import HTTPConnection, HTTPSConnection, port_by_scheme
 from .exceptions import (
@@ -195,8 +197,9 @@ def _replayable(method: str, body: Any, headers: Mapping[str, str] | None) -> bo
     )
 
 
-#: urllib3's Retry.is_retry as imported (a patch on the class is not the stock one)
-_STOCK_IS_RETRY = Retry.is_retry
+#: urllib3's Retry.is_retry as urllib3 defined it (a patch on the class is not the stock one,
+#: even one made before fastpool was imported); a sentinel when a replacement hides it
+_STOCK_IS_RETRY = stock_function(Retry.is_retry, _urllib3_retry) or object()
 
 
 def no_status_retry(retries: Retry, status: int) -> bool:
@@ -419,15 +422,26 @@ def _wrap_proxy_error(err: Exception, proxy_scheme: str | None = None) -> ProxyE
     return new
 
 
-#: Retry's sleeping steps as imported: while they are a Retry's own, the map's runner waits
-#: what they would sleep without sleeping (a subclass's or a patch's must be called)
+#: Retry's sleeping steps as urllib3 defined them (a sentinel for one a replacement hides):
+#: while they are a Retry's own, the map's runner waits what they would sleep without sleeping
+#: (a subclass's or a patch's must be called, even a patch made before fastpool was imported)
 _RETRY_SLEEPS = {
-    name: getattr(Retry, name, None) for name in ("sleep", "sleep_for_retry", "_sleep_backoff")
+    name: stock_function(getattr(Retry, name, None), _urllib3_retry) or object()
+    for name in ("sleep", "sleep_for_retry", "_sleep_backoff")
 }
-#: the clock urllib3's Retry sleeps with, as imported (a test that patches time.sleep to skip
-#: the backoffs patches it for one request: so for the map)
-_RETRY_TIME = getattr(sys.modules[Retry.__module__], "time", None)
-_TIME_SLEEP = getattr(_RETRY_TIME, "sleep", None)
+#: the module urllib3's Retry sleeps with (a test that patches time.sleep to skip the backoffs
+#: patches it for one request: so for the map)
+_RETRY_TIME = getattr(_urllib3_retry, "time", None)
+
+
+def _stock_sleep(sleep: Any) -> bool:
+    """Whether ``sleep`` is the time module's own ``sleep``, the builtin itself (a patch made
+    before fastpool was imported is not)."""
+    return (
+        type(sleep) is type(len)
+        and getattr(sleep, "__self__", None) is _RETRY_TIME
+        and sleep.__name__ == "sleep"
+    )
 
 
 def _retry_delay(retries: Retry, response: Any) -> float:
@@ -439,7 +453,7 @@ def _retry_delay(retries: Retry, response: Any) -> float:
     if (
         any(getattr(cls, name, None) is not own for name, own in _RETRY_SLEEPS.items())
         or _RETRY_SLEEPS.keys() & vars(retries).keys()
-        or getattr(_RETRY_TIME, "sleep", None) is not _TIME_SLEEP
+        or not _stock_sleep(getattr(_RETRY_TIME, "sleep", None))
     ):
         if response is None:
             retries.sleep()
@@ -1851,18 +1865,17 @@ class HTTPSConnectionPool(HTTPConnectionPool):
 #: The pools' own dial checks: a subclass's must see a dial before the request goes out, so
 #: its pool sends through urlopen, not the loop.
 OWN_VALIDATE_CONN = (HTTPConnectionPool._validate_conn, HTTPSConnectionPool._validate_conn)
-OWN_REQUEST = HTTPConnection.request
-OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
+# (the connection's own steps, as fastpool.connection defined them: see there)
+OWN_REQUEST, OWN_CONNECT = _connection.OWN_REQUEST, _connection.OWN_CONNECT
 #: fastpool's own steps as imported, for the checks that a request may skip them (a patch on
 #: a class, a subclass's override, must see it): urlopen, the checkout, the plain pool's fit
 OWN_URLOPEN = HTTPConnectionPool.urlopen
 OWN_MAKE_REQUEST = HTTPConnectionPool._make_request
 OWN_GET_CONN = HTTPConnectionPool._get_conn
 OWN_REVIVE = HTTPConnectionPool._revive
-OWN_RENDER_REQUEST = HTTPConnection.render_request
+OWN_RENDER_REQUEST = _connection.OWN_RENDER_REQUEST
 PLAIN_FIT = HTTPConnectionPool._fit
-#: the connection's liveness check, asked at each checkout (a property: the class holds it)
-OWN_IS_CONNECTED = vars(HTTPConnection)["is_connected"]
+OWN_IS_CONNECTED = _connection.OWN_IS_CONNECTED
 OWN_CHECKIN_FINISHED = HTTPConnectionPool._checkin_finished
 OWN_PUT_CONN = HTTPConnectionPool._put_conn
 #: the pool and connection classes whose every step the multiplexed map's lane knows

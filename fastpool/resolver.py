@@ -676,3 +676,9 @@ def happy_eyeballs_order(infos: list[AddrInfo]) -> list[AddrInfo]:
 
 def _rebuild(settings: dict[str, Any]) -> Resolver:
     return Resolver(**settings)
+
+
+#: Resolver.resolve as this module defined it: the map's loop asks the cache and submit() in
+#: its place only while it is still the one a connection would call (a subclass's or a patch's
+#: must be asked, even a patch made before fastpool.connection was first imported)
+OWN_RESOLVE = Resolver.resolve
