@@ -231,6 +231,20 @@ def narrow_timeout(timeout: Any, remaining: float) -> Timeout:
     return Timeout(connect=timeout, read=timeout, total=remaining)
 
 
+def _narrow_hop(kw: dict[str, Any], remaining: float, timeout: Any, wait: Any) -> None:
+    """A hop's ``urlopen`` arguments ``kw`` bounded by ``remaining`` seconds: its timeout
+    (``timeout`` when ``kw`` has none) narrowed, and its wait at a cap (``wait`` when ``kw``
+    has none; None: no bound but the deadline)."""
+    given = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
+    kw["timeout"] = narrow_timeout(
+        timeout if given is Timeout.DEFAULT_TIMEOUT else given, remaining
+    )
+    if kw.get("pool_timeout") is not None:
+        wait = kw["pool_timeout"]
+    limit = max(remaining, 0.001)
+    kw["pool_timeout"] = limit if wait is None else min(wait, limit)
+
+
 def _results(run: _Run) -> Iterator[Result]:
     run.loop = Loop(dial_workers=run.dial_workers)
     try:
@@ -770,15 +784,13 @@ class ManagerDriver:
     def _narrow_timeout(self, kw: dict[str, Any], remaining: float) -> None:
         """``kw``'s timeout and its wait at a cap (the manager's pools' own by default)
         narrowed to ``remaining`` seconds."""
-        timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
-        if timeout is Timeout.DEFAULT_TIMEOUT:
-            timeout = self.manager.connection_pool_kw.get("timeout", timeout)
-        kw["timeout"] = narrow_timeout(timeout, remaining)
-        wait = kw.get("pool_timeout")
-        if wait is None:
-            wait = self.manager._pool_options.get("pool_timeout")
-        limit = max(remaining, 0.001)
-        kw["pool_timeout"] = limit if wait is None else min(wait, limit)
+        manager = self.manager
+        _narrow_hop(
+            kw,
+            remaining,
+            manager.connection_pool_kw.get("timeout", Timeout.DEFAULT_TIMEOUT),
+            manager._pool_options.get("pool_timeout"),
+        )
 
     def _new(self, given: Any) -> _ManagerJob:
         if type(given) is str:
@@ -870,16 +882,8 @@ class ManagerDriver:
                 # The whole hop here, as PoolManager.urlopen's first half.
                 kw, target = self._hop(job)
                 if remaining is not None:
-                    timeout = kw.get("timeout", Timeout.DEFAULT_TIMEOUT)
-                    if timeout is Timeout.DEFAULT_TIMEOUT:
-                        timeout = job.conn.timeout  # the pool's own, as urlopen takes it
-                    kw["timeout"] = narrow_timeout(timeout, remaining)
-                    # and the wait at a cap (None: the pool's own pool_timeout)
-                    wait = kw.get("pool_timeout")
-                    if wait is None:
-                        wait = job.conn.pool_timeout
-                    limit = max(remaining, 0.001)
-                    kw["pool_timeout"] = limit if wait is None else min(wait, limit)
+                    # (the pool's own timeout and pool_timeout by default, as urlopen takes them)
+                    _narrow_hop(kw, remaining, job.conn.timeout, job.conn.pool_timeout)
                 try:
                     return job.conn.urlopen(job.method, target, **kw)
                 except ClosedPoolError:  # evicted meanwhile: nothing was sent
