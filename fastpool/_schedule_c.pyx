@@ -8,10 +8,11 @@ to the injected clock (the tests count them), so every step below follows the tw
 Inside, the same structures in C-friendly form: times and the token bucket are C doubles (the
 clock's value is converted as it is read: it must be a real number, as ``time.monotonic``'s
 is); the limits are C ssize_t with ``PY_SSIZE_T_MAX`` for None, "no cap", since no count can
-reach it; the round-robin deque, the hosts waiting for a turn and each host's items are ring
-buffers (``_Ring``), and the heap of hosts waiting for their delay holds the ``_Host`` records
-themselves, each keyed by its own ``when`` and ``order`` fields, sifted exactly as ``heapq``
-sifts the twin's ``(when, order, host)`` tuples.
+reach it; the round-robin deque, the ready hosts holding items pushed first, the two groups of
+hosts waiting for a turn and each host's items are ring buffers (``_Ring``), and the heap of
+hosts waiting for their delay holds the ``_Host`` records themselves, each keyed by its own
+``when`` and ``order`` fields, sifted exactly as ``heapq`` sifts the twin's ``(when, order,
+host)`` tuples.
 """
 
 cimport cython
@@ -26,10 +27,12 @@ __all__ = ("HostScheduler",)
 # Where a host with queued items is: exactly one of these at any time (as in the twin).
 cdef enum:
     _IDLE = 0  # nothing queued (or not admitted yet while it waits its turn: _ADMIT)
-    _READY = 1  # in the round-robin ring: may start now (rate and max_in_flight permitting)
+    _READY = 1  # may start now (rate and max_in_flight permitting): in the ring of hosts
+    # holding items pushed first (_first) if it holds any, else in the round-robin ring (_ready)
     _TIMED = 2  # in the heap: its delay since the last start has not passed yet
     _FULL = 3  # at its per-host cap: done() puts it back
     _ADMIT = 4  # queued items, but max_hosts hosts already take turns: waits for one to leave
+    # (in _admit_first if it holds items pushed first, else in _admit)
 
 _SIZE_MAX = PY_SSIZE_T_MAX
 
@@ -77,6 +80,32 @@ cdef class _Ring:
             self.head = (self.head + 1) & self.mask
         return value
 
+    cdef int insert(self, Py_ssize_t index, object value) except -1:
+        # deque.insert for 0 <= index <= size: the first index items move one slot towards the
+        # head, so O(index) (a host's items pushed first: a few at most)
+        cdef Py_ssize_t i
+        if self.size > self.mask:
+            self._grow()
+        self.head = (self.head - 1) & self.mask
+        for i in range(index):
+            self.buf[(self.head + i) & self.mask] = self.buf[(self.head + i + 1) & self.mask]
+        self.buf[(self.head + index) & self.mask] = value
+        self.size += 1
+        return 0
+
+    cdef int remove(self, object value) except -1:
+        # deque.remove, by identity: O(size), for push_first's rare move of a host only
+        cdef Py_ssize_t i, j
+        cdef Py_ssize_t mask = self.mask
+        for i in range(self.size):
+            if self.buf[(self.head + i) & mask] is value:
+                for j in range(i, self.size - 1):
+                    self.buf[(self.head + j) & mask] = self.buf[(self.head + j + 1) & mask]
+                self.size -= 1
+                self.buf[(self.head + self.size) & mask] = None  # no reference kept
+                return 0
+        raise ValueError("deque.remove(x): x not in deque")  # (unreachable, as in the twin)
+
     cdef int _grow(self) except -1:
         # Full: unroll into a list twice as long, the first item at index 0.
         cdef list old = self.buf
@@ -94,6 +123,7 @@ cdef class _Host:
 
     cdef object name
     cdef _Ring queue  # (key, item) tuples
+    cdef Py_ssize_t first  # the items pushed first: the queue's first ones, not popped yet
     cdef Py_ssize_t in_flight
     cdef double last_start
     cdef double when  # the end of its delay: the heap's key, then ``order``
@@ -106,6 +136,7 @@ cdef _Host _new_host(object name):
     cdef _Host entry = _Host.__new__(_Host)
     entry.name = name
     entry.queue = _Ring.__new__(_Ring)
+    entry.first = 0
     entry.in_flight = 0
     entry.last_start = -INFINITY
     entry.state = _IDLE
@@ -245,6 +276,9 @@ cdef class HostScheduler:
 
     A *host* is any hashable key the caller chooses (a host name, say); items are handed back
     as given. ``len(scheduler)`` is the number of items queued, not counting those in flight.
+
+    ``push_first()`` queues an item ahead of its host's ``push()`` items, and that host's turns
+    ahead of the hosts holding none (the next hop of a redirect, a retry whose wait is over).
     """
 
     cdef public object clock
@@ -265,8 +299,10 @@ cdef class HostScheduler:
     # The state.
     cdef dict _hosts
     cdef _Ring _ready
+    cdef _Ring _first  # ready hosts holding items pushed first: they go before _ready's
     cdef list _timed  # a heap of _Host, by (when, order)
     cdef _Ring _admit
+    cdef _Ring _admit_first  # waiting hosts holding items pushed first
     cdef long long _order  # breaks ties in the heap: first in, first out
     cdef Py_ssize_t _queued
     cdef Py_ssize_t _in_flight
@@ -278,8 +314,10 @@ cdef class HostScheduler:
         # Never None, even before (or without) __init__: the C code reads them unchecked.
         self._hosts = {}
         self._ready = _Ring.__new__(_Ring)
+        self._first = _Ring.__new__(_Ring)
         self._timed = []
         self._admit = _Ring.__new__(_Ring)
+        self._admit_first = _Ring.__new__(_Ring)
 
     def __init__(
         self,
@@ -302,8 +340,10 @@ cdef class HostScheduler:
         self.clock = clock
         self._hosts = {}
         self._ready = _Ring.__new__(_Ring)
+        self._first = _Ring.__new__(_Ring)
         self._timed = []
         self._admit = _Ring.__new__(_Ring)
+        self._admit_first = _Ring.__new__(_Ring)
         self._order = 0
         self._queued = 0
         self._in_flight = 0
@@ -397,8 +437,8 @@ cdef class HostScheduler:
     def __repr__(self):
         return (
             f"<HostScheduler queued={self._queued} in_flight={self._in_flight} "
-            f"ready_hosts={self._ready.size} timed_hosts={len(self._timed)} "
-            f"waiting_hosts={self._admit.size}>"
+            f"ready_hosts={self._first.size + self._ready.size} timed_hosts={len(self._timed)} "
+            f"waiting_hosts={self._admit_first.size + self._admit.size}>"
         )
 
     # --- the operations -------------------------------------------------------------------------
@@ -426,11 +466,54 @@ cdef class HostScheduler:
                 entry.state = _ADMIT
                 self._admit.push(entry)
 
+    def push_first(self, key, host, item):
+        """Queue ``item`` for ``host`` to start before what ``push()`` queued: the next hop of a
+        redirect, say, or a retry whose wait is over; ``pop()`` hands back ``(key, item)``.
+
+        The item goes ahead of the items of ``host`` queued with ``push()``, behind those of
+        ``host`` pushed first before it and not popped yet. A host holding items pushed first
+        takes its turns before the hosts holding none: such hosts start in the order they became
+        ready (a host already waiting in the round robin moves over now), before the round
+        robin, and a host's turn there lasts one item, as in the round robin. Every limit still
+        holds: a host at its cap goes over when ``done()`` frees it, a host waiting out its
+        delay when the delay ends; with ``max_hosts``, hosts waiting for a turn that hold items
+        pushed first are let in first, in the order they came to hold them. Once its items
+        pushed first have all started, the host goes back to the round robin, at its back."""
+        cdef _Host entry
+        found = self._hosts.get(host)
+        if found is None:
+            entry = _new_host(host)
+            self._hosts[host] = entry
+        else:
+            entry = <_Host>found
+        entry.queue.insert(entry.first, (key, item))  # O(items pushed first): a few at most
+        entry.first += 1
+        self._queued += 1
+        if entry.state == _IDLE:  # push()'s steps; _place puts it in _first
+            if entry.active or self._active < self._max_hosts_cap:
+                if not entry.active:
+                    entry.active = True
+                    self._active += 1
+                self._place(entry, self._now() if self._delay else 0.0)
+            else:
+                entry.state = _ADMIT
+                self._admit_first.push(entry)
+        elif entry.first == 1:  # its first item pushed first: the host moves over now
+            # (removal from the middle costs O(hosts in that ring): fine for this rare call,
+            # and push, pop and done keep plain rings)
+            if entry.state == _READY:
+                self._ready.remove(entry)
+                self._first.push(entry)
+            elif entry.state == _ADMIT:
+                self._admit.remove(entry)
+                self._admit_first.push(entry)
+            # (_TIMED, _FULL: _release_timed and _place put it in _first when its time comes)
+
     def pop(self):
         """The next ``(key, item)`` allowed to start now, or None (see :meth:`next_ready`).
 
-        Hosts take turns; within a host, items start in the order they were pushed. The item
-        counts as in flight until ``done(host)``."""
+        Hosts take turns; within a host, items start in the order they were pushed (those of
+        :meth:`push_first` first). The item counts as in flight until ``done(host)``."""
         cdef double now
         cdef _Host entry
         if self._in_flight >= self._max_in_flight_cap:
@@ -438,6 +521,8 @@ cdef class HostScheduler:
         now = self._now()  # (also each start's time, for a delay set later)
         if self._timed:
             self._release_timed(now)
+        if self._first.size:
+            return self._pop_first(now)
         if self._ready.size == 0:
             return None
         if self._has_rate:
@@ -476,11 +561,12 @@ cdef class HostScheduler:
     def next_ready(self):
         """The ``clock()`` time at which ``pop()`` may next return an item because a delay or
         the rate allows it (a time at or before now: it may already), or None when nothing
-        waits on time: only ``done()`` or ``push()`` can make ``pop()`` return something."""
+        waits on time: only ``done()``, ``push()`` or ``push_first()`` can make ``pop()`` return
+        something."""
         cdef double now, tokens, later
         if self._in_flight >= self._max_in_flight_cap:
             return None
-        if self._ready.size:
+        if self._first.size or self._ready.size:
             when = self._now()
         elif self._timed:
             when = (<_Host>self._timed[0]).when
@@ -504,6 +590,27 @@ cdef class HostScheduler:
         return self.clock()
 
     @cython.final
+    cdef object _pop_first(self, double now):
+        """pop()'s steps for the next host holding items pushed first."""
+        cdef _Host entry
+        if self._has_rate:
+            self._refill(now)
+            if self._tokens < 1.0:
+                return None
+            self._tokens -= 1.0
+        entry = <_Host>self._first.popleft()
+        pair = entry.queue.popleft()
+        entry.first -= 1
+        self._queued -= 1
+        self._in_flight += 1
+        entry.in_flight += 1
+        entry.last_start = now
+        entry.state = _IDLE
+        if entry.queue.size:  # (back to _first while it holds items pushed first, else to _ready)
+            self._place(entry, now)
+        return pair
+
+    @cython.final
     cdef inline int _refill(self, double now) except -1:
         cdef double tokens
         if now > self._refilled:
@@ -519,7 +626,10 @@ cdef class HostScheduler:
         while timed and (<_Host>timed[0]).when <= now:
             entry = _heap_pop(timed)
             entry.state = _READY
-            self._ready.push(entry)
+            if entry.first:
+                self._first.push(entry)
+            else:
+                self._ready.push(entry)
         return 0
 
     @cython.final
@@ -538,7 +648,10 @@ cdef class HostScheduler:
             _heap_push(self._timed, entry)
         else:
             entry.state = _READY
-            self._ready.push(entry)
+            if entry.first:
+                self._first.push(entry)
+            else:
+                self._ready.push(entry)
         return 0
 
     @cython.final
@@ -553,8 +666,12 @@ cdef class HostScheduler:
         now = self._now() if self._delay else 0.0
         if not self._delay or entry.last_start + self._delay <= now:
             del self._hosts[entry.name]
-        while self._admit.size and self._active < self._max_hosts_cap:
-            waiting = <_Host>self._admit.popleft()
+        while (self._admit_first.size or self._admit.size) and self._active < self._max_hosts_cap:
+            # (the hosts holding items pushed first before the others, each group FIFO)
+            if self._admit_first.size:
+                waiting = <_Host>self._admit_first.popleft()
+            else:
+                waiting = <_Host>self._admit.popleft()
             waiting.state = _IDLE
             if not waiting.active:
                 waiting.active = True

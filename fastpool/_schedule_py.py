@@ -19,20 +19,23 @@ __all__ = ("HostScheduler",)
 
 # Where a host with queued items is: exactly one of these at any time.
 _IDLE = 0  # nothing queued (or not admitted yet while it waits its turn: _ADMIT)
-_READY = 1  # in the round-robin deque: may start now (rate and max_in_flight permitting)
+_READY = 1  # may start now (rate and max_in_flight permitting): in the deque of hosts holding
+# items pushed first (_first) if it holds any, else in the round-robin deque (_ready)
 _TIMED = 2  # in the heap: its delay since the last start has not passed yet
 _FULL = 3  # at its per-host cap: done() puts it back
-_ADMIT = 4  # queued items, but max_hosts hosts already take turns: waits for one to leave
+_ADMIT = 4  # queued items, but max_hosts hosts already take turns: waits for one to leave (in
+# _admit_first if it holds items pushed first, else in _admit)
 
 
 class _Host:
     """One host's queue and counters."""
 
-    __slots__ = ("active", "in_flight", "last_start", "name", "queue", "state")
+    __slots__ = ("active", "first", "in_flight", "last_start", "name", "queue", "state")
 
     def __init__(self, name: Hashable) -> None:
         self.name = name
         self.queue: deque[tuple[Any, Any]] = deque()
+        self.first = 0  # the items pushed first: the queue's first ones, not popped yet
         self.in_flight = 0
         self.last_start = -math.inf
         self.state = _IDLE
@@ -100,12 +103,15 @@ class HostScheduler:
 
     A *host* is any hashable key the caller chooses (a host name, say); items are handed back
     as given. ``len(scheduler)`` is the number of items queued, not counting those in flight.
+
+    ``push_first()`` queues an item ahead of its host's ``push()`` items, and that host's turns
+    ahead of the hosts holding none (the next hop of a redirect, a retry whose wait is over).
     """
 
     __slots__ = (
-        "_active", "_admit", "_burst", "_delay", "_hosts", "_in_flight", "_max_hosts",
-        "_max_in_flight", "_order", "_per_host", "_queued", "_rate", "_ready", "_refilled",
-        "_timed", "_tokens", "clock",
+        "_active", "_admit", "_admit_first", "_burst", "_delay", "_first", "_hosts", "_in_flight",
+        "_max_hosts", "_max_in_flight", "_order", "_per_host", "_queued", "_rate", "_ready",
+        "_refilled", "_timed", "_tokens", "clock",
     )  # fmt: skip
 
     def __init__(
@@ -129,8 +135,10 @@ class HostScheduler:
         self.clock = clock
         self._hosts: dict[Hashable, _Host] = {}
         self._ready: deque[_Host] = deque()
+        self._first: deque[_Host] = deque()  # ready hosts holding items pushed first: go before
         self._timed: list[tuple[float, int, _Host]] = []
         self._admit: deque[_Host] = deque()
+        self._admit_first: deque[_Host] = deque()  # waiting hosts holding items pushed first
         self._order = itertools.count()  # breaks ties in the heap: first in, first out
         self._queued = 0
         self._in_flight = 0
@@ -211,8 +219,8 @@ class HostScheduler:
     def __repr__(self) -> str:
         return (
             f"<HostScheduler queued={self._queued} in_flight={self._in_flight} "
-            f"ready_hosts={len(self._ready)} timed_hosts={len(self._timed)} "
-            f"waiting_hosts={len(self._admit)}>"
+            f"ready_hosts={len(self._first) + len(self._ready)} timed_hosts={len(self._timed)} "
+            f"waiting_hosts={len(self._admit_first) + len(self._admit)}>"
         )
 
     # --- the operations --------------------------------------------------------------------------
@@ -235,16 +243,55 @@ class HostScheduler:
                 entry.state = _ADMIT
                 self._admit.append(entry)
 
+    def push_first(self, key: Any, host: Hashable, item: Any) -> None:
+        """Queue ``item`` for ``host`` to start before what ``push()`` queued: the next hop of a
+        redirect, say, or a retry whose wait is over; ``pop()`` hands back ``(key, item)``.
+
+        The item goes ahead of the items of ``host`` queued with ``push()``, behind those of
+        ``host`` pushed first before it and not popped yet. A host holding items pushed first
+        takes its turns before the hosts holding none: such hosts start in the order they became
+        ready (a host already waiting in the round robin moves over now), before the round
+        robin, and a host's turn there lasts one item, as in the round robin. Every limit still
+        holds: a host at its cap goes over when ``done()`` frees it, a host waiting out its
+        delay when the delay ends; with ``max_hosts``, hosts waiting for a turn that hold items
+        pushed first are let in first, in the order they came to hold them. Once its items
+        pushed first have all started, the host goes back to the round robin, at its back."""
+        entry = self._hosts.get(host)
+        if entry is None:
+            entry = self._hosts[host] = _Host(host)
+        entry.queue.insert(entry.first, (key, item))  # O(items pushed first): a few at most
+        entry.first += 1
+        self._queued += 1
+        if entry.state == _IDLE:  # push()'s steps; _place puts it in _first
+            if entry.active or self._max_hosts is None or self._active < self._max_hosts:
+                self._activate(entry)
+                self._place(entry, self._now() if self._delay else 0.0)
+            else:
+                entry.state = _ADMIT
+                self._admit_first.append(entry)
+        elif entry.first == 1:  # its first item pushed first: the host moves over now
+            # (removal from the middle costs O(hosts in that deque): fine for this rare call,
+            # and push, pop and done keep plain deques)
+            if entry.state == _READY:
+                self._ready.remove(entry)
+                self._first.append(entry)
+            elif entry.state == _ADMIT:
+                self._admit.remove(entry)
+                self._admit_first.append(entry)
+            # (_TIMED, _FULL: _release_timed and _place put it in _first when its time comes)
+
     def pop(self) -> tuple[Any, Any] | None:
         """The next ``(key, item)`` allowed to start now, or None (see :meth:`next_ready`).
 
-        Hosts take turns; within a host, items start in the order they were pushed. The item
-        counts as in flight until ``done(host)``."""
+        Hosts take turns; within a host, items start in the order they were pushed (those of
+        :meth:`push_first` first). The item counts as in flight until ``done(host)``."""
         if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
             return None
         now = self._now()  # (also each start's time, for a delay set later)
         if self._timed:
             self._release_timed(now)
+        if self._first:
+            return self._pop_first(now)
         if not self._ready:
             return None
         if self._rate is not None:
@@ -284,10 +331,11 @@ class HostScheduler:
     def next_ready(self) -> float | None:
         """The ``clock()`` time at which ``pop()`` may next return an item because a delay or
         the rate allows it (a time at or before now: it may already), or None when nothing
-        waits on time: only ``done()`` or ``push()`` can make ``pop()`` return something."""
+        waits on time: only ``done()``, ``push()`` or ``push_first()`` can make ``pop()`` return
+        something."""
         if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
             return None
-        if self._ready:
+        if self._first or self._ready:
             when = self._now()
         elif self._timed:
             when = self._timed[0][0]
@@ -306,6 +354,25 @@ class HostScheduler:
         # the clock's reading as seconds in a float, as the compiled twin reads it
         return float(self.clock())
 
+    def _pop_first(self, now: float) -> tuple[Any, Any] | None:
+        """pop()'s steps for the next host holding items pushed first."""
+        if self._rate is not None:
+            self._refill(now)
+            if self._tokens < 1.0:
+                return None
+            self._tokens -= 1.0
+        entry = self._first.popleft()
+        key, item = entry.queue.popleft()
+        entry.first -= 1
+        self._queued -= 1
+        self._in_flight += 1
+        entry.in_flight += 1
+        entry.last_start = now
+        entry.state = _IDLE
+        if entry.queue:  # (back to _first while it holds items pushed first, else to _ready)
+            self._place(entry, now)
+        return key, item
+
     def _refill(self, now: float) -> None:
         assert self._rate is not None
         if now > self._refilled:
@@ -319,7 +386,7 @@ class HostScheduler:
         while timed and timed[0][0] <= now:
             _, _, entry = heapq.heappop(timed)
             entry.state = _READY
-            self._ready.append(entry)
+            (self._first if entry.first else self._ready).append(entry)
 
     def _place(self, entry: _Host, now: float) -> None:
         """Put an _IDLE, active host with items queued where it belongs."""
@@ -332,7 +399,7 @@ class HostScheduler:
             heapq.heappush(self._timed, (when, next(self._order), entry))
         else:
             entry.state = _READY
-            self._ready.append(entry)
+            (self._first if entry.first else self._ready).append(entry)
 
     def _activate(self, entry: _Host) -> None:
         if not entry.active:
@@ -348,8 +415,11 @@ class HostScheduler:
         now = self._now() if self._delay else 0.0
         if not self._delay or entry.last_start + self._delay <= now:
             del self._hosts[entry.name]
-        while self._admit and (self._max_hosts is None or self._active < self._max_hosts):
-            waiting = self._admit.popleft()
+        while (self._admit_first or self._admit) and (
+            self._max_hosts is None or self._active < self._max_hosts
+        ):
+            # (the hosts holding items pushed first before the others, each group FIFO)
+            waiting = (self._admit_first or self._admit).popleft()
             waiting.state = _IDLE
             self._activate(waiting)
             self._place(waiting, now)

@@ -1,5 +1,6 @@
 """fastpool.schedule.HostScheduler on a fake clock: per-host cap, politeness delay, global rate,
-max in flight, max hosts taking turns, fairness, next_ready and bounded work for many hosts.
+max in flight, max hosts taking turns, fairness, next_ready, bounded work for many hosts, and
+push_first (items and hosts that go before what push() queued, checked against a plain model).
 
 Every test runs on both backends (``scheduler_cls``: the compiled ``_schedule_c`` and the pure
 twin ``_schedule_py``). The last part drives the two side by side, a hypothesis state machine and
@@ -374,6 +375,322 @@ def test_huge_limits_are_no_cap(scheduler_cls: type) -> None:
     assert scheduler.per_host == 10**30
 
 
+# --- push_first: a hop that goes before what push() queued ---------------------------------------
+
+
+def test_push_first_new_host_goes_before_the_round_robin(scheduler_cls: type) -> None:
+    scheduler = scheduler_cls(clock=FakeClock())
+    for host in "ab":
+        scheduler.push((host, 0), host, None)
+    scheduler.push_first(("c", "first"), "c", None)
+    assert drain(scheduler) == [("c", "first"), ("a", 0), ("b", 0)]
+
+
+def test_push_first_moves_a_ready_host_ahead(scheduler_cls: type) -> None:
+    scheduler = scheduler_cls(clock=FakeClock())
+    for host in "abcd":
+        for n in range(2):
+            scheduler.push((host, n), host, None)
+    assert scheduler.pop() == (("a", 0), None)  # the round robin is under way: b, c, d, a
+    scheduler.push_first(("c", "first"), "c", None)  # c waits in the middle of the round robin
+    assert drain(scheduler) == [
+        ("c", "first"),
+        # c left the round robin: it went back at its back, not where it was
+        ("b", 0), ("d", 0), ("a", 1), ("c", 0), ("b", 1), ("d", 1), ("c", 1),
+    ]  # fmt: skip
+
+
+def test_push_first_fifo_within_a_host(scheduler_cls: type) -> None:
+    scheduler = scheduler_cls(clock=FakeClock())
+    scheduler.push(0, "a", None)
+    scheduler.push_first("f0", "a", None)
+    scheduler.push(1, "a", None)
+    scheduler.push_first("f1", "a", None)
+    assert scheduler.pop() == ("f0", None)
+    scheduler.push_first("f2", "a", None)  # behind f1, pushed first earlier and not popped yet
+    scheduler.push(2, "a", None)
+    assert drain(scheduler) == ["f1", "f2", 0, 1, 2]
+
+
+def test_push_first_fifo_across_hosts(scheduler_cls: type) -> None:
+    scheduler = scheduler_cls(clock=FakeClock())
+    for host in "ab":
+        scheduler.push((host, 0), host, None)
+    scheduler.push_first(("c", "f0"), "c", None)  # a new host
+    scheduler.push_first(("b", "f0"), "b", None)  # a host ready in the round robin
+    scheduler.push_first(("d", "f0"), "d", None)
+    scheduler.push_first(("c", "f1"), "c", None)  # c keeps its place among them
+    assert drain(scheduler) == [
+        ("c", "f0"), ("b", "f0"), ("d", "f0"),
+        ("c", "f1"),  # a turn is one item: c's second waited behind b's and d's
+        ("a", 0), ("b", 0),
+    ]  # fmt: skip
+
+
+def test_push_first_host_goes_back_to_the_round_robin_afterwards(scheduler_cls: type) -> None:
+    # per_host (not reached) sends every pop through the placing step, not the inline one.
+    for per_host in (None, 5):
+        scheduler = scheduler_cls(per_host=per_host, clock=FakeClock())
+        for host in "abc":
+            for n in range(2):
+                scheduler.push((host, n), host, None)
+        scheduler.push_first(("a", "f0"), "a", None)
+        scheduler.push_first(("a", "f1"), "a", None)
+        assert drain(scheduler) == [
+            ("a", "f0"), ("a", "f1"),  # the only host pushed first: its turns follow
+            ("b", 0), ("c", 0), ("a", 0), ("b", 1), ("c", 1), ("a", 1),
+        ], per_host  # fmt: skip
+
+
+def test_push_first_full_host_freed_goes_first(scheduler_cls: type) -> None:
+    scheduler = scheduler_cls(per_host=1, clock=FakeClock())
+    for host in "abc":
+        for n in range(2):
+            scheduler.push((host, n), host, None)
+    assert drain(scheduler) == [("a", 0), ("b", 0), ("c", 0)]  # each at its cap
+    scheduler.push_first(("c", "first"), "c", None)
+    assert scheduler.pop() is None  # still at its cap: not handed out
+    assert scheduler.next_ready() is None
+    scheduler.done("a")
+    scheduler.done("c")  # freed after a, but holding an item pushed first: goes first
+    assert drain(scheduler) == [("c", "first"), ("a", 1)]
+    scheduler.done("b")
+    scheduler.done("c")  # c went back to the round robin, behind b
+    assert drain(scheduler) == [("b", 1), ("c", 1)]
+
+
+def test_push_first_timed_host_released_goes_first(scheduler_cls: type) -> None:
+    clock = FakeClock()
+    scheduler = scheduler_cls(delay=1.0, clock=clock)
+    for host in "abc":
+        for n in range(2):
+            scheduler.push((host, n), host, None)
+    assert drain(scheduler) == [("a", 0), ("b", 0), ("c", 0)]
+    scheduler.push_first(("c", "first"), "c", None)  # c waits out its delay: not before
+    assert scheduler.pop() is None
+    assert scheduler.next_ready() == 101.0
+    clock.advance(1)
+    # all three delays end together: c, released last, goes first
+    assert drain(scheduler) == [("c", "first"), ("a", 1), ("b", 1)]
+    assert scheduler.next_ready() == 102.0  # c's delay again, from its last start
+    clock.advance(1)
+    assert drain(scheduler) == [("c", 1)]
+
+
+def test_push_first_host_waiting_for_a_turn_is_let_in_first(scheduler_cls: type) -> None:
+    scheduler = scheduler_cls(max_hosts=1, clock=FakeClock())
+    scheduler.push(("a", 0), "a", None)
+    assert drain(scheduler) == [("a", 0)]  # a takes the only turn while in flight
+    for host in "bcd":
+        scheduler.push((host, 0), host, None)
+    scheduler.push_first(("c", "f0"), "c", None)  # c moves ahead of b and d
+    scheduler.push_first(("e", "f0"), "e", None)  # a new host: behind c, ahead of b and d
+    scheduler.push_first(("c", "f1"), "c", None)
+    assert repr(scheduler) == (
+        "<HostScheduler queued=6 in_flight=1 ready_hosts=0 timed_hosts=0 waiting_hosts=4>"
+    )
+    assert scheduler.pop() is None
+    order = []
+    for host in ("a", "c", "e", "b"):  # each host leaves when done: the next gets the turn
+        for _ in range(scheduler.in_flight):
+            scheduler.done(host)
+        popped = drain(scheduler)
+        order.append(popped)
+    assert order == [[("c", "f0"), ("c", "f1"), ("c", 0)], [("e", "f0")], [("b", 0)], [("d", 0)]]
+
+
+def test_push_first_counts(scheduler_cls: type) -> None:
+    clock = FakeClock()
+    scheduler = scheduler_cls(per_host=1, clock=clock)
+    scheduler.push(("a", 0), "a", None)
+    scheduler.push(("a", 1), "a", None)
+    assert scheduler.pop() == (("a", 0), None)  # a is at its cap
+    scheduler.push_first(("b", "first"), "b", None)
+    assert (len(scheduler), scheduler.in_flight) == (2, 1)
+    assert repr(scheduler) == (
+        "<HostScheduler queued=2 in_flight=1 ready_hosts=1 timed_hosts=0 waiting_hosts=0>"
+    )
+    assert scheduler.next_ready() == clock.now  # b may start now
+    scheduler.push(("c", 0), "c", None)
+    assert repr(scheduler).count("ready_hosts=2") == 1  # one host in each group
+    assert scheduler.pop() == (("b", "first"), None)
+    assert (len(scheduler), scheduler.in_flight) == (2, 2)
+    assert drain(scheduler) == [("c", 0)]
+    assert scheduler.next_ready() is None  # a at its cap: only done() can help
+    scheduler.done("a")
+    assert drain(scheduler) == [("a", 1)]
+    for host in "abc":
+        scheduler.done(host)
+    assert (len(scheduler), scheduler.in_flight) == (0, 0)
+    assert repr(scheduler) == (
+        "<HostScheduler queued=0 in_flight=0 ready_hosts=0 timed_hosts=0 waiting_hosts=0>"
+    )
+
+
+def test_push_first_obeys_the_rate_and_max_in_flight(scheduler_cls: type) -> None:
+    clock = FakeClock()
+    scheduler = scheduler_cls(rate=1.0, clock=clock)
+    scheduler.push(0, "a", None)
+    assert drain(scheduler) == [0]
+    scheduler.push_first("first", "b", None)
+    assert scheduler.pop() is None
+    assert scheduler.next_ready() == 101.0
+    clock.advance(1)
+    assert drain(scheduler) == ["first"]
+    scheduler = scheduler_cls(max_in_flight=1, clock=clock)
+    scheduler.push(0, "a", None)
+    assert drain(scheduler) == [0]
+    scheduler.push_first("first", "b", None)
+    assert scheduler.pop() is None
+    assert scheduler.next_ready() is None  # only done() can help
+    scheduler.done("a")
+    assert drain(scheduler) == ["first"]
+
+
+def test_push_first_reads_the_clock_as_push_does(scheduler_cls: type) -> None:
+    clock = FakeClock()
+    scheduler = scheduler_cls(clock=clock)
+    calls = clock.calls
+    scheduler.push_first(1, "a", None)
+    assert clock.calls == calls  # no delay: no clock read
+    scheduler = scheduler_cls(delay=1.0, clock=clock)
+    calls = clock.calls
+    scheduler.push_first(1, "a", None)  # a new host with a delay: the time decides where
+    scheduler.push_first(2, "a", None)  # already placed: no read
+    scheduler.push(3, "b", None)
+    scheduler.push_first(4, "b", None)  # moved over: no read
+    assert clock.calls - calls == 2
+
+
+def test_push_first_checks_its_arguments_as_push_does(scheduler_cls: type) -> None:
+    scheduler = scheduler_cls(clock=FakeClock())
+    empty = repr(scheduler)
+    with pytest.raises(TypeError, match="unhashable"):
+        scheduler.push_first(1, [], None)
+    with pytest.raises(TypeError):
+        scheduler.push_first(1, "a")
+    assert (len(scheduler), repr(scheduler)) == (0, empty)
+
+
+class OrderModel:
+    """What the scheduler promises without time (no delay, no rate), in plain lists: which item
+    each pop() hands out under per_host, max_in_flight and max_hosts, with push_first."""
+
+    def __init__(
+        self, per_host: int | None, max_in_flight: int | None, max_hosts: int | None
+    ) -> None:
+        self.per_host, self.max_in_flight, self.max_hosts = per_host, max_in_flight, max_hosts
+        self.firsts: dict[Any, list[Any]] = {}  # host: its keys pushed first, not popped yet
+        self.others: dict[Any, list[Any]] = {}  # host: its keys pushed
+        self.in_flight: dict[Any, int] = {}
+        self.active: set[Any] = set()  # the hosts taking turns
+        self.full: set[Any] = set()
+        self.first: list[Any] = []  # ready hosts holding items pushed first
+        self.ready: list[Any] = []  # the round robin
+        self.admit_first: list[Any] = []  # waiting hosts holding items pushed first
+        self.admit: list[Any] = []
+
+    def queued(self, host: Any) -> int:
+        return len(self.firsts.get(host, ())) + len(self.others.get(host, ()))
+
+    def place(self, host: Any) -> None:
+        if self.per_host is not None and self.in_flight.get(host, 0) >= self.per_host:
+            self.full.add(host)
+        else:
+            (self.first if self.firsts[host] else self.ready).append(host)
+
+    def push(self, key: Any, host: Any, first: bool) -> None:
+        new = not self.queued(host)
+        firsts = self.firsts.setdefault(host, [])
+        (firsts if first else self.others.setdefault(host, [])).append(key)
+        self.others.setdefault(host, [])
+        if new:
+            if host in self.active or self.max_hosts is None or len(self.active) < self.max_hosts:
+                self.active.add(host)
+                self.place(host)
+            else:
+                (self.admit_first if firsts else self.admit).append(host)
+        elif first and len(firsts) == 1:
+            for before, after in ((self.ready, self.first), (self.admit, self.admit_first)):
+                if host in before:
+                    before.remove(host)
+                    after.append(host)
+
+    def pop(self) -> Any:
+        if self.max_in_flight is not None and sum(self.in_flight.values()) >= self.max_in_flight:
+            return None
+        if self.first:
+            host = self.first.pop(0)
+            key = self.firsts[host].pop(0)
+        elif self.ready:
+            host = self.ready.pop(0)
+            key = self.others[host].pop(0)
+        else:
+            return None
+        self.in_flight[host] = self.in_flight.get(host, 0) + 1
+        if self.queued(host):
+            self.place(host)
+        return key
+
+    def done(self, host: Any) -> None:
+        self.in_flight[host] -= 1
+        if host in self.full:
+            self.full.remove(host)
+            self.place(host)
+        elif not self.queued(host) and not self.in_flight[host]:
+            self.active.discard(host)
+            while (self.admit_first or self.admit) and (
+                self.max_hosts is None or len(self.active) < self.max_hosts
+            ):
+                waiting = (self.admit_first or self.admit).pop(0)
+                self.active.add(waiting)
+                self.place(waiting)
+
+    def counts(self) -> tuple[int, int]:
+        """(ready_hosts, waiting_hosts), as repr() tells them."""
+        return len(self.first) + len(self.ready), len(self.admit_first) + len(self.admit)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_push_first_order_matches_the_model(scheduler_cls: type, seed: int) -> None:
+    """Random runs (long ring buffers, hosts moved from anywhere in them) against OrderModel."""
+    rng = random.Random(seed)
+    limits = {
+        "per_host": rng.choice([None, 1, 2]),
+        "max_in_flight": rng.choice([None, 3, 12]),
+        "max_hosts": rng.choice([None, 2, 6]),
+    }
+    scheduler = scheduler_cls(clock=FakeClock(), **limits)
+    model = OrderModel(**limits)
+    hosts = list(range(rng.choice([3, 12, 40])))
+    started: list[Any] = []
+    host_of: dict[int, Any] = {}
+    for key in range(2500):
+        roll = rng.random()
+        if roll < 0.45:
+            host = rng.choice(hosts)
+            first = roll < 0.12
+            host_of[key] = host
+            (scheduler.push_first if first else scheduler.push)(key, host, None)
+            model.push(key, host, first)
+        elif roll < 0.75:
+            popped = scheduler.pop()
+            expected = model.pop()
+            assert (popped and popped[0]) == expected, (key, limits)
+            if expected is not None:
+                started.append(host_of[expected])
+        elif started:
+            host = started.pop(rng.randrange(len(started)))
+            scheduler.done(host)
+            model.done(host)
+        ready, waiting = model.counts()
+        assert repr(scheduler) == (
+            f"<HostScheduler queued={len(scheduler)} in_flight={len(started)} "
+            f"ready_hosts={ready} timed_hosts=0 waiting_hosts={waiting}>"
+        )
+        assert len(scheduler) == sum(map(model.queued, hosts))
+
+
 # --- the compiled core against its twin ------------------------------------------------------
 
 
@@ -463,9 +780,13 @@ def test_twins_signature_errors_alike(request: pytest.FixtureRequest) -> None:
         with pytest.raises(TypeError, match="unhashable"):
             scheduler.push(1, [], None)
         with pytest.raises(TypeError, match="unhashable"):
+            scheduler.push_first(1, [], None)
+        with pytest.raises(TypeError, match="unhashable"):
             scheduler.done([])
         with pytest.raises(TypeError):
             scheduler.push(1, "a")
+        with pytest.raises(TypeError):
+            scheduler.push_first(1, "a")
         assert (len(scheduler), repr(scheduler)) == (0, repr(cls(clock=FakeClock())))
 
 
@@ -530,11 +851,14 @@ class Twins:
         for name in ("per_host", "delay", "rate", "burst", "max_in_flight", "max_hosts"):
             assert getattr(compiled, name) == getattr(pure, name), name
 
-    def push(self, host: Any) -> None:
+    def push(self, host: Any, first: bool = False) -> None:
         key = next(self.keys)
         self.host_of[key] = host
         item = object()  # handed back as given: the same object from both
-        self.both(lambda s: s.push(key, host, item))
+        if first:
+            self.both(lambda s: s.push_first(key, host, item))
+        else:
+            self.both(lambda s: s.push(key, host, item))
 
     def pop(self) -> None:
         kind, popped = self.both(lambda s: s.pop())
@@ -592,6 +916,11 @@ class SchedulerTwinsMachine(RuleBasedStateMachine):
     def push(self, host: Any, count: int) -> None:
         for _ in range(count):
             self.twins.push(host)
+
+    @rule(host=st.sampled_from(HOSTS), count=st.integers(1, 2))
+    def push_first(self, host: Any, count: int) -> None:
+        for _ in range(count):
+            self.twins.push(host, first=True)
 
     @rule(count=st.integers(1, 3))
     def pop(self, count: int) -> None:
@@ -658,7 +987,8 @@ def test_twins_agree_seeded_runs(request: pytest.FixtureRequest, seed: int) -> N
     for _ in range(3000):
         roll = rng.random()
         if roll < 0.3:
-            twins.push(rng.choice(hosts[: rng.choice([3, 40])]))
+            # one push in six a push_first (a redirect's next hop, a retry)
+            twins.push(rng.choice(hosts[: rng.choice([3, 40])]), first=roll < 0.05)
         elif roll < 0.6:
             twins.pop()
         elif roll < 0.8:
