@@ -14,8 +14,25 @@ from urllib3.connectionpool import HTTPConnectionPool as _U3Pool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
+from cpython.object cimport PyObject, PyTypeObject
+
 from ._http11_c cimport ResponseHead
 from ._loop_c cimport Exchange, _stock_tls
+
+
+cdef extern from "Python.h":
+    # the type's attribute as its MRO holds it (borrowed; NULL: none), through the type cache:
+    # for a function, what reading it on the class gives, without the descriptor call
+    PyObject *_PyType_Lookup(PyTypeObject *cls, object name)
+
+cdef extern from *:
+    """
+    static int fastpool_generic_getattr(PyObject *o) {
+        return Py_TYPE(o)->tp_getattro == PyObject_GenericGetAttr;
+    }
+    """
+    # the object's class reads attributes the generic way (no __getattribute__ of its own)
+    bint fastpool_generic_getattr(object o)
 from .tls import has_buffered_bytes
 
 __all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
@@ -116,24 +133,59 @@ cdef inline bint _lane_target(str target):
     return "/." not in target and _plain_origin_form(target)
 
 
+cdef inline object _on_class(cls, name):
+    """``cls.<name>`` as the class's MRO holds it (None: none). For a function this is what
+    reading it on the class gives; any other kind of value (a staticmethod, a mock) is itself,
+    which never equals fastpool's own function: a check through this is never more lenient
+    than one through ``getattr`` (it may send a hop the longer way, never past a patch)."""
+    if not isinstance(cls, type):  # (a ConnectionCls that only compares equal to a class)
+        return None
+    cdef PyObject *found = _PyType_Lookup(<PyTypeObject *>cls, name)
+    if found is NULL:
+        return None
+    return <object>found
+
+
+cdef inline bint _plain_getattr(obj) except -1:
+    # the object's attributes are read the generic way (no __getattribute__ of a patch or a
+    # subclass to ask): its class and its __dict__ say what reading one gives
+    return fastpool_generic_getattr(obj)
+
+
+cdef inline bint _own_method(obj, dict own, name, function) except -1:
+    """``getattr(obj.<name>, "__func__", None) is function`` without making the bound method,
+    for an object read the generic way whose ``__dict__`` is ``own``: the class holds
+    ``function`` itself and the object nothing of that name."""
+    return _on_class(type(obj), name) is function and name not in own
+
+
 cdef bint _own_plain_pool(pool) except -1:
+    if type(pool) not in OWN_POOLS or not _plain_getattr(pool):
+        return False
     cls = pool.ConnectionCls
+    cdef dict own = pool.__dict__  # (a patch on the pool itself, as mock.patch.object makes)
+    kind = type(pool)
     return (
-        type(pool) in OWN_POOLS
-        and cls in OWN_CONNECTIONS
+        cls in OWN_CONNECTIONS
         and pool.proxy is None
         and pool._trace_now is None
         and pool._limiter is None
-        and _U3Pool.urlopen is STOCK_URLOPEN
-        and getattr(pool.urlopen, "__func__", None) is OWN_URLOPEN
-        and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
-        and type(pool)._validate_conn in OWN_VALIDATE_CONN
-        and "_validate_conn" not in pool.__dict__  # (a patch on the pool itself)
-        and type(pool)._make_request is OWN_MAKE_REQUEST
-        and "_make_request" not in pool.__dict__
-        and cls.request is OWN_REQUEST
-        and cls.render_request is OWN_RENDER_REQUEST
+        and _on_class(_U3Pool, "urlopen") is STOCK_URLOPEN
+        and _own_method(pool, own, "urlopen", OWN_URLOPEN)
+        and _own_method(pool, own, "_get_conn", OWN_GET_CONN)
+        and _on_class(kind, "_validate_conn") in OWN_VALIDATE_CONN
+        and "_validate_conn" not in own
+        and _on_class(kind, "_make_request") is OWN_MAKE_REQUEST
+        and "_make_request" not in own
+        and _on_class(cls, "request") is OWN_REQUEST
+        and _on_class(cls, "render_request") is OWN_RENDER_REQUEST
     )
+
+
+cdef bint _steps_replaced_on(conn) except -1:
+    # fastpool.connection.steps_replaced_on
+    cdef dict own = conn.__dict__
+    return bool(own) and ("request" in own or "render_request" in own or "connect" in own)
 
 
 cdef bint _buffered(sock) except -1:
@@ -148,7 +200,7 @@ cdef bint _is_connected(conn, loop) except -1:
     """``conn.is_connected``: HTTPConnection's steps inline (``_readable_now``, a private
     step), unless the class's property is patched; the map's ``loop`` asked before the
     ``poll`` (see the twin)."""
-    if type(conn).is_connected is not OWN_IS_CONNECTED:
+    if _on_class(type(conn), "is_connected") is not OWN_IS_CONNECTED:
         return conn.is_connected
     sock = conn.sock
     if sock is None:
@@ -170,7 +222,7 @@ cdef _checkin_finished(pool, conn, bint keep_alive):
     queue = conn._loop_queue
     patched = pool.__dict__  # (a patch on the pool itself, as mock.patch.object makes)
     if (
-        type(pool)._checkin_finished is not OWN_CHECKIN_FINISHED
+        _on_class(type(pool), "_checkin_finished") is not OWN_CHECKIN_FINISHED
         or "_checkin_finished" in patched
     ):
         pool._checkin_finished(conn, keep_alive, queue)
@@ -194,7 +246,7 @@ cdef _put_conn(pool, conn, dict patched):
     class or on the pool (in ``patched``, its ``__dict__``), or a ConnectionLimit's hand-over
     is called)."""
     if (
-        type(pool)._put_conn is not OWN_PUT_CONN
+        _on_class(type(pool), "_put_conn") is not OWN_PUT_CONN
         or "_put_conn" in patched
         or pool._limiter is not None
     ):
@@ -332,6 +384,9 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
     conn = _checkout(pool, loop)
     if conn is None or conn is False:
         return conn
+    if _steps_replaced_on(conn):  # a patch on the connection itself: urlopen calls it
+        pool._put_conn(conn)
+        return False
     conn._loop_queue = pool.pool
     try:
         connect_timeout, read = _timeouts_of(pool, timeout)
@@ -339,7 +394,7 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
         pool._put_conn(conn)
         raise
     try:
-        if type(pool)._fit is not PLAIN_FIT:
+        if _on_class(type(pool), "_fit") is not PLAIN_FIT:
             pool._fit(conn)
         data = _rendered(conn, target, headers)
         if data is None:
@@ -363,7 +418,7 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
         read_body,
         connect_in_worker,
         conn.requests > 0,
-        type(conn).connect in OWN_CONNECT,
+        _on_class(type(conn), "connect") in OWN_CONNECT,
         pool,
     )
 
@@ -409,6 +464,8 @@ cdef class Lane:
         manager = self.manager
         if (
             manager.proxy is not None
+            # (bound methods, not the manager's __dict__: reading that would turn its compact
+            # attribute storage into a dict, slower for every later read of the manager)
             or getattr(manager.urlopen, "__func__", None) is not self._urlopen
             or getattr(manager.connection_from_host, "__func__", None)
             is not self._connection_from_host
@@ -468,8 +525,9 @@ cdef class Lane:
             or conn.sock is None
             or type(conn.sock) is FailedSocket
             or pool._trace_now is not None
-            or _U3Pool.urlopen is not STOCK_URLOPEN
-            or getattr(pool.urlopen, "__func__", None) is not OWN_URLOPEN
+            or _on_class(_U3Pool, "urlopen") is not STOCK_URLOPEN
+            or not _plain_getattr(pool)
+            or not _own_method(pool, pool.__dict__, "urlopen", OWN_URLOPEN)
             or pool._log.isEnabledFor(_DEBUG)
             # an unverified TLS connection: urlopen's _validate_conn warns for each request
             or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)

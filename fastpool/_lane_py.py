@@ -31,6 +31,7 @@ from urllib3.util.timeout import Timeout
 
 from ._failed_socket import FailedSocket
 from ._loop import Exchange, new_exchange
+from .connection import steps_replaced_on
 from .light import LightResponse
 from .pool import (
     OWN_CONNECT,
@@ -190,6 +191,9 @@ def _begin_at(
     conn = _checkout(pool, loop)
     if conn is None or conn is False:
         return conn
+    if steps_replaced_on(conn):  # a patch on the connection itself: urlopen calls it
+        pool._put_conn(conn)
+        return False
     conn._loop_queue = pool.pool
     try:
         # urlopen's timeouts (the compiled twin reads the cached ones inline); a timeout

@@ -343,7 +343,9 @@ class _Run:
             now = time.monotonic()
             while later and later[0][0] <= now:
                 job = heapq.heappop(later)[2]
-                self.scheduler.push(job, job.host, None)
+                # its backoff is over: ahead of the requests not begun yet, as one request
+                # sends its retry before the caller's next request
+                self.scheduler.push_first(job, job.host, None)
         started, ready, plain_begin = self.started, self.ready, self.plain_begin
         blocked: set[str] = set()  # hosts with no free connection in this pass
         drain = False  # a hop to send whole waits for the map to drain: nothing else starts
@@ -494,7 +496,9 @@ class _Run:
         result = self.driver.after(job, outcome)
         if result is None:
             self.scheduler.done(host)
-            self.scheduler.push(job, job.host, None)  # its next hop
+            # its next hop, ahead of the requests not begun yet: as a loop of one request at
+            # a time, the redirect is followed before the next item starts
+            self.scheduler.push_first(job, job.host, None)
         elif self.on_body is not None and result.response is not None:
             # Its body to on_body as it arrives: still in flight (and at its host) until then.
             raw = self.driver.body_of(result.response)
@@ -707,7 +711,6 @@ class _ManagerJob:
         self.whole: tuple[str, str, dict[str, Any]] | None = None
 
 
-_POOLMANAGER = __name__.rpartition(".")[0] + ".poolmanager"
 #: RequestMethods.request sends these methods' fields in the URL (no body to encode) ...
 _URL_METHODS = frozenset(RequestMethods._encode_url_methods)
 #: ... and encodes these arguments: a request with none of them is passed on as it is
@@ -719,7 +722,10 @@ _ENCODED = frozenset(
 class ManagerDriver:
     """:class:`Driver` for ``PoolManager.map``: ``PoolManager.request``'s steps, hop by hop
     (``PoolManager.urlopen`` with its redirects across hosts). With ``light``, each response
-    is a :class:`~fastpool.light.LightResponse`."""
+    is a :class:`~fastpool.light.LightResponse`. ``own_requests`` and ``own_urlopens`` are
+    fastpool's own ``request`` and ``urlopen`` functions, which the manager's are compared
+    with by identity; with none given, each item goes whole through the manager's
+    ``request``."""
 
     def __init__(
         self,
@@ -727,6 +733,8 @@ class ManagerDriver:
         light: bool = False,
         stream_bodies: bool = False,
         lane: Lane | None = None,
+        own_requests: tuple[Any, ...] = (),
+        own_urlopens: tuple[Any, ...] = (),
     ) -> None:
         self.manager = manager
         self.light = light
@@ -740,12 +748,13 @@ class ManagerDriver:
         # (the lane's LightResponse, the plainest answer: nothing to follow, as send and
         # after would make it)
         self.plain_result = self.lane.result if light else None
-        #: fastpool's own PoolManager.request (None: replaced already): an item goes whole
-        #: through any other (a patch's, a subclass's), as one request would
+        #: fastpool's own urlopen functions (fastpool.poolmanager's, given by the manager):
+        #: any other (a subclass's, a patch's) is called with each request whole
+        self._own_urlopens = own_urlopens
+        #: fastpool's own PoolManager.request (None: replaced already, or none given): an item
+        #: goes whole through any other (a patch's, a subclass's), as one request would
         function = getattr(manager.request, "__func__", None)
-        self._own_request = (
-            function if getattr(function, "__module__", None) == _POOLMANAGER else None
-        )
+        self._own_request = function if function in own_requests else None
 
     def new(self, given: Any) -> _ManagerJob:
         own = self._own_request
@@ -843,8 +852,7 @@ class ManagerDriver:
     def _urlopen_is_ours(self) -> bool:
         """Whether the manager's ``urlopen`` is fastpool's own (PoolManager's, ProxyManager's),
         neither a subclass's nor a patch's."""
-        function = getattr(self.manager.urlopen, "__func__", None)
-        return getattr(function, "__module__", None) == _POOLMANAGER
+        return getattr(self.manager.urlopen, "__func__", None) in self._own_urlopens
 
     def _through_urlopen(self, job: _ManagerJob, remaining: float | None) -> Any:
         """The whole request through the manager's ``urlopen`` as ``PoolManager.request``

@@ -761,6 +761,8 @@ class PoolManager(RequestMethods):
                 light,
                 on_body is not None,
                 Lane(self, *steps, result_type=Result),
+                OWN_REQUESTS,
+                OWN_URLOPENS,
             ),
             requests,
             concurrency=concurrency,
@@ -863,6 +865,13 @@ class ProxyManager(PoolManager):
             headers = kw.get("headers", self.headers)
             kw["headers"] = self._set_proxy_headers(url, headers)
         return kw
+
+
+#: fastpool's own request and urlopen, as this module defines them: the map compares a
+#: manager's with these by identity (a wrapper made with functools.wraps carries this module's
+#: name, and is not fastpool's)
+OWN_REQUESTS = (PoolManager.request,)
+OWN_URLOPENS = (PoolManager.urlopen, ProxyManager.urlopen)
 
 
 def proxy_from_url(url: str, **kw: Any) -> ProxyManager:

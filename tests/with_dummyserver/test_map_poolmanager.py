@@ -398,12 +398,13 @@ def test_an_item_is_prepared_as_request_prepares_it(given: Any, app_server: AppS
     from urllib3._request_methods import RequestMethods
 
     from fastpool.multi import ManagerDriver, _Capture, _ManagerJob
+    from fastpool.poolmanager import OWN_REQUESTS
 
     url = f"{app_server.url}/bytes/5"
     given = url if given == "URL" else (given[0], url, *given[2:])
     method, target, kwargs = ("GET", given, {}) if isinstance(given, str) else (*given, {})[:3]
     with fastpool.PoolManager(headers={"X-Default": "1"}) as manager:
-        job = ManagerDriver(manager).new(given)
+        job = ManagerDriver(manager, own_requests=OWN_REQUESTS).new(given)
         captured = RequestMethods.request(_Capture(manager.headers), method, target, **kwargs)
     expected = _ManagerJob(given, *captured)
     assert (job.method, job.url, job.kw, job.redirect) == (

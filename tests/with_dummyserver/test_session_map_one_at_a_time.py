@@ -11,11 +11,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
 from dummyserver import AppServer
 from requests.auth import HTTPDigestAuth
+from urllib3.util.retry import Retry
 
 import fastpool
 
@@ -182,16 +184,82 @@ def test_a_subclass_s_resolve_redirects_follows_them(app_server: AppServer, prep
     assert mapped.url == one.url
 
 
-def test_a_redirect_s_next_hop_waits_behind_the_queued_items(app_server: AppServer) -> None:
-    # The deliberate difference (docs/differences.md): with concurrency=1 the second item
-    # starts between the redirect's two hops (a loop of Session.get would follow it first).
-    url = f"{app_server.url}/redirect/1"
-    echo = f"{app_server.url}/echo"
+def _lines(server: AppServer) -> list[str]:
+    return [line for _, line in server.request_log]
+
+
+def test_a_redirect_is_followed_before_the_next_item_starts(app_server: AppServer) -> None:
+    # With concurrency=1 the map sends what a loop of Session.get sends, in its order: each
+    # hop of an item's redirects before the next item (a hop used to wait behind the queued
+    # items).
+    urls = [
+        f"{app_server.url}/redirect/2",
+        f"{app_server.url}/echo",
+        f"{app_server.url}/redirect/1",
+    ]
     with fastpool.Session() as session:
-        session.get(echo, timeout=5)
+        session.get(urls[1], timeout=5)  # (a connection to reuse, for both)
         app_server.reset_counts()
-        results = list(session.map([url, echo], concurrency=1, timeout=5))
-    assert [r.error for r in results] == [None, None]
-    lines = [line for _, line in app_server.request_log]
-    assert lines == ["GET /redirect/1 HTTP/1.1", "GET /echo HTTP/1.1", "GET /echo HTTP/1.1"]
-    assert [r.request for r in results] == [echo, url]  # the second item ended first
+        one = [session.get(url, timeout=5) for url in urls]
+        looped = _lines(app_server)
+        app_server.reset_counts()
+        results = list(session.map(urls, concurrency=1, timeout=5))
+        mapped = _lines(app_server)
+    assert looped == [
+        "GET /redirect/2 HTTP/1.1", "GET /redirect/1 HTTP/1.1", "GET /echo HTTP/1.1",
+        "GET /echo HTTP/1.1",
+        "GET /redirect/1 HTTP/1.1", "GET /echo HTTP/1.1",
+    ]  # fmt: skip
+    assert mapped == looped
+    assert [r.request for r in results] == urls  # each ended before the next began
+    assert [r.response.url for r in results] == [r.url for r in one]
+    assert [len(r.response.history) for r in results] == [2, 0, 1]
+
+
+def test_a_cookie_set_by_a_redirect_s_last_hop_goes_with_the_next_item(
+    app_server: AppServer,
+) -> None:
+    # /redirect-to -> /cookies/set?k=v (sets it) -> /cookies; the next item, /cookies, is
+    # sent with the cookie, as the loop sends it.
+    setter = quote(f"{app_server.url}/cookies/set?k=v", safe="")
+    urls = [f"{app_server.url}/redirect-to?url={setter}", f"{app_server.url}/cookies"]
+    answers = []
+    for run in ("loop", "map"):
+        with fastpool.Session() as session:
+            if run == "loop":
+                got = [session.get(url, timeout=5) for url in urls]
+            else:
+                got = [r.response for r in session.map(urls, concurrency=1, timeout=5)]
+        answers.append([(r.status_code, r.json()) for r in got])
+    assert answers[0][1] == (200, {"cookies": {"k": "v"}, "header": "k=v"})
+    assert answers[1] == answers[0]
+
+
+@pytest.mark.parametrize("api", ["session", "manager"])
+def test_a_retry_is_sent_before_the_next_item_starts(app_server: AppServer, api: str) -> None:
+    # urllib3's Retry on a 503 (no backoff): with concurrency=1 the retry goes out before the
+    # next item, as a loop of one request at a time sends it.
+    retry = Retry(total=1, status_forcelist=[503], backoff_factor=0, raise_on_status=False)
+    urls = [f"{app_server.url}/status/503", f"{app_server.url}/echo"]
+    lines = []
+    for run in ("loop", "map"):
+        app_server.reset_counts()
+        if api == "session":
+            with fastpool.Session() as session:
+                session.mount("http://", fastpool.HTTPAdapter(max_retries=retry))
+                if run == "loop":
+                    statuses = [session.get(url, timeout=5).status_code for url in urls]
+                else:
+                    mapped = list(session.map(urls, concurrency=1, timeout=5))
+                    statuses = [r.response.status_code for r in mapped]
+        else:
+            with fastpool.PoolManager(retries=retry) as manager:
+                if run == "loop":
+                    statuses = [manager.request("GET", url).status for url in urls]
+                else:
+                    mapped = list(manager.map(urls, concurrency=1))
+                    statuses = [r.response.status for r in mapped]
+        assert statuses == [503, 200]
+        lines.append(_lines(app_server))
+    assert lines[0] == ["GET /status/503 HTTP/1.1"] * 2 + ["GET /echo HTTP/1.1"]
+    assert lines[1] == lines[0]

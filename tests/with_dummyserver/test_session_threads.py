@@ -59,9 +59,9 @@ def host_queues(session: Session) -> Iterator[Any]:
         if pools is None or not hasattr(pools, "values") or type(pools).__name__ != "LRUMap":
             continue
         for pool in pools.values():
-            for value in vars(pool).values():
-                if type(value).__name__ == "HostQueue":
-                    yield value
+            queue = getattr(pool, "pool", None)  # (fastpool's pools keep it in a slot)
+            if type(queue).__name__ == "HostQueue":
+                yield queue
 
 
 def assert_accounting_at_zero(session: Session) -> None:

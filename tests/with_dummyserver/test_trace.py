@@ -561,7 +561,8 @@ def test_set_process_trace_switches_pools_on_and_off(app_server: Any) -> None:
     with fastpool.PoolManager() as manager:
         manager.request("GET", f"{app_server.url}/bytes/1")
         pool = manager.connection_from_url(app_server.url)
-        plain = dict(vars(pool))
+        steps = ("_checkout", "_ready", "_dial", "_read_head", "_discard", "_kept")
+        plain = {name: getattr(pool, name) for name in steps}
         previous = set_process_trace(trace)
         try:
             assert pool._trace is trace
@@ -573,8 +574,8 @@ def test_set_process_trace_switches_pools_on_and_off(app_server: Any) -> None:
         manager.request("GET", f"{app_server.url}/bytes/1")
         assert len(recorder.events) == 4
         # back on the plain path: the very callables it had before
-        for name in ("_checkout", "_ready", "_dial", "_read_head", "_discard", "_kept"):
-            assert vars(pool)[name] == plain[name], name
+        for name in steps:
+            assert getattr(pool, name) == plain[name], name
 
 
 def test_a_pool_holds_no_reference_to_itself_either_way(app_server: Any) -> None:
