@@ -17,7 +17,7 @@ import sys
 __all__ = ("CORES", "IMPLEMENTATION", "NO_EXTENSIONS", "env_flag")
 
 #: The compiled cores, each a facade ``_x.py`` over ``_x_c.pyx`` and its twin ``_x_py.py``.
-CORES = ("_lru", "_hostqueue", "_prefix", "_http11", "_schedule", "_loop", "_lane")
+CORES = ("_lru", "_hostqueue", "_prefix", "_http11", "_schedule", "_job", "_loop", "_lane")
 
 _FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
 

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import heapq
 import math
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Optional, Protocol
-from urllib.parse import urlsplit
 
 from urllib3.exceptions import ClosedPoolError
 from urllib3.util.timeout import Timeout
 
+from ._job import ManagerJob, host_of
 from ._lane import Lane
 from ._loop import Exchange, Loop
 from ._map_body import END, FAILED, TURN, WRITABLE, Body
@@ -117,60 +116,6 @@ class Driver(Protocol):
 
     def body_read(self, response: Any) -> None:
         """``on_body`` had the whole body: the response says it was consumed."""
-
-
-#: authority ("user@Host:port") -> host name: a crawl's URLs are many, its hosts far fewer
-_HOST_OF_AUTHORITY: dict[str, str] = {}
-_HOST_CACHE_SIZE = 4096
-#: a URL whose authority is the cache's key as it stands: an alphanumeric scheme, and no
-#: userinfo, brackets, tabs or newlines in the authority
-_PLAIN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9]*://([^/?#@\[\]\t\r\n]*)(?:[/?#]|\Z)")
-
-
-def host_of(url: Any) -> str:
-    """The politeness key: the host name, lower-cased; every port and scheme of a host share
-    it (as ``fastpool crawl`` and ``fastpool.dask``). The same as ``urlsplit(url).hostname``
-    (or ``""``), without parsing the whole URL of every request."""
-    if type(url) is str:
-        # the common URL, one match: an alphanumeric scheme, an authority with no userinfo,
-        # brackets, tabs or newlines (each of those takes the careful way below)
-        plain = _PLAIN_AUTHORITY.match(url) if url.isascii() else None
-        if plain is not None:
-            host = _HOST_OF_AUTHORITY.get(plain.group(1))
-            if host is not None:
-                return host
-        start = url.find("://")
-        if start > 0 and url[0].isalpha() and url[:start].isalnum() and url.isascii():
-            authority = url[start + 3 :]
-            for stop in "/?#":
-                end = authority.find(stop)
-                if end >= 0:
-                    authority = authority[:end]
-            # without the userinfo, as urlsplit finds the host: no credentials in the cache
-            # (urlsplit refuses brackets there, so such a URL takes the long way)
-            userinfo, _, authority = authority.rpartition("@")
-            if not (
-                "\t" in authority
-                or "\r" in authority
-                or "\n" in authority
-                or "[" in userinfo
-                or "]" in userinfo
-            ):
-                host = _HOST_OF_AUTHORITY.get(authority)
-                if host is None:
-                    host = _hostname("//" + authority)
-                    if len(_HOST_OF_AUTHORITY) >= _HOST_CACHE_SIZE:
-                        _HOST_OF_AUTHORITY.clear()
-                    _HOST_OF_AUTHORITY[authority] = host
-                return host
-    return _hostname(url)
-
-
-def _hostname(url: Any) -> str:
-    try:
-        return urlsplit(url).hostname or ""
-    except Exception:  # noqa: BLE001 - not a URL: preparing the request says why
-        return ""
 
 
 def run_map(
@@ -694,22 +639,7 @@ def _item_parts(given: Any) -> tuple[Any, Any, Any]:
     )
 
 
-class _ManagerJob:
-    __slots__ = ("conn", "given", "host", "kw", "method", "redirect", "target", "url", "whole")
-
-    def __init__(self, given: Any, method: str, url: str, kw: dict[str, Any]) -> None:
-        self.given = given
-        self.method = method
-        self.url = url
-        self.redirect = kw.pop("redirect", True)
-        self.kw = kw
-        self.host = host_of(url)
-        self.conn: Any = None
-        self.target = url
-        #: (method, url, kwargs) for a manager whose request() a tool or a subclass replaced:
-        #: the item goes whole through it
-        self.whole: tuple[str, str, dict[str, Any]] | None = None
-
+_ManagerJob = ManagerJob  # (its name before it became a core)
 
 #: RequestMethods.request sends these methods' fields in the URL (no body to encode) ...
 _URL_METHODS = frozenset(RequestMethods._encode_url_methods)
@@ -756,19 +686,19 @@ class ManagerDriver:
         function = getattr(manager.request, "__func__", None)
         self._own_request = function if function in own_requests else None
 
-    def new(self, given: Any) -> _ManagerJob:
+    def new(self, given: Any) -> ManagerJob:
         own = self._own_request
         if own is None or getattr(self.manager.request, "__func__", None) is not own:
             return self._whole_job(given)
         if type(given) is str and not self.stream_bodies:
             # (_new's first way inline, one frame less: a crawl's URLs)
-            return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
+            return ManagerJob(given, "GET", given, {"headers": self.manager.headers})
         job = self._new(given)
         if self.stream_bodies:
             job.kw["preload_content"] = False
         return job
 
-    def _whole_job(self, given: Any) -> _ManagerJob:
+    def _whole_job(self, given: Any) -> ManagerJob:
         """A job for the manager's replaced ``request`` (a patch's, a subclass's): the item
         goes whole through it, in this thread, as one request would (its redirects followed
         there)."""
@@ -776,13 +706,13 @@ class ManagerDriver:
         kwargs = dict(kwargs)  # (nothing keeps the caller's)
         if self.stream_bodies:
             kwargs["preload_content"] = False
-        job = _ManagerJob(given, method, url, {})
+        job = ManagerJob(given, method, url, {})
         job.whole = (method, url, kwargs)
         job.redirect = False
         job.kw = None  # type: ignore[assignment]  # (nothing for the lane: it steps aside)
         return job
 
-    def _through_request(self, job: _ManagerJob, remaining: float | None) -> Any:
+    def _through_request(self, job: ManagerJob, remaining: float | None) -> Any:
         assert job.whole is not None
         method, url, kw = job.whole
         kw = dict(kw)
@@ -801,10 +731,10 @@ class ManagerDriver:
             manager._pool_options.get("pool_timeout"),
         )
 
-    def _new(self, given: Any) -> _ManagerJob:
+    def _new(self, given: Any) -> ManagerJob:
         if type(given) is str:
             # RequestMethods.request's steps for a GET with no fields (pinned by a test)
-            return _ManagerJob(given, "GET", given, {"headers": self.manager.headers})
+            return ManagerJob(given, "GET", given, {"headers": self.manager.headers})
         method, url, kwargs = _item_parts(given)
         if type(method) is str and type(url) is str and isinstance(given, tuple):
             method = method.upper()
@@ -815,7 +745,7 @@ class ManagerDriver:
             ):
                 # the same steps for a method without a body, given nothing to encode:
                 # urlopen's arguments after the default headers (pinned by a test)
-                return _ManagerJob(given, method, url, {"headers": self.manager.headers, **kwargs})
+                return ManagerJob(given, method, url, {"headers": self.manager.headers, **kwargs})
         if self.light and not kwargs.get("preload_content", True):
             raise ValueError(
                 "PoolManager.map(light=True) reads every body whole: preload_content=False "
@@ -827,10 +757,10 @@ class ManagerDriver:
                 "preload_content=True needs on_body=None"
             )
         capture: Any = RequestMethods.request(_Capture(self.manager.headers), method, url, **kwargs)
-        return _ManagerJob(given, *capture)
+        return ManagerJob(given, *capture)
 
     def begin(
-        self, job: _ManagerJob, loop: Loop, wait: bool = False, limit: float | None = None
+        self, job: ManagerJob, loop: Loop, wait: bool = False, limit: float | None = None
     ) -> Exchange | bool | None:
         # (the lane, plain_begin, was tried first: what it left comes here)
         if job.whole is not None or not self._urlopen_is_ours():
@@ -854,7 +784,7 @@ class ManagerDriver:
         neither a subclass's nor a patch's."""
         return getattr(self.manager.urlopen, "__func__", None) in self._own_urlopens
 
-    def _through_urlopen(self, job: _ManagerJob, remaining: float | None) -> Any:
+    def _through_urlopen(self, job: ManagerJob, remaining: float | None) -> Any:
         """The whole request through the manager's ``urlopen`` as ``PoolManager.request``
         hands it over, for a subclass's or a patch's ``urlopen`` to see (its timeouts narrowed
         to ``remaining`` seconds when given: each hop's, as the redirects and retries run
@@ -865,7 +795,7 @@ class ManagerDriver:
         redirect, job.redirect = job.redirect, False
         return self.manager.urlopen(job.method, job.url, redirect=redirect, **kw)
 
-    def _hop(self, job: _ManagerJob) -> tuple[dict[str, Any], str]:
+    def _hop(self, job: ManagerJob) -> tuple[dict[str, Any], str]:
         """PoolManager.urlopen's first half for the job's URL: its pool (on ``job.conn``), its
         ``urlopen`` arguments and its request target (also on ``job.target``)."""
         manager = self.manager
@@ -879,7 +809,7 @@ class ManagerDriver:
         return kw, target
 
     def send(
-        self, job: _ManagerJob, exchange: Exchange | None, remaining: float | None = None
+        self, job: ManagerJob, exchange: Exchange | None, remaining: float | None = None
     ) -> Any:
         try:
             if exchange is None:
@@ -903,7 +833,7 @@ class ManagerDriver:
         except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
             return e
 
-    def retry(self, job: _ManagerJob, retries: Any) -> None:
+    def retry(self, job: ManagerJob, retries: Any) -> None:
         job.kw["retries"] = retries
 
     decode_body: bool | None = None  # as each response decodes (decode_content: True)
@@ -919,13 +849,13 @@ class ManagerDriver:
     def body_read(self, response: Any) -> None:
         """Nothing to mark: a urllib3 response read to its end gives ``data == b""``."""
 
-    def expired(self, job: _ManagerJob, deadline: float) -> Result:
+    def expired(self, job: ManagerJob, deadline: float) -> Result:
         error = DeadlineExceeded(
             f"{job.method} {job.url}: not done within its deadline of {deadline:g} s"
         )
         return Result(job.given, None, error)
 
-    def after(self, job: _ManagerJob, outcome: Any) -> Result | None:
+    def after(self, job: ManagerJob, outcome: Any) -> Result | None:
         if isinstance(outcome, BaseException):
             return Result(job.given, None, outcome)
         response = outcome
@@ -945,7 +875,7 @@ class ManagerDriver:
         job.host = host_of(job.url)
         return None
 
-    def _result(self, job: _ManagerJob, response: Any) -> Result:
+    def _result(self, job: ManagerJob, response: Any) -> Result:
         if self.light:
             try:
                 response = LightResponse.from_response(response, job.url)

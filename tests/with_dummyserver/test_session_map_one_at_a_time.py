@@ -263,3 +263,24 @@ def test_a_retry_is_sent_before_the_next_item_starts(app_server: AppServer, api:
         lines.append(_lines(app_server))
     assert lines[0] == ["GET /status/503 HTTP/1.1"] * 2 + ["GET /echo HTTP/1.1"]
     assert lines[1] == lines[0]
+
+
+def test_the_next_item_starts_while_a_retry_waits_out_its_backoff(app_server: AppServer) -> None:
+    # The deliberate difference (docs/differences.md): a loop of one request at a time sleeps
+    # through urllib3's backoff; the map starts the next item meanwhile, even with
+    # concurrency=1, and sends the retry first once the backoff has passed.
+    retry = Retry(total=2, status_forcelist=[503], backoff_factor=0.2, raise_on_status=False)
+    urls = [f"{app_server.url}/status/503", f"{app_server.url}/echo"]
+    lines = []
+    for run in ("loop", "map"):
+        app_server.reset_counts()
+        with fastpool.PoolManager(retries=retry) as manager:
+            if run == "loop":
+                statuses = [manager.request("GET", url).status for url in urls]
+            else:
+                statuses = [r.response.status for r in manager.map(urls, concurrency=1)]
+        assert sorted(statuses) == [200, 503]
+        lines.append(_lines(app_server))
+    busy, echo = "GET /status/503 HTTP/1.1", "GET /echo HTTP/1.1"
+    assert lines[0] == [busy, busy, busy, echo]  # (the second retry waits 0.4 s)
+    assert lines[1] == [busy, busy, echo, busy]

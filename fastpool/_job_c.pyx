@@ -1,0 +1,115 @@
+# cython: language_level=3
+"""A map item's job and its politeness key, compiled: the twin of ``_job_py.py``, which
+documents them.
+
+The two change together. ``host_of`` reads a plain URL's scheme and authority with a scan of
+its characters where the twin asks a regular expression; ``tests/unit/test_job.py`` holds
+the two alike, and both to ``urllib.parse.urlsplit``.
+"""
+
+cimport cython
+
+from urllib.parse import urlsplit
+
+__all__ = ("ManagerJob", "host_of")
+
+#: authority ("user@Host:port") -> host name (see the twin); the module's attribute of the
+#: same name is this very dict (C reads it here without a lookup)
+cdef dict _HOST_OF_AUTHORITY = {}
+globals()["_HOST_OF_AUTHORITY"] = _HOST_OF_AUTHORITY
+cdef Py_ssize_t _HOST_CACHE_SIZE = 4096
+
+
+cdef inline bint _alpha(Py_UCS4 c):
+    return (c >= u"a" and c <= u"z") or (c >= u"A" and c <= u"Z")
+
+
+cdef inline bint _alnum(Py_UCS4 c):
+    return _alpha(c) or (c >= u"0" and c <= u"9")
+
+
+cdef object _plain_authority(str url):
+    """The twin's ``_PLAIN_AUTHORITY.match(url).group(1)`` for an ASCII ``url``, or None: an
+    alphanumeric scheme, "://", then an authority with no userinfo, brackets, tabs or
+    newlines, up to a "/", "?" or "#" or the end."""
+    cdef Py_ssize_t n = len(url), i = 1, start, end
+    cdef Py_UCS4 c
+    if n == 0 or not _alpha(url[0]):
+        return None
+    while i < n and _alnum(url[i]):
+        i += 1
+    if i + 3 > n or url[i] != u":" or url[i + 1] != u"/" or url[i + 2] != u"/":
+        return None
+    start = end = i + 3
+    while end < n:
+        c = url[end]
+        if c == u"/" or c == u"?" or c == u"#":
+            break
+        if c == u"@" or c == u"[" or c == u"]" or c == u"\t" or c == u"\r" or c == u"\n":
+            return None
+        end += 1
+    return url[start:end]
+
+
+cpdef host_of(url):
+    """The politeness key: the host name, lower-cased; every port and scheme of a host share
+    it. The same as ``urlsplit(url).hostname`` (or ``""``) (see the twin)."""
+    cdef str text
+    if type(url) is str:
+        text = <str>url
+        if text.isascii():
+            authority = _plain_authority(text)
+            if authority is not None:
+                host = _HOST_OF_AUTHORITY.get(authority)
+                if host is not None:
+                    return host
+        start = text.find("://")
+        if start > 0 and _alpha(text[0]) and text[:start].isalnum() and text.isascii():
+            authority = text[start + 3 :]
+            for stop in "/?#":
+                end = authority.find(stop)
+                if end >= 0:
+                    authority = authority[:end]
+            # without the userinfo, as urlsplit finds the host (see the twin)
+            userinfo, _, authority = authority.rpartition("@")
+            if not (
+                "\t" in authority
+                or "\r" in authority
+                or "\n" in authority
+                or "[" in userinfo
+                or "]" in userinfo
+            ):
+                host = _HOST_OF_AUTHORITY.get(authority)
+                if host is None:
+                    host = _hostname("//" + authority)
+                    if len(_HOST_OF_AUTHORITY) >= _HOST_CACHE_SIZE:
+                        _HOST_OF_AUTHORITY.clear()
+                    _HOST_OF_AUTHORITY[authority] = host
+                return host
+    return _hostname(url)
+
+
+cdef object _hostname(url):
+    try:
+        return urlsplit(url).hostname or ""
+    except Exception:  # not a URL: preparing the request says why
+        return ""
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class ManagerJob:
+    """One item of ``PoolManager.map`` (see the twin)."""
+
+    cdef public object conn, given, host, kw, method, redirect, target, url, whole
+
+    def __init__(self, given, method, url, kw):
+        self.given = given
+        self.method = method
+        self.url = url
+        self.redirect = kw.pop("redirect", True)
+        self.kw = kw
+        self.host = host_of(url)
+        self.conn = None
+        self.target = url
+        self.whole = None

@@ -1,0 +1,91 @@
+"""A map item's job and its politeness key, the pure-Python twin of ``_job_c.pyx``.
+
+``PoolManager.map`` makes one :class:`ManagerJob` a request: what the runner and the driver
+carry from its first hop to its result. :func:`host_of` is the key the scheduler takes turns
+by (``Session.map`` keys its own jobs with it too). Both run once for each item of a crawl,
+so they are a compiled core; the two twins are held alike by ``tests/unit/test_job.py``,
+with ``urllib.parse.urlsplit`` as the oracle for :func:`host_of`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ("ManagerJob", "host_of")
+
+#: authority ("user@Host:port") -> host name: a crawl's URLs are many, its hosts far fewer
+_HOST_OF_AUTHORITY: dict[str, str] = {}
+_HOST_CACHE_SIZE = 4096
+#: a URL whose authority is the cache's key as it stands: an alphanumeric scheme, and no
+#: userinfo, brackets, tabs or newlines in the authority
+_PLAIN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9]*://([^/?#@\[\]\t\r\n]*)(?:[/?#]|\Z)")
+
+
+def host_of(url: Any) -> str:
+    """The politeness key: the host name, lower-cased; every port and scheme of a host share
+    it (as ``fastpool crawl`` and ``fastpool.dask``). The same as ``urlsplit(url).hostname``
+    (or ``""``), without parsing the whole URL of every request."""
+    if type(url) is str:
+        # the common URL, one match: an alphanumeric scheme, an authority with no userinfo,
+        # brackets, tabs or newlines (each of those takes the careful way below)
+        plain = _PLAIN_AUTHORITY.match(url) if url.isascii() else None
+        if plain is not None:
+            host = _HOST_OF_AUTHORITY.get(plain.group(1))
+            if host is not None:
+                return host
+        start = url.find("://")
+        if start > 0 and url[0].isalpha() and url[:start].isalnum() and url.isascii():
+            authority = url[start + 3 :]
+            for stop in "/?#":
+                end = authority.find(stop)
+                if end >= 0:
+                    authority = authority[:end]
+            # without the userinfo, as urlsplit finds the host: no credentials in the cache
+            # (urlsplit refuses brackets there, so such a URL takes the long way)
+            userinfo, _, authority = authority.rpartition("@")
+            if not (
+                "\t" in authority
+                or "\r" in authority
+                or "\n" in authority
+                or "[" in userinfo
+                or "]" in userinfo
+            ):
+                host = _HOST_OF_AUTHORITY.get(authority)
+                if host is None:
+                    host = _hostname("//" + authority)
+                    if len(_HOST_OF_AUTHORITY) >= _HOST_CACHE_SIZE:
+                        _HOST_OF_AUTHORITY.clear()
+                    _HOST_OF_AUTHORITY[authority] = host
+                return host
+    return _hostname(url)
+
+
+def _hostname(url: Any) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except Exception:  # noqa: BLE001 - not a URL: preparing the request says why
+        return ""
+
+
+class ManagerJob:
+    """One item of ``PoolManager.map``: its request (``method``, ``url``, the ``urlopen``
+    arguments ``kw``, whether to follow ``redirect``s), its politeness key ``host``, and as it
+    goes, the pool of its hop (``conn``) and that hop's ``target``; ``given`` is the item as the
+    caller gave it."""
+
+    __slots__ = ("conn", "given", "host", "kw", "method", "redirect", "target", "url", "whole")
+
+    def __init__(self, given: Any, method: str, url: str, kw: dict[str, Any]) -> None:
+        self.given = given
+        self.method = method
+        self.url = url
+        self.redirect = kw.pop("redirect", True)
+        self.kw = kw
+        self.host = host_of(url)
+        self.conn: Any = None
+        self.target = url
+        #: (method, url, kwargs) for a manager whose request() a tool or a subclass replaced:
+        #: the item goes whole through it
+        self.whole: tuple[str, str, dict[str, Any]] | None = None
