@@ -31,8 +31,9 @@ cdef extern from *:
         return Py_TYPE(o)->tp_getattro == PyObject_GenericGetAttr;
     }
     """
-    # the object's class reads attributes the generic way (no __getattribute__ of its own)
-    bint fastpool_generic_getattr(object o)
+    # the object's attributes are read the generic way (no __getattribute__ of a patch or a
+    # subclass to ask): its class and its __dict__ say what reading one gives
+    bint _plain_getattr "fastpool_generic_getattr"(object o)
 from .tls import has_buffered_bytes
 
 __all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
@@ -144,12 +145,6 @@ cdef inline object _on_class(cls, name):
     if found is NULL:
         return None
     return <object>found
-
-
-cdef inline bint _plain_getattr(obj) except -1:
-    # the object's attributes are read the generic way (no __getattribute__ of a patch or a
-    # subclass to ask): its class and its __dict__ say what reading one gives
-    return fastpool_generic_getattr(obj)
 
 
 cdef inline bint _own_method(obj, dict own, name, function) except -1:

@@ -188,7 +188,7 @@ class HTTPConnection:
         "socket_options",
         "source_address",
         "timeout",
-    )  # fmt: skip
+    )
 
     default_port: typing.ClassVar[int] = 80
     scheme: typing.ClassVar[str] = "http"

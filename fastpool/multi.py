@@ -639,8 +639,6 @@ def _item_parts(given: Any) -> tuple[Any, Any, Any]:
     )
 
 
-_ManagerJob = ManagerJob  # (its name before it became a core)
-
 #: RequestMethods.request sends these methods' fields in the URL (no body to encode) ...
 _URL_METHODS = frozenset(RequestMethods._encode_url_methods)
 #: ... and encodes these arguments: a request with none of them is passed on as it is

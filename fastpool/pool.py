@@ -597,7 +597,7 @@ class HTTPConnectionPool(RequestMethods):
         "retried",
         "retries",
         "timeout",
-    )  # fmt: skip
+    )
     # The steps chosen by set_trace (plain or traced); the functions are called with the pool.
     _trace_now: Any
     _route: _Plain | _Traced

@@ -397,7 +397,8 @@ def test_an_item_is_prepared_as_request_prepares_it(given: Any, app_server: AppS
     # must hold what it would hold.
     from urllib3._request_methods import RequestMethods
 
-    from fastpool.multi import ManagerDriver, _Capture, _ManagerJob
+    from fastpool._job import ManagerJob
+    from fastpool.multi import ManagerDriver, _Capture
     from fastpool.poolmanager import OWN_REQUESTS
 
     url = f"{app_server.url}/bytes/5"
@@ -406,7 +407,7 @@ def test_an_item_is_prepared_as_request_prepares_it(given: Any, app_server: AppS
     with fastpool.PoolManager(headers={"X-Default": "1"}) as manager:
         job = ManagerDriver(manager, own_requests=OWN_REQUESTS).new(given)
         captured = RequestMethods.request(_Capture(manager.headers), method, target, **kwargs)
-    expected = _ManagerJob(given, *captured)
+    expected = ManagerJob(given, *captured)
     assert (job.method, job.url, job.kw, job.redirect) == (
         expected.method, expected.url, expected.kw, expected.redirect,
     )  # fmt: skip
