@@ -13,11 +13,14 @@ from urllib.parse import urlsplit
 
 __all__ = ("ManagerJob", "host_of")
 
-#: authority ("user@Host:port") -> host name (see the twin); the module's attribute of the
-#: same name is this very dict (C reads it here without a lookup)
+#: authority ("Host:port") -> host name (see the twin); the module's attribute of the same
+#: name is this very dict (C reads it here without a lookup): clear it, never rebind it
 cdef dict _HOST_OF_AUTHORITY = {}
 globals()["_HOST_OF_AUTHORITY"] = _HOST_OF_AUTHORITY
 cdef Py_ssize_t _HOST_CACHE_SIZE = 4096
+cdef Py_ssize_t _CACHED_AUTHORITY_MAX = 300  # a longer one is parsed each time (see the twin)
+globals()["_HOST_CACHE_SIZE"] = _HOST_CACHE_SIZE  # (read-only here: for the tests to see)
+globals()["_CACHED_AUTHORITY_MAX"] = _CACHED_AUTHORITY_MAX
 
 
 cdef inline bint _alpha(Py_UCS4 c):
@@ -82,9 +85,10 @@ cpdef host_of(url):
                 host = _HOST_OF_AUTHORITY.get(authority)
                 if host is None:
                     host = _hostname("//" + authority)
-                    if len(_HOST_OF_AUTHORITY) >= _HOST_CACHE_SIZE:
-                        _HOST_OF_AUTHORITY.clear()
-                    _HOST_OF_AUTHORITY[authority] = host
+                    if len(authority) <= _CACHED_AUTHORITY_MAX:
+                        if len(_HOST_OF_AUTHORITY) >= _HOST_CACHE_SIZE:
+                            _HOST_OF_AUTHORITY.clear()
+                        _HOST_OF_AUTHORITY[authority] = host
                 return host
     return _hostname(url)
 
@@ -92,12 +96,13 @@ cpdef host_of(url):
 cdef object _hostname(url):
     try:
         return urlsplit(url).hostname or ""
-    except Exception:  # not a URL: preparing the request says why
+    except (ValueError, TypeError, AttributeError):  # not a URL (only these: see the twin)
         return ""
 
 
 @cython.auto_pickle(False)
 @cython.final
+@cython.trashcan(True)  # a long chain of jobs is freed without a deep C recursion
 cdef class ManagerJob:
     """One item of ``PoolManager.map`` (see the twin)."""
 

@@ -15,9 +15,16 @@ from urllib.parse import urlsplit
 
 __all__ = ("ManagerJob", "host_of")
 
-#: authority ("user@Host:port") -> host name: a crawl's URLs are many, its hosts far fewer
+#: authority ("Host:port") -> host name: a crawl's URLs are many, its hosts far fewer. Clear
+#: it, never rebind it (the compiled twin keeps its own reference).
 _HOST_OF_AUTHORITY: dict[str, str] = {}
 _HOST_CACHE_SIZE = 4096
+#: a longer authority is parsed each time, not kept: no host name is that long (a DNS name
+#: has 253 characters at most), and a hostile redirect's Location could fill the cache
+_CACHED_AUTHORITY_MAX = 300
+#: what urlsplit raises for what is not a URL (host_of answers ""); anything else (a
+#: RecursionError, a signal handler's exception) is not about the URL: raised, not kept
+_NOT_A_URL = (ValueError, TypeError, AttributeError)
 #: a URL whose authority is the cache's key as it stands: an alphanumeric scheme, and no
 #: userinfo, brackets, tabs or newlines in the authority
 _PLAIN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9]*://([^/?#@\[\]\t\r\n]*)(?:[/?#]|\Z)")
@@ -55,9 +62,10 @@ def host_of(url: Any) -> str:
                 host = _HOST_OF_AUTHORITY.get(authority)
                 if host is None:
                     host = _hostname("//" + authority)
-                    if len(_HOST_OF_AUTHORITY) >= _HOST_CACHE_SIZE:
-                        _HOST_OF_AUTHORITY.clear()
-                    _HOST_OF_AUTHORITY[authority] = host
+                    if len(authority) <= _CACHED_AUTHORITY_MAX:
+                        if len(_HOST_OF_AUTHORITY) >= _HOST_CACHE_SIZE:
+                            _HOST_OF_AUTHORITY.clear()
+                        _HOST_OF_AUTHORITY[authority] = host
                 return host
     return _hostname(url)
 
@@ -65,7 +73,7 @@ def host_of(url: Any) -> str:
 def _hostname(url: Any) -> str:
     try:
         return urlsplit(url).hostname or ""
-    except Exception:  # noqa: BLE001 - not a URL: preparing the request says why
+    except _NOT_A_URL:  # not a URL: preparing the request says why
         return ""
 
 
@@ -76,6 +84,14 @@ class ManagerJob:
     caller gave it."""
 
     __slots__ = ("conn", "given", "host", "kw", "method", "redirect", "target", "url", "whole")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # final, as the compiled twin's C struct is
+        raise TypeError("type 'ManagerJob' is not an acceptable base type")
+
+    def __reduce__(self) -> Any:
+        # a job holds a pool and a caller's request: never pickled or copied (as compiled)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
     def __init__(self, given: Any, method: str, url: str, kw: dict[str, Any]) -> None:
         self.given = given

@@ -1,5 +1,5 @@
 """Facade: the plainest hop of ``PoolManager.map`` in one call each way (``Lane``), and of
-``Session.map`` at its pool (``begin_on``), from the compiled core or its pure-Python twin (see
+``Session.map`` at its pool (``begin_on``, ``finish_on``), from the compiled core or its pure-Python twin (see
 ``_compat``); ``_lane_py`` documents it."""
 
 from typing import TYPE_CHECKING
@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from ._compat import IMPLEMENTATION
 
 if TYPE_CHECKING or IMPLEMENTATION == "python":
-    from ._lane_py import Lane, begin_on, plain_origin_form
+    from ._lane_py import Lane, begin_on, finish_on, plain_origin_form
 else:  # pragma: no cover - depends on the build
-    from ._lane_c import Lane, begin_on, plain_origin_form
+    from ._lane_c import Lane, begin_on, finish_on, plain_origin_form
 
-__all__ = ("Lane", "begin_on", "plain_origin_form")
+__all__ = ("Lane", "begin_on", "finish_on", "plain_origin_form")

@@ -36,7 +36,7 @@ cdef extern from *:
     bint _plain_getattr "fastpool_generic_getattr"(object o)
 from .tls import has_buffered_bytes
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "finish_on", "plain_origin_form")
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
 # fastpool loads, before the modules these come from can be. The functions to compare with are
@@ -418,6 +418,67 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
     )
 
 
+def finish_on(Exchange exchange not None, retries):
+    """The pool's half of a plain answer for ``Session.map``: ``(head, body)``, the
+    connection handed back, or None (see the twin)."""
+    if not _loaded:
+        _load()
+    if exchange.conn is None or retries.history:
+        return None
+    return _finish_at(exchange, retries, True)
+
+
+cdef object _finish_at(Exchange exchange, retries, bint redirect):
+    """The pool's half of ``Lane.result`` and ``finish_on`` (see the twin)."""
+    cdef ResponseHead head
+    pool = exchange.tag
+    conn = exchange.conn
+    if (
+        conn is None
+        or not conn.sent_ahead
+        or exchange.replayed is not None
+        or conn.sock is None
+        or type(conn.sock) is FailedSocket
+        or pool._trace_now is not None
+        or _on_class(_U3Pool, "urlopen") is not STOCK_URLOPEN
+        or not _plain_getattr(pool)
+        or not _own_method(pool, pool.__dict__, "urlopen", OWN_URLOPEN)
+        or pool._log.isEnabledFor(_DEBUG)
+        # an unverified TLS connection: urlopen's _validate_conn warns for each request
+        or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
+    ):
+        return None
+    if exchange.head is None:
+        return None
+    head = exchange.head
+    data = conn._rest
+    cdef Py_ssize_t used = exchange.head_size
+    status = head.status
+    framing = head.framing
+    if framing == "length":
+        end = used + head.content_length  # (a Python int: no overflow)
+    elif framing == "none":
+        end = used
+    else:
+        return None
+    if (
+        len(data) != end
+        or status < 200
+        or (redirect and status in _REDIRECTS)
+        or head.content_encoding
+        or not _no_status_retry(retries, status)
+    ):
+        return None
+    exchange.conn = None
+    conn._rest = b""
+    conn.sent_ahead = False
+    conn.request_started = True
+    conn.head_started = True
+    pool.num_requests += 1
+    _checkin_finished(pool, conn, head.keep_alive)
+    return head, data[used:end]
+
+
 cdef class Lane:
     """One map's plainest hops (see the twin)."""
 
@@ -510,54 +571,16 @@ cdef class Lane:
         return tuple.__new__(self._result_type, (job.given, light, None))
 
     cdef object _finish(self, job, Exchange exchange):
-        cdef ResponseHead head
-        pool = exchange.tag
-        conn = exchange.conn
-        if (
-            conn is None
-            or not conn.sent_ahead
-            or exchange.replayed is not None
-            or conn.sock is None
-            or type(conn.sock) is FailedSocket
-            or pool._trace_now is not None
-            or _on_class(_U3Pool, "urlopen") is not STOCK_URLOPEN
-            or not _plain_getattr(pool)
-            or not _own_method(pool, pool.__dict__, "urlopen", OWN_URLOPEN)
-            or pool._log.isEnabledFor(_DEBUG)
-            # an unverified TLS connection: urlopen's _validate_conn warns for each request
-            or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
-        ):
+        if exchange.conn is None:
             return None
-        if exchange.head is None:
+        retries = self._retries(exchange.tag, job.kw.get("retries"))
+        finished = _finish_at(exchange, retries, job.redirect)
+        if finished is None:
             return None
-        head = exchange.head
-        data = conn._rest
-        cdef Py_ssize_t used = exchange.head_size
-        status = head.status
-        framing = head.framing
-        if framing == "length":
-            end = used + head.content_length  # (a Python int: no overflow)
-        elif framing == "none":
-            end = used
-        else:
-            return None
-        if (
-            len(data) != end
-            or status < 200
-            or (job.redirect and status in _REDIRECTS)
-            or head.content_encoding
-            or not _no_status_retry(self._retries(pool, job.kw.get("retries")), status)
-        ):
-            return None
-        exchange.conn = None
-        conn._rest = b""
-        conn.sent_ahead = False
-        conn.request_started = True
-        conn.head_started = True
-        pool.num_requests += 1
-        _checkin_finished(pool, conn, head.keep_alive)
+        head, body = <tuple>finished
         return LightResponse(
-            status, head.reason, head.version, head, data[used:end], job.url
+            (<ResponseHead>head).status, (<ResponseHead>head).reason,
+            (<ResponseHead>head).version, head, body, job.url
         )
 
     cdef object _retries(self, pool, retries):

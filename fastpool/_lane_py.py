@@ -53,7 +53,7 @@ from .pool import (
 from .response import HTTPResponse
 from .tls import has_buffered_bytes
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "finish_on", "plain_origin_form")
 
 #: the urlopen arguments a hop may carry and still take the lane (a body only when None,
 #: preload_content only when True); any other takes the general steps
@@ -233,6 +233,70 @@ def _begin_at(
     return exchange
 
 
+def finish_on(exchange: Exchange, retries: Retry) -> tuple[Any, bytes] | None:
+    """What ``pool.urlopen(..., _exchange=exchange, retries=retries, redirect=False)`` and
+    reading the body to its end do for the plainest answer, in one call, for ``Session.map``
+    (``SessionDriver.plain_result``): the connection handed back, ``(head, body)``. None:
+    nothing was done, ``urlopen`` is to finish it (:meth:`Lane.result` says which answers).
+    A redirect status is left to ``urlopen`` too (the Session follows it), and so is a hop
+    sent again (``retries`` has a history, which urlopen's response reads its url from). It
+    may raise."""
+    if exchange.conn is None or retries.history:
+        return None
+    return _finish_at(exchange, retries, True)
+
+
+def _finish_at(exchange: Exchange, retries: Retry, redirect: bool) -> tuple[Any, bytes] | None:
+    """The pool's half of :meth:`Lane.result` and :func:`finish_on`: ``(head, body)``, the
+    connection handed back as the response's end hands it back, for the plainest answer
+    (``redirect``: a redirect status is not one); else None, nothing done."""
+    pool = exchange.tag
+    conn = exchange.conn
+    if (
+        conn is None
+        or not conn.sent_ahead  # the request did not go out whole
+        or exchange.replayed is not None  # counted and traced by urlopen
+        or conn.sock is None
+        or type(conn.sock) is FailedSocket
+        or pool._trace_now is not None
+        or not pool._urlopen_is_ours()
+        or pool._log.isEnabledFor(logging.DEBUG)
+        # an unverified TLS connection: urlopen's _validate_conn warns for each request
+        or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
+    ):
+        return None
+    head = exchange.head  # parsed by the loop
+    if head is None:
+        return None  # a head to refuse, or cut short: urlopen raises it from the same bytes
+    data = conn._rest
+    used = exchange.head_size
+    status = head.status
+    framing = head.framing
+    if framing == "length":
+        end = used + head.content_length
+    elif framing == "none":  # HEAD, 204, 304
+        end = used
+    else:
+        return None
+    if (
+        len(data) != end
+        or status < 200
+        or (redirect and status in _REDIRECTS)
+        or head.content_encoding  # decoded by the response, as urllib3 decodes it
+        or not no_status_retry(retries, status)
+    ):
+        return None
+    # Ours now: what urlopen and the response's end would do with it.
+    exchange.conn = None
+    conn._rest = b""
+    conn.sent_ahead = False
+    conn.request_started = True
+    conn.head_started = True
+    pool.num_requests += 1
+    pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
+    return head, data[used:end]
+
+
 class Lane:
     """One map's plainest hops, for ``manager``: a PoolManager itself (not a subclass), whose
     ``urlopen`` and ``connection_from_host`` are ``urlopen`` and ``connection_from_host``,
@@ -325,51 +389,14 @@ class Lane:
 
     def _finish(self, job: Any, exchange: Exchange) -> LightResponse | None:
         """:meth:`result`'s answer as the LightResponse alone, or None; it may raise."""
-        pool = exchange.tag
-        conn = exchange.conn
-        if (
-            conn is None
-            or not conn.sent_ahead  # the request did not go out whole
-            or exchange.replayed is not None  # counted and traced by urlopen
-            or conn.sock is None
-            or type(conn.sock) is FailedSocket
-            or pool._trace_now is not None
-            or not pool._urlopen_is_ours()
-            or pool._log.isEnabledFor(logging.DEBUG)
-            # an unverified TLS connection: urlopen's _validate_conn warns for each request
-            or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
-        ):
+        if exchange.conn is None:
             return None
-        head = exchange.head  # parsed by the loop
-        if head is None:
-            return None  # a head to refuse, or cut short: urlopen raises it from the same bytes
-        data = conn._rest
-        used = exchange.head_size
-        status = head.status
-        framing = head.framing
-        if framing == "length":
-            end = used + head.content_length
-        elif framing == "none":  # HEAD, 204, 304
-            end = used
-        else:
+        retries = self._retries(exchange.tag, job.kw.get("retries"))
+        finished = _finish_at(exchange, retries, job.redirect)
+        if finished is None:
             return None
-        if (
-            len(data) != end
-            or status < 200
-            or (job.redirect and status in _REDIRECTS)
-            or head.content_encoding  # decoded by the response, as urllib3 decodes it
-            or not no_status_retry(self._retries(pool, job.kw.get("retries")), status)
-        ):
-            return None
-        # Ours now: what urlopen and the response's end would do with it.
-        exchange.conn = None
-        conn._rest = b""
-        conn.sent_ahead = False
-        conn.request_started = True
-        conn.head_started = True
-        pool.num_requests += 1
-        pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
-        return LightResponse(status, head.reason, head.version, head, data[used:end], job.url)
+        head, body = finished
+        return LightResponse(head.status, head.reason, head.version, head, body, job.url)
 
     def result(self, job: Any, exchange: Exchange) -> Any:
         """The map's result for the answer the loop read for ``job``: ``(job.given,

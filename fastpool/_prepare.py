@@ -28,7 +28,7 @@ from .cookies import _merged_cookies, _prepare_cookies
 if TYPE_CHECKING:
     from ._environment import Environment
 
-__all__ = ("Preparer", "SessionSettings", "merge_dicts", "merge_scalar")
+__all__ = ("NO_HOOKS", "Preparer", "SessionSettings", "merge_dicts", "merge_scalar")
 
 
 class SessionSettings(Protocol):
@@ -90,9 +90,9 @@ _PLAIN_PARAMS = re.compile(r"[A-Za-z0-9_.\-~%+=&]*\Z")
 _EMPTY_BODY_TYPES = (type(None), dict, list, tuple, str, bytes)
 _HEADER_CACHE_SIZE = 1024
 _SESSION_HEADERS_CACHE_SIZE = 16
-_NO_HOOKS: dict[str, list[Any]] = {
-    "response": []
-}  # merge_hooks of no hooks: prepare_hooks would register nothing
+#: merge_hooks of no hooks (what default_hooks() makes): prepare_hooks would register nothing.
+#: Shared: read, never stored or changed.
+NO_HOOKS: dict[str, list[Any]] = {"response": []}
 _NO_BODY_METHODS = ("GET", "HEAD")
 
 
@@ -231,7 +231,7 @@ class Preparer:
         # A fast URL has no userinfo, so without auth prepare_auth would do nothing.
         if auth is not None or fast_url is None:
             p.prepare_auth(auth, url)
-        if type(hooks) is not dict or hooks != _NO_HOOKS:  # nothing to register otherwise
+        if type(hooks) is not dict or hooks != NO_HOOKS:  # nothing to register otherwise
             p.prepare_hooks(hooks)
         return p
 

@@ -14,6 +14,8 @@ and the redirect limit are kept as requests keeps them.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from time import perf_counter
 from typing import Any
 
 from requests.auth import AuthBase
@@ -26,11 +28,16 @@ from requests.exceptions import (
 )
 from requests.exceptions import SSLError as RequestsSSLError
 from requests.models import PreparedRequest, Request, Response
+from requests.sessions import Session as _RequestsSession
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
+from urllib3.util.retry import Retry
 
 from . import exceptions
+from ._lane import finish_on
 from ._loop import Exchange, Loop
+from .adapters import _to_requests_error
 from .multi import Result, host_of, narrow_timeout
+from .response import HTTPResponse as EngineResponse
 
 __all__ = ("DeadlineExceeded", "SessionDriver")
 
@@ -50,7 +57,9 @@ class DeadlineExceeded(exceptions.DeadlineExceeded, Timeout):
 
 def _auth_round_trip(prep: PreparedRequest) -> bool:
     """Whether an auth handler registered a response hook on ``prep`` (to answer a 401)."""
-    hooks = (prep.hooks.get("response") if prep.hooks else None) or ()
+    hooks = prep.hooks.get("response") if prep.hooks else None
+    if not hooks:  # (most requests: no generator to make)
+        return False
     return any(isinstance(getattr(h, "__self__", None), AuthBase) for h in hooks)
 
 
@@ -181,8 +190,58 @@ class SessionDriver:
             **settings,
         )
 
+    def plain_result(self, job: _Job, exchange: Exchange) -> Result | None:
+        """The job's result for the plainest answer the loop read (:meth:`send` then
+        :meth:`after` for a hop the lane began on the adapter's fast route), in one call: the
+        pool's half through ``fastpool._lane.finish_on`` (the connection handed back), then the
+        raw response as it stands once read, and ``Session.send``'s own steps for a response
+        nobody hooked (``_fast_response``, elapsed, the jar's cookies, the content). None:
+        nothing was done, :meth:`send` finishes it (a streamed hop, a response hook, a Retry
+        that is not one yet or has a history, a Session whose redirect steps are not requests'
+        own, and every answer ``finish_on`` leaves: a redirect, a Content-Encoding, a status
+        to retry...). Never raises: an error is the result, as :meth:`send` makes it."""
+        caller = exchange.caller
+        prep = job.prep
+        if caller is None or not caller[3] or prep is None or job.whole is not None:
+            return None  # (caller[3]: the adapter's fast route, _fast_response's)
+        hooks = prep.hooks
+        session = self.session
+        cls = type(session)
+        if (
+            (hooks and hooks.get("response"))
+            or job.kwargs.get("stream", session.stream)
+            or cls.resolve_redirects is not _RequestsSession.resolve_redirects
+            or cls.get_redirect_target is not _RequestsSession.get_redirect_target
+        ):
+            return None
+        adapter = caller[0]
+        retries = adapter.max_retries if exchange.retries is None else exchange.retries
+        conn = exchange.conn
+        if conn is None or type(retries) is not Retry:
+            return None
+        queue = conn._loop_queue
+        try:
+            finished = finish_on(exchange, retries)
+        except Exception as e:  # noqa: BLE001 - the request's outcome, as send's would be
+            return self.after(job, _to_requests_error(e, prep) or e)
+        if finished is None:
+            return None
+        head, body = finished
+        try:
+            raw = EngineResponse._read_to_its_end(
+                head, exchange.tag, queue, prep.method, caller[1], retries, len(body)
+            )
+            # Session._send_hop's steps for this response, in their order
+            response = adapter._fast_response(prep, raw)
+            response.elapsed = timedelta(seconds=perf_counter() - exchange.started)
+            session._extract_cookies(prep, raw)
+            response._content = body or b""  # private (and the next): fastpool._thirdparty
+            response._content_consumed = True
+        except Exception as e:  # noqa: BLE001 - the request's outcome, as send's would be
+            return self.after(job, e)
+        return self.after(job, response)
+
     decode_body: bool | None = True  # as iter_content reads: decoded
-    plain_result = None  # every answer ends through Session.send's steps
     plain_begin = None  # every hop begins through the Session's own steps (_loop_begin)
 
     def body_of(self, response: Response) -> Any:

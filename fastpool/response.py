@@ -546,6 +546,53 @@ class HTTPResponse(_U3HTTPResponse):
         if preload_content and not self._done:
             self._body = self.read(decode_content=decode_content)
 
+    @classmethod
+    def _read_to_its_end(
+        cls,
+        head: ResponseHead,
+        pool: Any,
+        queue: Any,
+        request_method: str | None,
+        request_url: str | None,
+        retries: Any,
+        body_length: int,
+    ) -> HTTPResponse:
+        """The response ``urlopen(..., preload_content=False, decode_content=False)`` returns
+        for ``head``, as it is once its body (``body_length`` bytes, no Content-Encoding, framed
+        by its length or absent) was read to its end with ``read(decode_content=True)`` and its
+        connection handed back to ``pool`` (``queue``: the slot's): for the plainest answers of
+        ``Session.map``, whose connection ``fastpool._lane.finish_on`` handed back. Its
+        attributes are ``__init__``'s and the read's, in their order (held to them by
+        tests/with_dummyserver/test_session_map_lane.py)."""
+        response = cls.__new__(cls)
+        framing = head.framing
+        response.__dict__.update(
+            status=head.status,
+            reason=head.reason,
+            version=head.version,
+            _head=head,
+            _connection=None,
+            _pool=pool,
+            _queue=queue,
+            _request_method=request_method,
+            _request_url=request_url,
+            decode_content=False,
+            enforce_content_length=True,
+            auto_close=True,
+            chunked=False,
+            _framing=framing,
+            _keep_alive=head.keep_alive,
+            length_remaining=0 if framing == "length" else head.content_length,
+            _rest=b"",
+            _decoded=bytearray(),
+            _fp_bytes_read=body_length,
+            _done=True,
+            _retries=retries,
+            _content_decoder_ready=True,
+            _body=None,
+        )
+        return response
+
     # --- attributes ---------------------------------------------------------------------------
     @property
     def headers(self) -> HTTPHeaderDict:

@@ -30,6 +30,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
@@ -57,7 +58,7 @@ from urllib3.exceptions import SSLError as U3SSLError
 from ._environment import Environment
 from ._patches import stock_function
 from ._prefix import PrefixRouter
-from ._prepare import Preparer, merge_dicts, merge_scalar
+from ._prepare import NO_HOOKS, Preparer, merge_dicts, merge_scalar
 from ._session_map import SessionDriver
 from ._thirdparty import basic_auth_str, requests_mock_send_lock
 from .adapters import HTTPAdapter
@@ -505,10 +506,9 @@ class Session(requests.Session):
         :meth:`prepare_request` is fastpool's own (``Session.map``'s URLs)."""
         if getattr(self.prepare_request, "__func__", None) is not _OWN_STEPS[0]:
             return self.prepare_request(Request("GET", url))
-        # What Request("GET", url) holds, as request() passes it on.
-        return self._preparer.prepare(
-            self, "GET", url, {}, [], [], {}, None, None, default_hooks(), None
-        )
+        # What Request("GET", url) holds, as request() passes it on (its hooks: the empty
+        # registry default_hooks() makes, which prepare only reads)
+        return self._preparer.prepare(self, "GET", url, {}, [], [], {}, None, None, NO_HOOKS, None)
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Build the :class:`~requests.PreparedRequest` requests would build for ``request``."""
@@ -587,11 +587,12 @@ class Session(requests.Session):
             adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
             start = preferred_clock()
             r = adapter.send(request, **kwargs)
+            r.elapsed = timedelta(seconds=preferred_clock() - start)
         else:
-            # the adapter the loop began with; elapsed counts from when it took the request
-            start = exchange.started
+            # the adapter the loop began with; elapsed counts from when it took the request,
+            # on the loop's clock (requests' preferred_clock is time.time() off Windows)
             r = exchange.caller[0]._send_exchanged(request, exchange)
-        r.elapsed = timedelta(seconds=preferred_clock() - start)
+            r.elapsed = timedelta(seconds=perf_counter() - exchange.started)
         if hooks and hooks.get("response"):  # dispatch_hook does nothing otherwise
             r = dispatch_hook("response", hooks, r, **kwargs)
 

@@ -315,6 +315,7 @@ class _CountingBuffer(bytearray):
 
 def _use_pure_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run maps on the loop's pure-Python twin, whatever the build."""
+    import fastpool._lane_py
     import fastpool._loop
     import fastpool._session_map
     import fastpool.adapters
@@ -324,6 +325,8 @@ def _use_pure_loop(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "Exchange", loop_module.Exchange)
     monkeypatch.setattr(fastpool._loop, "Loop", loop_module.Loop)
     monkeypatch.setattr(fastpool.multi, "Loop", loop_module.Loop)
+    # the lane's finish of a Session's answer reads the exchange: the twin of its loop's
+    monkeypatch.setattr(fastpool._session_map, "finish_on", fastpool._lane_py.finish_on)
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,9 @@ def observe(outcome: Any, session: requests.Session) -> dict[str, Any]:
         ),
         "next": outcome.next.url if outcome.next is not None else None,
         "cookies": cookies,
+        # each hop's time to its answer: a duration of this run (not the same, but sane)
+        "elapsed": [0.0 <= r.elapsed.total_seconds() < 60.0 for r in (*outcome.history, outcome)],
+        "raw": (outcome.raw.status, outcome.raw.version, outcome.raw.reason, outcome.raw.read()),
     }
 
 

@@ -10,10 +10,7 @@ server read, and the pools' counters.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,35 +18,15 @@ import requests
 from dummyserver import AppServer
 from dummyserver.oneshot import OneShotServer
 from request_headers import REQUESTS_HEADERS, session_headers
+from session_map_ways import comparable_body, finishing, lane, run_maps
 from urllib3.util import SKIP_HEADER
 from urllib3.util.timeout import Timeout
 
 import fastpool
 import fastpool._lane
-import fastpool.adapters
 from fastpool.pool import HTTPConnectionPool
 
 pytestmark = pytest.mark.filterwarnings("error")
-
-
-@contextlib.contextmanager
-def lane(on: bool, taken: list[bool] | None = None) -> Iterator[None]:
-    """``begin_on`` as it is (each outcome recorded in ``taken``: True when it took the hop),
-    or switched off (every hop takes the general steps)."""
-    real = fastpool._lane.begin_on
-
-    def counted(*args: Any) -> Any:
-        outcome = real(*args)
-        if taken is not None:
-            taken.append(outcome is not None)
-        return outcome
-
-    saved = fastpool.adapters._begin_on
-    fastpool.adapters._begin_on = counted if on else (lambda *args: None)
-    try:
-        yield
-    finally:
-        fastpool.adapters._begin_on = saved
 
 
 def seen(result: Any) -> tuple[Any, ...]:
@@ -60,14 +37,7 @@ def seen(result: Any) -> tuple[Any, ...]:
     if result.error is not None:
         return (key, type(result.error).__name__, str(result.error))
     response = result.response
-    body: Any = response.content
-    skip = {"date"}
-    with contextlib.suppress(ValueError):
-        data = json.loads(body)
-        if isinstance(data, dict) and "connection" in data:
-            del data["connection"]
-            skip.add("content-length")
-            body = data
+    body, skip = comparable_body(response.content)
     return (
         key,
         response.status_code,
@@ -78,24 +48,6 @@ def seen(result: Any) -> tuple[Any, ...]:
         response.encoding,
         [(r.status_code, r.url) for r in response.history],
         sorted(response.request.headers.items()),
-    )
-
-
-def counters(session: fastpool.Session) -> list[tuple[Any, ...]]:
-    return sorted(
-        (
-            pool.scheme,
-            pool.host,
-            pool.port,
-            pool.num_requests,
-            pool.num_connections,
-            pool.pool.idle,
-            pool.pool.in_use,
-            pool.dropped_stale,
-            pool.expired_idle,
-        )
-        for adapter in {id(a): a for a in session.adapters.values()}.values()
-        for pool in adapter.poolmanager.pools.values()
     )
 
 
@@ -130,20 +82,6 @@ def pool_of(session: fastpool.Session, url: str) -> Any:
     return pool
 
 
-def run_maps(
-    make: Any, rounds: list[list[Any]], pause: float = 0.0, **options: Any
-) -> tuple[list[list[Any]], list[Any], list[Any]]:
-    outcomes = []
-    with make() as session:
-        for n, round_items in enumerate(rounds):
-            if n:
-                time.sleep(pause)
-            results = list(session.map(round_items, **options))
-            outcomes.append(sorted((seen(r) for r in results), key=repr))
-        cookies = sorted((c.domain, c.path, c.name, c.value) for c in session.cookies)
-        return outcomes, cookies, counters(session)
-
-
 @pytest.mark.parametrize(
     ("timeout", "concurrency"),
     [
@@ -170,9 +108,9 @@ def test_begin_on_answers_as_the_general_steps(
 
     taken: list[bool] = []
     with lane(True, taken):
-        with_lane = run_maps(make, rounds, concurrency=concurrency, timeout=timeout)
+        with_lane = run_maps(make, rounds, seen, concurrency=concurrency, timeout=timeout)
     with lane(False):
-        without = run_maps(make, rounds, concurrency=concurrency, timeout=timeout)
+        without = run_maps(make, rounds, seen, concurrency=concurrency, timeout=timeout)
     if concurrency > 1:
         # How many connections four hops in flight dial depends on which answer comes first
         # (the /close route closes its own): the same count only one at a time.
@@ -183,18 +121,20 @@ def test_begin_on_answers_as_the_general_steps(
     assert True in taken and False in taken  # both ways were taken
 
 
-def test_begin_on_takes_the_plainest_hops(app_server: AppServer) -> None:
+def test_the_plainest_hops_are_begun_and_finished_in_one_call(app_server: AppServer) -> None:
+    # begun by begin_on, finished by plain_result (test_session_map_finish.py)
     base = f"{app_server.url}/bytes/10"
     taken: list[bool] = []
+    finished: list[bool] = []
     with fastpool.Session() as session:
         list(session.map([base] * 4, concurrency=4))  # four idle connections
         urls = [f"{base}?n={i}" for i in range(40)]  # a crawl's URLs: each new
-        with lane(True, taken):
+        with lane(True, taken), finishing(True, finished):
             results = list(session.map(urls, concurrency=4, timeout=5.0))
         pool = pool_of(session, base)
         assert sorted(r.response.url for r in results) == sorted(urls)
-        assert {r.response.content for r in results} == {results[0].response.content}
-        assert taken == [True] * 40
+        assert {len(r.response.content) for r in results} == {10}
+        assert taken == finished == [True] * 40
         assert pool.num_requests == 44
         assert pool.num_connections == 4
         assert pool.pool.idle == 4 and pool.pool.in_use == 0
@@ -243,9 +183,9 @@ def test_begin_on_expires_idle_connections_as_the_general_steps(app_server: AppS
 
     taken: list[bool] = []
     with lane(True, taken):
-        with_lane = run_maps(make, [[url] * 4] * 3, pause=0.15, concurrency=4)
+        with_lane = run_maps(make, [[url] * 4] * 3, seen, pause=0.15, concurrency=4)
     with lane(False):
-        without = run_maps(make, [[url] * 4] * 3, pause=0.15, concurrency=4)
+        without = run_maps(make, [[url] * 4] * 3, seen, pause=0.15, concurrency=4)
     assert with_lane == without
     assert True in taken
     ((*_, expired),) = without[2]  # (the one pool's counters)

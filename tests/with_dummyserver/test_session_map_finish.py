@@ -1,0 +1,254 @@
+"""``Session.map``'s plainest answers finished in one call (``SessionDriver.plain_result``).
+
+For a hop the lane began on the adapter's fast route, an answer that needs nothing more than
+its bytes (no redirect, no Content-Encoding, no status to retry, framed by its length) is
+finished by ``fastpool._lane.finish_on`` (the connection handed back) and
+``HTTPResponse._read_to_its_end`` (the raw response as it stands once read), then
+``Session.send``'s own steps. Everything else takes the general steps (``SessionDriver.send``:
+``urlopen``, the body read through the response). Each differential test runs the same maps
+with ``plain_result`` and with it switched off, on the same server, and compares what a caller
+sees: every result, the raw response's attributes (names, order and values), the cookies, the
+pools' counters.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+from dummyserver import AppServer
+from session_map_ways import comparable_body, finishing, run_maps
+from urllib3.util.retry import Retry
+
+import fastpool
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def _head(head: Any, skip: set[str]) -> tuple[Any, ...]:
+    headers = [(k, v) for k, v in head.headers if k.lower() not in skip]
+    return (head.status, head.reason, head.version, head.framing, head.keep_alive, headers)
+
+
+def _raw(raw: Any, skip: set[str]) -> list[tuple[str, Any]]:
+    """The raw response's attributes in their order, each as a value that compares across
+    runs (its head's parts, its pool's origin, its Retry's repr, its decoders' types)."""
+    out = []
+    for name, value in raw.__dict__.items():
+        if name == "_head":
+            value = _head(value, skip)
+        elif name == "_fp_bytes_read" and "content-length" in skip:
+            value = None
+        elif name in ("_content_decoder", "_chunks"):
+            value = type(value).__name__
+        elif name == "_pool":
+            value = (value.scheme, value.host, value.port)
+        elif name == "_queue":
+            value = value is raw.__dict__["_pool"].pool
+        elif name == "_retries":
+            value = repr(value)
+        elif name == "_decoded":
+            value = bytes(value)
+        elif name == "_original":
+            value = None if value is None else sorted(value.msg.items())
+        elif name == "_headers":
+            value = None if value is None else sorted(value.items())
+        out.append((name, value))
+    return out
+
+
+def seen(result: Any) -> tuple[Any, ...]:
+    """What a caller sees of a result: the response, its raw response, its history."""
+    given = result.request
+    key = given if isinstance(given, str) else (given.method, given.url)
+    if result.error is not None:
+        return (key, type(result.error).__name__, str(result.error))
+    hops = []
+    for response in (*result.response.history, result.response):
+        body, skip = comparable_body(response.content if response is result.response else None)
+        raw = response.raw
+        hops.append(
+            (
+                response.status_code,
+                response.reason,
+                [(k, v) for k, v in response.headers.items() if k.lower() not in skip],
+                body,
+                response.url,
+                response.encoding,
+                list(response.__dict__),
+                sorted((c.name, c.value) for c in response.cookies),
+                0.0 <= response.elapsed.total_seconds() < 30.0,
+                response._content_consumed,
+                type(response.connection).__name__,
+                sorted(response.request.headers.items()),
+                _raw(raw, skip),
+                raw.read(),  # (after the attributes: a read may add one)
+                raw.data,
+                raw.closed,
+                raw.connection is None,
+            )
+        )
+    return (key, hops)
+
+
+def items(http: str, https: str, cookies: bool) -> list[Any]:
+    """Answers ``plain_result`` finishes and answers it leaves (with the hops before them);
+    with ``cookies``, routes that set cookies too (their order decides what the later requests
+    send: mapped one at a time)."""
+    setters = [
+        f"{http}/response-headers?Set-Cookie=k%3Dv%3B%20Path%3D%2F&X-A=1&X-A=2",
+        f"{http}/headers",  # two Set-Cookie, a repeated header, an empty one
+        f"{http}/cookies/set?c=3",  # a redirect (Set-Cookie with it) to a plain answer
+    ]
+    return (setters if cookies else []) + [
+        f"{http}/bytes/100",
+        f"{http}/bytes/100?n=1",
+        f"{http}/bytes/0",
+        f"{http}/bytes/1",
+        f"{https}/bytes/10",
+        f"{http}/status/404",
+        f"{http}/status/500",
+        f"{http}/status/503",  # urllib3 looks at a Retry-After for a 503 (none here)
+        f"{http}/status/204",
+        f"{http}/response-headers?Retry-After=0&X-A=1&X-A=2",
+        f"{http}/redirect/2",
+        f"{http}/gzip",
+        f"{http}/chunked/300?chunk=7",
+        f"{http}/close",
+        f"{http}/http10",
+        f"{http}/no-length?n=5",
+        f"{http}/echo?a=%41",
+        requests.Request("GET", f"{http}/echo", headers={"X-Custom": "v"}),
+        requests.Request("HEAD", f"{http}/bytes/10"),
+        requests.Request("POST", f"{http}/echo", data={"a": "1"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "concurrency"),
+    [({}, 1), ({"timeout": 2.0}, 4), ({"allow_redirects": False}, 4), ({"deadline": 10.0}, 4)],
+    ids=["one-at-a-time", "timeout", "no-redirects", "deadline"],
+)
+def test_plain_result_answers_as_the_general_steps(
+    app_server: AppServer,
+    https_server: AppServer,
+    ca_bundle: str,
+    options: dict[str, Any],
+    concurrency: int,
+) -> None:
+    given = items(app_server.url, https_server.url, cookies=concurrency == 1)
+    rounds = [given, given, list(reversed(given))]  # later rounds find idle connections
+
+    def make() -> fastpool.Session:
+        session = fastpool.Session()
+        session.verify = ca_bundle
+        return session
+
+    taken: list[bool] = []
+    with finishing(True, taken):
+        finished = run_maps(make, rounds, seen, concurrency=concurrency, **options)
+    with finishing(False):
+        general = run_maps(make, rounds, seen, concurrency=concurrency, **options)
+    if concurrency > 1:
+        # which connection a hop in flight with others finds idle (or drops stale) depends on
+        # which answer comes first: the requests count, not where they went, then
+        for outcome in (finished, general):
+            for n, pool in enumerate(outcome[2]):
+                outcome[2][n] = pool[:4]
+    assert finished == general
+    assert True in taken and False in taken  # both ways were taken
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        response = call()
+    except requests.RequestException as e:
+        return type(e).__name__
+    return (response.status_code, response.content)
+
+
+@pytest.mark.parametrize(
+    "change", ["stream", "hook", "int-retries", "status-retry", "redirect-target"]
+)
+def test_plain_result_leaves_what_it_must_not_finish(app_server: AppServer, change: str) -> None:
+    # each of these takes the general steps, and ends as a loop of Session.get ends
+    url = f"{app_server.url}/status/500" if change == "status-retry" else f"{app_server.url}/echo"
+    called: list[int] = []
+
+    class Targeted(fastpool.Session):
+        def get_redirect_target(self, resp: Any) -> Any:
+            called.append(resp.status_code)
+            return super().get_redirect_target(resp)
+
+    session = Targeted() if change == "redirect-target" else fastpool.Session()
+    adapter = session.get_adapter(url)
+    if change == "hook":
+        session.hooks["response"].append(lambda r, **kw: called.append(r.status_code))
+    elif change == "int-retries":
+        adapter.max_retries = 0  # (set after construction: urlopen makes a Retry of it)
+    elif change == "status-retry":
+        # the first answer is a status to retry, the second a hop sent again (its Retry has a
+        # history): neither is finished in one call
+        adapter.max_retries = Retry(total=1, status_forcelist=[500], backoff_factor=0)
+    kwargs: dict[str, Any] = {"stream": True} if change == "stream" else {}
+    taken: list[bool] = []
+    with session, finishing(True, taken):
+        session.get(f"{app_server.url}/echo", timeout=5)  # an idle connection for the map
+        one = _outcome(lambda: session.get(url, timeout=5, **kwargs))
+        called_before = list(called)
+        (result,) = list(session.map([url], timeout=5, **kwargs))
+    mapped = type(result.error).__name__ if result.error is not None else None
+    if mapped is None:
+        mapped = (result.response.status_code, result.response.content)
+    assert mapped == one
+    assert taken and not any(taken), taken
+    if change == "status-retry":
+        assert one == "RetryError" and len(taken) == 2
+    if change in ("hook", "redirect-target"):
+        assert called[len(called_before) :] == called_before[-1:]  # once, as get calls it
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """503 for every other request (from the first), else 200 ``ok``; kept alive."""
+
+    protocol_version = "HTTP/1.1"
+    count = 0
+
+    def do_GET(self) -> None:
+        type(self).count += 1
+        status, body = (503, b"") if type(self).count % 2 else (200, b"ok")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_hop_sent_again_takes_the_general_steps() -> None:
+    # its Retry has a history, which urlopen's response reads its url from: not finished in
+    # one call (the 503 before it neither: a status to retry); it ends as get's does
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/flaky"
+    retry = Retry(total=2, status_forcelist=[503], backoff_factor=0)
+    taken: list[bool] = []
+    try:
+        with fastpool.Session() as session, finishing(True, taken):
+            session.mount("http://", fastpool.HTTPAdapter(max_retries=retry))
+            one = session.get(url, timeout=5)
+            (result,) = list(session.map([url], timeout=5))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.error is None, result.error
+    mapped = result.response
+    assert (mapped.status_code, mapped.content) == (one.status_code, one.content) == (200, b"ok")
+    assert [h.status for h in mapped.raw.retries.history] == [503]
+    assert mapped.raw.retries.history == one.raw.retries.history
+    assert taken == [False, False]
