@@ -36,7 +36,7 @@ cdef extern from *:
     bint _plain_getattr "fastpool_generic_getattr"(object o)
 from .tls import has_buffered_bytes
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "finish_on", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "hand_back", "plain_answer", "plain_origin_form")
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
 # fastpool loads, before the modules these come from can be. The functions to compare with are
@@ -47,6 +47,8 @@ cdef object OWN_CONNECT, OWN_CONNECTIONS, OWN_GET_CONN, OWN_POOLS, OWN_RENDER_RE
 cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft, OWN_MAKE_REQUEST
 cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED
 cdef object OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
+cdef object OWN_RESPONSE
+cdef tuple FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
@@ -64,6 +66,7 @@ cdef _load():
     global OWN_MAKE_REQUEST
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
     global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
+    global OWN_RESPONSE, FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
@@ -87,6 +90,9 @@ cdef _load():
     OWN_CHECKIN_FINISHED = pool.OWN_CHECKIN_FINISHED
     OWN_REVIVE = pool.OWN_REVIVE
     OWN_PUT_CONN = pool.OWN_PUT_CONN
+    OWN_RESPONSE = pool.OWN_RESPONSE
+    FINISH_CONNECTION_STEPS = pool.FINISH_CONNECTION_STEPS
+    FINISH_RESPONSE_STEPS = pool.FINISH_RESPONSE_STEPS
     _pool_module = pool  # its monotonic is read at each check-in, as _put_conn reads it
     TotalLeft = pool.TotalLeft
     connect_in_worker = pool.connect_in_worker
@@ -180,7 +186,11 @@ cdef bint _own_plain_pool(pool) except -1:
 cdef bint _steps_replaced_on(conn) except -1:
     # fastpool.connection.steps_replaced_on
     cdef dict own = conn.__dict__
-    return bool(own) and ("request" in own or "render_request" in own or "connect" in own)
+    return bool(own) and (
+        "request" in own or "render_request" in own or "connect" in own
+        or "read_response_head" in own or "take_head_ahead" in own
+        or "answer_is_whole" in own or "take_rest" in own
+    )
 
 
 cdef bint _buffered(sock) except -1:
@@ -418,18 +428,60 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
     )
 
 
-def finish_on(Exchange exchange not None, retries):
-    """The pool's half of a plain answer for ``Session.map``: ``(head, body)``, the
-    connection handed back, or None (see the twin)."""
+def plain_answer(Exchange exchange not None, retries):
+    """``(head, body)`` for the plainest answer, nothing changed, or None (see the twin)."""
     if not _loaded:
         _load()
     if exchange.conn is None or retries.history:
         return None
-    return _finish_at(exchange, retries, True)
+    return _plain_answer(exchange, retries, True)
 
 
-cdef object _finish_at(Exchange exchange, retries, bint redirect):
-    """The pool's half of ``Lane.result`` and ``finish_on`` (see the twin)."""
+def hand_back(Exchange exchange not None, head):
+    """The connection of an answer ``plain_answer`` took, handed back (see the twin)."""
+    _hand_back(exchange, head)
+
+
+cdef _hand_back(Exchange exchange, head):
+    pool = exchange.tag
+    conn = exchange.conn
+    exchange.conn = None
+    conn._rest = b""
+    conn.sent_ahead = False
+    conn.request_started = True
+    conn.head_started = True
+    pool.num_requests += 1
+    _checkin_finished(pool, conn, (<ResponseHead>head).keep_alive)
+
+
+cdef bint _finish_steps_own(pool, conn) except -1:
+    # the steps urlopen and the response's read would take are fastpool's own (see the twin)
+    cdef tuple pair
+    pool_cls = type(pool)
+    cls = type(conn)
+    if pool_cls not in OWN_POOLS or cls not in OWN_CONNECTIONS:
+        return False
+    cdef dict own = pool.__dict__
+    if (
+        _on_class(pool_cls, "_make_request") is not OWN_MAKE_REQUEST
+        or "_make_request" in own
+        or _on_class(pool_cls, "_validate_conn") not in OWN_VALIDATE_CONN
+        or "_validate_conn" in own
+        or _steps_replaced_on(conn)
+        or _pool_module.HTTPResponse is not OWN_RESPONSE
+    ):
+        return False
+    for pair in FINISH_CONNECTION_STEPS:
+        if _on_class(cls, pair[0]) is not pair[1]:
+            return False
+    for pair in FINISH_RESPONSE_STEPS:
+        if _on_class(OWN_RESPONSE, pair[0]) is not pair[1]:
+            return False
+    return True
+
+
+cdef object _plain_answer(Exchange exchange, retries, bint redirect):
+    """The decisions of ``Lane.result`` and ``plain_answer`` (see the twin)."""
     cdef ResponseHead head
     pool = exchange.tag
     conn = exchange.conn
@@ -446,6 +498,7 @@ cdef object _finish_at(Exchange exchange, retries, bint redirect):
         or pool._log.isEnabledFor(_DEBUG)
         # an unverified TLS connection: urlopen's _validate_conn warns for each request
         or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
+        or not _finish_steps_own(pool, conn)
     ):
         return None
     if exchange.head is None:
@@ -469,13 +522,6 @@ cdef object _finish_at(Exchange exchange, retries, bint redirect):
         or not _no_status_retry(retries, status)
     ):
         return None
-    exchange.conn = None
-    conn._rest = b""
-    conn.sent_ahead = False
-    conn.request_started = True
-    conn.head_started = True
-    pool.num_requests += 1
-    _checkin_finished(pool, conn, head.keep_alive)
     return head, data[used:end]
 
 
@@ -574,10 +620,11 @@ cdef class Lane:
         if exchange.conn is None:
             return None
         retries = self._retries(exchange.tag, job.kw.get("retries"))
-        finished = _finish_at(exchange, retries, job.redirect)
-        if finished is None:
+        answer = _plain_answer(exchange, retries, job.redirect)
+        if answer is None:
             return None
-        head, body = <tuple>finished
+        head, body = <tuple>answer
+        _hand_back(exchange, head)
         return LightResponse(
             (<ResponseHead>head).status, (<ResponseHead>head).reason,
             (<ResponseHead>head).version, head, body, job.url

@@ -29,11 +29,14 @@ from typing import Any
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
+from . import pool as _pool_module
 from ._failed_socket import FailedSocket
 from ._loop import Exchange, new_exchange
 from .connection import steps_replaced_on
 from .light import LightResponse
 from .pool import (
+    FINISH_CONNECTION_STEPS,
+    FINISH_RESPONSE_STEPS,
     OWN_CONNECT,
     OWN_CONNECTIONS,
     OWN_GET_CONN,
@@ -42,6 +45,7 @@ from .pool import (
     OWN_POOLS,
     OWN_RENDER_REQUEST,
     OWN_REQUEST,
+    OWN_RESPONSE,
     OWN_REVIVE,
     OWN_VALIDATE_CONN,
     PLAIN_FIT,
@@ -53,7 +57,7 @@ from .pool import (
 from .response import HTTPResponse
 from .tls import has_buffered_bytes
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "finish_on", "plain_origin_form")
+__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "hand_back", "plain_answer", "plain_origin_form")
 
 #: the urlopen arguments a hop may carry and still take the lane (a body only when None,
 #: preload_content only when True); any other takes the general steps
@@ -233,23 +237,66 @@ def _begin_at(
     return exchange
 
 
-def finish_on(exchange: Exchange, retries: Retry) -> tuple[Any, bytes] | None:
-    """What ``pool.urlopen(..., _exchange=exchange, retries=retries, redirect=False)`` and
-    reading the body to its end do for the plainest answer, in one call, for ``Session.map``
-    (``SessionDriver.plain_result``): the connection handed back, ``(head, body)``. None:
-    nothing was done, ``urlopen`` is to finish it (:meth:`Lane.result` says which answers).
-    A redirect status is left to ``urlopen`` too (the Session follows it), and so is a hop
-    sent again (``retries`` has a history, which urlopen's response reads its url from). It
-    may raise."""
+def plain_answer(exchange: Exchange, retries: Retry) -> tuple[Any, bytes] | None:
+    """For ``Session.map`` (``SessionDriver.plain_result``): ``(head, body)`` when the answer
+    the loop read for ``exchange`` is the plainest one, which ``urlopen(..., _exchange=exchange,
+    retries=retries, redirect=False)`` and a read of the body to its end would end with nothing
+    more done (:meth:`Lane.result` says which answers); None: ``urlopen`` is to finish it. A
+    redirect status is left to ``urlopen`` too (the Session follows it), and so is a hop sent
+    again (``retries`` has a history, which urlopen's response reads its url from). Nothing is
+    changed: :func:`hand_back` then gives the connection back. It may raise."""
     if exchange.conn is None or retries.history:
         return None
-    return _finish_at(exchange, retries, True)
+    return _plain_answer(exchange, retries, True)
 
 
-def _finish_at(exchange: Exchange, retries: Retry, redirect: bool) -> tuple[Any, bytes] | None:
-    """The pool's half of :meth:`Lane.result` and :func:`finish_on`: ``(head, body)``, the
-    connection handed back as the response's end hands it back, for the plainest answer
-    (``redirect``: a redirect status is not one); else None, nothing done."""
+def hand_back(exchange: Exchange, head: Any) -> None:
+    """The connection of an answer :func:`plain_answer` took, handed back to its pool as
+    ``urlopen`` and the response's end would hand it back (it is no longer the exchange's)."""
+    pool = exchange.tag
+    conn = exchange.conn
+    exchange.conn = None
+    conn._rest = b""
+    conn.sent_ahead = False
+    conn.request_started = True
+    conn.head_started = True
+    pool.num_requests += 1
+    pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
+
+
+def _finish_steps_own(pool: Any, conn: Any) -> bool:
+    """Whether every step ``urlopen`` and the response's read would take to finish an answer
+    on ``conn`` is fastpool's own: the pool's and the connection's classes, their steps (on
+    the class and on the object), the response class and its reading steps. A patch of any of
+    them (a mock of ``HTTPResponse.read``, a connection class that checks each head) must see
+    the answer: the general steps finish it."""
+    pool_cls = type(pool)
+    cls = type(conn)
+    if pool_cls not in OWN_POOLS or cls not in OWN_CONNECTIONS:
+        return False
+    own = vars(pool)
+    if (
+        pool_cls._make_request is not OWN_MAKE_REQUEST
+        or "_make_request" in own
+        or pool_cls._validate_conn not in OWN_VALIDATE_CONN
+        or "_validate_conn" in own
+        or steps_replaced_on(conn)
+        or _pool_module.HTTPResponse is not OWN_RESPONSE
+    ):
+        return False
+    for name, step in FINISH_CONNECTION_STEPS:
+        if getattr(cls, name) is not step:
+            return False
+    for name, step in FINISH_RESPONSE_STEPS:
+        if getattr(OWN_RESPONSE, name) is not step:
+            return False
+    return True
+
+
+def _plain_answer(exchange: Exchange, retries: Retry, redirect: bool) -> tuple[Any, bytes] | None:
+    """The decisions of :meth:`Lane.result` and :func:`plain_answer`: ``(head, body)`` for
+    the plainest answer (``redirect``: a redirect status is not one), else None; nothing is
+    changed."""
     pool = exchange.tag
     conn = exchange.conn
     if (
@@ -263,6 +310,7 @@ def _finish_at(exchange: Exchange, retries: Retry, redirect: bool) -> tuple[Any,
         or pool._log.isEnabledFor(logging.DEBUG)
         # an unverified TLS connection: urlopen's _validate_conn warns for each request
         or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
+        or not _finish_steps_own(pool, conn)
     ):
         return None
     head = exchange.head  # parsed by the loop
@@ -286,14 +334,6 @@ def _finish_at(exchange: Exchange, retries: Retry, redirect: bool) -> tuple[Any,
         or not no_status_retry(retries, status)
     ):
         return None
-    # Ours now: what urlopen and the response's end would do with it.
-    exchange.conn = None
-    conn._rest = b""
-    conn.sent_ahead = False
-    conn.request_started = True
-    conn.head_started = True
-    pool.num_requests += 1
-    pool._checkin_finished(conn, head.keep_alive, conn._loop_queue)
     return head, data[used:end]
 
 
@@ -392,10 +432,11 @@ class Lane:
         if exchange.conn is None:
             return None
         retries = self._retries(exchange.tag, job.kw.get("retries"))
-        finished = _finish_at(exchange, retries, job.redirect)
-        if finished is None:
+        answer = _plain_answer(exchange, retries, job.redirect)
+        if answer is None:
             return None
-        head, body = finished
+        head, body = answer
+        hand_back(exchange, head)  # ours now: what urlopen and the response's end would do
         return LightResponse(head.status, head.reason, head.version, head, body, job.url)
 
     def result(self, job: Any, exchange: Exchange) -> Any:

@@ -33,9 +33,8 @@ from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSL
 from urllib3.util.retry import Retry
 
 from . import exceptions
-from ._lane import finish_on
+from ._lane import hand_back, plain_answer, plain_origin_form
 from ._loop import Exchange, Loop
-from .adapters import _to_requests_error
 from .multi import Result, host_of, narrow_timeout
 from .response import HTTPResponse as EngineResponse
 
@@ -192,23 +191,29 @@ class SessionDriver:
 
     def plain_result(self, job: _Job, exchange: Exchange) -> Result | None:
         """The job's result for the plainest answer the loop read (:meth:`send` then
-        :meth:`after` for a hop the lane began on the adapter's fast route), in one call: the
-        pool's half through ``fastpool._lane.finish_on`` (the connection handed back), then the
-        raw response as it stands once read, and ``Session.send``'s own steps for a response
-        nobody hooked (``_fast_response``, elapsed, the jar's cookies, the content). None:
-        nothing was done, :meth:`send` finishes it (a streamed hop, a response hook, a Retry
-        that is not one yet or has a history, a Session whose redirect steps are not requests'
-        own, and every answer ``finish_on`` leaves: a redirect, a Content-Encoding, a status
-        to retry...). Never raises: an error is the result, as :meth:`send` makes it."""
+        :meth:`after` for a hop begun on the adapter's fast route), in one call: the answer
+        taken as ``fastpool._lane.plain_answer`` finds it, the raw response as it stands once
+        read, ``Session.send``'s own steps for a response nobody hooked (``_fast_response``,
+        elapsed, the jar's cookies), then the connection handed back (``hand_back``) and the
+        content set. None: nothing was done, :meth:`send` finishes it (a streamed hop, a
+        response hook, a target the pool would rewrite, a Retry that is not one yet or has a
+        history, a Session whose redirect steps are not requests' own, and every answer
+        ``plain_answer`` leaves: a redirect, a Content-Encoding, a status to retry, a step a
+        tool patched...). Never raises: an error is the result, as :meth:`send` makes it
+        (the connection then left to the map, which closes it, as the dropped response of the
+        general steps would)."""
         caller = exchange.caller
         prep = job.prep
         if caller is None or not caller[3] or prep is None or job.whole is not None:
             return None  # (caller[3]: the adapter's fast route, _fast_response's)
+        target = caller[1]
         hooks = prep.hooks
         session = self.session
         cls = type(session)
         if (
-            (hooks and hooks.get("response"))
+            not plain_origin_form(target)  # (as the pool's _target leaves it: raw.url)
+            or "/." in target
+            or (hooks and hooks.get("response"))
             or job.kwargs.get("stream", session.stream)
             or cls.resolve_redirects is not _RequestsSession.resolve_redirects
             or cls.get_redirect_target is not _RequestsSession.get_redirect_target
@@ -219,26 +224,27 @@ class SessionDriver:
         conn = exchange.conn
         if conn is None or type(retries) is not Retry:
             return None
-        queue = conn._loop_queue
+        answer = None
         try:
-            finished = finish_on(exchange, retries)
-        except Exception as e:  # noqa: BLE001 - the request's outcome, as send's would be
-            return self.after(job, _to_requests_error(e, prep) or e)
-        if finished is None:
-            return None
-        head, body = finished
-        try:
+            answer = plain_answer(exchange, retries)
+            if answer is None:
+                return None
+            head, body = answer
             raw = EngineResponse._read_to_its_end(
-                head, exchange.tag, queue, prep.method, caller[1], retries, len(body)
+                head, exchange.tag, conn._loop_queue, prep.method, target, retries, len(body)
             )
-            # Session._send_hop's steps for this response, in their order
+            # Session._send_hop's steps for this response, in their order; the connection
+            # goes back after them, as the content's read gives it back after them
             response = adapter._fast_response(prep, raw)
             response.elapsed = timedelta(seconds=perf_counter() - exchange.started)
             session._extract_cookies(prep, raw)
-            response._content = body or b""  # private (and the next): fastpool._thirdparty
-            response._content_consumed = True
+            hand_back(exchange, head)
         except Exception as e:  # noqa: BLE001 - the request's outcome, as send's would be
+            if answer is not None and exchange.conn is not None:
+                exchange.tag.num_requests += 1  # (urlopen counted it before this step)
             return self.after(job, e)
+        response._content = body or b""  # private (and the next): fastpool._thirdparty
+        response._content_consumed = True
         return self.after(job, response)
 
     decode_body: bool | None = True  # as iter_content reads: decoded

@@ -472,7 +472,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         cls = type(self)
         self._fast_route = all(
             getattr(cls, hook) is getattr(HTTPAdapter, hook) for hook in _FAST_ROUTE_HOOKS
-        )
+        )  # (a subclass's override; a patch on either class is seen at each request)
         self._origins: dict[str, dict[str, Any]] = {}
         self._timeouts: dict[tuple[type, Any], TimeoutSauce] = {}
         self._ca_paths: dict[str, dict[str, Any]] = {}
@@ -596,6 +596,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         fast = None
         if (
             self._fast_route
+            and _route_as_defined(type(self))
             and cert is None
             and (verify is True or verify is False or type(verify) is str)
         ):
@@ -644,6 +645,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         them."""
         if (
             self._fast_route
+            and _route_as_defined(type(self))
             and cert is None
             and (verify is True or verify is False or type(verify) is str)
         ):
@@ -917,6 +919,31 @@ class HTTPAdapter(_stock.HTTPAdapter):
         if "set-cookie" in store or "set-cookie2" in store:
             extract_cookies_to_jar(cookies, request, resp)
         return response
+
+
+# The hooks the fast route stands in for, as defined: fastpool's own, and requests' as its
+# module defined them (a tool's patch of requests' HTTPAdapter.build_response must see each
+# response, as on the stock adapter). None: replaced before fastpool was imported.
+_BUILD_RESPONSE = stock_function(_StockHTTPAdapter.build_response, _stock)
+_REQUEST_URL = stock_function(_StockHTTPAdapter.request_url, _stock)
+_ADD_HEADERS = stock_function(_StockHTTPAdapter.add_headers, _stock)
+_TLS_CONTEXT = stock_function(_StockHTTPAdapter.get_connection_with_tls_context, _stock)
+_OWN_KEY_ATTRIBUTES = HTTPAdapter.build_connection_pool_key_attributes
+_OWN_CERT_VERIFY = HTTPAdapter.cert_verify
+
+
+def _route_as_defined(cls: type) -> bool:
+    """Whether each hook the fast route stands in for is, on ``cls``, the function its module
+    defined: no override (checked once per adapter) and no patch since (checked here, at each
+    request)."""
+    return (
+        cls.build_response is _BUILD_RESPONSE  # type: ignore[attr-defined]
+        and cls.request_url is _REQUEST_URL  # type: ignore[attr-defined]
+        and cls.add_headers is _ADD_HEADERS  # type: ignore[attr-defined]
+        and cls.get_connection_with_tls_context is _TLS_CONTEXT  # type: ignore[attr-defined]
+        and cls.build_connection_pool_key_attributes is _OWN_KEY_ATTRIBUTES  # type: ignore[attr-defined]
+        and cls.cert_verify is _OWN_CERT_VERIFY  # type: ignore[attr-defined]
+    )
 
 
 _begin_on: Any = None

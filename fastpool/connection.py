@@ -1118,9 +1118,22 @@ OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
 OWN_IS_CONNECTED = vars(HTTPConnection)["is_connected"]
 
 
+#: the connection's steps a request runs, from its dial to its answer's end
+_REQUEST_STEPS = (
+    "request", "render_request", "connect", "read_response_head", "take_head_ahead",
+    "answer_is_whole", "take_rest",
+)  # fmt: skip
+
+
 def steps_replaced_on(conn: HTTPConnection) -> bool:
     """Whether one of the connection's steps a request runs (``request``, ``render_request``,
-    ``connect``) was replaced on the object itself (``mock.patch.object(conn, "request")``):
-    the map then sends through ``urlopen``, which calls it, as one request does."""
+    ``connect``, or reading the answer: ``read_response_head``, ``take_head_ahead``,
+    ``answer_is_whole``, ``take_rest``) was replaced on the object itself
+    (``mock.patch.object(conn, "request")``): the map then goes through ``urlopen``, which
+    calls it, as one request does."""
     own = conn.__dict__
-    return bool(own) and ("request" in own or "render_request" in own or "connect" in own)
+    if own:  # (most connections: an empty dict, nothing to look up)
+        for name in _REQUEST_STEPS:
+            if name in own:
+                return True
+    return False

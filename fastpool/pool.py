@@ -1931,6 +1931,18 @@ OWN_PUT_CONN = HTTPConnectionPool._put_conn
 #: the pool and connection classes whose every step the multiplexed map's lane knows
 OWN_POOLS = (HTTPConnectionPool, HTTPSConnectionPool)
 OWN_CONNECTIONS = (HTTPConnection, HTTPSConnection)
+#: The steps urlopen and the response's read take to finish an answer the loop read, as
+#: defined: the lane finishes the plainest answer itself only while each is still the class's
+#: (a mock of HTTPResponse.read, a patch of read_response_head must see the answer).
+OWN_RESPONSE = HTTPResponse
+FINISH_CONNECTION_STEPS = tuple(
+    (name, getattr(HTTPConnection, name))
+    for name in ("request", "read_response_head", "take_head_ahead", "answer_is_whole", "take_rest")
+)
+FINISH_RESPONSE_STEPS = tuple(
+    (name, getattr(HTTPResponse, name))
+    for name in ("__init__", "read", "_read_raw", "_consumed_length", "_finish")
+)
 
 #: Another name for the pool of one origin, as the design documents call it.
 HostPool = HTTPConnectionPool

@@ -561,7 +561,7 @@ class HTTPResponse(_U3HTTPResponse):
         for ``head``, as it is once its body (``body_length`` bytes, no Content-Encoding, framed
         by its length or absent) was read to its end with ``read(decode_content=True)`` and its
         connection handed back to ``pool`` (``queue``: the slot's): for the plainest answers of
-        ``Session.map``, whose connection ``fastpool._lane.finish_on`` handed back. Its
+        ``Session.map``, whose connection ``fastpool._lane.hand_back`` hands back. Its
         attributes are ``__init__``'s and the read's, in their order (held to them by
         tests/with_dummyserver/test_session_map_lane.py)."""
         response = cls.__new__(cls)

@@ -326,7 +326,8 @@ def _use_pure_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastpool._loop, "Loop", loop_module.Loop)
     monkeypatch.setattr(fastpool.multi, "Loop", loop_module.Loop)
     # the lane's finish of a Session's answer reads the exchange: the twin of its loop's
-    monkeypatch.setattr(fastpool._session_map, "finish_on", fastpool._lane_py.finish_on)
+    monkeypatch.setattr(fastpool._session_map, "plain_answer", fastpool._lane_py.plain_answer)
+    monkeypatch.setattr(fastpool._session_map, "hand_back", fastpool._lane_py.hand_back)
 
 
 @pytest.mark.parametrize(

@@ -675,3 +675,32 @@ def test_crawler_options_reach_the_pools_and_survive_pickling(app_server) -> Non
     session.close()
     with pytest.raises(ValueError, match="pool_full_warning"):
         HTTPAdapter(pool_full_warning="never")
+
+
+@pytest.mark.parametrize("hook", ["build_response", "request_url", "add_headers"])
+@pytest.mark.parametrize("when", ["before", "after"], ids=["patched-first", "session-first"])
+def test_a_patch_of_requests_hook_sees_every_request(
+    app_server: AppServer, hook: str, when: str
+) -> None:
+    # A tool's patch of requests' HTTPAdapter hook, before or after the Session was made: the
+    # fast route steps aside for it (it skipped it), on one request and in map, as stock calls
+    # it for each request.
+    real = getattr(requests.adapters.HTTPAdapter, hook)
+    calls: list[str] = []
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(type(self).__module__)
+        return real(self, *args, **kwargs)
+
+    url = f"{app_server.url}/bytes/10"
+    session = fastpool.Session() if when == "after" else None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(requests.adapters.HTTPAdapter, hook, spy)
+        with session or fastpool.Session() as fast, requests.Session() as stock:
+            stock.get(url, timeout=5)
+            stock_calls = len(calls)
+            fast.get(url, timeout=5)
+            results = list(fast.map([url] * 2, timeout=5))
+    assert [r.error for r in results] == [None, None]
+    assert stock_calls >= 1
+    assert len(calls) == 4 * stock_calls  # (stock's one request, then three of fastpool's)
