@@ -281,7 +281,7 @@ def _finish_steps_own(pool: Any, conn: Any) -> bool:
         or pool_cls._validate_conn not in OWN_VALIDATE_CONN
         or "_validate_conn" in own
         or steps_replaced_on(conn)
-        or _pool_module.HTTPResponse is not OWN_RESPONSE
+        or _pool_module.HTTPResponse is not OWN_RESPONSE  # type: ignore[attr-defined]
     ):
         return False
     for name, step in FINISH_CONNECTION_STEPS:
