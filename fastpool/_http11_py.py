@@ -18,7 +18,8 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
   llhttp rejects it). Before the first header it is an error.
 * Header names must be tokens; whitespace before the colon is an error. Header values may hold
   HT and obs-text (0x80-0xFF) but no other control character and no DEL (llhttp rejects them,
-  h11 lets them through). The reason phrase may hold anything but NUL and CR.
+  h11 lets them through). The SP/HT around a value is not part of it (RFC 9110 5.5; http.client
+  keeps the trailing whitespace). The reason phrase may hold anything but NUL and CR.
 * Only ``HTTP/1.x`` is accepted (both oracles let ``HTTP/2.0`` through); a minor version other
   than 0 is read as 1.1 (RFC 9112 2.3, as http.client does), and the status must be 100..999.
   Runs of SP/HT may split version, status and reason (RFC 9112 4 allows parsing on whitespace,

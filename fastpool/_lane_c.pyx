@@ -437,12 +437,12 @@ def plain_answer(Exchange exchange not None, retries):
     return _plain_answer(exchange, retries, True)
 
 
-def hand_back(Exchange exchange not None, head):
+def hand_back(Exchange exchange not None, ResponseHead head not None):
     """The connection of an answer ``plain_answer`` took, handed back (see the twin)."""
     _hand_back(exchange, head)
 
 
-cdef _hand_back(Exchange exchange, head):
+cdef _hand_back(Exchange exchange, ResponseHead head):
     pool = exchange.tag
     conn = exchange.conn
     exchange.conn = None
@@ -451,7 +451,7 @@ cdef _hand_back(Exchange exchange, head):
     conn.request_started = True
     conn.head_started = True
     pool.num_requests += 1
-    _checkin_finished(pool, conn, (<ResponseHead>head).keep_alive)
+    _checkin_finished(pool, conn, head.keep_alive)
 
 
 cdef bint _finish_steps_own(pool, conn) except -1:

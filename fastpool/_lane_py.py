@@ -6,19 +6,21 @@ such a hop the general steps (``ManagerDriver.begin`` through ``PoolManager.urlo
 half and ``HTTPConnectionPool._loop_begin``) make some twenty Python calls that each decide
 nothing new. :meth:`Lane.begin` takes the same decisions in one: the origin's pool from the
 manager's own tables, an idle connection checked for liveness, the request from its rendered
-template, the timeouts. :meth:`Lane.finish` ends a ``light=True`` hop whose answer needs
+template, the timeouts. :meth:`Lane.result` ends a ``light=True`` hop whose answer needs
 nothing more than its bytes: the connection checked in, a
 :class:`~fastpool.light.LightResponse` made.
 
-:func:`begin_on` is the pool's half of :meth:`Lane.begin`, for ``Session.map``: once
-``HTTPAdapter._loop_begin`` has found a GET's pool its own way, the checkout, the timeouts and
-the head (from the one render_request kept on the connection for the same headers) in one call
-instead of ``HTTPConnectionPool._loop_begin``.
+For ``Session.map``, the pool's halves of the two: :func:`begin_on`, once
+``HTTPAdapter._loop_begin`` has found a GET's pool its own way, does the checkout, the
+timeouts and the head (from the one render_request kept on the connection for the same
+headers) in one call instead of ``HTTPConnectionPool._loop_begin``; :func:`plain_answer` takes
+the plainest answer as :meth:`Lane.result` would, and :func:`hand_back` gives its connection
+back once ``SessionDriver.plain_result`` has built the Session's response.
 
 Anything else, and anything a tool patched, is left to the general steps (None): the lane only
-ever decides what those steps would have decided. ``tests/with_dummyserver/test_map_lane.py``
-and ``test_session_map_lane.py`` hold it to them side by side, and every map test runs
-through it."""
+ever decides what those steps would have decided. ``tests/with_dummyserver/test_map_lane.py``,
+``test_session_map_lane.py`` and ``test_session_map_finish.py`` hold it to them side by side,
+and every map test runs through it."""
 
 from __future__ import annotations
 

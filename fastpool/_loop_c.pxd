@@ -35,6 +35,7 @@ cdef class Exchange:
     cdef public int fd
     cdef public int events
     cdef public double started
+    cdef public double head_at  # when the answer's head was parsed (0.0: not yet)
 
     cdef _set(
         self, conn, method, data, read_timeout, bint read_body, dial, bint replay, bint direct, tag

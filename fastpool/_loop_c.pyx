@@ -190,6 +190,7 @@ cdef class Exchange:
         self.fd = -1
         self.events = 0
         self.started = perf_counter()
+        self.head_at = 0.0
 
     def __repr__(self):
         return f"<Exchange {self.method} on {self.conn!r} state={self.state}>"
@@ -806,6 +807,7 @@ cdef class Loop:
                 return False
             head, used = <tuple>parsed
             ex.head, ex.head_size = head, used  # for the caller: parsed once
+            ex.head_at = perf_counter()
             framing = head.framing
             if not ex.read_body or framing == "none":
                 return True

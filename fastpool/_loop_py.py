@@ -112,6 +112,7 @@ class Exchange:
         "fd",
         "future",
         "head",
+        "head_at",
         "head_size",
         "line_start",
         "method",
@@ -179,9 +180,11 @@ class Exchange:
         self.dialing = False
         self.fd = -1  # the socket's descriptor, registered with the poller for ``events``
         self.events = 0
-        #: ``time.perf_counter()`` when the request was handed to the loop (requests' clock
-        #: for ``Response.elapsed``).
+        #: ``time.perf_counter()`` when the request was handed to the loop, and when its
+        #: answer's head was parsed (0.0: not yet): ``Response.elapsed`` runs from one to the
+        #: other, as requests' runs from sending to the head (the body is read after it).
         self.started = perf_counter()
+        self.head_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Exchange {self.method} on {self.conn!r} state={self.state}>"
@@ -793,6 +796,7 @@ class Loop:
                 return False
             head, used = parsed
             ex.head, ex.head_size = head, used  # for the caller: parsed once
+            ex.head_at = perf_counter()
             framing = head.framing
             if not ex.read_body or framing == "none":
                 return True

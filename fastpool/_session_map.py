@@ -9,13 +9,14 @@ through the loop (``Session._loop_begin`` then ``Session._send_hop`` with the ex
 whole in this thread where the loop cannot take it (a patched ``send``, a foreign adapter).
 A redirect is followed as ``send`` follows it: requests' own ``resolve_redirects`` builds the
 next request (``Response.next``: method, auth, cookies, body rewound, proxies), and the history
-and the redirect limit are kept as requests keeps them.
+and the redirect limit are kept as requests keeps them. The plainest answer of a hop the lane
+began is finished in one call (:meth:`SessionDriver.plain_result`), with ``Session.send``'s
+own steps for it.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from time import perf_counter
 from typing import Any
 
 from requests.auth import AuthBase
@@ -236,7 +237,7 @@ class SessionDriver:
             # Session._send_hop's steps for this response, in their order; the connection
             # goes back after them, as the content's read gives it back after them
             response = adapter._fast_response(prep, raw)
-            response.elapsed = timedelta(seconds=perf_counter() - exchange.started)
+            response.elapsed = timedelta(seconds=exchange.head_at - exchange.started)
             session._extract_cookies(prep, raw)
             hand_back(exchange, head)
         except Exception as e:  # noqa: BLE001 - the request's outcome, as send's would be
@@ -245,7 +246,11 @@ class SessionDriver:
             return self.after(job, e)
         response._content = body or b""  # private (and the next): fastpool._thirdparty
         response._content_consumed = True
-        return self.after(job, response)
+        result = self.after(job, response)
+        # (never a next hop: a redirect status is not taken, and nothing set .next; None
+        # would tell the map that nothing was done, and send would finish it again)
+        assert result is not None
+        return result
 
     decode_body: bool | None = True  # as iter_content reads: decoded
     plain_begin = None  # every hop begins through the Session's own steps (_loop_begin)

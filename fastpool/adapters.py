@@ -91,6 +91,8 @@ _FAST_ROUTE_HOOKS = (
     "build_response",
 )
 
+_FAST_ROUTE_HOOKS_SET = frozenset(_FAST_ROUTE_HOOKS)
+
 # What build_connection_pool_key_attributes gives for verify True / False without a cert
 # (never mutated: the pool manager copies what it keeps).
 _VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_REQUIRED"}
@@ -409,6 +411,22 @@ class HTTPAdapter(_stock.HTTPAdapter):
         self._reset_fast_route()
         super().__init__(pool_connections, pool_maxsize, max_retries, pool_block)
 
+    #: the hooks of the fast route set on this adapter itself (a tool's patch): the general
+    #: route calls them
+    _hooks_set_here: frozenset[str] = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _FAST_ROUTE_HOOKS_SET:  # mock.patch.object(adapter, "build_response")
+            super().__setattr__("_hooks_set_here", self._hooks_set_here | {name})
+            super().__setattr__("_fast_route", False)
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        if name in _FAST_ROUTE_HOOKS_SET:  # (a patch undone)
+            super().__setattr__("_hooks_set_here", self._hooks_set_here - {name})
+            super().__setattr__("_fast_route", self._route_by_class())
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._pool_timeout = DEFAULT_POOL_TIMEOUT  # a state pickled by an older version
         self._pool_options = {}
@@ -468,11 +486,17 @@ class HTTPAdapter(_stock.HTTPAdapter):
             # requests' own rules for an https URL: the CA bundle or path, or an OSError.
             super().cert_verify(conn, "https:", verify, None)
 
-    def _reset_fast_route(self) -> None:
+    def _route_by_class(self) -> bool:
+        """Whether the fast route may stand in for this adapter's hooks: none overridden by its
+        class or set on it (a patch on requests' or fastpool's class is seen at each request:
+        ``_route_as_defined``)."""
         cls = type(self)
-        self._fast_route = all(
+        return not self._hooks_set_here and all(
             getattr(cls, hook) is getattr(HTTPAdapter, hook) for hook in _FAST_ROUTE_HOOKS
-        )  # (a subclass's override; a patch on either class is seen at each request)
+        )
+
+    def _reset_fast_route(self) -> None:
+        self._fast_route = self._route_by_class()
         self._origins: dict[str, dict[str, Any]] = {}
         self._timeouts: dict[tuple[type, Any], TimeoutSauce] = {}
         self._ca_paths: dict[str, dict[str, Any]] = {}
@@ -596,7 +620,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         fast = None
         if (
             self._fast_route
-            and _route_as_defined(type(self))
+            and _route_as_defined()
             and cert is None
             and (verify is True or verify is False or type(verify) is str)
         ):
@@ -645,7 +669,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         them."""
         if (
             self._fast_route
-            and _route_as_defined(type(self))
+            and _route_as_defined()
             and cert is None
             and (verify is True or verify is False or type(verify) is str)
         ):
@@ -932,17 +956,31 @@ _OWN_KEY_ATTRIBUTES = HTTPAdapter.build_connection_pool_key_attributes
 _OWN_CERT_VERIFY = HTTPAdapter.cert_verify
 
 
-def _route_as_defined(cls: type) -> bool:
-    """Whether each hook the fast route stands in for is, on ``cls``, the function its module
-    defined: no override (checked once per adapter) and no patch since (checked here, at each
-    request)."""
+#: the two classes' own attributes, live (a patch on either class shows here at once)
+_STOCK_ATTRIBUTES = vars(_StockHTTPAdapter)
+_OWN_ATTRIBUTES = vars(HTTPAdapter)
+
+
+def _route_as_defined() -> bool:
+    """Whether each hook the fast route stands in for (``_FAST_ROUTE_HOOKS``) is still, on
+    requests' ``HTTPAdapter`` and on fastpool's, the function its module defined: a patch made
+    after the adapter (a subclass's override is checked when the adapter is made, and a patch
+    on the adapter itself when it is set: ``HTTPAdapter.__setattr__``). Read from the classes'
+    own dicts, without the attribute protocol: a few dict lookups a request."""
+    stock = _STOCK_ATTRIBUTES
+    own = _OWN_ATTRIBUTES
     return (
-        cls.build_response is _BUILD_RESPONSE  # type: ignore[attr-defined]
-        and cls.request_url is _REQUEST_URL  # type: ignore[attr-defined]
-        and cls.add_headers is _ADD_HEADERS  # type: ignore[attr-defined]
-        and cls.get_connection_with_tls_context is _TLS_CONTEXT  # type: ignore[attr-defined]
-        and cls.build_connection_pool_key_attributes is _OWN_KEY_ATTRIBUTES  # type: ignore[attr-defined]
-        and cls.cert_verify is _OWN_CERT_VERIFY  # type: ignore[attr-defined]
+        stock["build_response"] is _BUILD_RESPONSE
+        and stock["request_url"] is _REQUEST_URL
+        and stock["add_headers"] is _ADD_HEADERS
+        and stock["get_connection_with_tls_context"] is _TLS_CONTEXT
+        and own["build_connection_pool_key_attributes"] is _OWN_KEY_ATTRIBUTES
+        and own["cert_verify"] is _OWN_CERT_VERIFY
+        # requests' hooks set on fastpool's class (inherited until then)
+        and "build_response" not in own
+        and "request_url" not in own
+        and "add_headers" not in own
+        and "get_connection_with_tls_context" not in own
     )
 
 

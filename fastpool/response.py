@@ -563,7 +563,7 @@ class HTTPResponse(_U3HTTPResponse):
         connection handed back to ``pool`` (``queue``: the slot's): for the plainest answers of
         ``Session.map``, whose connection ``fastpool._lane.hand_back`` hands back. Its
         attributes are ``__init__``'s and the read's, in their order (held to them by
-        tests/with_dummyserver/test_session_map_lane.py)."""
+        tests/with_dummyserver/test_session_map_finish.py)."""
         response = cls.__new__(cls)
         framing = head.framing
         response.__dict__.update(

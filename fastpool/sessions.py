@@ -589,10 +589,11 @@ class Session(requests.Session):
             r = adapter.send(request, **kwargs)
             r.elapsed = timedelta(seconds=preferred_clock() - start)
         else:
-            # the adapter the loop began with; elapsed counts from when it took the request,
-            # on the loop's clock (requests' preferred_clock is time.time() off Windows)
+            # the adapter the loop began with; elapsed counts from when it took the request to
+            # its answer's head, on the loop's clock (requests' preferred_clock is time.time()
+            # off Windows)
             r = exchange.caller[0]._send_exchanged(request, exchange)
-            r.elapsed = timedelta(seconds=perf_counter() - exchange.started)
+            r.elapsed = timedelta(seconds=(exchange.head_at or perf_counter()) - exchange.started)
         if hooks and hooks.get("response"):  # dispatch_hook does nothing otherwise
             r = dispatch_hook("response", hooks, r, **kwargs)
 

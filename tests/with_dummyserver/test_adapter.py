@@ -677,30 +677,56 @@ def test_crawler_options_reach_the_pools_and_survive_pickling(app_server) -> Non
         HTTPAdapter(pool_full_warning="never")
 
 
-@pytest.mark.parametrize("hook", ["build_response", "request_url", "add_headers"])
-@pytest.mark.parametrize("when", ["before", "after"], ids=["patched-first", "session-first"])
-def test_a_patch_of_requests_hook_sees_every_request(
-    app_server: AppServer, hook: str, when: str
+#: the hooks the fast route stands in for: requests' (inherited) and fastpool's own
+_ROUTE_HOOKS = [
+    "build_response",
+    "request_url",
+    "add_headers",
+    "get_connection_with_tls_context",
+    "build_connection_pool_key_attributes",
+    "cert_verify",
+]
+
+
+@pytest.mark.parametrize("hook", _ROUTE_HOOKS)
+@pytest.mark.parametrize("where", ["class-first", "session-first", "adapter"])
+def test_a_patch_of_a_hook_of_the_route_sees_every_request(
+    app_server: AppServer, hook: str, where: str
 ) -> None:
-    # A tool's patch of requests' HTTPAdapter hook, before or after the Session was made: the
-    # fast route steps aside for it (it skipped it), on one request and in map, as stock calls
-    # it for each request.
-    real = getattr(requests.adapters.HTTPAdapter, hook)
-    calls: list[str] = []
+    # A patch of a hook the fast route stands in for, on the class that defines it (before or
+    # after the Session was made) or on the adapter itself: the fast route steps aside for it
+    # (it skipped it), on one request and in map, as the stock adapter calls it for each one.
+    owner: Any = requests.adapters.HTTPAdapter
+    if hook in vars(fastpool.HTTPAdapter):
+        owner = fastpool.HTTPAdapter
+    real = getattr(owner, hook)
+    calls: list[int] = []
 
     def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(type(self).__module__)
+        calls.append(1)
         return real(self, *args, **kwargs)
 
     url = f"{app_server.url}/bytes/10"
-    session = fastpool.Session() if when == "after" else None
+    session = fastpool.Session() if where != "class-first" else None
+    per_request = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(requests.adapters.HTTPAdapter, hook, spy)
-        with session or fastpool.Session() as fast, requests.Session() as stock:
-            stock.get(url, timeout=5)
-            stock_calls = len(calls)
-            fast.get(url, timeout=5)
-            results = list(fast.map([url] * 2, timeout=5))
-    assert [r.error for r in results] == [None, None]
-    assert stock_calls >= 1
-    assert len(calls) == 4 * stock_calls  # (stock's one request, then three of fastpool's)
+        if where == "adapter":
+            assert session is not None
+            adapter = session.get_adapter(url)
+            patch.setattr(adapter, hook, lambda *a, **kw: spy(adapter, *a, **kw))
+        else:
+            patch.setattr(owner, hook, spy)
+        with session or fastpool.Session() as fast:
+            for run in (lambda: [fast.get(url, timeout=5)], lambda: fast.map([url], timeout=5)):
+                before = len(calls)
+                outcomes = list(run())
+                per_request.append(len(calls) - before)
+                assert all(getattr(o, "error", None) is None for o in outcomes)
+    assert per_request[0] >= 1 and per_request[1] == per_request[0], per_request
+    if owner is requests.adapters.HTTPAdapter and where != "adapter":
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(owner, hook, spy)
+            before = len(calls)
+            with requests.Session() as stock:
+                stock.get(url, timeout=5)
+            assert len(calls) - before == per_request[0]  # as often as stock calls it

@@ -264,10 +264,15 @@ def test_a_hop_sent_again_takes_the_general_steps() -> None:
 _STEPS = [
     ("fastpool.response.HTTPResponse", "read"),
     ("fastpool.response.HTTPResponse", "__init__"),
+    ("fastpool.response.HTTPResponse", "_read_raw"),
+    ("fastpool.response.HTTPResponse", "_consumed_length"),
     ("fastpool.response.HTTPResponse", "_finish"),
     ("fastpool.connection.HTTPConnection", "read_response_head"),
+    ("fastpool.connection.HTTPConnection", "take_head_ahead"),
+    ("fastpool.connection.HTTPConnection", "answer_is_whole"),
     ("fastpool.connection.HTTPConnection", "take_rest"),
     ("fastpool.pool.HTTPConnectionPool", "_make_request"),
+    ("fastpool.pool.HTTPConnectionPool", "_validate_conn"),
 ]
 
 

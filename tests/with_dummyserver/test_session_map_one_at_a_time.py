@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -396,3 +397,38 @@ def test_elapsed_is_the_time_to_the_answer_as_stock_measures_it(
         if redirected:
             assert 0.0 <= seconds[0] < 0.3, seconds  # the redirect's, answered at once
     assert sum(hops(mapped)) <= took
+
+
+def test_elapsed_stops_at_the_head_as_stock_s_does() -> None:
+    # A head at once, then its body 0.4 s later: requests' elapsed runs to the head (the body
+    # is read after it), and so does the map's, whose loop reads the body before it yields.
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+
+    def serve() -> None:
+        for _ in range(3):  # stock's request, fastpool's, the map's: a connection each
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n")
+                time.sleep(0.4)
+                conn.sendall(b"ok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    try:
+        with requests.Session() as stock:
+            expected = stock.get(url, timeout=5)
+        with fastpool.Session() as session:
+            one = session.get(url, timeout=5)
+            (mapped,) = _answers(session.map([url], timeout=5))
+    finally:
+        server.close()
+        thread.join(5)
+    for response in (expected, one, mapped):
+        assert response.content == b"ok"
+        assert 0.0 <= response.elapsed.total_seconds() < 0.3, response.elapsed
