@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from ._compat import IMPLEMENTATION
 
 if TYPE_CHECKING or IMPLEMENTATION == "python":
-    from ._lane_py import Lane, begin_on, hand_back, plain_answer, plain_origin_form
+    from ._lane_py import Lane, begin_on, hand_back, lane_target, plain_answer, plain_origin_form
 else:  # pragma: no cover - depends on the build
-    from ._lane_c import Lane, begin_on, hand_back, plain_answer, plain_origin_form
+    from ._lane_c import Lane, begin_on, hand_back, lane_target, plain_answer, plain_origin_form
 
-__all__ = ("Lane", "begin_on", "hand_back", "plain_answer", "plain_origin_form")
+__all__ = ("Lane", "begin_on", "hand_back", "lane_target", "plain_answer", "plain_origin_form")

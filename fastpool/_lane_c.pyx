@@ -36,7 +36,10 @@ cdef extern from *:
     bint _plain_getattr "fastpool_generic_getattr"(object o)
 from .tls import has_buffered_bytes
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "hand_back", "plain_answer", "plain_origin_form")
+__all__ = (
+    "LANE_ARGUMENTS", "Lane", "begin_on", "hand_back", "lane_target", "plain_answer",
+    "plain_origin_form",
+)
 
 # fastpool's own names, imported by the first Lane: fastpool._compat imports this module while
 # fastpool loads, before the modules these come from can be. The functions to compare with are
@@ -48,7 +51,7 @@ cdef object OWN_REQUEST, OWN_URLOPEN, OWN_VALIDATE_CONN, PLAIN_FIT, TotalLeft, O
 cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED
 cdef object OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
 cdef object OWN_RESPONSE
-cdef tuple FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS
+cdef tuple FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS, REQUEST_STEPS
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
@@ -66,7 +69,7 @@ cdef _load():
     global OWN_MAKE_REQUEST
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
     global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
-    global OWN_RESPONSE, FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS
+    global OWN_RESPONSE, FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS, REQUEST_STEPS
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
@@ -93,6 +96,7 @@ cdef _load():
     OWN_RESPONSE = pool.OWN_RESPONSE
     FINISH_CONNECTION_STEPS = pool.FINISH_CONNECTION_STEPS
     FINISH_RESPONSE_STEPS = pool.FINISH_RESPONSE_STEPS
+    REQUEST_STEPS = connection.REQUEST_STEPS
     _pool_module = pool  # its monotonic is read at each check-in, as _put_conn reads it
     TotalLeft = pool.TotalLeft
     connect_in_worker = pool.connect_in_worker
@@ -138,6 +142,12 @@ cdef inline bint _no_status_retry(retries, status) except -1:
 cdef inline bint _lane_target(str target):
     # a target the lane takes as it is (see the twin)
     return "/." not in target and _plain_origin_form(target)
+
+
+def lane_target(target):
+    """Whether the lane takes ``target`` as it is: a str in plain origin-form, no dot segment
+    (which urllib3 would remove)."""
+    return type(target) is str and _lane_target(<str>target)
 
 
 cdef inline object _on_class(cls, name):
@@ -186,11 +196,11 @@ cdef bint _own_plain_pool(pool) except -1:
 cdef bint _steps_replaced_on(conn) except -1:
     # fastpool.connection.steps_replaced_on
     cdef dict own = conn.__dict__
-    return bool(own) and (
-        "request" in own or "render_request" in own or "connect" in own
-        or "read_response_head" in own or "take_head_ahead" in own
-        or "answer_is_whole" in own or "take_rest" in own
-    )
+    if own:  # (most connections: an empty dict)
+        for name in REQUEST_STEPS:
+            if name in own:
+                return True
+    return False
 
 
 cdef bint _buffered(sock) except -1:

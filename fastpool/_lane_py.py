@@ -59,7 +59,10 @@ from .pool import (
 from .response import HTTPResponse
 from .tls import has_buffered_bytes
 
-__all__ = ("LANE_ARGUMENTS", "Lane", "begin_on", "hand_back", "plain_answer", "plain_origin_form")
+__all__ = (
+    "LANE_ARGUMENTS", "Lane", "begin_on", "hand_back", "lane_target", "plain_answer",
+    "plain_origin_form",
+)  # fmt: skip
 
 #: the urlopen arguments a hop may carry and still take the lane (a body only when None,
 #: preload_content only when True); any other takes the general steps
@@ -76,10 +79,10 @@ def plain_origin_form(target: Any) -> bool:
     return type(target) is str and PLAIN_ORIGIN_FORM.fullmatch(target) is not None
 
 
-def _lane_target(target: Any) -> bool:
-    """Whether the lane takes ``target`` as it is: plain origin-form, no dot segment (which
-    urllib3 would remove)."""
-    return "/." not in target and plain_origin_form(target)
+def lane_target(target: Any) -> bool:
+    """Whether the lane takes ``target`` as it is: a str in plain origin-form, no dot segment
+    (which urllib3 would remove)."""
+    return type(target) is str and "/." not in target and plain_origin_form(target)
 
 
 def _own_plain_pool(pool: Any) -> bool:
@@ -181,8 +184,7 @@ def begin_on(
     ``loop``: the map's (see :func:`_is_connected`)."""
     if (
         headers is None  # (the pool's headers then)
-        or type(target) is not str
-        or not _lane_target(target)
+        or not lane_target(target)
         or not _own_plain_pool(pool)
     ):
         return None
@@ -419,7 +421,7 @@ class Lane:
         if origin is None:
             return None
         target = url[slash:]
-        if not _lane_target(target):
+        if not lane_target(target):
             return None
         cached = manager._key_cache.get((*origin, None))
         if cached is None:

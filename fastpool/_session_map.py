@@ -34,7 +34,7 @@ from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSL
 from urllib3.util.retry import Retry
 
 from . import exceptions
-from ._lane import hand_back, plain_answer, plain_origin_form
+from ._lane import hand_back, lane_target, plain_answer
 from ._loop import Exchange, Loop
 from .multi import Result, host_of, narrow_timeout
 from .response import HTTPResponse as EngineResponse
@@ -212,8 +212,7 @@ class SessionDriver:
         session = self.session
         cls = type(session)
         if (
-            not plain_origin_form(target)  # (as the pool's _target leaves it: raw.url)
-            or "/." in target
+            not lane_target(target)  # (as the pool's _target leaves it: raw.url)
             or (hooks and hooks.get("response"))
             or job.kwargs.get("stream", session.stream)
             or cls.resolve_redirects is not _RequestsSession.resolve_redirects

@@ -91,8 +91,6 @@ _FAST_ROUTE_HOOKS = (
     "build_response",
 )
 
-_FAST_ROUTE_HOOKS_SET = frozenset(_FAST_ROUTE_HOOKS)
-
 # What build_connection_pool_key_attributes gives for verify True / False without a cert
 # (never mutated: the pool manager copies what it keeps).
 _VERIFY_POOL_KWARGS = {"cert_reqs": "CERT_REQUIRED"}
@@ -417,13 +415,15 @@ class HTTPAdapter(_stock.HTTPAdapter):
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if name in _FAST_ROUTE_HOOKS_SET:  # mock.patch.object(adapter, "build_response")
+        if name in _FAST_ROUTE_HOOKS:  # mock.patch.object(adapter, "build_response")
             super().__setattr__("_hooks_set_here", self._hooks_set_here | {name})
             super().__setattr__("_fast_route", False)
+        elif name == "__class__" and isinstance(self, HTTPAdapter):  # another class's hooks
+            self._reset_fast_route()
 
     def __delattr__(self, name: str) -> None:
         super().__delattr__(name)
-        if name in _FAST_ROUTE_HOOKS_SET:  # (a patch undone)
+        if name in _FAST_ROUTE_HOOKS:  # (a patch undone)
             super().__setattr__("_hooks_set_here", self._hooks_set_here - {name})
             super().__setattr__("_fast_route", self._route_by_class())
 
@@ -489,13 +489,17 @@ class HTTPAdapter(_stock.HTTPAdapter):
     def _route_by_class(self) -> bool:
         """Whether the fast route may stand in for this adapter's hooks: none overridden by its
         class or set on it (a patch on requests' or fastpool's class is seen at each request:
-        ``_route_as_defined``)."""
+        ``_route_as_defined``, and one on a subclass: ``_subclass_hooks_as_defined``)."""
         cls = type(self)
         return not self._hooks_set_here and all(
             getattr(cls, hook) is getattr(HTTPAdapter, hook) for hook in _FAST_ROUTE_HOOKS
         )
 
     def _reset_fast_route(self) -> None:
+        mro = type(self).__mro__
+        # the own dicts of the subclasses above fastpool's class, live: a hook patched on one
+        # of them after this adapter was made shows there (empty for fastpool's class itself)
+        self._subclass_dicts = tuple(vars(cls) for cls in mro[: mro.index(HTTPAdapter)])
         self._fast_route = self._route_by_class()
         self._origins: dict[str, dict[str, Any]] = {}
         self._timeouts: dict[tuple[type, Any], TimeoutSauce] = {}
@@ -621,6 +625,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         if (
             self._fast_route
             and _route_as_defined()
+            and (not self._subclass_dicts or _subclass_hooks_as_defined(self._subclass_dicts))
             and cert is None
             and (verify is True or verify is False or type(verify) is str)
         ):
@@ -670,6 +675,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         if (
             self._fast_route
             and _route_as_defined()
+            and (not self._subclass_dicts or _subclass_hooks_as_defined(self._subclass_dicts))
             and cert is None
             and (verify is True or verify is False or type(verify) is str)
         ):
@@ -964,9 +970,10 @@ _OWN_ATTRIBUTES = vars(HTTPAdapter)
 def _route_as_defined() -> bool:
     """Whether each hook the fast route stands in for (``_FAST_ROUTE_HOOKS``) is still, on
     requests' ``HTTPAdapter`` and on fastpool's, the function its module defined: a patch made
-    after the adapter (a subclass's override is checked when the adapter is made, and a patch
-    on the adapter itself when it is set: ``HTTPAdapter.__setattr__``). Read from the classes'
-    own dicts, without the attribute protocol: a few dict lookups a request."""
+    after the adapter (a subclass's override is checked when the adapter is made and a patch
+    on it at each request, ``_subclass_hooks_as_defined``; a patch on the adapter itself when
+    it is set, ``HTTPAdapter.__setattr__``). Read from the classes' own dicts, without the
+    attribute protocol: a few dict lookups a request."""
     stock = _STOCK_ATTRIBUTES
     own = _OWN_ATTRIBUTES
     return (
@@ -982,6 +989,15 @@ def _route_as_defined() -> bool:
         and "add_headers" not in own
         and "get_connection_with_tls_context" not in own
     )
+
+
+def _subclass_hooks_as_defined(dicts: tuple[Any, ...]) -> bool:
+    """Whether none of a subclass's own dicts (``HTTPAdapter._subclass_dicts``) holds a hook
+    of the fast route: one set since the adapter was made (its class was checked then)."""
+    for own in dicts:
+        if not own.keys().isdisjoint(_FAST_ROUTE_HOOKS):
+            return False
+    return True
 
 
 _begin_on: Any = None

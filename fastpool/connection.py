@@ -1118,8 +1118,9 @@ OWN_CONNECT = (HTTPConnection.connect, HTTPSConnection.connect)
 OWN_IS_CONNECTED = vars(HTTPConnection)["is_connected"]
 
 
-#: the connection's steps a request runs, from its dial to its answer's end
-_REQUEST_STEPS = (
+#: the connection's steps a request runs, from its dial to its answer's end (the compiled lane
+#: reads this tuple too)
+REQUEST_STEPS = (
     "request", "render_request", "connect", "read_response_head", "take_head_ahead",
     "answer_is_whole", "take_rest",
 )  # fmt: skip
@@ -1133,7 +1134,7 @@ def steps_replaced_on(conn: HTTPConnection) -> bool:
     calls it, as one request does."""
     own = conn.__dict__
     if own:  # (most connections: an empty dict, nothing to look up)
-        for name in _REQUEST_STEPS:
+        for name in REQUEST_STEPS:
             if name in own:
                 return True
     return False

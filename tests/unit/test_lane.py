@@ -67,3 +67,23 @@ def test_the_check_on_a_corpus(twin: Any, target: str, plain: bool) -> None:
 @pytest.mark.parametrize("other", [None, b"/a", 1, ["/a"]])
 def test_anything_but_a_str_is_not_plain(twin: Any, other: Any) -> None:
     assert twin.plain_origin_form(other) is False
+
+
+@pytest.mark.parametrize(
+    ("target", "taken"),
+    [
+        ("/a/b?c", True),
+        ("/a.b/c.d", True),
+        ("/a/./b", False),
+        ("/a/../b", False),
+        ("/.hidden", False),
+        ("/a?b=/.", False),  # (urllib3 leaves the query alone; the lane is simply cautious)
+        ("/a b", False),
+        (None, False),
+        (b"/a", False),
+    ],
+)
+def test_the_lane_takes_a_plain_target_without_dot_segments(
+    twin: Any, target: Any, taken: bool
+) -> None:
+    assert twin.lane_target(target) is taken

@@ -689,17 +689,24 @@ _ROUTE_HOOKS = [
 
 
 @pytest.mark.parametrize("hook", _ROUTE_HOOKS)
-@pytest.mark.parametrize("where", ["class-first", "session-first", "adapter"])
+@pytest.mark.parametrize("where", ["class-first", "session-first", "adapter", "subclass"])
 def test_a_patch_of_a_hook_of_the_route_sees_every_request(
     app_server: AppServer, hook: str, where: str
 ) -> None:
     # A patch of a hook the fast route stands in for, on the class that defines it (before or
-    # after the Session was made) or on the adapter itself: the fast route steps aside for it
-    # (it skipped it), on one request and in map, as the stock adapter calls it for each one.
+    # after the Session was made), on the adapter itself, or on the user's own subclass of
+    # fastpool's adapter after the adapter was made: the fast route steps aside for it (it
+    # skipped it), on one request and in map, as the stock adapter calls it for each one.
     owner: Any = requests.adapters.HTTPAdapter
     if hook in vars(fastpool.HTTPAdapter):
         owner = fastpool.HTTPAdapter
     real = getattr(owner, hook)
+    if where == "subclass":
+
+        class Mine(fastpool.HTTPAdapter):
+            pass
+
+        owner = Mine
     calls: list[int] = []
 
     def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -708,6 +715,9 @@ def test_a_patch_of_a_hook_of_the_route_sees_every_request(
 
     url = f"{app_server.url}/bytes/10"
     session = fastpool.Session() if where != "class-first" else None
+    if where == "subclass":
+        assert session is not None
+        session.mount("http://", owner())
     per_request = []
     with pytest.MonkeyPatch.context() as patch:
         if where == "adapter":
@@ -730,3 +740,24 @@ def test_a_patch_of_a_hook_of_the_route_sees_every_request(
             with requests.Session() as stock:
                 stock.get(url, timeout=5)
             assert len(calls) - before == per_request[0]  # as often as stock calls it
+
+
+def test_an_adapter_given_another_class_takes_that_class_hooks(app_server: AppServer) -> None:
+    # ``adapter.__class__ = Other``: Other's override of a hook of the fast route is called
+    # from then on, as it would be on an adapter made as an Other.
+    calls: list[str] = []
+
+    class Other(fastpool.HTTPAdapter):
+        def build_response(self, req: Any, resp: Any) -> requests.Response:
+            calls.append(req.url)
+            return super().build_response(req, resp)
+
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.Session() as session:
+        adapter = session.get_adapter(url)
+        assert session.get(url, timeout=5).status_code == 200
+        assert calls == []
+        adapter.__class__ = Other
+        session.get(url, timeout=5)
+        list(session.map([url], timeout=5))
+    assert calls == [url, url]

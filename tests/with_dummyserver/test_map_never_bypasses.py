@@ -298,21 +298,30 @@ def test_a_functools_wraps_wrapper_on_the_manager_sees_every_request(
     assert len(calls) == 4
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_a_request_patched_on_one_idle_connection_sees_every_request(
-    app_server: AppServer, mode: str
+@pytest.mark.parametrize("mode", ["map", "light"])
+@pytest.mark.parametrize("step", fastpool.connection.REQUEST_STEPS)
+def test_a_step_patched_on_one_idle_connection_sees_every_request(
+    app_server: AppServer, mode: str, step: str
 ) -> None:
-    # mock.patch.object(conn, "request"): a pool's urlopen calls the connection's own request;
-    # the map's fast paths render and send the bytes themselves, so they step aside for a
-    # connection with a step of its own (a review found the light lane went past it).
+    # mock.patch.object(conn, "request"), or any step of the connection a request runs: a
+    # pool's urlopen calls the connection's own; the map's fast paths render, send and read
+    # themselves, so they step aside for a connection with a step of its own (a review found
+    # the light lane went past ``request``). The map calls it as often as one request does.
     url = f"{app_server.url}/bytes/10"
-    with fastpool.PoolManager(maxsize=1) as manager:
-        manager.request("GET", url)
-        pool = manager.connection_from_url(url)
-        conn = pool._get_conn()  # the one kept-alive connection, patched, and given back
-        pool._put_conn(conn)
-        with mock.patch.object(conn, "request", wraps=conn.request) as patched:
-            out = _run(manager, mode, [url] * 3)
-            assert patched.call_count == 3
-        assert [r.data for r in out] == [pattern_bytes(10)] * 3
-        assert manager.stats().total.in_use == 0
+    counts = []
+    for run in ("request", mode):
+        with fastpool.PoolManager(maxsize=1) as manager:
+            manager.request("GET", url)
+            pool = manager.connection_from_url(url)
+            conn = pool._get_conn()  # the one kept-alive connection, patched, and given back
+            pool._put_conn(conn)
+            with mock.patch.object(conn, step, wraps=getattr(conn, step)) as patched:
+                out = _run(manager, run, [url] * 3)
+                counts.append(patched.call_count)
+            assert [r.data for r in out] == [pattern_bytes(10)] * 3
+            assert manager.stats().total.in_use == 0
+    assert counts[0] == counts[1], counts
+    # a kept-alive connection is not dialled again; a pool renders through ``request``, and
+    # only the map's loop hands a head ahead: one request calls the other three
+    if step in ("request", "read_response_head", "take_rest"):
+        assert counts[0] >= 3, counts
