@@ -487,19 +487,21 @@ class HTTPAdapter(_stock.HTTPAdapter):
             super().cert_verify(conn, "https:", verify, None)
 
     def _route_by_class(self) -> bool:
-        """Whether the fast route may stand in for this adapter's hooks: none overridden by its
-        class or set on it (a patch on requests' or fastpool's class is seen at each request:
-        ``_route_as_defined``, and one on a subclass: ``_subclass_hooks_as_defined``)."""
-        cls = type(self)
-        return not self._hooks_set_here and all(
-            getattr(cls, hook) is getattr(HTTPAdapter, hook) for hook in _FAST_ROUTE_HOOKS
-        )
+        """Whether the fast route may stand in for this adapter's hooks: none defined by its
+        other classes or set on it (one set on a class later is seen at each request:
+        ``_route_as_defined`` for requests' and fastpool's, ``_subclass_hooks_as_defined``
+        for the others)."""
+        return not self._hooks_set_here and _subclass_hooks_as_defined(self._subclass_dicts)
 
     def _reset_fast_route(self) -> None:
         mro = type(self).__mro__
-        # the own dicts of the subclasses above fastpool's class, live: a hook patched on one
-        # of them after this adapter was made shows there (empty for fastpool's class itself)
-        self._subclass_dicts = tuple(vars(cls) for cls in mro[: mro.index(HTTPAdapter)])
+        # the own dicts of the classes before requests' in the adapter's MRO but fastpool's
+        # (empty for fastpool's class itself), live: a hook a subclass or a mixin of requests'
+        # adapter defines, or one patched there after this adapter was made, shows there (a
+        # mixin's reaches the request through fastpool's own hooks' super())
+        self._subclass_dicts = tuple(
+            vars(cls) for cls in mro[: mro.index(_StockHTTPAdapter)] if cls is not HTTPAdapter
+        )
         self._fast_route = self._route_by_class()
         self._origins: dict[str, dict[str, Any]] = {}
         self._timeouts: dict[tuple[type, Any], TimeoutSauce] = {}
@@ -958,6 +960,11 @@ _BUILD_RESPONSE = stock_function(_StockHTTPAdapter.build_response, _stock)
 _REQUEST_URL = stock_function(_StockHTTPAdapter.request_url, _stock)
 _ADD_HEADERS = stock_function(_StockHTTPAdapter.add_headers, _stock)
 _TLS_CONTEXT = stock_function(_StockHTTPAdapter.get_connection_with_tls_context, _stock)
+# (requests' two that fastpool's own call through super())
+_STOCK_CERT_VERIFY = stock_function(_StockHTTPAdapter.cert_verify, _stock)
+_STOCK_KEY_ATTRIBUTES = stock_function(
+    _StockHTTPAdapter.build_connection_pool_key_attributes, _stock
+)
 _OWN_KEY_ATTRIBUTES = HTTPAdapter.build_connection_pool_key_attributes
 _OWN_CERT_VERIFY = HTTPAdapter.cert_verify
 
@@ -983,6 +990,8 @@ def _route_as_defined() -> bool:
         and stock["get_connection_with_tls_context"] is _TLS_CONTEXT
         and own["build_connection_pool_key_attributes"] is _OWN_KEY_ATTRIBUTES
         and own["cert_verify"] is _OWN_CERT_VERIFY
+        and stock["cert_verify"] is _STOCK_CERT_VERIFY
+        and stock["build_connection_pool_key_attributes"] is _STOCK_KEY_ATTRIBUTES
         # requests' hooks set on fastpool's class (inherited until then)
         and "build_response" not in own
         and "request_url" not in own
@@ -992,8 +1001,9 @@ def _route_as_defined() -> bool:
 
 
 def _subclass_hooks_as_defined(dicts: tuple[Any, ...]) -> bool:
-    """Whether none of a subclass's own dicts (``HTTPAdapter._subclass_dicts``) holds a hook
-    of the fast route: one set since the adapter was made (its class was checked then)."""
+    """Whether none of the own dicts of an adapter's other classes
+    (``HTTPAdapter._subclass_dicts``) holds a hook of the fast route: defined there, or set
+    since the adapter was made."""
     for own in dicts:
         if not own.keys().isdisjoint(_FAST_ROUTE_HOOKS):
             return False

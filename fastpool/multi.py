@@ -591,6 +591,10 @@ class _Run:
                 ex.tag._loop_abandon(ex)
             del self.started[ex]  # after: an interruption leaves it to cancel()
             self._after(job, outcome)
+        # An error's traceback holds the frame that caught it, whose caller is this frame:
+        # holding the last outcome here would make each error a cycle with the response its
+        # frames hold, left to the collector (which may finalize the socket first).
+        outcome = result = None
         for _ in range(turns):
             self._read_body(bodies.popleft())
         if self.expiries:

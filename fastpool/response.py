@@ -13,6 +13,7 @@ import io
 import socket
 import ssl
 import typing
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Generator, Iterable, Iterator
@@ -340,13 +341,22 @@ class ConnectionHome(typing.Protocol):
 
 
 class _OriginalResponse:
-    """What requests reads from ``raw._original_response``: ``msg`` and ``isclosed()``."""
+    """What requests reads from ``raw._original_response``: ``msg`` and ``isclosed()``.
 
-    __slots__ = ("_response", "msg")
+    It holds its response weakly, as http.client's response (urllib3's) holds nothing of
+    urllib3's: a strong reference back would make every response whose cookies were read a
+    cycle, and a dropped one (an error after the answer) would then wait for the cycle
+    collector, which may finalize its socket before it (a ``ResourceWarning``) instead of
+    closing it at once. Once the response is gone, it answers what it had then."""
+
+    __slots__ = ("_reason", "_response", "_status", "_version", "msg")
 
     def __init__(self, response: HTTPResponse) -> None:
-        self._response = response
+        self._response = weakref.ref(response)
         self.msg = _Message(response.headers)
+        self._version = response.version
+        self._status = response.status
+        self._reason = response.reason
 
     @property
     def headers(self) -> _Message:
@@ -356,20 +366,24 @@ class _OriginalResponse:
     @property
     def version(self) -> int:
         """The HTTP version, as ``http.client`` gives it (10 or 11; httpie shows it)."""
-        return self._response.version
+        response = self._response()
+        return self._version if response is None else response.version
 
     @property
     def status(self) -> int:
         """The status code."""
-        return self._response.status
+        response = self._response()
+        return self._status if response is None else response.status
 
     @property
     def reason(self) -> str:
         """The reason phrase."""
-        return self._response.reason
+        response = self._response()
+        return self._reason if response is None else response.reason
 
     def isclosed(self) -> bool:
-        return self._response.closed
+        response = self._response()
+        return response is None or response.closed
 
 
 class _RawBody:

@@ -688,25 +688,46 @@ _ROUTE_HOOKS = [
 ]
 
 
-@pytest.mark.parametrize("hook", _ROUTE_HOOKS)
-@pytest.mark.parametrize("where", ["class-first", "session-first", "adapter", "subclass"])
+#: where a test patches a hook: fastpool's class or requests' (whichever defines it), before
+#: or after the Session was made; the adapter itself; a subclass of fastpool's adapter, or a
+#: mixin of requests' adapter placed after fastpool's, after the adapter was made
+_PATCH_PLACES = ["class-first", "session-first", "adapter", "subclass", "mixin"]
+_PATCHES = [(hook, where) for hook in _ROUTE_HOOKS for where in _PATCH_PLACES] + [
+    # requests' own, which fastpool's two call through super()
+    ("build_connection_pool_key_attributes", "requests-class"),
+    ("cert_verify", "requests-class"),
+]
+
+
+@pytest.mark.parametrize(("hook", "where"), _PATCHES)
 def test_a_patch_of_a_hook_of_the_route_sees_every_request(
     app_server: AppServer, hook: str, where: str
 ) -> None:
-    # A patch of a hook the fast route stands in for, on the class that defines it (before or
-    # after the Session was made), on the adapter itself, or on the user's own subclass of
-    # fastpool's adapter after the adapter was made: the fast route steps aside for it (it
-    # skipped it), on one request and in map, as the stock adapter calls it for each one.
+    # A patch of a hook the fast route stands in for, in each place of _PATCH_PLACES: the fast
+    # route steps aside for it (it skipped it), on one request and in map, as the stock
+    # adapter calls it for each one.
     owner: Any = requests.adapters.HTTPAdapter
-    if hook in vars(fastpool.HTTPAdapter):
+    if hook in vars(fastpool.HTTPAdapter) and where != "requests-class":
         owner = fastpool.HTTPAdapter
     real = getattr(owner, hook)
+    mounted: Any = None
     if where == "subclass":
 
         class Mine(fastpool.HTTPAdapter):
             pass
 
-        owner = Mine
+        owner = mounted = Mine
+    elif where == "mixin":
+
+        class Mixin(requests.adapters.HTTPAdapter):
+            pass
+
+        class Mixed(fastpool.HTTPAdapter, Mixin):
+            pass
+
+        # (fastpool's own hooks reach the mixin's through super(): the spy calls requests')
+        owner, mounted = Mixin, Mixed
+        real = getattr(requests.adapters.HTTPAdapter, hook)
     calls: list[int] = []
 
     def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -715,9 +736,9 @@ def test_a_patch_of_a_hook_of_the_route_sees_every_request(
 
     url = f"{app_server.url}/bytes/10"
     session = fastpool.Session() if where != "class-first" else None
-    if where == "subclass":
+    if mounted is not None:
         assert session is not None
-        session.mount("http://", owner())
+        session.mount("http://", mounted())
     per_request = []
     with pytest.MonkeyPatch.context() as patch:
         if where == "adapter":
@@ -761,3 +782,26 @@ def test_an_adapter_given_another_class_takes_that_class_hooks(app_server: AppSe
         session.get(url, timeout=5)
         list(session.map([url], timeout=5))
     assert calls == [url, url]
+
+
+def test_a_hook_of_a_mixin_of_requests_adapter_is_called(app_server: AppServer) -> None:
+    # class Mixed(fastpool.HTTPAdapter, Mixin), Mixin a subclass of requests' adapter with its
+    # own cert_verify (a requests_toolbelt-style combination): fastpool's cert_verify reaches
+    # it through super(), on every request, as stock's class reaches it directly.
+    calls: list[str] = []
+
+    class Mixin(requests.adapters.HTTPAdapter):
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            calls.append(url)
+            super().cert_verify(conn, url, verify, cert)
+
+    class Mixed(fastpool.HTTPAdapter, Mixin):
+        pass
+
+    url = f"{app_server.url}/bytes/10"
+    with fastpool.Session() as session:
+        session.mount("http://", Mixed())
+        for _ in range(2):
+            session.get(url, timeout=5)
+        list(session.map([url, url], timeout=5))
+    assert calls == [url] * 4

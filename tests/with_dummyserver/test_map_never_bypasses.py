@@ -19,6 +19,7 @@ from unittest import mock
 import pytest
 import requests
 from dummyserver import AppServer, pattern_bytes
+from session_map_ways import CONNECTION_STEPS
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
@@ -299,7 +300,7 @@ def test_a_functools_wraps_wrapper_on_the_manager_sees_every_request(
 
 
 @pytest.mark.parametrize("mode", ["map", "light"])
-@pytest.mark.parametrize("step", fastpool.connection.REQUEST_STEPS)
+@pytest.mark.parametrize("step", CONNECTION_STEPS)
 def test_a_step_patched_on_one_idle_connection_sees_every_request(
     app_server: AppServer, mode: str, step: str
 ) -> None:

@@ -3,10 +3,14 @@ compatibility surface."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import tracemalloc
+import warnings
+import weakref
 import zlib
+from typing import Any
 
 import brotli
 import pytest
@@ -596,3 +600,39 @@ def test_early_eof_without_enforcement_returns_what_came(fault_server_factory, s
         r = p.request("GET", "/", enforce_content_length=False)
         assert r.data == sent  # never a read on the socket already closed (EBADF)
         assert p.pool.in_use == 0
+
+
+class _RefusingJar(requests.cookies.RequestsCookieJar):
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        raise ValueError("this jar takes no cookie")
+
+
+@pytest.mark.parametrize("client", ["stock", "fastpool"])
+def test_a_response_an_error_dropped_is_freed_at_once(app_server: Any, client: str) -> None:
+    # A cookie jar that raises after the answer: Session.send drops the response with its body
+    # unread. No cycle holds it (stock's neither): it is freed at once and closes its
+    # connection, where a cycle (the raw response and its _original_response, once) left it
+    # to the collector, which may finalize the socket first (a ResourceWarning).
+    make = requests.Session if client == "stock" else fastpool.Session
+    raws: list[Any] = []
+
+    def keep(response: Any, **kwargs: Any) -> None:
+        raws.append(weakref.ref(response.raw))
+
+    url = f"{app_server.url}/headers"  # (two Set-Cookie)
+    gc.collect()
+    gc.disable()
+    try:
+        with warnings.catch_warnings(record=True) as caught, make() as session:
+            warnings.simplefilter("always", ResourceWarning)
+            session.cookies = _RefusingJar()
+            for _ in range(3):
+                try:
+                    session.get(url, hooks={"response": keep}, timeout=5)
+                except ValueError:
+                    pass
+                assert raws[-1]() is None  # freed already, without the collector
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+    finally:
+        gc.enable()

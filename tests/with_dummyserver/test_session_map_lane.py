@@ -18,7 +18,7 @@ import requests
 from dummyserver import AppServer
 from dummyserver.oneshot import OneShotServer
 from request_headers import REQUESTS_HEADERS, session_headers
-from session_map_ways import comparable_body, finishing, lane, run_maps
+from session_map_ways import CONNECTION_STEPS, comparable_body, finishing, lane, run_maps
 from urllib3.util import SKIP_HEADER
 from urllib3.util.timeout import Timeout
 
@@ -371,3 +371,32 @@ def test_begin_on_steps_aside_for_a_traced_or_patched_pool(app_server: AppServer
         assert [r.error for r in results] == [None] * 4
         assert taken == [False] * 4
         assert events == ["got_conn"] * 4  # the trace saw every checkout
+
+
+@pytest.mark.parametrize("step", CONNECTION_STEPS)
+def test_begin_on_leaves_a_connection_with_a_step_of_its_own(
+    app_server: AppServer, step: str
+) -> None:
+    # A step of fastpool.connection.REQUEST_STEPS set on the idle connection itself (as
+    # mock.patch.object does): begin_on answers False (send runs the request: urlopen calls
+    # the connection's steps), the connection left idle; the same pool without the patch is
+    # taken (the control).
+    headers = session_headers(*REQUESTS_HEADERS)
+    for patched in (True, False):
+        pool = HTTPConnectionPool("127.0.0.1", app_server.port, maxsize=1)
+        try:
+            pool.urlopen("GET", "/bytes/1", retries=False).data  # noqa: B018 - an idle one
+            conn = pool._get_conn()
+            if patched:
+                setattr(conn, step, getattr(conn, step))
+            pool._put_conn(conn)
+            got = fastpool._lane.begin_on(pool, "/a", headers, 2.0, True)
+            if patched:
+                assert got is False
+                assert pool.pool.idle == 1  # (given back)
+            else:
+                assert isinstance(got, fastpool._loop.Exchange)
+                assert got.conn is conn
+                pool._close_and_free(conn)
+        finally:
+            pool.close()

@@ -7,11 +7,13 @@ server is the third column, the oracle.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +22,7 @@ from urllib.parse import quote
 import pytest
 import requests
 import requests.adapters
+import requests.cookies
 import urllib3
 from dummyserver import AppServer
 from requests.auth import HTTPDigestAuth
@@ -432,3 +435,47 @@ def test_elapsed_stops_at_the_head_as_stock_s_does() -> None:
     for response in (expected, one, mapped):
         assert response.content == b"ok"
         assert 0.0 <= response.elapsed.total_seconds() < 0.3, response.elapsed
+
+
+class _RefusingJar(requests.cookies.RequestsCookieJar):
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        raise ValueError("this jar takes no cookie")
+
+
+@pytest.mark.parametrize("way", ["map", "fastpool-get", "stock-get"])
+def test_an_error_result_dropped_frees_its_response_at_once(
+    app_server: AppServer, way: str
+) -> None:
+    # Errors kept by the caller (a map's results; a loop's list of exceptions), then dropped:
+    # each response the errors' tracebacks held is freed at once, without the collector, as
+    # with stock one at a time. A frame of the map kept the last error, making each a cycle
+    # with its response, which the collector then freed, at times finalizing its socket first.
+    url = f"{app_server.url}/headers"  # (two Set-Cookie)
+    raws: list[Any] = []
+
+    def keep(response: Any, **kwargs: Any) -> None:  # (the map then takes the general steps)
+        raws.append(weakref.ref(response.raw))
+
+    make = requests.Session if way == "stock-get" else fastpool.Session
+    gc.collect()
+    gc.disable()
+    try:
+        with make() as session:
+            session.cookies = _RefusingJar()
+            errors: list[Any] = []
+            if way == "map":
+                hooked = [requests.Request("GET", url, hooks={"response": keep})] * 3
+                results = session.map(hooked, concurrency=1, timeout=5)
+                errors = [r.error for r in results]
+            else:
+                for _ in range(3):
+                    try:
+                        session.get(url, hooks={"response": keep}, timeout=5)
+                    except ValueError as e:
+                        errors.append(e)
+            assert [type(e).__name__ for e in errors] == ["ValueError"] * 3
+            assert len(raws) == 3
+            del errors
+            assert [r() for r in raws] == [None] * 3
+    finally:
+        gc.enable()
