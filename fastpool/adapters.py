@@ -658,7 +658,10 @@ class HTTPAdapter(_stock.HTTPAdapter):
             mapped = _to_requests_error(err, request)
             if mapped is None:
                 raise
-            raise mapped from err
+            try:
+                raise mapped from err
+            finally:
+                mapped = None  # (its traceback keeps this frame: no cycle through it)
         if fast is None:
             return self.build_response(request, resp)
         return self._fast_response(request, resp)
@@ -740,7 +743,10 @@ class HTTPAdapter(_stock.HTTPAdapter):
             mapped = _to_requests_error(err, request)
             if mapped is None:
                 raise
-            raise mapped from err
+            try:
+                raise mapped from err
+            finally:
+                mapped = None  # (its traceback keeps this frame: no cycle through it)
         if isinstance(exchange, Exchange):
             exchange.caller = (self, url, resolved_timeout, fast)  # for _send_exchanged
         return exchange
@@ -772,7 +778,10 @@ class HTTPAdapter(_stock.HTTPAdapter):
             mapped = _to_requests_error(err, request)
             if mapped is None:
                 raise
-            raise mapped from err
+            try:
+                raise mapped from err
+            finally:
+                mapped = None  # (its traceback keeps this frame: no cycle through it)
         if fast:
             return self._fast_response(request, resp)
         return self.build_response(request, resp)

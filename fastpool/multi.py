@@ -381,6 +381,7 @@ class _Run:
             self.loop.start(outcome)
         else:
             self._after(job, outcome)
+        outcome = None  # (an error's traceback keeps this frame as a caller: see wait)
         return None
 
     def _begin(self, job: Any, may_wait: bool, tried: Any = _UNTRIED) -> Any:
@@ -417,13 +418,16 @@ class _Run:
             if expires is None:
                 return self.driver.send(job, None)
             outcome = self.driver.send(job, None, expires - time.monotonic())
-            if time.monotonic() >= expires:
-                # Sent whole in this thread, its timeouts narrowed to the deadline, and ended
-                # at or after it: the deadline is what ended it.
-                if not isinstance(outcome, BaseException):
-                    _close(outcome)
-                return _EXPIRED
-            return outcome
+            try:
+                if time.monotonic() >= expires:
+                    # Sent whole in this thread, its timeouts narrowed to the deadline, and
+                    # ended at or after it: the deadline is what ended it.
+                    if not isinstance(outcome, BaseException):
+                        _close(outcome)
+                    return _EXPIRED
+                return outcome
+            finally:
+                outcome = None  # (as in _start)
         return exchange
 
     def _after(self, job: Any, outcome: Any) -> None:

@@ -391,27 +391,40 @@ class _RawBody:
     tools that wrap it expect. ``read(amt)`` gives the body after framing (de-chunked), before
     content decoding; ``fp`` turns None and ``closed`` True once the body has been read. A tool
     may set ``response._fp`` to a wrapper of it (CacheControl tees the body into its cache):
-    the response then reads its body through that wrapper."""
+    the response then reads its body through that wrapper.
+
+    It holds its response weakly (see :class:`_OriginalResponse`): a tool's wrapper set on the
+    response would otherwise make every such response a cycle, its connection then closed (or
+    given back) only by the cycle collector. Once the response is gone it is closed, and a
+    read raises ``ValueError``: the body went with the response."""
 
     __slots__ = ("_response",)
 
     def __init__(self, response: HTTPResponse) -> None:
-        self._response = response
+        self._response = weakref.ref(response)
+
+    def _live(self) -> HTTPResponse:
+        response = self._response()
+        if response is None:
+            raise ValueError("read of a body whose response was dropped (its connection with it)")
+        return response
 
     def read(self, amt: int | None = None) -> bytes:
-        return self._response._read_raw(amt, False, True)
+        return self._live()._read_raw(amt, False, True)
 
     @property
     def closed(self) -> bool:
-        response = self._response
-        return response._done and not response._surplus
+        response = self._response()
+        return response is None or (response._done and not response._surplus)
 
     @property
     def fp(self) -> Any:
-        return None if self.closed else self._response
+        return None if self.closed else self._response()
 
     def close(self) -> None:
-        self._response.close()
+        response = self._response()
+        if response is not None:
+            response.close()
 
 
 #: what a receive on a non-blocking socket raises when nothing has arrived
@@ -1105,10 +1118,7 @@ class HTTPResponse(_U3HTTPResponse):
                 # fastpool.multi): a read of what has arrived receives before it takes
                 # anything, so the same read can be made again later.
                 raise
-            error = self._read_failed(e)
-            if error is e:
-                raise
-            raise error from e
+            self._raise_read_failure(e)
         self._fp_bytes_read += len(data)
         if amt is not None and len(data) > amt:
             # A chunk (or a read-to-close segment) longer than asked: keep the surplus.
@@ -1130,6 +1140,18 @@ class HTTPResponse(_U3HTTPResponse):
         if isinstance(e, (ProtocolError, DecodeError)) or not isinstance(e, OSError):
             return e
         return ProtocolError(f"Connection broken: {e!r}", e)
+
+    def _raise_read_failure(self, e: BaseException) -> typing.NoReturn:
+        """Raise what the failed body read ``e`` means (:meth:`_read_failed`), from ``e``.
+        The error's traceback keeps this frame and the reader's: neither keeps the error (no
+        cycle with this response, which refcounting then frees at once, as stock's)."""
+        error = self._read_failed(e)
+        try:
+            if error is e:
+                raise e
+            raise error from e
+        finally:
+            del error, e
 
     def _read_length(self, sock: socket.socket, amt: int | None, once: bool) -> bytes:
         remaining = self.length_remaining
@@ -1284,11 +1306,8 @@ class HTTPResponse(_U3HTTPResponse):
                 data = conn.sock.recv(_RECV_SIZE)
                 if not data:
                     self._chunked_cut_short(sum(map(len, parts)), limit)
-        except BaseException as e:
-            error = self._read_failed(e)
-            if error is e:
-                raise
-            raise error from e
+        except BaseException as e:  # noqa: BLE001 - raised again, or mapped
+            self._raise_read_failure(e)
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         self._fp_bytes_read += len(data)
         return data

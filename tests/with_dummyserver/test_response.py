@@ -15,6 +15,7 @@ from typing import Any
 import brotli
 import pytest
 import requests
+import requests.adapters
 import requests.cookies
 import urllib3
 import zstandard
@@ -636,3 +637,69 @@ def test_a_response_an_error_dropped_is_freed_at_once(app_server: Any, client: s
         assert [str(w.message) for w in caught] == []
     finally:
         gc.enable()
+
+
+_HELD = ("Response", "HTTPResponse", "HTTPConnection", "HTTPSConnection", "socket")
+
+
+def _held_by_cycles(scenario: Any) -> list[str]:
+    """The responses, connections and sockets that ``scenario()`` left in reference cycles
+    (the collector disabled meanwhile: what refcounting did not free); other garbage (the
+    test servers' threads make some) is not counted."""
+    gc.collect()
+    gc.disable()
+    try:
+        scenario()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        return sorted(type(o).__name__ for o in gc.garbage if type(o).__name__ in _HELD)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+@pytest.mark.parametrize("scenario", ["truncated", "retries-exhausted", "cachecontrol"])
+@pytest.mark.parametrize("client", ["stock", "fastpool"])
+def test_no_cycle_holds_a_response_as_stock_holds_none(
+    app_server: Any, fault_server_factory: Any, scenario: str, client: str
+) -> None:
+    # What refcounting frees with stock requests, it frees with fastpool: a response (with its
+    # connection and socket) an error dropped, or one read through a tool's wrapper of its
+    # _fp. A cycle leaves them to the collector, which closes the connection (or gives the
+    # slot back) late, and may finalize the socket first (a ResourceWarning). Each of these
+    # was a cycle: a frame holding the error its traceback keeps (the adapter's ``mapped``,
+    # the response's ``error``), and ``_RawBody`` holding its response.
+    make = requests.Session if client == "stock" else fastpool.Session
+    base = requests.adapters.HTTPAdapter if client == "stock" else fastpool.HTTPAdapter
+    session = make()
+    errors: list[Any] = []
+    if scenario == "truncated":
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+        url = fault_server_factory(send_raw(head + b"x" * 50)).url + "/"
+    elif scenario == "retries-exhausted":
+        retry = Retry(total=1, status_forcelist=[500], backoff_factor=0)
+        session.mount("http://", base(max_retries=retry))
+        url = f"{app_server.url}/status/500"
+    else:
+        cachecontrol = pytest.importorskip("cachecontrol")
+
+        class Caching(cachecontrol.CacheControlAdapter, base):  # type: ignore[misc, valid-type]
+            pass
+
+        session.mount("http://", Caching())
+        url = f"{app_server.url}/bytes/10"
+
+    def scenario_run() -> None:
+        for i in range(3):
+            try:
+                response = session.get(f"{url}?{i}", timeout=5, stream=scenario == "cachecontrol")
+                if scenario == "cachecontrol":
+                    response.raw.read()
+            except requests.RequestException as e:
+                errors.append(e)
+        assert len(errors) == (0 if scenario == "cachecontrol" else 3), errors
+        errors.clear()
+
+    with session:
+        assert _held_by_cycles(scenario_run) == []
