@@ -163,12 +163,18 @@ class LRUMap(Generic[K, V]):
         lock.acquire()
         try:
             removed = container.get(key, _MISSING)
-            container[key] = value
-            if removed is _MISSING:
-                if len(container) > self._maxsize:
-                    removed = container.popitem(last=False)[1]
-            else:
+            if removed is not _MISSING:
+                container[key] = value
                 container.move_to_end(key)
+            elif len(container) < self._maxsize:
+                container[key] = value
+            elif self._maxsize:
+                # Evict before inserting: ``len()`` reads without the lock, and must never see
+                # one entry past ``maxsize`` (it did, between the two steps, under threads).
+                removed = container.popitem(last=False)[1]
+                container[key] = value
+            else:
+                removed = value  # maxsize 0: inserted and evicted at once, as in urllib3
         finally:
             lock.release()
         if removed is not _MISSING:

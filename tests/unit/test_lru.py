@@ -475,6 +475,39 @@ def test_threads_hammering_one_map(lru_cls: type, fast_switching: None) -> None:
     assert len(m.keys()) == len(m.items()) == len(m)
 
 
+def test_len_never_passes_maxsize_while_another_thread_inserts(
+    lru_cls: type, fast_switching: None
+) -> None:
+    # len() reads without the lock. The pure twin once inserted before it evicted, so a reader
+    # saw maxsize + 1 between the two steps (often on CPython 3.9, which may switch threads
+    # between any two bytecodes; the matrix's 3.9 leg caught it).
+    maxsize = 8
+    m = lru_cls(maxsize)
+    for key in range(maxsize):
+        m[key] = key
+    stop = time.monotonic() + 0.5
+    too_many: list[int] = []
+
+    def insert() -> None:
+        key = maxsize
+        while time.monotonic() < stop:
+            m[key] = key
+            key += 1
+
+    writer = threading.Thread(target=insert)
+    writer.start()
+    reads = 0
+    while time.monotonic() < stop:
+        size = len(m)
+        reads += 1
+        if size > maxsize:
+            too_many.append(size)
+    writer.join(10)
+    assert not writer.is_alive()
+    assert reads > 0
+    assert too_many == []
+
+
 # --- state machine: compiled vs pure vs urllib3 ------------------------------------------------
 
 KEYS = st.sampled_from([0, 1, 2, 3, "a", "b", (1, 2), ("http", "h", 80), (), (5,)])
