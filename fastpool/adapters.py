@@ -191,6 +191,19 @@ def _check_pool_timeout(value: object) -> None:
         raise ValueError(MSG_NEGATIVE.format(name="pool_timeout", value=value))
 
 
+def _raise_as_requests_error(err: BaseException, request: PreparedRequest) -> None:
+    """Raise what the stock adapter raises for ``err`` from ``urlopen``; return when that is
+    ``err`` itself (the caller re-raises it, its traceback untouched)."""
+    mapped = _to_requests_error(err, request)
+    if mapped is not None:
+        try:
+            raise mapped from err
+        finally:
+            # The raised error's traceback keeps this frame: holding neither error in it
+            # leaves no cycle, so a response its frames hold is freed at once, as stock's.
+            mapped = err = None  # type: ignore[assignment]
+
+
 def _to_requests_error(err: BaseException, request: PreparedRequest) -> BaseException | None:
     """Map an exception from ``urlopen`` to what the stock adapter raises; None: re-raise as is.
 
@@ -623,21 +636,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
             )  # fmt: skip
         if _U3_POOL.ConnectionCls is not _U3_CONNECTION:
             return self._send_through_urllib3(request, stream, timeout, verify, cert, proxies)
-        fast = None
-        if (
-            self._fast_route
-            and _route_as_defined()
-            and (not self._subclass_dicts or _subclass_hooks_as_defined(self._subclass_dicts))
-            and cert is None
-            and (verify is True or verify is False or type(verify) is str)
-        ):
-            fast = self._fast_target(request, timeout, verify, proxies)
-        if fast is None:
-            conn, url, resolved_timeout = self._general_target(
-                request, stream, timeout, verify, cert, proxies
-            )
-        else:
-            conn, url, resolved_timeout = fast
+        conn, url, resolved_timeout, fast = self._target(
+            request, stream, timeout, verify, cert, proxies
+        )
         body = request.body
         try:
             resp = conn.urlopen(
@@ -655,16 +656,11 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 chunked=not (body is None or "Content-Length" in request.headers),
             )
         except Exception as err:
-            mapped = _to_requests_error(err, request)
-            if mapped is None:
-                raise
-            try:
-                raise mapped from err
-            finally:
-                mapped = None  # (its traceback keeps this frame: no cycle through it)
-        if fast is None:
-            return self.build_response(request, resp)
-        return self._fast_response(request, resp)
+            _raise_as_requests_error(err, request)
+            raise
+        if fast:
+            return self._fast_response(request, resp)
+        return self.build_response(request, resp)
 
     def _target(
         self,
@@ -686,7 +682,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
         ):
             fast = self._fast_target(request, timeout, verify, proxies)
             if fast is not None:
-                return (*fast, True)
+                return fast
         return (*self._general_target(request, stream, timeout, verify, cert, proxies), False)
 
     def _loop_begin(
@@ -740,13 +736,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
                     limit=limit,
                 )
         except Exception as err:
-            mapped = _to_requests_error(err, request)
-            if mapped is None:
-                raise
-            try:
-                raise mapped from err
-            finally:
-                mapped = None  # (its traceback keeps this frame: no cycle through it)
+            _raise_as_requests_error(err, request)
+            raise
         if isinstance(exchange, Exchange):
             exchange.caller = (self, url, resolved_timeout, fast)  # for _send_exchanged
         return exchange
@@ -775,13 +766,8 @@ class HTTPAdapter(_stock.HTTPAdapter):
                 _exchange=exchange,
             )
         except Exception as err:
-            mapped = _to_requests_error(err, request)
-            if mapped is None:
-                raise
-            try:
-                raise mapped from err
-            finally:
-                mapped = None  # (its traceback keeps this frame: no cycle through it)
+            _raise_as_requests_error(err, request)
+            raise
         if fast:
             return self._fast_response(request, resp)
         return self.build_response(request, resp)
@@ -852,8 +838,9 @@ class HTTPAdapter(_stock.HTTPAdapter):
         timeout: Any,
         verify: bool | str,
         proxies: dict[str, str] | None,
-    ) -> tuple[Any, str, TimeoutSauce] | None:
-        """The general route's answer without its repeated parsing; None: take that route."""
+    ) -> tuple[Any, str, TimeoutSauce, bool] | None:
+        """:meth:`_target`'s answer on the fast route (its last item True) without the general
+        route's repeated parsing; None: take that route."""
         url = request.url
         manager_type: type = type(self.poolmanager)
         if type(url) is not str or manager_type is not PoolManager:
@@ -885,7 +872,7 @@ class HTTPAdapter(_stock.HTTPAdapter):
             self.cert_verify(conn, url, verify, None)
             conn.adapter_verify = verify
         # After the connection hooks, as stock reads it: the same error first on bad input.
-        return conn, path, self._timeout_for(timeout)
+        return conn, path, self._timeout_for(timeout), True
 
     def _ca_path_kwargs(self, path: str) -> dict[str, Any]:
         # What build_connection_pool_key_attributes gives for verify=<CA path>, once per path
