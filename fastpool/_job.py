@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 from ._compat import IMPLEMENTATION
 
 if TYPE_CHECKING or IMPLEMENTATION == "python":
-    from ._job_py import ManagerJob, host_of
+    from ._job_py import ENCODED, URL_METHODS, ManagerJob, PlainJobs, host_of, plain_job
 else:  # pragma: no cover - depends on the build
-    from ._job_c import ManagerJob, host_of
+    from ._job_c import ENCODED, URL_METHODS, ManagerJob, PlainJobs, host_of, plain_job
 
-__all__ = ("ManagerJob", "host_of")
+__all__ = ("ENCODED", "URL_METHODS", "ManagerJob", "PlainJobs", "host_of", "plain_job")

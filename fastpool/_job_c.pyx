@@ -11,7 +11,15 @@ cimport cython
 
 from urllib.parse import urlsplit
 
-__all__ = ("ManagerJob", "host_of")
+__all__ = ("ENCODED", "URL_METHODS", "ManagerJob", "PlainJobs", "host_of", "plain_job")
+
+# (see the twin)
+cdef frozenset _URL_METHODS = frozenset(("DELETE", "GET", "HEAD", "OPTIONS"))
+cdef frozenset _ENCODED = frozenset(
+    ("body", "fields", "headers", "json", "encode_multipart", "multipart_boundary")
+)
+URL_METHODS = _URL_METHODS
+ENCODED = _ENCODED
 
 #: authority ("Host:port") -> host name (see the twin); the module's attribute of the same
 #: name is this very dict (C reads it here without a lookup): clear it, never rebind it
@@ -118,3 +126,50 @@ cdef class ManagerJob:
         self.conn = None
         self.target = url
         self.whole = None
+
+
+cpdef plain_job(given, headers):
+    """The job for an item with nothing to encode, or None (see the twin)."""
+    cdef Py_ssize_t size
+    cdef dict kwargs
+    if type(given) is str:
+        return ManagerJob(given, "GET", given, {"headers": headers})
+    if type(given) is not tuple:  # (a subclass may index otherwise: the general steps)
+        return None
+    size = len(<tuple>given)
+    if size == 2:
+        kwargs = {}
+    elif size == 3:
+        if type((<tuple>given)[2]) is not dict:
+            return None
+        kwargs = <dict>(<tuple>given)[2]
+    else:
+        return None
+    method = (<tuple>given)[0]
+    url = (<tuple>given)[1]
+    if type(method) is not str or type(url) is not str:
+        return None
+    method = (<str>method).upper()
+    if method not in _URL_METHODS or not _ENCODED.isdisjoint(kwargs) or "preload_content" in kwargs:
+        return None
+    kw = {"headers": headers}
+    kw.update(kwargs)
+    return ManagerJob(given, method, url, kw)
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class PlainJobs:
+    """plain_job for one manager's items while its request is fastpool's own (see the twin)."""
+
+    cdef public object manager, own
+
+    def __init__(self, manager, own):
+        self.manager = manager
+        self.own = own
+
+    def __call__(self, given):
+        manager = self.manager
+        if getattr(manager.request, "__func__", None) is not self.own:
+            return None
+        return plain_job(given, manager.headers)

@@ -13,7 +13,13 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ("ManagerJob", "host_of")
+__all__ = ("ENCODED", "URL_METHODS", "ManagerJob", "PlainJobs", "host_of", "plain_job")
+
+#: urllib3's ``RequestMethods.request`` sends these methods' fields in the URL, no body to
+#: encode (its ``_encode_url_methods``; a test holds the two equal) ...
+URL_METHODS = frozenset(("DELETE", "GET", "HEAD", "OPTIONS"))
+#: ... and encodes these arguments: a request with none of them is passed on as it is
+ENCODED = frozenset(("body", "fields", "headers", "json", "encode_multipart", "multipart_boundary"))
 
 #: authority ("Host:port") -> host name: a crawl's URLs are many, its hosts far fewer. Clear
 #: it, never rebind it (the compiled twin keeps its own reference).
@@ -105,3 +111,52 @@ class ManagerJob:
         #: (method, url, kwargs) for a manager whose request() a tool or a subclass replaced:
         #: the item goes whole through it
         self.whole: tuple[str, str, dict[str, Any]] | None = None
+
+
+def plain_job(given: Any, headers: Any) -> ManagerJob | None:
+    """The job ``PoolManager.request``'s steps make of a ``PoolManager.map`` item whose
+    request has nothing to encode: a URL (a GET), or ``(method, url[, kwargs])`` with ``str``
+    method and URL, a method that sends no body (``URL_METHODS``, any case), and a ``dict``
+    of ``kwargs`` with none of the ``ENCODED`` arguments and no ``preload_content``. Its
+    ``urlopen`` arguments are the manager's ``headers``, then ``kwargs``. None: any other
+    item, which takes the general steps (``fastpool.multi``)."""
+    if type(given) is str:
+        return ManagerJob(given, "GET", given, {"headers": headers})
+    if type(given) is not tuple:  # (a subclass may index otherwise: the general steps)
+        return None
+    size = len(given)
+    if size == 2:
+        kwargs: Any = {}
+    elif size == 3:
+        kwargs = given[2]
+        if type(kwargs) is not dict:
+            return None
+    else:
+        return None
+    method = given[0]
+    url = given[1]
+    if type(method) is not str or type(url) is not str:
+        return None
+    method = method.upper()
+    if method not in URL_METHODS or not ENCODED.isdisjoint(kwargs) or "preload_content" in kwargs:
+        return None
+    return ManagerJob(given, method, url, {"headers": headers, **kwargs})
+
+
+class PlainJobs:
+    """``PlainJobs(manager, own)(given)``: :func:`plain_job` of ``given`` with the manager's
+    headers, while ``manager.request`` is ``own`` (fastpool's own ``PoolManager.request``,
+    asked at each item: a patch or a subclass's must see the request); None otherwise, or for
+    an item the general steps take (``fastpool.multi``'s ``ManagerDriver.new``)."""
+
+    __slots__ = ("manager", "own")
+
+    def __init__(self, manager: Any, own: Any) -> None:
+        self.manager = manager
+        self.own = own
+
+    def __call__(self, given: Any) -> ManagerJob | None:
+        manager = self.manager
+        if getattr(manager.request, "__func__", None) is not self.own:
+            return None
+        return plain_job(given, manager.headers)

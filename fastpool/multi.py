@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, Optional, Protocol
 from urllib3.exceptions import ClosedPoolError
 from urllib3.util.timeout import Timeout
 
-from ._job import ManagerJob, host_of
+from ._job import ManagerJob, PlainJobs, host_of, plain_job
 from ._lane import Lane
 from ._loop import Exchange, Loop
 from ._map_body import END, FAILED, TURN, WRITABLE, Body
@@ -65,6 +65,12 @@ class Driver(Protocol):
 
     def new(self, given: Any) -> Any:
         """The job for an item of the caller's iterable (raises what preparing it raises)."""
+
+    @property
+    def plain_new(self) -> Callable[[Any], Any] | None:
+        """``plain_new(given)``: the job :meth:`new` would make, made the plainest way, or
+        None: :meth:`new` makes it. None (or no such attribute): never. Read once, when the
+        map starts."""
 
     @property
     def plain_begin(self) -> Callable[[Any, Loop], Exchange | bool | None] | None:
@@ -260,21 +266,28 @@ class _Run:
         #: bodies whose turn ended with more to read: on after the next poll
         self.bodies: deque[Body] = deque()
         self.plain_begin = getattr(driver, "plain_begin", None)
+        self.plain_new = getattr(driver, "plain_new", None)
 
     def take_input(self) -> None:
         """Read the caller's requests while there is room ahead."""
-        while not self.exhausted and len(self.scheduler) < self.concurrency * _LOOKAHEAD:
+        if self.exhausted:
+            return
+        scheduler, source, room = self.scheduler, self.source, self.concurrency * _LOOKAHEAD
+        plain_new, new = self.plain_new, self.driver.new
+        while len(scheduler) < room:
             try:
-                given = next(self.source)
+                given = next(source)
             except StopIteration:
                 self.exhausted = True
                 return
             try:
-                job = self.driver.new(given)
+                job = None if plain_new is None else plain_new(given)
+                if job is None:
+                    job = new(given)
             except Exception as e:  # noqa: BLE001 - the request's outcome, yielded
                 self.ready.append(Result(given, None, e))
                 continue
-            self.scheduler.push(job, job.host, None)
+            scheduler.push(job, job.host, None)
 
     def start_what_may(self) -> None:
         """Start what the limits allow (the results waiting to be yielded are bounded too).
@@ -647,14 +660,6 @@ def _item_parts(given: Any) -> tuple[Any, Any, Any]:
     )
 
 
-#: RequestMethods.request sends these methods' fields in the URL (no body to encode) ...
-_URL_METHODS = frozenset(RequestMethods._encode_url_methods)
-#: ... and encodes these arguments: a request with none of them is passed on as it is
-_ENCODED = frozenset(
-    ("body", "fields", "headers", "json", "encode_multipart", "multipart_boundary")
-)
-
-
 class ManagerDriver:
     """:class:`Driver` for ``PoolManager.map``: ``PoolManager.request``'s steps, hop by hop
     (``PoolManager.urlopen`` with its redirects across hosts). With ``light``, each response
@@ -691,14 +696,18 @@ class ManagerDriver:
         #: goes whole through any other (a patch's, a subclass's), as one request would
         function = getattr(manager.request, "__func__", None)
         self._own_request = function if function in own_requests else None
+        #: an item with nothing to encode made a job in one call (each body streamed for
+        #: on_body takes new's steps)
+        self.plain_new = (
+            None
+            if self._own_request is None or stream_bodies
+            else PlainJobs(manager, self._own_request)
+        )
 
     def new(self, given: Any) -> ManagerJob:
         own = self._own_request
         if own is None or getattr(self.manager.request, "__func__", None) is not own:
             return self._whole_job(given)
-        if type(given) is str and not self.stream_bodies:
-            # (_new's first way inline, one frame less: a crawl's URLs)
-            return ManagerJob(given, "GET", given, {"headers": self.manager.headers})
         job = self._new(given)
         if self.stream_bodies:
             job.kw["preload_content"] = False
@@ -738,20 +747,12 @@ class ManagerDriver:
         )
 
     def _new(self, given: Any) -> ManagerJob:
-        if type(given) is str:
-            # RequestMethods.request's steps for a GET with no fields (pinned by a test)
-            return ManagerJob(given, "GET", given, {"headers": self.manager.headers})
+        # RequestMethods.request's steps for a request with nothing to encode (pinned by a
+        # test), else those steps themselves
+        job = plain_job(given, self.manager.headers)
+        if job is not None:
+            return job
         method, url, kwargs = _item_parts(given)
-        if type(method) is str and type(url) is str and isinstance(given, tuple):
-            method = method.upper()
-            if (
-                method in _URL_METHODS
-                and _ENCODED.isdisjoint(kwargs)
-                and "preload_content" not in kwargs
-            ):
-                # the same steps for a method without a body, given nothing to encode:
-                # urlopen's arguments after the default headers (pinned by a test)
-                return ManagerJob(given, method, url, {"headers": self.manager.headers, **kwargs})
         if self.light and not kwargs.get("preload_content", True):
             raise ValueError(
                 "PoolManager.map(light=True) reads every body whole: preload_content=False "

@@ -165,3 +165,110 @@ print("freed")
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, "freed"), done.stderr[-500:]
+
+
+def test_the_plain_ways_are_urllib3_s(twin: Any) -> None:
+    # the methods RequestMethods.request sends without a body, and the arguments it encodes
+    import inspect
+
+    from urllib3._request_methods import RequestMethods
+
+    assert twin.URL_METHODS == RequestMethods._encode_url_methods
+    encoded = set(inspect.signature(RequestMethods.request).parameters) - {
+        "self", "method", "url", "urlopen_kw",
+    }  # fmt: skip
+    assert encoded <= twin.ENCODED  # (and the two request_encode_body adds)
+
+
+_HEADERS = {"X-Default": "1"}
+_KWARG_NAMES = [
+    "timeout", "retries", "redirect", "pool_timeout", "headers", "fields", "body", "json",
+    "preload_content", "encode_multipart",
+]  # fmt: skip
+_ITEMS = st.one_of(
+    st.sampled_from(["http://h/", "HTTP://H:1/x?y"]),
+    st.tuples(
+        st.sampled_from(["GET", "get", "Head", "DELETE", "options", "POST", "PUT", "", b"GET"]),
+        st.sampled_from(["http://h/p", b"http://h/", None]),
+    ),
+    st.tuples(
+        st.sampled_from(["GET", "head", "POST"]),
+        st.sampled_from(["http://h/p", "https://h:8443/"]),
+        st.one_of(
+            st.dictionaries(
+                st.sampled_from(_KWARG_NAMES),
+                st.sampled_from([None, False, True, 2.0, {"a": "1"}]),
+                max_size=3,
+            ),
+            st.just([("timeout", 1)]),
+        ),
+    ),
+    st.sampled_from([(), ("GET",), ("GET", "http://h/", {}, None), ["GET", "http://h/"], 7]),
+)
+
+
+@given(_ITEMS)
+def test_plain_job_takes_what_has_nothing_to_encode_alike_on_both_twins(item: Any) -> None:
+    # the oracle: the rule as the docstring states it; both twins answer alike, and the job
+    # holds what ManagerJob holds given the same parts
+    from fastpool import _job_py
+
+    twins = [_job_py]
+    try:
+        twins.append(importlib.import_module("fastpool._job_c"))
+    except ImportError:
+        pass
+    if type(item) is str:
+        expected: Any = ("GET", item, {"headers": _HEADERS})
+    elif (
+        type(item) is tuple
+        and len(item) in (2, 3)
+        and type(item[0]) is str
+        and type(item[1]) is str
+        and item[0].upper() in ("GET", "HEAD", "DELETE", "OPTIONS")
+        and (len(item) == 2 or type(item[2]) is dict)
+        and not (dict(item[2]) if len(item) == 3 else {}).keys()
+        & {"headers", "fields", "body", "json", "preload_content", "encode_multipart",
+           "multipart_boundary"}
+    ):  # fmt: skip
+        kwargs = dict(item[2]) if len(item) == 3 else {}
+        expected = (item[0].upper(), item[1], {"headers": _HEADERS, **kwargs})
+    else:
+        expected = None
+    for module in twins:
+        job = module.plain_job(item, _HEADERS)
+        if expected is None:
+            assert job is None, module
+            continue
+        method, url, kw = expected
+        made = module.ManagerJob(item, method, url, dict(kw))
+        assert (job.given, job.method, job.url, job.kw, job.redirect, job.host) == (
+            made.given, made.method, made.url, made.kw, made.redirect, made.host,
+        ), module  # fmt: skip
+        assert job.kw["headers"] is _HEADERS
+        if len(item) == 3 if type(item) is tuple else False:
+            assert job.kw is not item[2]  # (the caller's dict is never the job's)
+
+
+def test_plain_jobs_step_aside_for_a_request_of_another(twin: Any) -> None:
+    # PlainJobs asks at every item whether the manager's request is still fastpool's own: a
+    # patch (on the object or its class) must see the request, so the general steps take it
+    class Manager:
+        headers = _HEADERS
+
+        def request(self) -> None:
+            pass
+
+    manager = Manager()
+    jobs = twin.PlainJobs(manager, Manager.request)
+    assert jobs("http://h/").kw == {"headers": _HEADERS}
+    assert jobs(("POST", "http://h/")) is None
+    manager.request = lambda: None  # type: ignore[method-assign]
+    assert jobs("http://h/") is None
+    del manager.request
+    assert jobs("http://h/") is not None
+    original = Manager.request
+    Manager.request = lambda self: None  # type: ignore[method-assign]
+    assert jobs("http://h/") is None
+    Manager.request = original  # type: ignore[method-assign]
+    assert jobs("http://h/") is not None

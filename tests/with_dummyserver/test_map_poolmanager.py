@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 from unittest import mock
@@ -387,6 +388,7 @@ def test_light_under_a_mocked_urlopen_is_answered_by_the_mock(
         ("HEAD", "URL", {"preload_content": True}),
         ("DELETE", "URL", {"pool_timeout": 1}),
         ("OPTIONS", "URL", {}),
+        ("GET", "URL", types.MappingProxyType({"timeout": 2.0})),  # not a dict: the long way
         ("GET", "URL", {"fields": {"a": "1"}}),  # these encode: the long way
         ("GET", "URL", {"headers": {"X": "1"}}),
         ("POST", "URL", {"body": b"x"}),
@@ -405,14 +407,28 @@ def test_an_item_is_prepared_as_request_prepares_it(given: Any, app_server: AppS
     given = url if given == "URL" else (given[0], url, *given[2:])
     method, target, kwargs = ("GET", given, {}) if isinstance(given, str) else (*given, {})[:3]
     with fastpool.PoolManager(headers={"X-Default": "1"}) as manager:
-        job = ManagerDriver(manager, own_requests=OWN_REQUESTS).new(given)
+        driver = ManagerDriver(manager, own_requests=OWN_REQUESTS)
+        job = driver.new(given)
+        # (the map asks plain_new first: the one call a crawl's items take)
+        plain = driver.plain_new(given)
         captured = RequestMethods.request(_Capture(manager.headers), method, target, **kwargs)
     expected = ManagerJob(given, *captured)
-    assert (job.method, job.url, job.kw, job.redirect) == (
-        expected.method, expected.url, expected.kw, expected.redirect,
-    )  # fmt: skip
+    for made in (job, plain):
+        if made is None:
+            continue
+        assert (made.method, made.url, made.kw, made.redirect) == (
+            expected.method, expected.url, expected.kw, expected.redirect,
+        )  # fmt: skip
     if not kwargs.keys() & {"headers", "fields", "body"}:
         assert job.kw["headers"] is manager.headers
+    # an item with nothing to encode (a dict of kwargs, no preload_content) takes the one
+    # call; the others the general steps
+    plain_way = (
+        type(kwargs) is dict
+        and method.upper() in ("GET", "HEAD", "DELETE", "OPTIONS")
+        and not kwargs.keys() & {"headers", "fields", "body", "preload_content"}
+    )
+    assert (plain is not None) == plain_way
 
 
 class CountingManager(fastpool.PoolManager):
