@@ -170,6 +170,10 @@ cdef class PlainJobs:
 
     def __call__(self, given):
         manager = self.manager
-        if getattr(manager.request, "__func__", None) is not self.own:
+        request = manager.request
+        if (
+            getattr(request, "__func__", None) is not self.own
+            or getattr(request, "__self__", None) is not manager
+        ):
             return None
         return plain_job(given, manager.headers)

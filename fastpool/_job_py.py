@@ -151,12 +151,25 @@ class PlainJobs:
 
     __slots__ = ("manager", "own")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # final, as the compiled twin is
+        raise TypeError("type 'PlainJobs' is not an acceptable base type")
+
+    def __reduce__(self) -> Any:
+        # it holds a manager: never pickled or copied (as compiled)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
     def __init__(self, manager: Any, own: Any) -> None:
         self.manager = manager
         self.own = own
 
     def __call__(self, given: Any) -> ManagerJob | None:
-        manager = self.manager
-        if getattr(manager.request, "__func__", None) is not self.own:
+        manager: Any = self.manager
+        request = manager.request
+        if (
+            getattr(request, "__func__", None) is not self.own
+            # (another manager's own request, set on this one, sends as that one)
+            or getattr(request, "__self__", request) is not manager
+        ):
             return None
         return plain_job(given, manager.headers)

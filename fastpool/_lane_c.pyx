@@ -163,6 +163,14 @@ cdef inline object _on_class(cls, name):
     return <object>found
 
 
+cdef inline object _bound_function(obj, name):
+    # fastpool._patches.bound_function: another object's method set on this one is a patch
+    method = getattr(obj, name)
+    if getattr(method, "__self__", None) is not obj:
+        return None
+    return getattr(method, "__func__", None)
+
+
 cdef inline bint _own_method(obj, dict own, name, function) except -1:
     """``getattr(obj.<name>, "__func__", None) is function`` without making the bound method,
     for an object read the generic way whose ``__dict__`` is ``own``: the class holds
@@ -578,9 +586,8 @@ cdef class Lane:
             manager.proxy is not None
             # (bound methods, not the manager's __dict__: reading that would turn its compact
             # attribute storage into a dict, slower for every later read of the manager)
-            or getattr(manager.urlopen, "__func__", None) is not self._urlopen
-            or getattr(manager.connection_from_host, "__func__", None)
-            is not self._connection_from_host
+            or _bound_function(manager, "urlopen") is not self._urlopen
+            or _bound_function(manager, "connection_from_host") is not self._connection_from_host
         ):
             return None
         found = self._pool_of(manager, <str>url)

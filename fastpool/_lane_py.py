@@ -34,6 +34,7 @@ from urllib3.util.timeout import Timeout
 from . import pool as _pool_module
 from ._failed_socket import FailedSocket
 from ._loop import Exchange, new_exchange
+from ._patches import is_own_method
 from .connection import steps_replaced_on
 from .light import LightResponse
 from .pool import (
@@ -105,7 +106,7 @@ def _own_plain_pool(pool: Any) -> bool:
         and pool._trace_now is None
         and pool._limiter is None
         and pool._urlopen_is_ours()
-        and getattr(pool._get_conn, "__func__", None) is OWN_GET_CONN
+        and is_own_method(pool._get_conn, pool, OWN_GET_CONN)
         and type(pool)._validate_conn in OWN_VALIDATE_CONN
         and "_validate_conn" not in vars(pool)  # (a patch on the pool itself)
         and type(pool)._make_request is OWN_MAKE_REQUEST
@@ -389,9 +390,8 @@ class Lane:
         manager = self.manager
         if (
             manager.proxy is not None
-            or getattr(manager.urlopen, "__func__", None) is not self._urlopen
-            or getattr(manager.connection_from_host, "__func__", None)
-            is not self._connection_from_host
+            or not is_own_method(manager.urlopen, manager, self._urlopen)
+            or not is_own_method(manager.connection_from_host, manager, self._connection_from_host)
         ):
             return None
         found = self._pool_of(manager, url)

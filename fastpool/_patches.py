@@ -19,7 +19,30 @@ import urllib3.connectionpool
 
 from .exceptions import ForeignPatchWarning
 
-__all__ = ("STOCK_URLOPEN", "ForeignPatchWarning", "stock_function", "urlopen_through_patch")
+__all__ = (
+    "STOCK_URLOPEN", "ForeignPatchWarning", "bound_function", "is_own_method", "stock_function",
+    "urlopen_through_patch",
+)  # fmt: skip
+
+
+def bound_function(obj: Any, name: str) -> Any:
+    """The function behind ``obj.<name>`` when that is a method bound to ``obj`` itself, else
+    None (see :func:`is_own_method`)."""
+    method = getattr(obj, name)
+    if getattr(method, "__self__", method) is not obj:
+        return None
+    return getattr(method, "__func__", None)
+
+
+def is_own_method(method: Any, obj: Any, function: Any) -> bool:
+    """Whether ``method`` (read as ``obj.<name>``) is ``function`` bound to ``obj`` itself:
+    how fastpool sees a patch on an object. Another object's method set on this one
+    (``m.request = other.request``) runs as that object's, so it is a patch too. The paths
+    each request takes write this test out, a frame less: ``getattr(m, "__func__", None) is
+    function and getattr(m, "__self__", m) is obj``."""
+    return (
+        getattr(method, "__func__", None) is function and getattr(method, "__self__", method) is obj
+    )
 
 
 def stock_function(func: Any, module: ModuleType) -> Any:

@@ -253,6 +253,7 @@ class SessionDriver:
 
     decode_body: bool | None = True  # as iter_content reads: decoded
     plain_begin = None  # every hop begins through the Session's own steps (_loop_begin)
+    plain_new = None  # every item is prepared through the Session's own steps (new)
 
     def body_of(self, response: Response) -> Any:
         """``Response.raw``: iter_content reads it too."""

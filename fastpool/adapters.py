@@ -703,10 +703,13 @@ class HTTPAdapter(_stock.HTTPAdapter):
         for a connection as :meth:`send` would (``pool_timeout``; at most ``limit`` seconds
         when given) and raises what ``send`` raises when none comes. ``loop``: the map's,
         asked whether an idle connection is alive (``fastpool._lane``)."""
+        send = self.send
         if (
             _StockHTTPAdapter.send is not _STOCK_ADAPTER_SEND
-            # overridden, or patched on this adapter: it must see the request
-            or getattr(self.send, "__func__", None) is not HTTPAdapter.send
+            # overridden, or patched on this adapter (another's send set on it included): it
+            # must see the request (is_own_method's test written out: a frame less each hop)
+            or getattr(send, "__func__", None) is not HTTPAdapter.send
+            or getattr(send, "__self__", send) is not self
             or _U3_POOL.ConnectionCls is not _U3_CONNECTION
         ):
             return False

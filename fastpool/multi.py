@@ -37,6 +37,7 @@ from ._job import ManagerJob, PlainJobs, host_of, plain_job
 from ._lane import Lane
 from ._loop import Exchange, Loop
 from ._map_body import END, FAILED, TURN, WRITABLE, Body
+from ._patches import bound_function, is_own_method
 from ._thirdparty import RequestMethods
 from .exceptions import DeadlineExceeded
 from .light import LightResponse
@@ -694,7 +695,7 @@ class ManagerDriver:
         self._own_urlopens = own_urlopens
         #: fastpool's own PoolManager.request (None: replaced already, or none given): an item
         #: goes whole through any other (a patch's, a subclass's), as one request would
-        function = getattr(manager.request, "__func__", None)
+        function = bound_function(manager, "request")
         self._own_request = function if function in own_requests else None
         #: an item with nothing to encode made a job in one call (each body streamed for
         #: on_body takes new's steps)
@@ -706,9 +707,12 @@ class ManagerDriver:
 
     def new(self, given: Any) -> ManagerJob:
         own = self._own_request
-        if own is None or getattr(self.manager.request, "__func__", None) is not own:
+        if own is None or not is_own_method(self.manager.request, self.manager, own):
             return self._whole_job(given)
-        job = self._new(given)
+        # (without on_body, the map asked plain_new first: the item has something to encode)
+        job = plain_job(given, self.manager.headers) if self.stream_bodies else None
+        if job is None:
+            job = self._new(given)
         if self.stream_bodies:
             job.kw["preload_content"] = False
         return job
@@ -747,11 +751,8 @@ class ManagerDriver:
         )
 
     def _new(self, given: Any) -> ManagerJob:
-        # RequestMethods.request's steps for a request with nothing to encode (pinned by a
-        # test), else those steps themselves
-        job = plain_job(given, self.manager.headers)
-        if job is not None:
-            return job
+        # RequestMethods.request's own steps (an item with nothing to encode takes plain_job,
+        # which makes what these would: pinned by a test)
         method, url, kwargs = _item_parts(given)
         if self.light and not kwargs.get("preload_content", True):
             raise ValueError(
@@ -789,7 +790,7 @@ class ManagerDriver:
     def _urlopen_is_ours(self) -> bool:
         """Whether the manager's ``urlopen`` is fastpool's own (PoolManager's, ProxyManager's),
         neither a subclass's nor a patch's."""
-        return getattr(self.manager.urlopen, "__func__", None) in self._own_urlopens
+        return bound_function(self.manager, "urlopen") in self._own_urlopens
 
     def _through_urlopen(self, job: ManagerJob, remaining: float | None) -> Any:
         """The whole request through the manager's ``urlopen`` as ``PoolManager.request``

@@ -1068,7 +1068,9 @@ class HTTPConnectionPool(RequestMethods):
         return (
             _U3Pool.urlopen is STOCK_URLOPEN
             # (fastpool's own as imported: a patch on the class is not)
+            # (is_own_method's test written out: a frame less each hop)
             and getattr(self.urlopen, "__func__", None) is OWN_URLOPEN
+            and getattr(self.urlopen, "__self__", self.urlopen) is self
         )
 
     def _loop_begin(

@@ -56,7 +56,7 @@ from urllib3.exceptions import ProtocolError as U3ProtocolError
 from urllib3.exceptions import SSLError as U3SSLError
 
 from ._environment import Environment
-from ._patches import stock_function
+from ._patches import is_own_method, stock_function
 from ._prefix import PrefixRouter
 from ._prepare import NO_HOOKS, Preparer, merge_dicts, merge_scalar
 from ._session_map import SessionDriver
@@ -459,11 +459,15 @@ class Session(requests.Session):
         requests' own sequence of calls.
         """
         cls = type(self)
+        prepare = self.prepare_request
+        owner: object = getattr(prepare, "__self__", prepare)  # (object: mypy narrows no self)
         if (
             _RequestsSession.request is not _STOCK_REQUEST  # patched or wrapped: honour that
             # replaced on the class or on this instance (self.__dict__ is not read: that would
-            # turn the instance's attribute storage into a dict, slower on every access)
-            or getattr(self.prepare_request, "__func__", None) is not _OWN_STEPS[0]
+            # turn the instance's attribute storage into a dict, slower on every access), or
+            # another Session's set on this one (is_own_method's test written out)
+            or getattr(prepare, "__func__", None) is not _OWN_STEPS[0]
+            or owner is not self
             or cls.merge_environment_settings is not _OWN_STEPS[1]
             or cls.send is not _OWN_STEPS[2]
         ):
@@ -504,11 +508,19 @@ class Session(requests.Session):
     def _prepare_get(self, url: str) -> PreparedRequest:
         """``prepare_request(Request("GET", url))``, without the Request when
         :meth:`prepare_request` is fastpool's own (``Session.map``'s URLs)."""
-        if getattr(self.prepare_request, "__func__", None) is not _OWN_STEPS[0]:
-            return self.prepare_request(Request("GET", url))
+        prepare = self.prepare_request
+        # (is_own_method's test written out: a frame less each URL)
+        if (
+            getattr(prepare, "__func__", None) is not _OWN_STEPS[0]
+            or getattr(prepare, "__self__", prepare) is not self
+        ):
+            return prepare(Request("GET", url))
         # What Request("GET", url) holds, as request() passes it on (its hooks: the empty
         # registry default_hooks() makes, which prepare only reads)
-        return self._preparer.prepare(self, "GET", url, {}, [], [], {}, None, None, NO_HOOKS, None)
+        prepared: PreparedRequest = self._preparer.prepare(
+            self, "GET", url, {}, [], [], {}, None, None, NO_HOOKS, None
+        )
+        return prepared
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Build the :class:`~requests.PreparedRequest` requests would build for ``request``."""
@@ -699,16 +711,28 @@ class Session(requests.Session):
         own or requests' ``Session.request`` is patched; with a replaced ``resolve_redirects``
         (which only ``send`` calls), ``"request"``, or ``"send"`` for a PreparedRequest; None:
         none of these (the map sends the item hop by hop)."""
+        # (is_own_method's test written out: a frame less each item)
         # a replaced resolve_redirects must follow the redirects: send() calls it
-        redirects = getattr(self.resolve_redirects, "__func__", None) is not _STOCK_REDIRECTS
+        method: Any = self.resolve_redirects
+        redirects = (
+            getattr(method, "__func__", None) is not _STOCK_REDIRECTS
+            or getattr(method, "__self__", method) is not self
+        )
         if isinstance(given, PreparedRequest):
             return "send" if redirects else None
-        if isinstance(given, str) and getattr(self.get, "__func__", None) is not _STOCK_GET:
-            return "get"
+        if isinstance(given, str):
+            method = self.get
+            if (
+                getattr(method, "__func__", None) is not _STOCK_GET
+                or getattr(method, "__self__", method) is not self
+            ):
+                return "get"
+        method = self.request
         if (
             redirects
             or _RequestsSession.request is not _STOCK_REQUEST
-            or getattr(self.request, "__func__", None) is not _OWN_REQUEST
+            or getattr(method, "__func__", None) is not _OWN_REQUEST
+            or getattr(method, "__self__", method) is not self
         ):
             return "request"
         return None
@@ -727,14 +751,17 @@ class Session(requests.Session):
         connection as :meth:`send` would (at most ``limit`` seconds when given). ``loop``: the
         map's, asked whether an idle connection is alive."""
         cls = type(self)
+        send = self.send
         if (
             _RequestsSession.send is not _STOCK_SEND
-            # overridden, or patched on this Session (vars() is not read: see request)
-            or getattr(self.send, "__func__", None) is not _OWN_STEPS[2]
+            # overridden, or patched on this Session (vars() is not read: see request;
+            # is_own_method's test written out: a frame less each hop)
+            or getattr(send, "__func__", None) is not _OWN_STEPS[2]
+            or getattr(send, "__self__", send) is not self
             or cls._send_hop is not Session._send_hop
         ):
             return False
-        adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
+        adapter = self.get_adapter(url=request.url)
         if not isinstance(adapter, HTTPAdapter):
             return False
         return adapter._loop_begin(
@@ -763,7 +790,7 @@ class Session(requests.Session):
         # Mocker holds while its own is set.
         # (Looked for through the attribute first: reading __dict__ makes attribute storage
         # slower, see request.)
-        if getattr(self.get_adapter, "__func__", None) is not _RequestsSession.get_adapter:
+        if not is_own_method(self.get_adapter, self, _RequestsSession.get_adapter):
             return
         lock = requests_mock_send_lock()
         if lock is None:
@@ -771,7 +798,7 @@ class Session(requests.Session):
         with lock:
             left = self.__dict__.get("get_adapter")
             if (
-                getattr(left, "__self__", None) is self
+                getattr(left, "__self__", left) is self
                 and getattr(left, "__func__", None) is _RequestsSession.get_adapter
             ):
                 del self.__dict__["get_adapter"]

@@ -326,3 +326,82 @@ def test_a_step_patched_on_one_idle_connection_sees_every_request(
     # only the map's loop hands a head ahead: one request calls the other three
     if step in ("request", "read_response_head", "take_rest"):
         assert counts[0] >= 3, counts
+
+
+def _who(data: bytes) -> list[str]:
+    """The X-Who values /echo saw."""
+    import json
+
+    return [value for name, value in json.loads(data)["headers"] if name.lower() == "x-who"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["request", "urlopen"])
+def test_another_manager_s_method_set_on_a_manager_is_called(
+    app_server: AppServer, mode: str, name: str
+) -> None:
+    # manager.request = other.request sends as other (its default headers): a patch, though
+    # its function is fastpool's own; the map once compared only the function, and sent as
+    # the manager itself
+    url = f"{app_server.url}/echo"
+    with (
+        fastpool.PoolManager(headers={"X-Who": "manager"}) as manager,
+        fastpool.PoolManager(headers={"X-Who": "other"}) as other,
+    ):
+        setattr(manager, name, getattr(other, name))
+        out = _run(manager, mode, [url, ("GET", url, {"timeout": 5.0})])
+        total = other.stats().total
+        assert total.created + total.reused == 2  # (checked out of other's pools: it sent them)
+    # urlopen is given the manager's headers by its request, and sends them (as stock)
+    expected = ["other"] if name == "request" else ["manager"]
+    assert [_who(r.data) for r in out] == [expected] * 2
+
+
+@pytest.mark.parametrize("client", ["stock", "fastpool-get", "fastpool-map"])
+@pytest.mark.parametrize("name", ["request", "prepare_request", "send", "get"])
+def test_another_session_s_method_set_on_a_session_is_called(
+    app_server: AppServer, client: str, name: str
+) -> None:
+    # the same for a Session, beside stock requests: the other Session's headers or adapters
+    url = f"{app_server.url}/echo"
+    make = requests.Session if client == "stock" else fastpool.Session
+    with make() as session, make() as other:
+        session.headers["X-Who"] = "session"
+        other.headers["X-Who"] = "other"
+        setattr(session, name, getattr(other, name))
+        if client == "fastpool-map":
+            results = list(session.map([url]))  # type: ignore[attr-defined]
+            assert results[0].error is None, results[0].error
+            response = results[0].response
+        else:
+            response = session.get(url)
+        seen = _who(response.content)
+        # (a Session sends its own headers; other's prepare_request or request merges other's)
+        assert seen == (["session"] if name == "send" else ["other"]), seen
+        sent_by_other = any(
+            pool_count > 0
+            for adapter in other.adapters.values()
+            for pool_count in [len(adapter.poolmanager.pools)]
+        )
+        assert sent_by_other == (name != "prepare_request")
+
+
+@pytest.mark.parametrize("way", ["get", "map"])
+def test_another_adapter_s_send_set_on_an_adapter_is_called(
+    app_server: AppServer, way: str
+) -> None:
+    # adapter.send = other.send: other's pools send it, on the map as on one request (stock
+    # requests calls the adapter's send, which is other's)
+    url = f"{app_server.url}/bytes/5"
+    other = fastpool.HTTPAdapter()
+    with fastpool.Session() as session, contextlib.closing(other):
+        adapter = session.get_adapter(url)
+        adapter.send = other.send  # type: ignore[method-assign]
+        if way == "get":
+            assert session.get(url).content == pattern_bytes(5)
+        else:
+            (result,) = session.map([url])
+            assert result.error is None, result.error
+            assert result.response.content == pattern_bytes(5)
+        assert len(other.poolmanager.pools) == 1
+        assert len(adapter.poolmanager.pools) == 0

@@ -513,3 +513,54 @@ def observe_headers(headers: Any, counted: bool) -> list[tuple[str, str]]:
     # as observe(): a body that counts the server's connections differs in length
     skip = {"date", "content-length"} if counted else {"date"}
     return [(k, v) for k, v in headers.items() if k.lower() not in skip]
+
+
+def test_a_crawl_s_items_take_the_one_call_and_its_errors_are_results(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # take_input asks the driver's plain_new first: a URL never reaches new's steps
+    import fastpool.multi
+
+    asked: list[Any] = []
+    made = fastpool.multi.PlainJobs
+
+    class Counted:
+        def __init__(self, manager: Any, own: Any) -> None:
+            self.inner = made(manager, own)
+
+        def __call__(self, given: Any) -> Any:
+            asked.append(given)
+            return self.inner(given)
+
+    news: list[Any] = []
+    general = fastpool.multi.ManagerDriver.new
+    monkeypatch.setattr(fastpool.multi, "PlainJobs", Counted)
+    monkeypatch.setattr(
+        fastpool.multi.ManagerDriver,
+        "new",
+        lambda self, given: news.append(given) or general(self, given),
+    )
+    url = f"{app_server.url}/bytes/5"
+    items = [url, ("GET", url, {"timeout": 5.0}), ("POST", url, {"body": b"x"})]
+    with fastpool.PoolManager() as manager:
+        results = list(manager.map(items, concurrency=2))
+    assert [r.error for r in results] == [None] * 3
+    assert asked == items
+    assert news == [items[2]]  # (a body to encode: new's steps)
+
+    class Refusing(fastpool.PoolManager):
+        @property  # type: ignore[override]
+        def headers(self) -> Any:
+            raise RuntimeError("headers refused")
+
+        @headers.setter
+        def headers(self, value: Any) -> None:
+            pass
+
+    # an error in the one call is the item's result, as one request raises it
+    with Refusing() as manager:
+        with pytest.raises(RuntimeError, match="headers refused"):
+            manager.request("GET", url)
+        (result,) = manager.map([url])
+    assert isinstance(result.error, RuntimeError)
+    assert str(result.error) == "headers refused"
