@@ -152,6 +152,9 @@ cpdef plain_job(given, headers):
     method = (<str>method).upper()
     if method not in _URL_METHODS or not _ENCODED.isdisjoint(kwargs) or "preload_content" in kwargs:
         return None
+    for name in kwargs:
+        if type(name) is not str:
+            return None
     kw = {"headers": headers}
     kw.update(kwargs)
     return ManagerJob(given, method, url, kw)

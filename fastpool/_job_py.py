@@ -117,7 +117,7 @@ def plain_job(given: Any, headers: Any) -> ManagerJob | None:
     """The job ``PoolManager.request``'s steps make of a ``PoolManager.map`` item whose
     request has nothing to encode: a URL (a GET), or ``(method, url[, kwargs])`` with ``str``
     method and URL, a method that sends no body (``URL_METHODS``, any case), and a ``dict``
-    of ``kwargs`` with none of the ``ENCODED`` arguments and no ``preload_content``. Its
+    of ``kwargs`` whose names are ``str``, none of them ``ENCODED`` or ``preload_content``. Its
     ``urlopen`` arguments are the manager's ``headers``, then ``kwargs``. None: any other
     item, which takes the general steps (``fastpool.multi``)."""
     if type(given) is str:
@@ -140,6 +140,9 @@ def plain_job(given: Any, headers: Any) -> ManagerJob | None:
     method = method.upper()
     if method not in URL_METHODS or not ENCODED.isdisjoint(kwargs) or "preload_content" in kwargs:
         return None
+    for name in kwargs:
+        if type(name) is not str:
+            return None  # (not a keyword: request() refuses it with a TypeError)
     return ManagerJob(given, method, url, {"headers": headers, **kwargs})
 
 

@@ -201,6 +201,7 @@ _ITEMS = st.one_of(
                 max_size=3,
             ),
             st.just([("timeout", 1)]),
+            st.just({1: "x", "timeout": 2.0}),  # (not a keyword: request() refuses it)
         ),
     ),
     st.sampled_from([(), ("GET",), ("GET", "http://h/", {}, None), ["GET", "http://h/"], 7]),
@@ -227,6 +228,7 @@ def test_plain_job_takes_what_has_nothing_to_encode_alike_on_both_twins(item: An
         and type(item[1]) is str
         and item[0].upper() in ("GET", "HEAD", "DELETE", "OPTIONS")
         and (len(item) == 2 or type(item[2]) is dict)
+        and all(type(name) is str for name in (item[2] if len(item) == 3 else {}))
         and not (dict(item[2]) if len(item) == 3 else {}).keys()
         & {"headers", "fields", "body", "json", "preload_content", "encode_multipart",
            "multipart_boundary"}

@@ -564,3 +564,17 @@ def test_a_crawl_s_items_take_the_one_call_and_its_errors_are_results(
         (result,) = manager.map([url])
     assert isinstance(result.error, RuntimeError)
     assert str(result.error) == "headers refused"
+
+
+@pytest.mark.parametrize("light", [False, True])
+def test_an_argument_that_is_no_keyword_fails_as_one_request_does(
+    app_server: AppServer, light: bool
+) -> None:
+    # (a review: the one call passed {1: "x"} on to urlopen, where request(**kwargs) refuses it)
+    url = f"{app_server.url}/bytes/5"
+    with fastpool.PoolManager() as manager:
+        with pytest.raises(TypeError) as one:
+            manager.request("GET", url, **{1: "x"})  # type: ignore[misc]
+        (result,) = manager.map([("GET", url, {1: "x"})], light=light)
+    assert type(result.error) is TypeError
+    assert str(result.error) == str(one.value)
