@@ -1065,12 +1065,14 @@ class HTTPConnectionPool(RequestMethods):
     def _urlopen_is_ours(self) -> bool:
         """Whether ``urlopen`` is fastpool's own: neither urllib3's patched (a tool instruments
         it) nor overridden or patched on this pool. Otherwise it must see every request."""
+        if _U3Pool.urlopen is not STOCK_URLOPEN:
+            return False
+        # fastpool's own as imported (a patch on the class is not), bound to this pool; one read
+        # (is_own_method's test written out: a frame less each hop)
+        urlopen: object = self.urlopen
         return (
-            _U3Pool.urlopen is STOCK_URLOPEN
-            # (fastpool's own as imported: a patch on the class is not)
-            # (is_own_method's test written out: a frame less each hop)
-            and getattr(self.urlopen, "__func__", None) is OWN_URLOPEN
-            and getattr(self.urlopen, "__self__", self.urlopen) is self
+            getattr(urlopen, "__func__", None) is OWN_URLOPEN
+            and getattr(urlopen, "__self__", urlopen) is self
         )
 
     def _loop_begin(
