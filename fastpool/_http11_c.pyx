@@ -36,6 +36,7 @@ from .exceptions import (
     MSG_HTTP_HEADER_NOT_LATIN1,
     MSG_HTTP_LINE_TOO_LONG,
     MSG_HTTP_TE_WITH_LENGTH,
+    MSG_HTTP_TRANSFER_CODING,
     MSG_HTTP_NOT_BUFFER,
     MSG_HTTP_NOT_PAIR,
     MSG_HTTP_NOT_POSITIVE,
@@ -631,6 +632,7 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, byte
     cdef bint sets_cookies = False
     cdef list lengths = None, codings = None, encodings = None
     cdef Py_ssize_t n, v, i = 0, j = 0, e, last_end = 0, k
+    cdef bint other = False  # a Transfer-Encoding coding other than chunked
     cdef const unsigned char* p
     cdef const unsigned char* vp
     cdef const unsigned char* base = NULL
@@ -706,6 +708,7 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, byte
                         last_end = 0
                         break
                     chunked = _lower_equals(p + i, j - i, b"chunked", 7)
+                    other = other or not chunked
                     last_end = 1
             if not last_end:
                 break
@@ -714,6 +717,10 @@ cdef ResponseHead _frame(int version, int status, str reason, list headers, byte
                 MSG_HTTP_BAD_TRANSFER_ENCODING.format(value=", ".join(codings))
             )
         if chunked:
+            if other:  # (gzip, chunked): the body would be gzip's bytes, silently
+                raise InvalidResponseError(
+                    MSG_HTTP_TRANSFER_CODING.format(value=", ".join(codings))
+                )
             framing = "chunked"
             if lengths is not None or version == 10:
                 keep_alive = False  # framing the server may not mean: never reuse

@@ -46,6 +46,10 @@ Choices where the RFCs leave room, or where http.client, llhttp (httptools) and 
 * Transfer-Encoding ending in ``chunked`` (case-insensitive, empty list elements ignored) wins
   over Content-Length, but then the connection is not reused (smuggling guard; llhttp rejects the
   pair, h11 accepts it). The same holds for chunked in an HTTP/1.0 response (RFC 9112 6.1).
+  Another coding before chunked (``gzip, chunked``) is an error: only chunked is decoded, and
+  the body would be that coding's bytes (h11 and Go's net/http refuse it too; http.client
+  reads it raw, chunk lines included). Repeated chunked is read once (as http.client reads it
+  from two header lines).
   Other codings mean read-to-close (h11 rejects them), but with a Content-Length as well they
   are an error (both oracles reject that). A Transfer-Encoding with no coding at all, or a
   coding that is not a token (parameters included), is an error.
@@ -92,6 +96,7 @@ from .exceptions import (
     MSG_HTTP_TOO_MANY_HEADERS,
     MSG_HTTP_TOO_MANY_INTERIM,
     MSG_HTTP_TRAILERS_TOO_LARGE,
+    MSG_HTTP_TRANSFER_CODING,
     MSG_NOT_INT,
     MSG_NOT_STR,
     InvalidChunkError,
@@ -586,6 +591,7 @@ def _frame(
         keep_alive = True  # the tunnel takes over the socket
     elif codings:
         last = ""
+        other = False  # a coding other than chunked among them
         for value in codings:
             for coding in value.split(","):
                 coding = coding.strip(" \t")
@@ -594,6 +600,7 @@ def _frame(
                         last = ""
                         break
                     last = coding
+                    other = other or coding.lower() != "chunked"
             if not last:
                 break
         if not last:
@@ -601,6 +608,10 @@ def _frame(
                 MSG_HTTP_BAD_TRANSFER_ENCODING.format(value=", ".join(codings))
             )
         if last.lower() == "chunked":
+            if other:  # (gzip, chunked): the body would be gzip's bytes, silently
+                raise InvalidResponseError(
+                    MSG_HTTP_TRANSFER_CODING.format(value=", ".join(codings))
+                )
             framing = "chunked"
             if lengths or version == 10:
                 keep_alive = False  # framing the server may not mean: never reuse

@@ -138,6 +138,10 @@ MSG_HTTP_BAD_TRAILER = "invalid chunked trailer line: {line!r}"
 MSG_HTTP_TE_WITH_LENGTH = (
     "Transfer-Encoding {value!r} does not end in chunked, yet a Content-Length is present"
 )
+# a body the server coded (gzip, ...) before chunking: read, it would be that coding's bytes
+MSG_HTTP_TRANSFER_CODING = (
+    "Transfer-Encoding {value!r} applies a coding other than chunked, which is not decoded"
+)
 MSG_HTTP_TOO_MANY_INTERIM = "more than {limit} interim (1xx) responses before the final one"
 
 # --- response body decoding --------------------------------------------------------------------

@@ -44,6 +44,9 @@ def _head(*lines: str, body: str = "abc") -> bytes:
 CL3 = "Content-Length: 3"
 TE = "Transfer-Encoding: chunked"
 CHUNKED_ABC = "3\r\nabc\r\n0\r\n\r\n"
+# "abc" gzip-coded, then chunked: the framing "Transfer-Encoding: gzip, chunked" announces
+_GZIP_ABC = gzip.compress(b"abc", mtime=0)
+_GZIPPED_CHUNKED = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(_GZIP_ABC), _GZIP_ABC)).decode("latin-1")
 S200 = "HTTP/1.1 200 OK"
 
 # name -> raw response: fastpool's outcome is stock's (the same status, headers and body, or
@@ -200,6 +203,14 @@ REFUSE: dict[str, tuple[bytes, str]] = {
     ),
     "bare-cr-in-reason": (_head("HTTP/1.1 200 OK\rX-Evil: 1", CL3), "bare CR (RFC 9112 2.2)"),
     "tab-before-colon": (_head(S200, "Content-Length\t: 3"), "RFC 9112 5.1"),
+    "te-gzip-then-chunked": (
+        _head(S200, "Transfer-Encoding: gzip, chunked", body=_GZIPPED_CHUNKED),
+        "a coding before chunked is not decoded: the body would be gzip's bytes",
+    ),
+    "te-gzip-line-then-chunked-line": (
+        _head(S200, "Transfer-Encoding: gzip", TE, body=_GZIPPED_CHUNKED),
+        "the same in two header lines (stock reads the first: no chunked framing)",
+    ),
     "interim-100-x200": (
         b"HTTP/1.1 100 Continue\r\n\r\n" * 200 + _head(S200, CL3),
         "a flood of interim responses: at most 100 (MAX_INTERIM_RESPONSES)",
@@ -287,13 +298,14 @@ def test_stock_or_refused(hostile, kind: str, case: str) -> None:
 
 
 @pytest.mark.parametrize("kind", FASTPOOL_KINDS)
-def test_early_hints_are_skipped_unlike_stock(hostile, kind: str) -> None:
-    """A deliberate difference: stock returns a 103 as if it were the final response and
-    leaves the real one on the connection; fastpool skips interim responses and returns the
-    200 (RFC 9110 15.2)."""
-    raw = _head("HTTP/1.1 103 Early Hints", "Link: </s>", "", S200, CL3)
+@pytest.mark.parametrize("interim", ["103 Early Hints", "102 Processing", "199 Odd"])
+def test_early_hints_are_skipped_unlike_stock(hostile, kind: str, interim: str) -> None:
+    """A deliberate difference: stock returns a 1xx other than 100 as if it were the final
+    response and leaves the real one on the connection; fastpool skips every interim response
+    (all of 1xx but 101, an unassigned one too) and returns the 200 (RFC 9110 15.2)."""
+    raw = _head(f"HTTP/1.1 {interim}", "Link: </s>", "", S200, CL3)
     stock, ours = _two(hostile, kind, raw)
-    assert stock[0] == 103
+    assert stock[0] == int(interim[:3])
     assert ours[::2] == (200, b"abc")
 
 

@@ -627,12 +627,22 @@ def test_huge_limits_are_accepted(http11: ModuleType) -> None:
         ("GET", "HTTP/1.1 200 OK", [], "close", False, None),
         ("GET", "HTTP/1.1 200 OK", ["Transfer-Encoding: chunked"], "chunked", True, None),
         ("GET", "HTTP/1.1 200 OK", ["Transfer-Encoding: Chunked"], "chunked", True, None),
-        ("GET", "HTTP/1.1 200 OK", ["Transfer-Encoding: gzip, chunked"], "chunked", True, None),
+        ("GET", "HTTP/1.1 200 OK", ["Transfer-Encoding: chunked, chunked"], "chunked", True, None),
         (
             "GET",
             "HTTP/1.1 200 OK",
-            ["Transfer-Encoding: gzip", "Transfer-Encoding: chunked"],
+            ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
             "chunked",
+            True,
+            None,
+        ),
+        # where no body is read, a coding before chunked is not asked about
+        ("HEAD", "HTTP/1.1 200 OK", ["Transfer-Encoding: gzip, chunked"], "none", True, None),
+        (
+            "GET",
+            "HTTP/1.1 304 Not Modified",
+            ["Transfer-Encoding: gzip, chunked"],
+            "none",
             True,
             None,
         ),
@@ -776,6 +786,29 @@ def test_transfer_encoding_not_chunked_with_content_length(http11: ModuleType) -
         http11.parse_response_head(data)
     assert str(info.value) == (
         "Transfer-Encoding 'gzip, br' does not end in chunked, yet a Content-Length is present"
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "value"),
+    [
+        (["Transfer-Encoding: gzip, chunked"], "gzip, chunked"),
+        (["Transfer-Encoding: gzip", "Transfer-Encoding: chunked"], "gzip, chunked"),
+        (["Transfer-Encoding: chunked, gzip, chunked"], "chunked, gzip, chunked"),
+        (["Transfer-Encoding: x-custom ,, Chunked"], "x-custom ,, Chunked"),
+        (["Transfer-Encoding: gzip, chunked", "Content-Length: 5"], "gzip, chunked"),
+    ],
+)
+def test_a_coding_before_chunked_is_refused(
+    http11: ModuleType, headers: list[str], value: str
+) -> None:
+    # Only chunked is decoded: read, the body would be gzip's (or another coding's) bytes,
+    # handed on as if they were the body. http.client reads them raw, chunk lines included;
+    # h11 and Go's net/http refuse them.
+    with pytest.raises(InvalidResponseError) as info:
+        http11.parse_response_head(response(*headers))
+    assert str(info.value) == (
+        f"Transfer-Encoding {value!r} applies a coding other than chunked, which is not decoded"
     )
 
 

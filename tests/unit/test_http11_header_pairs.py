@@ -79,7 +79,7 @@ def test_framing_headers_among_many_are_found_from_the_offsets(http11: ModuleTyp
     filler = [b"X-%d: y" % i for i in range(40)]
     data = b"\r\n".join(
         [b"HTTP/1.1 200 OK", *filler]
-        + [b"connection: Close", b"Transfer-Encoding: gzip, chunked", b"content-encoding: br"]
+        + [b"connection: Close", b"Transfer-Encoding: Chunked , chunked", b"content-encoding: br"]
         + [b"Set-Cookie: a=1", b"Content-Encoding:  gzip "]
     )
     data += b"\r\n\r\n"
