@@ -17,7 +17,13 @@ from urllib3.util.timeout import Timeout
 from cpython.object cimport PyObject, PyTypeObject
 
 from ._http11_c cimport ResponseHead
-from ._loop_c cimport Exchange, _stock_tls
+from ._loop_c cimport (
+    C_HEAD_STARTED, C_HOST_VALUE, C_IDLE_SINCE, C_KEPT_HEAD, C_LOOP_QUEUE, C_POLLER, C_REQUESTS,
+    C_REQUEST_STARTED, C_REST, C_REUSABLE, C_SENT_AHEAD, C_SOCK, C_TIMEOUT, P_CHECK_CONN,
+    P_KEPT_WATCH, P_LAST_NUMBER, P_LAST_TIMEOUT, P_LIMITER, P_LOG, P_NUM_REQUESTS, P_POOL,
+    P_PROXY, P_TIMEOUT, P_TRACE_NOW, Exchange, _plain_getattr, _stock_tls, conn_slot,
+    fastpool_valid_tag, pool_slot, set_conn_slot, set_pool_slot,
+)
 
 
 cdef extern from "Python.h":
@@ -25,15 +31,6 @@ cdef extern from "Python.h":
     # for a function, what reading it on the class gives, without the descriptor call
     PyObject *_PyType_Lookup(PyTypeObject *cls, object name)
 
-cdef extern from *:
-    """
-    static int fastpool_generic_getattr(PyObject *o) {
-        return Py_TYPE(o)->tp_getattro == PyObject_GenericGetAttr;
-    }
-    """
-    # the object's attributes are read the generic way (no __getattribute__ of a patch or a
-    # subclass to ask): its class and its __dict__ say what reading one gives
-    bint _plain_getattr "fastpool_generic_getattr"(object o)
 from .tls import has_buffered_bytes
 
 __all__ = (
@@ -52,6 +49,7 @@ cdef object connect_in_worker, _REDIRECTS, PAIR_STORE_TYPES, OWN_IS_CONNECTED
 cdef object OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
 cdef object OWN_RESPONSE
 cdef tuple FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS, REQUEST_STEPS
+cdef tuple STOCK_POOL_STEPS, POOL_LANE_STEPS, CONN_LANE_STEPS, POOL_FINISH_STEPS
 cdef object _DEFAULT_TIMEOUT = Timeout.DEFAULT_TIMEOUT
 cdef object _IS_RETRY = None  # fastpool.pool._STOCK_IS_RETRY (see _load)
 #: the urlopen arguments a hop may carry and still take the lane (see the twin)
@@ -70,6 +68,7 @@ cdef _load():
     global TotalLeft, connect_in_worker, _REDIRECTS, _IS_RETRY, PAIR_STORE_TYPES
     global OWN_IS_CONNECTED, OWN_CHECKIN_FINISHED, OWN_REVIVE, OWN_PUT_CONN, _pool_module
     global OWN_RESPONSE, FINISH_CONNECTION_STEPS, FINISH_RESPONSE_STEPS, REQUEST_STEPS
+    global STOCK_POOL_STEPS, POOL_LANE_STEPS, CONN_LANE_STEPS, POOL_FINISH_STEPS
     from . import _failed_socket, _loop_c, _patches, connection, light, pool, response
 
     new_exchange = _loop_c.new_exchange
@@ -102,6 +101,14 @@ cdef _load():
     connect_in_worker = pool.connect_in_worker
     _REDIRECTS = response.HTTPResponse.REDIRECT_STATUSES
     _IS_RETRY = pool._STOCK_IS_RETRY
+    # the class-level halves of the lane's checks (a tuple: any of its functions)
+    STOCK_POOL_STEPS = (("urlopen", STOCK_URLOPEN),)
+    POOL_LANE_STEPS = (
+        ("urlopen", OWN_URLOPEN), ("_get_conn", OWN_GET_CONN),
+        ("_validate_conn", OWN_VALIDATE_CONN), ("_make_request", OWN_MAKE_REQUEST),
+    )
+    CONN_LANE_STEPS = (("request", OWN_REQUEST), ("render_request", OWN_RENDER_REQUEST))
+    POOL_FINISH_STEPS = (("_make_request", OWN_MAKE_REQUEST), ("_validate_conn", OWN_VALIDATE_CONN))
     _loaded = True
 
 
@@ -171,6 +178,52 @@ cdef inline object _bound_function(obj, name):
     return getattr(method, "__func__", None)
 
 
+ctypedef struct _Own:
+    # a class found to hold the steps asked of it, and its version tag then (see _steps_own)
+    PyTypeObject *type
+    unsigned int tag
+
+# one pair for each kind of check (HTTP's class and HTTPS's take one each)
+cdef _Own _stock_pool_own[2]
+cdef _Own _pool_lane_own[2]
+cdef _Own _conn_lane_own[2]
+cdef _Own _pool_finish_own[2]
+cdef _Own _conn_finish_own[2]
+cdef _Own _response_finish_own[2]
+for _i in range(2):
+    _stock_pool_own[_i].type = _pool_lane_own[_i].type = _conn_lane_own[_i].type = NULL
+    _pool_finish_own[_i].type = _conn_finish_own[_i].type = NULL
+    _response_finish_own[_i].type = NULL
+
+
+cdef bint _steps_own(_Own *seen, cls, tuple steps) except -1:
+    """Whether ``cls`` holds each of ``steps`` (``(name, function)``, or a tuple of functions
+    any of which will do) as :func:`_on_class` reads it. A yes is kept with the class's version
+    tag and stands while the tag does: the tag changes with any change to the class or a base
+    (an attribute set or deleted, ``__bases__`` assigned), the same condition under which
+    CPython's type cache, which _on_class reads through, stops answering from memory."""
+    cdef PyTypeObject *t = <PyTypeObject *>cls
+    cdef unsigned int tag = fastpool_valid_tag(t)
+    cdef tuple step
+    if tag and (
+        (seen[0].type == t and seen[0].tag == tag) or (seen[1].type == t and seen[1].tag == tag)
+    ):
+        return True
+    for step in steps:
+        found = _on_class(cls, step[0])
+        expected = step[1]
+        if type(expected) is tuple:
+            if found not in <tuple>expected:
+                return False
+        elif found is not expected:
+            return False
+    tag = fastpool_valid_tag(t)
+    if tag:
+        seen[1] = seen[0]
+        seen[0].type, seen[0].tag = t, tag
+    return True
+
+
 cdef inline bint _own_method(obj, dict own, name, function) except -1:
     """``getattr(obj.<name>, "__func__", None) is function`` without making the bound method,
     for an object read the generic way whose ``__dict__`` is ``own``: the class holds
@@ -186,18 +239,19 @@ cdef bint _own_plain_pool(pool) except -1:
     kind = type(pool)
     return (
         cls in OWN_CONNECTIONS
-        and pool.proxy is None
-        and pool._trace_now is None
-        and pool._limiter is None
-        and _on_class(_U3Pool, "urlopen") is STOCK_URLOPEN
-        and _own_method(pool, own, "urlopen", OWN_URLOPEN)
-        and _own_method(pool, own, "_get_conn", OWN_GET_CONN)
-        and _on_class(kind, "_validate_conn") in OWN_VALIDATE_CONN
+        and pool_slot(pool, P_PROXY) is None
+        and pool_slot(pool, P_TRACE_NOW) is None
+        and pool_slot(pool, P_LIMITER) is None
+        and _steps_own(_stock_pool_own, _U3Pool, STOCK_POOL_STEPS)
+        # urlopen, _get_conn, _validate_conn and _make_request fastpool's own on the class...
+        and _steps_own(_pool_lane_own, kind, POOL_LANE_STEPS)
+        # ...and not patched on the pool itself
+        and "urlopen" not in own
+        and "_get_conn" not in own
         and "_validate_conn" not in own
-        and _on_class(kind, "_make_request") is OWN_MAKE_REQUEST
         and "_make_request" not in own
-        and _on_class(cls, "request") is OWN_REQUEST
-        and _on_class(cls, "render_request") is OWN_RENDER_REQUEST
+        and isinstance(cls, type)  # (_on_class's answer for a ConnectionCls that is no class)
+        and _steps_own(_conn_lane_own, cls, CONN_LANE_STEPS)
     )
 
 
@@ -225,14 +279,14 @@ cdef bint _is_connected(conn, loop) except -1:
     ``poll`` (see the twin)."""
     if _on_class(type(conn), "is_connected") is not OWN_IS_CONNECTED:
         return conn.is_connected
-    sock = conn.sock
+    sock = conn_slot(conn, C_SOCK)
     if sock is None:
         return False
-    if conn._rest or (type(sock) is not socket.socket and _buffered(sock)):
+    if conn_slot(conn, C_REST) or (type(sock) is not socket.socket and _buffered(sock)):
         return False
     if loop is not None and loop.seen_idle(sock):
         return True
-    poller = conn._poller
+    poller = conn_slot(conn, C_POLLER)
     if poller is None:
         return not conn._readable_now()  # (makes the connection's poller)
     return not poller.poll(0)
@@ -242,7 +296,7 @@ cdef _checkin_finished(pool, conn, bint keep_alive):
     """``pool._checkin_finished(conn, keep_alive, conn._loop_queue)``, its steps inline when
     the pool's class has fastpool's own (a subclass's override or a patch is called: finish
     serves pools the lane did not check out from)."""
-    queue = conn._loop_queue
+    queue = conn_slot(conn, C_LOOP_QUEUE)
     patched = pool.__dict__  # (a patch on the pool itself, as mock.patch.object makes)
     if (
         _on_class(type(pool), "_checkin_finished") is not OWN_CHECKIN_FINISHED
@@ -250,14 +304,14 @@ cdef _checkin_finished(pool, conn, bint keep_alive):
     ):
         pool._checkin_finished(conn, keep_alive, queue)
         return
-    sock = conn.sock
+    sock = conn_slot(conn, C_SOCK)
     if (
-        queue is pool.pool
+        queue is pool_slot(pool, P_POOL)
         and keep_alive
-        and conn.reusable
+        and conn_slot(conn, C_REUSABLE)
         and (type(sock) is socket.socket or not _buffered(sock))
     ):
-        conn.requests += 1
+        set_conn_slot(conn, C_REQUESTS, conn_slot(conn, C_REQUESTS) + 1)
         _put_conn(pool, conn, patched)
     else:
         pool._close_and_free(conn, queue)
@@ -271,14 +325,15 @@ cdef _put_conn(pool, conn, dict patched):
     if (
         _on_class(type(pool), "_put_conn") is not OWN_PUT_CONN
         or "_put_conn" in patched
-        or pool._limiter is not None
+        or pool_slot(pool, P_LIMITER) is not None
     ):
         pool._put_conn(conn)
         return
-    conn.idle_since = _pool_module.monotonic()
-    queue = pool.pool
+    set_conn_slot(conn, C_IDLE_SINCE, _pool_module.monotonic())
+    queue = pool_slot(pool, P_POOL)
     if queue.checkin(conn):
-        if pool._kept_watch:  # a retired pool keeps nothing idle; a traced one reports it
+        # a retired pool keeps nothing idle; a traced one reports it
+        if pool_slot(pool, P_KEPT_WATCH):
             pool._kept(pool, conn)
         return
     if not queue.closed and not pool._retired:
@@ -301,7 +356,7 @@ cdef object _ready(pool, conn, loop):
 
 
 cdef object _checkout(pool, loop):
-    queue = pool.pool
+    queue = pool_slot(pool, P_POOL)
     if not queue.idle:
         return None
     try:
@@ -311,7 +366,7 @@ cdef object _checkout(pool, loop):
     try:
         if conn is None:
             conn = pool._new_conn()
-        elif pool._check_conn:
+        elif pool_slot(pool, P_CHECK_CONN):
             conn = _ready(pool, conn, loop)
         elif not _is_connected(conn, loop):
             conn = pool._ready(pool, conn, 0.0)
@@ -327,12 +382,12 @@ cdef object _checkout(pool, loop):
 
 cdef object _timeouts_of(pool, timeout):
     """pool._timeouts(timeout), its cached answer inline; (connect, read or TotalLeft)."""
-    cdef tuple last = pool._last_timeout
+    cdef tuple last = pool_slot(pool, P_LAST_TIMEOUT)
     cdef tuple number
-    fixed = pool.timeout if timeout is _DEFAULT_TIMEOUT else timeout
+    fixed = pool_slot(pool, P_TIMEOUT) if timeout is _DEFAULT_TIMEOUT else timeout
     if type(fixed) is float or type(fixed) is int:
         # a number: the Timeout _timeouts keeps for the last one (its _last_number)
-        number = pool._last_number
+        number = pool_slot(pool, P_LAST_NUMBER)
         if number[0] == fixed and type(number[0]) is type(fixed):
             fixed = number[1]
     if (
@@ -365,7 +420,7 @@ cdef object _rendered(conn, str target, headers):
     """render_request's kept head for a GET of ``target`` with ``headers``, as it looks it
     up (RENDERED without headers, the connection's _kept_head with them); None: render_request
     itself is to render it."""
-    host = conn._host_value
+    host = conn_slot(conn, C_HOST_VALUE)
     if host is None or (<tuple>host)[0] is not None:  # (a tunnel: render_request's)
         return None
     if type(headers) in PAIR_STORE_TYPES:
@@ -379,7 +434,7 @@ cdef object _rendered(conn, str target, headers):
         if template is None:
             return None
         return (<tuple>template)[0] + target.encode("ascii") + (<tuple>template)[1]
-    kept = conn._kept_head
+    kept = conn_slot(conn, C_KEPT_HEAD)
     if kept is None or not _all_str(<tuple>pairs):
         return None
     if (<tuple>kept)[0] != ("GET", (<tuple>host)[1], _connection.default_user_agent, pairs):
@@ -410,7 +465,7 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
     if _steps_replaced_on(conn):  # a patch on the connection itself: urlopen calls it
         pool._put_conn(conn)
         return False
-    conn._loop_queue = pool.pool
+    set_conn_slot(conn, C_LOOP_QUEUE, pool_slot(pool, P_POOL))
     try:
         connect_timeout, read = _timeouts_of(pool, timeout)
     except BaseException:
@@ -432,7 +487,7 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
     except BaseException:
         pool._close_and_free(conn)
         raise
-    conn.timeout = connect_timeout
+    set_conn_slot(conn, C_TIMEOUT, connect_timeout)
     return new_exchange(
         conn,
         "GET",
@@ -440,7 +495,7 @@ cdef object _begin_at(pool, str target, headers, timeout, bint read_body, loop):
         read,
         read_body,
         connect_in_worker,
-        conn.requests > 0,
+        conn_slot(conn, C_REQUESTS) > 0,
         _on_class(type(conn), "connect") in OWN_CONNECT,
         pool,
     )
@@ -464,11 +519,11 @@ cdef _hand_back(Exchange exchange, ResponseHead head):
     pool = exchange.tag
     conn = exchange.conn
     exchange.conn = None
-    conn._rest = b""
-    conn.sent_ahead = False
-    conn.request_started = True
-    conn.head_started = True
-    pool.num_requests += 1
+    set_conn_slot(conn, C_REST, b"")
+    set_conn_slot(conn, C_SENT_AHEAD, False)
+    set_conn_slot(conn, C_REQUEST_STARTED, True)
+    set_conn_slot(conn, C_HEAD_STARTED, True)
+    set_pool_slot(pool, P_NUM_REQUESTS, pool_slot(pool, P_NUM_REQUESTS) + 1)
     _checkin_finished(pool, conn, head.keep_alive)
 
 
@@ -480,22 +535,15 @@ cdef bint _finish_steps_own(pool, conn) except -1:
     if pool_cls not in OWN_POOLS or cls not in OWN_CONNECTIONS:
         return False
     cdef dict own = pool.__dict__
-    if (
-        _on_class(pool_cls, "_make_request") is not OWN_MAKE_REQUEST
+    return not (
+        not _steps_own(_pool_finish_own, pool_cls, POOL_FINISH_STEPS)
         or "_make_request" in own
-        or _on_class(pool_cls, "_validate_conn") not in OWN_VALIDATE_CONN
         or "_validate_conn" in own
         or _steps_replaced_on(conn)
         or _pool_module.HTTPResponse is not OWN_RESPONSE
-    ):
-        return False
-    for pair in FINISH_CONNECTION_STEPS:
-        if _on_class(cls, pair[0]) is not pair[1]:
-            return False
-    for pair in FINISH_RESPONSE_STEPS:
-        if _on_class(OWN_RESPONSE, pair[0]) is not pair[1]:
-            return False
-    return True
+        or not _steps_own(_conn_finish_own, cls, FINISH_CONNECTION_STEPS)
+        or not _steps_own(_response_finish_own, OWN_RESPONSE, FINISH_RESPONSE_STEPS)
+    )
 
 
 cdef object _plain_answer(Exchange exchange, retries, bint redirect):
@@ -505,15 +553,15 @@ cdef object _plain_answer(Exchange exchange, retries, bint redirect):
     conn = exchange.conn
     if (
         conn is None
-        or not conn.sent_ahead
+        or not conn_slot(conn, C_SENT_AHEAD)
         or exchange.replayed is not None
-        or conn.sock is None
-        or type(conn.sock) is FailedSocket
-        or pool._trace_now is not None
+        or conn_slot(conn, C_SOCK) is None
+        or type(conn_slot(conn, C_SOCK)) is FailedSocket
+        or pool_slot(pool, P_TRACE_NOW) is not None
         or _on_class(_U3Pool, "urlopen") is not STOCK_URLOPEN
         or not _plain_getattr(pool)
         or not _own_method(pool, pool.__dict__, "urlopen", OWN_URLOPEN)
-        or pool._log.isEnabledFor(_DEBUG)
+        or pool_slot(pool, P_LOG).isEnabledFor(_DEBUG)
         # an unverified TLS connection: urlopen's _validate_conn warns for each request
         or (pool.scheme == "https" and not conn.is_verified and not conn.proxy_is_verified)
         or not _finish_steps_own(pool, conn)
@@ -522,7 +570,7 @@ cdef object _plain_answer(Exchange exchange, retries, bint redirect):
     if exchange.head is None:
         return None
     head = exchange.head
-    data = conn._rest
+    data = conn_slot(conn, C_REST)
     cdef Py_ssize_t used = exchange.head_size
     status = head.status
     framing = head.framing

@@ -8,7 +8,7 @@ path's). The GIL is released while the poller waits.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
-from cpython.object cimport PyTypeObject
+from cpython.object cimport Py_TYPE, PyTypeObject
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 
@@ -45,6 +45,133 @@ cdef extern from "Python.h":
     # the type's attribute as its MRO holds it (borrowed; NULL: none), through the type cache:
     # for a function, what reading it on the class gives, without the descriptor call
     PyObject *_PyType_Lookup(PyTypeObject *cls, object name)
+
+
+# --- the per-request state of connections and pools, read and written at C speed ---------------
+# Reading ``conn.sock`` from C goes the generic way: the type's MRO, the member descriptor, its
+# call (about 200 instructions). Where the object's class is read the generic way and CPython's
+# version tag says the class (and every base) is as it was when its layout was noted here, the
+# slot is read at its offset: what the descriptor would read, as it would read it. Any change to
+# the class (a property set in place of a slot, a patch of __getattribute__) gives it a new tag,
+# and the next access notes it again; a name that is not a slot (a property, a class attribute,
+# an unset slot) is read with getattr.
+
+cdef enum:
+    _MAX_SLOTS = 16
+    _LAYOUTS = 4  # classes noted of each kind (HTTP, HTTPS, a subclass or two); more take turns
+
+ctypedef struct _Layout:
+    PyTypeObject *type  # not a reference: with its tag (never given twice), it names the class
+    unsigned int tag
+    Py_ssize_t offset[_MAX_SLOTS]  # -1: read or written with getattr, setattr
+
+# the connection's names, by index (the indexes: _loop_c.pxd)
+cdef tuple CONN_SLOTS = (
+    "sock", "_rest", "sent_ahead", "request_started", "head_started", "_loop_queue", "reusable",
+    "requests", "idle_since", "_poller", "timeout", "_host_value", "_kept_head", "_sock_timeout",
+)
+# the pool's
+cdef tuple POOL_SLOTS = (
+    "num_requests", "pool", "_limiter", "_kept_watch", "_trace_now", "_log", "proxy",
+    "_check_conn", "_last_timeout", "timeout", "_last_number", "_expiry", "_retired",
+)
+assert len(CONN_SLOTS) <= _MAX_SLOTS and len(POOL_SLOTS) <= _MAX_SLOTS
+
+cdef _Layout _conn_layouts[_LAYOUTS]
+cdef _Layout _pool_layouts[_LAYOUTS]
+cdef int _conn_next = 0, _pool_next = 0
+for _i in range(_LAYOUTS):
+    _conn_layouts[_i].type = _pool_layouts[_i].type = NULL
+# the layout each kind last used (asked first: most maps have one class of each)
+cdef _Layout *_conn_last = &_conn_layouts[0]
+cdef _Layout *_pool_last = &_pool_layouts[0]
+
+
+cdef _Layout *_noted(_Layout *layouts, int *next, tuple names, obj) except? NULL:
+    """The layout of ``obj``'s class, noted now if it was not; NULL: every name through
+    getattr and setattr (a class with its own attribute access, or no valid tag)."""
+    cdef PyTypeObject *cls = Py_TYPE(obj)
+    cdef unsigned int tag = fastpool_valid_tag(cls)
+    cdef _Layout *layout
+    cdef Py_ssize_t i
+    if tag:
+        for i in range(_LAYOUTS):
+            if layouts[i].type == cls and layouts[i].tag == tag:
+                return &layouts[i]
+    if not (_plain_getattr(obj) and _plain_setattr(obj)):
+        return NULL
+    layout = &layouts[next[0]]
+    layout.type = NULL
+    for i in range(len(names)):
+        layout.offset[i] = fastpool_slot_offset(_PyType_Lookup(cls, names[i]), cls)
+    tag = fastpool_valid_tag(cls)  # (the lookups give the class a tag if it had none)
+    if not tag:
+        return NULL
+    layout.type, layout.tag = cls, tag
+    next[0] = (next[0] + 1) % _LAYOUTS
+    return layout
+
+
+cdef inline object _slot(obj, _Layout *layout, int i, tuple names):
+    cdef PyObject *value
+    if layout is not NULL and layout.offset[i] >= 0:
+        value = fastpool_slot_get(<PyObject *>obj, layout.offset[i])
+        if value is not NULL:
+            return <object>value
+    return getattr(obj, <str>names[i])
+
+
+cdef inline int _set_slot(obj, _Layout *layout, int i, tuple names, value) except -1:
+    if layout is not NULL and layout.offset[i] >= 0:
+        fastpool_slot_set(<PyObject *>obj, layout.offset[i], <PyObject *>value)
+    else:
+        setattr(obj, <str>names[i], value)
+    return 0
+
+
+cdef inline _Layout *_conn_layout(conn) except? NULL:
+    global _conn_last
+    cdef PyTypeObject *cls = Py_TYPE(conn)
+    cdef _Layout *layout = _conn_last
+    # (a noted tag is never 0: a class whose tag is no longer valid has 0, and is noted again)
+    if layout.type == cls and layout.tag == fastpool_valid_tag(cls):
+        return layout
+    layout = _noted(_conn_layouts, &_conn_next, CONN_SLOTS, conn)
+    if layout is not NULL:
+        _conn_last = layout
+    return layout
+
+
+cdef inline _Layout *_pool_layout(pool) except? NULL:
+    global _pool_last
+    cdef PyTypeObject *cls = Py_TYPE(pool)
+    cdef _Layout *layout = _pool_last
+    if layout.type == cls and layout.tag == fastpool_valid_tag(cls):
+        return layout
+    layout = _noted(_pool_layouts, &_pool_next, POOL_SLOTS, pool)
+    if layout is not NULL:
+        _pool_last = layout
+    return layout
+
+
+cdef object conn_slot(conn, int i):
+    """``getattr(conn, CONN_SLOTS[i])``."""
+    return _slot(conn, _conn_layout(conn), i, CONN_SLOTS)
+
+
+cdef int set_conn_slot(conn, int i, value) except -1:
+    """``setattr(conn, CONN_SLOTS[i], value)``."""
+    return _set_slot(conn, _conn_layout(conn), i, CONN_SLOTS, value)
+
+
+cdef object pool_slot(pool, int i):
+    """``getattr(pool, POOL_SLOTS[i])``."""
+    return _slot(pool, _pool_layout(pool), i, POOL_SLOTS)
+
+
+cdef int set_pool_slot(pool, int i, value) except -1:
+    """``setattr(pool, POOL_SLOTS[i], value)``."""
+    return _set_slot(pool, _pool_layout(pool), i, POOL_SLOTS, value)
 
 
 cdef object _stock_tls(sock):
@@ -281,7 +408,7 @@ cdef class Loop:
         if self._closed:
             raise RuntimeError("the loop is closed")
         self._active.add(ex)
-        if ex.conn.sock is None:
+        if conn_slot(ex.conn, C_SOCK) is None:
             self._dial(ex)
             return
         self._begin_send(ex)
@@ -339,7 +466,7 @@ cdef class Loop:
         except Exception as e:
             self._dial_failed(ex, e, False)
             return
-        self._arm_for(ex, ex.conn.timeout)
+        self._arm_for(ex, conn_slot(ex.conn, C_TIMEOUT))
         self._watch(ex, _WRITE)
 
     cdef _advance_dial(self, Exchange ex):
@@ -402,12 +529,13 @@ cdef class Loop:
     cdef _begin_send(self, Exchange ex):
         if ex.read_timeout_of is not None:
             ex.read_timeout = ex.read_timeout_of()
-        sock = ex.conn.sock
+        sock = conn_slot(ex.conn, C_SOCK)
         if sock.gettimeout() != 0.0:  # a connection back from the loop is non-blocking still
             sock.setblocking(False)
-        ex.conn._sock_timeout = _unset_timeout()  # settimeout() sets it anew
+        set_conn_slot(ex.conn, C_SOCK_TIMEOUT, _unset_timeout())  # settimeout() sets it anew
         ex.state = _SENDING
-        self._arm_for(ex, ex.conn.timeout)  # sending: the connect timeout, as request() sends
+        # sending: the connect timeout, as request() sends
+        self._arm_for(ex, conn_slot(ex.conn, C_TIMEOUT))
         self._send(ex)
 
     # --- waiting ----------------------------------------------------------------------------
@@ -447,7 +575,8 @@ cdef class Loop:
                 elif events & ~_READ and ex.state == _SENDING:
                     self._send(ex)
                 elif ex.state == _PUMP:
-                    if self._epoll and events & _READ and _nothing_to_read(ex.conn.sock):
+                    sock = conn_slot(ex.conn, C_SOCK)
+                    if self._epoll and events & _READ and _nothing_to_read(sock):
                         self._haunted = True  # not this socket's event (see the twin)
                         continue
                     self._park(ex)
@@ -508,7 +637,7 @@ cdef class Loop:
             if ex.error is not None:
                 ex.conn.dial_error = ex.error
                 self._finish(ex)
-            elif ex.conn.sock is None:
+            elif conn_slot(ex.conn, C_SOCK) is None:
                 self._after_lookup(ex)
             else:
                 self._begin_send(ex)
@@ -633,7 +762,7 @@ cdef class Loop:
 
     # --- writing ----------------------------------------------------------------------------
     cdef _send(self, Exchange ex):
-        sock = ex.conn.sock
+        sock = conn_slot(ex.conn, C_SOCK)
         data = ex.data
         cdef Py_ssize_t size = len(data)
         cdef bint buffered
@@ -654,7 +783,7 @@ cdef class Loop:
             if not isinstance(e, BrokenPipeError) and e.errno not in _RESET_ERRNOS:
                 self._fail(ex, e, True)
                 return
-            ex.conn.reusable = False
+            set_conn_slot(ex.conn, C_REUSABLE, False)
         ex.conn.sent_ahead = True
         ex.state = _HEAD
         self._arm(ex)
@@ -670,7 +799,7 @@ cdef class Loop:
 
     cdef _watch(self, Exchange ex, int events):
         if not ex.events:
-            sock = ex.conn.sock
+            sock = conn_slot(ex.conn, C_SOCK)
             ex.fd = sock.fileno()
             if self._parked.pop(ex.fd, None) is sock:  # registered still (see the twin)
                 if events != _READ:
@@ -689,7 +818,7 @@ cdef class Loop:
         if self._parks and ex.events == _READ and self._watched.get(ex.fd) is ex:
             del self._watched[ex.fd]
             ex.events = 0
-            self._parked[ex.fd] = ex.conn.sock
+            self._parked[ex.fd] = conn_slot(ex.conn, C_SOCK)
             self._unseen.add(ex.fd)
         else:
             self._unwatch(ex)
@@ -741,7 +870,7 @@ cdef class Loop:
         if ex.state == _SENDING:
             self._send(ex)
             return
-        sock = ex.conn.sock
+        sock = conn_slot(ex.conn, C_SOCK)
         view = self._view
         tls = _stock_tls(sock)
         try:
@@ -857,7 +986,7 @@ cdef class Loop:
             self._park(ex)
         else:
             self._unwatch(ex)
-        ex.conn._rest = bytes(ex.buf)
+        set_conn_slot(ex.conn, C_REST, bytes(ex.buf))
         ex.buf = bytearray()
         self._finish(ex)
 
