@@ -77,17 +77,28 @@ cdef tuple POOL_SLOTS = (
 )
 assert len(CONN_SLOTS) <= _MAX_SLOTS and len(POOL_SLOTS) <= _MAX_SLOTS
 
-cdef _Layout _conn_layouts[_LAYOUTS]
-cdef _Layout _pool_layouts[_LAYOUTS]
-cdef int _conn_next = 0, _pool_next = 0
-for _i in range(_LAYOUTS):
-    _conn_layouts[_i].type = _pool_layouts[_i].type = NULL
-# the layout each kind last used (asked first: most maps have one class of each)
-cdef _Layout *_conn_last = &_conn_layouts[0]
-cdef _Layout *_pool_last = &_pool_layouts[0]
+ctypedef struct _Kind:
+    # the layouts noted for one kind of object, taken in turn; the one last used
+    _Layout layouts[_LAYOUTS]
+    int next
+    _Layout *last
+
+cdef _Kind _conns, _pools
 
 
-cdef _Layout *_noted(_Layout *layouts, int *next, tuple names, obj) except? NULL:
+cdef void _start_kind(_Kind *kind) noexcept:
+    cdef int i
+    for i in range(_LAYOUTS):
+        kind.layouts[i].type = NULL
+    kind.next = 0
+    kind.last = &kind.layouts[0]
+
+
+_start_kind(&_conns)
+_start_kind(&_pools)
+
+
+cdef _Layout *_noted(_Kind *kind, tuple names, obj) except? NULL:
     """The layout of ``obj``'s class, noted now if it was not; NULL: every name through
     getattr and setattr (a class with its own attribute access, or no valid tag)."""
     cdef PyTypeObject *cls = Py_TYPE(obj)
@@ -96,11 +107,11 @@ cdef _Layout *_noted(_Layout *layouts, int *next, tuple names, obj) except? NULL
     cdef Py_ssize_t i
     if tag:
         for i in range(_LAYOUTS):
-            if layouts[i].type == cls and layouts[i].tag == tag:
-                return &layouts[i]
+            if kind.layouts[i].type == cls and kind.layouts[i].tag == tag:
+                return &kind.layouts[i]
     if not (_plain_getattr(obj) and _plain_setattr(obj)):
         return NULL
-    layout = &layouts[next[0]]
+    layout = &kind.layouts[kind.next]
     layout.type = NULL
     for i in range(len(names)):
         layout.offset[i] = fastpool_slot_offset(_PyType_Lookup(cls, names[i]), cls)
@@ -108,7 +119,21 @@ cdef _Layout *_noted(_Layout *layouts, int *next, tuple names, obj) except? NULL
     if not tag:
         return NULL
     layout.type, layout.tag = cls, tag
-    next[0] = (next[0] + 1) % _LAYOUTS
+    kind.next = (kind.next + 1) % _LAYOUTS
+    return layout
+
+
+cdef inline _Layout *_layout_of(_Kind *kind, tuple names, obj) except? NULL:
+    """The layout of ``obj``'s class: the one last used, asked first (most maps have one
+    class of each kind), else :func:`_noted`'s."""
+    cdef PyTypeObject *cls = Py_TYPE(obj)
+    cdef _Layout *layout = kind.last
+    # (a noted tag is never 0: a class whose tag is no longer valid has 0, and is noted again)
+    if layout.type == cls and layout.tag == fastpool_valid_tag(cls):
+        return layout
+    layout = _noted(kind, names, obj)
+    if layout is not NULL:
+        kind.last = layout
     return layout
 
 
@@ -129,49 +154,24 @@ cdef inline int _set_slot(obj, _Layout *layout, int i, tuple names, value) excep
     return 0
 
 
-cdef inline _Layout *_conn_layout(conn) except? NULL:
-    global _conn_last
-    cdef PyTypeObject *cls = Py_TYPE(conn)
-    cdef _Layout *layout = _conn_last
-    # (a noted tag is never 0: a class whose tag is no longer valid has 0, and is noted again)
-    if layout.type == cls and layout.tag == fastpool_valid_tag(cls):
-        return layout
-    layout = _noted(_conn_layouts, &_conn_next, CONN_SLOTS, conn)
-    if layout is not NULL:
-        _conn_last = layout
-    return layout
-
-
-cdef inline _Layout *_pool_layout(pool) except? NULL:
-    global _pool_last
-    cdef PyTypeObject *cls = Py_TYPE(pool)
-    cdef _Layout *layout = _pool_last
-    if layout.type == cls and layout.tag == fastpool_valid_tag(cls):
-        return layout
-    layout = _noted(_pool_layouts, &_pool_next, POOL_SLOTS, pool)
-    if layout is not NULL:
-        _pool_last = layout
-    return layout
-
-
 cdef object conn_slot(conn, int i):
     """``getattr(conn, CONN_SLOTS[i])``."""
-    return _slot(conn, _conn_layout(conn), i, CONN_SLOTS)
+    return _slot(conn, _layout_of(&_conns, CONN_SLOTS, conn), i, CONN_SLOTS)
 
 
 cdef int set_conn_slot(conn, int i, value) except -1:
     """``setattr(conn, CONN_SLOTS[i], value)``."""
-    return _set_slot(conn, _conn_layout(conn), i, CONN_SLOTS, value)
+    return _set_slot(conn, _layout_of(&_conns, CONN_SLOTS, conn), i, CONN_SLOTS, value)
 
 
 cdef object pool_slot(pool, int i):
     """``getattr(pool, POOL_SLOTS[i])``."""
-    return _slot(pool, _pool_layout(pool), i, POOL_SLOTS)
+    return _slot(pool, _layout_of(&_pools, POOL_SLOTS, pool), i, POOL_SLOTS)
 
 
 cdef int set_pool_slot(pool, int i, value) except -1:
     """``setattr(pool, POOL_SLOTS[i], value)``."""
-    return _set_slot(pool, _pool_layout(pool), i, POOL_SLOTS, value)
+    return _set_slot(pool, _layout_of(&_pools, POOL_SLOTS, pool), i, POOL_SLOTS, value)
 
 
 cdef object _stock_tls(sock):
