@@ -54,7 +54,7 @@ cdef extern from *:
     /* The type's version tag while it is valid, else 0. CPython gives a type a new tag (0
        until asked again) whenever it or a base changes: an attribute set or deleted on the
        class, __bases__ assigned. A tag is never given twice. */
-    static unsigned int fastpool_valid_tag(PyTypeObject *t) {
+    static inline unsigned int fastpool_valid_tag(PyTypeObject *t) {
     #if PY_VERSION_HEX < 0x030C0000
         if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
     #endif
@@ -63,7 +63,7 @@ cdef extern from *:
 
     /* The offset of the object slot that descriptor d (found on type t's MRO) reads and
        writes: a __slots__ member of t or a base, writable. -1: d is anything else. */
-    static Py_ssize_t fastpool_slot_offset(PyObject *d, PyTypeObject *t) {
+    static inline Py_ssize_t fastpool_slot_offset(PyObject *d, PyTypeObject *t) {
         PyMemberDef *m;
         if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type) return -1;
         if (!PyType_IsSubtype(t, ((PyDescrObject *)d)->d_type)) return -1;
@@ -73,12 +73,12 @@ cdef extern from *:
     }
 
     /* The slot's value (borrowed; NULL: unset). */
-    static PyObject *fastpool_slot_get(PyObject *o, Py_ssize_t offset) {
+    static inline PyObject *fastpool_slot_get(PyObject *o, Py_ssize_t offset) {
         return *(PyObject **)((char *)o + offset);
     }
 
     /* The member descriptor's own store: the new value in, the old one released after. */
-    static void fastpool_slot_set(PyObject *o, Py_ssize_t offset, PyObject *v) {
+    static inline void fastpool_slot_set(PyObject *o, Py_ssize_t offset, PyObject *v) {
         PyObject **p = (PyObject **)((char *)o + offset);
         PyObject *old = *p;
         Py_INCREF(v);
@@ -86,11 +86,11 @@ cdef extern from *:
         Py_XDECREF(old);
     }
 
-    static int fastpool_generic_getattr(PyObject *o) {
+    static inline int fastpool_generic_getattr(PyObject *o) {
         return Py_TYPE(o)->tp_getattro == PyObject_GenericGetAttr;
     }
 
-    static int fastpool_generic_setattr(PyObject *o) {
+    static inline int fastpool_generic_setattr(PyObject *o) {
         return Py_TYPE(o)->tp_setattro == PyObject_GenericSetAttr;
     }
     """
