@@ -209,16 +209,18 @@ cdef bint _steps_own(_Own *seen, cls, tuple steps) except -1:
         (seen[0].type == t and seen[0].tag == tag) or (seen[1].type == t and seen[1].tag == tag)
     ):
         return True
+    _PyType_Lookup(t, (<tuple>steps[0])[0])  # (gives the class a tag if it has none)
+    tag = fastpool_valid_tag(t)
     for step in steps:
         found = _on_class(cls, step[0])
         expected = step[1]
         if type(expected) is tuple:
-            if found not in <tuple>expected:
+            if found not in <tuple>expected:  # (may run Python code: an __eq__)
                 return False
         elif found is not expected:
             return False
-    tag = fastpool_valid_tag(t)
-    if tag:
+    # kept only if the class did not change while it was asked (the tag the same)
+    if tag and fastpool_valid_tag(t) == tag:
         seen[1] = seen[0]
         seen[0].type, seen[0].tag = t, tag
     return True

@@ -53,12 +53,19 @@ cdef extern from *:
 
     /* The type's version tag while it is valid, else 0. CPython gives a type a new tag (0
        until asked again) whenever it or a base changes: an attribute set or deleted on the
-       class, __bases__ assigned. A tag is never given twice. */
+       class, __bases__ assigned. From 3.11 a tag is never given twice; CPython 3.9 and 3.10
+       start counting again at sys._clear_type_cache(), so there every tag reads as 0 and
+       nothing is kept with one. */
     static inline unsigned int fastpool_valid_tag(PyTypeObject *t) {
+    #if PY_VERSION_HEX < 0x030B0000
+        (void)t;
+        return 0;
+    #else
     #if PY_VERSION_HEX < 0x030C0000
         if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
     #endif
         return t->tp_version_tag;
+    #endif
     }
 
     /* The offset of the object slot that descriptor d (found on type t's MRO) reads and

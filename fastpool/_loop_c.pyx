@@ -49,12 +49,14 @@ cdef extern from "Python.h":
 
 # --- the per-request state of connections and pools, read and written at C speed ---------------
 # Reading ``conn.sock`` from C goes the generic way: the type's MRO, the member descriptor, its
-# call (about 200 instructions). Where the object's class is read the generic way and CPython's
-# version tag says the class (and every base) is as it was when its layout was noted here, the
-# slot is read at its offset: what the descriptor would read, as it would read it. Any change to
-# the class (a property set in place of a slot, a patch of __getattribute__) gives it a new tag,
-# and the next access notes it again; a name that is not a slot (a property, a class attribute,
-# an unset slot) is read with getattr.
+# call (about 200 instructions). Where the object's class reads and writes attributes the
+# generic way (asked at each access) and CPython's version tag says the class (and every base)
+# is as it was when its layout was noted here, the slot is read at its offset: what the
+# descriptor would read, as it would read it. Any change to the class (a property set in place
+# of a slot) gives it a new tag, and the next access notes it again; a name that is not a slot
+# (a property, a class attribute, an unset slot) is read with getattr. On CPython 3.9 and 3.10
+# no tag is read as valid (see fastpool_valid_tag): every access is getattr's.
+# (docs/performance.md: "A connection's and a pool's state read at C speed")
 
 cdef enum:
     _MAX_SLOTS = 16
@@ -99,8 +101,8 @@ _start_kind(&_pools)
 
 
 cdef _Layout *_noted(_Kind *kind, tuple names, obj) except? NULL:
-    """The layout of ``obj``'s class, noted now if it was not; NULL: every name through
-    getattr and setattr (a class with its own attribute access, or no valid tag)."""
+    """The layout of ``obj``'s class, noted now if it was not; NULL: not kept (no valid tag,
+    or the class changed while it was being noted): every name through getattr, setattr."""
     cdef PyTypeObject *cls = Py_TYPE(obj)
     cdef unsigned int tag = fastpool_valid_tag(cls)
     cdef _Layout *layout
@@ -109,14 +111,17 @@ cdef _Layout *_noted(_Kind *kind, tuple names, obj) except? NULL:
         for i in range(_LAYOUTS):
             if kind.layouts[i].type == cls and kind.layouts[i].tag == tag:
                 return &kind.layouts[i]
-    if not (_plain_getattr(obj) and _plain_setattr(obj)):
+    _PyType_Lookup(cls, names[0])  # (gives the class a tag if it has none)
+    tag = fastpool_valid_tag(cls)
+    if not tag:
         return NULL
     layout = &kind.layouts[kind.next]
     layout.type = NULL
     for i in range(len(names)):
         layout.offset[i] = fastpool_slot_offset(_PyType_Lookup(cls, names[i]), cls)
-    tag = fastpool_valid_tag(cls)  # (the lookups give the class a tag if it had none)
-    if not tag:
+    # A lookup may run Python code (a key's __eq__ in a class's dict), which may change the
+    # class: then the tag is another, and the offsets found may be of the class before.
+    if fastpool_valid_tag(cls) != tag:
         return NULL
     layout.type, layout.tag = cls, tag
     kind.next = (kind.next + 1) % _LAYOUTS
@@ -125,9 +130,14 @@ cdef _Layout *_noted(_Kind *kind, tuple names, obj) except? NULL:
 
 cdef inline _Layout *_layout_of(_Kind *kind, tuple names, obj) except? NULL:
     """The layout of ``obj``'s class: the one last used, asked first (most maps have one
-    class of each kind), else :func:`_noted`'s."""
+    class of each kind), else :func:`_noted`'s. NULL for a class with its own attribute
+    access, asked at every access: CPython installs a ``__getattribute__`` or ``__setattr__``
+    set on the class after it changes the tag, and code run between the two could note a
+    layout under the new tag."""
     cdef PyTypeObject *cls = Py_TYPE(obj)
     cdef _Layout *layout = kind.last
+    if not (_plain_getattr(obj) and _plain_setattr(obj)):
+        return NULL
     # (a noted tag is never 0: a class whose tag is no longer valid has 0, and is noted again)
     if layout.type == cls and layout.tag == fastpool_valid_tag(cls):
         return layout
@@ -195,6 +205,14 @@ cdef object _stock_tls(sock):
     ):
         return None
     return sock._sslobj
+
+
+def valid_tag(cls):
+    """The version tag of class ``cls`` the loop keeps a layout with, while valid (0: none,
+    as always on CPython 3.9 and 3.10); for the tests of that rule."""
+    if not isinstance(cls, type):
+        raise TypeError(f"a class, not {cls!r}")
+    return fastpool_valid_tag(<PyTypeObject *>cls)
 
 
 def stock_tls(sock):

@@ -11,6 +11,8 @@ same tests hold: they read the attributes as Python does.
 
 from __future__ import annotations
 
+import collections
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,3 +140,100 @@ def test_a_subclass_property_in_place_of_a_slot_is_seen_by_the_loop(
         assert "timeout" not in vars(_TimedConnection)
         list(manager.map([url] * 2, concurrency=1))
         assert len(calls) == asked
+
+
+def test_the_tag_rule_the_layouts_are_kept_with() -> None:
+    # What the compiled loop keeps a layout (and the lane a class's steps) with: a tag given at
+    # the first lookup, none after any change to the class or a base, a new one after, never
+    # one given before. CPython 3.9 and 3.10 count tags from the start again at
+    # sys._clear_type_cache(), so a freed class's tag could come back on another at the same
+    # address: there no tag is read as valid, and nothing is kept.
+    _loop_c = pytest.importorskip("fastpool._loop_c")
+
+    class Base:
+        __slots__ = ("a",)
+
+    class Cls(Base):
+        __slots__ = ("b",)
+
+    _ = Cls.b  # a lookup: the class gets a tag
+    first = _loop_c.valid_tag(Cls)
+    if sys.version_info < (3, 11):
+        assert first == 0
+        return
+    assert first != 0
+    given = {first}
+    for change in (
+        lambda: setattr(Cls, "x", 1),
+        lambda: setattr(Base, "y", 2),
+        lambda: delattr(Base, "y"),
+        lambda: setattr(Cls, "__getattribute__", object.__getattribute__),
+    ):
+        change()
+        assert _loop_c.valid_tag(Cls) == 0
+        _ = Cls.b
+        tag = _loop_c.valid_tag(Cls)
+        assert tag != 0 and tag not in given
+        given.add(tag)
+    sys._clear_type_cache()
+    _ = Cls.b
+    given.add(_loop_c.valid_tag(Cls))  # (the same, or a new one)
+    for _ in range(50):  # new classes, some maybe where a freed one was: never a tag given
+
+        class Other:
+            __slots__ = ("c",)
+
+        _ = Other.c
+        assert _loop_c.valid_tag(Other) not in given | {0}
+
+
+@pytest.mark.parametrize("method", ["__getattribute__", "__setattr__"])
+def test_an_attribute_hook_set_while_python_code_runs_is_seen(
+    app_server: AppServer, method: str
+) -> None:
+    # CPython changes a class's tag before it installs a __getattribute__ or __setattr__ set
+    # on it, and may run Python code in between (here: a key in the class's dict whose hash
+    # collides with the name it looks up, its __eq__ running a map). A layout noted then, under
+    # the new tag, must not keep later maps from calling the hook (found by a review).
+    url = f"{app_server.url}/bytes/4"
+    names = ("sock", "timeout", "_rest", "_sock_timeout")
+    collides_with = "__getattr__" if method == "__getattribute__" else "__delattr__"
+    armed = [False]
+
+    class Key(str):
+        def __hash__(self) -> int:
+            return hash(collides_with)
+
+        def __eq__(self, other: object) -> bool:
+            if armed[0]:
+                armed[0] = False
+                with fastpool.PoolManager(maxsize=1) as inner:
+                    inner.connection_from_url(url).ConnectionCls = cls
+                    list(inner.map([url] * 2, concurrency=1))
+            return str.__eq__(self, other)
+
+        __ne__ = str.__ne__
+
+    cls: Any = type("Hooked", (fastpool.connection.HTTPConnection,), {Key("zzz"): None})
+    seen: collections.Counter[str] = collections.Counter()
+
+    def get(obj: Any, name: str) -> Any:
+        if name in names:
+            seen[name] += 1
+        return object.__getattribute__(obj, name)
+
+    def set_(obj: Any, name: str, value: Any) -> None:
+        if name in names:
+            seen[name] += 1
+        object.__setattr__(obj, name, value)
+
+    with fastpool.PoolManager(maxsize=1) as manager:
+        manager.connection_from_url(url).ConnectionCls = cls
+        list(manager.map([url] * 2, concurrency=1))  # the layout noted
+        armed[0] = True
+        setattr(cls, method, get if method == "__getattribute__" else set_)
+        assert not armed[0]  # the inner map ran while the hook was being installed
+        results = list(manager.map([url] * 3, concurrency=1))
+    assert [r.error for r in results] == [None] * 3
+    # the loop reads conn.timeout and writes conn._sock_timeout for each exchange
+    assert seen["timeout" if method == "__getattribute__" else "_sock_timeout"] >= 3, seen
