@@ -531,7 +531,6 @@ cdef _hand_back(Exchange exchange, ResponseHead head):
 
 cdef bint _finish_steps_own(pool, conn) except -1:
     # the steps urlopen and the response's read would take are fastpool's own (see the twin)
-    cdef tuple pair
     pool_cls = type(pool)
     cls = type(conn)
     if pool_cls not in OWN_POOLS or cls not in OWN_CONNECTIONS:
@@ -553,12 +552,12 @@ cdef object _plain_answer(Exchange exchange, retries, bint redirect):
     cdef ResponseHead head
     pool = exchange.tag
     conn = exchange.conn
+    if conn is None or not conn_slot(conn, C_SENT_AHEAD) or exchange.replayed is not None:
+        return None
+    sock = conn_slot(conn, C_SOCK)  # (read once)
     if (
-        conn is None
-        or not conn_slot(conn, C_SENT_AHEAD)
-        or exchange.replayed is not None
-        or conn_slot(conn, C_SOCK) is None
-        or type(conn_slot(conn, C_SOCK)) is FailedSocket
+        sock is None
+        or type(sock) is FailedSocket
         or pool_slot(pool, P_TRACE_NOW) is not None
         or _on_class(_U3Pool, "urlopen") is not STOCK_URLOPEN
         or not _plain_getattr(pool)

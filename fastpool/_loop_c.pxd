@@ -116,7 +116,7 @@ cdef enum:
     C_REQUESTS, C_IDLE_SINCE, C_POLLER, C_TIMEOUT, C_HOST_VALUE, C_KEPT_HEAD, C_SOCK_TIMEOUT
 cdef enum:
     P_NUM_REQUESTS, P_POOL, P_LIMITER, P_KEPT_WATCH, P_TRACE_NOW, P_LOG, P_PROXY, P_CHECK_CONN
-    P_LAST_TIMEOUT, P_TIMEOUT, P_LAST_NUMBER, P_EXPIRY, P_RETIRED
+    P_LAST_TIMEOUT, P_TIMEOUT, P_LAST_NUMBER
 
 cdef object conn_slot(conn, int i)
 cdef int set_conn_slot(conn, int i, value) except -1

@@ -75,7 +75,7 @@ cdef tuple CONN_SLOTS = (
 # the pool's
 cdef tuple POOL_SLOTS = (
     "num_requests", "pool", "_limiter", "_kept_watch", "_trace_now", "_log", "proxy",
-    "_check_conn", "_last_timeout", "timeout", "_last_number", "_expiry", "_retired",
+    "_check_conn", "_last_timeout", "timeout", "_last_number",
 )
 assert len(CONN_SLOTS) <= _MAX_SLOTS and len(POOL_SLOTS) <= _MAX_SLOTS
 
